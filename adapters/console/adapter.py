@@ -1,0 +1,192 @@
+"""The console adapter: a chat platform in a terminal, for trying Peerbot with no account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TextIO
+
+from adapters.console.lines import (
+    Advance,
+    BadLine,
+    Nothing,
+    React,
+    Say,
+    parse_line,
+    render_message,
+    render_reaction,
+)
+from core.clock import SystemClock
+from core.events import (
+    CommandInvoked,
+    InboundEvent,
+    MessagePosted,
+    ReactionAdded,
+    ReactionRemoved,
+    Reply,
+)
+from core.ports import Outbound, Store
+from core.refs import ChannelRef, MessageRef, UserRef
+
+log = logging.getLogger(__name__)
+
+PLATFORM = "console"
+COUNTER_KEY = "console.last_message_id"
+
+
+class ConsoleChat:
+    """The ChatPort of the console: every message gets an id m1, m2, ... that survives restarts."""
+
+    def __init__(
+        self,
+        store: Store,
+        out: TextIO,
+        *,
+        facilitators: list[str],
+        bot_name: str = "peerbot",
+        default_channel: str = "general",
+    ) -> None:
+        self.store = store
+        self.out = out
+        self.facilitators = {name.casefold() for name in facilitators}
+        self.bot_name = bot_name
+        self.default_channel = default_channel
+        self._last_id: int | None = None
+        self._channel_of: dict[str, str] = {}
+
+    @property
+    def platform(self) -> str:
+        return PLATFORM
+
+    @property
+    def command_prefix(self) -> str:
+        return "/"
+
+    def channel(self, name: str | None) -> ChannelRef:
+        name = name or self.default_channel
+        return ChannelRef(PLATFORM, name, f"#{name}")
+
+    def channel_of(self, message_id: str, fallback: str | None) -> ChannelRef:
+        return self.channel(self._channel_of.get(message_id, fallback))
+
+    async def next_message_id(self, channel: ChannelRef) -> str:
+        async with self.store.transaction() as tx:
+            if self._last_id is None:
+                self._last_id = int(await tx.get_state(COUNTER_KEY) or 0)
+            self._last_id += 1
+            await tx.set_state(COUNTER_KEY, str(self._last_id))
+        message_id = f"m{self._last_id}"
+        self._channel_of[message_id] = channel.id
+        return message_id
+
+    def print(self, text: str) -> None:
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    async def post(self, channel: ChannelRef, author: str, text: str) -> MessageRef:
+        message_id = await self.next_message_id(channel)
+        self.print(render_message(f"#{channel.id}", message_id, author, text))
+        return MessageRef(channel, message_id)
+
+    # ChatPort ----------------------------------------------------------------------------------
+
+    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+        return await self.post(channel, self.bot_name, message.text)
+
+    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+        return await self.post(to.channel, self.bot_name, message.text)
+
+    async def react(self, message: MessageRef, emoji: str) -> None:
+        self.print(render_reaction(message.channel.id, message.id, self.bot_name, emoji, True))
+
+    async def edit(self, message: MessageRef, new: Outbound) -> None:
+        author = f"{self.bot_name} (edited)"
+        self.print(render_message(f"#{message.channel.id}", message.id, author, new.text))
+
+    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+        message_id = await self.next_message_id(self.channel(None))
+        self.print(render_message(f"@{user.id}", message_id, self.bot_name, message.text))
+
+    async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
+        return user.id.casefold() in self.facilitators
+
+
+Handle = Callable[[InboundEvent], Awaitable[Reply | None]]
+
+
+class ConsoleSession:
+    """Reads console lines, turns them into events for the engine and prints what happens."""
+
+    def __init__(self, chat: ConsoleChat, handle: Handle, clock: SystemClock) -> None:
+        self.chat = chat
+        self.handle = handle
+        self.clock = clock
+        self.on_advance: Callable[[], Awaitable[None]] | None = None
+
+    async def feed(self, line: str) -> None:
+        """Handle one line to completion. Bad lines get a short error; nothing changes."""
+        try:
+            item = parse_line(line)
+        except BadLine as error:
+            self.chat.print(f"! {error}")
+            return
+        if isinstance(item, Nothing):
+            return
+        if isinstance(item, Advance):
+            self.clock.advance(item.delta)
+            if self.on_advance is not None:
+                await self.on_advance()
+            return
+        if isinstance(item, React):
+            await self._react(item)
+            return
+        await self._say(item)
+
+    async def _say(self, item: Say) -> None:
+        channel = self.chat.channel(item.channel)
+        user = UserRef(PLATFORM, item.user, item.user)
+        message = await self.chat.post(channel, item.user, item.text)
+        event: InboundEvent
+        if item.text.startswith("/"):
+            event = CommandInvoked(f"msg-{message.id}", channel, user, item.text[1:], None, message)
+        else:
+            event = MessagePosted(f"msg-{message.id}", channel, user, message)
+        reply = await self.handle(event)
+        if reply is not None:
+            await self.chat.reply(message, Outbound(reply.text))
+
+    async def _react(self, item: React) -> None:
+        channel = self.chat.channel_of(item.message_id, item.channel)
+        message = MessageRef(channel, item.message_id)
+        user = UserRef(PLATFORM, item.user, item.user)
+        self.chat.print(render_reaction(channel.id, item.message_id, item.user, item.emoji, item.add))
+        event_id = f"react-{uuid.uuid4().hex}"
+        kind = ReactionAdded if item.add else ReactionRemoved
+        await self.handle(kind(event_id, message, user, item.emoji))
+
+    async def run(self, stdin: TextIO, interactive: bool) -> None:
+        loop = asyncio.get_running_loop()
+        if interactive:
+            self.chat.print(
+                "Peerbot console. Type 'alice: /help' to start; Ctrl-D to leave.\n"
+                "Lines: 'name: text', '#channel name: text', 'name +👍 m3', ':advance 1h'."
+            )
+        while True:
+            if interactive:
+                self.chat.out.write("> ")
+                self.chat.out.flush()
+            line = await loop.run_in_executor(None, stdin.readline)
+            if not line:
+                break
+            try:
+                await self.feed(line)
+            except Exception:
+                log.exception("error while handling a console line")
+                self.chat.print("! Something went wrong handling that line; see the log.")
+
+
+def stdin_is_terminal() -> bool:
+    return sys.stdin.isatty()

@@ -1,0 +1,70 @@
+"""Tables of the SQL store. Migrations in `migrations/` create exactly these; a test compares them."""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+NAMING = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING)
+
+# SQLite only gives AUTOINCREMENT semantics to INTEGER PRIMARY KEY; PostgreSQL gets a BIGINT.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+groups = Table(
+    "groups",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(255), nullable=False),
+    Column("channel_name", String(255), nullable=False, server_default=""),
+    Column("phase", String(32), nullable=False),
+    Column("phase_since", DateTime(timezone=True), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("platform", "channel_id"),
+)
+
+phase_changes = Table(
+    "phase_changes",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("from_phase", String(32), nullable=True),
+    Column("to_phase", String(32), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("by_name", String(255), nullable=False),
+    Column("by_key", String(300), nullable=False, server_default=""),
+    Column("reason", Text, nullable=False, server_default=""),
+)
+
+processed_events = Table(
+    "processed_events",
+    metadata,
+    Column("platform", String(32), primary_key=True),
+    Column("event_id", String(255), primary_key=True),
+    Column("at", DateTime(timezone=True), nullable=False, index=True),
+)
+
+adapter_state = Table(
+    "adapter_state",
+    metadata,
+    Column("key", String(255), primary_key=True),
+    Column("value", Text, nullable=False),
+)

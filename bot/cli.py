@@ -1,0 +1,95 @@
+"""The `peerbot` command line."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from adapters.sql import migrate
+from bot import app
+from bot.config import Config, ConfigError, load_config
+
+EXIT_CONFIG = 2
+EXIT_FAILURE = 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="peerbot", description="A facilitation bot for peer-learning groups."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in (
+        ("run", "run every configured chat adapter (the console when none is configured)"),
+        ("console", "chat with the bot in this terminal, or feed it a script on stdin"),
+        ("migrate", "apply database migrations and show the schema revision"),
+        ("check-config", "validate the configuration and show what would run"),
+    ):
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config",
+            type=Path,
+            default=None,
+            metavar="PATH",
+            help="YAML config file (default: ./config.yaml if present, else built-in defaults)",
+        )
+    return parser
+
+
+def _setup_logging(config: Config) -> None:
+    logging.basicConfig(
+        level=config.logging.level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    # Alembic narrates every migration step at INFO; one line from us is enough.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+async def _migrate(config: Config) -> int:
+    store = await app.open_store(config)
+    try:
+        revision = await migrate.current_revision(store.engine)
+    finally:
+        await store.close()
+    print(f"database {app.safe_url(config.database.url)} is at revision {revision} (latest)")
+    return 0
+
+
+def _check(config: Config) -> int:
+    platforms = config.platforms() or ["console"]
+    print(f"config OK: database {app.safe_url(config.database.url)}; adapters: {', '.join(platforms)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"peerbot: config error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    _setup_logging(config)
+    try:
+        if args.command == "check-config":
+            return _check(config)
+        if args.command == "migrate":
+            return asyncio.run(_migrate(config))
+        if args.command == "console":
+            return asyncio.run(app.run_console(config))
+        return asyncio.run(app.run(config))
+    except migrate.SchemaTooNew as error:
+        print(f"peerbot: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 0
+    except OSError as error:
+        print(f"peerbot: cannot reach the database: {error}", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

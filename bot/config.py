@@ -1,0 +1,100 @@
+"""Configuration: YAML, validated at start, with secrets and the database URL from the environment."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/peerbot.db"
+DEFAULT_CONFIG_PATH = Path("config.yaml")
+
+
+class ConfigError(Exception):
+    """A configuration problem, as one line naming the key and what is expected."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DatabaseConfig(Section):
+    url: str = DEFAULT_DATABASE_URL
+
+    @field_validator("url")
+    @classmethod
+    def _known_driver(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected a URL starting with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        return value
+
+
+class ConsoleConfig(Section):
+    facilitators: list[str] = Field(default_factory=list)
+    default_channel: str = Field(default="general", pattern=r"^[\w-]{1,80}$")
+    bot_name: str = Field(default="peerbot", pattern=r"^[\w-]{1,40}$")
+
+
+class LoggingConfig(Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class Config(Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+
+    def platforms(self) -> list[str]:
+        """Chat platforms with credentials configured (none: the console)."""
+        return []
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        return f"{key}: unknown key"
+    if kind == "missing":
+        return f"{key}: missing, a value is required"
+    message = first["msg"]
+    message = message.removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        return f"{key}: {message.lower()} (got {first['input']!r})"
+    return f"{key}: {message[0].lower() + message[1:]}"
+
+
+def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
+    env = dict(os.environ) if env is None else env
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config: expected a mapping of sections at the top level")
+    if url := env.get("PEERBOT_DATABASE_URL"):
+        raw = {**raw, "database": {**(raw.get("database") or {}), "url": url}}
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_describe(error)) from None
+
+
+def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:
+    """Load `path` (or config.yaml if present, else the built-in defaults) and validate it."""
+    if path is None:
+        path = DEFAULT_CONFIG_PATH if DEFAULT_CONFIG_PATH.exists() else None
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as error:
+            raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            raise ConfigError(f"{path}: not valid YAML{where}") from None
+    return parse_config(raw, env)

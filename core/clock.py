@@ -1,0 +1,52 @@
+"""Time, injected: rules take `now` from a clock so tests never sleep."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time, optionally shifted (the console's `:advance` moves it forward)."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._fixed = start
+        self._offset = timedelta()
+
+    def now(self) -> datetime:
+        base = self._fixed if self._fixed is not None else datetime.now(UTC)
+        return base + self._offset
+
+    def advance(self, delta: timedelta) -> None:
+        if delta < timedelta():
+            raise ValueError("the clock only moves forward")
+        self._offset += delta
+
+
+def utc(dt: datetime) -> datetime:
+    """Normalise a datetime to aware UTC (naive values are taken as UTC, as databases return them)."""
+    if dt.tzinfo is None:
+        return dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC)
+
+
+def format_time(dt: datetime) -> str:
+    return utc(dt).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def format_age(since: datetime, now: datetime) -> str:
+    """A short human age: 'just now', '5 minutes', '3 hours', '2 days'."""
+    seconds = int((utc(now) - utc(since)).total_seconds())
+    if seconds < 60:
+        return "just now"
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size:
+            n = seconds // size
+            return f"{n} {unit}{'s' if n != 1 else ''}"
+    return "just now"  # pragma: no cover - the loop always returns for seconds >= 60

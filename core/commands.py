@@ -1,0 +1,250 @@
+"""Commands, declared once as data and rendered by each adapter in its own idiom.
+
+A spec names the command path, its typed arguments, one line of help and who may run it. Parsing
+turns a text line (console, Matrix) or named options (Discord) into checked values, or raises
+`UsageError`, which carries the usage line.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+from core.lifecycle import PHASE_ORDER
+
+MAX_WORD = 100
+MAX_TEXT = 1000
+
+
+class ArgKind(Enum):
+    WORD = "word"  # one token
+    TEXT = "text"  # the rest of the line
+    CHOICE = "choice"  # one token out of a fixed list, matched case-insensitively
+    INT = "int"  # a whole number
+    DURATION = "duration"  # 90s, 30m, 2h, 3d, or combined: 1d12h
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    name: str
+    kind: ArgKind
+    help: str
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    max_length: int = 0
+
+    @property
+    def limit(self) -> int:
+        if self.max_length:
+            return self.max_length
+        return MAX_TEXT if self.kind is ArgKind.TEXT else MAX_WORD
+
+    def placeholder(self) -> str:
+        inner = self.name if self.kind is not ArgKind.TEXT else f"{self.name}..."
+        return f"<{inner}>" if self.required else f"[{inner}]"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    path: tuple[str, ...]
+    summary: str
+    args: tuple[Arg, ...] = ()
+    facilitator_only: bool = False
+    details: str = ""
+    # Visible in the given platforms only (empty: everywhere), e.g. console-only tools.
+    platforms: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.path)
+
+    def usage(self, prefix: str) -> str:
+        parts = [prefix + self.name, *(a.placeholder() for a in self.args)]
+        return " ".join(parts)
+
+
+class UsageError(Exception):
+    """Bad input for a command: a short message plus the usage line of the command, if known."""
+
+    def __init__(self, message: str, spec: CommandSpec | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.spec = spec
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    spec: CommandSpec
+    args: Mapping[str, Any]
+
+    def text(self, name: str) -> str:
+        value = self.args.get(name)
+        return value if isinstance(value, str) else ""
+
+
+COMMANDS: tuple[CommandSpec, ...] = (
+    CommandSpec(
+        ("help",),
+        "List the commands, or show how to use one.",
+        (Arg("command", ArgKind.TEXT, "the command to explain", required=False, max_length=60),),
+    ),
+    CommandSpec(("status",), "Show the group's phase and since when."),
+    CommandSpec(("phase", "show"), "Show the current phase and what it is for."),
+    CommandSpec(
+        ("phase", "set"),
+        "Move the group to another phase.",
+        (
+            Arg(
+                "phase",
+                ArgKind.CHOICE,
+                "the phase to move to",
+                choices=tuple(p.value for p in PHASE_ORDER),
+            ),
+            Arg("reason", ArgKind.TEXT, "why the group is moving", required=False, max_length=300),
+        ),
+        facilitator_only=True,
+        details="Phases: convening, organizing, cooperating, assessing, changing, in any order.",
+    ),
+    CommandSpec(("phase", "history"), "Show the group's moves between phases."),
+)
+
+
+def command_groups(specs: Sequence[CommandSpec]) -> dict[str, list[CommandSpec]]:
+    """Specs by their first word, for commands with subcommands ("phase": show, set, history)."""
+    groups: dict[str, list[CommandSpec]] = {}
+    for spec in specs:
+        if len(spec.path) > 1:
+            groups.setdefault(spec.path[0], []).append(spec)
+    return groups
+
+
+_DURATION = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+
+
+def parse_duration(text: str) -> timedelta:
+    """`90s`, `30m`, `2h`, `3d`, `1w` or a sum of them (`1d12h`)."""
+    cleaned = text.strip().lower().replace(" ", "")
+    if not cleaned or _DURATION.sub("", cleaned):
+        raise ValueError(text)
+    total = timedelta()
+    for amount, unit in _DURATION.findall(cleaned):
+        total += timedelta(**{_UNITS[unit.lower()]: int(amount)})
+    return total
+
+
+def _convert(spec: CommandSpec, arg: Arg, raw: str) -> Any:
+    if len(raw) > arg.limit:
+        raise UsageError(f"{arg.name} is too long ({len(raw)} characters, at most {arg.limit}).", spec)
+    if arg.kind is ArgKind.CHOICE:
+        wanted = raw.strip().casefold()
+        for choice in arg.choices:
+            if choice.casefold() == wanted:
+                return choice
+        raise UsageError(
+            f"'{_shorten(raw)}' is not a valid {arg.name}. Choose one of: {', '.join(arg.choices)}.",
+            spec,
+        )
+    if arg.kind is ArgKind.INT:
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(f"{arg.name} must be a whole number, not '{_shorten(raw)}'.", spec) from None
+    if arg.kind is ArgKind.DURATION:
+        try:
+            return parse_duration(raw)
+        except ValueError:
+            raise UsageError(
+                f"{arg.name} must be a duration like 30m, 2h or 3d, not '{_shorten(raw)}'.", spec
+            ) from None
+    return raw.strip()
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def find_spec(specs: Sequence[CommandSpec], words: Sequence[str]) -> CommandSpec | None:
+    """The spec whose path is the longest prefix of `words` (compared case-insensitively)."""
+    lowered = [w.casefold() for w in words]
+    best: CommandSpec | None = None
+    for spec in specs:
+        n = len(spec.path)
+        if tuple(lowered[:n]) == spec.path and (best is None or n > len(best.path)):
+            best = spec
+    return best
+
+
+def _unknown(specs: Sequence[CommandSpec], words: Sequence[str]) -> UsageError:
+    if not words:
+        return UsageError(f"Which command? Commands: {command_list(specs)}.")
+    head = words[0].casefold()
+    groups = command_groups(specs)
+    if head in groups:
+        subs = ", ".join(s.path[1] for s in groups[head])
+        if len(words) == 1:
+            return UsageError(f"{head} needs one of: {subs}.")
+        return UsageError(f"Unknown {head} command '{_shorten(words[1])}'. Choose one of: {subs}.")
+    return UsageError(f"Unknown command '{_shorten(words[0])}'. Commands: {command_list(specs)}.")
+
+
+def command_list(specs: Sequence[CommandSpec]) -> str:
+    seen: list[str] = []
+    for spec in specs:
+        if spec.path[0] not in seen:
+            seen.append(spec.path[0])
+    return ", ".join(seen)
+
+
+def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
+    """Parse a command line without its prefix: `phase set organizing we have a plan`."""
+    rest = line.strip()
+    words = rest.split()
+    spec = find_spec(specs, words)
+    if spec is None:
+        raise _unknown(specs, words)
+    depth = len(spec.path)
+    parts = rest.split(None, depth)
+    rest = parts[depth] if len(parts) > depth else ""
+    values: dict[str, Any] = {}
+    for arg in spec.args:
+        rest = rest.strip()
+        if not rest:
+            if arg.required:
+                raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
+            continue
+        if arg.kind is ArgKind.TEXT:
+            values[arg.name] = _convert(spec, arg, rest)
+            rest = ""
+        else:
+            token, _, rest = rest.partition(" ")
+            values[arg.name] = _convert(spec, arg, token)
+    if rest.strip():
+        raise UsageError(f"Unexpected extra words: '{_shorten(rest)}'.", spec)
+    return Invocation(spec, values)
+
+
+def parse_options(specs: Sequence[CommandSpec], path: str, options: Mapping[str, str]) -> Invocation:
+    """Check named options from a structured command (Discord) against the spec."""
+    words = path.split()
+    spec = find_spec(specs, words)
+    if spec is None or len(spec.path) != len(words):
+        raise _unknown(specs, words)
+    known = {a.name for a in spec.args}
+    for name in options:
+        if name not in known:
+            raise UsageError(f"Unknown option '{_shorten(name)}'.", spec)
+    values: dict[str, Any] = {}
+    for arg in spec.args:
+        raw = options.get(arg.name)
+        if raw is None or not str(raw).strip():
+            if arg.required:
+                raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
+            continue
+        values[arg.name] = _convert(spec, arg, str(raw))
+    return Invocation(spec, values)

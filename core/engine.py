@@ -1,0 +1,221 @@
+"""The engine: turns neutral events into rule decisions, stored state and outbound messages."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from core.clock import Clock, format_age, format_time
+from core.commands import (
+    COMMANDS,
+    ArgKind,
+    CommandSpec,
+    Invocation,
+    UsageError,
+    command_groups,
+    find_spec,
+    parse_options,
+    parse_text,
+)
+from core.events import CommandInvoked, InboundEvent, Reply
+from core.lifecycle import (
+    PHASE_FOCUS,
+    Group,
+    Phase,
+    PhaseChange,
+    SamePhase,
+    change_phase,
+    welcome,
+)
+from core.ports import ChatPort, Store, StoreTx
+from core.refs import ChannelRef
+
+log = logging.getLogger(__name__)
+
+HISTORY_LIMIT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Everything a command handler needs to know about the command it runs."""
+
+    event: CommandInvoked
+    chat: ChatPort
+    group: Group
+    now: datetime
+
+    @property
+    def prefix(self) -> str:
+        return self.chat.command_prefix
+
+
+Handler = Callable[[Context, Invocation], Awaitable[Reply]]
+
+
+async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
+    """The channel's group, created in Convening on first use."""
+    group = await tx.get_group(channel)
+    if group is None:
+        group = await tx.create_group(channel, Phase.CONVENING, now)
+        await tx.record_phase_change(
+            PhaseChange(group.id, None, Phase.CONVENING, now, "peerbot", "group started")
+        )
+    return group
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        chats: Sequence[ChatPort] = (),
+        specs: Sequence[CommandSpec] = COMMANDS,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.specs = tuple(specs)
+        self.chats: dict[str, ChatPort] = {}
+        for chat in chats:
+            self.attach(chat)
+        self.handlers: dict[tuple[str, ...], Handler] = {
+            ("help",): self._help,
+            ("status",): self._status,
+            ("phase", "show"): self._phase_show,
+            ("phase", "set"): self._phase_set,
+            ("phase", "history"): self._phase_history,
+        }
+
+    def attach(self, chat: ChatPort) -> None:
+        self.chats[chat.platform] = chat
+
+    def register(self, handlers: Mapping[tuple[str, ...], Handler]) -> None:
+        self.handlers.update(handlers)
+
+    def visible_specs(self, platform: str) -> list[CommandSpec]:
+        return [s for s in self.specs if not s.platforms or platform in s.platforms]
+
+    # Inbound -----------------------------------------------------------------------------------
+
+    async def handle(self, event: InboundEvent) -> Reply | None:
+        """Apply one inbound event. Commands get a reply; None means nothing to say."""
+        if isinstance(event, CommandInvoked):
+            return await self.run_command(event)
+        return None
+
+    async def run_command(self, event: CommandInvoked) -> Reply | None:
+        chat = self.chats[event.channel.platform]
+        specs = self.visible_specs(chat.platform)
+        now = self.clock.now()
+        try:
+            if event.options is None:
+                invocation = parse_text(specs, event.text)
+            else:
+                invocation = parse_options(specs, event.text, event.options)
+        except UsageError as error:
+            async with self.store.transaction() as tx:
+                if not await tx.claim_event(chat.platform, event.event_id, now):
+                    return None
+            return self.usage_reply(error, chat.command_prefix)
+        if invocation.spec.facilitator_only and not await chat.is_facilitator(event.user, event.channel):
+            return Reply(
+                f"Sorry, only facilitators can use {chat.command_prefix}{invocation.spec.name}."
+                " Nothing was changed.",
+                is_error=True,
+            )
+        async with self.store.transaction() as tx:
+            if not await tx.claim_event(chat.platform, event.event_id, now):
+                log.info("skipping event %s seen before", event.event_id)
+                return None
+            group = await ensure_group(tx, event.channel, now)
+        handler = self.handlers[invocation.spec.path]
+        try:
+            return await handler(Context(event, chat, group, now), invocation)
+        except UsageError as error:
+            return self.usage_reply(error, chat.command_prefix)
+
+    @staticmethod
+    def usage_reply(error: UsageError, prefix: str) -> Reply:
+        text = error.message
+        if error.spec is not None:
+            text += f"\nUsage: {error.spec.usage(prefix)}"
+        return Reply(text, is_error=True)
+
+    # Commands ----------------------------------------------------------------------------------
+
+    async def _help(self, ctx: Context, inv: Invocation) -> Reply:
+        specs = self.visible_specs(ctx.chat.platform)
+        wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()
+        if not wanted:
+            lines = ["Peerbot commands (★ facilitators only):"]
+            lines += [
+                f"{s.usage(ctx.prefix)} — {s.summary}{' ★' if s.facilitator_only else ''}" for s in specs
+            ]
+            lines.append(f"Say {ctx.prefix}help <command> for details.")
+            return Reply("\n".join(lines))
+        words = wanted.split()
+        spec = find_spec(specs, words)
+        if spec is None or len(spec.path) < len(words):
+            group = command_groups(specs).get(words[0].casefold())
+            if group is None or len(words) > 1:
+                raise UsageError(
+                    f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
+                    inv.spec,
+                )
+            return Reply("\n".join(f"{s.usage(ctx.prefix)} — {s.summary}" for s in group))
+        return Reply(describe(spec, ctx.prefix))
+
+    async def _status(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        return Reply(
+            f"Phase: {g.phase.title}, since {format_time(g.phase_since)}"
+            f" ({format_age(g.phase_since, ctx.now)}).\n"
+            f"Now is the time for {PHASE_FOCUS[g.phase]}."
+        )
+
+    async def _phase_show(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        return Reply(f"{g.phase.title} — {PHASE_FOCUS[g.phase]}.\n{welcome(g.phase, ctx.prefix)}")
+
+    async def _phase_set(self, ctx: Context, inv: Invocation) -> Reply:
+        to = Phase(inv.args["phase"])
+        reason = inv.text("reason")
+        user = ctx.event.user
+        async with self.store.transaction() as tx:
+            group = await tx.get_group_by_id(ctx.group.id)
+            assert group is not None
+            try:
+                change = change_phase(group, to, at=ctx.now, by=user.name, by_key=user.key, reason=reason)
+            except SamePhase:
+                return Reply(f"The group is already in {to.title}. Nothing was changed.")
+            await tx.record_phase_change(change)
+        why = f" ({reason})" if reason else ""
+        assert change.from_phase is not None
+        return Reply(
+            f"{user.name} moved the group from {change.from_phase.title} to {to.title}{why}.\n"
+            + welcome(to, ctx.prefix)
+        )
+
+    async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            changes = await tx.phase_history(ctx.group.id, HISTORY_LIMIT)
+        lines = ["Phase history (oldest first):"]
+        for c in changes:
+            move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title
+            why = f": {c.reason}" if c.reason else ""
+            lines.append(f"{format_time(c.at)}  {move} by {c.by}{why}")
+        return Reply("\n".join(lines))
+
+
+def describe(spec: CommandSpec, prefix: str) -> str:
+    lines = [f"Usage: {spec.usage(prefix)}", spec.summary]
+    for arg in spec.args:
+        extra = f" (one of: {', '.join(arg.choices)})" if arg.kind is ArgKind.CHOICE else ""
+        optional = "" if arg.required else ", optional"
+        lines.append(f"  {arg.name}: {arg.help}{extra}{optional}")
+    if spec.details:
+        lines.append(spec.details)
+    if spec.facilitator_only:
+        lines.append("Facilitators only.")
+    return "\n".join(lines)

@@ -1,0 +1,74 @@
+"""Neutral inbound events: what happened on a platform, in the core's words.
+
+`event_id` is the platform's own id for the event (or one the adapter derives deterministically from
+it); the engine applies each (platform, event_id) at most once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from core.refs import ChannelRef, MessageRef, UserRef
+
+
+@dataclass(frozen=True, slots=True)
+class CommandInvoked:
+    """A member ran a command.
+
+    Text platforms pass the whole line after the prefix in `text` ("phase set organizing why").
+    Platforms with structured commands (Discord) pass the command path in `text` ("phase set") and
+    the named arguments in `options`.
+    """
+
+    event_id: str
+    channel: ChannelRef
+    user: UserRef
+    text: str
+    options: Mapping[str, str] | None = None
+    message: MessageRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionAdded:
+    event_id: str
+    message: MessageRef
+    user: UserRef
+    emoji: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReactionRemoved:
+    event_id: str
+    message: MessageRef
+    user: UserRef
+    emoji: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessagePosted:
+    """A member said something that was not a command (used only as an activity signal)."""
+
+    event_id: str
+    channel: ChannelRef
+    user: UserRef
+    message: MessageRef | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberJoined:
+    event_id: str
+    channel: ChannelRef
+    user: UserRef
+
+
+ReactionEvent = ReactionAdded | ReactionRemoved
+InboundEvent = CommandInvoked | ReactionAdded | ReactionRemoved | MessagePosted | MemberJoined
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """The engine's answer to a command, delivered by the adapter in its own idiom."""
+
+    text: str
+    is_error: bool = False

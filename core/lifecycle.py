@@ -1,0 +1,112 @@
+"""The peer-learning lifecycle: phases, groups and the record of every move between phases."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import Enum
+
+from core.refs import ChannelRef
+
+
+class Phase(Enum):
+    CONVENING = "convening"
+    ORGANIZING = "organizing"
+    COOPERATING = "cooperating"
+    ASSESSING = "assessing"
+    CHANGING = "changing"
+
+    @property
+    def title(self) -> str:
+        return self.value.capitalize()
+
+
+PHASE_ORDER: tuple[Phase, ...] = tuple(Phase)
+
+# What the group does in each phase, and what the bot offers then: shown by `status` and on entry.
+PHASE_FOCUS: dict[Phase, str] = {
+    Phase.CONVENING: "finding each other and making first connections",
+    Phase.ORGANIZING: "agreeing on a shared purpose and how to work",
+    Phase.COOPERATING: "working together on the goals you chose",
+    Phase.ASSESSING: "looking at how the work and the learning are going",
+    Phase.CHANGING: "deciding what to do differently next",
+}
+
+PHASE_WELCOME: dict[Phase, str] = {
+    Phase.CONVENING: ("Say hello and tell the others what brought you here and what you hope to learn."),
+    Phase.ORGANIZING: (
+        "Time to shape a shared purpose: propose goals with {prefix}goal propose and decide them together."
+    ),
+    Phase.COOPERATING: ("Work on the goals you chose; share progress and ask for help early and often."),
+    Phase.ASSESSING: (
+        "Step back together: what did we set out to do, what is really happening, what have we learned?"
+    ),
+    Phase.CHANGING: (
+        "Use what you learned: what will we keep, drop or try next? Then pick up the work again."
+    ),
+}
+
+
+def welcome(phase: Phase, prefix: str) -> str:
+    """The prompt posted when a group enters `phase`, with the platform's command prefix."""
+    return PHASE_WELCOME[phase].format(prefix=prefix)
+
+
+class UnknownPhase(ValueError):
+    def __init__(self, given: str) -> None:
+        super().__init__(given)
+        self.given = given
+
+
+def parse_phase(text: str) -> Phase:
+    """Match a phase name case-insensitively, ignoring surrounding space."""
+    wanted = text.strip().casefold()
+    for phase in Phase:
+        if phase.value == wanted:
+            return phase
+    raise UnknownPhase(text)
+
+
+def phase_names() -> str:
+    return ", ".join(p.value for p in PHASE_ORDER)
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """One learning group, bound to one channel."""
+
+    id: int
+    channel: ChannelRef
+    phase: Phase
+    phase_since: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseChange:
+    group_id: int
+    from_phase: Phase | None
+    to_phase: Phase
+    at: datetime
+    by: str
+    reason: str
+    by_key: str = ""
+
+
+class SamePhase(ValueError):
+    pass
+
+
+def change_phase(group: Group, to: Phase, *, at: datetime, by: str, by_key: str, reason: str) -> PhaseChange:
+    """Decide a move. The cycle is not linear: any phase may follow any other, but not itself."""
+    if group.phase is to:
+        raise SamePhase(to.title)
+    return PhaseChange(
+        group_id=group.id,
+        from_phase=group.phase,
+        to_phase=to,
+        at=at,
+        by=by,
+        reason=reason,
+        by_key=by_key,
+    )

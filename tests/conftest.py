@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from tests.support import Harness
+
+DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+
+
+def _postgres_admin_url() -> str:
+    return os.environ.get("PEERBOT_TEST_POSTGRES_URL", DEFAULT_PG)
+
+
+async def _fresh_postgres_database() -> tuple[str, str]:
+    """Create an empty database for one test; returns (its URL, its name)."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(_postgres_admin_url())
+    name = f"peerbot_test_{uuid.uuid4().hex[:12]}"
+    try:
+        conn = await asyncpg.connect(
+            host=admin.host,
+            port=admin.port,
+            user=admin.username,
+            password=admin.password,
+            database=admin.database,
+        )
+    except (OSError, asyncpg.PostgresError) as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required in CI but not reachable: {error}")
+        pytest.skip(f"PostgreSQL not reachable at {admin.host}:{admin.port} ({error})")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return admin.set(database=name).render_as_string(hide_password=False), name
+
+
+async def _drop_postgres_database(name: str) -> None:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    admin = make_url(_postgres_admin_url())
+    conn = await asyncpg.connect(
+        host=admin.host,
+        port=admin.port,
+        user=admin.username,
+        password=admin.password,
+        database=admin.database,
+    )
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+    """An empty database of each supported kind."""
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}"
+        return
+    url, name = await _fresh_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(name)
+
+
+@pytest.fixture
+def harness() -> Harness:
+    return Harness()

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bot.config import DEFAULT_DATABASE_URL, ConfigError, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_need_no_file() -> None:
+    config = parse_config({}, env={})
+    assert config.database.url == DEFAULT_DATABASE_URL
+    assert config.console.default_channel == "general"
+
+
+def test_the_example_config_is_valid_and_makes_alice_a_facilitator() -> None:
+    config = load_config(ROOT / "config.example.yaml", env={})
+    assert config.console.facilitators == ["alice"]
+
+
+def test_the_environment_overrides_the_database_url() -> None:
+    config = parse_config(
+        {"database": {"url": "sqlite+aiosqlite:///x.db"}},
+        env={"PEERBOT_DATABASE_URL": "postgresql+asyncpg://u:p@127.0.0.1/db"},
+    )
+    assert config.database.url == "postgresql+asyncpg://u:p@127.0.0.1/db"
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"databse": {}}, "databse: unknown key"),
+        ({"console": {"facilitatorz": ["a"]}}, "console.facilitatorz: unknown key"),
+        (
+            {"console": {"facilitators": "alice"}},
+            "console.facilitators: input should be a valid list",
+        ),
+        (
+            {"logging": {"level": "LOUD"}},
+            "logging.level: input should be 'DEBUG', 'INFO', 'WARNING' or 'ERROR'",
+        ),
+        (
+            {"database": {"url": "mysql://x"}},
+            "database.url: expected a URL starting with sqlite+aiosqlite:// or postgresql+asyncpg://",
+        ),
+        (
+            {"console": {"default_channel": "two words"}},
+            "console.default_channel: string should match pattern",
+        ),
+        (["a", "list"], "config: expected a mapping of sections at the top level"),
+    ],
+)
+def test_a_wrong_key_type_or_value_names_the_key(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, env={})
+    assert str(error.value).startswith(message)
+    assert "\n" not in str(error.value)
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("database:\n  url: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c.yaml: not valid YAML at line \d"):
+        load_config(path, env={})
+
+
+def run_cli(
+    *args: str, cwd: Path, env_extra: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update(env_extra or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_stops_with_one_clear_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("console:\n  facilitators: [alice]\n  colour: blue\n")
+    result = run_cli("check-config", "--config", str(bad), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == "peerbot: config error: console.colour: unknown key\n"
+    assert not (tmp_path / "data").exists()
+
+
+def test_check_config_hides_the_database_password(tmp_path: Path) -> None:
+    result = run_cli(
+        "check-config",
+        cwd=tmp_path,
+        env_extra={"PEERBOT_DATABASE_URL": "postgresql+asyncpg://bot:hunter2@127.0.0.1/peer"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "hunter2" not in result.stdout + result.stderr
+    assert "adapters: console" in result.stdout

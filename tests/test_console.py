@@ -1,0 +1,185 @@
+"""The console adapter: its line language, and the whole bot end to end as a subprocess."""
+
+from __future__ import annotations
+
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from adapters.console.lines import (
+    Advance,
+    BadLine,
+    Nothing,
+    React,
+    Say,
+    parse_line,
+    render_message,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+FAKE_TIME = "2026-03-02T09:00:00+00:00"
+
+
+def test_lines_are_read_as_messages_reactions_and_tools() -> None:
+    assert parse_line("alice: /phase show") == Say(None, "alice", "/phase show")
+    assert parse_line("#study bob: /help") == Say("study", "bob", "/help")
+    assert parse_line("bob +👍 m3") == React(None, "bob", "👍", "m3", True)
+    assert parse_line("#study bob -👍 m3") == React("study", "bob", "👍", "m3", False)
+    assert parse_line("-- a comment: with a colon") == Nothing()
+    assert parse_line("   ") == Nothing()
+    assert parse_line(":advance 3d") == Advance(timedelta(days=3))
+    assert parse_line("alice: it is 10:00 now") == Say(None, "alice", "it is 10:00 now")
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("hello there", "Cannot read that line"),
+        ("bob +👍", "Cannot read that line"),
+        ("bob +👍 message3", "Cannot read that line"),
+        ("alice:", "alice said nothing"),
+        (":advance soon", "Cannot advance by 'soon'"),
+        (":rewind 3d", "Console tools"),
+        ("alice: " + "x" * 20_000, "too long"),
+    ],
+)
+def test_malformed_lines_are_refused_with_a_hint(line: str, message: str) -> None:
+    with pytest.raises(BadLine, match=message):
+        parse_line(line)
+
+
+def test_multi_line_messages_are_indented() -> None:
+    assert render_message("#general", "m4", "peerbot", "one\ntwo") == ("#general [m4] peerbot: one\n  two")
+
+
+def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
+        input=script,
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+SESSION = """\
+-- the session from the issue
+alice: /phase show
+#study bob: /help status
+bob +👍 m3
+bob -👍 m3
+bob: /phase set organizing
+alice: /phase set ORGANIZING we have a plan
+this line is malformed
+alice: /phase set nowhere
+alice: /status
+"""
+
+TRANSCRIPT = """\
+#general [m1] alice: /phase show
+#general [m2] peerbot: Convening — finding each other and making first connections.
+  Say hello and tell the others what brought you here and what you hope to learn.
+#study [m3] bob: /help status
+#study [m4] peerbot: Usage: /status
+  Show the group's phase and since when.
+#study [m3] bob +👍
+#study [m3] bob -👍
+#general [m5] bob: /phase set organizing
+#general [m6] peerbot: Sorry, only facilitators can use /phase set. Nothing was changed.
+#general [m7] alice: /phase set ORGANIZING we have a plan
+#general [m8] peerbot: alice moved the group from Convening to Organizing (we have a plan).
+  Time to shape a shared purpose: propose goals with /goal propose and decide them together.
+! Cannot read that line. Lines look like 'alice: /help', '#study bob: hello', 'bob +👍 m3', \
+'bob -👍 m3', ':advance 2h' or '-- a comment'.
+#general [m9] alice: /phase set nowhere
+#general [m10] peerbot: 'nowhere' is not a valid phase. Choose one of: convening, organizing, \
+cooperating, assessing, changing.
+  Usage: /phase set <phase> [reason...]
+#general [m11] alice: /status
+#general [m12] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC (just now).
+  Now is the time for agreeing on a shared purpose and how to work.
+"""
+
+
+async def test_a_scripted_session_gives_the_expected_transcript(db_url: str, tmp_path: Path) -> None:
+    result = run_console(SESSION, db_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == TRANSCRIPT
+
+
+async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path: Path) -> None:
+    first = run_console("alice: /phase set cooperating\n", db_url, tmp_path)
+    assert first.returncode == 0, first.stderr
+    second = run_console(":advance 2d\nbob: /status\n", db_url, tmp_path)
+    assert second.returncode == 0, second.stderr
+    # the fake time restarts with each process; the phase and ids come from the database
+    assert second.stdout.splitlines()[:2] == [
+        "#general [m3] bob: /status",
+        "#general [m4] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
+    ]
+
+
+def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "console"],
+        input="alice: /status\n",
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "data" / "peerbot.db").exists()
+    assert "Phase: Convening" in result.stdout
+
+
+def test_by_hand_on_a_terminal(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env["PEERBOT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'tty.db'}"
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
+        stdin=follower,
+        stdout=follower,
+        stderr=subprocess.DEVNULL,
+        cwd=tmp_path,
+        env=env,
+    )
+    os.close(follower)
+    seen = b""
+
+    def read_until(marker: bytes) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + 60
+        while marker not in seen:
+            assert time.monotonic() < deadline, seen.decode(errors="replace")
+            ready, _, _ = select.select([leader], [], [], 1)
+            if ready:
+                seen += os.read(leader, 4096)
+
+    try:
+        read_until(b"> ")
+        os.write(leader, b"alice: /phase set assessing halfway\n")
+        read_until(b"to Assessing (halfway)")
+        os.write(leader, b"\x04")  # Ctrl-D ends the session
+        assert proc.wait(timeout=60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(leader)
+    assert b"Peerbot console" in seen

@@ -1,0 +1,144 @@
+"""The SQL store and its migrations, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from adapters.sql import migrate
+from adapters.sql.schema import metadata
+from adapters.sql.store import SqlStore, make_engine
+from core.lifecycle import Phase, PhaseChange
+from core.refs import ChannelRef
+
+T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+
+
+async def test_upgrade_from_empty_creates_exactly_the_schema_of_the_code(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        await migrate.upgrade(engine)
+        assert await migrate.current_revision(engine) == migrate.code_head()
+
+        def diff(conn):  # type: ignore[no-untyped-def]
+            return compare_metadata(MigrationContext.configure(conn), metadata)
+
+        async with engine.connect() as conn:
+            assert await conn.run_sync(diff) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_downgrade_to_base_removes_every_table(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        await migrate.upgrade(engine)
+        await migrate.downgrade(engine, "base")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(tables) <= {"alembic_version"}
+        await migrate.upgrade(engine)  # and back up again
+        assert await migrate.current_revision(engine) == migrate.code_head()
+    finally:
+        await engine.dispose()
+
+
+async def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        await migrate.upgrade(engine)
+        async with engine.begin() as conn:
+            await conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+        with pytest.raises(migrate.SchemaTooNew, match=r"9999_future.*upgrade Peerbot"):
+            await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            version = (await conn.execute(text("SELECT version_num FROM alembic_version"))).scalar()
+        assert version == "9999_future"
+    finally:
+        await engine.dispose()
+
+
+@pytest.fixture
+async def store(db_url: str):  # type: ignore[no-untyped-def]
+    engine = make_engine(db_url)
+    await migrate.upgrade(engine)
+    s = SqlStore(engine)
+    yield s
+    await s.close()
+
+
+async def test_events_are_claimed_once(store: SqlStore) -> None:
+    async with store.transaction() as tx:
+        assert await tx.claim_event("discord", "42", T0)
+        assert not await tx.claim_event("discord", "42", T0)
+        assert await tx.claim_event("matrix", "42", T0)
+    async with store.transaction() as tx:
+        assert not await tx.claim_event("discord", "42", T0)
+
+
+async def test_a_failed_transaction_changes_nothing(store: SqlStore) -> None:
+    channel = ChannelRef("console", "general", "#general")
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.create_group(channel, Phase.CONVENING, T0)
+            await tx.claim_event("console", "e1", T0)
+            raise RuntimeError("boom")
+    async with store.transaction() as tx:
+        assert await tx.get_group(channel) is None
+        assert await tx.claim_event("console", "e1", T0)
+
+
+async def test_groups_phase_changes_and_history(store: SqlStore) -> None:
+    channel = ChannelRef("matrix", "!room:example.org", "Study room")
+    async with store.transaction() as tx:
+        group = await tx.create_group(channel, Phase.CONVENING, T0)
+    for i, phase in enumerate([Phase.ORGANIZING, Phase.COOPERATING], start=1):
+        async with store.transaction() as tx:
+            current = await tx.get_group_by_id(group.id)
+            assert current is not None
+            await tx.record_phase_change(
+                PhaseChange(
+                    group.id,
+                    current.phase,
+                    phase,
+                    T0 + timedelta(days=i),
+                    "alice",
+                    "ok",
+                    "matrix:@alice:example.org",
+                )
+            )
+    async with store.transaction() as tx:
+        loaded = await tx.get_group(channel)
+        history = await tx.phase_history(group.id, 10)
+        last = await tx.phase_history(group.id, 1)
+    assert loaded is not None
+    assert loaded.phase is Phase.COOPERATING
+    assert loaded.phase_since == T0 + timedelta(days=2)
+    assert loaded.channel.display == "Study room"
+    assert [c.to_phase for c in history] == [Phase.ORGANIZING, Phase.COOPERATING]
+    assert history[0].at == T0 + timedelta(days=1) and history[0].by_key.endswith("example.org")
+    assert [c.to_phase for c in last] == [Phase.COOPERATING]
+
+
+async def test_adapter_state_is_kept_and_overwritten(store: SqlStore) -> None:
+    async with store.transaction() as tx:
+        assert await tx.get_state("matrix.next_batch") is None
+        await tx.set_state("matrix.next_batch", "s1")
+        await tx.set_state("matrix.next_batch", "s2")
+    async with store.transaction() as tx:
+        assert await tx.get_state("matrix.next_batch") == "s2"
+
+
+async def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'wal.db'}")
+    try:
+        async with engine.connect() as conn:
+            mode = (await conn.execute(text("PRAGMA journal_mode"))).scalar()
+            sync = (await conn.execute(text("PRAGMA synchronous"))).scalar()
+        assert (mode, sync) == ("wal", 2)  # 2 is FULL: a committed vote survives a crash
+    finally:
+        await engine.dispose()
