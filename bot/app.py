@@ -75,4 +75,5 @@ async def run(config: Config) -> int:
     """Run every configured adapter; with no chat platform configured, the console."""
     if not config.platforms():
         return await run_console(config)
-    raise NotImplementedError("chat platforms arrive with their adapters")
+    # Chat platform adapters (Matrix, Discord) are wired here as they arrive.
+    raise NotImplementedError("no chat platform adapter is available yet")

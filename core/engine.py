@@ -104,6 +104,21 @@ class Engine:
             return await self.run_command(event)
         return None
 
+    async def handle_batch(
+        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+    ) -> list[Reply | None]:
+        """Apply events in order, then record adapter state (a sync token) that covers them.
+
+        Each event is applied at most once (dedupe on its id), so a batch replayed after a crash
+        before its state was saved changes nothing twice.
+        """
+        replies = [await self.handle(event) for event in events]
+        if state:
+            async with self.store.transaction() as tx:
+                for key, value in state.items():
+                    await tx.set_state(key, value)
+        return replies
+
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
         specs = self.visible_specs(chat.platform)
