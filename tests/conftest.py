@@ -2,11 +2,12 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
 from tests.support import Harness
+from tests.synapse import Homeserver, start_homeserver, synapse_missing_reason
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -75,3 +76,18 @@ async def db_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]
 @pytest.fixture
 def harness() -> Harness:
     return Harness()
+
+
+@pytest.fixture(scope="session")
+def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
+    """A real Synapse on 127.0.0.1, once per session; skipped only where it cannot be installed."""
+    reason = synapse_missing_reason()
+    if reason is not None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Synapse is required in CI: {reason}")
+        pytest.skip(reason)
+    server = start_homeserver(tmp_path_factory.mktemp("synapse"))
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -1,0 +1,1 @@
+"""The Matrix adapter: `!peer` text commands, reactions as votes, notices in reply (matrix-nio)."""

@@ -1,0 +1,497 @@
+"""The Matrix adapter: a matrix-nio client that syncs rooms into the engine and posts its answers.
+
+Exactly once, across restarts: each /sync response (with a `limited` timeline back-filled from
+`prev_batch` down to the previous token) becomes one batch for the engine, and the new sync token is
+recorded with that batch, never before it. Replayed events are deduplicated by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+from urllib.parse import quote
+
+from nio import (
+    AsyncClient,
+    AsyncClientConfig,
+    InviteInfo,
+    JoinError,
+    LoginError,
+    MatrixRoom,
+    MessageDirection,
+    RoomCreateError,
+    RoomMessagesError,
+    RoomSendError,
+    SyncError,
+    SyncResponse,
+    WhoamiError,
+)
+
+from adapters.matrix.pacing import Pacer, RateLimited, with_rate_limit
+from adapters.matrix.translate import (
+    PLATFORM,
+    Json,
+    ReactionRecord,
+    Room,
+    edit_content,
+    inviter_allowed,
+    inviter_of,
+    is_facilitator,
+    normalise_prefix,
+    notice_content,
+    reaction_content,
+    reaction_state_key,
+    redaction_targets,
+    since_own_join,
+    sync_filter,
+    translate_timeline,
+)
+from core.events import CommandInvoked, InboundEvent, Reply
+from core.ports import Outbound, Store
+from core.refs import ChannelRef, MessageRef, UserRef
+
+log = logging.getLogger(__name__)
+
+NEXT_BATCH_KEY = "matrix.next_batch"
+DEVICE_KEY = "matrix.device_id"
+USER_KEY = "matrix.user_id"
+ENCRYPTED_NOTICE = (
+    "This room is end-to-end encrypted, and Peerbot does not support encrypted rooms yet:"
+    " it will not read or answer anything here. Use Peerbot in an unencrypted room."
+)
+MAX_SYNC_BACKOFF = 60.0
+
+
+def encrypted_notice_key(room_id: str) -> str:
+    return f"matrix.encrypted_notice.{room_id}"
+
+
+class MatrixError(Exception):
+    """A request the homeserver refused; the message says which and why."""
+
+
+class LoginFailed(MatrixError):
+    """The credentials do not work: the bot cannot go on."""
+
+
+@dataclass(frozen=True, slots=True)
+class MatrixSettings:
+    homeserver: str
+    user_id: str
+    access_token: str | None = None
+    password: str | None = None
+    device_name: str = "Peerbot"
+    command_prefix: str = "!peer"
+    allowed_inviters: tuple[str, ...] = ()
+    facilitator_power_level: int = 50
+    # Pacing below Synapse's default limit for a user's messages (0.2/s, burst 10).
+    send_per_second: float = 0.2
+    send_burst: int = 10
+    max_rate_limit_retries: int = 3
+    max_retry_after: float = 30.0
+    sync_timeout_ms: int = 30_000
+    timeline_limit: int = 50
+    # Events back-filled per room and sync at most; past that the older ones are logged as lost.
+    backfill_limit: int = 10_000
+    request_timeout: float = 60.0
+
+
+class EventSink(Protocol):
+    """What the adapter feeds: the engine's batch entry point."""
+
+    async def handle_batch(
+        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+    ) -> list[Reply | None]: ...
+
+
+def make_client(settings: MatrixSettings) -> AsyncClient:
+    # max_limit_exceeded=0: nio would otherwise sleep through 429s forever; `with_rate_limit`
+    # retries instead, a bounded number of times and for a bounded wait.
+    config = AsyncClientConfig(
+        max_limit_exceeded=0,
+        max_timeouts=3,
+        request_timeout=settings.request_timeout,
+        store_sync_tokens=False,
+    )
+    return AsyncClient(settings.homeserver, settings.user_id, config=config)
+
+
+class MatrixChat:
+    """The ChatPort on Matrix: notices in reply, reactions, edits, direct rooms, power levels."""
+
+    def __init__(self, client: AsyncClient, settings: MatrixSettings) -> None:
+        self.client = client
+        self.settings = settings
+        self.pacer = Pacer(settings.send_per_second, settings.send_burst)
+        self._creates: dict[str, Json] = {}
+
+    @property
+    def platform(self) -> str:
+        return PLATFORM
+
+    @property
+    def command_prefix(self) -> str:
+        return normalise_prefix(self.settings.command_prefix) + " "
+
+    # Sending -----------------------------------------------------------------------------------
+
+    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
+        """Send one event, paced and with bounded 429 retries; the same transaction id each try."""
+        await self.pacer.wait()
+        txn = uuid.uuid4().hex
+
+        async def attempt() -> Any:
+            return await self.client.room_send(room_id, event_type, content, tx_id=txn)
+
+        response = await with_rate_limit(
+            attempt,
+            what=f"send {event_type} to {room_id}",
+            max_retries=self.settings.max_rate_limit_retries,
+            max_wait=self.settings.max_retry_after,
+        )
+        if isinstance(response, RoomSendError):
+            raise MatrixError(f"send {event_type} to {room_id}: {response.status_code} {response.message}")
+        return str(response.event_id)
+
+    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+        event_id = await self.send_event(channel.id, "m.room.message", notice_content(message.text))
+        return MessageRef(channel, event_id)
+
+    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+        content = notice_content(message.text, reply_to=to.id)
+        event_id = await self.send_event(to.channel.id, "m.room.message", content)
+        return MessageRef(to.channel, event_id)
+
+    async def react(self, message: MessageRef, emoji: str) -> None:
+        await self.send_event(message.channel.id, "m.reaction", reaction_content(message.id, emoji))
+
+    async def edit(self, message: MessageRef, new: Outbound) -> None:
+        await self.send_event(message.channel.id, "m.room.message", edit_content(message.id, new.text))
+
+    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+        room_id = self._direct_room(user.id) or await self._create_direct_room(user.id)
+        await self.send(ChannelRef(PLATFORM, room_id), message)
+
+    def _direct_room(self, user_id: str) -> str | None:
+        for room in self.client.rooms.values():
+            if not room.encrypted and set(room.users) == {self.settings.user_id, user_id}:
+                return str(room.room_id)
+        return None
+
+    async def _create_direct_room(self, user_id: str) -> str:
+        response = await self.client.room_create(is_direct=True, invite=[user_id])
+        if isinstance(response, RoomCreateError):
+            raise MatrixError(f"create a direct room with {user_id}: {response.message}")
+        return str(response.room_id)
+
+    # Power -------------------------------------------------------------------------------------
+
+    def remember_create(self, room_id: str, event: Json) -> None:
+        self._creates[room_id] = event
+
+    async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
+        create = self._creates.get(channel.id) or await self._fetch_create(channel.id)
+        power_levels = await self._state_content(channel.id, "m.room.power_levels")
+        return is_facilitator(
+            user.id,
+            create_event=create,
+            power_levels=power_levels,
+            threshold=self.settings.facilitator_power_level,
+        )
+
+    async def _get(self, path: str) -> tuple[int, Any]:
+        headers = {"Authorization": f"Bearer {self.client.access_token}"}
+        response = await self.client.send("GET", path, headers=headers)
+        async with response:
+            body = await response.json(content_type=None)
+            return response.status, body
+
+    async def _state_content(self, room_id: str, event_type: str) -> Json | None:
+        status, body = await self._get(
+            f"/_matrix/client/v3/rooms/{quote(room_id, safe='')}/state/{event_type}/"
+        )
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(body, dict):
+            raise MatrixError(f"read {event_type} of {room_id}: HTTP {status}")
+        return body
+
+    async def _fetch_create(self, room_id: str) -> Json:
+        """The room's m.room.create event with its sender (the content alone does not name it)."""
+        room = quote(room_id, safe="")
+        status, body = await self._get(f"/_matrix/client/v3/rooms/{room}/state/m.room.create/?format=event")
+        if status == 200 and isinstance(body, dict) and "sender" in body:
+            self._creates[room_id] = body
+            return body
+        status, body = await self._get(f"/_matrix/client/v3/rooms/{room}/state")
+        if status != 200 or not isinstance(body, list):
+            raise MatrixError(f"read the state of {room_id}: HTTP {status}")
+        for event in body:
+            if isinstance(event, dict) and event.get("type") == "m.room.create":
+                self._creates[room_id] = event
+                return event
+        raise MatrixError(f"{room_id} has no m.room.create event")
+
+
+@dataclass(slots=True)
+class _Batch:
+    events: list[InboundEvent] = field(default_factory=list)
+    state: dict[str, str] = field(default_factory=dict)
+    encrypted_rooms: list[str] = field(default_factory=list)
+
+
+class MatrixAdapter:
+    """Logs in, syncs, accepts invites and feeds every room's events to the engine in batches."""
+
+    def __init__(
+        self,
+        settings: MatrixSettings,
+        store: Store,
+        sink: EventSink,
+        client: AsyncClient | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.sink = sink
+        self.client = client or make_client(settings)
+        self.chat = MatrixChat(self.client, settings)
+        self.since: str | None = None
+        self._full_state = True
+        self._filter = sync_filter(settings.timeline_limit)
+
+    @property
+    def user_id(self) -> str:
+        return self.settings.user_id
+
+    # Start and stop ----------------------------------------------------------------------------
+
+    async def login(self) -> None:
+        """Log in with the access token or the password; resume from the stored sync token."""
+        async with self.store.transaction() as tx:
+            stored_user = await tx.get_state(USER_KEY)
+            device_id = await tx.get_state(DEVICE_KEY)
+            since = await tx.get_state(NEXT_BATCH_KEY)
+        if stored_user is not None and stored_user != self.user_id:
+            log.warning(
+                "the database was used by %s before; starting afresh as %s", stored_user, self.user_id
+            )
+            device_id, since = None, None
+        if self.settings.access_token:
+            self.client.restore_login(self.user_id, device_id or "", self.settings.access_token)
+            who = await self.client.whoami()
+            if isinstance(who, WhoamiError):
+                raise LoginFailed(f"the access token was refused: {who.status_code} {who.message}")
+            if who.user_id != self.user_id:
+                raise LoginFailed(f"the access token belongs to {who.user_id}, not {self.user_id}")
+            device_id = who.device_id or device_id
+            self.client.device_id = device_id or ""
+        elif self.settings.password:
+            if device_id:
+                self.client.device_id = device_id
+            response = await self.client.login(self.settings.password, device_name=self.settings.device_name)
+            if isinstance(response, LoginError):
+                raise LoginFailed(f"password login refused: {response.status_code} {response.message}")
+            device_id = response.device_id
+        else:
+            raise LoginFailed("neither an access token nor a password is configured")
+        async with self.store.transaction() as tx:
+            await tx.set_state(USER_KEY, self.user_id)
+            if device_id:
+                await tx.set_state(DEVICE_KEY, device_id)
+        self.since = since
+        self._full_state = True
+        log.info(
+            "logged in to %s as %s (device %s); %s",
+            self.settings.homeserver,
+            self.user_id,
+            device_id,
+            "resuming from the stored sync token" if since else "first start: history is ignored",
+        )
+
+    async def run(self) -> None:
+        """Sync until cancelled. Failed syncs are retried with a growing pause; nothing is skipped."""
+        await self.login()
+        backoff = 1.0
+        while True:
+            try:
+                await self.sync_once()
+                backoff = 1.0
+            except LoginFailed:
+                raise
+            except (MatrixError, RateLimited, OSError, TimeoutError) as error:
+                log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_SYNC_BACKOFF)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    # One sync ----------------------------------------------------------------------------------
+
+    async def sync_once(self, timeout_ms: int | None = None) -> SyncResponse:
+        """One /sync, applied: invites answered, events handed over with the token, replies sent."""
+        since = self.since
+        timeout = self.settings.sync_timeout_ms if timeout_ms is None else timeout_ms
+
+        async def attempt() -> Any:
+            return await self.client.sync(
+                timeout=timeout, sync_filter=self._filter, since=since, full_state=self._full_state
+            )
+
+        response = await with_rate_limit(
+            attempt, what="sync", max_retries=self.settings.max_rate_limit_retries, max_wait=MAX_SYNC_BACKOFF
+        )
+        if isinstance(response, SyncError):
+            if response.status_code == "M_UNKNOWN_TOKEN":
+                raise LoginFailed(f"the homeserver no longer accepts the login: {response.message}")
+            raise MatrixError(f"sync: {response.status_code} {response.message}")
+        assert isinstance(response, SyncResponse)
+        self._full_state = False
+
+        for room_id, invite in response.rooms.invite.items():
+            await self._answer_invite(room_id, invite)
+
+        batch = await self._collect(response, since)
+        batch.state[NEXT_BATCH_KEY] = response.next_batch
+        replies = await self.sink.handle_batch(batch.events, batch.state)
+        self.since = response.next_batch
+
+        for event, reply in zip(batch.events, replies, strict=True):
+            if isinstance(event, CommandInvoked) and reply is not None and event.message is not None:
+                await self._deliver(event.message, reply)
+        for room_id in batch.encrypted_rooms:
+            await self._say_encrypted(room_id)
+        return response
+
+    async def _collect(self, response: SyncResponse, since: str | None) -> _Batch:
+        batch = _Batch()
+        for room_id, info in response.rooms.join.items():
+            timeline: list[Json] = [event.source for event in info.timeline.events]
+            states: list[Json] = [event.source for event in info.state]
+            for event in (*states, *timeline):
+                if event.get("type") == "m.room.create" and "sender" in event:
+                    self.chat.remember_create(room_id, event)
+            room = self.client.rooms.get(room_id)
+            if self._is_encrypted(room, states, timeline):
+                if await self._not_yet_warned(room_id):
+                    batch.encrypted_rooms.append(room_id)
+                    batch.state[encrypted_notice_key(room_id)] = "said"
+                continue
+            if since is None:
+                continue  # first start: everything so far is history
+            if info.timeline.limited and info.timeline.prev_batch:
+                timeline = await self._backfill(room_id, info.timeline.prev_batch, since) + timeline
+            timeline = since_own_join(timeline, self.user_id)
+            known = await self._remembered_reactions(redaction_targets(timeline))
+            translation = translate_timeline(
+                self._room(room_id, room),
+                timeline,
+                bot_user_id=self.user_id,
+                prefix=self.settings.command_prefix,
+                known_reactions=known,
+            )
+            batch.events.extend(translation.events)
+            for event_id, record in translation.reactions.items():
+                batch.state[reaction_state_key(event_id)] = record.to_json()
+        return batch
+
+    @staticmethod
+    def _is_encrypted(room: MatrixRoom | None, states: list[Json], timeline: list[Json]) -> bool:
+        if room is not None and room.encrypted:
+            return True
+        return any(event.get("type") == "m.room.encryption" for event in (*states, *timeline))
+
+    def _room(self, room_id: str, room: MatrixRoom | None) -> Room:
+        if room is None:
+            return Room(room_id)
+        names = {user_id: user.display_name for user_id, user in room.users.items() if user.display_name}
+        return Room(room_id, room.display_name, names)
+
+    async def _backfill(self, room_id: str, prev_batch: str, since: str) -> list[Json]:
+        """The events of a `limited` timeline that /sync left out: /messages from `prev_batch`
+        back to the previous sync token, oldest first."""
+        newest_first: list[Json] = []
+        token = prev_batch
+        while True:
+
+            async def attempt(start: str = token) -> Any:
+                return await self.client.room_messages(
+                    room_id, start=start, end=since, direction=MessageDirection.back, limit=100
+                )
+
+            page = await with_rate_limit(
+                attempt,
+                what=f"back-fill {room_id}",
+                max_retries=self.settings.max_rate_limit_retries,
+                max_wait=self.settings.max_retry_after,
+            )
+            if isinstance(page, RoomMessagesError):
+                raise MatrixError(f"back-fill {room_id}: {page.status_code} {page.message}")
+            newest_first.extend(event.source for event in page.chunk)
+            if len(newest_first) >= self.settings.backfill_limit:
+                log.error(
+                    "back-fill of %s stopped after %d events; older events in the gap are not counted",
+                    room_id,
+                    len(newest_first),
+                )
+                break
+            if not page.chunk or not page.end or page.end == token:
+                break
+            token = page.end
+        log.info("back-filled %d events in %s", len(newest_first), room_id)
+        newest_first.reverse()
+        return newest_first
+
+    async def _remembered_reactions(self, event_ids: list[str]) -> dict[str, ReactionRecord]:
+        if not event_ids:
+            return {}
+        found: dict[str, ReactionRecord] = {}
+        async with self.store.transaction() as tx:
+            for event_id in event_ids:
+                text = await tx.get_state(reaction_state_key(event_id))
+                record = ReactionRecord.from_json(text) if text else None
+                if record is not None:
+                    found[event_id] = record
+        return found
+
+    async def _not_yet_warned(self, room_id: str) -> bool:
+        async with self.store.transaction() as tx:
+            return await tx.get_state(encrypted_notice_key(room_id)) is None
+
+    async def _say_encrypted(self, room_id: str) -> None:
+        log.warning("room %s is encrypted; Peerbot does not support encrypted rooms and ignores it", room_id)
+        try:
+            await self.chat.send(ChannelRef(PLATFORM, room_id), Outbound(ENCRYPTED_NOTICE))
+        except (MatrixError, RateLimited) as error:
+            log.warning("could not tell %s that it is not supported: %s", room_id, error)
+
+    async def _deliver(self, to: MessageRef, reply: Reply) -> None:
+        try:
+            await self.chat.reply(to, Outbound(reply.text))
+        except (MatrixError, RateLimited) as error:
+            log.error("could not answer %s in %s: %s", to.id, to.channel.id, error)
+
+    async def _answer_invite(self, room_id: str, invite: InviteInfo) -> None:
+        inviter = inviter_of([_stripped_state(event) for event in invite.invite_state], self.user_id)
+        if not inviter_allowed(inviter, self.settings.allowed_inviters):
+            log.info("declining the invite to %s from %s (not in allowed_inviters)", room_id, inviter)
+            await self.client.room_leave(room_id)
+            return
+        response = await self.client.join(room_id)
+        if isinstance(response, JoinError):
+            log.warning("could not join %s (invited by %s): %s", room_id, inviter, response.message)
+        else:
+            log.info("joined %s, invited by %s", room_id, inviter)
+
+
+def _stripped_state(event: Any) -> Json:
+    """An invite's stripped state event; nio keeps its content apart from its `source`."""
+    source = dict(event.source)
+    content = getattr(event, "content", None)
+    if "content" not in source and isinstance(content, dict):
+        source["content"] = content
+    return source

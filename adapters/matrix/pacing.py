@@ -1,0 +1,93 @@
+"""Outbound pacing and the bounded answer to a homeserver's 429: never hammer, never retry forever."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_RETRY_AFTER = 5.0
+
+
+class RateLimited(Exception):
+    """The homeserver kept refusing, or asked for a longer wait than the bot is willing to give."""
+
+
+class Pacer:
+    """A token bucket: at most `burst` sends at once, then `per_second` on average.
+
+    Synapse's default for a user's messages is 0.2 per second with a burst of 10, and reactions
+    count as messages; pacing below that keeps the bot from being answered with 429s at all.
+    """
+
+    def __init__(
+        self,
+        per_second: float,
+        burst: int,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        if per_second <= 0 or burst < 1:
+            raise ValueError("pacing needs a positive rate and a burst of at least 1")
+        self.per_second = per_second
+        self.burst = burst
+        self._monotonic = monotonic
+        self._sleep = sleep
+        self._tokens = float(burst)
+        self._updated = monotonic()
+        self._lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        async with self._lock:
+            now = self._monotonic()
+            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.per_second)
+            self._updated = now
+            if self._tokens < 1:
+                delay = (1 - self._tokens) / self.per_second
+                await self._sleep(delay)
+                self._tokens = 1.0
+                self._updated = self._monotonic()
+            self._tokens -= 1
+
+
+def retry_after_of(response: Any) -> float | None:
+    """Seconds the server asked to wait, when `response` is a nio error for a 429; else None."""
+    if getattr(response, "status_code", None) not in ("M_LIMIT_EXCEEDED", 429, "429"):
+        return None
+    millis = getattr(response, "retry_after_ms", None)
+    return millis / 1000 if millis else DEFAULT_RETRY_AFTER
+
+
+async def with_rate_limit(
+    request: Callable[[], Awaitable[T]],
+    *,
+    what: str,
+    max_retries: int,
+    max_wait: float,
+    sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+) -> T:
+    """Run `request`, waiting as the server says after a 429, at most `max_retries` times.
+
+    A wait longer than `max_wait` is not taken at all: the call fails at once with `RateLimited`
+    instead of holding everything behind it for minutes.
+    """
+    attempt = 0
+    while True:
+        response = await request()
+        wait = retry_after_of(response)
+        if wait is None:
+            return response
+        attempt += 1
+        if attempt > max_retries:
+            raise RateLimited(f"{what}: still rate limited after {max_retries} retries")
+        if wait > max_wait:
+            raise RateLimited(f"{what}: the server asked to wait {wait:.1f} s, more than {max_wait:.1f} s")
+        log.warning("%s: rate limited, retrying in %.2f s (retry %d of %d)", what, wait, attempt, max_retries)
+        await sleep(wait)

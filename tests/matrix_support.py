@@ -1,0 +1,220 @@
+"""Matrix test support: members played by matrix-nio clients, and the bot running on a real store.
+
+Nothing here sleeps to synchronise: members sync until what they wait for shows up (or a timeout
+fails the test), and the bot's engine is wrapped so a test can wait for the events it received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nio import AsyncClient, RoomCreateError, RoomPutStateError, RoomRedactError, RoomSendError, SyncResponse
+
+from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
+from adapters.sql import migrate
+from adapters.sql.store import SqlStore, make_engine
+from core.engine import Engine
+from core.events import InboundEvent, Reply
+from tests.support import FakeClock
+from tests.synapse import Account, Homeserver
+
+WAIT = 30.0
+
+Event = dict[str, Any]
+
+
+class Member:
+    """A person in the rooms, played by a second matrix-nio client."""
+
+    def __init__(self, server: Homeserver, account: Account) -> None:
+        self.account = account
+        self.user_id = account.user_id
+        self.client = AsyncClient(server.url, account.user_id)
+        self.client.restore_login(account.user_id, account.device_id, account.access_token)
+        self.since: str | None = None
+        self.seen: list[tuple[str, Event]] = []
+        self.highlights: dict[str, int] = {}
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def creates_room(
+        self, *, invite: Sequence[str] = (), encrypted: bool = False, power: Mapping[str, int] | None = None
+    ) -> str:
+        initial_state: list[dict[str, Any]] = []
+        if encrypted:
+            initial_state.append(
+                {
+                    "type": "m.room.encryption",
+                    "state_key": "",
+                    "content": {"algorithm": "m.megolm.v1.aes-sha2"},
+                }
+            )
+        response = await self.client.room_create(invite=list(invite), initial_state=initial_state)
+        assert not isinstance(response, RoomCreateError), response
+        room_id = str(response.room_id)
+        if power:
+            current = await self.client.room_get_state_event(room_id, "m.room.power_levels")
+            content = dict(current.content)  # type: ignore[union-attr]
+            content["users"] = {**content.get("users", {}), **power}
+            put = await self.client.room_put_state(room_id, "m.room.power_levels", content)
+            assert not isinstance(put, RoomPutStateError), put
+        return room_id
+
+    async def invites(self, room_id: str, user_id: str) -> None:
+        response = await self.client.room_invite(room_id, user_id)
+        assert getattr(response, "status_code", None) is None, response
+
+    async def joins(self, room_id: str) -> None:
+        response = await self.client.join(room_id)
+        assert getattr(response, "status_code", None) is None, response
+
+    async def sends(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
+        response = await self.client.room_send(room_id, event_type, content)
+        assert not isinstance(response, RoomSendError), response
+        return str(response.event_id)
+
+    async def says(self, room_id: str, text: str) -> str:
+        return await self.sends(room_id, {"msgtype": "m.text", "body": text})
+
+    async def reacts(self, room_id: str, event_id: str, key: str) -> str:
+        content = {"m.relates_to": {"rel_type": "m.annotation", "event_id": event_id, "key": key}}
+        return await self.sends(room_id, content, "m.reaction")
+
+    async def redacts(self, room_id: str, event_id: str) -> str:
+        response = await self.client.room_redact(room_id, event_id)
+        assert not isinstance(response, RoomRedactError), response
+        return str(response.event_id)
+
+    async def sync(self, timeout_ms: int = 1000) -> None:
+        response = await self.client.sync(timeout=timeout_ms, since=self.since)
+        assert isinstance(response, SyncResponse), response
+        self.since = response.next_batch
+        for room_id, info in response.rooms.join.items():
+            self.seen.extend((room_id, event.source) for event in info.timeline.events)
+            if info.unread_notifications is not None:
+                self.highlights[room_id] = info.unread_notifications.highlight_count or 0
+        for room_id, invite_info in response.rooms.invite.items():
+            self.seen.extend((room_id, event.source) for event in invite_info.invite_state)
+        for room_id, leave_info in response.rooms.leave.items():
+            self.seen.extend((room_id, event.source) for event in leave_info.timeline.events)
+
+    def find(self, room_id: str, match: Callable[[Event], bool]) -> list[Event]:
+        return [event for room, event in self.seen if room == room_id and match(event)]
+
+    async def sees(self, room_id: str, match: Callable[[Event], bool], within: float = WAIT) -> Event:
+        """The first event in the room that matches, syncing until it arrives."""
+        async with asyncio.timeout(within):
+            while True:
+                found = self.find(room_id, match)
+                if found:
+                    return found[0]
+                await self.sync()
+
+
+def from_bot(bot_user_id: str, msgtype: str | None = "m.notice") -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        if event.get("sender") != bot_user_id or event.get("type") != "m.room.message":
+            return False
+        return msgtype is None or event.get("content", {}).get("msgtype") == msgtype
+
+    return match
+
+
+def reply_to(event_id: str) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        relation = event.get("content", {}).get("m.relates_to", {})
+        return bool(relation.get("m.in_reply_to", {}).get("event_id") == event_id)
+
+    return match
+
+
+def membership(user_id: str, state: str) -> Callable[[Event], bool]:
+    def match(event: Event) -> bool:
+        return (
+            event.get("type") == "m.room.member"
+            and event.get("state_key") == user_id
+            and event.get("content", {}).get("membership") == state
+        )
+
+    return match
+
+
+class RecordingEngine:
+    """The real engine, with a record of every batch the adapter handed it (and a way to wait)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.received: list[InboundEvent] = []
+        self.states: list[dict[str, str]] = []
+        self._changed = asyncio.Condition()
+
+    async def handle_batch(
+        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+    ) -> list[Reply | None]:
+        replies = await self.engine.handle_batch(events, state)
+        async with self._changed:
+            self.received.extend(events)
+            self.states.append(dict(state or {}))
+            self._changed.notify_all()
+        return replies
+
+    async def wait_batches(self, count: int, within: float = WAIT) -> None:
+        """Until the adapter has handed over `count` sync batches (the first: its start-up sync)."""
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: len(self.states) >= count)
+
+    async def wait_for(self, match: Callable[[list[InboundEvent]], bool], within: float = WAIT) -> None:
+        async with asyncio.timeout(within), self._changed:
+            await self._changed.wait_for(lambda: match(self.received))
+
+
+@dataclass
+class RunningBot:
+    """The adapter syncing in a task, on its own SQLite database, until stopped."""
+
+    settings: MatrixSettings
+    store: SqlStore
+    engine: RecordingEngine
+    adapter: MatrixAdapter
+    task: asyncio.Task[None] | None = None
+    clock: FakeClock = field(default_factory=FakeClock)
+
+    @property
+    def user_id(self) -> str:
+        return self.settings.user_id
+
+    @property
+    def chat(self) -> Any:
+        return self.adapter.chat
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.task
+            self.task = None
+        await self.adapter.close()
+
+
+async def open_sqlite(path: Path) -> SqlStore:
+    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+    await migrate.upgrade(engine)
+    return SqlStore(engine)
+
+
+async def start_bot(settings: MatrixSettings, store: SqlStore, clock: FakeClock | None = None) -> RunningBot:
+    """Start the adapter the way bot/app.py does: one engine, the Matrix chat attached."""
+    clock = clock or FakeClock()
+    engine = Engine(store, clock)
+    recording = RecordingEngine(engine)
+    adapter = MatrixAdapter(settings, store, recording)
+    engine.attach(adapter.chat)
+    bot = RunningBot(settings, store, recording, adapter, clock=clock)
+    bot.task = asyncio.create_task(adapter.run())
+    return bot

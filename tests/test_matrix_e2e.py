@@ -1,0 +1,339 @@
+"""The Matrix adapter end to end, against a real Synapse on 127.0.0.1 (see tests/synapse.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from adapters.matrix.adapter import ENCRYPTED_NOTICE, MatrixSettings
+from adapters.matrix.pacing import RateLimited
+from adapters.matrix.translate import WORD_JOINER
+from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved
+from core.ports import Outbound
+from core.refs import ChannelRef, MessageRef, UserRef
+from tests.matrix_support import (
+    Member,
+    RunningBot,
+    from_bot,
+    membership,
+    open_sqlite,
+    reply_to,
+    start_bot,
+)
+from tests.synapse import Homeserver
+
+StartBot = Callable[..., Awaitable[RunningBot]]
+
+
+@pytest.fixture
+async def people(homeserver: Homeserver) -> AsyncIterator[Callable[[], Member]]:
+    """Makes members (new accounts each time); closes their clients at the end."""
+    made: list[Member] = []
+
+    def make() -> Member:
+        member = Member(homeserver, homeserver.register())
+        made.append(member)
+        return member
+
+    yield make
+    for member in made:
+        await member.close()
+
+
+@pytest.fixture
+async def bot_factory(homeserver: Homeserver, tmp_path: Path) -> AsyncIterator[StartBot]:
+    """Starts the bot (a new account unless given), each on its own database unless given."""
+    running: list[RunningBot] = []
+
+    async def start(
+        settings: MatrixSettings | None = None, db: str = "bot.db", **changes: object
+    ) -> RunningBot:
+        if settings is None:
+            account = homeserver.register()
+            settings = MatrixSettings(
+                homeserver=homeserver.url,
+                user_id=account.user_id,
+                password=account.password,
+                send_per_second=1000,
+                send_burst=1000,
+                sync_timeout_ms=5000,
+            )
+        settings = replace(settings, **changes)  # type: ignore[arg-type]
+        store = await open_sqlite(tmp_path / db)
+        bot = await start_bot(settings, store)
+        running.append(bot)
+        await bot.engine.wait_batches(1)
+        return bot
+
+    yield start
+    for bot in running:
+        await bot.stop()
+        await bot.store.close()
+
+
+async def room_with_bot(owner: Member, bot: RunningBot, *others: Member) -> str:
+    room_id = await owner.creates_room(invite=[bot.user_id, *(m.user_id for m in others)])
+    for other in others:
+        await other.joins(room_id)
+    await owner.sees(room_id, membership(bot.user_id, "join"))
+    return room_id
+
+
+def commands(events: list[InboundEvent]) -> list[CommandInvoked]:
+    return [e for e in events if isinstance(e, CommandInvoked)]
+
+
+async def test_invites_are_accepted_only_from_allowed_inviters(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, mallory = people(), people()
+    bot = await bot_factory(allowed_inviters=(alice.user_id,))
+    allowed = await alice.creates_room(invite=[bot.user_id])
+    refused = await mallory.creates_room(invite=[bot.user_id])
+    await alice.sees(allowed, membership(bot.user_id, "join"))
+    await mallory.sees(refused, membership(bot.user_id, "leave"))
+    assert not mallory.find(refused, membership(bot.user_id, "join"))
+
+
+async def test_a_command_gets_a_notice_in_reply(bot_factory: StartBot, people: Callable[[], Member]) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    command = await alice.says(room, "!peer status")
+    answer = await alice.sees(room, reply_to(command))
+    assert answer["sender"] == bot.user_id
+    assert answer["content"]["msgtype"] == "m.notice"
+    assert answer["content"]["m.mentions"] == {}
+    assert answer["content"]["body"].startswith("Phase: Convening")
+
+
+async def test_bad_input_gets_a_short_usage_line(bot_factory: StartBot, people: Callable[[], Member]) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    command = await alice.says(room, "!PEER phase sett organizing")
+    answer = await alice.sees(room, reply_to(command))
+    assert "Unknown phase command 'sett'" in answer["content"]["body"]
+    command = await alice.says(room, "!peer help nonsense words")
+    answer = await alice.sees(room, reply_to(command))
+    assert "Usage: !peer help [command...]" in answer["content"]["body"]
+
+
+async def test_history_from_before_the_bot_joined_is_ignored(
+    homeserver: Homeserver, bot_factory: StartBot, people: Callable[[], Member], tmp_path: Path
+) -> None:
+    alice = people()
+    account = homeserver.register()
+    bot_as_member = Member(homeserver, account)
+    # A room the bot's account was already in before Peerbot ever started, with old commands.
+    old_room = await alice.creates_room(invite=[account.user_id])
+    await bot_as_member.joins(old_room)
+    await bot_as_member.close()
+    old_command = await alice.says(old_room, "!peer status")
+    # A room with commands written before the bot was even invited.
+    new_room = await alice.creates_room()
+    early_command = await alice.says(new_room, "!peer phase show")
+    await alice.invites(new_room, account.user_id)
+
+    settings = MatrixSettings(
+        homeserver=homeserver.url,
+        user_id=account.user_id,
+        password=account.password,
+        send_per_second=1000,
+        send_burst=1000,
+        sync_timeout_ms=5000,
+    )
+    bot = await bot_factory(settings)
+    await alice.sees(new_room, membership(bot.user_id, "join"))
+    marker = await alice.says(new_room, "!peer help")
+    await alice.sees(new_room, reply_to(marker))
+    second_marker = await alice.says(old_room, "!peer help")
+    await alice.sees(old_room, reply_to(second_marker))
+
+    ids = [e.event_id for e in commands(bot.engine.received)]
+    assert ids == [marker, second_marker]
+    assert not alice.find(new_room, reply_to(early_command))
+    assert not alice.find(old_room, reply_to(old_command))
+
+
+async def test_only_facilitators_change_the_phase(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob, carol = people(), people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob, carol)
+    # alice created the room (version 12: a creator holds top power, unlisted); bob gets 50.
+    current = await alice.client.room_get_state_event(room, "m.room.power_levels")
+    content = dict(current.content)  # type: ignore[union-attr]
+    assert alice.user_id not in content.get("users", {})
+    content["users"] = {**content.get("users", {}), bob.user_id: 50}
+    await alice.client.room_put_state(room, "m.room.power_levels", content)
+
+    refused = await carol.says(room, "!peer phase set organizing")
+    answer = await carol.sees(room, reply_to(refused))
+    assert answer["content"]["body"].startswith("Sorry, only facilitators can use !peer phase set")
+
+    by_creator = await alice.says(room, "!peer phase set organizing we have a plan")
+    answer = await alice.sees(room, reply_to(by_creator))
+    assert "moved the group from Convening to Organizing" in answer["content"]["body"]
+
+    by_moderator = await bob.says(room, "!peer phase set cooperating")
+    answer = await bob.sees(room, reply_to(by_moderator))
+    assert "moved the group from Organizing to Cooperating" in answer["content"]["body"]
+
+
+async def test_member_text_in_a_reply_pings_nobody(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob)
+    # alice's own client marks her command as mentioning nobody, as current clients do.
+    text = f"!peer phase set organizing @room look, {bob.user_id}"
+    command = await alice.sends(room, {"msgtype": "m.text", "body": text, "m.mentions": {}})
+    answer = await bob.sees(room, reply_to(command))
+    content = answer["content"]
+    assert content["m.mentions"] == {}
+    assert "@room" not in content["body"]
+    assert bob.user_id not in content["body"]
+    assert f"@{WORD_JOINER}room" in content["body"]
+    await bob.sync(timeout_ms=0)
+    assert bob.highlights.get(room, 0) == 0
+    # The same words from a member who means them do highlight bob: the check can see a ping.
+    await alice.sends(
+        room, {"msgtype": "m.text", "body": f"{bob.user_id} look", "m.mentions": {"user_ids": [bob.user_id]}}
+    )
+    async with asyncio.timeout(30):
+        while bob.highlights.get(room, 0) == 0:
+            await bob.sync()
+
+
+async def test_an_encrypted_room_is_refused_once_and_ignored(
+    bot_factory: StartBot, people: Callable[[], Member], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.matrix")
+    alice = people()
+    bot = await bot_factory()
+    secret = await alice.creates_room(invite=[bot.user_id], encrypted=True)
+    notice = await alice.sees(secret, from_bot(bot.user_id))
+    assert notice["content"]["body"] == ENCRYPTED_NOTICE
+    assert any("is encrypted" in r.getMessage() for r in caplog.records)
+    # nio without encryption support sends this in the clear; the bot still ignores it.
+    ignored = await alice.says(secret, "!peer status")
+    plain = await room_with_bot(alice, bot)
+    marker = await alice.says(plain, "!peer status")
+    await alice.sees(plain, reply_to(marker))
+    await alice.sync(timeout_ms=0)
+    assert not alice.find(secret, reply_to(ignored))
+    assert len(alice.find(secret, from_bot(bot.user_id))) == 1
+    assert [e.event_id for e in commands(bot.engine.received)] == [marker]
+
+
+async def test_the_engine_posts_and_reacts_in_a_room_on_its_own(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    posted = await bot.chat.send(ChannelRef("matrix", room), Outbound("Time to reflect: what did you learn?"))
+    await bot.chat.react(posted, "✅")
+    seen = await alice.sees(room, lambda e: e.get("event_id") == posted.id)
+    assert seen["content"] == {
+        "msgtype": "m.notice",
+        "body": "Time to reflect: what did you learn?",
+        "m.mentions": {},
+    }
+    reaction = await alice.sees(room, lambda e: e.get("type") == "m.reaction")
+    assert reaction["sender"] == bot.user_id
+    assert reaction["content"]["m.relates_to"] == {
+        "rel_type": "m.annotation",
+        "event_id": posted.id,
+        "key": "✅",
+    }
+
+
+async def test_reactions_are_votes_and_a_redaction_takes_one_back(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob)
+    message = await alice.says(room, "Shall we learn Rust?")
+    yes = await bob.reacts(room, message, "👍")
+    await alice.reacts(room, message, "✅")
+    taken_back = await bob.redacts(room, yes)
+    await bot.engine.wait_for(lambda got: any(e.event_id == taken_back for e in got))
+
+    channel = ChannelRef("matrix", room)
+    target = MessageRef(channel, message)
+    votes = [e for e in bot.engine.received if isinstance(e, ReactionAdded | ReactionRemoved)]
+    assert [(type(e), e.message, e.user, e.emoji) for e in votes] == [
+        (ReactionAdded, target, UserRef("matrix", bob.user_id), "👍"),
+        (ReactionAdded, target, UserRef("matrix", alice.user_id), "✅"),
+        (ReactionRemoved, target, UserRef("matrix", bob.user_id), "👍"),
+    ]
+
+
+async def test_reactions_while_the_bot_was_down_are_counted_exactly_once(
+    homeserver: Homeserver,
+    bot_factory: StartBot,
+    people: Callable[[], Member],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix")
+    alice, bob = people(), people()
+    bot = await bot_factory(timeline_limit=5)
+    room = await room_with_bot(alice, bot, bob)
+    message = await alice.says(room, "Vote on this")
+    before = await bob.reacts(room, message, "🅱️")
+    await bot.engine.wait_for(lambda got: any(e.event_id == before for e in got))
+    await bot.stop()
+
+    keys = [chr(0x1F600 + i) for i in range(15)]
+    sent = [await alice.reacts(room, message, key) for key in keys]
+    sent += [await bob.reacts(room, message, key) for key in keys]
+    gone = await alice.reacts(room, message, "🙈")
+    await alice.redacts(room, gone)  # added and taken back while the bot was away: no vote at all
+    taken_back = await bob.redacts(room, before)  # a vote it had seen, taken back while it was away
+
+    bot_again = await bot_factory(bot.settings)
+    await bot_again.engine.wait_for(lambda got: any(e.event_id == taken_back for e in got))
+
+    added = [e.event_id for e in bot_again.engine.received if isinstance(e, ReactionAdded)]
+    assert sorted(added) == sorted(sent)
+    assert len(added) == len(set(added)) == 30
+    removed = [e for e in bot_again.engine.received if isinstance(e, ReactionRemoved)]
+    assert [(e.user.id, e.emoji) for e in removed] == [(bob.user_id, "🅱️")]
+    assert any("back-filled" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_429_is_waited_out_within_bounds(
+    homeserver: Homeserver,
+    bot_factory: StartBot,
+    people: Callable[[], Member],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="adapters.matrix")
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    homeserver.set_message_rate_limit(bot.user_id, per_second=4, burst_count=1)
+    channel = ChannelRef("matrix", room)
+    for n in range(3):
+        await bot.chat.send(channel, Outbound(f"message {n}"))
+    assert any("rate limited, retrying" in r.getMessage() for r in caplog.records)
+
+    bounded = replace(bot.settings, max_retry_after=0.01)
+    bot.chat.settings = bounded
+    with pytest.raises(RateLimited, match="asked to wait"):
+        for n in range(3):
+            await bot.chat.send(channel, Outbound(f"again {n}"))
+    bot.chat.settings = replace(bot.settings, max_rate_limit_retries=0)
+    with pytest.raises(RateLimited, match="after 0 retries"):
+        for n in range(3):
+            await bot.chat.send(channel, Outbound(f"once more {n}"))

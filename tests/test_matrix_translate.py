@@ -1,0 +1,244 @@
+"""Matrix payloads <-> neutral events, on a timeline recorded from Synapse 1.163 (room version 12)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.matrix.pacing import Pacer, RateLimited, with_rate_limit
+from adapters.matrix.translate import (
+    MAX_BODY_BYTES,
+    WORD_JOINER,
+    ReactionRecord,
+    Room,
+    command_text,
+    defuse_mentions,
+    edit_content,
+    fit_body,
+    inviter_allowed,
+    inviter_of,
+    is_facilitator,
+    notice_content,
+    redaction_targets,
+    since_own_join,
+    strip_reply_fallback,
+    translate_timeline,
+)
+from core.events import CommandInvoked, MemberJoined, MessagePosted, ReactionAdded, ReactionRemoved
+from core.refs import ChannelRef, MessageRef, UserRef
+
+RECORDED = json.loads((Path(__file__).parent / "recorded" / "matrix_timeline.json").read_text())
+ROOM_ID: str = RECORDED["room_id"]
+TIMELINE: list[dict[str, Any]] = RECORDED["timeline"]
+ALICE, BOB, BOT = "@alice:peerbot.test", "@bob:peerbot.test", "@peerbot:peerbot.test"
+CHANNEL = ChannelRef("matrix", ROOM_ID, "Rust learners")
+
+
+def event(kind: str, body: str | None = None) -> dict[str, Any]:
+    """The first recorded event of a type (and body)."""
+    for item in TIMELINE:
+        if item["type"] == kind and (body is None or item["content"].get("body") == body):
+            return item
+    raise LookupError(kind)
+
+
+def translate(events: list[dict[str, Any]], known: dict[str, ReactionRecord] | None = None) -> Any:
+    room = Room(ROOM_ID, "Rust learners", {BOB: "Bob B."})
+    return translate_timeline(room, events, bot_user_id=BOT, prefix="!peer", known_reactions=known or {})
+
+
+def test_the_recorded_timeline_becomes_neutral_events() -> None:
+    result = translate(TIMELINE)
+    proposal = event("m.room.message", "!peer goal propose Learn Rust")
+    kept = TIMELINE[-2]
+    assert [type(e) for e in result.events] == [
+        MemberJoined,  # alice, creating the room
+        MemberJoined,  # bob joins (his display name change after is no join)
+        CommandInvoked,  # alice proposes
+        CommandInvoked,  # bob's reply, its quoted fallback dropped
+        MessagePosted,  # hello all (the edit is skipped)
+        ReactionAdded,  # alice's 👍 (bob's ✅ was redacted before it was seen)
+    ]
+    _, joined, command, reply, _, vote = result.events
+    assert joined == MemberJoined(joined.event_id, CHANNEL, UserRef("matrix", BOB))
+    assert command == CommandInvoked(
+        proposal["event_id"],
+        CHANNEL,
+        UserRef("matrix", ALICE),
+        "goal propose Learn Rust",
+        None,
+        MessageRef(CHANNEL, proposal["event_id"]),
+    )
+    assert isinstance(reply, CommandInvoked) and reply.text == "goal list"
+    assert reply.user.display == "Bob B." and reply.channel.display == "Rust learners"
+    assert vote == ReactionAdded(
+        kept["event_id"], MessageRef(CHANNEL, proposal["event_id"]), UserRef("matrix", ALICE), "👍"
+    )
+    assert result.reactions == {kept["event_id"]: ReactionRecord(ROOM_ID, proposal["event_id"], "👍", ALICE)}
+
+
+def test_a_redaction_takes_back_the_remembered_reaction() -> None:
+    redaction = TIMELINE[-1]
+    target = redaction["content"]["redacts"]
+    assert redaction_targets(TIMELINE) == [target]
+    record = ReactionRecord(ROOM_ID, "$poll", "✅", BOB)
+    result = translate([redaction], {target: record})
+    assert result.events == [
+        ReactionRemoved(redaction["event_id"], MessageRef(CHANNEL, "$poll"), UserRef("matrix", BOB), "✅")
+    ]
+    assert translate([redaction]).events == []  # a reaction never seen: nothing to take back
+    elsewhere = ReactionRecord("!other", "$poll", "✅", BOB)
+    assert translate([redaction], {target: elsewhere}).events == []
+    assert ReactionRecord.from_json(record.to_json()) == record
+
+
+def test_a_reaction_and_its_redaction_in_one_batch_cancel_out() -> None:
+    reaction = TIMELINE[-2]
+    redaction = {**TIMELINE[-1], "content": {"redacts": reaction["event_id"]}}
+    kinds = [type(e) for e in translate([reaction, redaction]).events]
+    assert kinds == [ReactionAdded, ReactionRemoved]
+
+
+def test_the_bots_own_events_and_repeats_are_skipped() -> None:
+    mine = {**event("m.room.message", "hello all"), "sender": BOT}
+    proposal = event("m.room.message", "!peer goal propose Learn Rust")
+    result = translate([mine, proposal, proposal])
+    assert [e.event_id for e in result.events] == [proposal["event_id"]]
+
+
+def test_history_before_the_bots_join_is_dropped() -> None:
+    join = {
+        "type": "m.room.member",
+        "event_id": "$join",
+        "sender": BOT,
+        "state_key": BOT,
+        "content": {"membership": "join"},
+    }
+    profile = {**join, "event_id": "$rename", "unsigned": {"prev_content": {"membership": "join"}}}
+    old, new = TIMELINE[10], TIMELINE[13]
+    assert since_own_join([old, join, new], BOT) == [new]
+    assert since_own_join([old, join, profile, new], BOT) == [profile, new]
+    assert since_own_join([old, new], BOT) == [old, new]
+
+
+@pytest.mark.parametrize(
+    ("body", "text"),
+    [
+        ("!peer goal propose Learn Rust", "goal propose Learn Rust"),
+        ("  !PEER   status ", "status"),
+        ("!peer", ""),
+        ("!peer\nhelp", "help"),
+        ("!peerage", None),
+        ("hello !peer help", None),
+        ("", None),
+    ],
+)
+def test_commands_are_found_after_the_prefix(body: str, text: str | None) -> None:
+    assert command_text(body, "!peer") == text
+
+
+def test_a_reply_fallback_is_dropped() -> None:
+    assert strip_reply_fallback("> <@a:x> old\n> more\n\n!peer help") == "!peer help"
+    assert strip_reply_fallback("no quote\n> inside") == "no quote\n> inside"
+
+
+def test_facilitators_by_power_or_as_creators_of_version_12_rooms() -> None:
+    create = event("m.room.create")
+    levels = {"users": {BOB: 50, "@mod:x": 49}, "users_default": 0}
+    assert is_facilitator(ALICE, create_event=create, power_levels=levels, threshold=50)  # creator, v12
+    assert is_facilitator(BOB, create_event=create, power_levels=levels, threshold=50)
+    assert not is_facilitator("@mod:x", create_event=create, power_levels=levels, threshold=50)
+    assert not is_facilitator("@carol:x", create_event=create, power_levels=levels, threshold=50)
+    assert is_facilitator("@carol:x", create_event=create, power_levels={"users_default": 60}, threshold=50)
+    extra = {**create, "content": {**create["content"], "additional_creators": ["@carol:x"]}}
+    assert is_facilitator("@carol:x", create_event=extra, power_levels=levels, threshold=50)
+    # Before version 12 the creator is only as powerful as m.room.power_levels says.
+    old = {**create, "content": {"room_version": "10"}}
+    assert not is_facilitator(ALICE, create_event=old, power_levels={"users": {ALICE: 0}}, threshold=50)
+    assert is_facilitator(ALICE, create_event=old, power_levels=None, threshold=50)
+
+
+def test_invites_are_checked_against_users_and_servers() -> None:
+    state = [
+        {"type": "m.room.member", "sender": ALICE, "state_key": BOT, "content": {"membership": "invite"}}
+    ]
+    assert inviter_of(state, BOT) == ALICE
+    assert inviter_of([], BOT) is None
+    assert inviter_allowed(ALICE, [])
+    assert inviter_allowed(ALICE, [ALICE])
+    assert inviter_allowed(ALICE, ["peerbot.test"])
+    assert inviter_allowed(ALICE, [":peerbot.test"])
+    assert inviter_allowed(ALICE, ["*:PEERBOT.test"])
+    assert not inviter_allowed(ALICE, [BOB, "example.org"])
+    assert not inviter_allowed(None, [ALICE])
+
+
+def test_outbound_text_mentions_nobody_and_fits() -> None:
+    content = notice_content("Ping @room and @bob:peerbot.test, mail me@example.org", reply_to="$cmd")
+    assert content["m.mentions"] == {}
+    assert content["msgtype"] == "m.notice"
+    assert content["m.relates_to"] == {"m.in_reply_to": {"event_id": "$cmd"}}
+    assert content["body"] == (
+        f"Ping @{WORD_JOINER}room and @{WORD_JOINER}bob:peerbot.test, mail me@example.org"
+    )
+    assert defuse_mentions("@ROOM!") == f"@{WORD_JOINER}ROOM!"
+    assert defuse_mentions("@roomy") == "@roomy"
+    long = fit_body("é" * MAX_BODY_BYTES)
+    assert len(long.encode()) <= MAX_BODY_BYTES and long.endswith("too long for Matrix)")
+    edit = edit_content("$old", "new @room")
+    assert edit["m.new_content"]["m.mentions"] == {} and edit["m.mentions"] == {}
+    assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$old"}
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_pacing_lets_a_burst_through_then_spaces_sends() -> None:
+    time = FakeTime()
+    pacer = Pacer(0.5, 3, monotonic=time.monotonic, sleep=time.sleep)
+    for _ in range(5):
+        await pacer.wait()
+    assert time.slept == [2.0, 2.0]
+
+
+class Limited:
+    status_code = "M_LIMIT_EXCEEDED"
+
+    def __init__(self, millis: int) -> None:
+        self.retry_after_ms = millis
+
+
+async def test_a_429_is_retried_as_told_but_never_endlessly() -> None:
+    time = FakeTime()
+    answers: list[Any] = [Limited(300), Limited(500), "sent"]
+
+    async def request() -> Any:
+        return answers.pop(0)
+
+    assert await with_rate_limit(request, what="send", max_retries=3, max_wait=5, sleep=time.sleep) == "sent"
+    assert time.slept == [0.3, 0.5]
+
+    async def always_limited() -> Any:
+        return Limited(100)
+
+    with pytest.raises(RateLimited, match="after 2 retries"):
+        await with_rate_limit(always_limited, what="send", max_retries=2, max_wait=5, sleep=time.sleep)
+
+    async def long_wait() -> Any:
+        return Limited(120_000)
+
+    with pytest.raises(RateLimited, match=r"asked to wait 120\.0 s"):
+        await with_rate_limit(long_wait, what="send", max_retries=2, max_wait=30, sleep=time.sleep)
