@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import sys
@@ -12,9 +13,10 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from adapters.console.adapter import ConsoleChat, ConsoleSession
+from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config
+from bot.config import Config, MatrixConfig
 from core.clock import SystemClock, utc
 from core.engine import Engine
 
@@ -75,5 +77,40 @@ async def run(config: Config) -> int:
     """Run every configured adapter; with no chat platform configured, the console."""
     if not config.platforms():
         return await run_console(config)
-    # Chat platform adapters (Matrix, Discord) are wired here as they arrive.
-    raise NotImplementedError("no chat platform adapter is available yet")
+    store = await open_store(config)
+    try:
+        engine = Engine(store, make_clock())
+        adapters = []
+        if config.matrix is not None:
+            adapters.append(run_matrix(config.matrix, store, engine))
+        await asyncio.gather(*adapters)
+    except LoginFailed as error:
+        log.error("matrix: %s", error)
+        return 1
+    finally:
+        await store.close()
+    return 0
+
+
+def matrix_settings(config: MatrixConfig) -> MatrixSettings:
+    return MatrixSettings(
+        homeserver=config.homeserver,
+        user_id=config.user_id,
+        access_token=config.access_token.get_secret_value() if config.access_token else None,
+        password=config.password.get_secret_value() if config.password else None,
+        device_name=config.device_name,
+        command_prefix=config.command_prefix,
+        allowed_inviters=tuple(config.allowed_inviters),
+        facilitator_power_level=config.facilitator_power_level,
+        send_per_second=config.send_per_second,
+        send_burst=config.send_burst,
+    )
+
+
+async def run_matrix(config: MatrixConfig, store: SqlStore, engine: Engine) -> None:
+    adapter = MatrixAdapter(matrix_settings(config), store, engine)
+    engine.attach(adapter.chat)
+    try:
+        await adapter.run()
+    finally:
+        await adapter.close()

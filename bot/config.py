@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/peerbot.db"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -38,6 +46,27 @@ class ConsoleConfig(Section):
     bot_name: str = Field(default="peerbot", pattern=r"^[\w-]{1,40}$")
 
 
+class MatrixConfig(Section):
+    homeserver: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
+    user_id: str = Field(pattern=r"^@[^:\s]+:\S+$")
+    access_token: SecretStr | None = None
+    password: SecretStr | None = None
+    device_name: str = Field(default="Peerbot", min_length=1, max_length=100)
+    command_prefix: str = Field(default="!peer", pattern=r"^\S{1,20}$")
+    allowed_inviters: list[str] = Field(default_factory=list)
+    facilitator_power_level: int = 50
+    send_per_second: float = Field(default=0.2, gt=0)
+    send_burst: int = Field(default=10, ge=1)
+
+    @model_validator(mode="after")
+    def _has_credentials(self) -> MatrixConfig:
+        if self.access_token is None and self.password is None:
+            raise ValueError(
+                "needs access_token or password (or PEERBOT_MATRIX_ACCESS_TOKEN / PEERBOT_MATRIX_PASSWORD)"
+            )
+        return self
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -46,10 +75,14 @@ class Config(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    matrix: MatrixConfig | None = None
 
     def platforms(self) -> list[str]:
         """Chat platforms with credentials configured (none: the console)."""
-        return []
+        platforms: list[str] = []
+        if self.matrix is not None:
+            platforms.append("matrix")
+        return platforms
 
 
 def _describe(error: ValidationError) -> str:
@@ -75,10 +108,27 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
         raise ConfigError("config: expected a mapping of sections at the top level")
     if url := env.get("PEERBOT_DATABASE_URL"):
         raw = {**raw, "database": {**(raw.get("database") or {}), "url": url}}
+    raw = _matrix_secrets_from(env, raw)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
         raise ConfigError(_describe(error)) from None
+
+
+def _matrix_secrets_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, Any]:
+    """PEERBOT_MATRIX_ACCESS_TOKEN / PEERBOT_MATRIX_PASSWORD fill in a `matrix:` section's secrets."""
+    section = raw.get("matrix")
+    if not isinstance(section, dict):
+        return raw
+    secrets = {
+        key: value
+        for key, name in (
+            ("access_token", "PEERBOT_MATRIX_ACCESS_TOKEN"),
+            ("password", "PEERBOT_MATRIX_PASSWORD"),
+        )
+        if (value := env.get(name))
+    }
+    return {**raw, "matrix": {**section, **secrets}} if secrets else raw
 
 
 def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:

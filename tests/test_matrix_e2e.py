@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -13,6 +14,8 @@ import pytest
 from adapters.matrix.adapter import ENCRYPTED_NOTICE, MatrixSettings
 from adapters.matrix.pacing import RateLimited
 from adapters.matrix.translate import WORD_JOINER
+from bot import app
+from bot.config import parse_config
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved
 from core.ports import Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -337,3 +340,38 @@ async def test_a_429_is_waited_out_within_bounds(
     with pytest.raises(RateLimited, match="after 0 retries"):
         for n in range(3):
             await bot.chat.send(channel, Outbound(f"once more {n}"))
+
+
+async def test_peerbot_run_serves_matrix_from_the_config(
+    homeserver: Homeserver, people: Callable[[], Member], tmp_path: Path
+) -> None:
+    alice = people()
+    account = homeserver.register()
+    raw = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}"},
+        "matrix": {"homeserver": homeserver.url, "user_id": account.user_id, "send_per_second": 100},
+    }
+    config = parse_config(raw, env={"PEERBOT_MATRIX_PASSWORD": account.password})
+    running = asyncio.create_task(app.run(config))
+    try:
+        room = await alice.creates_room(invite=[account.user_id])
+        await alice.sees(room, membership(account.user_id, "join"))
+        command = await alice.says(room, "!peer phase show")
+        answer = await alice.sees(room, reply_to(command))
+        assert answer["content"]["body"].startswith("Convening")
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_a_refused_login_stops_peerbot_with_a_clear_error(
+    homeserver: Homeserver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    account = homeserver.register()
+    raw = {
+        "database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}"},
+        "matrix": {"homeserver": homeserver.url, "user_id": account.user_id, "password": "wrong"},
+    }
+    assert await app.run(parse_config(raw, env={})) == 1
+    assert any("password login refused: M_FORBIDDEN" in r.getMessage() for r in caplog.records)

@@ -1,0 +1,76 @@
+"""The `matrix:` section of the configuration, and what it turns into."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bot.app import matrix_settings
+from bot.config import ConfigError, MatrixConfig, load_config, parse_config
+
+ROOT = Path(__file__).resolve().parent.parent
+MINIMAL = {"homeserver": "https://matrix.example.org", "user_id": "@peerbot:example.org"}
+
+
+def test_a_matrix_section_runs_matrix_instead_of_the_console() -> None:
+    config = parse_config({"matrix": {**MINIMAL, "access_token": "syt_secret"}}, env={})
+    assert config.platforms() == ["matrix"]
+    assert config.matrix is not None
+    assert config.matrix.command_prefix == "!peer"
+    assert config.matrix.facilitator_power_level == 50
+    assert "syt_secret" not in repr(config)
+    settings = matrix_settings(config.matrix)
+    assert settings.access_token == "syt_secret" and settings.password is None
+    assert parse_config({}, env={}).platforms() == []
+
+
+def test_secrets_come_from_the_environment() -> None:
+    env = {"PEERBOT_MATRIX_ACCESS_TOKEN": "from-env", "PEERBOT_MATRIX_PASSWORD": "pw-env"}
+    config = parse_config({"matrix": {**MINIMAL, "access_token": "in-file"}}, env=env)
+    assert config.matrix is not None and config.matrix.access_token is not None
+    assert config.matrix.access_token.get_secret_value() == "from-env"
+    assert config.matrix.password is not None and config.matrix.password.get_secret_value() == "pw-env"
+    # Without a matrix section the variables alone do not start Matrix.
+    assert parse_config({}, env=env).platforms() == []
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        (MINIMAL, "matrix: needs access_token or password"),
+        (
+            {**MINIMAL, "password": "x", "homeserver": "matrix.example.org"},
+            "matrix.homeserver: string should",
+        ),
+        ({**MINIMAL, "password": "x", "user_id": "peerbot"}, "matrix.user_id: string should match"),
+        ({**MINIMAL, "password": "x", "command_prefix": "two words"}, "matrix.command_prefix: string should"),
+        ({**MINIMAL, "password": "x", "room": "!a:b"}, "matrix.room: unknown key"),
+        ({**MINIMAL, "password": "x", "send_burst": 0}, "matrix.send_burst: input should be greater"),
+    ],
+)
+def test_a_bad_matrix_section_names_the_key(section: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"matrix": section}, env={})
+    assert str(error.value).startswith(message)
+
+
+def test_the_example_documents_every_matrix_key(tmp_path: Path) -> None:
+    """The commented-out example section, uncommented, is a valid configuration with every key."""
+    lines = (ROOT / "config.example.yaml").read_text().splitlines()
+    start = lines.index("# matrix:")
+    section = []
+    for line in lines[start:]:
+        if not line.startswith("#"):
+            break
+        if (
+            line.startswith("# ")
+            and not line.lstrip("# ").startswith("#")
+            and not line[2:].lstrip().startswith("#")
+        ):
+            section.append(line[2:])
+    path = tmp_path / "config.yaml"
+    path.write_text("\n".join(section) + "\n")
+    config = load_config(path, env={"PEERBOT_MATRIX_ACCESS_TOKEN": "syt_from_env"})
+    assert config.matrix is not None
+    assert set(MatrixConfig.model_fields) <= set(config.matrix.model_fields_set)
