@@ -271,8 +271,7 @@ class SqlTx:
             .values(vote_seq=polls.c.vote_seq + len(changes))
             .returning(polls.c.vote_seq)
         )
-        last = result.scalar_one()
-        first = last - len(changes) + 1
+        first = result.scalar_one() - len(changes) + 1
         dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(poll_reactions)
         stmt = stmt.on_conflict_do_update(
@@ -283,19 +282,19 @@ class SqlTx:
                 "user_name": stmt.excluded.user_name,
             },
         )
-        # One statement per change keeps their order, which decides a single-choice vote.
+        # Only the last change of each (member, option) in the batch decides its state; it keeps the
+        # sequence number of its place in the batch, so single-choice order is preserved.
+        final: dict[tuple[str, int], dict[str, Any]] = {}
         for i, c in enumerate(changes):
-            await self.conn.execute(
-                stmt,
-                {
-                    "poll_id": poll_id,
-                    "user_key": c.user_key,
-                    "option": c.option,
-                    "user_name": c.user_name,
-                    "present": c.present,
-                    "seq": first + i,
-                },
-            )
+            final[(c.user_key, c.option)] = {
+                "poll_id": poll_id,
+                "user_key": c.user_key,
+                "option": c.option,
+                "user_name": c.user_name,
+                "present": c.present,
+                "seq": first + i,
+            }
+        await self.conn.execute(stmt, list(final.values()))
 
     async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
         rows = await self.conn.execute(
