@@ -17,8 +17,10 @@ from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config, MatrixConfig
+from bot.scheduler import Ticker
 from core.clock import SystemClock, utc
 from core.engine import Engine
+from core.roadmap import GoalRules
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,10 @@ def make_clock() -> SystemClock:
     if not start:
         return SystemClock()
     return SystemClock(utc(datetime.fromisoformat(start)))
+
+
+def goal_rules(config: Config) -> GoalRules:
+    return GoalRules(config.goals.quorum, config.goals.decision_window)
 
 
 async def open_store(config: Config) -> SqlStore:
@@ -65,9 +71,17 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
             bot_name=config.console.bot_name,
             default_channel=config.console.default_channel,
         )
-        engine = Engine(store, clock, [chat])
+        engine = Engine(store, clock, [chat], goal_rules=goal_rules(config))
         session = ConsoleSession(chat, engine.handle, clock)
-        await session.run(stdin, interactive=stdin.isatty())
+        session.on_advance = engine.tick
+        await engine.tick()  # polls that closed while the bot was down
+        ticker = Ticker(engine)
+        ticker.start()
+        try:
+            await session.run(stdin, interactive=stdin.isatty())
+            await engine.drain()
+        finally:
+            ticker.stop()
     finally:
         await store.close()
     return 0
@@ -78,22 +92,31 @@ async def run(config: Config) -> int:
     if not config.platforms():
         return await run_console(config)
     store = await open_store(config)
+    engine = Engine(store, make_clock(), goal_rules=goal_rules(config))
+    ticker = Ticker(engine)
+    adapters: list[MatrixAdapter] = []
+    if config.matrix is not None:
+        adapters.append(matrix_adapter(config.matrix, store, engine))
     try:
-        engine = Engine(store, make_clock())
-        adapters = []
-        if config.matrix is not None:
-            adapters.append(run_matrix(config.matrix, store, engine))
-        await asyncio.gather(*adapters)
+        for adapter in adapters:
+            await adapter.login()
+        await engine.tick()  # polls that closed while the bot was down
+        ticker.start()
+        await asyncio.gather(*(adapter.sync_forever() for adapter in adapters))
     except LoginFailed as error:
         log.error("matrix: %s", error)
         return 1
     finally:
+        ticker.stop()
+        for adapter in adapters:
+            await adapter.close()
+        await engine.drain()
         await store.close()
     return 0
 
 
-def matrix_settings(config: MatrixConfig) -> MatrixSettings:
-    return MatrixSettings(
+def matrix_adapter(config: MatrixConfig, store: SqlStore, engine: Engine) -> MatrixAdapter:
+    settings = MatrixSettings(
         homeserver=config.homeserver,
         user_id=config.user_id,
         access_token=config.access_token.get_secret_value() if config.access_token else None,
@@ -105,12 +128,6 @@ def matrix_settings(config: MatrixConfig) -> MatrixSettings:
         send_per_second=config.send_per_second,
         send_burst=config.send_burst,
     )
-
-
-async def run_matrix(config: MatrixConfig, store: SqlStore, engine: Engine) -> None:
-    adapter = MatrixAdapter(matrix_settings(config), store, engine)
+    adapter = MatrixAdapter(settings, store, engine)
     engine.attach(adapter.chat)
-    try:
-        await adapter.run()
-    finally:
-        await adapter.close()
+    return adapter

@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import matrix_settings
+from bot.app import matrix_adapter
 from bot.config import ConfigError, MatrixConfig, load_config, parse_config
+from core.engine import Engine
+from tests.support import FakeClock, MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = {"homeserver": "https://matrix.example.org", "user_id": "@peerbot:example.org"}
@@ -20,7 +22,8 @@ def test_a_matrix_section_runs_matrix_instead_of_the_console() -> None:
     assert config.matrix.command_prefix == "!peer"
     assert config.matrix.facilitator_power_level == 50
     assert "syt_secret" not in repr(config)
-    settings = matrix_settings(config.matrix)
+    store = MemoryStore()
+    settings = matrix_adapter(config.matrix, store, Engine(store, FakeClock())).settings  # type: ignore[arg-type]
     assert settings.access_token == "syt_secret" and settings.password is None
     assert parse_config({}, env={}).platforms() == []
 

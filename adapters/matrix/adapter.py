@@ -313,8 +313,12 @@ class MatrixAdapter:
         )
 
     async def run(self) -> None:
-        """Sync until cancelled. Failed syncs are retried with a growing pause; nothing is skipped."""
+        """Log in, then sync until cancelled."""
         await self.login()
+        await self.sync_forever()
+
+    async def sync_forever(self) -> None:
+        """Sync until cancelled. Failed syncs are retried with a growing pause; nothing is skipped."""
         backoff = 1.0
         while True:
             try:
