@@ -19,7 +19,7 @@ from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from core.engine import Engine
-from core.events import InboundEvent, Reply
+from core.events import InboundEvent, ReactionAdded, Reply
 from tests.support import FakeClock
 from tests.synapse import Account, Homeserver
 
@@ -152,11 +152,21 @@ class RecordingEngine:
         self.engine = engine
         self.received: list[InboundEvent] = []
         self.states: list[dict[str, str]] = []
+        # Set to make the next batch holding a reaction fail after it was applied.
+        self.crash_on_next_reaction = False
         self._changed = asyncio.Condition()
 
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
     ) -> list[Reply | None]:
+        if self.crash_on_next_reaction and any(isinstance(e, ReactionAdded) for e in events):
+            # The events are applied, then the process "dies" before the sync token is stored.
+            self.crash_on_next_reaction = False
+            await self.engine.handle_batch(events, None)
+            async with self._changed:
+                self.received.extend(events)
+                self._changed.notify_all()
+            raise RuntimeError("simulated crash before the sync token was stored")
         replies = await self.engine.handle_batch(events, state)
         async with self._changed:
             self.received.extend(events)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -375,3 +376,119 @@ async def test_a_refused_login_stops_peerbot_with_a_clear_error(
     }
     assert await app.run(parse_config(raw, env={})) == 1
     assert any("password login refused: M_FORBIDDEN" in r.getMessage() for r in caplog.records)
+
+
+def poll_message(bot_user_id: str, title: str) -> Callable[[dict[str, object]], bool]:
+    is_bot_notice = from_bot(bot_user_id)
+
+    def match(event: dict[str, object]) -> bool:
+        body = event.get("content", {}).get("body", "")  # type: ignore[union-attr]
+        return is_bot_notice(event) and str(body).startswith(title)
+
+    return match
+
+
+def reaction_by(user_id: str, target: str, key: str) -> Callable[[dict[str, object]], bool]:
+    def match(event: dict[str, object]) -> bool:
+        relation = event.get("content", {}).get("m.relates_to", {})  # type: ignore[union-attr]
+        return (
+            event.get("type") == "m.reaction"
+            and event.get("sender") == user_id
+            and relation == {"rel_type": "m.annotation", "event_id": target, "key": key}
+        )
+
+    return match
+
+
+async def ask(member: Member, room: str, command: str) -> str:
+    """What the bot answers `member`'s command with."""
+    event_id = await member.says(room, command)
+    answer = await member.sees(room, reply_to(event_id))
+    return str(answer["content"]["body"])
+
+
+async def open_goal_poll(alice: Member, bot: RunningBot, room: str) -> str:
+    """alice moves the group to Organizing and proposes a goal; returns the consent poll's event id."""
+    assert "to Organizing" in await ask(alice, room, "!peer phase set organizing")
+    answer = await ask(alice, room, "!peer goal propose Learn Rust together")
+    assert answer.startswith("Goal 1 proposed. React on poll 1: ✅ agree, 🤔 concerns, ⛔ block.")
+    poll = await alice.sees(room, poll_message(bot.user_id, "Poll 1: Goal 1: Learn Rust together"))
+    for key in ("✅", "🤔", "⛔"):
+        await alice.sees(room, reaction_by(bot.user_id, str(poll["event_id"]), key))
+    return str(poll["event_id"])
+
+
+async def test_a_goal_is_decided_by_reactions_on_its_consent_poll(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob, carol = people(), people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob, carol)
+    poll = await open_goal_poll(alice, bot, room)
+
+    await bob.reacts(room, poll, "✅")
+    block = await carol.reacts(room, poll, "⛔")
+    await carol.redacts(room, block)  # carol takes her block back...
+    last = await carol.reacts(room, poll, "✅")  # ...and agrees
+    await alice.reacts(room, poll, "🤔")
+    await bot.engine.wait_for(lambda got: any(e.event_id == last for e in got))
+    shown = await ask(alice, room, "!peer goal show 1")
+    assert "✅ 2, 🤔 1, ⛔ 0" in shown
+
+    bot.clock.advance(timedelta(hours=49))
+    await bot.engine.engine.tick()  # what the scheduler does every second
+    result = await alice.sees(room, poll_message(bot.user_id, "Goal 1 accepted by consent"))
+    assert result["content"]["body"] == (
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
+    )
+    assert result["content"]["m.mentions"] == {}
+
+
+async def test_votes_while_the_bot_was_down_count_exactly_once(
+    homeserver: Homeserver,
+    bot_factory: StartBot,
+    people: Callable[[], Member],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="adapters.matrix")
+    alice = people()
+    voters = [people() for _ in range(8)]
+    bot = await bot_factory(timeline_limit=5)
+    room = await room_with_bot(alice, bot, *voters)
+    poll = await open_goal_poll(alice, bot, room)
+    early = await voters[0].reacts(room, poll, "✅")
+    await bot.engine.wait_for(lambda got: any(e.event_id == early for e in got))
+    await bot.stop()
+
+    # While the bot is away: 17 reactions and a redaction, far more than a timeline of 5 holds.
+    for n, voter in enumerate(voters[1:]):
+        await voter.reacts(room, poll, "🤔")
+        await voter.reacts(room, poll, "✅" if n % 2 else "⛔")  # the latest reaction counts
+    await voters[0].redacts(room, early)
+    marker = await alice.reacts(room, poll, "🤔")
+
+    bot_again = await bot_factory(bot.settings)
+    await bot_again.engine.wait_for(lambda got: any(e.event_id == marker for e in got))
+    assert any("back-filled" in r.getMessage() for r in caplog.records)
+    received = [
+        e.event_id for e in bot_again.engine.received if isinstance(e, ReactionAdded | ReactionRemoved)
+    ]
+    assert len(received) == len(set(received)) == 16
+    # voters 1..7 end on ⛔ ✅ ⛔ ✅ ⛔ ✅ ⛔; voter 0 took ✅ back; alice 🤔.
+    assert "✅ 3, 🤔 1, ⛔ 4" in await ask(alice, room, "!peer goal show 1")
+
+
+async def test_a_batch_replayed_after_a_crash_changes_nothing_twice(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob, carol = people(), people(), people()
+    bot = await bot_factory(retry_pause=0.05)
+    room = await room_with_bot(alice, bot, bob, carol)
+    poll = await open_goal_poll(alice, bot, room)
+    bot.engine.crash_on_next_reaction = True
+    agree = await bob.reacts(room, poll, "✅")
+    # The batch is applied, its token not stored; the adapter syncs again from the old token.
+    await bot.engine.wait_for(lambda got: sum(e.event_id == agree for e in got) == 2)
+    last = await carol.reacts(room, poll, "⛔")
+    await bot.engine.wait_for(lambda got: any(e.event_id == last for e in got))
+    assert "✅ 1, 🤔 0, ⛔ 1" in await ask(alice, room, "!peer goal show 1")

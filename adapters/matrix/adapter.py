@@ -98,6 +98,8 @@ class MatrixSettings:
     # Events back-filled per room and sync at most; past that the older ones are logged as lost.
     backfill_limit: int = 10_000
     request_timeout: float = 60.0
+    # First pause after a failed sync; it doubles up to a minute while failures go on.
+    retry_pause: float = 1.0
 
 
 class EventSink(Protocol):
@@ -318,18 +320,23 @@ class MatrixAdapter:
         await self.sync_forever()
 
     async def sync_forever(self) -> None:
-        """Sync until cancelled. Failed syncs are retried with a growing pause; nothing is skipped."""
-        backoff = 1.0
+        """Sync until cancelled. A failed sync is retried from the same token after a growing
+        pause, so nothing is skipped; only a refused login ends the loop."""
+        pause = self.settings.retry_pause
         while True:
             try:
                 await self.sync_once()
-                backoff = 1.0
+                pause = self.settings.retry_pause
             except LoginFailed:
                 raise
             except (MatrixError, RateLimited, OSError, TimeoutError) as error:
-                log.warning("sync failed (%s); retrying in %.0f s", error, backoff)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_SYNC_BACKOFF)
+                log.warning("sync failed (%s); retrying in %.1f s", error, pause)
+            except Exception:
+                log.exception("a sync batch could not be applied; retrying it in %.1f s", pause)
+            else:
+                continue
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, MAX_SYNC_BACKOFF)
 
     async def close(self) -> None:
         await self.client.close()
