@@ -39,6 +39,7 @@ class Member:
         self.since: str | None = None
         self.seen: list[tuple[str, Event]] = []
         self.highlights: dict[str, int] = {}
+        self.invited: list[str] = []
 
     async def close(self) -> None:
         await self.client.close()
@@ -100,9 +101,17 @@ class Member:
             if info.unread_notifications is not None:
                 self.highlights[room_id] = info.unread_notifications.highlight_count or 0
         for room_id, invite_info in response.rooms.invite.items():
+            self.invited.append(room_id)
             self.seen.extend((room_id, event.source) for event in invite_info.invite_state)
         for room_id, leave_info in response.rooms.leave.items():
             self.seen.extend((room_id, event.source) for event in leave_info.timeline.events)
+
+    async def sees_invite(self, within: float = WAIT) -> str:
+        """The id of the first room this member is invited to, syncing until there is one."""
+        async with asyncio.timeout(within):
+            while not self.invited:
+                await self.sync()
+        return self.invited[0]
 
     def find(self, room_id: str, match: Callable[[Event], bool]) -> list[Event]:
         return [event for room, event in self.seen if room == room_id and match(event)]

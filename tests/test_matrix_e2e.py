@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from adapters.matrix.adapter import ENCRYPTED_NOTICE, MatrixSettings
+from adapters.matrix.adapter import ENCRYPTED_NOTICE, LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.matrix.pacing import RateLimited
 from adapters.matrix.translate import WORD_JOINER
 from bot import app
 from bot.config import parse_config
+from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved
 from core.ports import Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.matrix_support import (
     Member,
+    RecordingEngine,
     RunningBot,
     from_bot,
     membership,
@@ -29,6 +31,7 @@ from tests.matrix_support import (
     reply_to,
     start_bot,
 )
+from tests.support import FakeClock
 from tests.synapse import Homeserver
 
 StartBot = Callable[..., Awaitable[RunningBot]]
@@ -254,6 +257,16 @@ async def test_the_engine_posts_and_reacts_in_a_room_on_its_own(
     }
     reaction = await alice.sees(room, lambda e: e.get("type") == "m.reaction")
     assert reaction["sender"] == bot.user_id
+    await bot.chat.edit(posted, Outbound("Time to reflect, @room: what did you learn?"))
+    edit = await alice.sees(
+        room, lambda e: e.get("content", {}).get("m.relates_to", {}).get("rel_type") == "m.replace"
+    )
+    assert edit["content"]["m.relates_to"]["event_id"] == posted.id
+    assert (
+        edit["content"]["m.new_content"]["body"]
+        == f"Time to reflect, @{WORD_JOINER}room: what did you learn?"
+    )
+    assert edit["content"]["m.new_content"]["m.mentions"] == {} and edit["content"]["m.mentions"] == {}
     assert reaction["content"]["m.relates_to"] == {
         "rel_type": "m.annotation",
         "event_id": posted.id,
@@ -307,6 +320,7 @@ async def test_reactions_while_the_bot_was_down_are_counted_exactly_once(
 
     bot_again = await bot_factory(bot.settings)
     await bot_again.engine.wait_for(lambda got: any(e.event_id == taken_back for e in got))
+    assert bot_again.adapter.client.device_id == bot.adapter.client.device_id  # one device, reused
 
     added = [e.event_id for e in bot_again.engine.received if isinstance(e, ReactionAdded)]
     assert sorted(added) == sorted(sent)
@@ -492,3 +506,45 @@ async def test_a_batch_replayed_after_a_crash_changes_nothing_twice(
     last = await carol.reacts(room, poll, "⛔")
     await bot.engine.wait_for(lambda got: any(e.event_id == last for e in got))
     assert "✅ 1, 🤔 0, ⛔ 1" in await ask(alice, room, "!peer goal show 1")
+
+
+async def test_the_bot_logs_in_with_an_access_token_and_writes_directly(
+    homeserver: Homeserver, bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    account = homeserver.register()
+    settings = MatrixSettings(
+        homeserver=homeserver.url,
+        user_id=account.user_id,
+        access_token=account.access_token,
+        send_per_second=1000,
+        send_burst=1000,
+        sync_timeout_ms=5000,
+    )
+    bot = await bot_factory(settings)
+    assert bot.adapter.client.device_id == account.device_id
+    await bot.chat.direct_message(
+        UserRef("matrix", alice.user_id), Outbound("Your review answers are saved.")
+    )
+    invite = await alice.sees_invite()
+    await alice.joins(invite)
+    message = await alice.sees(invite, from_bot(bot.user_id))
+    assert message["content"]["body"] == "Your review answers are saved."
+
+
+async def test_a_token_for_someone_else_is_refused(homeserver: Homeserver, tmp_path: Path) -> None:
+    mine, theirs = homeserver.register(), homeserver.register()
+    settings = MatrixSettings(
+        homeserver=homeserver.url, user_id=mine.user_id, access_token=theirs.access_token
+    )
+    store = await open_sqlite(tmp_path / "bot.db")
+    adapter = MatrixAdapter(settings, store, RecordingEngine(Engine(store, FakeClock())))
+    try:
+        with pytest.raises(LoginFailed, match="belongs to"):
+            await adapter.login()
+        adapter.settings = replace(settings, access_token="syt_not_a_token")
+        with pytest.raises(LoginFailed, match="access token was refused"):
+            await adapter.login()
+    finally:
+        await adapter.close()
+        await store.close()
