@@ -119,6 +119,20 @@ async def test_a_command_gets_a_notice_in_reply(bot_factory: StartBot, people: C
     assert answer["content"]["body"].startswith("Phase: Convening")
 
 
+async def test_a_command_in_a_thread_is_answered_in_the_thread(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    root = await alice.says(room, "Let's plan the week")
+    threaded = {"rel_type": "m.thread", "event_id": root}
+    command = await alice.sends(room, {"msgtype": "m.text", "body": "!peer status", "m.relates_to": threaded})
+    answer = await alice.sees(room, reply_to(command))
+    assert answer["content"]["m.relates_to"]["rel_type"] == "m.thread"
+    assert answer["content"]["m.relates_to"]["event_id"] == root
+
+
 async def test_bad_input_gets_a_short_usage_line(bot_factory: StartBot, people: Callable[[], Member]) -> None:
     alice = people()
     bot = await bot_factory()

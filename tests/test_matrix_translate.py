@@ -25,6 +25,7 @@ from adapters.matrix.translate import (
     redaction_targets,
     since_own_join,
     strip_reply_fallback,
+    thread_root,
     translate_timeline,
 )
 from core.events import CommandInvoked, MemberJoined, MessagePosted, ReactionAdded, ReactionRemoved
@@ -188,6 +189,17 @@ def test_outbound_text_mentions_nobody_and_fits() -> None:
     assert defuse_mentions("@roomy") == "@roomy"
     long = fit_body("é" * MAX_BODY_BYTES)
     assert len(long.encode()) <= MAX_BODY_BYTES and long.endswith("too long for Matrix)")
+    threaded = notice_content("ok", reply_to="$cmd", in_thread="$root")
+    assert threaded["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": "$root",
+        "is_falling_back": False,
+        "m.in_reply_to": {"event_id": "$cmd"},
+    }
+    assert (
+        thread_root({"content": {"m.relates_to": {"rel_type": "m.thread", "event_id": "$root"}}}) == "$root"
+    )
+    assert thread_root(TIMELINE[11]) is None
     edit = edit_content("$old", "new @room")
     assert edit["m.new_content"]["m.mentions"] == {} and edit["m.mentions"] == {}
     assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$old"}

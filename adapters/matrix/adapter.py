@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -48,6 +49,7 @@ from adapters.matrix.translate import (
     redaction_targets,
     since_own_join,
     sync_filter,
+    thread_root,
     translate_timeline,
 )
 from core.events import CommandInvoked, InboundEvent, Reply
@@ -64,6 +66,7 @@ ENCRYPTED_NOTICE = (
     " it will not read or answer anything here. Use Peerbot in an unencrypted room."
 )
 MAX_SYNC_BACKOFF = 60.0
+THREADS_REMEMBERED = 10_000
 
 
 def encrypted_notice_key(room_id: str) -> str:
@@ -130,6 +133,7 @@ class MatrixChat:
         self.settings = settings
         self.pacer = Pacer(settings.send_per_second, settings.send_burst)
         self._creates: dict[str, Json] = {}
+        self._threads: OrderedDict[str, str] = OrderedDict()
 
     @property
     def platform(self) -> str:
@@ -163,8 +167,14 @@ class MatrixChat:
         event_id = await self.send_event(channel.id, "m.room.message", notice_content(message.text))
         return MessageRef(channel, event_id)
 
+    def remember_thread(self, event_id: str, root: str) -> None:
+        """Answers to a command written in a thread go into that thread."""
+        self._threads[event_id] = root
+        while len(self._threads) > THREADS_REMEMBERED:
+            self._threads.popitem(last=False)
+
     async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
-        content = notice_content(message.text, reply_to=to.id)
+        content = notice_content(message.text, reply_to=to.id, in_thread=self._threads.get(to.id))
         event_id = await self.send_event(to.channel.id, "m.room.message", content)
         return MessageRef(to.channel, event_id)
 
@@ -397,6 +407,9 @@ class MatrixAdapter:
             if info.timeline.limited and info.timeline.prev_batch:
                 timeline = await self._backfill(room_id, info.timeline.prev_batch, since) + timeline
             timeline = since_own_join(timeline, self.user_id)
+            for event in timeline:
+                if (root := thread_root(event)) is not None:
+                    self.chat.remember_thread(str(event.get("event_id")), root)
             known = await self._remembered_reactions(redaction_targets(timeline))
             translation = translate_timeline(
                 self._room(room_id, room),

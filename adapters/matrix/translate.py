@@ -368,15 +368,25 @@ def fit_body(text: str, limit: int = MAX_BODY_BYTES) -> str:
     return encoded[:room].decode(errors="ignore") + TRUNCATED
 
 
-def notice_content(text: str, reply_to: str | None = None) -> dict[str, Any]:
-    """An m.notice that mentions nobody, optionally in reply to an event."""
+def thread_root(event: Json) -> str | None:
+    """The root of the thread an event was posted in, if any."""
+    relation = _relation(_content(event))
+    root = relation.get("event_id")
+    return root if relation.get("rel_type") == "m.thread" and isinstance(root, str) else None
+
+
+def notice_content(text: str, reply_to: str | None = None, in_thread: str | None = None) -> dict[str, Any]:
+    """An m.notice that mentions nobody, optionally in reply to an event (inside its thread)."""
     content: dict[str, Any] = {
         "msgtype": "m.notice",
         "body": fit_body(defuse_mentions(text)),
         "m.mentions": {},
     }
     if reply_to is not None:
-        content["m.relates_to"] = {"m.in_reply_to": {"event_id": reply_to}}
+        relation: dict[str, Any] = {"m.in_reply_to": {"event_id": reply_to}}
+        if in_thread is not None:
+            relation |= {"rel_type": "m.thread", "event_id": in_thread, "is_falling_back": False}
+        content["m.relates_to"] = relation
     return content
 
 
