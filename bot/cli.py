@@ -47,6 +47,8 @@ def _setup_logging(config: Config) -> None:
     )
     # Alembic narrates every migration step at INFO; one line from us is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # matrix-nio logs every event it sees at INFO.
+    logging.getLogger("nio").setLevel(logging.WARNING)
 
 
 async def _migrate(config: Config) -> int:

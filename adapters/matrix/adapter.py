@@ -466,7 +466,8 @@ class MatrixAdapter:
             if not page.chunk or not page.end or page.end == token:
                 break
             token = page.end
-        log.info("back-filled %d events in %s", len(newest_first), room_id)
+        if newest_first:
+            log.info("back-filled %d events in %s", len(newest_first), room_id)
         newest_first.reverse()
         return newest_first
 
