@@ -562,3 +562,19 @@ async def test_a_token_for_someone_else_is_refused(homeserver: Homeserver, tmp_p
     finally:
         await adapter.close()
         await store.close()
+
+
+async def test_a_room_where_the_bot_may_not_post_does_not_stall_the_others(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory(retry_pause=0.05)
+    muted = await room_with_bot(alice, bot)
+    current = await alice.client.room_get_state_event(muted, "m.room.power_levels")
+    content = {**current.content, "events_default": 50}  # type: ignore[union-attr]
+    await alice.client.room_put_state(muted, "m.room.power_levels", content)
+    await alice.says(muted, "!peer goal propose Learn Rust")  # its poll cannot be posted
+
+    open_room = await room_with_bot(alice, bot)
+    assert (await ask(alice, open_room, "!peer status")).startswith("Phase: Convening")
+    assert not alice.find(muted, from_bot(bot.user_id))

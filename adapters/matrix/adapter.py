@@ -340,7 +340,7 @@ class MatrixAdapter:
             except LoginFailed:
                 raise
             except (MatrixError, RateLimited, OSError, TimeoutError) as error:
-                log.warning("sync failed (%s); retrying in %.1f s", error, pause)
+                log.warning("sync not completed (%s); retrying from the same token in %.1f s", error, pause)
             except Exception:
                 log.exception("a sync batch could not be applied; retrying it in %.1f s", pause)
             else:
