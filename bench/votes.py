@@ -24,6 +24,7 @@ from sqlalchemy import func, select
 from adapters.sql import migrate
 from adapters.sql.schema import processed_events
 from adapters.sql.store import SqlStore, make_engine
+from bot.recurrence import CronRecurrence
 from core.clock import SystemClock
 from core.engine import Engine
 from core.events import ReactionAdded, ReactionRemoved
@@ -37,7 +38,7 @@ class Run:
     def __init__(self, store: SqlStore, message: MessageRef) -> None:
         self.store = store
         self.message = message
-        self.engine = Engine(store, SystemClock(), [FakeChat()])
+        self.engine = Engine(store, SystemClock(), [FakeChat()], recurrence=CronRecurrence())
         self.counter = 0
 
     def event(self) -> ReactionAdded | ReactionRemoved:

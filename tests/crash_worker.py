@@ -12,6 +12,7 @@ import asyncio
 import sys
 
 from adapters.sql.store import SqlStore
+from bot.recurrence import CronRecurrence
 from core.clock import SystemClock
 from core.engine import Engine
 from core.events import ReactionAdded, ReactionRemoved
@@ -33,7 +34,7 @@ def read_events(path: str) -> list[ReactionAdded | ReactionRemoved]:
 
 async def main(url: str, path: str) -> None:
     store = SqlStore.from_url(url)
-    engine = Engine(store, SystemClock())
+    engine = Engine(store, SystemClock(), recurrence=CronRecurrence())
     events = read_events(path)
 
     async def one(event: ReactionAdded | ReactionRemoved) -> None:

@@ -18,6 +18,7 @@ from nio import AsyncClient, RoomCreateError, RoomPutStateError, RoomRedactError
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
+from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import InboundEvent, ReactionAdded, Reply
 from tests.support import FakeClock
@@ -230,7 +231,7 @@ async def open_sqlite(path: Path) -> SqlStore:
 async def start_bot(settings: MatrixSettings, store: SqlStore, clock: FakeClock | None = None) -> RunningBot:
     """Start the adapter the way bot/app.py does: one engine, the Matrix chat attached."""
     clock = clock or FakeClock()
-    engine = Engine(store, clock)
+    engine = Engine(store, clock, recurrence=CronRecurrence())
     recording = RecordingEngine(engine)
     adapter = MatrixAdapter(settings, store, recording)
     engine.attach(adapter.chat)

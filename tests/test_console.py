@@ -95,10 +95,13 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
     assert first.returncode == 0, first.stderr
     second = run_console(":advance 2d\nbob: /status\n", db_url, tmp_path)
     assert second.returncode == 0, second.stderr
-    # the fake time restarts with each process; the phase and ids come from the database
-    assert second.stdout.splitlines()[:2] == [
-        "#general [m3] bob: /status",
-        "#general [m4] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
+    # The fake time restarts with each process; the phase, the ids and the weekly check-in that
+    # entering Cooperating scheduled (Monday 18:00, passed during the 2 days) come from the database.
+    lines = second.stdout.splitlines()
+    assert lines[0].startswith("#general [m3] peerbot: 🔔 Weekly check-in: ")
+    assert lines[2:4] == [
+        "#general [m4] bob: /status",
+        "#general [m5] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
     ]
 
 

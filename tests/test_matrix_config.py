@@ -8,6 +8,7 @@ import pytest
 
 from bot.app import matrix_adapter
 from bot.config import ConfigError, MatrixConfig, load_config, parse_config
+from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from tests.support import FakeClock, MemoryStore
 
@@ -23,7 +24,9 @@ def test_a_matrix_section_runs_matrix_instead_of_the_console() -> None:
     assert config.matrix.facilitator_power_level == 50
     assert "syt_secret" not in repr(config)
     store = MemoryStore()
-    settings = matrix_adapter(config.matrix, store, Engine(store, FakeClock())).settings  # type: ignore[arg-type]
+    settings = matrix_adapter(
+        config.matrix, store, Engine(store, FakeClock(), recurrence=CronRecurrence())
+    ).settings  # type: ignore[arg-type]
     assert settings.access_token == "syt_secret" and settings.password is None
     assert parse_config({}, env={}).platforms() == []
 

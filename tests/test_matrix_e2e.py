@@ -17,6 +17,7 @@ from adapters.matrix.pacing import RateLimited
 from adapters.matrix.translate import WORD_JOINER
 from bot import app
 from bot.config import parse_config
+from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved
 from core.ports import Outbound
@@ -552,7 +553,9 @@ async def test_a_token_for_someone_else_is_refused(homeserver: Homeserver, tmp_p
         homeserver=homeserver.url, user_id=mine.user_id, access_token=theirs.access_token
     )
     store = await open_sqlite(tmp_path / "bot.db")
-    adapter = MatrixAdapter(settings, store, RecordingEngine(Engine(store, FakeClock())))
+    adapter = MatrixAdapter(
+        settings, store, RecordingEngine(Engine(store, FakeClock(), recurrence=CronRecurrence()))
+    )
     try:
         with pytest.raises(LoginFailed, match="belongs to"):
             await adapter.login()
