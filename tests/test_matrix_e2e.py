@@ -407,7 +407,7 @@ async def test_a_refused_login_stops_peerbot_with_a_clear_error(
     assert any("password login refused: M_FORBIDDEN" in r.getMessage() for r in caplog.records)
 
 
-def poll_message(bot_user_id: str, title: str) -> Callable[[dict[str, object]], bool]:
+def notice_starting(bot_user_id: str, title: str) -> Callable[[dict[str, object]], bool]:
     is_bot_notice = from_bot(bot_user_id)
 
     def match(event: dict[str, object]) -> bool:
@@ -441,7 +441,7 @@ async def open_goal_poll(alice: Member, bot: RunningBot, room: str) -> str:
     assert "to Organizing" in await ask(alice, room, "!peer phase set organizing")
     answer = await ask(alice, room, "!peer goal propose Learn Rust together")
     assert answer.startswith("Goal 1 proposed. React on poll 1: ✅ agree, 🤔 concerns, ⛔ block.")
-    poll = await alice.sees(room, poll_message(bot.user_id, "Poll 1: Goal 1: Learn Rust together"))
+    poll = await alice.sees(room, notice_starting(bot.user_id, "Poll 1: Goal 1: Learn Rust together"))
     for key in ("✅", "🤔", "⛔"):
         await alice.sees(room, reaction_by(bot.user_id, str(poll["event_id"]), key))
     return str(poll["event_id"])
@@ -466,7 +466,7 @@ async def test_a_goal_is_decided_by_reactions_on_its_consent_poll(
 
     bot.clock.advance(timedelta(hours=49))
     await bot.engine.engine.tick()  # what the scheduler does every second
-    result = await alice.sees(room, poll_message(bot.user_id, "Goal 1 accepted by consent"))
+    result = await alice.sees(room, notice_starting(bot.user_id, "Goal 1 accepted by consent"))
     assert result["content"]["body"] == (
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
     )
@@ -581,3 +581,24 @@ async def test_a_room_where_the_bot_may_not_post_does_not_stall_the_others(
     open_room = await room_with_bot(alice, bot)
     assert (await ask(alice, open_room, "!peer status")).startswith("Phase: Convening")
     assert not alice.find(muted, from_bot(bot.user_id))
+
+
+async def test_a_scheduled_nudge_is_posted_in_the_room_once(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    answer = await ask(alice, room, "!peer nudge add daily 09:30 What did you learn today, @room?")
+    assert answer.startswith("Nudge 1 added: daily 09:30 (UTC)")
+
+    bot.clock.advance(timedelta(minutes=31))  # the injected clock; the scheduler ticks like this
+    await bot.engine.engine.tick()
+    await bot.engine.engine.tick()  # a second tick at the same time delivers nothing again
+    nudge = await alice.sees(room, notice_starting(bot.user_id, "🔔 Nudge 1"))
+    assert nudge["content"]["body"] == f"🔔 Nudge 1: What did you learn today, @{WORD_JOINER}room?"
+    assert nudge["content"]["m.mentions"] == {}
+    assert "m.relates_to" not in nudge["content"]
+    marker = await alice.says(room, "!peer nudge list")
+    await alice.sees(room, reply_to(marker))
+    assert len(alice.find(room, notice_starting(bot.user_id, "🔔 Nudge 1"))) == 1
