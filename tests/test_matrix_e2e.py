@@ -289,6 +289,23 @@ async def test_the_engine_posts_and_reacts_in_a_room_on_its_own(
     }
 
 
+async def test_a_long_answer_arrives_in_parts_that_matrix_accepts(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    text = "\n".join(f"Reflection {n}: " + "ünd " * 60 for n in range(300))  # about 77 KB
+    first = await bot.chat.send(ChannelRef("matrix", room), Outbound(text))
+    await alice.sees(room, lambda e: e.get("event_id") == first.id)
+    parts: list[str] = []
+    async with asyncio.timeout(30):
+        while "\n".join(parts) != text:
+            await alice.sync()
+            parts = [e["content"]["body"] for e in alice.find(room, from_bot(bot.user_id))]
+    assert len(parts) == 3
+
+
 async def test_reactions_are_votes_and_a_redaction_takes_one_back(
     bot_factory: StartBot, people: Callable[[], Member]
 ) -> None:

@@ -21,9 +21,11 @@ from adapters.matrix.translate import (
     inviter_allowed,
     inviter_of,
     is_facilitator,
+    json_size,
     notice_content,
     redaction_targets,
     since_own_join,
+    split_body,
     strip_reply_fallback,
     thread_root,
     translate_timeline,
@@ -187,8 +189,8 @@ def test_outbound_text_mentions_nobody_and_fits() -> None:
     )
     assert defuse_mentions("@ROOM!") == f"@{WORD_JOINER}ROOM!"
     assert defuse_mentions("@roomy") == "@roomy"
-    long = fit_body("é" * MAX_BODY_BYTES)
-    assert len(long.encode()) <= MAX_BODY_BYTES and long.endswith("too long for Matrix)")
+    long = fit_body('é"' * MAX_BODY_BYTES)
+    assert json_size(long) <= MAX_BODY_BYTES and long.endswith("too long for Matrix)")
     threaded = notice_content("ok", reply_to="$cmd", in_thread="$root")
     assert threaded["m.relates_to"] == {
         "rel_type": "m.thread",
@@ -203,6 +205,20 @@ def test_outbound_text_mentions_nobody_and_fits() -> None:
     edit = edit_content("$old", "new @room")
     assert edit["m.new_content"]["m.mentions"] == {} and edit["m.mentions"] == {}
     assert edit["m.relates_to"] == {"rel_type": "m.replace", "event_id": "$old"}
+
+
+def test_long_text_is_split_between_lines_into_parts_that_fit() -> None:
+    lines = [f"{n:04d} " + "ü" * 40 for n in range(400)]  # about 34 KB: two parts
+    parts = split_body("\n".join(lines), limit=20_000)
+    assert len(parts) == 2
+    assert all(json_size(p) <= 20_000 for p in parts)
+    assert "\n".join(parts) == "\n".join(lines)
+    one_long_line = '"' * 50_000  # escapes double it
+    parts = split_body(one_long_line, limit=20_000)
+    assert "".join(parts) == one_long_line and all(json_size(p) <= 20_000 for p in parts)
+    many = split_body("x" * 100, limit=10, max_parts=3)
+    assert len(many) == 3 and many[-1].endswith("too long for Matrix)")
+    assert split_body("short") == ["short"] and split_body("") == [""]
 
 
 class FakeTime:

@@ -38,6 +38,7 @@ from adapters.matrix.translate import (
     Json,
     ReactionRecord,
     Room,
+    defuse_mentions,
     edit_content,
     inviter_allowed,
     inviter_of,
@@ -48,6 +49,7 @@ from adapters.matrix.translate import (
     reaction_state_key,
     redaction_targets,
     since_own_join,
+    split_body,
     sync_filter,
     thread_root,
     translate_timeline,
@@ -163,9 +165,19 @@ class MatrixChat:
             raise MatrixError(f"send {event_type} to {room_id}: {response.status_code} {response.message}")
         return str(response.event_id)
 
+    async def post(self, room_id: str, text: str, reply_to: str | None = None) -> str:
+        """Post the text as one notice, or as several when it is too long for one; the first's id."""
+        thread = self._threads.get(reply_to) if reply_to else None
+        first: str | None = None
+        for part in split_body(defuse_mentions(text)):
+            content = notice_content(part, reply_to=reply_to, in_thread=thread)
+            event_id = await self.send_event(room_id, "m.room.message", content)
+            first = first or event_id
+        assert first is not None
+        return first
+
     async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
-        event_id = await self.send_event(channel.id, "m.room.message", notice_content(message.text))
-        return MessageRef(channel, event_id)
+        return MessageRef(channel, await self.post(channel.id, message.text))
 
     def remember_thread(self, event_id: str, root: str) -> None:
         """Answers to a command written in a thread go into that thread."""
@@ -174,9 +186,7 @@ class MatrixChat:
             self._threads.popitem(last=False)
 
     async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
-        content = notice_content(message.text, reply_to=to.id, in_thread=self._threads.get(to.id))
-        event_id = await self.send_event(to.channel.id, "m.room.message", content)
-        return MessageRef(to.channel, event_id)
+        return MessageRef(to.channel, await self.post(to.channel.id, message.text, reply_to=to.id))
 
     async def react(self, message: MessageRef, emoji: str) -> None:
         await self.send_event(message.channel.id, "m.reaction", reaction_content(message.id, emoji))

@@ -25,8 +25,10 @@ from core.refs import ChannelRef, MessageRef, UserRef
 PLATFORM = "matrix"
 DEFAULT_PREFIX = "!peer"
 
-# A whole event may be 65,536 bytes; the body is kept well below so the envelope always fits.
+# A whole event may be 65,536 bytes of JSON; a body is kept to half that (measured as escaped JSON),
+# so the envelope always fits. Longer texts go out as several notices, at most MAX_PARTS of them.
 MAX_BODY_BYTES = 32_000
+MAX_PARTS = 10
 TRUNCATED = "\n… (cut: the message was too long for Matrix)"
 
 # Room versions in which the creators hold top power without being listed in m.room.power_levels.
@@ -359,13 +361,55 @@ def defuse_mentions(text: str) -> str:
     return _USER_ID.sub(f"@{WORD_JOINER}", text)
 
 
+def json_size(text: str) -> int:
+    """Bytes the text takes inside a JSON string (UTF-8, with its escapes)."""
+    return len(json.dumps(text, ensure_ascii=False).encode()) - 2
+
+
 def fit_body(text: str, limit: int = MAX_BODY_BYTES) -> str:
-    """The text cut (at a character boundary, with a note) to at most `limit` UTF-8 bytes."""
-    encoded = text.encode()
-    if len(encoded) <= limit:
+    """The text cut (at a character boundary, with a note) to at most `limit` bytes of JSON."""
+    if json_size(text) <= limit:
         return text
-    room = limit - len(TRUNCATED.encode())
-    return encoded[:room].decode(errors="ignore") + TRUNCATED
+    return _cut(text, limit - json_size(TRUNCATED)) + TRUNCATED
+
+
+def _cut(text: str, limit: int) -> str:
+    size = 0
+    for index, char in enumerate(text):
+        size += json_size(char)
+        if size > limit:
+            return text[:index]
+    return text
+
+
+def split_body(text: str, limit: int = MAX_BODY_BYTES, max_parts: int = MAX_PARTS) -> list[str]:
+    """The text in parts that each fit one event, split between lines where it can be.
+
+    Past `max_parts` the rest is dropped and the last part says so.
+    """
+    parts: list[str] = []
+    current: list[str] = []
+    size = 0
+    for line in text.split("\n"):
+        pieces = [line]
+        if json_size(line) > limit:
+            pieces = []
+            while line:
+                piece = _cut(line, limit)
+                pieces.append(piece)
+                line = line[len(piece) :]
+        for piece in pieces:
+            extra = json_size(piece) + (2 if current else 0)  # the joining newline is escaped: 2 bytes
+            if current and size + extra > limit:
+                parts.append("\n".join(current))
+                current, size, extra = [], 0, json_size(piece)
+            current.append(piece)
+            size += extra
+    parts.append("\n".join(current))
+    if len(parts) > max_parts:
+        parts = parts[:max_parts]
+        parts[-1] = fit_body(parts[-1] + TRUNCATED, limit)
+    return parts
 
 
 def thread_root(event: Json) -> str | None:
