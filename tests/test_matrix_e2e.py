@@ -255,6 +255,13 @@ async def test_an_encrypted_room_is_refused_once_and_ignored(
     assert len(alice.find(secret, from_bot(bot.user_id))) == 1
     assert [e.event_id for e in commands(bot.engine.received)] == [marker]
 
+    await bot.stop()  # said once: not again after a restart
+    bot_again = await bot_factory(bot.settings)
+    marker = await alice.says(plain, "!peer status")
+    await alice.sees(plain, lambda e: reply_to(marker)(e) and e.get("sender") == bot_again.user_id)
+    await alice.sync(timeout_ms=0)
+    assert len(alice.find(secret, from_bot(bot.user_id))) == 1
+
 
 async def test_the_engine_posts_and_reacts_in_a_room_on_its_own(
     bot_factory: StartBot, people: Callable[[], Member]
