@@ -11,9 +11,9 @@ import asyncio
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
 from nio import (
@@ -59,6 +59,8 @@ from core.ports import Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 NEXT_BATCH_KEY = "matrix.next_batch"
 DEVICE_KEY = "matrix.device_id"
@@ -147,6 +149,15 @@ class MatrixChat:
 
     # Sending -----------------------------------------------------------------------------------
 
+    async def call(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """A request to the homeserver, retried after a 429 as the settings bound it."""
+        return await with_rate_limit(
+            request,
+            what=what,
+            max_retries=self.settings.max_rate_limit_retries,
+            max_wait=self.settings.max_retry_after,
+        )
+
     async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
         """Send one event, paced and with bounded 429 retries; the same transaction id each try."""
         await self.pacer.wait()
@@ -155,12 +166,7 @@ class MatrixChat:
         async def attempt() -> Any:
             return await self.client.room_send(room_id, event_type, content, tx_id=txn)
 
-        response = await with_rate_limit(
-            attempt,
-            what=f"send {event_type} to {room_id}",
-            max_retries=self.settings.max_rate_limit_retries,
-            max_wait=self.settings.max_retry_after,
-        )
+        response = await self.call(attempt, f"send {event_type} to {room_id}")
         if isinstance(response, RoomSendError):
             raise MatrixError(f"send {event_type} to {room_id}: {response.status_code} {response.message}")
         return str(response.event_id)
@@ -205,7 +211,9 @@ class MatrixChat:
         return None
 
     async def _create_direct_room(self, user_id: str) -> str:
-        response = await self.client.room_create(is_direct=True, invite=[user_id])
+        response = await self.call(
+            lambda: self.client.room_create(is_direct=True, invite=[user_id]), f"create a room with {user_id}"
+        )
         if isinstance(response, RoomCreateError):
             raise MatrixError(f"create a direct room with {user_id}: {response.message}")
         return str(response.room_id)
@@ -304,7 +312,7 @@ class MatrixAdapter:
             device_id, since = None, None
         if self.settings.access_token:
             self.client.restore_login(self.user_id, device_id or "", self.settings.access_token)
-            who = await self.client.whoami()
+            who = await self.chat.call(self.client.whoami, "whoami")
             if isinstance(who, WhoamiError):
                 raise LoginFailed(f"the access token was refused: {who.status_code} {who.message}")
             if who.user_id != self.user_id:
@@ -314,7 +322,10 @@ class MatrixAdapter:
         elif self.settings.password:
             if device_id:
                 self.client.device_id = device_id
-            response = await self.client.login(self.settings.password, device_name=self.settings.device_name)
+            password, device_name = self.settings.password, self.settings.device_name
+            response = await self.chat.call(
+                lambda: self.client.login(password, device_name=device_name), "password login"
+            )
             if isinstance(response, LoginError):
                 raise LoginFailed(f"password login refused: {response.status_code} {response.message}")
             device_id = response.device_id
@@ -457,12 +468,7 @@ class MatrixAdapter:
                     room_id, start=start, end=since, direction=MessageDirection.back, limit=100
                 )
 
-            page = await with_rate_limit(
-                attempt,
-                what=f"back-fill {room_id}",
-                max_retries=self.settings.max_rate_limit_retries,
-                max_wait=self.settings.max_retry_after,
-            )
+            page = await self.chat.call(attempt, f"back-fill {room_id}")
             if isinstance(page, RoomMessagesError):
                 raise MatrixError(f"back-fill {room_id}: {page.status_code} {page.message}")
             newest_first.extend(event.source for event in page.chunk)
@@ -514,9 +520,9 @@ class MatrixAdapter:
         inviter = inviter_of([_stripped_state(event) for event in invite.invite_state], self.user_id)
         if not inviter_allowed(inviter, self.settings.allowed_inviters):
             log.info("declining the invite to %s from %s (not in allowed_inviters)", room_id, inviter)
-            await self.client.room_leave(room_id)
+            await self.chat.call(lambda: self.client.room_leave(room_id), f"decline {room_id}")
             return
-        response = await self.client.join(room_id)
+        response = await self.chat.call(lambda: self.client.join(room_id), f"join {room_id}")
         if isinstance(response, JoinError):
             log.warning("could not join %s (invited by %s): %s", room_id, inviter, response.message)
         else:
