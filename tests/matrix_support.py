@@ -25,6 +25,7 @@ from tests.support import FakeClock
 from tests.synapse import Account, Homeserver
 
 WAIT = 30.0
+MEMBER_FILTER = {"room": {"timeline": {"limit": 1000}}}
 
 Event = dict[str, Any]
 
@@ -94,7 +95,8 @@ class Member:
         return str(response.event_id)
 
     async def sync(self, timeout_ms: int = 1000) -> None:
-        response = await self.client.sync(timeout=timeout_ms, since=self.since)
+        # A long timeline, so that a member sees everything between two of its syncs in tests.
+        response = await self.client.sync(timeout=timeout_ms, since=self.since, sync_filter=MEMBER_FILTER)
         assert isinstance(response, SyncResponse), response
         self.since = response.next_batch
         for room_id, info in response.rooms.join.items():
