@@ -208,6 +208,11 @@ async def test_only_facilitators_change_the_phase(
     answer = await bob.sees(room, reply_to(by_moderator))
     assert "moved the group from Organizing to Cooperating" in answer["content"]["body"]
 
+    # A room whose state the bot cannot read (it is not in it): nobody is a facilitator there.
+    elsewhere = await alice.creates_room()
+    creator = UserRef("matrix", alice.user_id)
+    assert not await bot.chat.is_facilitator(creator, ChannelRef("matrix", elsewhere))
+
 
 async def test_member_text_in_a_reply_pings_nobody(
     bot_factory: StartBot, people: Callable[[], Member]

@@ -129,6 +129,23 @@ def make_client(settings: MatrixSettings) -> AsyncClient:
     return AsyncClient(settings.homeserver, settings.user_id, config=config)
 
 
+@dataclass(frozen=True, slots=True)
+class _Answer:
+    """A raw homeserver answer, shaped like a nio error where `with_rate_limit` looks."""
+
+    status: int
+    body: Any
+
+    @property
+    def status_code(self) -> str | None:
+        return "M_LIMIT_EXCEEDED" if self.status == 429 else None
+
+    @property
+    def retry_after_ms(self) -> int | None:
+        value = self.body.get("retry_after_ms") if isinstance(self.body, dict) else None
+        return value if isinstance(value, int) else None
+
+
 class MatrixChat:
     """The ChatPort on Matrix: notices in reply, reactions, edits, direct rooms, power levels."""
 
@@ -224,8 +241,18 @@ class MatrixChat:
         self._creates[room_id] = event
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
-        create = self._creates.get(channel.id) or await self._fetch_create(channel.id)
-        power_levels = await self._state_content(channel.id, "m.room.power_levels")
+        """From the room's current state on the server; when it cannot be read, nobody is."""
+        try:
+            create = self._creates.get(channel.id) or await self._fetch_create(channel.id)
+            power_levels = await self._state_content(channel.id, "m.room.power_levels")
+        except (MatrixError, RateLimited, OSError, TimeoutError) as error:
+            log.warning(
+                "cannot read the power levels of %s, so %s is not a facilitator: %s",
+                channel.id,
+                user.id,
+                error,
+            )
+            return False
         return is_facilitator(
             user.id,
             create_event=create,
@@ -234,11 +261,16 @@ class MatrixChat:
         )
 
     async def _get(self, path: str) -> tuple[int, Any]:
-        headers = {"Authorization": f"Bearer {self.client.access_token}"}
-        response = await self.client.send("GET", path, headers=headers)
-        async with response:
-            body = await response.json(content_type=None)
-            return response.status, body
+        """A GET nio has no method for (state with its sender), with the same bounded 429 retries."""
+
+        async def fetch() -> _Answer:
+            headers = {"Authorization": f"Bearer {self.client.access_token}"}
+            response = await self.client.send("GET", path, headers=headers)
+            async with response:
+                return _Answer(response.status, await response.json(content_type=None))
+
+        answer = await self.call(fetch, f"GET {path}")
+        return answer.status, answer.body
 
     async def _state_content(self, room_id: str, event_type: str) -> Json | None:
         status, body = await self._get(
