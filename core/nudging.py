@@ -135,7 +135,9 @@ class NudgeService:
                 claimed = await tx.claim_deliveries(
                     [(s.id, p.deliver) for s, _, p in plans if p.deliver is not None], now
                 )
-                await tx.set_schedule_next([(s.id, p.next_occurrence, p.next_due_at) for s, _, p in plans])
+                await tx.set_schedule_next(
+                    [(s.id, p.next_occurrence, p.next_due_at) for s, _, p in plans], only_forward=True
+                )
                 for s, group, p in plans:
                     if p.deliver is not None and (s.id, p.deliver) in claimed:
                         outbox.append((group, s, await self._text(tx, group, s)))

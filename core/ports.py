@@ -191,9 +191,13 @@ class StoreTx(Protocol):
     async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None: ...
 
     async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]], only_forward: bool = False
     ) -> None:
-        """(schedule id, next occurrence, next due time) for many schedules at once."""
+        """(schedule id, next occurrence, next due time) for many schedules at once.
+
+        `only_forward` leaves a schedule alone whose next occurrence is already later (another process
+        delivered it meanwhile), so a slower process never moves a schedule back in time.
+        """
         ...
 
     async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:

@@ -303,11 +303,13 @@ class MemoryTx:
         self.d.schedules[schedule_id] = replace(self.d.schedules[schedule_id], paused=paused)
 
     async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]], only_forward: bool = False
     ) -> None:
         for schedule_id, occurrence, due in updates:
             s = self.d.schedules[schedule_id]
-            self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
+            behind = s.next_occurrence is None or occurrence is None or s.next_occurrence < occurrence
+            if not only_forward or behind:
+                self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
 
     async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
         due = [

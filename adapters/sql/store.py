@@ -533,7 +533,7 @@ class SqlTx:
         await self.conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(paused=paused))
 
     async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]], only_forward: bool = False
     ) -> None:
         if not updates:
             return
@@ -543,11 +543,12 @@ class SqlTx:
             by_times.setdefault((occurrence, due), []).append(schedule_id)
         for (occurrence, due), ids in by_times.items():
             for start in range(0, len(ids), 500):
-                await self.conn.execute(
-                    update(schedules)
-                    .where(schedules.c.id.in_(ids[start : start + 500]))
-                    .values(next_occurrence=occurrence, next_due_at=due)
-                )
+                query = update(schedules).where(schedules.c.id.in_(ids[start : start + 500]))
+                if only_forward and occurrence is not None:
+                    query = query.where(
+                        or_(schedules.c.next_occurrence.is_(None), schedules.c.next_occurrence < occurrence)
+                    )
+                await self.conn.execute(query.values(next_occurrence=occurrence, next_due_at=due))
 
     async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
         rows = await self.conn.execute(
