@@ -56,6 +56,8 @@ def _setup_logging(config: Config) -> None:
     )
     # Alembic narrates every migration step at INFO; one line from us is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler logs every job run at INFO; the tick runs every second.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 async def _migrate(config: Config) -> int:
@@ -68,27 +70,33 @@ async def _migrate(config: Config) -> int:
     return 0
 
 
-async def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
+def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
+    code, text = asyncio.run(_export_text(config, group, fmt))
+    if code:
+        return code
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0
+
+
+async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
     platform, sep, channel = group.partition(":")
     if not sep or not platform or not channel:
         print("peerbot: --group looks like PLATFORM:CHANNEL, for example console:general", file=sys.stderr)
-        return EXIT_CONFIG
+        return EXIT_CONFIG, ""
     store = await app.open_store(config)
     try:
         async with store.transaction() as tx:
             found = await tx.get_group(ChannelRef(platform, channel))
             if found is None:
                 print(f"peerbot: no group in {group}", file=sys.stderr)
-                return EXIT_FAILURE
+                return EXIT_FAILURE, ""
             record = await load_record(tx, found)
     finally:
         await store.close()
-    text = {"json": to_json, "md": to_markdown, "csv": to_csv}[fmt](record)
-    if output is None:
-        sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
-        output.write_text(text, encoding="utf-8")
-    return 0
+    return 0, {"json": to_json, "md": to_markdown, "csv": to_csv}[fmt](record)
 
 
 def _check(config: Config) -> int:
@@ -111,7 +119,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
         if args.command == "export":
-            return asyncio.run(_export(config, args.group, args.format, args.output))
+            return _export(config, args.group, args.format, args.output)
         if args.command == "console":
             return asyncio.run(app.run_console(config))
         return asyncio.run(app.run(config))
