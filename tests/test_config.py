@@ -123,3 +123,17 @@ def test_check_config_hides_the_database_password(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "adapters: console" in result.stdout
+
+
+def test_the_bot_refuses_a_database_newer_than_its_code(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    env = {"PEERBOT_DATABASE_URL": url}
+    assert run_cli("migrate", cwd=tmp_path, env_extra=env).returncode == 0
+    with sqlite3.connect(tmp_path / "new.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0999_from_the_future'")
+    result = run_cli("console", cwd=tmp_path, env_extra=env)
+    assert result.returncode == 1
+    assert "0999_from_the_future, which this Peerbot does not know" in result.stderr
+    assert "upgrade Peerbot" in result.stderr
