@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import DEFAULT_DATABASE_URL, ConfigError, load_config, parse_config
+from tests.support import peerbot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,19 +90,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 def run_cli(
     *args: str, cwd: Path, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return peerbot(*args, cwd=cwd, env=env_extra, timeout=60)
 
 
 def test_check_config_stops_with_one_clear_line(tmp_path: Path) -> None:
