@@ -263,7 +263,9 @@ class Engine:
                     f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
                     inv.spec,
                 )
-            return Reply("\n".join(f"{s.usage(ctx.prefix)} — {s.summary}" for s in group))
+            lines = [f"{s.usage(ctx.prefix)} — {s.summary}" for s in group]
+            lines += [s.details for s in group if s.details]
+            return Reply("\n".join(lines))
         return Reply(describe(spec, ctx.prefix))
 
     async def _status(self, ctx: Context, inv: Invocation) -> Reply:
@@ -335,10 +337,11 @@ class Engine:
             f" back together. A facilitator can say {ctx.prefix}phase set assessing."
         )
 
-    async def _digest(self, group: Group, now: datetime) -> str:
+    async def _digest(self, group_id: int, now: datetime) -> str:
         async with self.store.transaction() as tx:
-            fresh = await tx.get_group_by_id(group.id)
-            record = await load_record(tx, fresh or group)
+            group = await tx.get_group_by_id(group_id)
+            assert group is not None
+            record = await load_record(tx, group)
         upcoming = sorted(
             (
                 s

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import DEFAULT_DATABASE_URL, ConfigError, load_config, parse_config
+from tests.support import peerbot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -20,6 +20,14 @@ def test_defaults_need_no_file() -> None:
 def test_the_example_config_is_valid_and_makes_alice_a_facilitator() -> None:
     config = load_config(ROOT / "config.example.yaml", env={})
     assert config.console.facilitators == ["alice"]
+
+
+def test_durations_and_schedules_in_config() -> None:
+    config = parse_config(
+        {"goals": {"decision_window": "2d"}, "nudges": {"grace": "30m", "checkin": "weekly fri 17:00"}},
+        env={},
+    )
+    assert config.goals.decision_window.days == 2 and config.nudges.grace.seconds == 1800
 
 
 def test_the_environment_overrides_the_database_url() -> None:
@@ -52,6 +60,17 @@ def test_the_environment_overrides_the_database_url() -> None:
             "console.default_channel: string should match pattern",
         ),
         (["a", "list"], "config: expected a mapping of sections at the top level"),
+        ({"goals": {"decision_window": "forever"}}, "goals.decision_window: expected a duration like 30m"),
+        (
+            {"goals": {"decision_window": "40d"}},
+            "goals.decision_window: expected a duration between 1m and 32d",
+        ),
+        ({"nudges": {"grace": "2d"}}, "nudges.grace: expected a duration between 0s and 1d"),
+        ({"nudges": {"checkin": "weekly someday 18:00"}}, "nudges.checkin: days are written mon,tue"),
+        (
+            {"nudges": {"heartbeat_days": -1}},
+            "nudges.heartbeat_days: input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_a_wrong_key_type_or_value_names_the_key(raw: object, message: str) -> None:
@@ -71,19 +90,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 def run_cli(
     *args: str, cwd: Path, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return peerbot(*args, cwd=cwd, env=env_extra, timeout=60)
 
 
 def test_check_config_stops_with_one_clear_line(tmp_path: Path) -> None:
@@ -104,3 +111,17 @@ def test_check_config_hides_the_database_password(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "adapters: console" in result.stdout
+
+
+def test_the_bot_refuses_a_database_newer_than_its_code(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    env = {"PEERBOT_DATABASE_URL": url}
+    assert run_cli("migrate", cwd=tmp_path, env_extra=env).returncode == 0
+    with sqlite3.connect(tmp_path / "new.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0999_from_the_future'")
+    result = run_cli("console", cwd=tmp_path, env_extra=env)
+    assert result.returncode == 1
+    assert "0999_from_the_future, which this Peerbot does not know" in result.stderr
+    assert "upgrade Peerbot" in result.stderr
