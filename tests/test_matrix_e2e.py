@@ -19,7 +19,7 @@ from bot import app
 from bot.config import parse_config
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
-from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved
+from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
 from core.ports import Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.matrix_support import (
@@ -631,3 +631,24 @@ async def test_a_scheduled_nudge_is_posted_in_the_room_once(
     marker = await alice.says(room, "!peer nudge list")
     await alice.sees(room, reply_to(marker))
     assert len(alice.find(room, notice_starting(bot.user_id, "🔔 Nudge 1"))) == 1
+
+
+async def test_a_poll_counts_keycap_and_emoji_reactions_as_clients_send_them(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob, carol = people(), people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob, carol)
+    answer = await ask(alice, room, "!peer poll create Which pace? | 🐢 slower | same as now")
+    assert answer.startswith("Poll 1 is open")
+    poll = await alice.sees(room, notice_starting(bot.user_id, "Poll 1: Which pace?"))
+    await alice.sees(room, reaction_by(bot.user_id, str(poll["event_id"]), "2️⃣"))
+    await bob.reacts(room, str(poll["event_id"]), "2️⃣")  # keycap, as Element sends it
+    last = await carol.reacts(room, str(poll["event_id"]), "🐢\ufe0f")  # with a variation selector
+    await bot.engine.wait_for(lambda got: any(e.event_id == last for e in got))
+    results = await ask(alice, room, "!peer poll results 1")
+    assert "🐢 slower" in results and "2 voters." in results
+    assert [line.split()[-2] for line in results.splitlines()[1:3]] == ["1", "1"]
+
+    joined = [e.user.id for e in bot.engine.received if isinstance(e, MemberJoined)]
+    assert {bob.user_id, carol.user_id} <= set(joined)
