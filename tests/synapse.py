@@ -183,13 +183,13 @@ class Homeserver:
 def start_homeserver(directory: Path) -> Homeserver:
     port = free_port()
     config = write_config(directory, port)
-    output = (directory / "stdout.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config)],
-        cwd=directory,
-        stdout=output,
-        stderr=subprocess.STDOUT,
-    )
+    with (directory / "stdout.log").open("wb") as output:  # the child keeps its own handle
+        process = subprocess.Popen(
+            [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config)],
+            cwd=directory,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
     server = Homeserver(f"http://127.0.0.1:{port}", process, directory)
     deadline = time.monotonic() + START_TIMEOUT
     while True:
