@@ -20,7 +20,8 @@ from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from core.engine import Engine
-from core.events import InboundEvent, Reply
+from core.events import CommandInvoked, InboundEvent, Reply
+from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
 from tests.support import FakeClock
 
@@ -32,9 +33,16 @@ class RecordingEngine(Engine):
         super().__init__(*args, **kwargs)
         self.received: list[InboundEvent] = []
         self.changed = asyncio.Condition()
+        self.delay = 0.0  # seconds to take over each command, to make the adapter defer
+        self.next_reply: Reply | None = None  # answer the next command with this instead
 
     async def handle(self, event: InboundEvent) -> Reply | None:
         reply = await super().handle(event)
+        if isinstance(event, CommandInvoked):
+            if self.delay:
+                await asyncio.sleep(self.delay)
+            if self.next_reply is not None:
+                reply, self.next_reply = self.next_reply, None
         self.received.append(event)
         async with self.changed:
             self.changed.notify_all()
@@ -82,6 +90,11 @@ class Answer:
     def __contains__(self, text: str) -> bool:
         return text in self.content
 
+    async def in_parts(self, fake: FakeDiscord, count: int) -> Answer:
+        """Wait until the answer has `count` messages (the first, then follow-ups)."""
+        await fake.until(lambda: len(self.bodies) >= count)
+        return self
+
 
 def answered(interaction: Interaction) -> bool:
     callback = interaction.callback
@@ -101,6 +114,9 @@ class Member:
     @property
     def id(self) -> str:
         return self.user.id
+
+    def user_ref(self) -> UserRef:
+        return UserRef("discord", self.user.id, self.user.name)
 
     async def runs(self, path: str, channel: Channel | None = None, **options: Any) -> Answer:
         """Run a slash command and wait for the bot's complete answer."""

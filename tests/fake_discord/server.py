@@ -34,6 +34,7 @@ GUILD_MESSAGES = 9
 GUILD_MESSAGE_REACTIONS = 10
 
 JSON = {"Content-Type": "application/json"}
+SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
 
 
 class Snowflakes:
@@ -470,9 +471,10 @@ class FakeDiscord:
             conn.send({"op": 9, "d": False, "s": None, "t": None})
             return None
         session.connection = conn
-        after = int(data.get("seq") or 0) - self.resume_overlap
+        seen = int(data.get("seq") or 0)
         for frame in session.frames:
-            if frame["s"] > after:
+            again = seen - self.resume_overlap < frame["s"] <= seen and frame["t"] not in SESSION_EVENTS
+            if frame["s"] > seen or again:
                 conn.send(frame)
         self._send_to(session, "RESUMED", {})
         return session
