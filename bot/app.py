@@ -15,8 +15,10 @@ from adapters.console.adapter import ConsoleChat, ConsoleSession
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config
+from bot.scheduler import Ticker
 from core.clock import SystemClock, utc
 from core.engine import Engine
+from core.roadmap import GoalRules
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +36,10 @@ def make_clock() -> SystemClock:
     if not start:
         return SystemClock()
     return SystemClock(utc(datetime.fromisoformat(start)))
+
+
+def goal_rules(config: Config) -> GoalRules:
+    return GoalRules(config.goals.quorum, config.goals.decision_window)
 
 
 async def open_store(config: Config) -> SqlStore:
@@ -63,9 +69,17 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
             bot_name=config.console.bot_name,
             default_channel=config.console.default_channel,
         )
-        engine = Engine(store, clock, [chat])
+        engine = Engine(store, clock, [chat], goal_rules=goal_rules(config))
         session = ConsoleSession(chat, engine.handle, clock)
-        await session.run(stdin, interactive=stdin.isatty())
+        session.on_advance = engine.tick
+        await engine.tick()  # polls that closed while the bot was down
+        ticker = Ticker(engine)
+        ticker.start()
+        try:
+            await session.run(stdin, interactive=stdin.isatty())
+            await engine.drain()
+        finally:
+            ticker.stop()
     finally:
         await store.close()
     return 0

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from core.commands import parse_duration
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/peerbot.db"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -38,6 +41,28 @@ class ConsoleConfig(Section):
     bot_name: str = Field(default="peerbot", pattern=r"^[\w-]{1,40}$")
 
 
+class GoalsConfig(Section):
+    quorum: int = Field(default=2, ge=1, le=100)
+    decision_window: timedelta = Field(default=timedelta(hours=48))
+
+    @field_validator("decision_window", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except ValueError:
+                raise ValueError("expected a duration like 48h or 2d") from None
+        return value
+
+    @field_validator("decision_window")
+    @classmethod
+    def _bounded(cls, value: timedelta) -> timedelta:
+        if not timedelta(minutes=1) <= value <= timedelta(days=32):
+            raise ValueError("expected a duration between 1m and 32d")
+        return value
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -45,6 +70,7 @@ class LoggingConfig(Section):
 class Config(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
+    goals: GoalsConfig = Field(default_factory=GoalsConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def platforms(self) -> list[str]:

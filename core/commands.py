@@ -19,6 +19,15 @@ from core.lifecycle import PHASE_ORDER
 MAX_WORD = 100
 MAX_TEXT = 1000
 
+POLL_HELP = (
+    "Options are separated by |, 2 to 10 of them. Start an option with an emoji to vote with it"
+    " (🐢 slower | 🐇 faster); otherwise options get 1️⃣ 2️⃣ ...\n"
+    "--multiple: members may pick several options (otherwise a member's latest choice counts).\n"
+    "--hidden: the tally is shown only when the poll closes.\n"
+    "--closes <duration>: how long it stays open, like 30m, 2h or 3d (default 24h, at most 32d).\n"
+    "Example: poll create --closes 2d Which day suits? | Monday | Thursday"
+)
+
 
 class ArgKind(Enum):
     WORD = "word"  # one token
@@ -110,6 +119,60 @@ COMMANDS: tuple[CommandSpec, ...] = (
         details="Phases: convening, organizing, cooperating, assessing, changing, in any order.",
     ),
     CommandSpec(("phase", "history"), "Show the group's moves between phases."),
+    CommandSpec(
+        ("goal", "propose"),
+        "Propose a shared goal; the group decides by consent.",
+        (Arg("text", ArgKind.TEXT, "the goal, in a sentence", max_length=300),),
+        details="The bot opens a poll: ✅ agree, 🤔 concerns, ⛔ block. A goal is accepted with"
+        " enough ✅ and no ⛔ when the decision window ends.",
+    ),
+    CommandSpec(("goal", "list"), "Show the roadmap: accepted goals, then proposals."),
+    CommandSpec(
+        ("goal", "show"),
+        "Show one goal and its consent poll.",
+        (Arg("id", ArgKind.INT, "the goal's number"),),
+    ),
+    CommandSpec(
+        ("goal", "done"),
+        "Mark an accepted goal as done (its proposer or a facilitator).",
+        (Arg("id", ArgKind.INT, "the goal's number"),),
+    ),
+    CommandSpec(
+        ("goal", "drop"),
+        "Drop a goal (its proposer or a facilitator).",
+        (Arg("id", ArgKind.INT, "the goal's number"),),
+    ),
+    CommandSpec(
+        ("goal", "rules"),
+        "Set how many ✅ a goal needs and how long the group has to decide.",
+        (
+            Arg("quorum", ArgKind.INT, "✅ votes a goal needs", required=False),
+            Arg("window", ArgKind.DURATION, "how long the consent poll stays open, like 48h", required=False),
+        ),
+        facilitator_only=True,
+    ),
+    CommandSpec(
+        ("poll", "create"),
+        "Ask the group a question; members vote with reactions.",
+        (
+            Arg(
+                "poll",
+                ArgKind.TEXT,
+                "[--multiple] [--hidden] [--closes 2h] question | option | option",
+                max_length=1500,
+            ),
+        ),
+        details=POLL_HELP,
+    ),
+    CommandSpec(
+        ("poll", "close"),
+        "Close a poll early (its author or a facilitator).",
+        (Arg("id", ArgKind.INT, "the poll's number"),),
+    ),
+    CommandSpec(
+        ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
+    ),
+    CommandSpec(("pulse",), "Post a quick check-in: how is the group doing? 🟢 🟡 🔴"),
 )
 
 

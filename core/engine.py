@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from core.clock import Clock, format_age, format_time
@@ -19,7 +19,9 @@ from core.commands import (
     parse_options,
     parse_text,
 )
-from core.events import CommandInvoked, InboundEvent, Reply
+from core.context import Context, Handler
+from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.feedback import PollService
 from core.lifecycle import (
     PHASE_FOCUS,
     Group,
@@ -31,27 +33,12 @@ from core.lifecycle import (
 )
 from core.ports import ChatPort, Store, StoreTx
 from core.refs import ChannelRef
+from core.roadmap import GoalRules, GoalService
+from core.votes import VoteRecorder
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
-
-
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Everything a command handler needs to know about the command it runs."""
-
-    event: CommandInvoked
-    chat: ChatPort
-    group: Group
-    now: datetime
-
-    @property
-    def prefix(self) -> str:
-        return self.chat.command_prefix
-
-
-Handler = Callable[[Context, Invocation], Awaitable[Reply]]
 
 
 async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
@@ -72,6 +59,7 @@ class Engine:
         clock: Clock,
         chats: Sequence[ChatPort] = (),
         specs: Sequence[CommandSpec] = COMMANDS,
+        goal_rules: GoalRules | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -79,12 +67,17 @@ class Engine:
         self.chats: dict[str, ChatPort] = {}
         for chat in chats:
             self.attach(chat)
+        self.votes = VoteRecorder(store, clock)
+        self.polls = PollService(store, clock, self.chats)
+        self.goals = GoalService(store, self.polls, goal_rules or GoalRules())
         self.handlers: dict[tuple[str, ...], Handler] = {
             ("help",): self._help,
             ("status",): self._status,
             ("phase", "show"): self._phase_show,
             ("phase", "set"): self._phase_set,
             ("phase", "history"): self._phase_history,
+            **self.polls.handlers(),
+            **self.goals.handlers(),
         }
 
     def attach(self, chat: ChatPort) -> None:
@@ -102,7 +95,17 @@ class Engine:
         """Apply one inbound event. Commands get a reply; None means nothing to say."""
         if isinstance(event, CommandInvoked):
             return await self.run_command(event)
+        if isinstance(event, ReactionAdded | ReactionRemoved):
+            await self.votes.submit(event)
         return None
+
+    async def tick(self) -> None:
+        """Do what has come due by now: close polls (and, later, deliver nudges)."""
+        await self.polls.close_due(self.clock.now())
+
+    async def drain(self) -> None:
+        """Finish pending work (queued votes) before shutting down."""
+        await self.votes.drain()
 
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
@@ -112,8 +115,28 @@ class Engine:
         Each event is applied at most once (dedupe on its id), so a batch replayed after a crash
         before its state was saved changes nothing twice.
         """
-        replies = [await self.handle(event) for event in events]
-        if state:
+        replies: list[Reply | None] = []
+        reactions: list[ReactionAdded | ReactionRemoved] = []
+
+        async def flush_reactions(with_state: Mapping[str, str] | None) -> None:
+            # A run of reactions goes in together: group commit puts them in one transaction.
+            if reactions:
+                states = [None] * (len(reactions) - 1) + [with_state]
+                await asyncio.gather(
+                    *(self.votes.submit(r, s) for r, s in zip(reactions, states, strict=True))
+                )
+                replies.extend([None] * len(reactions))
+                reactions.clear()
+
+        for event in events:
+            if isinstance(event, ReactionAdded | ReactionRemoved):
+                reactions.append(event)
+                continue
+            await flush_reactions(None)
+            replies.append(await self.handle(event))
+        if reactions:
+            await flush_reactions(state)
+        elif state:
             async with self.store.transaction() as tx:
                 for key, value in state.items():
                     await tx.set_state(key, value)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import Enum
 
 from core.refs import ChannelRef
@@ -80,6 +80,9 @@ class Group:
     phase: Phase
     phase_since: datetime
     created_at: datetime
+    # Per-group settings; None means the deployment's default.
+    goal_quorum: int | None = None
+    decision_window: timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True)

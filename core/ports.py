@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
 
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
+from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.refs import ChannelRef, MessageRef, UserRef
 
 
@@ -74,6 +77,69 @@ class StoreTx(Protocol):
         ...
 
     async def set_state(self, key: str, value: str) -> None: ...
+
+    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        """Record many events as applied; returns the ids that were not applied before."""
+        ...
+
+    async def set_group_settings(
+        self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
+    ) -> None: ...
+
+    async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
+        """Remember something the group did that later phase advice weighs (a goal accepted...)."""
+        ...
+
+    # Polls
+
+    async def create_poll(
+        self,
+        group_id: int,
+        kind: PollKind,
+        request: PollRequest,
+        author: UserRef,
+        at: datetime,
+    ) -> Poll: ...
+
+    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None: ...
+
+    async def delete_poll(self, poll_id: int) -> None:
+        """Forget a poll whose message could not be posted."""
+        ...
+
+    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None: ...
+
+    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]: ...
+
+    async def record_reactions(self, poll_id: int, changes: Sequence[ReactionChange]) -> None:
+        """Apply reaction changes in order; each gets the next sequence number of its poll."""
+        ...
+
+    async def poll_reactions(self, poll_id: int) -> list[PollReaction]: ...
+
+    async def close_poll(self, poll_id: int, at: datetime) -> bool:
+        """Close an open poll; False when it was closed already (by us or another process)."""
+        ...
+
+    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
+        """Open polls whose closing time has come."""
+        ...
+
+    # Goals
+
+    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal: ...
+
+    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None: ...
+
+    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None: ...
+
+    async def goal_for_poll(self, poll_id: int) -> Goal | None: ...
+
+    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None: ...
+
+    async def list_goals(self, group_id: int) -> list[Goal]:
+        """All the group's goals, oldest first."""
+        ...
 
 
 class Store(Protocol):

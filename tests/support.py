@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -12,7 +12,9 @@ from typing import Any
 
 from core.engine import Engine
 from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
+from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.ports import Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -117,6 +119,103 @@ class MemoryTx:
     async def set_state(self, key: str, value: str) -> None:
         self.d.state[key] = value
 
+    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        return {e for e in dict.fromkeys(event_ids) if await self.claim_event(platform, e, at)}
+
+    async def set_group_settings(
+        self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
+    ) -> None:
+        group = self.d.groups[group_id]
+        self.d.groups[group_id] = replace(group, goal_quorum=goal_quorum, decision_window=decision_window)
+
+    async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
+        self.d.signals.append((group_id, kind, at, detail))
+
+    async def create_poll(
+        self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
+    ) -> Poll:
+        poll = Poll(
+            len(self.d.polls) + 1,
+            group_id,
+            kind,
+            request.question,
+            request.options,
+            request.multiple,
+            request.hidden,
+            author.key,
+            author.name,
+            at,
+            at + request.duration,
+        )
+        self.d.polls[poll.id] = poll
+        self.d.seq[poll.id] = 0
+        return poll
+
+    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None:
+        self.d.polls[poll_id] = replace(self.d.polls[poll_id], message=message)
+
+    async def delete_poll(self, poll_id: int) -> None:
+        del self.d.polls[poll_id]
+
+    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None:
+        poll = self.d.polls.get(poll_id)
+        return poll if poll is not None and poll.group_id == group_id else None
+
+    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
+        return [
+            p
+            for p in self.d.polls.values()
+            if p.message is not None
+            and p.message.channel.platform == platform
+            and p.message.id in message_ids
+        ]
+
+    async def record_reactions(self, poll_id: int, changes: Sequence[ReactionChange]) -> None:
+        for c in changes:
+            self.d.seq[poll_id] += 1
+            key = (poll_id, c.user_key, c.option)
+            self.d.reactions[key] = PollReaction(
+                c.user_key, c.user_name, c.option, c.present, self.d.seq[poll_id]
+            )
+
+    async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
+        found = [r for (p, _, _), r in self.d.reactions.items() if p == poll_id]
+        return sorted(found, key=lambda r: r.seq)
+
+    async def close_poll(self, poll_id: int, at: datetime) -> bool:
+        poll = self.d.polls[poll_id]
+        if poll.closed_at is not None:
+            return False
+        self.d.polls[poll_id] = replace(poll, closed_at=at)
+        return True
+
+    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
+        due = [p for p in self.d.polls.values() if p.closed_at is None and p.closes_at <= now]
+        return sorted(due, key=lambda p: (p.closes_at, p.id))[:limit]
+
+    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+        goal = Goal(
+            len(self.d.goals) + 1, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at
+        )
+        self.d.goals[goal.id] = goal
+        return goal
+
+    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None:
+        self.d.goals[goal_id] = replace(self.d.goals[goal_id], poll_id=poll_id)
+
+    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None:
+        goal = self.d.goals.get(goal_id)
+        return goal if goal is not None and goal.group_id == group_id else None
+
+    async def goal_for_poll(self, poll_id: int) -> Goal | None:
+        return next((g for g in self.d.goals.values() if g.poll_id == poll_id), None)
+
+    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
+        self.d.goals[goal_id] = replace(self.d.goals[goal_id], status=status, updated_at=at)
+
+    async def list_goals(self, group_id: int) -> list[Goal]:
+        return [g for g in self.d.goals.values() if g.group_id == group_id]
+
 
 @dataclass
 class MemoryData:
@@ -124,6 +223,11 @@ class MemoryData:
     changes: list[PhaseChange] = field(default_factory=list)
     events: set[tuple[str, str]] = field(default_factory=set)
     state: dict[str, str] = field(default_factory=dict)
+    signals: list[tuple[int, str, datetime, str]] = field(default_factory=list)
+    polls: dict[int, Poll] = field(default_factory=dict)
+    seq: dict[int, int] = field(default_factory=dict)
+    reactions: dict[tuple[int, str, int], PollReaction] = field(default_factory=dict)
+    goals: dict[int, Goal] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -145,9 +249,9 @@ class MemoryStore:
 class Harness:
     """An engine on fakes, with members who speak in the words of the feature."""
 
-    def __init__(self, facilitators: tuple[str, ...] = ("alice",)) -> None:
+    def __init__(self, facilitators: tuple[str, ...] = ("alice",), store: Any = None) -> None:
         self.clock = FakeClock()
-        self.store = MemoryStore()
+        self.store = store if store is not None else MemoryStore()
         self.chat = FakeChat(facilitators=set(facilitators))
         self.engine = Engine(self.store, self.clock, [self.chat])
         self.channel = ChannelRef("fake", "general", "#general")

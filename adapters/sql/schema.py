@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     MetaData,
     String,
@@ -38,6 +40,8 @@ groups = Table(
     Column("phase", String(32), nullable=False),
     Column("phase_since", DateTime(timezone=True), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("goal_quorum", Integer, nullable=True),
+    Column("decision_window_s", Integer, nullable=True),
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -67,4 +71,62 @@ adapter_state = Table(
     metadata,
     Column("key", String(255), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+signals = Table(
+    "signals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(64), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("detail", Text, nullable=False, server_default=""),
+)
+
+polls = Table(
+    "polls",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("question", Text, nullable=False),
+    Column("options", Text, nullable=False),  # JSON list of [emoji, label]
+    Column("multiple", Boolean, nullable=False),
+    Column("hidden", Boolean, nullable=False),
+    Column("author_key", String(300), nullable=False),
+    Column("author_name", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("closes_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("platform", String(32), nullable=False),
+    Column("channel_id", String(255), nullable=False),
+    Column("message_id", String(255), nullable=True),
+    Column("vote_seq", BigInteger, nullable=False, server_default="0"),
+    Index("ix_polls_message", "platform", "message_id"),
+    Index("ix_polls_due", "closed_at", "closes_at"),
+)
+
+poll_reactions = Table(
+    "poll_reactions",
+    metadata,
+    Column("poll_id", Id, ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_key", String(300), primary_key=True),
+    Column("option", Integer, primary_key=True),
+    Column("user_name", String(255), nullable=False),
+    Column("present", Boolean, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+goals = Table(
+    "goals",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("proposer_key", String(300), nullable=False),
+    Column("proposer_name", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True, index=True),
 )

@@ -3,19 +3,31 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import json
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Table, event, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
-from adapters.sql.schema import adapter_state, groups, phase_changes, processed_events
+from adapters.sql.schema import (
+    adapter_state,
+    goals,
+    groups,
+    phase_changes,
+    poll_reactions,
+    polls,
+    processed_events,
+    signals,
+)
 from core.clock import utc
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
-from core.refs import ChannelRef
+from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
+from core.refs import ChannelRef, MessageRef, UserRef
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -57,6 +69,43 @@ def _group(row: Any) -> Group:
         phase=Phase(row.phase),
         phase_since=utc(row.phase_since),
         created_at=utc(row.created_at),
+        goal_quorum=row.goal_quorum,
+        decision_window=(
+            timedelta(seconds=row.decision_window_s) if row.decision_window_s is not None else None
+        ),
+    )
+
+
+def _poll(row: Any) -> Poll:
+    channel = ChannelRef(row.platform, row.channel_id)
+    return Poll(
+        id=row.id,
+        group_id=row.group_id,
+        kind=PollKind(row.kind),
+        question=row.question,
+        options=tuple(PollOption(e, label) for e, label in json.loads(row.options)),
+        multiple=bool(row.multiple),
+        hidden=bool(row.hidden),
+        author_key=row.author_key,
+        author_name=row.author_name,
+        created_at=utc(row.created_at),
+        closes_at=utc(row.closes_at),
+        closed_at=utc(row.closed_at) if row.closed_at is not None else None,
+        message=MessageRef(channel, row.message_id) if row.message_id is not None else None,
+    )
+
+
+def _goal(row: Any) -> Goal:
+    return Goal(
+        id=row.id,
+        group_id=row.group_id,
+        text=row.text,
+        status=GoalStatus(row.status),
+        proposer_key=row.proposer_key,
+        proposer_name=row.proposer_name,
+        created_at=utc(row.created_at),
+        updated_at=utc(row.updated_at),
+        poll_id=row.poll_id,
     )
 
 
@@ -144,6 +193,168 @@ class SqlTx:
 
     async def set_state(self, key: str, value: str) -> None:
         await self.conn.execute(upsert(self.conn, adapter_state, ["key"], {"key": key, "value": value}))
+
+    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        if not event_ids:
+            return set()
+        stmt = insert_ignore(self.conn, processed_events).returning(processed_events.c.event_id)
+        rows = await self.conn.execute(
+            stmt, [{"platform": platform, "event_id": e, "at": at} for e in dict.fromkeys(event_ids)]
+        )
+        return {r.event_id for r in rows}
+
+    async def set_group_settings(
+        self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
+    ) -> None:
+        window = int(decision_window.total_seconds()) if decision_window is not None else None
+        await self.conn.execute(
+            update(groups)
+            .where(groups.c.id == group_id)
+            .values(goal_quorum=goal_quorum, decision_window_s=window)
+        )
+
+    async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
+        await self.conn.execute(signals.insert().values(group_id=group_id, kind=kind, at=at, detail=detail))
+
+    async def create_poll(
+        self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
+    ) -> Poll:
+        group = await self.get_group_by_id(group_id)
+        assert group is not None
+        values = {
+            "group_id": group_id,
+            "kind": kind.value,
+            "question": request.question,
+            "options": json.dumps([[o.emoji, o.label] for o in request.options], ensure_ascii=False),
+            "multiple": request.multiple,
+            "hidden": request.hidden,
+            "author_key": author.key,
+            "author_name": author.name,
+            "created_at": at,
+            "closes_at": at + request.duration,
+            "platform": group.channel.platform,
+            "channel_id": group.channel.id,
+        }
+        result = await self.conn.execute(polls.insert().values(**values))
+        (poll_id,) = result.inserted_primary_key or (None,)
+        assert poll_id is not None
+        poll = await self.get_poll(group_id, poll_id)
+        assert poll is not None
+        return poll
+
+    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None:
+        await self.conn.execute(update(polls).where(polls.c.id == poll_id).values(message_id=message.id))
+
+    async def delete_poll(self, poll_id: int) -> None:
+        await self.conn.execute(polls.delete().where(polls.c.id == poll_id))
+
+    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None:
+        row = (
+            await self.conn.execute(select(polls).where(polls.c.id == poll_id, polls.c.group_id == group_id))
+        ).first()
+        return _poll(row) if row else None
+
+    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
+        if not message_ids:
+            return []
+        rows = await self.conn.execute(
+            select(polls).where(polls.c.platform == platform, polls.c.message_id.in_(set(message_ids)))
+        )
+        return [_poll(r) for r in rows]
+
+    async def record_reactions(self, poll_id: int, changes: Sequence[ReactionChange]) -> None:
+        if not changes:
+            return
+        result = await self.conn.execute(
+            update(polls)
+            .where(polls.c.id == poll_id)
+            .values(vote_seq=polls.c.vote_seq + len(changes))
+            .returning(polls.c.vote_seq)
+        )
+        last = result.scalar_one()
+        first = last - len(changes) + 1
+        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(poll_reactions)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["poll_id", "user_key", "option"],
+            set_={
+                "present": stmt.excluded.present,
+                "seq": stmt.excluded.seq,
+                "user_name": stmt.excluded.user_name,
+            },
+        )
+        # One statement per change keeps their order, which decides a single-choice vote.
+        for i, c in enumerate(changes):
+            await self.conn.execute(
+                stmt,
+                {
+                    "poll_id": poll_id,
+                    "user_key": c.user_key,
+                    "option": c.option,
+                    "user_name": c.user_name,
+                    "present": c.present,
+                    "seq": first + i,
+                },
+            )
+
+    async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
+        rows = await self.conn.execute(
+            select(poll_reactions).where(poll_reactions.c.poll_id == poll_id).order_by(poll_reactions.c.seq)
+        )
+        return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
+
+    async def close_poll(self, poll_id: int, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(polls).where(polls.c.id == poll_id, polls.c.closed_at.is_(None)).values(closed_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
+        rows = await self.conn.execute(
+            select(polls)
+            .where(polls.c.closed_at.is_(None), polls.c.closes_at <= now)
+            .order_by(polls.c.closes_at, polls.c.id)
+            .limit(limit)
+        )
+        return [_poll(r) for r in rows]
+
+    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+        result = await self.conn.execute(
+            goals.insert().values(
+                group_id=group_id,
+                text=text,
+                status=GoalStatus.PROPOSED.value,
+                proposer_key=proposer.key,
+                proposer_name=proposer.name,
+                created_at=at,
+                updated_at=at,
+            )
+        )
+        (goal_id,) = result.inserted_primary_key or (None,)
+        assert goal_id is not None
+        return Goal(goal_id, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at)
+
+    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None:
+        await self.conn.execute(update(goals).where(goals.c.id == goal_id).values(poll_id=poll_id))
+
+    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None:
+        row = (
+            await self.conn.execute(select(goals).where(goals.c.id == goal_id, goals.c.group_id == group_id))
+        ).first()
+        return _goal(row) if row else None
+
+    async def goal_for_poll(self, poll_id: int) -> Goal | None:
+        row = (await self.conn.execute(select(goals).where(goals.c.poll_id == poll_id))).first()
+        return _goal(row) if row else None
+
+    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
+        await self.conn.execute(
+            update(goals).where(goals.c.id == goal_id).values(status=status.value, updated_at=at)
+        )
+
+    async def list_goals(self, group_id: int) -> list[Goal]:
+        rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
+        return [_goal(r) for r in rows]
 
 
 class SqlStore:

@@ -1,0 +1,93 @@
+"""Shared goals decided by consent: the rules of a proposal's life, free of I/O."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+
+from core.polls import PollOption, Tally
+
+AGREE, CONCERNS, BLOCK = "✅", "🤔", "⛔"
+CONSENT_OPTIONS = (
+    PollOption(AGREE, "agree"),
+    PollOption(CONCERNS, "concerns"),
+    PollOption(BLOCK, "block"),
+)
+DEFAULT_QUORUM = 2
+DEFAULT_WINDOW = timedelta(hours=48)
+MAX_GOAL = 300
+
+
+class GoalStatus(Enum):
+    PROPOSED = "proposed"
+    ACCEPTED = "accepted"
+    BLOCKED = "blocked"
+    LAPSED = "lapsed"
+    DONE = "done"
+    DROPPED = "dropped"
+
+
+OPEN_STATUSES = (GoalStatus.PROPOSED, GoalStatus.ACCEPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class Goal:
+    id: int
+    group_id: int
+    text: str
+    status: GoalStatus
+    proposer_key: str
+    proposer_name: str
+    created_at: datetime
+    updated_at: datetime
+    poll_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: GoalStatus
+    agree: int
+    concerns: int
+    blockers: tuple[str, ...]
+
+
+def decide(t: Tally, quorum: int) -> Decision:
+    """Consent: accepted with at least `quorum` ✅ and no ⛔; any ⛔ blocks; otherwise it lapses."""
+    agree, concerns, block = t.counts
+    blockers = t.names[2]
+    if block:
+        status = GoalStatus.BLOCKED
+    elif agree >= quorum:
+        status = GoalStatus.ACCEPTED
+    else:
+        status = GoalStatus.LAPSED
+    return Decision(status, agree, concerns, blockers)
+
+
+def render_decision(goal: Goal, d: Decision, quorum: int) -> str:
+    votes = f"{AGREE} {d.agree}, {CONCERNS} {d.concerns}, {BLOCK} {len(d.blockers)}"
+    if d.status is GoalStatus.ACCEPTED:
+        return f"Goal {goal.id} accepted by consent: {goal.text} ({votes}). It is on the roadmap now."
+    if d.status is GoalStatus.BLOCKED:
+        who = ", ".join(d.blockers)
+        return (
+            f"Goal {goal.id} is blocked: {goal.text} ({votes}).\n"
+            f"{who}: what would make it acceptable to you? Say it here so the group can"
+            " reshape the goal and propose it again."
+        )
+    return (
+        f"Goal {goal.id} lapsed: {goal.text} ({votes}; it needed {quorum} {AGREE} and no {BLOCK})."
+        " Propose it again if it still matters."
+    )
+
+
+def roadmap(goals: list[Goal]) -> list[tuple[str, list[Goal]]]:
+    """Sections of `goal list`: the roadmap first, then proposals, then the rest, newest last."""
+    sections = [
+        ("Roadmap (accepted)", [g for g in goals if g.status is GoalStatus.ACCEPTED]),
+        ("Proposed", [g for g in goals if g.status is GoalStatus.PROPOSED]),
+        ("Blocked", [g for g in goals if g.status is GoalStatus.BLOCKED]),
+        ("Done", [g for g in goals if g.status is GoalStatus.DONE]),
+    ]
+    return [(title, items) for title, items in sections if items]

@@ -1,0 +1,193 @@
+"""Shared goals: proposing them, deciding them by consent, and keeping the group's roadmap."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.clock import format_time
+from core.commands import Invocation, UsageError
+from core.context import Context, Handler
+from core.events import Reply
+from core.feedback import PollService
+from core.goals import (
+    CONSENT_OPTIONS,
+    DEFAULT_QUORUM,
+    DEFAULT_WINDOW,
+    Goal,
+    GoalStatus,
+    decide,
+    render_decision,
+    roadmap,
+)
+from core.lifecycle import Group, Phase
+from core.polls import Poll, PollKind, PollRequest, Tally
+from core.ports import Store
+
+GOAL_ACCEPTED_SIGNAL = "goal_accepted"
+MAX_QUORUM = 100
+MAX_WINDOW = timedelta(days=32)
+
+
+@dataclass(frozen=True, slots=True)
+class GoalRules:
+    """The deployment's defaults; each group may override them with `goal rules`."""
+
+    quorum: int = DEFAULT_QUORUM
+    window: timedelta = DEFAULT_WINDOW
+
+    def for_group(self, group: Group) -> GoalRules:
+        return GoalRules(
+            group.goal_quorum if group.goal_quorum is not None else self.quorum,
+            group.decision_window if group.decision_window is not None else self.window,
+        )
+
+
+def _hours(window: timedelta) -> str:
+    hours = window.total_seconds() / 3600
+    return f"{hours:g} hours"
+
+
+class GoalService:
+    def __init__(self, store: Store, polls: PollService, rules: GoalRules) -> None:
+        self.store = store
+        self.polls = polls
+        self.rules = rules
+        polls.closers[PollKind.CONSENT] = self._decide
+
+    def handlers(self) -> Mapping[tuple[str, ...], Handler]:
+        return {
+            ("goal", "propose"): self._propose,
+            ("goal", "list"): self._list,
+            ("goal", "show"): self._show,
+            ("goal", "done"): self._done,
+            ("goal", "drop"): self._drop,
+            ("goal", "rules"): self._rules,
+        }
+
+    async def _find(self, group: Group, goal_id: int) -> Goal:
+        async with self.store.transaction() as tx:
+            goal = await tx.get_goal(group.id, goal_id)
+        if goal is None:
+            raise UsageError(f"There is no goal {goal_id} in this channel.")
+        return goal
+
+    async def _decide(self, poll: Poll, result: Tally, now: datetime) -> str | None:
+        async with self.store.transaction() as tx:
+            goal = await tx.goal_for_poll(poll.id)
+            if goal is None or goal.status is not GoalStatus.PROPOSED:
+                return None
+            group = await tx.get_group_by_id(goal.group_id)
+            assert group is not None
+            rules = self.rules.for_group(group)
+            decision = decide(result, rules.quorum)
+            await tx.set_goal_status(goal.id, decision.status, now)
+            if decision.status is GoalStatus.ACCEPTED and group.phase is Phase.ORGANIZING:
+                await tx.record_signal(group.id, GOAL_ACCEPTED_SIGNAL, now, str(goal.id))
+        return render_decision(goal, decision, rules.quorum)
+
+    # Commands ----------------------------------------------------------------------------------
+
+    async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
+        text = " ".join(inv.text("text").split())
+        rules = self.rules.for_group(ctx.group)
+        async with self.store.transaction() as tx:
+            goal = await tx.create_goal(ctx.group.id, text, ctx.event.user, ctx.now)
+        request = PollRequest(
+            f"Goal {goal.id}: {text} (proposed by {goal.proposer_name}). Do you consent?",
+            CONSENT_OPTIONS,
+            duration=rules.window,
+        )
+        try:
+            poll = await self.polls.open(ctx.group, PollKind.CONSENT, request, ctx.event.user, ctx.now)
+        except Exception:
+            async with self.store.transaction() as tx:
+                await tx.set_goal_status(goal.id, GoalStatus.DROPPED, ctx.now)
+            raise
+        async with self.store.transaction() as tx:
+            await tx.set_goal_poll(goal.id, poll.id)
+        return Reply(
+            f"Goal {goal.id} proposed. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
+            f" The group decides by {format_time(poll.closes_at)}; it needs {rules.quorum} ✅ and no ⛔."
+        )
+
+    async def _list(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            goals = await tx.list_goals(ctx.group.id)
+        sections = roadmap(goals)
+        if not sections:
+            return Reply(f"No goals yet. Propose one with {ctx.prefix}goal propose <text>.")
+        lines: list[str] = []
+        for title, items in sections:
+            lines.append(f"{title}:")
+            lines += [f"  Goal {g.id}: {g.text} ({g.proposer_name})" for g in items]
+        rules = self.rules.for_group(ctx.group)
+        lines.append(f"Goals need {rules.quorum} ✅ and no ⛔ within {_hours(rules.window)}.")
+        return Reply("\n".join(lines))
+
+    async def _show(self, ctx: Context, inv: Invocation) -> Reply:
+        goal = await self._find(ctx.group, inv.args["id"])
+        lines = [
+            f"Goal {goal.id}: {goal.text}",
+            f"Status: {goal.status.value}, since {format_time(goal.updated_at)}.",
+            f"Proposed by {goal.proposer_name} on {format_time(goal.created_at)}.",
+        ]
+        if goal.poll_id is not None:
+            poll = await self.polls.find(ctx.group, goal.poll_id)
+            t = await self.polls.current_tally(poll)
+            state = "closed" if poll.closed_at else f"open until {format_time(poll.closes_at)}"
+            lines.append(
+                f"Consent poll {poll.id} ({state}): ✅ {t.counts[0]}, 🤔 {t.counts[1]}, ⛔ {t.counts[2]}."
+            )
+        return Reply("\n".join(lines))
+
+    async def _finish(self, ctx: Context, inv: Invocation, status: GoalStatus) -> Reply:
+        goal = await self._find(ctx.group, inv.args["id"])
+        if goal.proposer_key != ctx.event.user.key and not await ctx.facilitates():
+            return Reply(
+                f"Only the proposer ({goal.proposer_name}) or a facilitator can do that."
+                " Nothing was changed.",
+                is_error=True,
+            )
+        allowed = (
+            (GoalStatus.ACCEPTED,)
+            if status is GoalStatus.DONE
+            else (GoalStatus.PROPOSED, GoalStatus.ACCEPTED, GoalStatus.BLOCKED)
+        )
+        if goal.status not in allowed:
+            return Reply(
+                f"Goal {goal.id} is {goal.status.value}; it cannot be marked {status.value}.", is_error=True
+            )
+        if goal.status is GoalStatus.PROPOSED and goal.poll_id is not None:
+            poll = await self.polls.find(ctx.group, goal.poll_id)
+            await self.polls.close(poll, ctx.now, announce=False)
+        async with self.store.transaction() as tx:
+            await tx.set_goal_status(goal.id, status, ctx.now)
+        if status is GoalStatus.DONE:
+            return Reply(f"Goal {goal.id} is done: {goal.text}. Well done, everyone!")
+        return Reply(f"Goal {goal.id} was dropped: {goal.text}.")
+
+    async def _done(self, ctx: Context, inv: Invocation) -> Reply:
+        return await self._finish(ctx, inv, GoalStatus.DONE)
+
+    async def _drop(self, ctx: Context, inv: Invocation) -> Reply:
+        return await self._finish(ctx, inv, GoalStatus.DROPPED)
+
+    async def _rules(self, ctx: Context, inv: Invocation) -> Reply:
+        quorum = inv.args.get("quorum")
+        window = inv.args.get("window")
+        if quorum is not None and not 1 <= quorum <= MAX_QUORUM:
+            raise UsageError(f"quorum must be between 1 and {MAX_QUORUM}.", inv.spec)
+        if window is not None and not timedelta(minutes=1) <= window <= MAX_WINDOW:
+            raise UsageError("window must be between 1 minute and 32 days.", inv.spec)
+        current = self.rules.for_group(ctx.group)
+        if quorum is None and window is None:
+            return Reply(f"Goals need {current.quorum} ✅ and no ⛔ within {_hours(current.window)}.")
+        new_quorum = quorum if quorum is not None else ctx.group.goal_quorum
+        new_window = window if window is not None else ctx.group.decision_window
+        async with self.store.transaction() as tx:
+            await tx.set_group_settings(ctx.group.id, new_quorum, new_window)
+        q = quorum if quorum is not None else current.quorum
+        w = window if window is not None else current.window
+        return Reply(f"From now on goals need {q} ✅ and no ⛔ within {_hours(w)}.")

@@ -1,0 +1,104 @@
+"""Recording votes with group commit: many reaction events per transaction, each acknowledged
+only once it is durable.
+
+Reactions arrive in bursts. Submitters queue their event and wait; one flusher task writes
+everything queued so far in a single transaction, then wakes them. At low load a batch is one event
+and nobody waits for company; under load batches grow on their own while the previous commit runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from core.clock import Clock
+from core.events import ReactionAdded, ReactionEvent
+from core.polls import Poll, ReactionChange
+from core.ports import Store, StoreTx
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH = 1024
+
+
+@dataclass(slots=True)
+class _Pending:
+    event: ReactionEvent
+    state: Mapping[str, str] | None
+    done: asyncio.Future[None]
+
+
+class VoteRecorder:
+    def __init__(self, store: Store, clock: Clock, max_batch: int = MAX_BATCH) -> None:
+        self.store = store
+        self.clock = clock
+        self.max_batch = max_batch
+        self._queue: list[_Pending] = []
+        self._flusher: asyncio.Task[None] | None = None
+        self.batches = 0  # commits made, for benchmarks and tests
+
+    async def submit(self, event: ReactionEvent, state: Mapping[str, str] | None = None) -> None:
+        """Queue one reaction event (with adapter state to save alongside); return once durable."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(event, state, done))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush())
+        await done
+
+    async def drain(self) -> None:
+        """Wait until everything queued so far is written."""
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.shield(self._flusher)
+
+    async def _flush(self) -> None:
+        while self._queue:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            try:
+                async with self.store.transaction() as tx:
+                    await apply_reactions(tx, [p.event for p in batch], self.clock)
+                    for p in batch:
+                        for key, value in (p.state or {}).items():
+                            await tx.set_state(key, value)
+            except Exception as error:
+                log.exception("could not record %d reaction events", len(batch))
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_exception(error)
+            else:
+                self.batches += 1
+                for p in batch:
+                    if not p.done.done():
+                        p.done.set_result(None)
+
+
+async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:
+    """Turn reaction events into vote changes, in order, each event at most once.
+
+    Reactions on messages that are not polls are ignored without a trace; so are reactions that
+    are not one of the poll's options and reactions once the poll has closed.
+    """
+    now = clock.now()
+    by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
+    for e in events:
+        by_platform[e.message.channel.platform].append(e)
+    for platform, platform_events in by_platform.items():
+        polls = await tx.polls_for_messages(platform, [e.message.id for e in platform_events])
+        by_message: dict[str, Poll] = {p.message.id: p for p in polls if p.message is not None}
+        on_polls = [e for e in platform_events if e.message.id in by_message]
+        fresh = await tx.claim_events(platform, [e.event_id for e in on_polls], now)
+        changes: dict[int, list[ReactionChange]] = defaultdict(list)
+        for e in on_polls:
+            if e.event_id not in fresh:
+                continue
+            fresh.discard(e.event_id)  # the same id twice in one batch counts once
+            poll = by_message[e.message.id]
+            option = poll.option_index(e.emoji)
+            if option is None or not poll.is_open(now):
+                continue
+            present = isinstance(e, ReactionAdded)
+            changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))
+        for poll_id, poll_changes in changes.items():
+            await tx.record_reactions(poll_id, poll_changes)

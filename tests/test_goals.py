@@ -1,0 +1,157 @@
+"""Shared goals decided by consent, on in-memory fakes."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from core.goals import GoalStatus
+from core.refs import MessageRef
+from tests.support import Harness
+
+
+async def propose(h: Harness, text: str = "Learn Rust together", who: str = "bob") -> MessageRef:
+    reply = await h.member(who).says(f"/goal propose {text}")
+    assert reply is not None and not reply.is_error, reply
+    return h.chat.sent[-1].ref
+
+
+async def status_of(h: Harness, goal_id: int) -> GoalStatus:
+    async with h.store.transaction() as tx:
+        goal = await tx.get_goal(1, goal_id)
+    assert goal is not None
+    return goal.status
+
+
+async def test_a_proposal_opens_a_consent_poll(harness: Harness) -> None:
+    reply = await harness.member("bob").says("/goal propose   Learn   Rust together ")
+    assert reply is not None
+    assert reply.text.startswith("Goal 1 proposed. React on poll 1: ✅ agree, 🤔 concerns, ⛔ block.")
+    assert "decides by 2026-03-04 09:00 UTC; it needs 2 ✅ and no ⛔" in reply.text
+    posted = harness.chat.sent[-1]
+    assert posted.text.startswith("Poll 1: Goal 1: Learn Rust together (proposed by bob).")
+    assert [e for _, e in harness.chat.reactions] == ["✅", "🤔", "⛔"]
+
+
+async def test_quorum_and_no_block_accepts_and_records_the_organizing_signal(harness: Harness) -> None:
+    await harness.member("alice").says("/phase set organizing")
+    msg = await propose(harness)
+    for name in ("bob", "carol"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("dave").reacts(msg, "🤔")
+    harness.clock.advance(timedelta(hours=48))
+    await harness.engine.tick()
+    assert harness.chat.sent[-1].text == (
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
+    )
+    assert await status_of(harness, 1) is GoalStatus.ACCEPTED
+    assert [(kind, detail) for _, kind, _, detail in harness.store.data.signals] == [("goal_accepted", "1")]
+
+
+async def test_acceptance_outside_organizing_records_no_signal(harness: Harness) -> None:
+    msg = await propose(harness)
+    for name in ("bob", "carol"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("alice").says("/poll close 1")
+    assert await status_of(harness, 1) is GoalStatus.ACCEPTED
+    assert harness.store.data.signals == []
+
+
+async def test_a_block_blocks_and_the_bot_asks_the_blockers(harness: Harness) -> None:
+    msg = await propose(harness)
+    for name in ("bob", "carol", "dave"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("erin").reacts(msg, "⛔")
+    await harness.member("alice").says("/poll close 1")
+    text = harness.chat.sent[-1].text
+    assert text.startswith("Goal 1 is blocked: Learn Rust together (✅ 3, 🤔 0, ⛔ 1).")
+    assert "erin: what would make it acceptable to you?" in text
+    assert await status_of(harness, 1) is GoalStatus.BLOCKED
+
+
+async def test_too_few_agreements_lapse(harness: Harness) -> None:
+    msg = await propose(harness)
+    await harness.member("bob").reacts(msg, "✅")
+    harness.clock.advance(timedelta(days=3))
+    await harness.engine.tick()
+    assert harness.chat.sent[-1].text.startswith("Goal 1 lapsed")
+    assert await status_of(harness, 1) is GoalStatus.LAPSED
+
+
+async def test_a_group_sets_its_own_quorum_and_window(harness: Harness) -> None:
+    refused = await harness.member("bob").says("/goal rules 1 2h")
+    assert refused is not None and refused.is_error
+    reply = await harness.member("alice").says("/goal rules 1 2h")
+    assert reply is not None and reply.text == "From now on goals need 1 ✅ and no ⛔ within 2 hours."
+    msg = await propose(harness)
+    await harness.member("bob").reacts(msg, "✅")
+    harness.clock.advance(timedelta(hours=2))
+    await harness.engine.tick()
+    assert await status_of(harness, 1) is GoalStatus.ACCEPTED
+    bad = await harness.member("alice").says("/goal rules 0")
+    assert bad is not None and bad.is_error and "quorum must be between 1 and 100" in bad.text
+
+
+async def test_the_roadmap_lists_accepted_goals_before_proposals(harness: Harness) -> None:
+    await propose(harness, "Read the book")
+    msg = await propose(harness, "Build a toy compiler")
+    for name in ("bob", "carol"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("alice").says("/poll close 2")
+    reply = await harness.member("bob").says("/goal list")
+    assert reply is not None
+    assert reply.text.splitlines() == [
+        "Roadmap (accepted):",
+        "  Goal 2: Build a toy compiler (bob)",
+        "Proposed:",
+        "  Goal 1: Read the book (bob)",
+        "Goals need 2 ✅ and no ⛔ within 48 hours.",
+    ]
+
+
+async def test_done_and_drop_are_for_the_proposer_or_a_facilitator(harness: Harness) -> None:
+    msg = await propose(harness)
+    for name in ("bob", "carol"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("alice").says("/poll close 1")
+    refused = await harness.member("carol").says("/goal done 1")
+    assert refused is not None and refused.is_error
+    assert await status_of(harness, 1) is GoalStatus.ACCEPTED
+    done = await harness.member("bob").says("/goal done 1")
+    assert done is not None and done.text.startswith("Goal 1 is done")
+    again = await harness.member("bob").says("/goal drop 1")
+    assert again is not None and again.is_error and "Goal 1 is done" in again.text
+
+
+async def test_dropping_a_proposal_closes_its_poll_quietly(harness: Harness) -> None:
+    msg = await propose(harness)
+    posted = len(harness.chat.sent)
+    reply = await harness.member("alice").says("/goal drop 1")
+    assert reply is not None and reply.text == "Goal 1 was dropped: Learn Rust together."
+    assert len(harness.chat.sent) == posted
+    await harness.member("carol").reacts(msg, "✅")
+    harness.clock.advance(timedelta(days=3))
+    await harness.engine.tick()
+    assert len(harness.chat.sent) == posted
+    assert await status_of(harness, 1) is GoalStatus.DROPPED
+
+
+async def test_show_names_the_goal_and_its_poll(harness: Harness) -> None:
+    msg = await propose(harness)
+    await harness.member("carol").reacts(msg, "🤔")
+    reply = await harness.member("carol").says("/goal show 1")
+    assert reply is not None
+    assert reply.text.splitlines() == [
+        "Goal 1: Learn Rust together",
+        "Status: proposed, since 2026-03-02 09:00 UTC.",
+        "Proposed by bob on 2026-03-02 09:00 UTC.",
+        "Consent poll 1 (open until 2026-03-04 09:00 UTC): ✅ 0, 🤔 1, ⛔ 0.",
+    ]
+    missing = await harness.member("carol").says("/goal show 7")
+    assert missing is not None and missing.is_error and missing.text.startswith("There is no goal 7")
+
+
+async def test_overlong_goal_text_is_refused_and_nothing_is_stored(harness: Harness) -> None:
+    reply = await harness.member("bob").says("/goal propose " + "x" * 301)
+    assert reply is not None and reply.is_error
+    assert reply.text.startswith("text is too long (301 characters, at most 300).")
+    assert harness.store.data.goals == {} and harness.chat.sent == []

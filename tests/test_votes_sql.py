@@ -1,0 +1,118 @@
+"""Polls, votes and goals through the engine on the real SQL store (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+
+from adapters.sql import migrate
+from adapters.sql.store import SqlStore, make_engine
+from core.goals import GoalStatus
+from core.polls import NUMBER_EMOJI, Tally
+from core.refs import MessageRef
+from tests.support import Harness
+
+
+@pytest.fixture
+async def sql(db_url: str) -> AsyncIterator[Harness]:
+    engine = make_engine(db_url)
+    await migrate.upgrade(engine)
+    store = SqlStore(engine)
+    yield Harness(store=store)
+    await store.close()
+
+
+async def open_poll(h: Harness, text: str) -> MessageRef:
+    reply = await h.member("alice").says(f"/poll create {text}")
+    assert reply is not None and not reply.is_error, reply
+    return h.chat.sent[-1].ref
+
+
+async def current(h: Harness, poll_id: int = 1) -> Tally:
+    async with h.store.transaction() as tx:
+        group = await tx.get_group(h.channel)
+    assert group is not None
+    return await h.engine.polls.current_tally(await h.engine.polls.find(group, poll_id))
+
+
+async def test_votes_round_trip_with_single_choice_and_take_backs(sql: Harness) -> None:
+    msg = await open_poll(sql, "Pace? | 🐢 slower | 🐇 faster | same")
+    bob, carol = sql.member("bob"), sql.member("carol")
+    await bob.reacts(msg, "🐢")
+    await bob.reacts(msg, "🐇")  # latest choice counts
+    await carol.reacts(msg, "3️⃣")
+    await carol.unreacts(msg, "3️⃣")
+    await carol.reacts(msg, "🐢")
+    await carol.reacts(msg, "✨")  # not an option
+    assert (await current(sql)).counts == (1, 1, 0)
+    await bob.unreacts(msg, "🐇")  # bob's earlier 🐢 is still there and counts again
+    assert (await current(sql)).counts == (2, 0, 0)
+
+
+async def test_a_burst_of_concurrent_votes_is_counted_exactly(sql: Harness) -> None:
+    msg = await open_poll(sql, "--multiple Q | a | b | c")
+    rng = random.Random(3)
+    expected: dict[tuple[str, int], bool] = {}
+    submissions = []
+    for i in range(2000):
+        user, option, add = f"u{rng.randrange(150)}", rng.randrange(3), rng.random() < 0.75
+        expected[(user, option)] = add
+        member = sql.member(user)
+        call = member.reacts if add else member.unreacts
+        submissions.append(call(msg, NUMBER_EMOJI[option], f"burst-{i}"))
+    await asyncio.gather(*submissions)
+    counts = [0, 0, 0]
+    for (_, option), present in expected.items():
+        counts[option] += present
+    assert (await current(sql)).counts == tuple(counts)
+    assert sql.engine.votes.batches < 200  # group commit: far fewer transactions than events
+
+
+async def test_replaying_the_stream_three_times_leaves_every_tally_identical(sql: Harness) -> None:
+    msg = await open_poll(sql, "--multiple Q | a | b | c")
+    rng = random.Random(11)
+    stream = [(f"u{rng.randrange(30)}", rng.randrange(3), rng.random() < 0.6) for _ in range(400)]
+    tallies = []
+    for _ in range(3):
+        batch = []
+        for i, (user, option, add) in enumerate(stream):
+            member = sql.member(user)
+            call = member.reacts if add else member.unreacts
+            batch.append(call(msg, NUMBER_EMOJI[option], f"ev-{i}"))
+        await asyncio.gather(*batch)
+        tallies.append(await current(sql))
+    assert tallies[0] == tallies[1] == tallies[2]
+    assert tallies[0].voters > 0
+
+
+async def test_goal_decision_and_settings_survive_in_the_database(sql: Harness) -> None:
+    await sql.member("alice").says("/phase set organizing")
+    await sql.member("alice").says("/goal rules 3 1d")
+    await sql.member("bob").says("/goal propose Ship a study guide")
+    msg = sql.chat.sent[-1].ref
+    for name in ("bob", "carol", "dave"):
+        await sql.member(name).reacts(msg, "✅")
+    sql.clock.advance(timedelta(days=1))
+    await sql.engine.tick()
+    assert sql.chat.sent[-1].text.startswith("Goal 1 accepted by consent")
+    async with sql.store.transaction() as tx:
+        goal = await tx.get_goal(1, 1)
+        group = await tx.get_group(sql.channel)
+    assert goal is not None and goal.status is GoalStatus.ACCEPTED and goal.poll_id == 1
+    assert group is not None and (group.goal_quorum, group.decision_window) == (3, timedelta(days=1))
+    listing = await sql.member("bob").says("/goal list")
+    assert listing is not None and "Goal 1: Ship a study guide (bob)" in listing.text
+
+
+async def test_a_poll_is_closed_once_even_when_two_closers_race(sql: Harness) -> None:
+    await open_poll(sql, "--closes 1h Q | a | b")
+    sql.clock.advance(timedelta(hours=2))
+    async with sql.store.transaction() as tx:
+        (poll,) = await tx.due_polls(sql.clock.now(), 10)
+    results = await asyncio.gather(*(sql.engine.polls.close(poll, sql.clock.now()) for _ in range(5)))
+    assert sorted(results) == [False] * 4 + [True]
+    assert sum(s.text.startswith("Poll 1 closed") for s in sql.chat.sent) == 1
