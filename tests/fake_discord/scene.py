@@ -8,7 +8,7 @@ scene.fake.sent_messages(scene.channel)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,7 @@ from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from core.engine import Engine
-from core.events import CommandInvoked, InboundEvent, Reply
+from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
 from tests.support import FakeClock
@@ -47,6 +47,16 @@ class RecordingEngine(Engine):
         async with self.changed:
             self.changed.notify_all()
         return reply
+
+    async def handle_batch(
+        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+    ) -> list[Reply | None]:
+        replies = await super().handle_batch(events, state)
+        # Other events went through handle() and are recorded there.
+        self.received.extend(e for e in events if isinstance(e, ReactionAdded | ReactionRemoved))
+        async with self.changed:
+            self.changed.notify_all()
+        return replies
 
     async def until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
         async def wait() -> None:
