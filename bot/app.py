@@ -12,9 +12,10 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from adapters.console.adapter import ConsoleChat, ConsoleSession
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings, LoginRejected
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config
+from bot.config import Config, DiscordConfig
 from bot.scheduler import Ticker
 from core.clock import SystemClock, utc
 from core.engine import Engine
@@ -85,9 +86,43 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
     return 0
 
 
+def discord_settings(config: DiscordConfig) -> DiscordSettings:
+    return DiscordSettings(
+        token=config.token.get_secret_value(),
+        guild_ids=tuple(config.guild_ids),
+        facilitator_role=config.facilitator_role,
+        shard_count=config.shard_count,
+        shard_ids=tuple(config.shard_ids) if config.shard_ids is not None else None,
+        api_base_url=config.api_base_url,
+        gateway_url=config.gateway_url,
+    )
+
+
 async def run(config: Config) -> int:
     """Run every configured adapter; with no chat platform configured, the console."""
     if not config.platforms():
         return await run_console(config)
-    # Chat platform adapters (Matrix, Discord) are wired here as they arrive.
-    raise NotImplementedError("no chat platform adapter is available yet")
+    store = await open_store(config)
+    try:
+        engine = Engine(store, make_clock(), goal_rules=goal_rules(config))
+        discord = DiscordAdapter(discord_settings(config.discord), engine, store) if config.discord else None
+        try:
+            if discord is not None:
+                await discord.start()
+        except LoginRejected as error:
+            print(f"peerbot: {error}", file=sys.stderr)
+            return 1
+        await engine.tick()  # polls that closed while the bot was down
+        ticker = Ticker(engine)
+        ticker.start()
+        try:
+            if discord is not None:
+                await discord.serve()
+        finally:
+            ticker.stop()
+            if discord is not None:
+                await discord.close()
+            await engine.drain()
+    finally:
+        await store.close()
+    return 0

@@ -8,7 +8,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from core.commands import parse_duration
 
@@ -63,6 +71,32 @@ class GoalsConfig(Section):
         return value
 
 
+class DiscordConfig(Section):
+    token: SecretStr
+    guild_ids: list[int] = Field(default_factory=list)
+    facilitator_role: str | None = Field(default=None, min_length=1, max_length=100)
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    gateway_url: str | None = Field(default=None, pattern=r"^wss?://\S+$")
+
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("expected the bot token, not an empty value")
+        return value
+
+    @model_validator(mode="after")
+    def _shards(self) -> DiscordConfig:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids needs shard_count")
+            if not self.shard_ids or any(not 0 <= i < self.shard_count for i in self.shard_ids):
+                raise ValueError(f"shard_ids must be between 0 and {self.shard_count - 1}")
+        return self
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -71,11 +105,12 @@ class Config(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     goals: GoalsConfig = Field(default_factory=GoalsConfig)
+    discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 
     def platforms(self) -> list[str]:
         """Chat platforms with credentials configured (none: the console)."""
-        return []
+        return ["discord"] if self.discord is not None else []
 
 
 def _describe(error: ValidationError) -> str:
@@ -101,6 +136,8 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
         raise ConfigError("config: expected a mapping of sections at the top level")
     if url := env.get("PEERBOT_DATABASE_URL"):
         raw = {**raw, "database": {**(raw.get("database") or {}), "url": url}}
+    if token := env.get("PEERBOT_DISCORD_TOKEN"):
+        raw = {**raw, "discord": {**(raw.get("discord") or {}), "token": token}}
     try:
         return Config.model_validate(raw)
     except ValidationError as error:

@@ -100,6 +100,9 @@ class PeerbotClient(discord.AutoShardedClient):
     """
 
     def __init__(self, adapter: DiscordAdapter, settings: DiscordSettings) -> None:
+        # Peerbot uses no voice; without this discord.py warns about missing voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         sharding: dict[str, Any] = {"shard_count": settings.shard_count}
         if settings.shard_ids is not None:
             sharding["shard_ids"] = list(settings.shard_ids)
@@ -194,13 +197,9 @@ class DiscordAdapter:
     async def wait_until_ready(self) -> None:
         await self.ready.wait()
 
-    async def run(self) -> None:
-        """Start and keep running until the gateway stops for good."""
-        await self.start()
-        try:
-            await self._tasks[0]
-        finally:
-            await self.close()
+    async def serve(self) -> None:
+        """After start(): run until the gateway stops for good (it reconnects and resumes by itself)."""
+        await self._tasks[0]
 
     async def close(self) -> None:
         await self.client.close()
