@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from adapters.discord.pacing import Pacer
 from adapters.discord.translate import (
+    INVITE_PERMISSIONS,
     MANAGE_GUILD,
     MemberAccess,
     command_payloads,
@@ -244,6 +246,11 @@ def test_an_edit_is_cut_clearly() -> None:
     head, note = cut.split("\n")
     assert note == f"… (cut: {2500 - len(head)} more characters not shown)"
     assert cut_text("fine") == "fine"
+
+
+def test_the_invite_link_in_the_docs_asks_for_the_permissions_the_bot_uses() -> None:
+    assert INVITE_PERMISSIONS == 68672
+    assert "permissions=68672" in (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
 
 
 def test_the_pacer_spreads_calls_beyond_the_burst() -> None:

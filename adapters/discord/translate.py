@@ -26,8 +26,8 @@ MAX_CHOICES = 25
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADMINISTRATOR = 1 << 3
 MANAGE_GUILD = 1 << 5
-# The invite link asks for what the bot does: view channels, send messages, add reactions, read
-# message history (needed to react to a message), embed links is not needed.
+# The invite link asks for what the bot does: view channels, send messages, add reactions and read
+# message history (needed to react to a message). docs/discord.md gives the number.
 VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 ADD_REACTIONS = 1 << 6
@@ -42,9 +42,6 @@ INTEGER = 4
 # Interaction context: guild only (no DMs, no group DMs); installed to a guild.
 GUILD_CONTEXT = 0
 GUILD_INSTALL = 0
-EPHEMERAL = 1 << 6
-
-NO_MENTIONS: dict[str, Any] = {"parse": []}
 
 
 # Commands ------------------------------------------------------------------------------------------
