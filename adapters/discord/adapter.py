@@ -254,7 +254,14 @@ class DiscordAdapter:
         except Exception:
             log.exception("command %r failed", event.text)
             reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)
-        if reply is None:
+        try:
+            await self._deliver(interaction, reply, deferred)
+        except discord.HTTPException as error:
+            # Too late (the interaction expired) or Discord refused: the member sees "did not respond".
+            log.warning("could not answer the %r command: %s", event.text, error)
+
+    async def _deliver(self, interaction: discord.Interaction, reply: Reply | None, deferred: bool) -> None:
+        if reply is None:  # a replayed interaction, answered before
             if deferred:
                 await interaction.delete_original_response()
             return

@@ -20,6 +20,8 @@ async def fake_discord() -> AsyncIterator[FakeDiscord]:
         await fake.stop()
         restore_discord_addresses()
     assert not fake.unknown_routes, f"the bot used routes the fake does not know: {fake.unknown_routes}"
+    provoked = [f"{r.method} {r.path}" for r in fake.rate_limited]
+    assert not provoked, f"the bot did not pace itself and hit rate limits: {provoked}"
 
 
 @pytest.fixture
