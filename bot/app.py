@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
@@ -16,9 +17,12 @@ from adapters.discord.adapter import DiscordAdapter, DiscordSettings, LoginRejec
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config, DiscordConfig
+from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
-from core.clock import SystemClock, utc
+from core.clock import Clock, SystemClock, utc
 from core.engine import Engine
+from core.nudging import NudgeSettings
+from core.ports import ChatPort, Store
 from core.roadmap import GoalRules
 
 log = logging.getLogger(__name__)
@@ -39,8 +43,18 @@ def make_clock() -> SystemClock:
     return SystemClock(utc(datetime.fromisoformat(start)))
 
 
-def goal_rules(config: Config) -> GoalRules:
-    return GoalRules(config.goals.quorum, config.goals.decision_window)
+def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[ChatPort]) -> Engine:
+    """The engine with every setting from the config and the real cron maths."""
+    n = config.nudges
+    return Engine(
+        store,
+        clock,
+        chats,
+        goal_rules=GoalRules(config.goals.quorum, config.goals.decision_window),
+        recurrence=CronRecurrence(),
+        nudges=NudgeSettings(n.grace, n.checkin, n.digest, n.heartbeat_days),
+        review_time=config.reviews.duration,
+    )
 
 
 async def open_store(config: Config) -> SqlStore:
@@ -70,9 +84,12 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
             bot_name=config.console.bot_name,
             default_channel=config.console.default_channel,
         )
-        engine = Engine(store, clock, [chat], goal_rules=goal_rules(config))
-        session = ConsoleSession(chat, engine.handle, clock)
-        session.on_advance = engine.tick
+        engine = build_engine(config, store, clock, [chat])
+
+        async def advance(delta: timedelta) -> None:
+            await engine.run_until(clock.now() + delta, clock.move_to)
+
+        session = ConsoleSession(chat, engine.handle, advance)
         await engine.tick()  # polls that closed while the bot was down
         ticker = Ticker(engine)
         ticker.start()
@@ -104,7 +121,7 @@ async def run(config: Config) -> int:
         return await run_console(config)
     store = await open_store(config)
     try:
-        engine = Engine(store, make_clock(), goal_rules=goal_rules(config))
+        engine = build_engine(config, store, make_clock(), [])
         discord = DiscordAdapter(discord_settings(config.discord), engine, store) if config.discord else None
         try:
             if discord is not None:

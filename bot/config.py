@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -18,7 +20,9 @@ from pydantic import (
     model_validator,
 )
 
-from core.commands import parse_duration
+from bot.recurrence import CronRecurrence
+from core.commands import UsageError, parse_duration
+from core.schedules import DEFAULT_GRACE, parse_schedule
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/peerbot.db"
 DEFAULT_CONFIG_PATH = Path("config.yaml")
@@ -49,26 +53,63 @@ class ConsoleConfig(Section):
     bot_name: str = Field(default="peerbot", pattern=r"^[\w-]{1,40}$")
 
 
+def _duration(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError("expected a duration like 30m, 48h or 2d") from None
+    return value
+
+
+def _between(low: timedelta, high: timedelta) -> Any:
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(f"expected a duration between {_say(low)} and {_say(high)}")
+        return value
+
+    return check
+
+
+def _say(value: timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+Window = Annotated[
+    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(minutes=1), timedelta(days=32)))
+]
+Grace = Annotated[
+    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(), timedelta(days=1)))
+]
+
+
 class GoalsConfig(Section):
     quorum: int = Field(default=2, ge=1, le=100)
-    decision_window: timedelta = Field(default=timedelta(hours=48))
+    decision_window: Window = timedelta(hours=48)
 
-    @field_validator("decision_window", mode="before")
+
+class NudgesConfig(Section):
+    grace: Grace = DEFAULT_GRACE
+    checkin: str = "weekly mon 18:00"
+    digest: str = "weekly mon 09:00"
+    heartbeat_days: int = Field(default=7, ge=0, le=365)
+
+    @field_validator("checkin", "digest")
     @classmethod
-    def _duration(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return parse_duration(value)
-            except ValueError:
-                raise ValueError("expected a duration like 48h or 2d") from None
+    def _schedule(cls, value: str) -> str:
+        try:
+            parse_schedule(value, CronRecurrence())
+        except UsageError as error:
+            raise ValueError(error.message) from None
         return value
 
-    @field_validator("decision_window")
-    @classmethod
-    def _bounded(cls, value: timedelta) -> timedelta:
-        if not timedelta(minutes=1) <= value <= timedelta(days=32):
-            raise ValueError("expected a duration between 1m and 32d")
-        return value
+
+class ReviewsConfig(Section):
+    duration: Window = timedelta(days=3)
 
 
 class DiscordConfig(Section):
@@ -105,6 +146,8 @@ class Config(Section):
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     console: ConsoleConfig = Field(default_factory=ConsoleConfig)
     goals: GoalsConfig = Field(default_factory=GoalsConfig)
+    nudges: NudgesConfig = Field(default_factory=NudgesConfig)
+    reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
     discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
 

@@ -28,6 +28,10 @@ class SystemClock:
             raise ValueError("the clock only moves forward")
         self._offset += delta
 
+    def move_to(self, when: datetime) -> None:
+        """Jump forward to `when` (never back)."""
+        self.advance(max(when - self.now(), timedelta()))
+
 
 def utc(dt: datetime) -> datetime:
     """Normalise a datetime to aware UTC (naive values are taken as UTC, as databases return them)."""

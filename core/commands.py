@@ -19,6 +19,13 @@ from core.lifecycle import PHASE_ORDER
 MAX_WORD = 100
 MAX_TEXT = 1000
 
+NUDGE_HELP = (
+    "Schedules, in the group's timezone: 'daily 09:00', 'weekly mon 18:00', 'weekly mon,thu 18:30',"
+    " 'monthly 1 10:00', or cron with five fields ('0 18 * * MON'). Text after the schedule is posted"
+    " as it is; without text the bot picks a prompt for the group's phase, never the same twice in a"
+    " row.\nExample: nudge add weekly fri 17:00 What did you learn this week?"
+)
+
 POLL_HELP = (
     "Options are separated by |, 2 to 10 of them. Start an option with an emoji to vote with it"
     " (🐢 slower | 🐇 faster); otherwise options get 1️⃣ 2️⃣ ...\n"
@@ -173,6 +180,95 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
     ),
     CommandSpec(("pulse",), "Post a quick check-in: how is the group doing? 🟢 🟡 🔴"),
+    CommandSpec(
+        ("nudge", "add"),
+        "Schedule a reflection nudge (your text, or prompts that fit the phase).",
+        (Arg("schedule", ArgKind.TEXT, "when, then the text if you want your own", max_length=600),),
+        facilitator_only=True,
+        details=NUDGE_HELP,
+    ),
+    CommandSpec(("nudge", "list"), "Show the group's nudges and when each comes next."),
+    CommandSpec(
+        ("nudge", "remove"),
+        "Remove a nudge.",
+        (Arg("id", ArgKind.INT, "the nudge's number"),),
+        facilitator_only=True,
+    ),
+    CommandSpec(
+        ("nudge", "pause"),
+        "Pause a nudge.",
+        (Arg("id", ArgKind.INT, "the nudge's number"),),
+        facilitator_only=True,
+    ),
+    CommandSpec(
+        ("nudge", "resume"),
+        "Resume a paused nudge.",
+        (Arg("id", ArgKind.INT, "the nudge's number"),),
+        facilitator_only=True,
+    ),
+    CommandSpec(
+        ("timezone",),
+        "Show or set (facilitators) the group's timezone.",
+        (Arg("name", ArgKind.WORD, "an IANA timezone like Europe/Berlin", required=False, max_length=64),),
+    ),
+    CommandSpec(
+        ("quiet-hours",),
+        "Show or set (facilitators) hours without nudges.",
+        (Arg("span", ArgKind.WORD, "like 22:00-08:00, or off", required=False, max_length=20),),
+    ),
+    CommandSpec(
+        ("auto",),
+        "Show or switch (facilitators) the automatic review, check-in and digest.",
+        (
+            Arg(
+                "what",
+                ArgKind.CHOICE,
+                "which feature",
+                required=False,
+                choices=("review", "checkin", "digest"),
+            ),
+            Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),
+        ),
+        details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
+        " a weekly check-in nudge. digest: a weekly summary of the group's week.",
+    ),
+    CommandSpec(
+        ("review", "start"),
+        "Start an action review: five questions for the group.",
+        (Arg("closes", ArgKind.DURATION, "how long it stays open, like 3d", required=False),),
+    ),
+    CommandSpec(("review", "summary"), "Close the open review and post its summary.", facilitator_only=True),
+    CommandSpec(("review", "list"), "Show the group's action reviews."),
+    CommandSpec(
+        ("reflect",),
+        "Share a reflection, or answer a review question: reflect 2 <answer>.",
+        (
+            Arg(
+                "text",
+                ArgKind.TEXT,
+                "your thought, after a question number when answering a review",
+                max_length=1000,
+            ),
+        ),
+    ),
+    CommandSpec(
+        ("export",),
+        "Show the group's goals, polls, reviews and reflections as Markdown, JSON or CSV.",
+        (
+            Arg(
+                "format",
+                ArgKind.CHOICE,
+                "md (default), json or csv",
+                required=False,
+                choices=("md", "json", "csv"),
+            ),
+        ),
+    ),
+    CommandSpec(
+        ("forget-me",),
+        "Delete your reflections and votes (asks to confirm first).",
+        (Arg("confirm", ArgKind.CHOICE, "say confirm to go ahead", required=False, choices=("confirm",)),),
+    ),
 )
 
 

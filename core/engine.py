@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 
 from core.clock import Clock, format_age, format_time
 from core.commands import (
@@ -20,8 +20,17 @@ from core.commands import (
     parse_text,
 )
 from core.context import Context, Handler
-from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.events import (
+    CommandInvoked,
+    InboundEvent,
+    MessagePosted,
+    ReactionAdded,
+    ReactionRemoved,
+    Reply,
+)
+from core.export import load_record, render_digest, to_csv, to_json, to_markdown
 from core.feedback import PollService
+from core.goals import GoalStatus
 from core.lifecycle import (
     PHASE_FOCUS,
     Group,
@@ -31,14 +40,19 @@ from core.lifecycle import (
     change_phase,
     welcome,
 )
+from core.nudging import NudgeService, NudgeSettings, local_time
 from core.ports import ChatPort, Store, StoreTx
+from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef
+from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
+from core.schedules import Recurrence, ScheduleKind
 from core.votes import VoteRecorder
 
 log = logging.getLogger(__name__)
 
 HISTORY_LIMIT = 20
+ACTIVITY_RESOLUTION = timedelta(minutes=10)
 
 
 async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
@@ -60,6 +74,10 @@ class Engine:
         chats: Sequence[ChatPort] = (),
         specs: Sequence[CommandSpec] = COMMANDS,
         goal_rules: GoalRules | None = None,
+        *,
+        recurrence: Recurrence,
+        nudges: NudgeSettings | None = None,
+        review_time: timedelta = DEFAULT_REVIEW_TIME,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -70,6 +88,11 @@ class Engine:
         self.votes = VoteRecorder(store, clock)
         self.polls = PollService(store, clock, self.chats)
         self.goals = GoalService(store, self.polls, goal_rules or GoalRules())
+        self.nudges = NudgeService(store, clock, self.chats, recurrence, nudges or NudgeSettings())
+        self.nudges.digest = self._digest
+        self.reviews = ReviewService(store, self.chats, review_time)
+        self.review_time = review_time
+        self.goals.after_done = self._after_goal_done
         self.handlers: dict[tuple[str, ...], Handler] = {
             ("help",): self._help,
             ("status",): self._status,
@@ -78,6 +101,10 @@ class Engine:
             ("phase", "history"): self._phase_history,
             **self.polls.handlers(),
             **self.goals.handlers(),
+            **self.nudges.handlers(),
+            **self.reviews.handlers(),
+            ("export",): self._export,
+            ("forget-me",): self._forget_me,
         }
 
     def attach(self, chat: ChatPort) -> None:
@@ -97,11 +124,45 @@ class Engine:
             return await self.run_command(event)
         if isinstance(event, ReactionAdded | ReactionRemoved):
             await self.votes.submit(event)
+        elif isinstance(event, MessagePosted):
+            await self._seen(event.channel)
         return None
 
+    async def _seen(self, channel: ChannelRef, group: Group | None = None) -> None:
+        """Note activity in a group (for the heartbeat), at most one write per few minutes."""
+        now = self.clock.now()
+        if group is None:
+            async with self.store.transaction() as tx:
+                group = await tx.get_group(channel)
+        if group is None:
+            return
+        if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
+            async with self.store.transaction() as tx:
+                await tx.touch_activity(group.id, now)
+
     async def tick(self) -> None:
-        """Do what has come due by now: close polls (and, later, deliver nudges)."""
-        await self.polls.close_due(self.clock.now())
+        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats."""
+        now = self.clock.now()
+        await self.polls.close_due(now)
+        await self.reviews.close_due(now)
+        await self.nudges.deliver_due(now)
+        await self.nudges.heartbeats(now)
+
+    async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
+        """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
+        last: datetime | None = None
+        while True:
+            async with self.store.transaction() as tx:
+                due = await tx.next_due_time()
+            if due is None or due > target or due == last:
+                break
+            last = due
+            if due > self.clock.now():
+                move_clock(due)
+            await self.tick()
+        if target > self.clock.now():
+            move_clock(target)
+        await self.tick()
 
     async def drain(self) -> None:
         """Finish pending work (queued votes) before shutting down."""
@@ -167,6 +228,7 @@ class Engine:
                 log.info("skipping event %s seen before", event.event_id)
                 return None
             group = await ensure_group(tx, event.channel, now)
+        await self._seen(event.channel, group)
         handler = self.handlers[invocation.spec.path]
         try:
             return await handler(Context(event, chat, group, now), invocation)
@@ -230,10 +292,79 @@ class Engine:
             await tx.record_phase_change(change)
         why = f" ({reason})" if reason else ""
         assert change.from_phase is not None
-        return Reply(
-            f"{user.name} moved the group from {change.from_phase.title} to {to.title}{why}.\n"
-            + welcome(to, ctx.prefix)
+        lines = [
+            f"{user.name} moved the group from {change.from_phase.title} to {to.title}{why}.",
+            welcome(to, ctx.prefix),
+        ]
+        lines += await self._on_entering(ctx, group, to)
+        return Reply("\n".join(lines))
+
+    async def _on_entering(self, ctx: Context, group: Group, to: Phase) -> list[str]:
+        """What a phase brings by default: a review for Assessing, a check-in for Cooperating."""
+        if to is Phase.ASSESSING and group.auto_review:
+            review = await self.reviews.start(group, ctx.event.user, ctx.now, self.review_time)
+            if review is not None:
+                return [
+                    f"Action review {review.id} has started:"
+                    f" answer with {ctx.prefix}reflect <number> <answer>."
+                ]
+        if to is Phase.COOPERATING and group.auto_checkin:
+            async with self.store.transaction() as tx:
+                existing = [s for s in await tx.list_schedules(group.id) if s.kind is ScheduleKind.CHECKIN]
+                if not existing:
+                    schedule, _ = await self.nudges.add(
+                        tx, group, ScheduleKind.CHECKIN, self.nudges.settings.checkin, "peerbot", ctx.now
+                    )
+                    return [
+                        f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
+                        f" see {ctx.prefix}nudge list."
+                    ]
+        return []
+
+    async def _after_goal_done(self, ctx: Context) -> str | None:
+        """Suggest, never force: when every accepted goal is done, Assessing may be next."""
+        async with self.store.transaction() as tx:
+            goals = await tx.list_goals(ctx.group.id)
+            group = await tx.get_group_by_id(ctx.group.id)
+            open_goals = [g for g in goals if g.status is GoalStatus.ACCEPTED]
+            if open_goals or group is None or group.phase is Phase.ASSESSING:
+                return None
+            await tx.record_signal(group.id, "all_goals_done", ctx.now, "")
+        return (
+            "Every accepted goal is done. Suggestion: this may be a good moment for Assessing, to look"
+            f" back together. A facilitator can say {ctx.prefix}phase set assessing."
         )
+
+    async def _digest(self, group: Group, now: datetime) -> str:
+        async with self.store.transaction() as tx:
+            fresh = await tx.get_group_by_id(group.id)
+            record = await load_record(tx, fresh or group)
+        upcoming = sorted(
+            (
+                s
+                for s in record.schedules
+                if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST
+            ),
+            key=lambda s: s.next_due_at or now,
+        )[:3]
+        times = [f"{s.description} ({local_time(s.next_due_at, group.timezone)})" for s in upcoming]
+        return render_digest(record, now, times)
+
+    async def _export(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            record = await load_record(tx, ctx.group)
+        render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
+        return Reply(render(record))
+
+    async def _forget_me(self, ctx: Context, inv: Invocation) -> Reply:
+        if inv.args.get("confirm") != "confirm":
+            return Reply(
+                "This deletes every reflection you wrote and every vote you cast, in all groups this bot"
+                f" serves; tallies change accordingly. To go ahead, say {ctx.prefix}forget-me confirm."
+            )
+        async with self.store.transaction() as tx:
+            thoughts, votes = await tx.forget_user(ctx.event.user.key)
+        return Reply(f"Done: {thoughts} reflections and {votes} votes of yours were deleted.")
 
     async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
         async with self.store.transaction() as tx:

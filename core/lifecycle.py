@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from enum import Enum
 
 from core.refs import ChannelRef
@@ -72,6 +72,22 @@ def phase_names() -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class QuietHours:
+    """A daily span of local time in which the bot posts no scheduled messages."""
+
+    start: time
+    end: time
+
+    def contains(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end  # spans midnight
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True, slots=True)
 class Group:
     """One learning group, bound to one channel."""
 
@@ -83,6 +99,12 @@ class Group:
     # Per-group settings; None means the deployment's default.
     goal_quorum: int | None = None
     decision_window: timedelta | None = None
+    timezone: str = "UTC"
+    quiet: QuietHours | None = None
+    auto_review: bool = True  # entering Assessing starts an action review
+    auto_checkin: bool = True  # entering Cooperating adds a weekly check-in nudge
+    last_activity_at: datetime | None = None
+    heartbeat_sent_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

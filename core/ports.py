@@ -9,9 +9,11 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange
+from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
+from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.schedules import Schedule, ScheduleKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +141,107 @@ class StoreTx(Protocol):
 
     async def list_goals(self, group_id: int) -> list[Goal]:
         """All the group's goals, oldest first."""
+        ...
+
+    async def list_polls(self, group_id: int) -> list[Poll]:
+        """All the group's polls, oldest first."""
+        ...
+
+    # Group settings and activity
+
+    async def set_timezone(self, group_id: int, tz: str) -> None: ...
+
+    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None: ...
+
+    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None: ...
+
+    async def touch_activity(self, group_id: int, at: datetime) -> None: ...
+
+    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
+        """Groups with no activity since `silent_since` whose silence has not had its heartbeat."""
+        ...
+
+    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
+        """Mark the group's silence as answered; False if another process did it first."""
+        ...
+
+    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]: ...
+
+    # Schedules
+
+    async def create_schedule(
+        self,
+        group_id: int,
+        kind: ScheduleKind,
+        cron: str,
+        description: str,
+        text: str | None,
+        created_by: str,
+        at: datetime,
+        next_occurrence: datetime | None,
+        next_due_at: datetime | None,
+    ) -> Schedule: ...
+
+    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None: ...
+
+    async def list_schedules(self, group_id: int) -> list[Schedule]: ...
+
+    async def delete_schedule(self, schedule_id: int) -> None: ...
+
+    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None: ...
+
+    async def set_schedule_next(
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+    ) -> None:
+        """(schedule id, next occurrence, next due time) for many schedules at once."""
+        ...
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        """Unpaused schedules whose next due time has come, earliest first."""
+        ...
+
+    async def claim_deliveries(
+        self, keys: Sequence[tuple[int, datetime]], at: datetime
+    ) -> set[tuple[int, datetime]]:
+        """Claim (schedule, occurrence) deliveries; returns those nobody claimed before."""
+        ...
+
+    async def next_due_time(self) -> datetime | None:
+        """The earliest moment anything is due: a schedule, a poll closing, a review closing."""
+        ...
+
+    # Reviews and reflections
+
+    async def create_review(
+        self, group_id: int, by: UserRef, at: datetime, closes_at: datetime
+    ) -> Review: ...
+
+    async def open_review(self, group_id: int) -> Review | None: ...
+
+    async def close_review(self, review_id: int, at: datetime) -> bool: ...
+
+    async def due_reviews(self, now: datetime, limit: int) -> list[Review]: ...
+
+    async def list_reviews(self, group_id: int) -> list[Review]: ...
+
+    async def add_reflection(
+        self,
+        group_id: int,
+        review_id: int | None,
+        question: int | None,
+        user: UserRef,
+        text: str,
+        at: datetime,
+    ) -> Reflection: ...
+
+    async def get_reflection(self, group_id: int, reflection_id: int) -> Reflection | None: ...
+
+    async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
+        """The group's reflections (of one review when given), oldest first."""
+        ...
+
+    async def forget_user(self, user_key: str) -> tuple[int, int]:
+        """Delete a member's reflections and votes everywhere; returns how many of each."""
         ...
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -15,6 +16,7 @@ from core.goals import (
     CONSENT_OPTIONS,
     DEFAULT_QUORUM,
     DEFAULT_WINDOW,
+    MAX_GOAL,
     Goal,
     GoalStatus,
     decide,
@@ -26,6 +28,7 @@ from core.polls import Poll, PollKind, PollRequest, Tally
 from core.ports import Store
 
 GOAL_ACCEPTED_SIGNAL = "goal_accepted"
+_REFLECTION_REF = re.compile(r"^r(\d{1,12})$", re.IGNORECASE)
 MAX_QUORUM = 100
 MAX_WINDOW = timedelta(days=32)
 
@@ -55,6 +58,8 @@ class GoalService:
         self.polls = polls
         self.rules = rules
         polls.closers[PollKind.CONSENT] = self._decide
+        # Called after a goal is marked done; may return a suggestion to add to the reply.
+        self.after_done: Callable[[Context], Awaitable[str | None]] | None = None
 
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
         return {
@@ -91,6 +96,16 @@ class GoalService:
 
     async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
         text = " ".join(inv.text("text").split())
+        if reference := _REFLECTION_REF.match(text):
+            async with self.store.transaction() as tx:
+                reflection = await tx.get_reflection(ctx.group.id, int(reference[1]))
+            if reflection is None:
+                raise UsageError(f"There is no reflection {text} in this channel.")
+            text = " ".join(reflection.text.split())
+            if len(text) > MAX_GOAL:
+                raise UsageError(
+                    f"Reflection {reference[0]} is too long for a goal (at most {MAX_GOAL} characters)."
+                )
         rules = self.rules.for_group(ctx.group)
         async with self.store.transaction() as tx:
             goal = await tx.create_goal(ctx.group.id, text, ctx.event.user, ctx.now)
@@ -165,7 +180,10 @@ class GoalService:
         async with self.store.transaction() as tx:
             await tx.set_goal_status(goal.id, status, ctx.now)
         if status is GoalStatus.DONE:
-            return Reply(f"Goal {goal.id} is done: {goal.text}. Well done, everyone!")
+            text = f"Goal {goal.id} is done: {goal.text}. Well done, everyone!"
+            if self.after_done is not None and (suggestion := await self.after_done(ctx)):
+                text += "\n" + suggestion
+            return Reply(text)
         return Reply(f"Goal {goal.id} was dropped: {goal.text}.")
 
     async def _done(self, ctx: Context, inv: Invocation) -> Reply:

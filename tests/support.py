@@ -10,13 +10,16 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange
+from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.ports import Outbound
+from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.schedules import Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -216,6 +219,173 @@ class MemoryTx:
     async def list_goals(self, group_id: int) -> list[Goal]:
         return [g for g in self.d.goals.values() if g.group_id == group_id]
 
+    async def list_polls(self, group_id: int) -> list[Poll]:
+        return [p for p in self.d.polls.values() if p.group_id == group_id]
+
+    def _update_group(self, group_id: int, **changes: Any) -> None:
+        self.d.groups[group_id] = replace(self.d.groups[group_id], **changes)
+
+    async def set_timezone(self, group_id: int, tz: str) -> None:
+        self._update_group(group_id, timezone=tz)
+
+    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
+        self._update_group(group_id, quiet=quiet)
+
+    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
+        self._update_group(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def touch_activity(self, group_id: int, at: datetime) -> None:
+        self._update_group(group_id, last_activity_at=at)
+
+    def _silence_unanswered(self, g: Group) -> bool:
+        return g.last_activity_at is not None and (
+            g.heartbeat_sent_at is None or g.heartbeat_sent_at < g.last_activity_at
+        )
+
+    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
+        return [
+            g
+            for g in self.d.groups.values()
+            if self._silence_unanswered(g)
+            and g.last_activity_at is not None
+            and g.last_activity_at < silent_since
+        ][:limit]
+
+    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
+        if not self._silence_unanswered(self.d.groups[group_id]):
+            return False
+        self._update_group(group_id, heartbeat_sent_at=at)
+        return True
+
+    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
+        return [(k, at, d) for g, k, at, d in self.d.signals if g == group_id and at >= since]
+
+    async def create_schedule(
+        self,
+        group_id: int,
+        kind: ScheduleKind,
+        cron: str,
+        description: str,
+        text: str | None,
+        created_by: str,
+        at: datetime,
+        next_occurrence: datetime | None,
+        next_due_at: datetime | None,
+    ) -> Schedule:
+        self.d.last_schedule += 1
+        schedule = Schedule(
+            self.d.last_schedule,
+            group_id,
+            kind,
+            cron,
+            description,
+            text,
+            False,
+            next_occurrence,
+            next_due_at,
+            created_by,
+            at,
+        )
+        self.d.schedules[schedule.id] = schedule
+        return schedule
+
+    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
+        s = self.d.schedules.get(schedule_id)
+        return s if s is not None and s.group_id == group_id else None
+
+    async def list_schedules(self, group_id: int) -> list[Schedule]:
+        return [s for s in self.d.schedules.values() if s.group_id == group_id]
+
+    async def delete_schedule(self, schedule_id: int) -> None:
+        del self.d.schedules[schedule_id]
+
+    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None:
+        self.d.schedules[schedule_id] = replace(self.d.schedules[schedule_id], paused=paused)
+
+    async def set_schedule_next(
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+    ) -> None:
+        for schedule_id, occurrence, due in updates:
+            s = self.d.schedules[schedule_id]
+            self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        due = [
+            s for s in self.d.schedules.values() if not s.paused and s.next_due_at and s.next_due_at <= now
+        ]
+        return sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
+
+    async def claim_deliveries(
+        self, keys: Sequence[tuple[int, datetime]], at: datetime
+    ) -> set[tuple[int, datetime]]:
+        fresh = {k for k in dict.fromkeys(keys) if k not in self.d.deliveries}
+        self.d.deliveries |= fresh
+        return fresh
+
+    async def next_due_time(self) -> datetime | None:
+        times = [s.next_due_at for s in self.d.schedules.values() if not s.paused and s.next_due_at]
+        times += [p.closes_at for p in self.d.polls.values() if p.closed_at is None]
+        times += [r.closes_at for r in self.d.reviews.values() if r.closed_at is None]
+        return min(times) if times else None
+
+    async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
+        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at)
+        self.d.reviews[review.id] = review
+        return review
+
+    async def open_review(self, group_id: int) -> Review | None:
+        found = [r for r in self.d.reviews.values() if r.group_id == group_id and r.closed_at is None]
+        return found[-1] if found else None
+
+    async def close_review(self, review_id: int, at: datetime) -> bool:
+        review = self.d.reviews[review_id]
+        if review.closed_at is not None:
+            return False
+        self.d.reviews[review_id] = replace(review, closed_at=at)
+        return True
+
+    async def due_reviews(self, now: datetime, limit: int) -> list[Review]:
+        return [r for r in self.d.reviews.values() if r.closed_at is None and r.closes_at <= now][:limit]
+
+    async def list_reviews(self, group_id: int) -> list[Review]:
+        return [r for r in self.d.reviews.values() if r.group_id == group_id]
+
+    async def add_reflection(
+        self,
+        group_id: int,
+        review_id: int | None,
+        question: int | None,
+        user: UserRef,
+        text: str,
+        at: datetime,
+    ) -> Reflection:
+        self.d.last_reflection += 1
+        reflection = Reflection(
+            self.d.last_reflection, group_id, review_id, question, user.key, user.name, text, at
+        )
+        self.d.reflections[reflection.id] = reflection
+        return reflection
+
+    async def get_reflection(self, group_id: int, reflection_id: int) -> Reflection | None:
+        r = self.d.reflections.get(reflection_id)
+        return r if r is not None and r.group_id == group_id else None
+
+    async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
+        return [
+            r
+            for r in self.d.reflections.values()
+            if r.group_id == group_id and (review_id is None or r.review_id == review_id)
+        ]
+
+    async def forget_user(self, user_key: str) -> tuple[int, int]:
+        mine = [i for i, r in self.d.reflections.items() if r.user_key == user_key]
+        votes = [k for k in self.d.reactions if k[1] == user_key]
+        for i in mine:
+            del self.d.reflections[i]
+        for k in votes:
+            del self.d.reactions[k]
+        return len(mine), len(votes)
+
 
 @dataclass
 class MemoryData:
@@ -228,6 +398,12 @@ class MemoryData:
     seq: dict[int, int] = field(default_factory=dict)
     reactions: dict[tuple[int, str, int], PollReaction] = field(default_factory=dict)
     goals: dict[int, Goal] = field(default_factory=dict)
+    schedules: dict[int, Schedule] = field(default_factory=dict)
+    last_schedule: int = 0
+    deliveries: set[tuple[int, datetime]] = field(default_factory=set)
+    reviews: dict[int, Review] = field(default_factory=dict)
+    reflections: dict[int, Reflection] = field(default_factory=dict)
+    last_reflection: int = 0
 
 
 class MemoryStore:
@@ -253,7 +429,7 @@ class Harness:
         self.clock = FakeClock()
         self.store = store if store is not None else MemoryStore()
         self.chat = FakeChat(facilitators=set(facilitators))
-        self.engine = Engine(self.store, self.clock, [self.chat])
+        self.engine = Engine(self.store, self.clock, [self.chat], recurrence=CronRecurrence())
         self.channel = ChannelRef("fake", "general", "#general")
         self._events = itertools.count(1)
 

@@ -74,49 +74,20 @@ def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProc
     )
 
 
-SESSION = """\
--- the session from the issue
-alice: /phase show
-#study bob: /help status
-bob +👍 m3
-bob -👍 m3
-bob: /phase set organizing
-alice: /phase set ORGANIZING we have a plan
-this line is malformed
-alice: /phase set nowhere
-alice: /status
-"""
-
-TRANSCRIPT = """\
-#general [m1] alice: /phase show
-#general [m2] peerbot: Convening — finding each other and making first connections.
-  Say hello and tell the others what brought you here and what you hope to learn.
-#study [m3] bob: /help status
-#study [m4] peerbot: Usage: /status
-  Show the group's phase and since when.
-#study [m3] bob +👍
-#study [m3] bob -👍
-#general [m5] bob: /phase set organizing
-#general [m6] peerbot: Sorry, only facilitators can use /phase set. Nothing was changed.
-#general [m7] alice: /phase set ORGANIZING we have a plan
-#general [m8] peerbot: alice moved the group from Convening to Organizing (we have a plan).
-  Time to shape a shared purpose: propose goals with /goal propose and decide them together.
-! Cannot read that line. Lines look like 'alice: /help', '#study bob: hello', 'bob +👍 m3', \
-'bob -👍 m3', ':advance 2h' or '-- a comment'.
-#general [m9] alice: /phase set nowhere
-#general [m10] peerbot: 'nowhere' is not a valid phase. Choose one of: convening, organizing, \
-cooperating, assessing, changing.
-  Usage: /phase set <phase> [reason...]
-#general [m11] alice: /status
-#general [m12] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC (just now).
-  Now is the time for agreeing on a shared purpose and how to work.
-"""
+EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.txt"))
 
 
-async def test_a_scripted_session_gives_the_expected_transcript(db_url: str, tmp_path: Path) -> None:
-    result = run_console(SESSION, db_url, tmp_path)
+@pytest.mark.parametrize("script", EXAMPLES, ids=lambda p: p.stem)
+async def test_the_documented_sessions_give_their_transcripts(
+    script: Path, db_url: str, tmp_path: Path
+) -> None:
+    result = run_console(script.read_text(encoding="utf-8"), db_url, tmp_path)
     assert result.returncode == 0, result.stderr
-    assert result.stdout == TRANSCRIPT
+    assert result.stdout == script.with_suffix(".transcript").read_text(encoding="utf-8")
+
+
+def test_there_are_documented_sessions() -> None:
+    assert {p.stem for p in EXAMPLES} >= {"lifecycle", "goals-and-polls"}
 
 
 async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path: Path) -> None:
@@ -124,10 +95,13 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
     assert first.returncode == 0, first.stderr
     second = run_console(":advance 2d\nbob: /status\n", db_url, tmp_path)
     assert second.returncode == 0, second.stderr
-    # the fake time restarts with each process; the phase and ids come from the database
-    assert second.stdout.splitlines()[:2] == [
-        "#general [m3] bob: /status",
-        "#general [m4] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
+    # The fake time restarts with each process; the phase, the ids and the weekly check-in that
+    # entering Cooperating scheduled (Monday 18:00, passed during the 2 days) come from the database.
+    lines = second.stdout.splitlines()
+    assert lines[0].startswith("#general [m3] peerbot: 🔔 Weekly check-in: ")
+    assert lines[2:4] == [
+        "#general [m4] bob: /status",
+        "#general [m5] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
     ]
 
 

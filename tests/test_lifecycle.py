@@ -83,7 +83,10 @@ async def test_unknown_phase_gets_usage_listing_the_phases(harness: Harness) -> 
 async def test_unknown_command_lists_the_commands(harness: Harness) -> None:
     reply = await harness.member("bob").says("/dance")
     assert reply is not None and reply.is_error
-    assert reply.text == "Unknown command 'dance'. Commands: help, status, phase, goal, poll, pulse."
+    assert reply.text == (
+        "Unknown command 'dance'. Commands: help, status, phase, goal, poll, pulse, nudge,"
+        " timezone, quiet-hours, auto, review, reflect, export, forget-me."
+    )
 
 
 async def test_group_command_without_subcommand_lists_its_subcommands(harness: Harness) -> None:

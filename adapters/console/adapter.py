@@ -7,6 +7,7 @@ import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import TextIO
 
 from adapters.console.lines import (
@@ -19,7 +20,6 @@ from adapters.console.lines import (
     render_message,
     render_reaction,
 )
-from core.clock import SystemClock
 from core.events import (
     CommandInvoked,
     InboundEvent,
@@ -120,11 +120,15 @@ Handle = Callable[[InboundEvent], Awaitable[Reply | None]]
 class ConsoleSession:
     """Reads console lines, turns them into events for the engine and prints what happens."""
 
-    def __init__(self, chat: ConsoleChat, handle: Handle, clock: SystemClock) -> None:
+    def __init__(
+        self,
+        chat: ConsoleChat,
+        handle: Handle,
+        advance: Callable[[timedelta], Awaitable[None]],
+    ) -> None:
         self.chat = chat
         self.handle = handle
-        self.clock = clock
-        self.on_advance: Callable[[], Awaitable[None]] | None = None
+        self.advance = advance  # moves the clock, firing in order everything that comes due
 
     async def feed(self, line: str) -> None:
         """Handle one line to completion. Bad lines get a short error; nothing changes."""
@@ -136,9 +140,7 @@ class ConsoleSession:
         if isinstance(item, Nothing):
             return
         if isinstance(item, Advance):
-            self.clock.advance(item.delta)
-            if self.on_advance is not None:
-                await self.on_advance()
+            await self.advance(item.delta)
             return
         if isinstance(item, React):
             await self._react(item)

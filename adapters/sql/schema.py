@@ -15,6 +15,8 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
+    true,
 )
 
 NAMING = {
@@ -42,6 +44,13 @@ groups = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("goal_quorum", Integer, nullable=True),
     Column("decision_window_s", Integer, nullable=True),
+    Column("timezone", String(64), nullable=False, server_default="UTC"),
+    Column("quiet_start", String(5), nullable=True),
+    Column("quiet_end", String(5), nullable=True),
+    Column("auto_review", Boolean, nullable=False, server_default=true()),
+    Column("auto_checkin", Boolean, nullable=False, server_default=true()),
+    Column("last_activity_at", DateTime(timezone=True), nullable=True),
+    Column("heartbeat_sent_at", DateTime(timezone=True), nullable=True),
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -129,4 +138,54 @@ goals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True, index=True),
+)
+
+schedules = Table(
+    "schedules",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("cron", String(120), nullable=False),
+    Column("description", String(200), nullable=False),
+    Column("text", Text, nullable=True),
+    Column("paused", Boolean, nullable=False, server_default=false()),
+    Column("next_occurrence", DateTime(timezone=True), nullable=True),
+    Column("next_due_at", DateTime(timezone=True), nullable=True),
+    Column("created_by", String(255), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_schedules_due", "paused", "next_due_at"),
+)
+
+deliveries = Table(
+    "deliveries",
+    metadata,
+    Column("schedule_id", Id, ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True),
+    Column("occurrence", DateTime(timezone=True), primary_key=True),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+)
+
+reviews = Table(
+    "reviews",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("started_by", String(255), nullable=False),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("closes_at", DateTime(timezone=True), nullable=False),
+    Column("closed_at", DateTime(timezone=True), nullable=True),
+    Index("ix_reviews_due", "closed_at", "closes_at"),
+)
+
+reflections = Table(
+    "reflections",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("review_id", Id, ForeignKey("reviews.id", ondelete="CASCADE"), nullable=True, index=True),
+    Column("question", Integer, nullable=True),
+    Column("user_key", String(300), nullable=False, index=True),
+    Column("user_name", String(255), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

@@ -6,28 +6,34 @@ import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, event, select, update
+from sqlalchemy import Table, delete, event, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from adapters.sql.schema import (
     adapter_state,
+    deliveries,
     goals,
     groups,
     phase_changes,
     poll_reactions,
     polls,
     processed_events,
+    reflections,
+    reviews,
+    schedules,
     signals,
 )
 from core.clock import utc
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange
+from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
+from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.schedules import Schedule, ScheduleKind
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -73,6 +79,53 @@ def _group(row: Any) -> Group:
         decision_window=(
             timedelta(seconds=row.decision_window_s) if row.decision_window_s is not None else None
         ),
+        timezone=row.timezone,
+        quiet=(
+            QuietHours(time.fromisoformat(row.quiet_start), time.fromisoformat(row.quiet_end))
+            if row.quiet_start and row.quiet_end
+            else None
+        ),
+        auto_review=bool(row.auto_review),
+        auto_checkin=bool(row.auto_checkin),
+        last_activity_at=_maybe_utc(row.last_activity_at),
+        heartbeat_sent_at=_maybe_utc(row.heartbeat_sent_at),
+    )
+
+
+def _maybe_utc(value: datetime | None) -> datetime | None:
+    return utc(value) if value is not None else None
+
+
+def _schedule(row: Any) -> Schedule:
+    return Schedule(
+        id=row.id,
+        group_id=row.group_id,
+        kind=ScheduleKind(row.kind),
+        cron=row.cron,
+        description=row.description,
+        text=row.text,
+        paused=bool(row.paused),
+        next_occurrence=_maybe_utc(row.next_occurrence),
+        next_due_at=_maybe_utc(row.next_due_at),
+        created_by=row.created_by,
+        created_at=utc(row.created_at),
+    )
+
+
+def _review(row: Any) -> Review:
+    return Review(
+        row.id,
+        row.group_id,
+        row.started_by,
+        utc(row.started_at),
+        utc(row.closes_at),
+        _maybe_utc(row.closed_at),
+    )
+
+
+def _reflection(row: Any) -> Reflection:
+    return Reflection(
+        row.id, row.group_id, row.review_id, row.question, row.user_key, row.user_name, row.text, utc(row.at)
     )
 
 
@@ -271,8 +324,7 @@ class SqlTx:
             .values(vote_seq=polls.c.vote_seq + len(changes))
             .returning(polls.c.vote_seq)
         )
-        last = result.scalar_one()
-        first = last - len(changes) + 1
+        first = result.scalar_one() - len(changes) + 1
         dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         stmt = dialect.insert(poll_reactions)
         stmt = stmt.on_conflict_do_update(
@@ -283,19 +335,19 @@ class SqlTx:
                 "user_name": stmt.excluded.user_name,
             },
         )
-        # One statement per change keeps their order, which decides a single-choice vote.
+        # Only the last change of each (member, option) in the batch decides its state; it keeps the
+        # sequence number of its place in the batch, so single-choice order is preserved.
+        final: dict[tuple[str, int], dict[str, Any]] = {}
         for i, c in enumerate(changes):
-            await self.conn.execute(
-                stmt,
-                {
-                    "poll_id": poll_id,
-                    "user_key": c.user_key,
-                    "option": c.option,
-                    "user_name": c.user_name,
-                    "present": c.present,
-                    "seq": first + i,
-                },
-            )
+            final[(c.user_key, c.option)] = {
+                "poll_id": poll_id,
+                "user_key": c.user_key,
+                "option": c.option,
+                "user_name": c.user_name,
+                "present": c.present,
+                "seq": first + i,
+            }
+        await self.conn.execute(stmt, list(final.values()))
 
     async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
         rows = await self.conn.execute(
@@ -355,6 +407,272 @@ class SqlTx:
     async def list_goals(self, group_id: int) -> list[Goal]:
         rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
         return [_goal(r) for r in rows]
+
+    async def list_polls(self, group_id: int) -> list[Poll]:
+        rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
+        return [_poll(r) for r in rows]
+
+    # Group settings and activity
+
+    async def _set_group(self, group_id: int, **values: Any) -> None:
+        await self.conn.execute(update(groups).where(groups.c.id == group_id).values(**values))
+
+    async def set_timezone(self, group_id: int, tz: str) -> None:
+        await self._set_group(group_id, timezone=tz)
+
+    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
+        start = f"{quiet.start:%H:%M}" if quiet else None
+        end = f"{quiet.end:%H:%M}" if quiet else None
+        await self._set_group(group_id, quiet_start=start, quiet_end=end)
+
+    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
+        await self._set_group(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def touch_activity(self, group_id: int, at: datetime) -> None:
+        await self._set_group(group_id, last_activity_at=at)
+
+    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
+        rows = await self.conn.execute(
+            select(groups)
+            .where(
+                groups.c.last_activity_at < silent_since,
+                or_(
+                    groups.c.heartbeat_sent_at.is_(None),
+                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
+                ),
+            )
+            .order_by(groups.c.id)
+            .limit(limit)
+        )
+        return [_group(r) for r in rows]
+
+    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(groups)
+            .where(
+                groups.c.id == group_id,
+                or_(
+                    groups.c.heartbeat_sent_at.is_(None),
+                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
+                ),
+            )
+            .values(heartbeat_sent_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
+        rows = await self.conn.execute(
+            select(signals)
+            .where(signals.c.group_id == group_id, signals.c.at >= since)
+            .order_by(signals.c.id)
+        )
+        return [(r.kind, utc(r.at), r.detail) for r in rows]
+
+    # Schedules
+
+    async def create_schedule(
+        self,
+        group_id: int,
+        kind: ScheduleKind,
+        cron: str,
+        description: str,
+        text: str | None,
+        created_by: str,
+        at: datetime,
+        next_occurrence: datetime | None,
+        next_due_at: datetime | None,
+    ) -> Schedule:
+        result = await self.conn.execute(
+            schedules.insert().values(
+                group_id=group_id,
+                kind=kind.value,
+                cron=cron,
+                description=description,
+                text=text,
+                paused=False,
+                next_occurrence=next_occurrence,
+                next_due_at=next_due_at,
+                created_by=created_by,
+                created_at=at,
+            )
+        )
+        (schedule_id,) = result.inserted_primary_key or (None,)
+        assert schedule_id is not None
+        return Schedule(
+            schedule_id,
+            group_id,
+            kind,
+            cron,
+            description,
+            text,
+            False,
+            next_occurrence,
+            next_due_at,
+            created_by,
+            at,
+        )
+
+    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
+        row = (
+            await self.conn.execute(
+                select(schedules).where(schedules.c.id == schedule_id, schedules.c.group_id == group_id)
+            )
+        ).first()
+        return _schedule(row) if row else None
+
+    async def list_schedules(self, group_id: int) -> list[Schedule]:
+        rows = await self.conn.execute(
+            select(schedules).where(schedules.c.group_id == group_id).order_by(schedules.c.id)
+        )
+        return [_schedule(r) for r in rows]
+
+    async def delete_schedule(self, schedule_id: int) -> None:
+        await self.conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
+
+    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None:
+        await self.conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(paused=paused))
+
+    async def set_schedule_next(
+        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
+    ) -> None:
+        if not updates:
+            return
+        # Many schedules share their next times (the same cron in the same zone): one UPDATE each.
+        by_times: dict[tuple[datetime | None, datetime | None], list[int]] = {}
+        for schedule_id, occurrence, due in updates:
+            by_times.setdefault((occurrence, due), []).append(schedule_id)
+        for (occurrence, due), ids in by_times.items():
+            for start in range(0, len(ids), 500):
+                await self.conn.execute(
+                    update(schedules)
+                    .where(schedules.c.id.in_(ids[start : start + 500]))
+                    .values(next_occurrence=occurrence, next_due_at=due)
+                )
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+        rows = await self.conn.execute(
+            select(schedules)
+            .where(schedules.c.paused.is_(False), schedules.c.next_due_at <= now)
+            .order_by(schedules.c.next_due_at, schedules.c.id)
+            .limit(limit)
+        )
+        return [_schedule(r) for r in rows]
+
+    async def claim_deliveries(
+        self, keys: Sequence[tuple[int, datetime]], at: datetime
+    ) -> set[tuple[int, datetime]]:
+        if not keys:
+            return set()
+        stmt = insert_ignore(self.conn, deliveries).returning(
+            deliveries.c.schedule_id, deliveries.c.occurrence
+        )
+        rows = await self.conn.execute(
+            stmt, [{"schedule_id": s, "occurrence": o, "claimed_at": at} for s, o in dict.fromkeys(keys)]
+        )
+        return {(r.schedule_id, utc(r.occurrence)) for r in rows}
+
+    async def next_due_time(self) -> datetime | None:
+        candidates = [
+            select(func.min(schedules.c.next_due_at)).where(schedules.c.paused.is_(False)),
+            select(func.min(polls.c.closes_at)).where(polls.c.closed_at.is_(None)),
+            select(func.min(reviews.c.closes_at)).where(reviews.c.closed_at.is_(None)),
+        ]
+        found = [(await self.conn.execute(q)).scalar() for q in candidates]
+        times = [utc(t) for t in found if t is not None]
+        return min(times) if times else None
+
+    # Reviews and reflections
+
+    async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
+        result = await self.conn.execute(
+            reviews.insert().values(group_id=group_id, started_by=by.name, started_at=at, closes_at=closes_at)
+        )
+        (review_id,) = result.inserted_primary_key or (None,)
+        assert review_id is not None
+        return Review(review_id, group_id, by.name, at, closes_at)
+
+    async def open_review(self, group_id: int) -> Review | None:
+        row = (
+            await self.conn.execute(
+                select(reviews)
+                .where(reviews.c.group_id == group_id, reviews.c.closed_at.is_(None))
+                .order_by(reviews.c.id.desc())
+            )
+        ).first()
+        return _review(row) if row else None
+
+    async def close_review(self, review_id: int, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(reviews)
+            .where(reviews.c.id == review_id, reviews.c.closed_at.is_(None))
+            .values(closed_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def due_reviews(self, now: datetime, limit: int) -> list[Review]:
+        rows = await self.conn.execute(
+            select(reviews)
+            .where(reviews.c.closed_at.is_(None), reviews.c.closes_at <= now)
+            .order_by(reviews.c.closes_at, reviews.c.id)
+            .limit(limit)
+        )
+        return [_review(r) for r in rows]
+
+    async def list_reviews(self, group_id: int) -> list[Review]:
+        rows = await self.conn.execute(
+            select(reviews).where(reviews.c.group_id == group_id).order_by(reviews.c.id)
+        )
+        return [_review(r) for r in rows]
+
+    async def add_reflection(
+        self,
+        group_id: int,
+        review_id: int | None,
+        question: int | None,
+        user: UserRef,
+        text: str,
+        at: datetime,
+    ) -> Reflection:
+        result = await self.conn.execute(
+            reflections.insert().values(
+                group_id=group_id,
+                review_id=review_id,
+                question=question,
+                user_key=user.key,
+                user_name=user.name,
+                text=text,
+                at=at,
+            )
+        )
+        (reflection_id,) = result.inserted_primary_key or (None,)
+        assert reflection_id is not None
+        return Reflection(reflection_id, group_id, review_id, question, user.key, user.name, text, at)
+
+    async def get_reflection(self, group_id: int, reflection_id: int) -> Reflection | None:
+        row = (
+            await self.conn.execute(
+                select(reflections).where(
+                    reflections.c.id == reflection_id, reflections.c.group_id == group_id
+                )
+            )
+        ).first()
+        return _reflection(row) if row else None
+
+    async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
+        query = select(reflections).where(reflections.c.group_id == group_id)
+        if review_id is not None:
+            query = query.where(reflections.c.review_id == review_id)
+        rows = await self.conn.execute(query.order_by(reflections.c.id))
+        return [_reflection(r) for r in rows]
+
+    async def forget_user(self, user_key: str) -> tuple[int, int]:
+        gone_reflections = await self.conn.execute(
+            delete(reflections).where(reflections.c.user_key == user_key)
+        )
+        gone_votes = await self.conn.execute(
+            delete(poll_reactions).where(poll_reactions.c.user_key == user_key)
+        )
+        return gone_reflections.rowcount, gone_votes.rowcount
 
 
 class SqlStore:

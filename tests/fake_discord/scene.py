@@ -19,6 +19,7 @@ import discord.http
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
+from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.refs import UserRef
@@ -177,7 +178,7 @@ class DiscordScene:
             engine = make_engine(self.db_url)
             await migrate.upgrade(engine)
             self.store = SqlStore(engine)
-        self.engine = RecordingEngine(self.store, self.clock)
+        self.engine = RecordingEngine(self.store, self.clock, recurrence=CronRecurrence())
         self.bot = DiscordAdapter(self.settings(**overrides), self.engine, self.store)
         await self.bot.start()
         await asyncio.wait_for(self.bot.wait_until_ready(), 10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import time
 import uuid
@@ -34,6 +35,7 @@ GUILD_MESSAGES = 9
 GUILD_MESSAGE_REACTIONS = 10
 
 JSON = {"Content-Type": "application/json"}
+BUCKET_SLACK = 0.005
 SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
 
 
@@ -615,7 +617,8 @@ class FakeDiscord:
             return None
         limit, window = self.buckets[route]
         now = time.monotonic()
-        used = [t for t in self._bucket_use.get((route, channel), []) if now - t < window]
+        # A few ms of slack, as a real network gives: headers are rounded to the millisecond.
+        used = [t for t in self._bucket_use.get((route, channel), []) if now - t < window - BUCKET_SLACK]
         if len(used) >= limit:
             retry = window - (now - used[0])
             headers = {
@@ -635,8 +638,8 @@ class FakeDiscord:
         return {
             "X-RateLimit-Limit": str(limit),
             "X-RateLimit-Remaining": str(remaining),
-            "X-RateLimit-Reset": f"{time.time() + reset_after:.3f}",
-            "X-RateLimit-Reset-After": f"{reset_after:.3f}",
+            "X-RateLimit-Reset": f"{math.ceil((time.time() + reset_after) * 1000) / 1000:.3f}",
+            "X-RateLimit-Reset-After": f"{math.ceil(reset_after * 1000) / 1000:.3f}",
             "X-RateLimit-Bucket": f"fake-{route}",
         }
 

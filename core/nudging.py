@@ -1,0 +1,327 @@
+"""'Reflect often': the group's schedules, delivered exactly once, in its timezone, outside quiet hours."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from core.clock import Clock
+from core.commands import Invocation, UsageError
+from core.context import Context, Handler
+from core.events import Reply
+from core.lifecycle import Group, Phase
+from core.ports import ChatPort, Outbound, Store, StoreTx
+from core.prompts import HEARTBEAT, next_prompt
+from core.schedules import (
+    DEFAULT_GRACE,
+    Recurrence,
+    Schedule,
+    ScheduleKind,
+    check_timezone,
+    first_occurrence,
+    parse_quiet_hours,
+    parse_schedule,
+    plan,
+)
+
+log = logging.getLogger(__name__)
+
+BATCH = 1000
+MAX_NUDGE_TEXT = 500
+MAX_SCHEDULES_PER_GROUP = 50
+
+
+@dataclass(frozen=True, slots=True)
+class NudgeSettings:
+    grace: timedelta = DEFAULT_GRACE
+    checkin: str = "weekly mon 18:00"
+    digest: str = "weekly mon 09:00"
+    heartbeat_days: int = 7  # 0: no heartbeat
+
+
+def local_time(dt: datetime | None, tz: str) -> str:
+    if dt is None:
+        return "never again"
+    return dt.astimezone(ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+# Renders the weekly digest of a group (provided by the engine, which knows every part).
+DigestRenderer = Callable[[Group, datetime], Awaitable[str]]
+
+
+class NudgeService:
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        chats: Mapping[str, ChatPort],
+        recurrence: Recurrence,
+        settings: NudgeSettings,
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.chats = chats
+        self.recurrence = recurrence
+        self.settings = settings
+        self.digest: DigestRenderer | None = None
+        self.delivered = 0  # deliveries made by this process, for benchmarks and tests
+
+    def handlers(self) -> Mapping[tuple[str, ...], Handler]:
+        return {
+            ("nudge", "add"): self._add,
+            ("nudge", "list"): self._list,
+            ("nudge", "remove"): self._remove,
+            ("nudge", "pause"): self._pause,
+            ("nudge", "resume"): self._resume,
+            ("timezone",): self._timezone,
+            ("quiet-hours",): self._quiet_hours,
+            ("auto",): self._auto,
+        }
+
+    # Scheduling --------------------------------------------------------------------------------
+
+    async def add(
+        self, tx: StoreTx, group: Group, kind: ScheduleKind, words: str, by: str, now: datetime
+    ) -> tuple[Schedule, str]:
+        """Add a schedule from `<schedule> [text]`; returns it and the text that followed."""
+        cron, description, text = parse_schedule(words, self.recurrence)
+        if len(text) > MAX_NUDGE_TEXT:
+            raise UsageError(
+                f"The nudge text is too long ({len(text)} characters, at most {MAX_NUDGE_TEXT})."
+            )
+        if len(await tx.list_schedules(group.id)) >= MAX_SCHEDULES_PER_GROUP:
+            raise UsageError(f"A group can have at most {MAX_SCHEDULES_PER_GROUP} schedules.")
+        occurrence, due = first_occurrence(cron, group.timezone, group.quiet, now, self.recurrence)
+        schedule = await tx.create_schedule(
+            group.id, kind, cron, description, text or None, by, now, occurrence, due
+        )
+        return schedule, text
+
+    async def reschedule_group(self, tx: StoreTx, group: Group, now: datetime) -> None:
+        """After a timezone or quiet-hours change, every schedule's next time is computed again."""
+        updates = []
+        for s in await tx.list_schedules(group.id):
+            occurrence, due = first_occurrence(s.cron, group.timezone, group.quiet, now, self.recurrence)
+            updates.append((s.id, occurrence, due))
+        await tx.set_schedule_next(updates)
+
+    async def deliver_due(self, now: datetime) -> int:
+        """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once."""
+        delivered = 0
+        while True:
+            outbox: list[tuple[Group, Schedule, str | None]] = []
+            async with self.store.transaction() as tx:
+                due = await tx.due_schedules(now, BATCH)
+                groups: dict[int, Group | None] = {}
+                plans = []
+                for s in due:
+                    if s.group_id not in groups:
+                        groups[s.group_id] = await tx.get_group_by_id(s.group_id)
+                    group = groups[s.group_id]
+                    if group is None:
+                        continue
+                    p = plan(s, now, group.timezone, group.quiet, self.settings.grace, self.recurrence)
+                    if p.skipped:
+                        many = "several" if p.skipped < 0 else str(p.skipped)
+                        log.info(
+                            "schedule %d: skipped %s occurrences older than the grace window", s.id, many
+                        )
+                    if p.coalesced:
+                        log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
+                    plans.append((s, group, p))
+                claimed = await tx.claim_deliveries(
+                    [(s.id, p.deliver) for s, _, p in plans if p.deliver is not None], now
+                )
+                await tx.set_schedule_next([(s.id, p.next_occurrence, p.next_due_at) for s, _, p in plans])
+                for s, group, p in plans:
+                    if p.deliver is not None and (s.id, p.deliver) in claimed:
+                        outbox.append((group, s, await self._text(tx, group, s)))
+            for group, s, text in outbox:
+                delivered += await self._send(group, s, text, now)
+            if len(due) < BATCH:
+                self.delivered += delivered
+                return delivered
+
+    async def _text(self, tx: StoreTx, group: Group, s: Schedule) -> str | None:
+        prefix = (
+            self.chats[group.channel.platform].command_prefix if group.channel.platform in self.chats else "/"
+        )
+        if s.kind is ScheduleKind.DIGEST:
+            return None  # rendered after commit, from fresh data
+        if s.text:
+            return f"🔔 Nudge {s.id}: {s.text}"
+        phase = Phase.COOPERATING if s.kind is ScheduleKind.CHECKIN else group.phase
+        key = f"prompts:{group.id}:{phase.value}"
+        raw = await tx.get_state(key)
+        used = [int(i) for i in raw.split(",") if i] if raw else []
+        prompt, used = next_prompt(phase, used, group.id)
+        await tx.set_state(key, ",".join(map(str, used)))
+        title = "Weekly check-in" if s.kind is ScheduleKind.CHECKIN else "Time to reflect"
+        return f"🔔 {title}: {prompt}\nShare a thought with {prefix}reflect <your answer>."
+
+    async def _send(self, group: Group, s: Schedule, text: str | None, now: datetime) -> int:
+        chat = self.chats.get(group.channel.platform)
+        if chat is None:
+            log.warning(
+                "schedule %d: no adapter for %s is running; delivery dropped", s.id, group.channel.platform
+            )
+            return 0
+        try:
+            if text is None:
+                assert self.digest is not None
+                text = await self.digest(group, now)
+            await chat.send(group.channel, Outbound(text))
+        except Exception:
+            # The delivery was claimed: it is not retried, so a crash can never post it twice.
+            log.exception("schedule %d: could not post its delivery", s.id)
+            return 0
+        return 1
+
+    async def heartbeats(self, now: datetime) -> int:
+        days = self.settings.heartbeat_days
+        if not days:
+            return 0
+        async with self.store.transaction() as tx:
+            quiet = await tx.quiet_groups(now - timedelta(days=days), 100)
+            claimed = [g for g in quiet if await tx.claim_heartbeat(g.id, now)]
+        for group in claimed:
+            chat = self.chats.get(group.channel.platform)
+            if chat is not None:
+                await chat.send(
+                    group.channel, Outbound(HEARTBEAT.format(days=days, prefix=chat.command_prefix))
+                )
+        return len(claimed)
+
+    # Commands ----------------------------------------------------------------------------------
+
+    async def _need_facilitator(self, ctx: Context, what: str) -> Reply | None:
+        if await ctx.facilitates():
+            return None
+        return Reply(f"Sorry, only facilitators can {what}. Nothing was changed.", is_error=True)
+
+    async def _add(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            try:
+                schedule, text = await self.add(
+                    tx, ctx.group, ScheduleKind.NUDGE, inv.text("schedule"), ctx.event.user.name, ctx.now
+                )
+            except UsageError as error:
+                raise UsageError(error.message, inv.spec) from None
+        what = f"“{text}”" if text else "a prompt from the bank for the group's phase"
+        return Reply(
+            f"Nudge {schedule.id} added: {schedule.description} ({ctx.group.timezone}), posting {what}.\n"
+            f"Next: {local_time(schedule.next_due_at, ctx.group.timezone)}."
+        )
+
+    async def _list(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            items = await tx.list_schedules(ctx.group.id)
+        g = ctx.group
+        quiet = f"; quiet hours {g.quiet}" if g.quiet else ""
+        if not items:
+            return Reply(f"No nudges yet (timezone {g.timezone}{quiet}). Add one with {ctx.prefix}nudge add.")
+        lines = [f"Nudges (timezone {g.timezone}{quiet}):"]
+        for s in items:
+            label = {"nudge": "Nudge", "checkin": "Check-in", "digest": "Digest"}[s.kind.value]
+            what = (
+                f"“{s.text}”"
+                if s.text
+                else ("the weekly digest" if s.kind is ScheduleKind.DIGEST else "prompt bank")
+            )
+            state = "paused" if s.paused else f"next {local_time(s.next_due_at, g.timezone)}"
+            lines.append(f"  {label} {s.id}: {s.description}, {state}: {what}")
+        return Reply("\n".join(lines))
+
+    async def _find(self, tx: StoreTx, ctx: Context, schedule_id: int) -> Schedule:
+        schedule = await tx.get_schedule(ctx.group.id, schedule_id)
+        if schedule is None:
+            raise UsageError(f"There is no nudge {schedule_id} in this channel. See {ctx.prefix}nudge list.")
+        return schedule
+
+    async def _remove(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            schedule = await self._find(tx, ctx, inv.args["id"])
+            await tx.delete_schedule(schedule.id)
+        return Reply(f"Nudge {schedule.id} ({schedule.description}) removed.")
+
+    async def _pause(self, ctx: Context, inv: Invocation) -> Reply:
+        async with self.store.transaction() as tx:
+            schedule = await self._find(tx, ctx, inv.args["id"])
+            await tx.set_schedule_paused(schedule.id, True)
+        return Reply(f"Nudge {schedule.id} paused. {ctx.prefix}nudge resume {schedule.id} brings it back.")
+
+    async def _resume(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        async with self.store.transaction() as tx:
+            schedule = await self._find(tx, ctx, inv.args["id"])
+            # Occurrences missed while paused are not owed: start from now.
+            occurrence, due = first_occurrence(schedule.cron, g.timezone, g.quiet, ctx.now, self.recurrence)
+            await tx.set_schedule_next([(schedule.id, occurrence, due)])
+            await tx.set_schedule_paused(schedule.id, False)
+        return Reply(f"Nudge {schedule.id} resumed. Next: {local_time(due, g.timezone)}.")
+
+    async def _timezone(self, ctx: Context, inv: Invocation) -> Reply:
+        name = inv.text("name")
+        if not name:
+            return Reply(f"This group's timezone is {ctx.group.timezone}.")
+        if refused := await self._need_facilitator(ctx, "change the timezone"):
+            return refused
+        tz = check_timezone(name)
+        async with self.store.transaction() as tx:
+            await tx.set_timezone(ctx.group.id, tz)
+            group = await tx.get_group_by_id(ctx.group.id)
+            assert group is not None
+            await self.reschedule_group(tx, group, ctx.now)
+        return Reply(f"Timezone set to {tz}. Nudges keep their local times.")
+
+    async def _quiet_hours(self, ctx: Context, inv: Invocation) -> Reply:
+        span = inv.text("span")
+        if not span:
+            current = str(ctx.group.quiet) if ctx.group.quiet else "none"
+            return Reply(f"Quiet hours: {current} ({ctx.group.timezone}).")
+        if refused := await self._need_facilitator(ctx, "change quiet hours"):
+            return refused
+        try:
+            quiet = parse_quiet_hours(span)
+        except UsageError as error:
+            raise UsageError(error.message, inv.spec) from None
+        async with self.store.transaction() as tx:
+            await tx.set_quiet_hours(ctx.group.id, quiet)
+            group = await tx.get_group_by_id(ctx.group.id)
+            assert group is not None
+            await self.reschedule_group(tx, group, ctx.now)
+        if quiet is None:
+            return Reply("Quiet hours are off.")
+        return Reply(
+            f"Quiet hours set to {quiet} ({ctx.group.timezone}):"
+            f" nudges due then wait until {quiet.end:%H:%M}."
+        )
+
+    async def _auto(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        what, value = inv.args.get("what"), inv.args.get("value")
+        async with self.store.transaction() as tx:
+            digest = [s for s in await tx.list_schedules(g.id) if s.kind is ScheduleKind.DIGEST]
+        if what is None or value is None:
+            onoff = {True: "on", False: "off"}
+            return Reply(
+                f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
+                f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]}."
+            )
+        if refused := await self._need_facilitator(ctx, "change automatic features"):
+            return refused
+        on = value == "on"
+        async with self.store.transaction() as tx:
+            if what == "review":
+                await tx.set_auto(g.id, on, g.auto_checkin)
+            elif what == "checkin":
+                await tx.set_auto(g.id, g.auto_review, on)
+            elif on and not digest:
+                await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user.name, ctx.now)
+            elif not on:
+                for s in digest:
+                    await tx.delete_schedule(s.id)
+        return Reply(f"Automatic {what} is {value}.")

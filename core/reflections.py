@@ -1,0 +1,68 @@
+"""The action review and reflections, as pure rules and texts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from core.clock import format_time
+from core.prompts import REVIEW_QUESTIONS
+
+DEFAULT_REVIEW_TIME = timedelta(days=3)
+MAX_REVIEW_TIME = timedelta(days=32)
+MAX_REFLECTION = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Review:
+    id: int
+    group_id: int
+    started_by: str
+    started_at: datetime
+    closes_at: datetime
+    closed_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reflection:
+    id: int
+    group_id: int
+    review_id: int | None
+    question: int | None  # 1 to 5 within a review; None for a free reflection
+    user_key: str
+    user_name: str
+    text: str
+    at: datetime
+
+
+def render_review(review: Review, prefix: str) -> str:
+    lines = [f"Action review {review.id}: five questions for the group."]
+    lines += [f"{i}. {q}" for i, q in enumerate(REVIEW_QUESTIONS, start=1)]
+    lines.append(
+        f"Answer with {prefix}reflect <question number> <your answer>, as often as you like."
+        f" The review closes {format_time(review.closes_at)}."
+    )
+    return "\n".join(lines)
+
+
+def render_summary(review: Review, answers: Sequence[Reflection], prefix: str) -> str:
+    people = sorted({a.user_name for a in answers})
+    lines = [f"Action review {review.id} summary."]
+    if not answers:
+        lines.append("Nobody answered this time. That is worth a thought too: was it the wrong moment?")
+        return "\n".join(lines)
+    lines.append(f"Took part: {', '.join(people)}.")
+    for number, question in enumerate(REVIEW_QUESTIONS, start=1):
+        mine = [a for a in answers if a.question == number]
+        if not mine:
+            continue
+        lines.append(f"{number}. {question}")
+        lines += [f"  - {a.user_name}: {a.text} [r{a.id}]" for a in mine]
+    proposals = [a for a in answers if a.question == 5]
+    if proposals:
+        lines.append(
+            "Each answer to question 5 can become a goal: "
+            + ", ".join(f"{prefix}goal propose r{a.id}" for a in proposals)
+        )
+    return "\n".join(lines)

@@ -1,0 +1,179 @@
+"""Schedules as pure rules: reading them, quiet hours, and deciding what a due schedule does now.
+
+Cron maths (next occurrence of an expression in a timezone) is a port, `Recurrence`: the bot wires
+APScheduler's CronTrigger into it, which handles daylight saving with zoneinfo.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from enum import Enum
+from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from core.commands import UsageError
+from core.lifecycle import QuietHours
+
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_GRACE = timedelta(hours=1)
+SCHEDULE_HELP = (
+    "Schedules: 'daily 09:00', 'weekly mon 18:00', 'weekly mon,thu 18:30', 'monthly 1 10:00',"
+    " or cron with five fields ('0 18 * * MON'), in the group's timezone."
+)
+_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+
+
+class Recurrence(Protocol):
+    def check(self, cron: str) -> None:
+        """Raise ValueError if the cron expression is not valid."""
+        ...
+
+    def next_after(self, cron: str, tz: str, after: datetime) -> datetime | None:
+        """The first occurrence strictly after `after` (UTC in, UTC out)."""
+        ...
+
+
+class ScheduleKind(Enum):
+    NUDGE = "nudge"  # a reflection prompt, the group's own text or from the prompt bank
+    CHECKIN = "checkin"  # the weekly check-in added when a group starts Cooperating
+    DIGEST = "digest"  # the weekly digest
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    id: int
+    group_id: int
+    kind: ScheduleKind
+    cron: str
+    description: str
+    text: str | None
+    paused: bool
+    next_occurrence: datetime | None  # the next cron occurrence (UTC)
+    next_due_at: datetime | None  # when to act on it: the occurrence, or the end of quiet hours
+    created_by: str
+    created_at: datetime
+
+
+def _hhmm(text: str) -> tuple[int, int]:
+    match = _TIME.match(text)
+    if not match:
+        raise UsageError(f"'{text[:10]}' is not a time like 18:00. {SCHEDULE_HELP}")
+    return int(match[1]), int(match[2])
+
+
+def parse_schedule(text: str, recurrence: Recurrence) -> tuple[str, str, str]:
+    """Split `<schedule> [text]` into (cron expression, how to say it, the rest of the text)."""
+    words = text.split()
+    if not words:
+        raise UsageError(f"Which schedule? {SCHEDULE_HELP}")
+    head = words[0].lower()
+    if head == "daily" and len(words) >= 2:
+        h, m = _hhmm(words[1])
+        return f"{m} {h} * * *", f"daily {h:02d}:{m:02d}", " ".join(words[2:])
+    if head == "weekly" and len(words) >= 3:
+        days = words[1].lower().split(",")
+        if not all(d in DAYS for d in days) or len(set(days)) != len(days):
+            raise UsageError(f"Days are written mon,tue,wed,thu,fri,sat,sun, not '{words[1][:20]}'.")
+        h, m = _hhmm(words[2])
+        ordered = ",".join(d for d in DAYS if d in days)
+        return f"{m} {h} * * {ordered}", f"weekly {ordered} {h:02d}:{m:02d}", " ".join(words[3:])
+    if head == "monthly" and len(words) >= 3:
+        if not words[1].isdigit() or not 1 <= int(words[1]) <= 31:
+            raise UsageError(f"The day of the month is 1 to 31, not '{words[1][:10]}'.")
+        h, m = _hhmm(words[2])
+        day = int(words[1])
+        return f"{m} {h} {day} * *", f"monthly {day} {h:02d}:{m:02d}", " ".join(words[3:])
+    if len(words) >= 5 and all(_CRON_FIELD.match(w) for w in words[:5]):
+        cron = " ".join(words[:5])
+        try:
+            recurrence.check(cron)
+        except ValueError as error:
+            raise UsageError(f"'{cron}' is not a valid cron schedule ({error}).") from None
+        return cron, f"cron {cron}", " ".join(words[5:])
+    raise UsageError(f"Cannot read that schedule. {SCHEDULE_HELP}")
+
+
+def parse_quiet_hours(text: str) -> QuietHours | None:
+    """`22:00-08:00`, or `off` for none."""
+    if text.strip().lower() in ("off", "none"):
+        return None
+    start, sep, end = text.strip().partition("-")
+    if not sep:
+        raise UsageError("Quiet hours look like 22:00-08:00, or 'off'.")
+    (h1, m1), (h2, m2) = _hhmm(start.strip()), _hhmm(end.strip())
+    if (h1, m1) == (h2, m2):
+        raise UsageError("Quiet hours need a start and an end that differ.")
+    return QuietHours(time(h1, m1), time(h2, m2))
+
+
+def check_timezone(name: str) -> str:
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(
+            f"'{name[:40]}' is not an IANA timezone. Examples: Europe/Berlin, America/New_York, UTC."
+        ) from None
+    return name
+
+
+def due_time(occurrence: datetime, tz: str, quiet: QuietHours | None) -> datetime:
+    """When to post an occurrence: at once, or when quiet hours end (local time)."""
+    if quiet is None:
+        return occurrence
+    zone = ZoneInfo(tz)
+    local = occurrence.astimezone(zone)
+    if not quiet.contains(local.time().replace(tzinfo=None)):
+        return occurrence
+    end_day = local.date()
+    if quiet.start > quiet.end and local.time().replace(tzinfo=None) >= quiet.start:
+        end_day += timedelta(days=1)
+    end = datetime.combine(end_day, quiet.end, tzinfo=zone)
+    return end.astimezone(occurrence.tzinfo)
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    deliver: datetime | None  # the occurrence to deliver now (the claim key), if any
+    coalesced: int  # missed occurrences folded into this delivery
+    skipped: int  # occurrences too old for the grace window (-1: many, not counted)
+    next_occurrence: datetime | None
+    next_due_at: datetime | None
+
+
+def plan(
+    schedule: Schedule,
+    now: datetime,
+    tz: str,
+    quiet: QuietHours | None,
+    grace: timedelta,
+    recurrence: Recurrence,
+) -> Plan:
+    """The misfire policy. Of the occurrences due by now, the latest is delivered if it is at most
+    `grace` late (the others coalesce into it); occurrences older than that are skipped."""
+    occurrence = schedule.next_occurrence
+    skipped = 0
+    horizon = now - grace - timedelta(days=1)  # quiet hours defer by less than a day
+    if occurrence is not None and occurrence < horizon:
+        occurrence = recurrence.next_after(schedule.cron, tz, horizon)
+        skipped = -1
+    missed: list[datetime] = []
+    while occurrence is not None and due_time(occurrence, tz, quiet) <= now:
+        missed.append(occurrence)
+        occurrence = recurrence.next_after(schedule.cron, tz, occurrence)
+    next_due = due_time(occurrence, tz, quiet) if occurrence is not None else None
+    if not missed:
+        return Plan(None, 0, skipped, occurrence, next_due)
+    latest = missed[-1]
+    if now - due_time(latest, tz, quiet) <= grace:
+        return Plan(latest, len(missed) - 1, skipped, occurrence, next_due)
+    return Plan(None, 0, -1 if skipped < 0 else skipped + len(missed), occurrence, next_due)
+
+
+def first_occurrence(
+    cron: str, tz: str, quiet: QuietHours | None, now: datetime, recurrence: Recurrence
+) -> tuple[datetime | None, datetime | None]:
+    occurrence = recurrence.next_after(cron, tz, now)
+    return occurrence, due_time(occurrence, tz, quiet) if occurrence is not None else None
