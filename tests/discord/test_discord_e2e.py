@@ -35,6 +35,7 @@ def by_name(commands: list[dict[str, Any]], name: str) -> dict[str, Any]:
 async def test_commands_are_registered_globally_as_guild_only_slash_commands(
     discord_bot: DiscordScene,
 ) -> None:
+    assert discord_bot.fake.invalid_commands == []
     commands = discord_bot.fake.commands[None]
     assert [c["name"] for c in commands] == list(dict.fromkeys(s.path[0] for s in COMMANDS))
     for command in commands:

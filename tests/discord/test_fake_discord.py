@@ -6,7 +6,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.fake_discord.server import FakeDiscord
+from tests.fake_discord.server import FakeDiscord, command_problems
 
 GUILDS, GUILD_MESSAGES, GUILD_REACTIONS = 1, 1 << 9, 1 << 10
 
@@ -111,3 +111,22 @@ async def test_without_the_intent_there_is_no_message_echo(fake_discord: FakeDis
         ) as r:
             assert r.status == 204
         assert (await receive(ws))["t"] == "MESSAGE_REACTION_ADD"  # the first thing after READY
+
+
+def test_command_payloads_are_checked_as_discord_would() -> None:
+    good = {"name": "goal", "description": "goals", "options": [
+        {"type": 1, "name": "show", "description": "one", "options": [
+            {"type": 4, "name": "id", "description": "n", "required": True}]}]}  # fmt: skip
+    assert command_problems([good]) == []
+    bad = {"name": "Goal List", "description": "", "options": [
+        {"type": 3, "name": "a", "description": "x", "required": False},
+        {"type": 3, "name": "b", "description": "x", "required": True}]}  # fmt: skip
+    assert command_problems([bad, bad]) == [
+        "duplicate command names",
+        "Goal List: bad name 'Goal List'",
+        "Goal List: description must be 1-100 characters",
+        "Goal List: required option after an optional one",
+        "Goal List: bad name 'Goal List'",
+        "Goal List: description must be 1-100 characters",
+        "Goal List: required option after an optional one",
+    ]

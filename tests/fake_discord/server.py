@@ -200,6 +200,52 @@ class Session:
         return (int(guild_id) >> 22) % count == shard_id
 
 
+NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def command_problems(commands: Any) -> list[str]:
+    """What Discord would refuse in a bulk command overwrite (the documented limits)."""
+    if not isinstance(commands, list) or len(commands) > 100:
+        return ["at most 100 commands, as a list"]
+    problems: list[str] = []
+    names = [c.get("name") for c in commands]
+    if len(set(names)) != len(names):
+        problems.append("duplicate command names")
+
+    def check(item: dict[str, Any], where: str, depth: int) -> int:
+        name, description = str(item.get("name", "")), str(item.get("description", ""))
+        if not NAME.match(name) or name != name.lower():
+            problems.append(f"{where}: bad name {name!r}")
+        if not 1 <= len(description) <= 100:
+            problems.append(f"{where}: description must be 1-100 characters")
+        size = len(name) + len(description)
+        options = item.get("options") or []
+        if len(options) > 25:
+            problems.append(f"{where}: more than 25 options")
+        seen_optional = False
+        for option in options:
+            kind = option.get("type")
+            if kind in (1, 2) and depth >= 2:
+                problems.append(f"{where}: subcommands nested too deep")
+            if kind not in (1, 2):
+                if option.get("required"):
+                    if seen_optional:
+                        problems.append(f"{where}: required option after an optional one")
+                else:
+                    seen_optional = True
+                choices = option.get("choices") or []
+                if len(choices) > 25:
+                    problems.append(f"{where}.{option.get('name')}: more than 25 choices")
+                size += sum(len(str(c["name"])) + len(str(c["value"])) for c in choices)
+            size += check(option, f"{where}.{option.get('name')}", depth + (kind in (1, 2)))
+        return size
+
+    for command in commands:
+        if check(command, str(command.get("name")), 0) > 4000:
+            problems.append(f"{command.get('name')}: more than 4000 characters in all")
+    return problems
+
+
 Handler = Callable[[web.Request, dict[str, str], Any], Awaitable[web.Response]]
 
 
@@ -222,6 +268,7 @@ class FakeDiscord:
         self.interactions: dict[str, Interaction] = {}
         self.sessions: dict[str, Session] = {}
         self.identifies: list[dict[str, Any]] = []
+        self.invalid_commands: list[str] = []
         self.resumes: list[dict[str, Any]] = []
         self.gateway_queries: list[dict[str, str]] = []
         self.resume_overlap = 0  # replay this many already-delivered events too on RESUME
@@ -687,6 +734,10 @@ class FakeDiscord:
     async def _put_commands(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         if params.get("app") != self.application_id:
             return self._json({"message": "Unknown Application", "code": 10002}, 404)
+        problems = command_problems(body)
+        if problems:
+            self.invalid_commands.extend(problems)
+            return self._json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, 400)
         guild = params.get("guild")
         stored = [
             {
