@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -66,3 +67,33 @@ async def test_check_config_shows_discord_without_the_token(
     assert code == 0, err
     assert "adapters: discord" in out
     assert "s3cret-tok" not in out + err
+
+
+async def test_peerbot_run_serves_discord_until_interrupted(
+    fake_discord: FakeDiscord, tmp_path: Path
+) -> None:
+    fake = fake_discord
+    guild = fake.add_guild("g")
+    channel = fake.add_channel(guild, "general")
+    alice = fake.add_member(guild, "alice")
+    config = write_config(tmp_path, fake)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update(PYTHONPATH=str(ROOT), PEERBOT_DISCORD_TOKEN=fake.token)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", "--config", str(config), cwd=tmp_path, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        await fake.until(
+            lambda: bool(fake.commands) and any(s.connection for s in fake.sessions.values()), 30
+        )
+        interaction = fake.run_command(alice, channel, "/status", {})
+        await fake.until(lambda: interaction.callback is not None)
+        assert interaction.callback is not None
+        assert interaction.callback["data"]["content"].startswith("Phase: Convening")
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode == 0, err.decode()
+    assert fake.token not in out.decode() + err.decode()
+    assert (tmp_path / "data" / "peerbot.db").exists()
