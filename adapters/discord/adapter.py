@@ -48,6 +48,10 @@ BATCH_LIMIT = 256
 ACCESS_MEMORY = 4096
 REACTION_MEMORY = 4096
 APPLY_ATTEMPTS = 3
+MISSING_PERMISSIONS = (
+    "I am not allowed to do that in this channel. Ask an admin to give me View Channel, Send Messages,"
+    " Add Reactions and Read Message History here."
+)
 
 
 class LoginRejected(Exception):
@@ -251,6 +255,9 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True)
         try:
             reply = await work
+        except discord.Forbidden:
+            log.warning("missing permissions in channel %s", event.channel.id, exc_info=True)
+            reply = Reply(MISSING_PERMISSIONS, is_error=True)
         except Exception:
             log.exception("command %r failed", event.text)
             reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)

@@ -145,3 +145,13 @@ async def test_a_poll_closed_by_the_scheduler_posts_its_results(discord_bot: Dis
     posted = scene.fake.sent_messages(scene.channel)
     assert _names(posted) == ["Poll 1: Meet on Friday?", "Poll 1 closed: Meet on Friday?"]
     assert "2 voters." in posted[-1]["content"]
+
+
+async def test_without_permission_to_post_the_member_is_told_privately(discord_bot: DiscordScene) -> None:
+    discord_bot.fake.fail("create_message", 403)
+    answer = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
+    assert answer.ephemeral
+    assert answer.content.startswith("I am not allowed to do that in this channel.")
+    assert discord_bot.fake.sent_messages(discord_bot.channel) == []
+    retry = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
+    assert " proposed. React on poll 1" in retry.content
