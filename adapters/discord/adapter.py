@@ -205,8 +205,14 @@ class DiscordAdapter:
         """After start(): run until the gateway stops for good (it reconnects and resumes by itself)."""
         await self._tasks[0]
 
-    async def close(self) -> None:
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Disconnect, then apply the reactions already received: the gateway will not send them again."""
         await self.client.close()
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self.reactions.join(), drain_timeout)
+            except TimeoutError:
+                log.warning("%d reaction events were not applied before shutdown", self.reactions.qsize())
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -321,14 +327,18 @@ class DiscordAdapter:
             batch = [await self.reactions.get()]
             while len(batch) < BATCH_LIMIT and not self.reactions.empty():
                 batch.append(self.reactions.get_nowait())
-            for attempt in range(1, APPLY_ATTEMPTS + 1):
-                try:
-                    await self.engine.handle_batch(batch)
-                    break
-                except Exception:
-                    # Each event is applied at most once, so trying the whole batch again is safe.
-                    log.exception("applying %d reaction events failed (attempt %d)", len(batch), attempt)
-                    await asyncio.sleep(attempt)
+            try:
+                for attempt in range(1, APPLY_ATTEMPTS + 1):
+                    try:
+                        await self.engine.handle_batch(batch)
+                        break
+                    except Exception:
+                        # Each event is applied at most once, so trying the whole batch again is safe.
+                        log.exception("applying %d reaction events failed (attempt %d)", len(batch), attempt)
+                        await asyncio.sleep(attempt)
+            finally:
+                for _ in batch:
+                    self.reactions.task_done()
 
 
 class DiscordChat:

@@ -155,3 +155,23 @@ async def test_without_permission_to_post_the_member_is_told_privately(discord_b
     assert discord_bot.fake.sent_messages(discord_bot.channel) == []
     retry = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
     assert " proposed. React on poll 1" in retry.content
+
+
+async def test_votes_received_before_shutdown_are_applied(discord_bot: DiscordScene) -> None:
+    """The gateway will not send them again after a new IDENTIFY, so stopping drains the queue."""
+    scene = discord_bot
+    assert scene.bot is not None and scene.engine is not None
+    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    tea, _ = scene.fake.bot_reactions(poll)
+    queued = []
+    queue = scene.bot.reactions
+    original_put = queue.put_nowait
+    queue.put_nowait = lambda event: (queued.append(event), original_put(event))[1]  # type: ignore[method-assign]
+    scene.engine.batch_delay = 0.3  # applying is slow: the rest waits in the queue
+    for member in (scene.alice, scene.bob, scene.carol):
+        member.reacts(poll, tea)
+    await scene.engine.until(lambda: scene.engine is not None and scene.engine.batches_started > 0)
+    await scene.stop_bot()
+    assert queued
+    assert reactions_received(scene) == len(queued)

@@ -36,6 +36,8 @@ class RecordingEngine(Engine):
         self.changed = asyncio.Condition()
         self.delay = 0.0  # seconds to take over each command, to make the adapter defer
         self.next_reply: Reply | None = None  # answer the next command with this instead
+        self.batch_delay = 0.0  # seconds to take over each batch of reactions
+        self.batches_started = 0
 
     async def handle(self, event: InboundEvent) -> Reply | None:
         reply = await super().handle(event)
@@ -52,6 +54,11 @@ class RecordingEngine(Engine):
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
     ) -> list[Reply | None]:
+        self.batches_started += 1
+        async with self.changed:
+            self.changed.notify_all()
+        if self.batch_delay:
+            await asyncio.sleep(self.batch_delay)
         replies = await super().handle_batch(events, state)
         # Other events went through handle() and are recorded there.
         self.received.extend(e for e in events if isinstance(e, ReactionAdded | ReactionRemoved))
