@@ -13,7 +13,7 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from adapters.console.adapter import ConsoleChat, ConsoleSession
-from adapters.discord.adapter import DiscordAdapter, DiscordSettings, LoginRejected
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings, DiscordStartError
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config, DiscordConfig
@@ -126,7 +126,7 @@ async def run(config: Config) -> int:
         try:
             if discord is not None:
                 await discord.start()
-        except LoginRejected as error:
+        except DiscordStartError as error:
             print(f"peerbot: {error}", file=sys.stderr)
             return 1
         await engine.tick()  # polls that closed while the bot was down

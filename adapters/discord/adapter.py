@@ -54,7 +54,11 @@ MISSING_PERMISSIONS = (
 )
 
 
-class LoginRejected(Exception):
+class DiscordStartError(Exception):
+    """The adapter could not start; the message is one line for the operator."""
+
+
+class LoginRejected(DiscordStartError):
     """Discord refused the token."""
 
 
@@ -100,7 +104,9 @@ class PeerbotClient(discord.AutoShardedClient):
     """discord.py's client, with taps on the raw gateway parsers that feed the adapter.
 
     The taps run synchronously while discord.py parses a dispatch, so the shard's sequence number is
-    still the one of the event being parsed; discord.py's own processing carries on unchanged.
+    still the one of the event being parsed; discord.py's own processing carries on unchanged. They use
+    discord.py internals (`_connection.parsers`, `_get_websocket`), pinned by the version range in
+    pyproject.toml; the end-to-end tests fail if those change.
     """
 
     def __init__(self, adapter: DiscordAdapter, settings: DiscordSettings) -> None:
@@ -193,6 +199,9 @@ class DiscordAdapter:
                 "Discord rejected the bot token (401 Unauthorized): check discord.token or"
                 " PEERBOT_DISCORD_TOKEN"
             ) from None
+        except discord.HTTPException as error:  # the command sync in setup_hook
+            await self.client.close()
+            raise DiscordStartError(f"Discord refused to register the commands: {error}") from None
         self._tasks = [
             asyncio.create_task(self.client.connect(), name="discord-gateway"),
             asyncio.create_task(self._apply_reactions(), name="discord-reactions"),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.adapter import LoginRejected
+from adapters.discord.adapter import DiscordStartError, LoginRejected
 from core.commands import COMMANDS
 from core.events import ReactionAdded, ReactionRemoved, Reply
 from core.ports import Outbound
@@ -92,6 +92,14 @@ async def test_a_bad_token_is_one_clear_error_without_the_token(scene: DiscordSc
         "Discord rejected the bot token (401 Unauthorized): check discord.token or PEERBOT_DISCORD_TOKEN"
     )
     assert "not-the-token" not in str(error.value)
+
+
+async def test_a_refused_command_list_is_one_clear_error(scene: DiscordScene) -> None:
+    scene.fake.fail("put_global_commands", 400)
+    with pytest.raises(
+        DiscordStartError, match=r"^Discord refused to register the commands: 400 Bad Request"
+    ):
+        await scene.start_bot()
 
 
 async def test_the_token_is_never_logged(scene: DiscordScene, caplog: pytest.LogCaptureFixture) -> None:

@@ -656,6 +656,8 @@ class FakeDiscord:
                 "global": fault.is_global,
             }
             return self._finish(record, 429, body, headers)
+        if fault.status == 400:
+            return self._finish(record, 400, {"message": "Invalid Form Body", "code": 50035, "errors": {}})
         if fault.status == 403:
             return self._finish(record, 403, {"message": "Missing Permissions", "code": 50013})
         return self._finish(record, fault.status, {"message": "Server error", "code": 0})
