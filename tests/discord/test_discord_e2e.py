@@ -279,6 +279,17 @@ async def test_a_429_on_message_create_is_waited_out_and_sent_once(discord_bot: 
     assert [m["id"] for m in discord_bot.fake.sent_messages(discord_bot.channel)] == [ref.id]
 
 
+async def test_a_global_429_on_a_reaction_is_waited_out(discord_bot: DiscordScene) -> None:
+    assert discord_bot.bot is not None
+    chat = discord_bot.bot.chat
+    ref = await chat.send(channel_ref(discord_bot), Outbound("react here"))
+    discord_bot.fake.fail("create_reaction", 429, retry_after=0.1, is_global=True)
+    await chat.react(ref, "✅")
+    statuses = [r.status for r in discord_bot.fake.requests if r.route == "create_reaction"]
+    assert statuses == [429, 204]
+    assert discord_bot.fake.bot_reactions(discord_bot.fake.messages[ref.id]) == ["✅"]
+
+
 async def test_a_server_error_on_message_create_is_retried(discord_bot: DiscordScene) -> None:
     assert discord_bot.bot is not None
     discord_bot.fake.fail("create_message", 502)
