@@ -12,6 +12,8 @@ from pathlib import Path
 from adapters.sql import migrate
 from bot import app
 from bot.config import Config, ConfigError, load_config
+from core.export import load_record, to_csv, to_json, to_markdown
+from core.refs import ChannelRef
 
 EXIT_CONFIG = 2
 EXIT_FAILURE = 1
@@ -27,8 +29,15 @@ def _parser() -> argparse.ArgumentParser:
         ("console", "chat with the bot in this terminal, or feed it a script on stdin"),
         ("migrate", "apply database migrations and show the schema revision"),
         ("check-config", "validate the configuration and show what would run"),
+        ("export", "write a group's goals, polls, reviews and reflections"),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "export":
+            sub.add_argument(
+                "--group", required=True, metavar="PLATFORM:CHANNEL", help="for example console:general"
+            )
+            sub.add_argument("--format", choices=("json", "md", "csv"), default="json")
+            sub.add_argument("--output", type=Path, default=None, metavar="FILE", help="default: stdout")
         sub.add_argument(
             "--config",
             type=Path,
@@ -47,6 +56,8 @@ def _setup_logging(config: Config) -> None:
     )
     # Alembic narrates every migration step at INFO; one line from us is enough.
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # APScheduler logs every job run at INFO; the tick runs every second.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
 
 
 async def _migrate(config: Config) -> int:
@@ -57,6 +68,35 @@ async def _migrate(config: Config) -> int:
         await store.close()
     print(f"database {app.safe_url(config.database.url)} is at revision {revision} (latest)")
     return 0
+
+
+def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
+    code, text = asyncio.run(_export_text(config, group, fmt))
+    if code:
+        return code
+    if output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        output.write_text(text, encoding="utf-8")
+    return 0
+
+
+async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
+    platform, sep, channel = group.partition(":")
+    if not sep or not platform or not channel:
+        print("peerbot: --group looks like PLATFORM:CHANNEL, for example console:general", file=sys.stderr)
+        return EXIT_CONFIG, ""
+    store = await app.open_store(config)
+    try:
+        async with store.transaction() as tx:
+            found = await tx.get_group(ChannelRef(platform, channel))
+            if found is None:
+                print(f"peerbot: no group in {group}", file=sys.stderr)
+                return EXIT_FAILURE, ""
+            record = await load_record(tx, found)
+    finally:
+        await store.close()
+    return 0, {"json": to_json, "md": to_markdown, "csv": to_csv}[fmt](record)
 
 
 def _check(config: Config) -> int:
@@ -78,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _check(config)
         if args.command == "migrate":
             return asyncio.run(_migrate(config))
+        if args.command == "export":
+            return _export(config, args.group, args.format, args.output)
         if args.command == "console":
             return asyncio.run(app.run_console(config))
         return asyncio.run(app.run(config))

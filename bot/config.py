@@ -73,6 +73,8 @@ def _between(low: timedelta, high: timedelta) -> Any:
 
 def _say(value: timedelta) -> str:
     seconds = int(value.total_seconds())
+    if not seconds:
+        return "0s"
     for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
         if seconds % size == 0:
             return f"{seconds // size}{unit}"

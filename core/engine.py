@@ -335,10 +335,11 @@ class Engine:
             f" back together. A facilitator can say {ctx.prefix}phase set assessing."
         )
 
-    async def _digest(self, group: Group, now: datetime) -> str:
+    async def _digest(self, group_id: int, now: datetime) -> str:
         async with self.store.transaction() as tx:
-            fresh = await tx.get_group_by_id(group.id)
-            record = await load_record(tx, fresh or group)
+            group = await tx.get_group_by_id(group_id)
+            assert group is not None
+            record = await load_record(tx, group)
         upcoming = sorted(
             (
                 s

@@ -17,6 +17,7 @@ from core.ports import ChatPort, Outbound, Store, StoreTx
 from core.prompts import HEARTBEAT, next_prompt
 from core.schedules import (
     DEFAULT_GRACE,
+    DueSchedule,
     Recurrence,
     Schedule,
     ScheduleKind,
@@ -49,7 +50,7 @@ def local_time(dt: datetime | None, tz: str) -> str:
 
 
 # Renders the weekly digest of a group (provided by the engine, which knows every part).
-DigestRenderer = Callable[[Group, datetime], Awaitable[str]]
+DigestRenderer = Callable[[int, datetime], Awaitable[str]]
 
 
 class NudgeService:
@@ -112,18 +113,12 @@ class NudgeService:
         """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once."""
         delivered = 0
         while True:
-            outbox: list[tuple[Group, Schedule, str | None]] = []
+            outbox: list[tuple[DueSchedule, str | None]] = []
             async with self.store.transaction() as tx:
                 due = await tx.due_schedules(now, BATCH)
-                groups: dict[int, Group | None] = {}
                 plans = []
                 for s in due:
-                    if s.group_id not in groups:
-                        groups[s.group_id] = await tx.get_group_by_id(s.group_id)
-                    group = groups[s.group_id]
-                    if group is None:
-                        continue
-                    p = plan(s, now, group.timezone, group.quiet, self.settings.grace, self.recurrence)
+                    p = plan(s, now, s.timezone, s.quiet, self.settings.grace, self.recurrence)
                     if p.skipped:
                         many = "several" if p.skipped < 0 else str(p.skipped)
                         log.info(
@@ -131,49 +126,49 @@ class NudgeService:
                         )
                     if p.coalesced:
                         log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
-                    plans.append((s, group, p))
-                claimed = await tx.claim_deliveries(
-                    [(s.id, p.deliver) for s, _, p in plans if p.deliver is not None], now
+                    plans.append((s, p))
+                # Moving a schedule on is the claim: only one process moves it from what it saw.
+                moved = await tx.advance_schedules(
+                    [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
                 )
-                await tx.set_schedule_next([(s.id, p.next_occurrence, p.next_due_at) for s, _, p in plans])
-                for s, group, p in plans:
-                    if p.deliver is not None and (s.id, p.deliver) in claimed:
-                        outbox.append((group, s, await self._text(tx, group, s)))
-            for group, s, text in outbox:
-                delivered += await self._send(group, s, text, now)
+                won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
+                await tx.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
+                for s, _ in won:
+                    outbox.append((s, await self._text(tx, s)))
+            for s, text in outbox:
+                delivered += await self._send(s, text, now)
             if len(due) < BATCH:
                 self.delivered += delivered
                 return delivered
 
-    async def _text(self, tx: StoreTx, group: Group, s: Schedule) -> str | None:
-        prefix = (
-            self.chats[group.channel.platform].command_prefix if group.channel.platform in self.chats else "/"
-        )
+    async def _text(self, tx: StoreTx, s: DueSchedule) -> str | None:
+        chat = self.chats.get(s.channel.platform)
+        prefix = chat.command_prefix if chat is not None else "/"
         if s.kind is ScheduleKind.DIGEST:
             return None  # rendered after commit, from fresh data
         if s.text:
             return f"🔔 Nudge {s.id}: {s.text}"
-        phase = Phase.COOPERATING if s.kind is ScheduleKind.CHECKIN else group.phase
-        key = f"prompts:{group.id}:{phase.value}"
+        phase = Phase.COOPERATING if s.kind is ScheduleKind.CHECKIN else s.phase
+        key = f"prompts:{s.group_id}:{phase.value}"
         raw = await tx.get_state(key)
         used = [int(i) for i in raw.split(",") if i] if raw else []
-        prompt, used = next_prompt(phase, used, group.id)
+        prompt, used = next_prompt(phase, used, s.group_id)
         await tx.set_state(key, ",".join(map(str, used)))
         title = "Weekly check-in" if s.kind is ScheduleKind.CHECKIN else "Time to reflect"
         return f"🔔 {title}: {prompt}\nShare a thought with {prefix}reflect <your answer>."
 
-    async def _send(self, group: Group, s: Schedule, text: str | None, now: datetime) -> int:
-        chat = self.chats.get(group.channel.platform)
+    async def _send(self, s: DueSchedule, text: str | None, now: datetime) -> int:
+        chat = self.chats.get(s.channel.platform)
         if chat is None:
             log.warning(
-                "schedule %d: no adapter for %s is running; delivery dropped", s.id, group.channel.platform
+                "schedule %d: no adapter for %s is running; delivery dropped", s.id, s.channel.platform
             )
             return 0
         try:
             if text is None:
                 assert self.digest is not None
-                text = await self.digest(group, now)
-            await chat.send(group.channel, Outbound(text))
+                text = await self.digest(s.group_id, now)
+            await chat.send(s.channel, Outbound(text))
         except Exception:
             # The delivery was claimed: it is not retried, so a crash can never post it twice.
             log.exception("schedule %d: could not post its delivery", s.id)

@@ -13,7 +13,7 @@ from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
-from core.schedules import Schedule, ScheduleKind
+from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +63,8 @@ class StoreTx(Protocol):
     async def get_group(self, channel: ChannelRef) -> Group | None: ...
 
     async def get_group_by_id(self, group_id: int) -> Group | None: ...
+
+    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]: ...
 
     async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group: ...
 
@@ -193,17 +195,25 @@ class StoreTx(Protocol):
     async def set_schedule_next(
         self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
     ) -> None:
-        """(schedule id, next occurrence, next due time) for many schedules at once."""
+        """(schedule id, next occurrence, next due time): recompute after a settings change."""
         ...
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
         """Unpaused schedules whose next due time has come, earliest first."""
         ...
 
-    async def claim_deliveries(
-        self, keys: Sequence[tuple[int, datetime]], at: datetime
-    ) -> set[tuple[int, datetime]]:
-        """Claim (schedule, occurrence) deliveries; returns those nobody claimed before."""
+    async def advance_schedules(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        """Move schedules on: (id, the next occurrence we saw, the new one, its due time).
+
+        A compare-and-swap: a schedule moves only if its next occurrence is still the one we saw, so of
+        two processes planning the same occurrence exactly one wins it. Returns the ids that moved.
+        """
+        ...
+
+    async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
+        """Keep a row per delivered (schedule, occurrence), the record of what was posted."""
         ...
 
     async def next_due_time(self) -> datetime | None:

@@ -14,7 +14,8 @@ from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from core.commands import UsageError
-from core.lifecycle import QuietHours
+from core.lifecycle import Phase, QuietHours
+from core.refs import ChannelRef
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DEFAULT_GRACE = timedelta(hours=1)
@@ -135,6 +136,22 @@ def due_time(occurrence: datetime, tz: str, quiet: QuietHours | None) -> datetim
 
 
 @dataclass(frozen=True, slots=True)
+class DueSchedule:
+    """A schedule that has come due, with just what delivering it needs to know of its group."""
+
+    id: int
+    kind: ScheduleKind
+    cron: str
+    text: str | None
+    next_occurrence: datetime | None
+    group_id: int
+    channel: ChannelRef
+    phase: Phase
+    timezone: str
+    quiet: QuietHours | None
+
+
+@dataclass(frozen=True, slots=True)
 class Plan:
     deliver: datetime | None  # the occurrence to deliver now (the claim key), if any
     coalesced: int  # missed occurrences folded into this delivery
@@ -144,7 +161,7 @@ class Plan:
 
 
 def plan(
-    schedule: Schedule,
+    schedule: Schedule | DueSchedule,
     now: datetime,
     tz: str,
     quiet: QuietHours | None,

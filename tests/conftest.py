@@ -59,6 +59,16 @@ async def _drop_postgres_database(name: str) -> None:
         await conn.close()
 
 
+@pytest.fixture
+async def postgres_url() -> AsyncIterator[str]:
+    """An empty PostgreSQL database, dropped afterwards."""
+    url, name = await _fresh_postgres_database()
+    try:
+        yield url
+    finally:
+        await _drop_postgres_database(name)
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 async def db_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
     """An empty database of each supported kind."""

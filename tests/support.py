@@ -19,7 +19,7 @@ from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.ports import Outbound
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
-from core.schedules import Schedule, ScheduleKind
+from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
@@ -102,6 +102,9 @@ class MemoryTx:
 
     async def get_group_by_id(self, group_id: int) -> Group | None:
         return self.d.groups.get(group_id)
+
+    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]:
+        return {i: self.d.groups[i] for i in group_ids if i in self.d.groups}
 
     async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
         group = Group(len(self.d.groups) + 1, channel, phase, at, at)
@@ -309,18 +312,33 @@ class MemoryTx:
             s = self.d.schedules[schedule_id]
             self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+    async def advance_schedules(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        moved = set()
+        for schedule_id, seen, occurrence, due in moves:
+            s = self.d.schedules.get(schedule_id)
+            if s is not None and s.next_occurrence == seen:
+                self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
+                moved.add(schedule_id)
+        return moved
+
+    async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
+        assert not set(keys) & self.d.deliveries, "an occurrence was delivered twice"
+        self.d.deliveries |= set(keys)
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
         due = [
             s for s in self.d.schedules.values() if not s.paused and s.next_due_at and s.next_due_at <= now
         ]
-        return sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
-
-    async def claim_deliveries(
-        self, keys: Sequence[tuple[int, datetime]], at: datetime
-    ) -> set[tuple[int, datetime]]:
-        fresh = {k for k in dict.fromkeys(keys) if k not in self.d.deliveries}
-        self.d.deliveries |= fresh
-        return fresh
+        due = sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
+        groups = [self.d.groups[s.group_id] for s in due]
+        return [
+            DueSchedule(
+                s.id, s.kind, s.cron, s.text, s.next_occurrence, g.id, g.channel, g.phase, g.timezone, g.quiet
+            )
+            for s, g in zip(due, groups, strict=True)
+        ]
 
     async def next_due_time(self) -> datetime | None:
         times = [s.next_due_at for s in self.d.schedules.values() if not s.paused and s.next_due_at]

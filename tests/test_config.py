@@ -22,6 +22,14 @@ def test_the_example_config_is_valid_and_makes_alice_a_facilitator() -> None:
     assert config.console.facilitators == ["alice"]
 
 
+def test_durations_and_schedules_in_config() -> None:
+    config = parse_config(
+        {"goals": {"decision_window": "2d"}, "nudges": {"grace": "30m", "checkin": "weekly fri 17:00"}},
+        env={},
+    )
+    assert config.goals.decision_window.days == 2 and config.nudges.grace.seconds == 1800
+
+
 def test_the_environment_overrides_the_database_url() -> None:
     config = parse_config(
         {"database": {"url": "sqlite+aiosqlite:///x.db"}},
@@ -52,6 +60,17 @@ def test_the_environment_overrides_the_database_url() -> None:
             "console.default_channel: string should match pattern",
         ),
         (["a", "list"], "config: expected a mapping of sections at the top level"),
+        ({"goals": {"decision_window": "forever"}}, "goals.decision_window: expected a duration like 30m"),
+        (
+            {"goals": {"decision_window": "40d"}},
+            "goals.decision_window: expected a duration between 1m and 32d",
+        ),
+        ({"nudges": {"grace": "2d"}}, "nudges.grace: expected a duration between 0s and 1d"),
+        ({"nudges": {"checkin": "weekly someday 18:00"}}, "nudges.checkin: days are written mon,tue"),
+        (
+            {"nudges": {"heartbeat_days": -1}},
+            "nudges.heartbeat_days: input should be greater than or equal to 0",
+        ),
     ],
 )
 def test_a_wrong_key_type_or_value_names_the_key(raw: object, message: str) -> None:

@@ -157,3 +157,34 @@ def test_by_hand_on_a_terminal(tmp_path: Path) -> None:
             proc.kill()
         os.close(leader)
     assert b"Peerbot console" in seen
+
+
+def test_export_from_the_command_line(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
+    made = run_console("bob: /reflect Keep going\nbob: /goal propose Learn Rust\n", url, tmp_path)
+    assert made.returncode == 0, made.stderr
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env["PEERBOT_DATABASE_URL"] = url
+
+    def export(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot", "export", *args],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    as_json = export("--group", "console:general", "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    import json
+
+    data = json.loads(as_json.stdout)
+    assert data["reflections"][0]["text"] == "Keep going" and data["goals"][0]["text"] == "Learn Rust"
+    to_file = export("--group", "console:general", "--format", "md", "--output", str(tmp_path / "g.md"))
+    assert to_file.returncode == 0 and (tmp_path / "g.md").read_text().startswith("# #general")
+    assert export("--group", "console:nowhere").returncode == 1
+    bad = export("--group", "general")
+    assert bad.returncode == 2 and "PLATFORM:CHANNEL" in bad.stderr

@@ -93,7 +93,7 @@ def render_message(place: str, message_id: str, author: str, text: str) -> str:
 
     `place` is `#channel`, or `@user` for a direct message.
     """
-    first, *rest = text.split("\n") if text else [""]
+    first, *rest = text.rstrip().split("\n") if text.strip() else [""]
     lines = [f"{place} [{message_id}] {author}: {first}"]
     lines += [f"  {line}" for line in rest]
     return "\n".join(lines)

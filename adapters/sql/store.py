@@ -33,7 +33,7 @@ from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
-from core.schedules import Schedule, ScheduleKind
+from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -80,16 +80,16 @@ def _group(row: Any) -> Group:
             timedelta(seconds=row.decision_window_s) if row.decision_window_s is not None else None
         ),
         timezone=row.timezone,
-        quiet=(
-            QuietHours(time.fromisoformat(row.quiet_start), time.fromisoformat(row.quiet_end))
-            if row.quiet_start and row.quiet_end
-            else None
-        ),
+        quiet=_quiet(row.quiet_start, row.quiet_end),
         auto_review=bool(row.auto_review),
         auto_checkin=bool(row.auto_checkin),
         last_activity_at=_maybe_utc(row.last_activity_at),
         heartbeat_sent_at=_maybe_utc(row.heartbeat_sent_at),
     )
+
+
+def _quiet(start: str | None, end: str | None) -> QuietHours | None:
+    return QuietHours(time.fromisoformat(start), time.fromisoformat(end)) if start and end else None
 
 
 def _maybe_utc(value: datetime | None) -> datetime | None:
@@ -182,6 +182,14 @@ class SqlTx:
     async def get_group_by_id(self, group_id: int) -> Group | None:
         row = (await self.conn.execute(select(groups).where(groups.c.id == group_id))).first()
         return _group(row) if row else None
+
+    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]:
+        found: dict[int, Group] = {}
+        unique = list(dict.fromkeys(group_ids))
+        for start in range(0, len(unique), 500):
+            rows = await self.conn.execute(select(groups).where(groups.c.id.in_(unique[start : start + 500])))
+            found.update((r.id, _group(r)) for r in rows)
+        return found
 
     async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
         result = await self.conn.execute(
@@ -535,41 +543,80 @@ class SqlTx:
     async def set_schedule_next(
         self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
     ) -> None:
-        if not updates:
-            return
-        # Many schedules share their next times (the same cron in the same zone): one UPDATE each.
-        by_times: dict[tuple[datetime | None, datetime | None], list[int]] = {}
         for schedule_id, occurrence, due in updates:
-            by_times.setdefault((occurrence, due), []).append(schedule_id)
-        for (occurrence, due), ids in by_times.items():
-            for start in range(0, len(ids), 500):
-                await self.conn.execute(
-                    update(schedules)
-                    .where(schedules.c.id.in_(ids[start : start + 500]))
-                    .values(next_occurrence=occurrence, next_due_at=due)
-                )
+            await self.conn.execute(
+                update(schedules)
+                .where(schedules.c.id == schedule_id)
+                .values(next_occurrence=occurrence, next_due_at=due)
+            )
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[Schedule]:
+    async def advance_schedules(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        # Schedules due together mostly share their times (one cron, one zone): one UPDATE per group.
+        grouped: dict[tuple[datetime | None, datetime | None, datetime | None], list[int]] = {}
+        for schedule_id, seen, occurrence, due in moves:
+            grouped.setdefault((seen, occurrence, due), []).append(schedule_id)
+        moved: set[int] = set()
+        for (seen, occurrence, due), ids in grouped.items():
+            still = (
+                schedules.c.next_occurrence.is_(None) if seen is None else schedules.c.next_occurrence == seen
+            )
+            for start in range(0, len(ids), 500):
+                result = await self.conn.execute(
+                    update(schedules)
+                    .where(schedules.c.id.in_(ids[start : start + 500]), still)
+                    .values(next_occurrence=occurrence, next_due_at=due)
+                    .returning(schedules.c.id)
+                )
+                moved.update(r.id for r in result)
+        return moved
+
+    async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
+        if keys:
+            await self.conn.execute(
+                insert_ignore(self.conn, deliveries),
+                [{"schedule_id": s, "occurrence": o, "claimed_at": at} for s, o in keys],
+            )
+
+    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+        # Only the columns delivery needs: at 50,000 due schedules, parsing is the cost.
         rows = await self.conn.execute(
-            select(schedules)
+            select(
+                schedules.c.id,
+                schedules.c.kind,
+                schedules.c.cron,
+                schedules.c.text,
+                schedules.c.next_occurrence,
+                schedules.c.group_id,
+                groups.c.platform,
+                groups.c.channel_id,
+                groups.c.channel_name,
+                groups.c.phase,
+                groups.c.timezone,
+                groups.c.quiet_start,
+                groups.c.quiet_end,
+            )
+            .join(groups, groups.c.id == schedules.c.group_id)
             .where(schedules.c.paused.is_(False), schedules.c.next_due_at <= now)
             .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
-        return [_schedule(r) for r in rows]
-
-    async def claim_deliveries(
-        self, keys: Sequence[tuple[int, datetime]], at: datetime
-    ) -> set[tuple[int, datetime]]:
-        if not keys:
-            return set()
-        stmt = insert_ignore(self.conn, deliveries).returning(
-            deliveries.c.schedule_id, deliveries.c.occurrence
-        )
-        rows = await self.conn.execute(
-            stmt, [{"schedule_id": s, "occurrence": o, "claimed_at": at} for s, o in dict.fromkeys(keys)]
-        )
-        return {(r.schedule_id, utc(r.occurrence)) for r in rows}
+        return [
+            DueSchedule(
+                r.id,
+                ScheduleKind(r.kind),
+                r.cron,
+                r.text,
+                _maybe_utc(r.next_occurrence),
+                r.group_id,
+                ChannelRef(r.platform, r.channel_id, r.channel_name),
+                Phase(r.phase),
+                r.timezone,
+                _quiet(r.quiet_start, r.quiet_end),
+            )
+            for r in rows
+        ]
 
     async def next_due_time(self) -> datetime | None:
         candidates = [

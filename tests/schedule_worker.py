@@ -1,0 +1,46 @@
+"""A bot process for the two-process test: walks a manual clock from START to END in STEP seconds,
+ticking at each step, and prints every message it posts as `sent <channel> <text>`.
+
+    python -m tests.schedule_worker <database url> <start ISO> <end ISO> <step seconds>
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import datetime, timedelta
+
+from adapters.sql.store import SqlStore
+from bot.recurrence import CronRecurrence
+from core.engine import Engine
+from core.ports import Outbound
+from core.refs import ChannelRef, MessageRef
+from tests.support import FakeChat, FakeClock
+
+
+class PrintingChat(FakeChat):
+    clock: FakeClock | None = None
+
+    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+        assert self.clock is not None
+        sys.stdout.write(f"sent {channel.id} {self.clock.now().isoformat()} {message.text}\n")
+        return await super().send(channel, message)
+
+
+async def main(url: str, start: str, end: str, step: float) -> None:
+    store = SqlStore.from_url(url)
+    clock = FakeClock(datetime.fromisoformat(start))
+    chat = PrintingChat()
+    chat.clock = clock
+    engine = Engine(store, clock, [chat], recurrence=CronRecurrence())
+    stop = datetime.fromisoformat(end)
+    while clock.now() <= stop:
+        await engine.tick()
+        clock.advance(timedelta(seconds=step))
+    sys.stdout.write("done\n")
+    sys.stdout.flush()
+    await store.close()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))

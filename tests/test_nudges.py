@@ -1,0 +1,165 @@
+"""Nudges through the engine with an injected clock, on in-memory fakes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from core.lifecycle import Phase
+from core.prompts import PROMPT_BANK
+from tests.support import Harness
+
+
+def nudges(h: Harness) -> list[str]:
+    return [s.text for s in h.chat.sent if s.text.startswith("🔔")]
+
+
+async def run_for(h: Harness, delta: timedelta) -> None:
+    await h.engine.run_until(h.clock.now() + delta, lambda t: setattr(h.clock, "current", t))
+
+
+async def test_adding_a_nudge_is_for_facilitators_and_shows_the_next_local_time(harness: Harness) -> None:
+    refused = await harness.member("bob").says("/nudge add daily 18:00 Hello")
+    assert refused is not None and refused.is_error
+    await harness.member("alice").says("/timezone Europe/Berlin")
+    reply = await harness.member("alice").says("/nudge add weekly mon,thu 18:30 What did you learn?")
+    assert reply is not None and not reply.is_error
+    assert reply.text.splitlines() == [
+        "Nudge 1 added: weekly mon,thu 18:30 (Europe/Berlin), posting “What did you learn?”.",
+        "Next: Mon 2026-03-02 18:30 CET.",
+    ]
+    listing = await harness.member("bob").says("/nudge list")
+    assert listing is not None
+    assert (
+        "Nudge 1: weekly mon,thu 18:30, next Mon 2026-03-02 18:30 CET: “What did you learn?”" in listing.text
+    )
+
+
+async def test_a_nudge_is_posted_at_its_time_and_never_twice(harness: Harness) -> None:
+    await harness.member("alice").says("/nudge add daily 18:00 Stretch and share one thing")
+    await run_for(harness, timedelta(hours=8, minutes=59))
+    assert nudges(harness) == []
+    await run_for(harness, timedelta(minutes=1))
+    assert nudges(harness) == ["🔔 Nudge 1: Stretch and share one thing"]
+    await harness.engine.tick()
+    await harness.engine.tick()
+    await run_for(harness, timedelta(days=2))  # two more days: two more nudges
+    assert len(nudges(harness)) == 3
+
+
+async def test_without_text_the_prompt_bank_rotates_without_repeats(harness: Harness) -> None:
+    await harness.member("alice").says("/auto checkin off")
+    await harness.member("alice").says("/phase set cooperating")
+    await harness.member("alice").says("/nudge add daily 10:00")
+    bank = PROMPT_BANK[Phase.COOPERATING]
+    await run_for(harness, timedelta(days=len(bank) * 2))
+    prompts = [t.split(": ", 1)[1].split("\n")[0] for t in nudges(harness)]
+    assert len(prompts) == 2 * len(bank)
+    first_round, second_round = prompts[: len(bank)], prompts[len(bank) :]
+    assert sorted(first_round) == sorted(bank) and sorted(second_round) == sorted(bank)
+
+
+async def test_pause_resume_and_remove(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 12:00 Lunch thought")
+    await alice.says("/nudge pause 1")
+    await run_for(harness, timedelta(days=2))
+    assert nudges(harness) == []
+    reply = await alice.says("/nudge resume 1")
+    assert reply is not None and reply.text == "Nudge 1 resumed. Next: Wed 2026-03-04 12:00 UTC."
+    await run_for(harness, timedelta(days=1))
+    assert len(nudges(harness)) == 1  # the paused days are not owed
+    await alice.says("/nudge remove 1")
+    await run_for(harness, timedelta(days=3))
+    assert len(nudges(harness)) == 1
+    missing = await alice.says("/nudge pause 1")
+    assert missing is not None and missing.is_error and "There is no nudge 1" in missing.text
+
+
+async def test_quiet_hours_hold_a_nudge_until_they_end(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/quiet-hours 22:00-08:00")
+    await alice.says("/nudge add daily 23:00 Night owl question")
+    await run_for(harness, timedelta(hours=22, minutes=59))  # until 07:59 next day
+    assert nudges(harness) == []
+    await run_for(harness, timedelta(minutes=1))
+    assert nudges(harness) == ["🔔 Nudge 1: Night owl question"]
+    assert harness.clock.now() == datetime.fromisoformat("2026-03-03T08:00:00+00:00")
+
+
+async def test_changing_the_timezone_keeps_local_times(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 18:00 Evening")
+    await alice.says("/timezone America/New_York")
+    listing = await alice.says("/nudge list")
+    assert listing is not None and "next Mon 2026-03-02 18:00 EST" in listing.text
+    bad = await alice.says("/timezone Mars/Olympus")
+    assert bad is not None and bad.is_error and "not an IANA timezone" in bad.text
+
+
+async def test_misfire_policy_late_once_within_grace_skipped_after(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 10:00 Morning")
+    harness.clock.advance(timedelta(hours=1, minutes=30))  # the bot was down over 10:00, back 10:30
+    await harness.engine.tick()
+    assert nudges(harness) == ["🔔 Nudge 1: Morning"]
+    harness.clock.advance(timedelta(days=1, hours=2))  # down over the next 10:00, back at 12:30
+    await harness.engine.tick()
+    assert len(nudges(harness)) == 1  # too late: skipped, not posted
+    harness.clock.advance(timedelta(days=1))
+    await harness.engine.tick()  # 12:30 the day after: skipped again, and nothing piles up
+    await run_for(harness, timedelta(days=1))
+    assert len(nudges(harness)) == 2
+
+
+async def test_several_missed_occurrences_coalesce_into_one(harness: Harness) -> None:
+    await harness.member("alice").says("/nudge add */10 * * * * Ten minutes")
+    harness.clock.advance(timedelta(minutes=45))
+    await harness.engine.tick()
+    assert nudges(harness) == ["🔔 Nudge 1: Ten minutes"]
+
+
+async def test_entering_cooperating_adds_a_weekly_check_in_once(harness: Harness) -> None:
+    alice = harness.member("alice")
+    reply = await alice.says("/phase set cooperating")
+    assert reply is not None and "A weekly check-in is scheduled (weekly mon 18:00, UTC)" in reply.text
+    await alice.says("/phase set assessing")
+    await alice.says("/phase set cooperating")
+    listing = await alice.says("/nudge list")
+    assert listing is not None and listing.text.count("Check-in") == 1
+    await run_for(harness, timedelta(hours=9))
+    assert nudges(harness)[0].startswith("🔔 Weekly check-in: ")
+
+
+async def test_the_automatic_check_in_can_be_switched_off(harness: Harness) -> None:
+    alice = harness.member("alice")
+    refused = await harness.member("bob").says("/auto checkin off")
+    assert refused is not None and refused.is_error
+    await alice.says("/auto checkin off")
+    reply = await alice.says("/phase set cooperating")
+    assert reply is not None and "check-in" not in reply.text
+
+
+async def test_a_silent_group_gets_one_heartbeat(harness: Harness) -> None:
+    await harness.member("bob").says("/status")
+    await run_for(harness, timedelta(days=6, hours=23))
+    assert not [s for s in harness.chat.sent if "quiet here" in s.text]
+    await run_for(harness, timedelta(days=3))
+    beats = [s for s in harness.chat.sent if "quiet here" in s.text]
+    assert len(beats) == 1 and beats[0].text.startswith("It has been quiet here for 7 days.")
+    harness.clock.advance(timedelta(minutes=5))
+    await harness.member("bob").says("/status")  # activity, then silence again: one more
+    await run_for(harness, timedelta(days=8))
+    assert len([s for s in harness.chat.sent if "quiet here" in s.text]) == 2
+
+
+async def test_the_weekly_digest(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/auto digest on")
+    await alice.says("/nudge add daily 20:00 Evening")
+    await alice.says("/reflect I learned about lifetimes")
+    await run_for(harness, timedelta(days=7))
+    digests = [s.text for s in harness.chat.sent if s.text.startswith("📬")]
+    assert len(digests) == 1
+    assert digests[0].splitlines()[0] == "📬 Weekly digest — phase Convening."
+    assert "Reflections this week: 1 from 1 people." in digests[0]
+    assert "Coming up: daily 20:00 (Mon 2026-03-09 20:00 UTC)." in digests[0]
