@@ -9,7 +9,7 @@ import pytest
 
 from adapters.discord.adapter import DiscordStartError, LoginRejected
 from core.commands import COMMANDS
-from core.events import ReactionAdded, ReactionRemoved, Reply
+from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
 from core.ports import Outbound
 from core.refs import ChannelRef
 from tests.fake_discord.scene import DiscordScene
@@ -360,3 +360,23 @@ async def test_an_invalidated_session_identifies_again_and_keeps_working(discord
     await scene.fake.until(lambda: len(scene.fake.identifies) == 2, within=15)
     answer = await scene.alice.runs("/status")
     assert "Convening" in answer.content
+
+
+async def test_an_interaction_replayed_after_resume_is_not_run_or_answered_twice(
+    discord_bot: DiscordScene,
+) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    answer = await scene.alice.runs("/phase set", phase="organizing", reason="ready")
+    assert "moved the group" in answer.content
+    scene.fake.resume_overlap = 50  # replay everything, this interaction included
+    scene.fake.drop_gateway()
+
+    def commands() -> list[str]:
+        return [e.event_id for e in scene.received if isinstance(e, CommandInvoked)]
+
+    await scene.engine.until(lambda: len(commands()) == 2)
+    assert commands() == [answer.interaction.id] * 2  # delivered twice...
+    assert [r.route for r in scene.fake.requests].count("interaction_callback") == 1  # ...answered once
+    history = await scene.bob.runs("/phase history")
+    assert history.content.count("Convening → Organizing") == 1
