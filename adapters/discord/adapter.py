@@ -71,9 +71,9 @@ class DiscordSettings:
     shard_ids: tuple[int, ...] | None = None
     api_base_url: str | None = None
     gateway_url: str | None = None
-    # Answer an interaction directly when the engine is done within this many seconds, else defer
-    # (Discord allows 3 s before the first response).
-    defer_after: float = 2.0
+    # Answer an interaction directly when the engine is done within this many seconds, else defer.
+    # Discord allows 3 s from sending it, gateway and event loop included; 1.5 s leaves room for both.
+    defer_after: float = 1.5
     # How long discord.py waits for more GUILD_CREATEs after the last one before it is ready.
     guild_ready_timeout: float = 2.0
     # The global REST limit is 50/s; the bot's own calls stay under it.
