@@ -263,7 +263,9 @@ class Engine:
                     f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
                     inv.spec,
                 )
-            return Reply("\n".join(f"{s.usage(ctx.prefix)} — {s.summary}" for s in group))
+            lines = [f"{s.usage(ctx.prefix)} — {s.summary}" for s in group]
+            lines += [s.details for s in group if s.details]
+            return Reply("\n".join(lines))
         return Reply(describe(spec, ctx.prefix))
 
     async def _status(self, ctx: Context, inv: Invocation) -> Reply:

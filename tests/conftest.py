@@ -4,7 +4,9 @@ import os
 import uuid
 from collections.abc import AsyncIterator
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support import Harness
 
@@ -15,21 +17,23 @@ def _postgres_admin_url() -> str:
     return os.environ.get("PEERBOT_TEST_POSTGRES_URL", DEFAULT_PG)
 
 
+async def _admin_connection() -> asyncpg.Connection:
+    admin = make_url(_postgres_admin_url())
+    return await asyncpg.connect(
+        host=admin.host,
+        port=admin.port,
+        user=admin.username,
+        password=admin.password,
+        database=admin.database,
+    )
+
+
 async def _fresh_postgres_database() -> tuple[str, str]:
     """Create an empty database for one test; returns (its URL, its name)."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
     admin = make_url(_postgres_admin_url())
     name = f"peerbot_test_{uuid.uuid4().hex[:12]}"
     try:
-        conn = await asyncpg.connect(
-            host=admin.host,
-            port=admin.port,
-            user=admin.username,
-            password=admin.password,
-            database=admin.database,
-        )
+        conn = await _admin_connection()
     except (OSError, asyncpg.PostgresError) as error:
         if os.environ.get("CI") == "true":
             pytest.fail(f"PostgreSQL is required in CI but not reachable: {error}")
@@ -42,17 +46,7 @@ async def _fresh_postgres_database() -> tuple[str, str]:
 
 
 async def _drop_postgres_database(name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    admin = make_url(_postgres_admin_url())
-    conn = await asyncpg.connect(
-        host=admin.host,
-        port=admin.port,
-        user=admin.username,
-        password=admin.password,
-        database=admin.database,
-    )
+    conn = await _admin_connection()
     try:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:

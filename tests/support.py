@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from bot.recurrence import CronRecurrence
@@ -22,6 +26,24 @@ from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+
+
+def peerbot(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run the `peerbot` command line in a subprocess, with no PEERBOT_* variables but those given."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    clean.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        input=stdin,
+        cwd=cwd,
+        env=clean,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 class FakeClock:

@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from bot.config import DEFAULT_DATABASE_URL, ConfigError, load_config, parse_config
+from tests.support import peerbot
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,19 +90,7 @@ def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
 def run_cli(
     *args: str, cwd: Path, env_extra: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    import os
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    env.update(env_extra or {})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    return peerbot(*args, cwd=cwd, env=env_extra, timeout=60)
 
 
 def test_check_config_stops_with_one_clear_line(tmp_path: Path) -> None:
@@ -123,6 +111,20 @@ def test_check_config_hides_the_database_password(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "hunter2" not in result.stdout + result.stderr
     assert "adapters: console" in result.stdout
+
+
+def test_the_bot_refuses_a_database_newer_than_its_code(tmp_path: Path) -> None:
+    import sqlite3
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    env = {"PEERBOT_DATABASE_URL": url}
+    assert run_cli("migrate", cwd=tmp_path, env_extra=env).returncode == 0
+    with sqlite3.connect(tmp_path / "new.db") as db:
+        db.execute("UPDATE alembic_version SET version_num = '0999_from_the_future'")
+    result = run_cli("console", cwd=tmp_path, env_extra=env)
+    assert result.returncode == 1
+    assert "0999_from_the_future, which this Peerbot does not know" in result.stderr
+    assert "upgrade Peerbot" in result.stderr
 
 
 def test_discord_is_configured_by_its_section_or_the_environment() -> None:

@@ -22,6 +22,7 @@ from adapters.console.lines import (
     parse_line,
     render_message,
 )
+from tests.support import peerbot
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TIME = "2026-03-02T09:00:00+00:00"
@@ -60,18 +61,8 @@ def test_multi_line_messages_are_indented() -> None:
 
 
 def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME})
-    return subprocess.run(
-        [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
-        input=script,
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME}
+    return peerbot("console", "--config", str(ROOT / "config.example.yaml"), cwd=cwd, env=env, stdin=script)
 
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.txt"))
@@ -106,17 +97,7 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
 
 
 def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    result = subprocess.run(
-        [sys.executable, "-m", "bot", "console"],
-        input="alice: /status\n",
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = peerbot("console", cwd=tmp_path, stdin="alice: /status\n")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "peerbot.db").exists()
     assert "Phase: Convening" in result.stdout
@@ -163,19 +144,9 @@ def test_export_from_the_command_line(tmp_path: Path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'x.db'}"
     made = run_console("bob: /reflect Keep going\nbob: /goal propose Learn Rust\n", url, tmp_path)
     assert made.returncode == 0, made.stderr
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-    env["PEERBOT_DATABASE_URL"] = url
 
     def export(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "bot", "export", *args],
-            cwd=tmp_path,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        return peerbot("export", *args, cwd=tmp_path, env={"PEERBOT_DATABASE_URL": url}, timeout=60)
 
     as_json = export("--group", "console:general", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr

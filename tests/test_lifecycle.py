@@ -131,7 +131,8 @@ async def test_help_for_one_command_shows_its_usage(harness: Harness) -> None:
     assert reply.text.splitlines()[0] == "Usage: /phase set <phase> [reason...]"
     assert "Facilitators only." in reply.text
     grouped = await harness.member("bob").says("/help phase")
-    assert grouped is not None and len(grouped.text.splitlines()) == 3
+    assert grouped is not None and len(grouped.text.splitlines()) == 4
+    assert grouped.text.splitlines()[-1].startswith("Phases: convening, organizing")
     unknown = await harness.member("bob").says("/help fly")
     assert unknown is not None and unknown.is_error
 

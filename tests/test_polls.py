@@ -233,3 +233,10 @@ async def test_one_member_toggling_fast_ends_with_the_right_tally(harness: Harne
     poll = await harness.engine.polls.find(await group(harness), 1)
     assert (await harness.engine.polls.current_tally(poll)).counts == (1, 0)
     assert harness.engine.votes.batches < 1001  # they really were grouped
+
+
+async def test_help_poll_shows_the_text_form_of_every_option(harness: Harness) -> None:
+    reply = await harness.member("bob").says("/help poll")
+    assert reply is not None
+    for flag in ("--multiple", "--hidden", "--closes <duration>", "start an option with an emoji"):
+        assert flag.lower() in reply.text.lower(), flag

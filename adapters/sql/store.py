@@ -88,6 +88,10 @@ def _group(row: Any) -> Group:
     )
 
 
+_KINDS = {k.value: k for k in ScheduleKind}
+_PHASES = {p.value: p for p in Phase}
+
+
 def _quiet(start: str | None, end: str | None) -> QuietHours | None:
     return QuietHours(time.fromisoformat(start), time.fromisoformat(end)) if start and end else None
 
@@ -602,21 +606,27 @@ class SqlTx:
             .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
-        return [
-            DueSchedule(
-                r.id,
-                ScheduleKind(r.kind),
-                r.cron,
-                r.text,
-                _maybe_utc(r.next_occurrence),
-                r.group_id,
-                ChannelRef(r.platform, r.channel_id, r.channel_name),
-                Phase(r.phase),
-                r.timezone,
-                _quiet(r.quiet_start, r.quiet_end),
+        channels: dict[tuple[str, str, str], ChannelRef] = {}
+        due = []
+        for sid, kind, cron, text, occurrence, gid, platform, cid, cname, phase, tz, qs, qe in rows.all():
+            channel = channels.get((platform, cid, cname))
+            if channel is None:
+                channel = channels[(platform, cid, cname)] = ChannelRef(platform, cid, cname)
+            due.append(
+                DueSchedule(
+                    sid,
+                    _KINDS[kind],
+                    cron,
+                    text,
+                    _maybe_utc(occurrence),
+                    gid,
+                    channel,
+                    _PHASES[phase],
+                    tz,
+                    _quiet(qs, qe) if qs else None,
+                )
             )
-            for r in rows
-        ]
+        return due
 
     async def next_due_time(self) -> datetime | None:
         candidates = [
