@@ -14,10 +14,11 @@ from typing import TextIO
 from sqlalchemy.engine import make_url
 
 from adapters.console.adapter import ConsoleChat, ConsoleSession
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings, DiscordStartError
 from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config, MatrixConfig
+from bot.config import Config, DiscordConfig, MatrixConfig
 from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
 from core.clock import Clock, SystemClock, utc
@@ -104,30 +105,58 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
     return 0
 
 
+def discord_settings(config: DiscordConfig) -> DiscordSettings:
+    return DiscordSettings(
+        token=config.token.get_secret_value(),
+        guild_ids=tuple(config.guild_ids),
+        facilitator_role=config.facilitator_role,
+        shard_count=config.shard_count,
+        shard_ids=tuple(config.shard_ids) if config.shard_ids is not None else None,
+        api_base_url=config.api_base_url,
+        gateway_url=config.gateway_url,
+    )
+
+
 async def run(config: Config) -> int:
     """Run every configured adapter; with no chat platform configured, the console."""
     if not config.platforms():
         return await run_console(config)
     store = await open_store(config)
-    engine = build_engine(config, store, make_clock(), [])
-    ticker = Ticker(engine)
-    adapters: list[MatrixAdapter] = []
-    if config.matrix is not None:
-        adapters.append(matrix_adapter(config.matrix, store, engine))
     try:
-        for adapter in adapters:
-            await adapter.login()
-        await engine.tick()  # polls that closed while the bot was down
-        ticker.start()
-        await asyncio.gather(*(adapter.sync_forever() for adapter in adapters))
-    except LoginFailed as error:
-        log.error("matrix: %s", error)
-        return 1
+        engine = build_engine(config, store, make_clock(), [])
+        discord = DiscordAdapter(discord_settings(config.discord), engine, store) if config.discord else None
+        matrix = matrix_adapter(config.matrix, store, engine) if config.matrix else None
+        try:
+            if discord is not None:
+                await discord.start()
+        except DiscordStartError as error:
+            print(f"peerbot: {error}", file=sys.stderr)
+            return 1
+        ticker = Ticker(engine)
+        serving: list[asyncio.Task[None]] = []
+        try:
+            if matrix is not None:
+                await matrix.login()
+            await engine.tick()  # polls that closed while the bot was down
+            ticker.start()
+            if discord is not None:
+                serving.append(asyncio.create_task(discord.serve()))
+            if matrix is not None:
+                serving.append(asyncio.create_task(matrix.sync_forever()))
+            await asyncio.gather(*serving)
+        except LoginFailed as error:  # at start, or the homeserver stopped accepting the login
+            print(f"peerbot: {error}", file=sys.stderr)
+            return 1
+        finally:
+            for task in serving:  # when one adapter fails, the others stop too
+                task.cancel()
+            ticker.stop()
+            if discord is not None:
+                await discord.close()
+            if matrix is not None:
+                await matrix.close()
+            await engine.drain()
     finally:
-        ticker.stop()
-        for adapter in adapters:
-            await adapter.close()
-        await engine.drain()
         await store.close()
     return 0
 

@@ -135,6 +135,32 @@ class ReviewsConfig(Section):
     duration: Window = timedelta(days=3)
 
 
+class DiscordConfig(Section):
+    token: SecretStr
+    guild_ids: list[int] = Field(default_factory=list)
+    facilitator_role: str | None = Field(default=None, min_length=1, max_length=100)
+    shard_count: int | None = Field(default=None, ge=1)
+    shard_ids: list[int] | None = None
+    api_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
+    gateway_url: str | None = Field(default=None, pattern=r"^wss?://\S+$")
+
+    @field_validator("token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr) -> SecretStr:
+        if not value.get_secret_value().strip():
+            raise ValueError("expected the bot token, not an empty value")
+        return value
+
+    @model_validator(mode="after")
+    def _shards(self) -> DiscordConfig:
+        if self.shard_ids is not None:
+            if self.shard_count is None:
+                raise ValueError("shard_ids needs shard_count")
+            if not self.shard_ids or any(not 0 <= i < self.shard_count for i in self.shard_ids):
+                raise ValueError(f"shard_ids must be between 0 and {self.shard_count - 1}")
+        return self
+
+
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
@@ -145,12 +171,15 @@ class Config(Section):
     goals: GoalsConfig = Field(default_factory=GoalsConfig)
     nudges: NudgesConfig = Field(default_factory=NudgesConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
+    discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     matrix: MatrixConfig | None = None
 
     def platforms(self) -> list[str]:
         """Chat platforms with credentials configured (none: the console)."""
         platforms: list[str] = []
+        if self.discord is not None:
+            platforms.append("discord")
         if self.matrix is not None:
             platforms.append("matrix")
         return platforms
@@ -179,6 +208,8 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
         raise ConfigError("config: expected a mapping of sections at the top level")
     if url := env.get("PEERBOT_DATABASE_URL"):
         raw = {**raw, "database": {**(raw.get("database") or {}), "url": url}}
+    if token := env.get("PEERBOT_DISCORD_TOKEN"):
+        raw = {**raw, "discord": {**(raw.get("discord") or {}), "token": token}}
     raw = _matrix_secrets_from(env, raw)
     try:
         return Config.model_validate(raw)

@@ -125,3 +125,34 @@ def test_the_bot_refuses_a_database_newer_than_its_code(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "0999_from_the_future, which this Peerbot does not know" in result.stderr
     assert "upgrade Peerbot" in result.stderr
+
+
+def test_discord_is_configured_by_its_section_or_the_environment() -> None:
+    assert parse_config({}, env={}).platforms() == []
+    assert parse_config({"discord": None}, env={}).platforms() == []  # a section all commented out
+    config = parse_config({"discord": {"token": "from-file", "guild_ids": [1]}}, env={})
+    assert config.platforms() == ["discord"]
+    assert config.discord is not None and config.discord.token.get_secret_value() == "from-file"
+    assert "from-file" not in repr(config)
+    from_env = parse_config({"discord": {"token": "from-file"}}, env={"PEERBOT_DISCORD_TOKEN": "from-env"})
+    assert from_env.discord is not None and from_env.discord.token.get_secret_value() == "from-env"
+    assert parse_config({}, env={"PEERBOT_DISCORD_TOKEN": "t"}).platforms() == ["discord"]
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"discord": {"guild_ids": [1]}}, "discord.token: missing, a value is required"),
+        ({"discord": {"token": "t", "guild": 1}}, "discord.guild: unknown key"),
+        ({"discord": {"token": "t", "shard_ids": [0]}}, "discord: shard_ids needs shard_count"),
+        (
+            {"discord": {"token": "t", "shard_count": 2, "shard_ids": [2]}},
+            "discord: shard_ids must be between",
+        ),
+        ({"discord": {"token": "t", "gateway_url": "http://x"}}, "discord.gateway_url: string should match"),
+    ],
+)
+def test_a_wrong_discord_key_names_the_key(raw: object, message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(raw, env={})
+    assert str(error.value).startswith(message)

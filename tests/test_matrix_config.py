@@ -29,6 +29,9 @@ def test_a_matrix_section_runs_matrix_instead_of_the_console() -> None:
     ).settings  # type: ignore[arg-type]
     assert settings.access_token == "syt_secret" and settings.password is None
     assert parse_config({}, env={}).platforms() == []
+    both = parse_config({"matrix": {**MINIMAL, "password": "x"}, "discord": {"token": "t"}}, env={})
+    assert both.platforms() == ["discord", "matrix"]
+    assert parse_config({"matrix": None}, env={"PEERBOT_MATRIX_PASSWORD": "x"}).platforms() == []
 
 
 def test_secrets_come_from_the_environment() -> None:

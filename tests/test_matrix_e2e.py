@@ -425,7 +425,7 @@ async def test_peerbot_run_serves_matrix_from_the_config(
 
 
 async def test_a_refused_login_stops_peerbot_with_a_clear_error(
-    homeserver: Homeserver, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    homeserver: Homeserver, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     account = homeserver.register()
     raw = {
@@ -433,7 +433,7 @@ async def test_a_refused_login_stops_peerbot_with_a_clear_error(
         "matrix": {"homeserver": homeserver.url, "user_id": account.user_id, "password": "wrong"},
     }
     assert await app.run(parse_config(raw, env={})) == 1
-    assert any("password login refused: M_FORBIDDEN" in r.getMessage() for r in caplog.records)
+    assert "peerbot: password login refused: M_FORBIDDEN" in capsys.readouterr().err
 
 
 def notice_starting(bot_user_id: str, title: str) -> Callable[[dict[str, object]], bool]:

@@ -1,0 +1,429 @@
+"""The Discord adapter: a discord.py client that feeds the engine and the ChatPort it posts through.
+
+Translation between Discord payloads and neutral events lives in `translate.py`; this module does the
+I/O: login, command sync, the gateway, interaction responses and REST calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import discord
+import discord.gateway
+import discord.http
+import yarl
+
+from adapters.discord.pacing import Pacer
+from adapters.discord.translate import (
+    MAX_REACTIONS,
+    PLATFORM,
+    MemberAccess,
+    SlashCommand,
+    command_payloads,
+    cut_text,
+    may_facilitate,
+    reaction_event,
+    reaction_event_id,
+    slash_command,
+    split_text,
+)
+from core.events import ReactionEvent, Reply
+from core.ports import Outbound, Store
+from core.refs import ChannelRef, MessageRef, UserRef
+
+if TYPE_CHECKING:
+    from core.engine import Engine
+
+log = logging.getLogger(__name__)
+
+NO_MENTIONS = discord.AllowedMentions.none()
+BATCH_LIMIT = 256
+ACCESS_MEMORY = 4096
+REACTION_MEMORY = 4096
+APPLY_ATTEMPTS = 3
+MISSING_PERMISSIONS = (
+    "I am not allowed to do that in this channel. Ask an admin to give me View Channel, Send Messages,"
+    " Add Reactions and Read Message History here."
+)
+
+
+class DiscordStartError(Exception):
+    """The adapter could not start; the message is one line for the operator."""
+
+
+class LoginRejected(DiscordStartError):
+    """Discord refused the token."""
+
+
+@dataclass(frozen=True, slots=True)
+class DiscordSettings:
+    token: str
+    guild_ids: tuple[int, ...] = ()
+    facilitator_role: str | None = None
+    shard_count: int | None = None
+    shard_ids: tuple[int, ...] | None = None
+    api_base_url: str | None = None
+    gateway_url: str | None = None
+    # Answer an interaction directly when the engine is done within this many seconds, else defer.
+    # Discord allows 3 s from sending it, gateway and event loop included; 1.5 s leaves room for both.
+    defer_after: float = 1.5
+    # How long discord.py waits for more GUILD_CREATEs after the last one before it is ready.
+    guild_ready_timeout: float = 2.0
+    # The global REST limit is 50/s; the bot's own calls stay under it.
+    rest_rate: float = 40.0
+
+
+def point_at(api_base_url: str | None, gateway_url: str | None) -> None:
+    """Send discord.py's REST calls and gateway connections to a Discord-compatible server.
+
+    discord.py keeps both addresses as class attributes, so this applies to the whole process.
+    """
+    if api_base_url:
+        discord.http.Route.BASE = api_base_url.rstrip("/")
+    if gateway_url:
+        discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def minimal_intents() -> discord.Intents:
+    """Guilds (channels and roles for the facilitator role) and guild reactions (votes). No message
+    content, no members: slash commands carry their own member data."""
+    intents = discord.Intents.none()
+    intents.guilds = True
+    intents.guild_reactions = True
+    return intents
+
+
+class PeerbotClient(discord.AutoShardedClient):
+    """discord.py's client, with taps on the raw gateway parsers that feed the adapter.
+
+    The taps run synchronously while discord.py parses a dispatch, so the shard's sequence number is
+    still the one of the event being parsed; discord.py's own processing carries on unchanged. They use
+    discord.py internals (`_connection.parsers`, `_get_websocket`), pinned by the version range in
+    pyproject.toml; the end-to-end tests fail if those change.
+    """
+
+    def __init__(self, adapter: DiscordAdapter, settings: DiscordSettings) -> None:
+        # Peerbot uses no voice; without this discord.py warns about missing voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
+        sharding: dict[str, Any] = {"shard_count": settings.shard_count}
+        if settings.shard_ids is not None:
+            sharding["shard_ids"] = list(settings.shard_ids)
+        super().__init__(
+            intents=minimal_intents(),
+            **sharding,
+            allowed_mentions=NO_MENTIONS,
+            guild_ready_timeout=settings.guild_ready_timeout,
+            chunk_guilds_at_startup=False,
+            member_cache_flags=discord.MemberCacheFlags.none(),
+            max_messages=None,
+        )
+        self.adapter = adapter
+        parsers: dict[str, Callable[[Any], None]] = self._connection.parsers
+        for kind in ("MESSAGE_REACTION_ADD", "MESSAGE_REACTION_REMOVE"):
+            parsers[kind] = self._tap_reaction(kind, parsers[kind])
+        parsers["INTERACTION_CREATE"] = self._tap_interaction(parsers["INTERACTION_CREATE"])
+
+    def _tap_reaction(self, kind: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def tapped(data: Any) -> None:
+            try:
+                guild_id = data.get("guild_id")
+                ws = self._get_websocket(int(guild_id)) if guild_id else self._get_websocket(shard_id=0)
+                event_id = reaction_event_id(str(ws.session_id), int(ws.sequence or 0))
+                bot_id = str(self.user.id) if self.user else None
+                event = reaction_event(kind, data, event_id, bot_id)
+                if event is not None:
+                    self.adapter.reactions.put_nowait(event)
+            except Exception:
+                log.exception("could not read a %s event", kind)
+            parse(data)
+
+        return tapped
+
+    def _tap_interaction(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def tapped(data: Any) -> None:
+            try:
+                command = slash_command(data)
+                if command is not None:
+                    self.adapter.pending[command.event.event_id] = command
+            except Exception:
+                log.exception("could not read an interaction")
+            parse(data)
+
+        return tapped
+
+    async def setup_hook(self) -> None:
+        await self.adapter.sync_commands()
+
+    async def on_interaction(self, interaction: discord.Interaction) -> None:
+        await self.adapter.answer(interaction)
+
+    async def on_ready(self) -> None:
+        log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
+        self.adapter.ready.set()
+
+
+class DiscordAdapter:
+    """Runs one discord.py client for the engine: commands in, replies out, reactions to votes."""
+
+    def __init__(self, settings: DiscordSettings, engine: Engine, store: Store) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.store = store
+        self.client = PeerbotClient(self, settings)
+        self.chat = DiscordChat(self)
+        engine.attach(self.chat)
+        self.reactions: asyncio.Queue[ReactionEvent] = asyncio.Queue()
+        self.pending: dict[str, SlashCommand] = {}
+        self.ready = asyncio.Event()
+        self._access: OrderedDict[tuple[str, str], tuple[MemberAccess, str | None]] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # Life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Log in (LoginRejected for a bad token), sync the commands, connect the gateway."""
+        point_at(self.settings.api_base_url, self.settings.gateway_url)
+        try:
+            await self.client.login(self.settings.token)
+        except discord.LoginFailure:
+            await self.client.close()
+            raise LoginRejected(
+                "Discord rejected the bot token (401 Unauthorized): check discord.token or"
+                " PEERBOT_DISCORD_TOKEN"
+            ) from None
+        except discord.HTTPException as error:  # the command sync in setup_hook
+            await self.client.close()
+            raise DiscordStartError(f"Discord refused to register the commands: {error}") from None
+        self._tasks = [
+            asyncio.create_task(self.client.connect(), name="discord-gateway"),
+            asyncio.create_task(self._apply_reactions(), name="discord-reactions"),
+        ]
+
+    async def wait_until_ready(self) -> None:
+        await self.ready.wait()
+
+    async def serve(self) -> None:
+        """After start(): run until the gateway stops for good (it reconnects and resumes by itself)."""
+        await self._tasks[0]
+
+    async def close(self, drain_timeout: float = 10.0) -> None:
+        """Disconnect, then apply the reactions already received: the gateway will not send them again."""
+        await self.client.close()
+        if self._tasks:
+            try:
+                await asyncio.wait_for(self.reactions.join(), drain_timeout)
+            except TimeoutError:
+                log.warning("%d reaction events were not applied before shutdown", self.reactions.qsize())
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+
+    # Commands ----------------------------------------------------------------------------------
+
+    async def sync_commands(self) -> None:
+        """Register the engine's commands, globally or in the configured guilds.
+
+        The payload's digest is kept in the store, so a restart with the same commands sends nothing
+        (command creation is limited to 200 a day per guild).
+        """
+        app_id = self.client.application_id
+        assert app_id is not None
+        payload = command_payloads(self.engine.visible_specs(PLATFORM))
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        scopes: list[int | None] = list(self.settings.guild_ids) or [None]
+        for guild_id in scopes:
+            key = f"discord.commands.{app_id}.{guild_id or 'global'}"
+            async with self.store.transaction() as tx:
+                if await tx.get_state(key) == digest:
+                    continue
+            if guild_id is None:
+                await self.client.http.bulk_upsert_global_commands(app_id, payload)
+            else:
+                await self.client.http.bulk_upsert_guild_commands(app_id, guild_id, payload)
+            async with self.store.transaction() as tx:
+                await tx.set_state(key, digest)
+            log.info(
+                "registered %d commands (%s)", len(payload), f"guild {guild_id}" if guild_id else "global"
+            )
+
+    async def answer(self, interaction: discord.Interaction) -> None:
+        """Run the command and answer within Discord's 3 s: directly if the engine is quick, else defer."""
+        command = self.pending.pop(str(interaction.id), None)
+        if command is None:
+            return
+        event = command.event
+        if command.access is not None:
+            self._remember_access(event.user.id, event.channel.id, command.access, command.guild_id)
+        work = asyncio.ensure_future(self.engine.handle(event))
+        done, _ = await asyncio.wait({work}, timeout=self.settings.defer_after)
+        deferred = not done
+        if deferred:
+            await interaction.response.defer(thinking=True)
+        try:
+            reply = await work
+        except discord.Forbidden:
+            log.warning("missing permissions in channel %s", event.channel.id, exc_info=True)
+            reply = Reply(MISSING_PERMISSIONS, is_error=True)
+        except Exception:
+            log.exception("command %r failed", event.text)
+            reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)
+        try:
+            await self._deliver(interaction, reply, deferred)
+        except discord.HTTPException as error:
+            # Too late (the interaction expired) or Discord refused: the member sees "did not respond".
+            log.warning("could not answer the %r command: %s", event.text, error)
+
+    async def _deliver(self, interaction: discord.Interaction, reply: Reply | None, deferred: bool) -> None:
+        if reply is None:  # a replayed interaction, answered before
+            if deferred:
+                await interaction.delete_original_response()
+            return
+        parts = split_text(reply.text)
+        if not deferred:
+            await interaction.response.send_message(
+                parts[0], ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS
+            )
+        elif reply.is_error:
+            # A deferred response keeps the visibility of the defer; an error must be private.
+            await interaction.delete_original_response()
+            await interaction.followup.send(parts[0], ephemeral=True, allowed_mentions=NO_MENTIONS)
+        else:
+            await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
+        for part in parts[1:]:
+            await interaction.followup.send(part, ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS)
+
+    def _remember_access(
+        self, user_id: str, channel_id: str, access: MemberAccess, guild: str | None
+    ) -> None:
+        key = (user_id, channel_id)
+        self._access[key] = (access, guild)
+        self._access.move_to_end(key)
+        while len(self._access) > ACCESS_MEMORY:
+            self._access.popitem(last=False)
+
+    def facilitator_role_ids(self, guild_id: str | None) -> set[str]:
+        role = self.settings.facilitator_role
+        if not role:
+            return set()
+        if role.isdigit():
+            return {role}
+        guild = self.client.get_guild(int(guild_id)) if guild_id else None
+        if guild is None:
+            return set()
+        return {str(r.id) for r in guild.roles if r.name.casefold() == role.casefold()}
+
+    def may_facilitate(self, user: UserRef, channel: ChannelRef) -> bool:
+        known = self._access.get((user.id, channel.id))
+        if known is None:
+            return False
+        access, guild_id = known
+        return may_facilitate(access, self.facilitator_role_ids(guild_id))
+
+    # Reactions ---------------------------------------------------------------------------------
+
+    async def _apply_reactions(self) -> None:
+        """Apply reaction events in gateway order, many per batch (group commit in the engine)."""
+        while True:
+            batch = [await self.reactions.get()]
+            while len(batch) < BATCH_LIMIT and not self.reactions.empty():
+                batch.append(self.reactions.get_nowait())
+            try:
+                for attempt in range(1, APPLY_ATTEMPTS + 1):
+                    try:
+                        await self.engine.handle_batch(batch)
+                        break
+                    except Exception:
+                        # Each event is applied at most once, so trying the whole batch again is safe.
+                        log.exception("applying %d reaction events failed (attempt %d)", len(batch), attempt)
+                        await asyncio.sleep(attempt)
+            finally:
+                for _ in batch:
+                    self.reactions.task_done()
+
+
+class DiscordChat:
+    """The ChatPort on Discord. Works for any channel id, cached or not (the scheduler's path)."""
+
+    def __init__(self, adapter: DiscordAdapter) -> None:
+        self.adapter = adapter
+        self.client = adapter.client
+        self.pacer = Pacer(adapter.settings.rest_rate, burst=10)
+        self._reacted: OrderedDict[str, set[str]] = OrderedDict()
+
+    @property
+    def platform(self) -> str:
+        return PLATFORM
+
+    @property
+    def command_prefix(self) -> str:
+        return "/"
+
+    def _channel(self, channel: ChannelRef) -> discord.PartialMessageable:
+        return self.client.get_partial_messageable(int(channel.id))
+
+    async def _post(self, channel: ChannelRef, text: str, to: MessageRef | None = None) -> MessageRef:
+        """Post the text, split into parts within the limit; the ref is the last part's, which is
+        where reactions (poll options) belong."""
+        target = self._channel(channel)
+        sent: discord.Message | None = None
+        for index, part in enumerate(split_text(text)):
+            await self.pacer.wait()
+            reference = None
+            if to is not None and index == 0:
+                reference = discord.MessageReference(
+                    message_id=int(to.id), channel_id=int(to.channel.id), fail_if_not_exists=False
+                )
+            if reference is None:
+                sent = await target.send(part, allowed_mentions=NO_MENTIONS)
+            else:
+                sent = await target.send(
+                    part, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
+                )
+        assert sent is not None
+        return MessageRef(channel, str(sent.id))
+
+    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+        return await self._post(channel, message.text)
+
+    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+        return await self._post(to.channel, message.text, to)
+
+    async def react(self, message: MessageRef, emoji: str) -> None:
+        mine = self._reacted.setdefault(message.id, set())
+        self._reacted.move_to_end(message.id)
+        while len(self._reacted) > REACTION_MEMORY:
+            self._reacted.popitem(last=False)
+        if emoji in mine:
+            return
+        if len(mine) >= MAX_REACTIONS:
+            log.warning(
+                "not adding %s to message %s: Discord allows %d reactions", emoji, message.id, MAX_REACTIONS
+            )
+            return
+        await self.pacer.wait()
+        await self._channel(message.channel).get_partial_message(int(message.id)).add_reaction(emoji)
+        mine.add(emoji)
+
+    async def edit(self, message: MessageRef, new: Outbound) -> None:
+        await self.pacer.wait()
+        partial = self._channel(message.channel).get_partial_message(int(message.id))
+        await partial.edit(content=cut_text(new.text), allowed_mentions=NO_MENTIONS)
+
+    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+        await self.pacer.wait()
+        dm = await self.client.create_dm(discord.Object(int(user.id)))
+        for part in split_text(message.text):
+            await self.pacer.wait()
+            await dm.send(part, allowed_mentions=NO_MENTIONS)
+
+    async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
+        return self.adapter.may_facilitate(user, channel)

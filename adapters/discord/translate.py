@@ -1,0 +1,286 @@
+"""Discord payloads <-> the core's neutral words, in pure functions (no I/O, no discord.py).
+
+- command specs -> application command payloads (`PUT /applications/{app}/commands`);
+- INTERACTION_CREATE data -> `CommandInvoked` (plus the member's permissions for the facilitator check);
+- MESSAGE_REACTION_ADD/REMOVE data -> `ReactionAdded`/`ReactionRemoved` with a replay-safe event id;
+- outgoing text -> message bodies within Discord's limits, with mentions disabled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from core.commands import ArgKind, CommandSpec
+from core.events import CommandInvoked, ReactionAdded, ReactionRemoved
+from core.refs import ChannelRef, MessageRef, UserRef
+
+PLATFORM = "discord"
+MAX_CONTENT = 2000
+MAX_PARTS = 5
+MAX_REACTIONS = 20
+MAX_DESCRIPTION = 100
+MAX_CHOICES = 25
+
+# Permission bits (https://discord.com/developers/docs/topics/permissions).
+ADMINISTRATOR = 1 << 3
+MANAGE_GUILD = 1 << 5
+# The invite link asks for what the bot does: view channels, send messages, add reactions and read
+# message history (needed to react to a message). docs/discord.md gives the number.
+VIEW_CHANNEL = 1 << 10
+SEND_MESSAGES = 1 << 11
+ADD_REACTIONS = 1 << 6
+READ_MESSAGE_HISTORY = 1 << 16
+INVITE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | ADD_REACTIONS | READ_MESSAGE_HISTORY
+
+# Application command option types.
+SUB_COMMAND = 1
+SUB_COMMAND_GROUP = 2
+STRING = 3
+INTEGER = 4
+# Interaction context: guild only (no DMs, no group DMs); installed to a guild.
+GUILD_CONTEXT = 0
+GUILD_INSTALL = 0
+
+
+# Commands ------------------------------------------------------------------------------------------
+
+
+def _describe(text: str) -> str:
+    text = " ".join(text.split()) or "-"
+    return text if len(text) <= MAX_DESCRIPTION else text[: MAX_DESCRIPTION - 1] + "…"
+
+
+def _option(spec: CommandSpec) -> list[dict[str, Any]]:
+    options: list[dict[str, Any]] = []
+    # Discord wants required options before optional ones; the engine reads them by name.
+    for arg in sorted(spec.args, key=lambda a: not a.required):
+        option: dict[str, Any] = {
+            "type": INTEGER if arg.kind is ArgKind.INT else STRING,
+            "name": arg.name,
+            "description": _describe(arg.help),
+            "required": arg.required,
+        }
+        if arg.kind is ArgKind.CHOICE and len(arg.choices) <= MAX_CHOICES:
+            option["choices"] = [{"name": c, "value": c} for c in arg.choices]
+        elif arg.kind is not ArgKind.INT:
+            option["max_length"] = min(arg.limit, 6000)
+        options.append(option)
+    return options
+
+
+@dataclass
+class _Node:
+    name: str
+    spec: CommandSpec | None = None
+    children: dict[str, _Node] | None = None
+
+    def child(self, name: str) -> _Node:
+        if self.children is None:
+            self.children = {}
+        return self.children.setdefault(name, _Node(name))
+
+    def specs(self) -> list[CommandSpec]:
+        if self.children is None:
+            return [self.spec] if self.spec else []
+        return [s for c in self.children.values() for s in c.specs()]
+
+
+def _render_child(node: _Node) -> dict[str, Any]:
+    if node.children is None:
+        assert node.spec is not None
+        return {
+            "type": SUB_COMMAND,
+            "name": node.name,
+            "description": _describe(node.spec.summary),
+            "options": _option(node.spec),
+        }
+    return {
+        "type": SUB_COMMAND_GROUP,
+        "name": node.name,
+        "description": _describe(f"{node.name} commands"),
+        "options": [_render_child(c) for c in node.children.values()],
+    }
+
+
+def command_payloads(specs: Iterable[CommandSpec]) -> list[dict[str, Any]]:
+    """Application commands for the specs: one per first word, subcommands below it.
+
+    Discord puts `default_member_permissions` on a whole top-level command, so a command gets it
+    (Manage Server) only when every subcommand under it is for facilitators; mixed groups stay
+    visible and the bot checks each facilitator subcommand itself.
+    """
+    roots: dict[str, _Node] = {}
+    for spec in specs:
+        if not 1 <= len(spec.path) <= 3:
+            raise ValueError(f"Discord commands have one to three words, not {spec.name!r}")
+        node = roots.setdefault(spec.path[0], _Node(spec.path[0]))
+        for word in spec.path[1:]:
+            if node.spec is not None:
+                raise ValueError(f"{spec.name!r}: {node.name!r} is a command and cannot have subcommands")
+            node = node.child(word)
+        if node.children is not None:
+            raise ValueError(f"{spec.name!r} has subcommands and cannot be a command itself")
+        node.spec = spec
+    payloads = []
+    for root in roots.values():
+        specs_below = root.specs()
+        facilitators_only = all(s.facilitator_only for s in specs_below)
+        payload: dict[str, Any] = {
+            "type": 1,
+            "name": root.name,
+            "contexts": [GUILD_CONTEXT],
+            "integration_types": [GUILD_INSTALL],
+            "default_member_permissions": str(MANAGE_GUILD) if facilitators_only else None,
+            "nsfw": False,
+        }
+        if root.children is None:
+            assert root.spec is not None
+            payload["description"] = _describe(root.spec.summary)
+            payload["options"] = _option(root.spec)
+        else:
+            payload["description"] = _describe(f"{root.name}: " + ", ".join(root.children))
+            payload["options"] = [_render_child(c) for c in root.children.values()]
+        payloads.append(payload)
+    return payloads
+
+
+# Interactions --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MemberAccess:
+    """What an interaction tells about its member: channel permissions and role ids."""
+
+    permissions: int
+    role_ids: frozenset[str]
+
+
+@dataclass(frozen=True, slots=True)
+class SlashCommand:
+    event: CommandInvoked
+    access: MemberAccess | None
+    guild_id: str | None
+
+
+def user_ref(user: Mapping[str, Any], member: Mapping[str, Any] | None = None) -> UserRef:
+    display = (member or {}).get("nick") or user.get("global_name") or user.get("username") or ""
+    return UserRef(PLATFORM, str(user["id"]), str(display))
+
+
+def channel_ref(channel_id: str | int, name: str | None = None) -> ChannelRef:
+    return ChannelRef(PLATFORM, str(channel_id), f"#{name}" if name else "")
+
+
+def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
+    """An application command interaction as a neutral command; None for anything else."""
+    if data.get("type") != 2 or "channel_id" not in data:
+        return None
+    command = data.get("data") or {}
+    words = [str(command.get("name", ""))]
+    options: Sequence[Mapping[str, Any]] = command.get("options") or []
+    while len(options) == 1 and options[0].get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
+        words.append(str(options[0]["name"]))
+        options = options[0].get("options") or []
+    values = {str(o["name"]): str(o.get("value", "")) for o in options}
+    member = data.get("member")
+    user = (member or {}).get("user") or data.get("user") or {}
+    channel = data.get("channel") or {}
+    access = None
+    if member is not None:
+        access = MemberAccess(
+            int(member.get("permissions") or 0), frozenset(str(r) for r in member.get("roles") or ())
+        )
+    event = CommandInvoked(
+        event_id=str(data["id"]),
+        channel=channel_ref(data["channel_id"], channel.get("name")),
+        user=user_ref(user, member),
+        text=" ".join(words),
+        options=values,
+    )
+    guild_id = data.get("guild_id")
+    return SlashCommand(event, access, str(guild_id) if guild_id else None)
+
+
+def may_facilitate(access: MemberAccess, facilitator_role_ids: Iterable[str]) -> bool:
+    """Manage Server (or Administrator) in the channel, or the configured facilitator role."""
+    if access.permissions & (MANAGE_GUILD | ADMINISTRATOR):
+        return True
+    return bool(access.role_ids & set(facilitator_role_ids))
+
+
+# Reactions -----------------------------------------------------------------------------------------
+
+
+def emoji_text(emoji: Mapping[str, Any]) -> str:
+    """A unicode emoji as itself; a custom one as Discord writes it in text (<:name:id>)."""
+    if emoji.get("id"):
+        prefix = "a" if emoji.get("animated") else ""
+        return f"<{prefix}:{emoji.get('name') or '_'}:{emoji['id']}>"
+    return str(emoji.get("name") or "")
+
+
+def reaction_event_id(session_id: str, sequence: int) -> str:
+    """Reaction events carry no id. The gateway numbers each dispatch within a session and replays the
+    same numbers on RESUME, so (session, sequence) names one delivery of one add or remove."""
+    return f"gw:{session_id}:{sequence}"
+
+
+def reaction_event(
+    kind: str, data: Mapping[str, Any], event_id: str, bot_user_id: str | None
+) -> ReactionAdded | ReactionRemoved | None:
+    """MESSAGE_REACTION_ADD / MESSAGE_REACTION_REMOVE as a neutral event; None for the bot's own."""
+    user_id = str(data["user_id"])
+    if user_id == bot_user_id:
+        return None
+    message = MessageRef(channel_ref(data["channel_id"]), str(data["message_id"]))
+    member = data.get("member")
+    user = user_ref(member["user"], member) if member and "user" in member else UserRef(PLATFORM, user_id)
+    emoji = emoji_text(data.get("emoji") or {})
+    if kind == "MESSAGE_REACTION_ADD":
+        return ReactionAdded(event_id, message, user, emoji)
+    if kind == "MESSAGE_REACTION_REMOVE":
+        return ReactionRemoved(event_id, message, user, emoji)
+    raise ValueError(f"not a reaction event: {kind}")
+
+
+# Outgoing text -------------------------------------------------------------------------------------
+
+
+def split_text(text: str, limit: int = MAX_CONTENT, max_parts: int = MAX_PARTS) -> list[str]:
+    """Text in parts of at most `limit` characters, cut at line ends (else spaces) where possible.
+
+    More than `max_parts` parts are not sent: the last part says how much was cut.
+    """
+    text = text.strip() or "…"
+    parts: list[str] = []
+    rest = text
+    while rest:
+        if len(rest) <= limit:
+            parts.append(rest)
+            break
+        cut = rest.rfind("\n", limit // 2, limit)
+        if cut < 0:
+            cut = rest.rfind(" ", limit // 2, limit)
+        if cut < 0:
+            cut = limit
+        parts.append(rest[:cut].rstrip())
+        rest = rest[cut:].lstrip()
+    if len(parts) > max_parts:
+        parts = parts[:max_parts]
+        shown = sum(len(p) for p in parts[:-1])
+        widest = f"\n… (cut: {len(text)} more characters not shown)"
+        last = parts[-1][: limit - len(widest)].rstrip()
+        parts[-1] = last + f"\n… (cut: {len(text) - shown - len(last)} more characters not shown)"
+    return parts
+
+
+def cut_text(text: str, limit: int = MAX_CONTENT) -> str:
+    """One message's worth of text (edits cannot be split), with a clear mark where it was cut."""
+    text = text.strip() or "…"
+    if len(text) <= limit:
+        return text
+    widest = f"\n… (cut: {len(text)} more characters not shown)"
+    head = text[: limit - len(widest)].rstrip()
+    return head + f"\n… (cut: {len(text) - len(head)} more characters not shown)"

@@ -1,0 +1,177 @@
+"""Goals by consent and reaction polls on Discord, end to end through the real discord.py client."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from adapters.sql.schema import processed_events
+from core.events import ReactionAdded, ReactionRemoved
+from tests.fake_discord.scene import DiscordScene, Member
+
+
+def reactions_received(scene: DiscordScene) -> int:
+    return sum(isinstance(e, ReactionAdded | ReactionRemoved) for e in scene.received)
+
+
+async def votes_applied(scene: DiscordScene, count: int) -> None:
+    assert scene.engine is not None
+    await scene.engine.until(lambda: reactions_received(scene) >= count)
+
+
+async def results(scene: DiscordScene, poll_id: int) -> str:
+    answer = await scene.alice.runs("/poll results", id=poll_id)
+    return answer.content
+
+
+async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    fake = scene.fake
+    assert scene.engine is not None
+    answer = await scene.bob.runs("/goal propose", text="Learn Rust together")
+    assert answer.content.startswith("Goal 1 proposed. React on poll 1: ✅ agree, 🤔 concerns, ⛔ block.")
+    assert not answer.ephemeral
+    (poll,) = fake.sent_messages(scene.channel)
+    assert poll["content"].startswith("Poll 1: Goal 1: Learn Rust together (proposed by Bob).")
+    assert fake.bot_reactions(poll) == ["✅", "🤔", "⛔"]
+
+    scene.alice.reacts(poll, "✅")
+    scene.carol.reacts(poll, "✅")
+    scene.bob.reacts(poll, "⛔")
+    scene.bob.unreacts(poll, "⛔")  # bob takes his block back
+    scene.bob.reacts(poll, "🤔")
+    await votes_applied(scene, 5)
+    assert "✅" in await results(scene, 1)
+
+    scene.clock.advance(timedelta(hours=48))
+    await scene.engine.tick()
+    outcome = fake.sent_messages(scene.channel)[-1]
+    assert outcome["content"] == (
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
+    )
+    roadmap = await scene.bob.runs("/goal list")
+    assert "Learn Rust together" in roadmap.content
+
+
+async def test_a_block_by_reaction_blocks_the_goal(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    await scene.bob.runs("/goal propose", text="Write a compiler in a week")
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    for member in (scene.alice, scene.bob):
+        member.reacts(poll, "✅")
+    scene.carol.reacts(poll, "⛔")
+    await votes_applied(scene, 3)
+    scene.clock.advance(timedelta(hours=48))
+    await scene.engine.tick()
+    outcome = scene.fake.sent_messages(scene.channel)[-1]["content"]
+    assert outcome.startswith("Goal 1 is blocked")
+
+
+async def test_votes_in_a_burst_cut_by_a_gateway_drop_count_exactly_once(scene: DiscordScene) -> None:
+    """Twelve members add a vote and some take it back, while the gateway connection is cut and
+    RESUMEd; the gateway also delivers a few events a second time. Every vote counts once."""
+    fake = scene.fake
+    members = [scene.alice, scene.bob, scene.carol]
+    members += [Member(scene, fake.add_member(scene.guild, f"member{i}")) for i in range(9)]
+    await scene.start_bot()
+    assert scene.engine is not None
+    await scene.alice.runs("/poll create", poll="--multiple What next? | Rust | Go | Zig")
+    (poll,) = fake.sent_messages(scene.channel)
+    options = fake.bot_reactions(poll)
+    assert len(options) == 3
+
+    burst: list[tuple[Member, str, bool]] = []
+    for i, member in enumerate(members):
+        burst.append((member, options[i % 3], True))
+        burst.append((member, options[(i + 1) % 3], True))
+        if i % 4 == 0:  # a third of them change their mind about the first choice
+            burst.append((member, options[i % 3], False))
+    fake.resume_overlap = 6
+    cut_at = len(burst) // 2
+    for index, (member, emoji, add) in enumerate(burst):
+        if index == cut_at:
+            await votes_applied(scene, cut_at - 4)
+            fake.drop_gateway()
+        (member.reacts if add else member.unreacts)(poll, emoji)
+    await fake.until(lambda: len(fake.resumes) == 1)
+    await votes_applied(scene, len(burst))
+
+    expected = {emoji: 0 for emoji in options}
+    present: dict[tuple[str, str], bool] = {}
+    for member, emoji, add in burst:
+        present[(member.id, emoji)] = add
+    for (_, emoji), on in present.items():
+        expected[emoji] += on
+    assert reactions_received(scene) > len(burst)  # some events did arrive twice
+    text = await results(scene, 1)
+    for emoji, label in zip(options, ("Rust", "Go", "Zig"), strict=True):
+        line = next(line for line in text.splitlines() if line.startswith(f"{emoji} {label}"))
+        assert f" {expected[emoji]} (" in line, (line, expected)
+    assert len(fake.identifies) == 1
+    # Replays come in order, so counts alone would survive double application; the store shows
+    # that each add and remove was applied once, under its gateway-derived id.
+    assert scene.store is not None
+    async with scene.store.engine.connect() as conn:
+        applied = (
+            (
+                await conn.execute(
+                    select(processed_events.c.event_id).where(processed_events.c.event_id.like("gw:%"))
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert len(applied) == len(burst)
+
+
+def _names(messages: list[dict[str, Any]]) -> list[str]:
+    return [m["content"].splitlines()[0] for m in messages]
+
+
+async def test_a_poll_closed_by_the_scheduler_posts_its_results(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    await scene.bob.runs("/poll create", poll="--closes 2h Meet on Friday? | yes | no")
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    yes, _no = scene.fake.bot_reactions(poll)
+    scene.alice.reacts(poll, yes)
+    scene.carol.reacts(poll, yes)
+    await votes_applied(scene, 2)
+    scene.clock.advance(timedelta(hours=2))
+    await scene.engine.tick()
+    posted = scene.fake.sent_messages(scene.channel)
+    assert _names(posted) == ["Poll 1: Meet on Friday?", "Poll 1 closed: Meet on Friday?"]
+    assert "2 voters." in posted[-1]["content"]
+
+
+async def test_without_permission_to_post_the_member_is_told_privately(discord_bot: DiscordScene) -> None:
+    discord_bot.fake.fail("create_message", 403)
+    answer = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
+    assert answer.ephemeral
+    assert answer.content.startswith("I am not allowed to do that in this channel.")
+    assert discord_bot.fake.sent_messages(discord_bot.channel) == []
+    retry = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
+    assert " proposed. React on poll 1" in retry.content
+
+
+async def test_votes_received_before_shutdown_are_applied(discord_bot: DiscordScene) -> None:
+    """The gateway will not send them again after a new IDENTIFY, so stopping drains the queue."""
+    scene = discord_bot
+    assert scene.bot is not None and scene.engine is not None
+    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    tea, _ = scene.fake.bot_reactions(poll)
+    queued = []
+    queue = scene.bot.reactions
+    original_put = queue.put_nowait
+    queue.put_nowait = lambda event: (queued.append(event), original_put(event))[1]  # type: ignore[method-assign]
+    scene.engine.batch_delay = 0.3  # applying is slow: the rest waits in the queue
+    for member in (scene.alice, scene.bob, scene.carol):
+        member.reacts(poll, tea)
+    await scene.engine.until(lambda: scene.engine is not None and scene.engine.batches_started > 0)
+    await scene.stop_bot()
+    assert queued
+    assert reactions_received(scene) == len(queued)

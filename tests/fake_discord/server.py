@@ -1,0 +1,1020 @@
+"""A protocol-faithful fake Discord on 127.0.0.1: the gateway (WebSocket) and the REST routes Peerbot uses.
+
+The real discord.py client talks to it over real sockets. It keeps guilds, members, channels, messages
+and reactions, records every request the bot makes, answers unknown routes with 404 *and* records them
+(the fixture then fails the test), and can inject faults: a 429 with `retry_after`, a 5xx, a dropped
+gateway connection, an invalidated session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import math
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from aiohttp import WSMsgType, web
+
+API = "/api/v10"
+DISCORD_EPOCH_MS = 1420070400000
+MANAGE_GUILD = 1 << 5
+ADMINISTRATOR = 1 << 3
+ALL_PERMISSIONS = (1 << 50) - 1
+EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 6) | (1 << 16)  # view, send, react, history
+
+# Gateway intents (bit numbers).
+GUILDS = 0
+GUILD_MESSAGES = 9
+GUILD_MESSAGE_REACTIONS = 10
+
+JSON = {"Content-Type": "application/json"}
+BUCKET_SLACK = 0.005
+SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
+
+
+class Snowflakes:
+    """Increasing snowflakes with a real timestamp part (discord.py reads creation times from them)."""
+
+    def __init__(self) -> None:
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        ms = int(time.time() * 1000) - DISCORD_EPOCH_MS
+        return str((ms << 22) | (next(self._counter) & 0x3FFFFF))
+
+
+@dataclass
+class User:
+    id: str
+    name: str
+    bot: bool = False
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "username": self.name,
+            "global_name": None if self.bot else self.name.title(),
+            "discriminator": "0",
+            "avatar": None,
+            "bot": self.bot,
+            "public_flags": 0,
+        }
+
+
+@dataclass
+class Role:
+    id: str
+    name: str
+    permissions: int = 0
+    position: int = 1
+
+    def payload(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "permissions": str(self.permissions),
+            "position": self.position,
+            "color": 0,
+            "hoist": False,
+            "managed": False,
+            "mentionable": False,
+            "flags": 0,
+        }
+
+
+@dataclass
+class Channel:
+    id: str
+    name: str
+    guild_id: str | None = None
+    kind: int = 0  # 0 text, 1 DM
+
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"id": self.id, "type": self.kind, "name": self.name}
+        if self.guild_id:
+            data.update(guild_id=self.guild_id, position=0, permission_overwrites=[], nsfw=False)
+        return data
+
+
+@dataclass
+class Guild:
+    id: str
+    name: str
+    channels: list[Channel] = field(default_factory=list)
+    roles: list[Role] = field(default_factory=list)
+    members: dict[str, list[str]] = field(default_factory=dict)  # user id -> role ids
+
+    def permissions(self, user_id: str) -> int:
+        perms = 0
+        for role in self.roles:
+            if role.id == self.id or role.id in self.members.get(user_id, []):
+                perms |= role.permissions
+        return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
+
+
+@dataclass
+class Recorded:
+    """One REST request the bot made."""
+
+    method: str
+    path: str
+    route: str
+    body: Any
+    status: int
+    at: float
+
+
+@dataclass
+class Fault:
+    route: str
+    status: int
+    times: int
+    retry_after: float = 0.0
+    is_global: bool = False
+
+
+@dataclass
+class Interaction:
+    """A slash command a member ran, and what the bot answered."""
+
+    id: str
+    token: str
+    user: User
+    channel: Channel
+    dispatched_at: float
+    callback: dict[str, Any] | None = None
+    callback_at: float | None = None
+    original: dict[str, Any] | None = None  # the response message, as last edited
+    original_deleted: bool = False
+    followups: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Connection:
+    """One gateway WebSocket; frames go out in dispatch order through a writer task."""
+
+    def __init__(self, ws: web.WebSocketResponse, request: web.Request) -> None:
+        self.ws = ws
+        self.request = request
+        self.queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self.writer = asyncio.create_task(self._write())
+
+    async def _write(self) -> None:
+        while (frame := await self.queue.get()) is not None:
+            try:
+                await self.ws.send_str(json.dumps(frame))
+            except (ConnectionError, RuntimeError):
+                return
+
+    def send(self, frame: dict[str, Any]) -> None:
+        self.queue.put_nowait(frame)
+
+    def abort(self) -> None:
+        """Cut the TCP connection without a close frame, as a network failure would."""
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
+        self.writer.cancel()
+
+
+@dataclass
+class Session:
+    id: str
+    shard: tuple[int, int]
+    intents: int
+    seq: int = 0
+    frames: list[dict[str, Any]] = field(default_factory=list)
+    connection: Connection | None = None
+    alive: bool = True
+
+    def covers(self, guild_id: str | None) -> bool:
+        shard_id, count = self.shard
+        if guild_id is None:
+            return shard_id == 0
+        return (int(guild_id) >> 22) % count == shard_id
+
+
+NAME = re.compile(r"^[-_\w]{1,32}$")
+
+
+def command_problems(commands: Any) -> list[str]:
+    """What Discord would refuse in a bulk command overwrite (the documented limits)."""
+    if not isinstance(commands, list) or len(commands) > 100:
+        return ["at most 100 commands, as a list"]
+    problems: list[str] = []
+    names = [c.get("name") for c in commands]
+    if len(set(names)) != len(names):
+        problems.append("duplicate command names")
+
+    def check(item: dict[str, Any], where: str, depth: int) -> int:
+        name, description = str(item.get("name", "")), str(item.get("description", ""))
+        if not NAME.match(name) or name != name.lower():
+            problems.append(f"{where}: bad name {name!r}")
+        if not 1 <= len(description) <= 100:
+            problems.append(f"{where}: description must be 1-100 characters")
+        size = len(name) + len(description)
+        options = item.get("options") or []
+        if len(options) > 25:
+            problems.append(f"{where}: more than 25 options")
+        seen_optional = False
+        for option in options:
+            kind = option.get("type")
+            if kind in (1, 2) and depth >= 2:
+                problems.append(f"{where}: subcommands nested too deep")
+            if kind not in (1, 2):
+                if option.get("required"):
+                    if seen_optional:
+                        problems.append(f"{where}: required option after an optional one")
+                else:
+                    seen_optional = True
+                choices = option.get("choices") or []
+                if len(choices) > 25:
+                    problems.append(f"{where}.{option.get('name')}: more than 25 choices")
+                size += sum(len(str(c["name"])) + len(str(c["value"])) for c in choices)
+            size += check(option, f"{where}.{option.get('name')}", depth + (kind in (1, 2)))
+        return size
+
+    for command in commands:
+        if check(command, str(command.get("name")), 0) > 4000:
+            problems.append(f"{command.get('name')}: more than 4000 characters in all")
+    return problems
+
+
+Handler = Callable[[web.Request, dict[str, str], Any], Awaitable[web.Response]]
+
+
+class FakeDiscord:
+    def __init__(self, token: str = "fake-bot-token") -> None:
+        self.token = token
+        self.ids = Snowflakes()
+        self.bot = User(self.ids(), "peerbot", bot=True)
+        self.application_id = self.ids()
+        self.users: dict[str, User] = {}
+        self.guilds: dict[str, Guild] = {}
+        self.channels: dict[str, Channel] = {}
+        self.messages: dict[str, dict[str, Any]] = {}  # id -> message payload
+        self.reactions: dict[tuple[str, str], set[str]] = {}  # (message, emoji) -> user ids
+        self.commands: dict[str | None, list[dict[str, Any]]] = {}  # guild id (None: global) -> commands
+        self.requests: list[Recorded] = []
+        self.unknown_routes: list[str] = []
+        self.rate_limited: list[Recorded] = []  # 429s the bot provoked by not pacing itself
+        self.injected: list[Recorded] = []  # faults the test asked for
+        self.interactions: dict[str, Interaction] = {}
+        self.sessions: dict[str, Session] = {}
+        self.identifies: list[dict[str, Any]] = []
+        self.invalid_commands: list[str] = []
+        self.resumes: list[dict[str, Any]] = []
+        self.gateway_queries: list[dict[str, str]] = []
+        self.resume_overlap = 0  # replay this many already-delivered events too on RESUME
+        self.heartbeat_interval_ms = 41250
+        self.buckets: dict[str, tuple[int, float]] = {  # route -> (limit, window seconds), per channel
+            "create_message": (5, 5.0),
+            "create_reaction": (1, 0.25),
+        }
+        self._bucket_use: dict[tuple[str, str], list[float]] = {}
+        self._faults: list[Fault] = []
+        self._changed = asyncio.Condition()
+        self._runner: web.AppRunner | None = None
+        self._connections: set[Connection] = set()
+        self.port = 0
+        self._routes: list[tuple[str, re.Pattern[str], str, bool, Handler]] = []
+        self._route_table()
+
+    # Life cycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None and server.sockets  # type: ignore[union-attr]
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        for conn in list(self._connections):
+            conn.abort()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}{API}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    # World -------------------------------------------------------------------------------------
+
+    def add_guild(self, name: str) -> Guild:
+        guild = Guild(self.ids(), name)
+        guild.roles.append(Role(guild.id, "@everyone", EVERYONE_PERMISSIONS, position=0))
+        self.guilds[guild.id] = guild
+        return guild
+
+    def add_channel(self, guild: Guild, name: str) -> Channel:
+        channel = Channel(self.ids(), name, guild.id)
+        guild.channels.append(channel)
+        self.channels[channel.id] = channel
+        return channel
+
+    def add_role(self, guild: Guild, name: str, permissions: int = 0) -> Role:
+        role = Role(self.ids(), name, permissions)
+        guild.roles.append(role)
+        return role
+
+    def add_member(self, guild: Guild, name: str, roles: tuple[Role, ...] = ()) -> User:
+        user = User(self.ids(), name)
+        self.users[user.id] = user
+        guild.members[user.id] = [r.id for r in roles]
+        return user
+
+    def member_payload(self, guild: Guild, user: User) -> dict[str, Any]:
+        return {
+            "user": user.payload(),
+            "roles": list(guild.members.get(user.id, [])),
+            "nick": None,
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "deaf": False,
+            "mute": False,
+            "flags": 0,
+            "pending": False,
+        }
+
+    def guild_payload(self, guild: Guild) -> dict[str, Any]:
+        members = [self.member_payload(guild, self.users[u]) for u in guild.members]
+        members.append(self.member_payload(guild, self.bot))
+        return {
+            "id": guild.id,
+            "name": guild.name,
+            "icon": None,
+            "owner_id": next(iter(guild.members), self.bot.id),
+            "unavailable": False,
+            "large": False,
+            "member_count": len(members),
+            "members": members,
+            "channels": [c.payload() for c in guild.channels],
+            "roles": [r.payload() for r in guild.roles],
+            "emojis": [],
+            "stickers": [],
+            "features": [],
+            "threads": [],
+            "presences": [],
+            "voice_states": [],
+            "stage_instances": [],
+            "guild_scheduled_events": [],
+            "soundboard_sounds": [],
+            "verification_level": 0,
+            "default_message_notifications": 0,
+            "explicit_content_filter": 0,
+            "mfa_level": 0,
+            "premium_tier": 0,
+            "nsfw_level": 0,
+            "preferred_locale": "en-US",
+            "joined_at": "2026-01-01T00:00:00+00:00",
+            "system_channel_flags": 0,
+        }
+
+    # Waiting -----------------------------------------------------------------------------------
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def until(self, predicate: Callable[[], bool], within: float = 5.0) -> None:
+        """Wait until `predicate()` holds; it is checked after every request and gateway frame."""
+
+        async def wait() -> None:
+            async with self._changed:
+                await self._changed.wait_for(predicate)
+
+        await asyncio.wait_for(wait(), within)
+
+    # Faults ------------------------------------------------------------------------------------
+
+    def fail(
+        self, route: str, status: int, *, times: int = 1, retry_after: float = 0.0, is_global: bool = False
+    ) -> None:
+        """The next `times` requests on `route` get `status` (429 comes with retry_after and Via)."""
+        if route not in {name for _, _, name, _, _ in self._routes}:
+            raise ValueError(f"no route named {route!r}")
+        self._faults.append(Fault(route, status, times, retry_after, is_global))
+
+    def drop_gateway(self) -> None:
+        """Cut every gateway connection (sessions stay resumable)."""
+        for conn in list(self._connections):
+            conn.abort()
+
+    def invalidate_sessions(self, resumable: bool = False) -> None:
+        """Send op 9: the client must IDENTIFY again (or RESUME, when resumable)."""
+        for session in self.sessions.values():
+            if session.connection is not None and session.alive:
+                session.alive = resumable
+                session.connection.send({"op": 9, "d": resumable, "s": None, "t": None})
+
+    # Gateway -----------------------------------------------------------------------------------
+
+    def dispatch(self, kind: str, data: dict[str, Any], *, guild_id: str | None, intent: int | None) -> int:
+        """Send a dispatch to every live session that asked for it; returns how many got it.
+
+        Frames are numbered per session and kept, so that a RESUME can replay what was missed.
+        """
+        count = 0
+        for session in self.sessions.values():
+            if not session.alive or not session.covers(guild_id):
+                continue
+            if intent is not None and not session.intents & (1 << intent):
+                continue
+            session.seq += 1
+            frame = {"op": 0, "t": kind, "s": session.seq, "d": data}
+            session.frames.append(frame)
+            if session.connection is not None:
+                session.connection.send(frame)
+            count += 1
+        return count
+
+    async def _gateway(self, request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(autoping=True, max_msg_size=0)
+        await ws.prepare(request)
+        self.gateway_queries.append(dict(request.query))
+        conn = Connection(ws, request)
+        self._connections.add(conn)
+        conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}, "s": None, "t": None})
+        session: Session | None = None
+        try:
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT:
+                    continue
+                frame = json.loads(msg.data)
+                op, data = frame.get("op"), frame.get("d")
+                if op == 1:
+                    conn.send({"op": 11, "s": None, "t": None, "d": None})
+                elif op == 2:
+                    session = self._identify(conn, data)
+                    if session is None:
+                        await ws.close(code=4004, message=b"Authentication failed.")
+                elif op == 6:
+                    session = self._resume(conn, data)
+                elif op in (3, 4):
+                    pass  # presence / voice state: accepted, not used
+                else:
+                    self.unknown_routes.append(f"gateway op {op}")
+                await self._notify()
+        finally:
+            self._connections.discard(conn)
+            conn.queue.put_nowait(None)
+            if session is not None and session.connection is conn:
+                session.connection = None
+                if ws.close_code == 1000:  # a clean close by the client ends the session
+                    session.alive = False
+            await self._notify()
+        return ws
+
+    def _identify(self, conn: Connection, data: dict[str, Any]) -> Session | None:
+        self.identifies.append({k: v for k, v in data.items() if k != "token"})
+        if data.get("token") != self.token:
+            return None
+        shard = data.get("shard") or [0, 1]
+        session = Session(uuid.uuid4().hex, (int(shard[0]), int(shard[1])), int(data.get("intents", 0)))
+        session.connection = conn
+        self.sessions[session.id] = session
+        guilds = [g for g in self.guilds.values() if session.covers(g.id)]
+        ready = {
+            "v": 10,
+            "user": self.bot.payload(),
+            "guilds": [{"id": g.id, "unavailable": True} for g in guilds],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "shard": list(shard),
+            "application": {"id": self.application_id, "flags": 0},
+            "private_channels": [],
+            "relationships": [],
+        }
+        self._send_to(session, "READY", ready)
+        for guild in guilds:
+            if session.intents & (1 << GUILDS):
+                self._send_to(session, "GUILD_CREATE", self.guild_payload(guild))
+        return session
+
+    def _send_to(self, session: Session, kind: str, data: dict[str, Any]) -> None:
+        session.seq += 1
+        frame = {"op": 0, "t": kind, "s": session.seq, "d": data}
+        session.frames.append(frame)
+        assert session.connection is not None
+        session.connection.send(frame)
+
+    def _resume(self, conn: Connection, data: dict[str, Any]) -> Session | None:
+        self.resumes.append({k: v for k, v in data.items() if k != "token"})
+        session = self.sessions.get(str(data.get("session_id")))
+        if session is None or not session.alive or data.get("token") != self.token:
+            conn.send({"op": 9, "d": False, "s": None, "t": None})
+            return None
+        session.connection = conn
+        seen = int(data.get("seq") or 0)
+        for frame in session.frames:
+            again = seen - self.resume_overlap < frame["s"] <= seen and frame["t"] not in SESSION_EVENTS
+            if frame["s"] > seen or again:
+                conn.send(frame)
+        self._send_to(session, "RESUMED", {})
+        return session
+
+    # REST --------------------------------------------------------------------------------------
+
+    def _route_table(self) -> None:
+        snow = r"(?P<{}>\d+)"
+        token = r"(?P<token>[^/]+)"
+        table: list[tuple[str, str, str, bool, Handler]] = [
+            ("GET", "/users/@me", "get_current_user", True, self._get_me),
+            ("GET", "/oauth2/applications/@me", "get_application", True, self._get_application),
+            ("GET", "/gateway/bot", "get_gateway_bot", True, self._get_gateway_bot),
+            (
+                "PUT",
+                f"/applications/{snow.format('app')}/commands",
+                "put_global_commands",
+                True,
+                self._put_commands,
+            ),
+            (
+                "PUT",
+                f"/applications/{snow.format('app')}/guilds/{snow.format('guild')}/commands",
+                "put_guild_commands",
+                True,
+                self._put_commands,
+            ),
+            (
+                "POST",
+                f"/interactions/{snow.format('id')}/{token}/callback",
+                "interaction_callback",
+                False,
+                self._callback,
+            ),
+            (
+                "PATCH",
+                f"/webhooks/{snow.format('app')}/{token}/messages/@original",
+                "edit_original",
+                False,
+                self._edit_original,
+            ),
+            (
+                "DELETE",
+                f"/webhooks/{snow.format('app')}/{token}/messages/@original",
+                "delete_original",
+                False,
+                self._delete_original,
+            ),
+            ("POST", f"/webhooks/{snow.format('app')}/{token}", "create_followup", False, self._followup),
+            (
+                "POST",
+                f"/channels/{snow.format('channel')}/messages",
+                "create_message",
+                True,
+                self._create_message,
+            ),
+            (
+                "PATCH",
+                f"/channels/{snow.format('channel')}/messages/{snow.format('message')}",
+                "edit_message",
+                True,
+                self._edit_message,
+            ),
+            (
+                "PUT",
+                f"/channels/{snow.format('channel')}/messages/{snow.format('message')}/reactions/(?P<emoji>[^/]+)/@me",
+                "create_reaction",
+                True,
+                self._add_reaction,
+            ),
+            ("POST", "/users/@me/channels", "create_dm", True, self._create_dm),
+        ]
+        self._routes = [(m, re.compile(f"^{API}{p}$"), name, auth, h) for m, p, name, auth, h in table]
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = request.path
+        body: Any = None
+        if request.can_read_body:
+            raw = await request.read()
+            body = (
+                json.loads(raw)
+                if request.content_type == "application/json"
+                else raw.decode("utf-8", "replace")
+            )
+        for method, pattern, name, auth, handler in self._routes:
+            match = pattern.match(request.raw_path.split("?")[0])
+            if method != request.method or match is None:
+                continue
+            record = Recorded(request.method, path, name, body, 0, time.monotonic())
+            self.requests.append(record)
+            if auth and request.headers.get("Authorization") != f"Bot {self.token}":
+                return self._finish(record, 401, {"message": "401: Unauthorized", "code": 0})
+            fault = self._take_fault(name)
+            if fault is not None:
+                self.injected.append(record)
+                return self._fault_response(record, fault)
+            params = {k: unquote(v) for k, v in match.groupdict().items()}
+            bucket = self._bucket(name, params.get("channel", ""))
+            if bucket is not None and bucket[0] is not None:
+                self.rate_limited.append(record)
+                return self._finish(record, 429, bucket[0], bucket[1])
+            try:
+                response = await handler(request, params, body)
+            finally:
+                await self._notify()
+            record.status = response.status
+            if bucket is not None:
+                response.headers.update(bucket[1])
+            return response
+        self.unknown_routes.append(f"{request.method} {path}")
+        self.requests.append(Recorded(request.method, path, "unknown", body, 404, time.monotonic()))
+        await self._notify()
+        return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _take_fault(self, route: str) -> Fault | None:
+        for fault in self._faults:
+            if fault.route == route and fault.times > 0:
+                fault.times -= 1
+                return fault
+        return None
+
+    def _fault_response(self, record: Recorded, fault: Fault) -> web.Response:
+        if fault.status == 429:
+            headers = {"Via": "1.1 google", "X-RateLimit-Scope": "global" if fault.is_global else "user"}
+            if fault.is_global:
+                headers["X-RateLimit-Global"] = "true"
+            body = {
+                "message": "You are being rate limited.",
+                "retry_after": fault.retry_after,
+                "global": fault.is_global,
+            }
+            return self._finish(record, 429, body, headers)
+        if fault.status == 400:
+            return self._finish(record, 400, {"message": "Invalid Form Body", "code": 50035, "errors": {}})
+        if fault.status == 403:
+            return self._finish(record, 403, {"message": "Missing Permissions", "code": 50013})
+        return self._finish(record, fault.status, {"message": "Server error", "code": 0})
+
+    def _bucket(self, route: str, channel: str) -> tuple[dict[str, Any] | None, dict[str, str]] | None:
+        """Per-channel buckets as Discord reports them; over the limit gives a 429 (recorded)."""
+        if route not in self.buckets:
+            return None
+        limit, window = self.buckets[route]
+        now = time.monotonic()
+        # A few ms of slack, as a real network gives: headers are rounded to the millisecond.
+        used = [t for t in self._bucket_use.get((route, channel), []) if now - t < window - BUCKET_SLACK]
+        if len(used) >= limit:
+            retry = window - (now - used[0])
+            headers = {
+                "Via": "1.1 google",
+                "X-RateLimit-Scope": "user",
+                **self._limit_headers(route, limit, 0, retry),
+            }
+            body = {"message": "You are being rate limited.", "retry_after": round(retry, 3), "global": False}
+            return body, headers
+        used.append(now)
+        self._bucket_use[(route, channel)] = used
+        reset_after = window - (now - used[0])
+        return None, self._limit_headers(route, limit, limit - len(used), reset_after)
+
+    @staticmethod
+    def _limit_headers(route: str, limit: int, remaining: int, reset_after: float) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(limit),
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": f"{math.ceil((time.time() + reset_after) * 1000) / 1000:.3f}",
+            "X-RateLimit-Reset-After": f"{math.ceil(reset_after * 1000) / 1000:.3f}",
+            "X-RateLimit-Bucket": f"fake-{route}",
+        }
+
+    def _finish(
+        self, record: Recorded, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        record.status = status
+        return self._json(body, status, headers)
+
+    @staticmethod
+    def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        # discord.py parses JSON only with this exact content type (no charset).
+        return web.Response(
+            body=json.dumps(body).encode(), status=status, headers={**JSON, **(headers or {})}
+        )
+
+    # Route handlers ----------------------------------------------------------------------------
+
+    async def _get_me(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        return self._json({**self.bot.payload(), "verified": True, "mfa_enabled": False, "flags": 0})
+
+    async def _get_application(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        return self._json(
+            {
+                "id": self.application_id,
+                "name": "Peerbot",
+                "description": "",
+                "icon": None,
+                "bot_public": True,
+                "bot_require_code_grant": False,
+                "owner": {"id": self.ids(), "username": "owner", "discriminator": "0", "avatar": None},
+                "verify_key": "0" * 64,
+                "flags": 0,
+                "team": None,
+                "rpc_origins": [],
+                "summary": "",
+                "bot": self.bot.payload(),
+            }
+        )
+
+    async def _get_gateway_bot(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        limits = {"total": 1000, "remaining": 999, "reset_after": 86400000, "max_concurrency": 1}
+        return self._json({"url": self.gateway_url, "shards": 1, "session_start_limit": limits})
+
+    async def _put_commands(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        if params.get("app") != self.application_id:
+            return self._json({"message": "Unknown Application", "code": 10002}, 404)
+        problems = command_problems(body)
+        if problems:
+            self.invalid_commands.extend(problems)
+            return self._json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, 400)
+        guild = params.get("guild")
+        stored = [
+            {
+                **c,
+                "id": self.ids(),
+                "application_id": self.application_id,
+                "version": self.ids(),
+                "guild_id": guild,
+            }
+            for c in body
+        ]
+        self.commands[guild] = stored
+        return self._json(stored)
+
+    def _message(self, channel_id: str, author: User, body: dict[str, Any], flags: int = 0) -> dict[str, Any]:
+        message = {
+            "id": self.ids(),
+            "channel_id": channel_id,
+            "author": author.payload(),
+            "content": body.get("content") or "",
+            "timestamp": "2026-03-02T09:00:00+00:00",
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0 if "message_reference" not in body else 19,
+            "flags": flags,
+            "components": [],
+        }
+        if "message_reference" in body:
+            message["message_reference"] = body["message_reference"]
+        channel = self.channels.get(channel_id)
+        if channel is not None and channel.guild_id:
+            message["guild_id"] = channel.guild_id
+        return message
+
+    async def _create_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        channel = self.channels.get(params["channel"])
+        if channel is None:
+            return self._json({"message": "Unknown Channel", "code": 10003}, 404)
+        message = self._message(channel.id, self.bot, body)
+        self.messages[message["id"]] = message
+        if channel.guild_id:
+            self.dispatch("MESSAGE_CREATE", message, guild_id=channel.guild_id, intent=GUILD_MESSAGES)
+        return self._json(message)
+
+    async def _edit_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        message = self.messages.get(params["message"])
+        if message is None or message["channel_id"] != params["channel"]:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        message.update(
+            content=body.get("content", message["content"]), edited_timestamp="2026-03-02T09:01:00+00:00"
+        )
+        return self._json(message)
+
+    async def _add_reaction(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        message = self.messages.get(params["message"])
+        if message is None or message["channel_id"] != params["channel"]:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        emoji = params["emoji"]
+        existing = {e for (m, e), users in self.reactions.items() if m == message["id"] and users}
+        if emoji not in existing and len(existing) >= 20:
+            return self._json({"message": "Maximum number of reactions reached (20)", "code": 30010}, 400)
+        self.reactions.setdefault((message["id"], emoji), set()).add(self.bot.id)
+        channel = self.channels[message["channel_id"]]
+        self.dispatch(
+            "MESSAGE_REACTION_ADD",
+            self.reaction_payload(self.bot, message, emoji),
+            guild_id=channel.guild_id,
+            intent=GUILD_MESSAGE_REACTIONS,
+        )
+        return web.Response(status=204)
+
+    async def _create_dm(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        user = self.users.get(str(body.get("recipient_id")))
+        if user is None:
+            return self._json({"message": "Unknown User", "code": 10013}, 404)
+        channel = Channel(self.ids(), "", None, kind=1)
+        self.channels[channel.id] = channel
+        return self._json(
+            {"id": channel.id, "type": 1, "recipients": [user.payload()], "last_message_id": None}
+        )
+
+    async def _callback(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        interaction = self.interactions.get(params["id"])
+        if interaction is None or interaction.token != params["token"]:
+            return self._json({"message": "Unknown interaction", "code": 10062}, 404)
+        if interaction.callback is not None:
+            return self._json({"message": "Interaction has already been acknowledged.", "code": 40060}, 400)
+        interaction.callback = body
+        interaction.callback_at = time.monotonic()
+        data = body.get("data") or {}
+        flags = int(data.get("flags") or 0)
+        message = self._message(interaction.channel.id, self.bot, data, flags)
+        message.update(
+            type=20,
+            interaction={"id": interaction.id, "type": 2, "name": "", "user": interaction.user.payload()},
+        )
+        if body.get("type") == 5:
+            message["content"] = ""
+            message["flags"] = flags | (1 << 7)  # loading
+        interaction.original = message
+        response = {
+            "interaction": {
+                "id": interaction.id,
+                "type": 2,
+                "response_message_id": message["id"],
+                "response_message_loading": body.get("type") == 5,
+                "response_message_ephemeral": bool(flags & 64),
+            },
+            "resource": {"type": body.get("type"), "message": message},
+        }
+        return self._json(response)
+
+    def _interaction_by_token(self, params: dict[str, str]) -> Interaction | None:
+        if params.get("app") != self.application_id:
+            return None
+        return next((i for i in self.interactions.values() if i.token == params["token"]), None)
+
+    async def _edit_original(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        interaction = self._interaction_by_token(params)
+        if interaction is None or interaction.original is None or interaction.original_deleted:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        interaction.original.update(
+            content=body.get("content", ""), allowed_mentions=body.get("allowed_mentions")
+        )
+        interaction.original["flags"] = int(interaction.original["flags"]) & ~(1 << 7)
+        return self._json(interaction.original)
+
+    async def _delete_original(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        interaction = self._interaction_by_token(params)
+        if interaction is None or interaction.original is None:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        interaction.original_deleted = True
+        return web.Response(status=204)
+
+    async def _followup(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        interaction = self._interaction_by_token(params)
+        if interaction is None or interaction.callback is None:
+            return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
+        message = self._message(interaction.channel.id, self.bot, body, int(body.get("flags") or 0))
+        interaction.followups.append(message)
+        if request.query.get("wait") in ("true", "1"):
+            return self._json(message)
+        return web.Response(status=204)
+
+    # Members' actions --------------------------------------------------------------------------
+
+    def reaction_payload(self, user: User, message: dict[str, Any], emoji: str) -> dict[str, Any]:
+        name, _, emoji_id = emoji.partition(":")
+        data: dict[str, Any] = {
+            "user_id": user.id,
+            "channel_id": message["channel_id"],
+            "message_id": message["id"],
+            "emoji": {"id": emoji_id or None, "name": name},
+            "burst": False,
+            "type": 0,
+        }
+        channel = self.channels[message["channel_id"]]
+        if channel.guild_id:
+            data["guild_id"] = channel.guild_id
+        return data
+
+    def react(self, user: User, message: dict[str, Any], emoji: str, add: bool = True) -> None:
+        """A member adds (or takes back) a reaction: the state changes and the gateway tells the bot."""
+        users = self.reactions.setdefault((message["id"], emoji), set())
+        if add == (user.id in users):
+            return  # Discord sends nothing for a no-op
+        channel = self.channels[message["channel_id"]]
+        data = self.reaction_payload(user, message, emoji)
+        if add:
+            users.add(user.id)
+            guild = self.guilds[channel.guild_id] if channel.guild_id else None
+            if guild is not None:
+                data["member"] = self.member_payload(guild, user)
+                data["message_author_id"] = message["author"]["id"]
+        else:
+            users.discard(user.id)
+        kind = "MESSAGE_REACTION_ADD" if add else "MESSAGE_REACTION_REMOVE"
+        self.dispatch(kind, data, guild_id=channel.guild_id, intent=GUILD_MESSAGE_REACTIONS)
+
+    def run_command(self, user: User, channel: Channel, path: str, options: dict[str, Any]) -> Interaction:
+        """A member runs a registered slash command, as the Discord client would send it.
+
+        The command must have been registered (globally or in the channel's guild), the options must
+        exist, required ones must be given and choices respected: Discord's client enforces all that.
+        """
+        assert channel.guild_id is not None
+        guild = self.guilds[channel.guild_id]
+        words = path.lstrip("/").split()
+        registered = self.commands.get(guild.id) or self.commands.get(None) or []
+        command = next((c for c in registered if c["name"] == words[0]), None)
+        if command is None:
+            raise AssertionError(f"/{words[0]} is not a registered command")
+        node: dict[str, Any] = command
+        chain: list[dict[str, Any]] = []
+        for word in words[1:]:
+            child = next(
+                (o for o in node.get("options") or [] if o["name"] == word and o["type"] in (1, 2)), None
+            )
+            if child is None:
+                raise AssertionError(f"{path}: no subcommand {word!r}")
+            chain.append(child)
+            node = child
+        if any(o["type"] in (1, 2) for o in node.get("options") or []):
+            raise AssertionError(f"{path}: Discord requires a subcommand")
+        leaf_options = []
+        known = {o["name"]: o for o in node.get("options") or []}
+        for name, value in options.items():
+            spec = known.get(name)
+            if spec is None:
+                raise AssertionError(f"{path}: no option {name!r}")
+            if "choices" in spec and value not in [c["value"] for c in spec["choices"]]:
+                raise AssertionError(f"{path}: {value!r} is not a choice of {name}")
+            if spec["type"] == 4:
+                value = int(value)
+            elif "max_length" in spec and len(str(value)) > spec["max_length"]:
+                raise AssertionError(f"{path}: {name} longer than {spec['max_length']}")
+            leaf_options.append({"name": name, "type": spec["type"], "value": value})
+        for spec in known.values():
+            if spec.get("required") and spec["name"] not in options:
+                raise AssertionError(f"{path}: {spec['name']} is required")
+        for child in reversed(chain):
+            leaf_options = [{"name": child["name"], "type": child["type"], "options": leaf_options}]
+        interaction = Interaction(self.ids(), f"tok-{uuid.uuid4().hex}", user, channel, time.monotonic())
+        self.interactions[interaction.id] = interaction
+        member = self.member_payload(guild, user)
+        member["permissions"] = str(guild.permissions(user.id))
+        payload = {
+            "id": interaction.id,
+            "application_id": self.application_id,
+            "type": 2,
+            "token": interaction.token,
+            "version": 1,
+            "guild_id": guild.id,
+            "guild": {"id": guild.id, "locale": "en-US", "features": []},
+            "channel_id": channel.id,
+            "channel": channel.payload(),
+            "member": member,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "app_permissions": str(ALL_PERMISSIONS),
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": guild.id},
+            "context": 0,
+            "attachment_size_limit": 10485760,
+            "data": {
+                "id": command["id"],
+                "name": command["name"],
+                "type": 1,
+                "guild_id": command.get("guild_id"),
+                "options": leaf_options,
+            },
+        }
+        self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
+        return interaction
+
+    # Reading what the bot did ------------------------------------------------------------------
+
+    def sent_messages(self, channel: Channel) -> list[dict[str, Any]]:
+        """Messages the bot posted in the channel (not interaction responses), oldest first."""
+        return [
+            m
+            for m in self.messages.values()
+            if m["channel_id"] == channel.id and m["author"]["id"] == self.bot.id
+        ]
+
+    def bodies(self, *routes: str) -> list[Any]:
+        return [r.body for r in self.requests if r.route in routes]
+
+    def bot_reactions(self, message: dict[str, Any]) -> list[str]:
+        return [e for (m, e), users in self.reactions.items() if m == message["id"] and self.bot.id in users]

@@ -1,0 +1,261 @@
+"""The Discord adapter's pure translation: specs to command payloads, payloads to neutral events."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from adapters.discord.pacing import Pacer
+from adapters.discord.translate import (
+    INVITE_PERMISSIONS,
+    MANAGE_GUILD,
+    MemberAccess,
+    command_payloads,
+    cut_text,
+    emoji_text,
+    may_facilitate,
+    reaction_event,
+    reaction_event_id,
+    slash_command,
+    split_text,
+)
+from core.commands import COMMANDS, Arg, ArgKind, CommandSpec
+from core.events import ReactionAdded, ReactionRemoved
+from core.refs import ChannelRef, MessageRef, UserRef
+
+# An INTERACTION_CREATE payload as Discord sends it (ids shortened; fields the adapter ignores kept).
+INTERACTION: dict[str, Any] = {
+    "id": "1311111111111111111",
+    "application_id": "1300000000000000000",
+    "type": 2,
+    "token": "aW50ZXJhY3Rpb246MTMx",
+    "version": 1,
+    "guild_id": "1200000000000000000",
+    "channel_id": "1210000000000000000",
+    "channel": {"id": "1210000000000000000", "type": 0, "name": "general", "guild_id": "1200000000000000000"},
+    "member": {
+        "user": {
+            "id": "1220000000000000000",
+            "username": "bob_b",
+            "global_name": "Bob B",
+            "discriminator": "0",
+        },
+        "nick": None,
+        "roles": ["1230000000000000000"],
+        "permissions": "1071698660929",
+        "joined_at": "2026-01-01T00:00:00+00:00",
+    },
+    "app_permissions": "2248473465835073",
+    "locale": "en-GB",
+    "context": 0,
+    "data": {
+        "id": "1300000000000000001",
+        "name": "phase",
+        "type": 1,
+        "options": [
+            {
+                "type": 1,
+                "name": "set",
+                "options": [
+                    {"type": 3, "name": "phase", "value": "organizing"},
+                    {"type": 3, "name": "reason", "value": "we <@&1> have a plan"},
+                ],
+            }
+        ],
+    },
+}
+
+REACTION_ADD: dict[str, Any] = {
+    "user_id": "1220000000000000000",
+    "channel_id": "1210000000000000000",
+    "message_id": "1240000000000000000",
+    "guild_id": "1200000000000000000",
+    "emoji": {"id": None, "name": "✅"},
+    "member": {
+        "user": {"id": "1220000000000000000", "username": "bob_b", "global_name": None},
+        "nick": "Bobby",
+    },
+    "message_author_id": "1250000000000000000",
+    "burst": False,
+    "burst_colors": [],
+    "type": 0,
+}
+
+REACTION_REMOVE: dict[str, Any] = {
+    "user_id": "1220000000000000000",
+    "channel_id": "1210000000000000000",
+    "message_id": "1240000000000000000",
+    "guild_id": "1200000000000000000",
+    "emoji": {"id": "1260000000000000000", "name": "partyparrot", "animated": True},
+    "burst": False,
+    "type": 0,
+}
+
+
+def test_a_subcommand_interaction_becomes_a_command_with_named_options() -> None:
+    command = slash_command(INTERACTION)
+    assert command is not None
+    event = command.event
+    assert event.event_id == "1311111111111111111"
+    assert event.text == "phase set"
+    assert event.options == {"phase": "organizing", "reason": "we <@&1> have a plan"}
+    assert event.channel == ChannelRef("discord", "1210000000000000000")
+    assert event.channel.display == "#general"
+    assert event.user == UserRef("discord", "1220000000000000000")
+    assert event.user.display == "Bob B"
+    assert command.guild_id == "1200000000000000000"
+    assert command.access == MemberAccess(1071698660929, frozenset({"1230000000000000000"}))
+
+
+def test_integer_options_and_plain_commands() -> None:
+    data = {**INTERACTION, "data": {"name": "goal", "type": 1, "options": [
+        {"type": 1, "name": "show", "options": [{"type": 4, "name": "id", "value": 3}]}
+    ]}}  # fmt: skip
+    command = slash_command(data)
+    assert command is not None and command.event.text == "goal show"
+    assert command.event.options == {"id": "3"}
+    plain = slash_command({**INTERACTION, "data": {"name": "status", "type": 1}})
+    assert plain is not None and (plain.event.text, plain.event.options) == ("status", {})
+
+
+def test_other_interactions_are_not_commands() -> None:
+    assert slash_command({**INTERACTION, "type": 3}) is None  # a button
+    assert slash_command({**INTERACTION, "type": 1}) is None  # a ping
+
+
+def test_facilitators_have_manage_server_administrator_or_the_role() -> None:
+    assert may_facilitate(MemberAccess(MANAGE_GUILD, frozenset()), [])
+    assert may_facilitate(MemberAccess(1 << 3, frozenset()), [])
+    assert not may_facilitate(MemberAccess(1 << 11, frozenset({"9"})), [])
+    assert may_facilitate(MemberAccess(0, frozenset({"9"})), ["9"])
+
+
+def test_reaction_add_and_remove_become_neutral_events() -> None:
+    added = reaction_event("MESSAGE_REACTION_ADD", REACTION_ADD, "gw:s1:41", bot_user_id="1")
+    message = MessageRef(ChannelRef("discord", "1210000000000000000"), "1240000000000000000")
+    assert added == ReactionAdded("gw:s1:41", message, UserRef("discord", "1220000000000000000"), "✅")
+    assert added.user.display == "Bobby"
+    removed = reaction_event("MESSAGE_REACTION_REMOVE", REACTION_REMOVE, "gw:s1:42", bot_user_id="1")
+    assert removed == ReactionRemoved(
+        "gw:s1:42", message, UserRef("discord", "1220000000000000000"), "<a:partyparrot:1260000000000000000>"
+    )
+
+
+def test_the_bots_own_reactions_are_ignored() -> None:
+    assert reaction_event("MESSAGE_REACTION_ADD", REACTION_ADD, "gw:s:1", "1220000000000000000") is None
+
+
+def test_reaction_ids_name_one_delivery_within_a_session() -> None:
+    assert reaction_event_id("abc", 7) == reaction_event_id("abc", 7)
+    assert len({reaction_event_id("abc", 7), reaction_event_id("abc", 8), reaction_event_id("abd", 7)}) == 3
+
+
+def test_custom_and_unicode_emoji_as_text() -> None:
+    assert emoji_text({"id": None, "name": "👍🏽"}) == "👍🏽"
+    assert emoji_text({"id": "5", "name": "yes"}) == "<:yes:5>"
+
+
+def spec(path: str, *args: Arg, facilitator: bool = False) -> CommandSpec:
+    return CommandSpec(tuple(path.split()), f"{path} summary", args, facilitator_only=facilitator)
+
+
+def test_commands_render_as_guild_only_commands_with_subcommands() -> None:
+    payloads = command_payloads(COMMANDS)
+    names = [p["name"] for p in payloads]
+    assert names == list(dict.fromkeys(s.path[0] for s in COMMANDS))
+    for payload in payloads:
+        assert payload["contexts"] == [0]
+        assert 1 <= len(payload["description"]) <= 100
+        assert len(payload.get("options", [])) <= 25
+    goal = next(p for p in payloads if p["name"] == "goal")
+    show = next(o for o in goal["options"] if o["name"] == "show")
+    assert show["options"] == [
+        {"type": 4, "name": "id", "description": "the goal's number", "required": True}
+    ]
+
+
+def test_facilitator_permission_goes_on_commands_only_facilitators_use() -> None:
+    payloads = command_payloads(
+        [
+            spec("admin reset", facilitator=True),
+            spec("admin purge", facilitator=True),
+            spec("phase show"),
+            spec("phase set", facilitator=True),
+            spec("export", facilitator=True),
+        ]
+    )
+    permissions = {p["name"]: p["default_member_permissions"] for p in payloads}
+    assert permissions == {"admin": str(MANAGE_GUILD), "phase": None, "export": str(MANAGE_GUILD)}
+
+
+def test_required_options_come_first_and_choices_are_listed() -> None:
+    (payload,) = command_payloads(
+        [
+            spec(
+                "nudge add",
+                Arg("note", ArgKind.TEXT, "what to say", required=False, max_length=200),
+                Arg("every", ArgKind.DURATION, "how often"),
+                Arg("kind", ArgKind.CHOICE, "which", choices=("a", "b")),
+            )
+        ]
+    )
+    (sub,) = payload["options"]
+    assert [(o["name"], o["required"]) for o in sub["options"]] == [
+        ("every", True),
+        ("kind", True),
+        ("note", False),
+    ]
+    assert sub["options"][1]["choices"] == [{"name": "a", "value": "a"}, {"name": "b", "value": "b"}]
+    assert sub["options"][2]["max_length"] == 200
+
+
+def test_three_word_commands_become_subcommand_groups() -> None:
+    (payload,) = command_payloads(
+        [spec("review answer add"), spec("review answer list"), spec("review start")]
+    )
+    group, start = payload["options"]
+    assert (group["type"], group["name"], start["type"]) == (2, "answer", 1)
+    assert [o["name"] for o in group["options"]] == ["add", "list"]
+
+
+def test_a_command_cannot_also_have_subcommands() -> None:
+    with pytest.raises(ValueError, match="cannot"):
+        command_payloads([spec("goal"), spec("goal list")])
+
+
+def test_long_text_is_split_at_line_ends_within_the_limit() -> None:
+    text = "\n".join(f"line {i} " + "x" * 50 for i in range(100))
+    parts = split_text(text)
+    assert all(len(p) <= 2000 for p in parts)
+    assert "\n".join(parts) == text
+    assert split_text("short") == ["short"]
+
+
+def test_text_beyond_five_parts_is_cut_with_a_clear_mark() -> None:
+    parts = split_text("y " * 8000)
+    assert len(parts) == 5
+    assert all(len(p) <= 2000 for p in parts)
+    assert parts[-1].endswith("more characters not shown)")
+
+
+def test_an_edit_is_cut_clearly() -> None:
+    cut = cut_text("z" * 2500)
+    assert len(cut) <= 2000
+    head, note = cut.split("\n")
+    assert note == f"… (cut: {2500 - len(head)} more characters not shown)"
+    assert cut_text("fine") == "fine"
+
+
+def test_the_invite_link_in_the_docs_asks_for_the_permissions_the_bot_uses() -> None:
+    assert INVITE_PERMISSIONS == 68672
+    assert "permissions=68672" in (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+
+
+def test_the_pacer_spreads_calls_beyond_the_burst() -> None:
+    now = [0.0]
+    pacer = Pacer(rate=10, burst=2, clock=lambda: now[0])
+    assert [pacer.reserve() for _ in range(4)] == pytest.approx([0, 0, 0.1, 0.2])
+    now[0] = 1.0
+    assert pacer.reserve() == 0
