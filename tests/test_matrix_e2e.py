@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import signal
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -22,6 +25,8 @@ from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
 from core.ports import Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
+from tests.fake_discord.scene import restore_discord_addresses
+from tests.fake_discord.server import FakeDiscord
 from tests.matrix_support import (
     Member,
     RecordingEngine,
@@ -652,3 +657,52 @@ async def test_a_poll_counts_keycap_and_emoji_reactions_as_clients_send_them(
 
     joined = [e.user.id for e in bot.engine.received if isinstance(e, MemberJoined)]
     assert {bob.user_id, carol.user_id} <= set(joined)
+
+
+async def test_peerbot_run_serves_discord_and_matrix_side_by_side(
+    homeserver: Homeserver, people: Callable[[], Member], tmp_path: Path
+) -> None:
+    """The real command line, as a process, with both sections: one engine, two platforms."""
+    fake = FakeDiscord()
+    await fake.start()
+    try:
+        guild = fake.add_guild("g")
+        general = fake.add_channel(guild, "general")
+        dana = fake.add_member(guild, "dana")
+        alice = people()
+        account = homeserver.register()
+        config = tmp_path / "config.yaml"
+        config.write_text(
+            f"discord:\n  api_base_url: {fake.api_base_url}\n  gateway_url: {fake.gateway_url}\n"
+            f"matrix:\n  homeserver: {homeserver.url}\n  user_id: '{account.user_id}'\n"
+            "  send_per_second: 100\n"
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+        env.update(
+            PYTHONPATH=str(Path(__file__).resolve().parent.parent),
+            PEERBOT_DISCORD_TOKEN=fake.token,
+            PEERBOT_MATRIX_PASSWORD=account.password,
+        )
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", "run", "--config", str(config), cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            room = await alice.creates_room(invite=[account.user_id])
+            await alice.sees(room, membership(account.user_id, "join"))
+            assert (await ask(alice, room, "!peer status")).startswith("Phase: Convening")
+            await fake.until(
+                lambda: bool(fake.commands) and any(s.connection for s in fake.sessions.values()), 30
+            )
+            interaction = fake.run_command(dana, general, "/status", {})
+            await fake.until(lambda: interaction.callback is not None)
+            assert interaction.callback is not None
+            assert interaction.callback["data"]["content"].startswith("Phase: Convening")
+        finally:
+            process.send_signal(signal.SIGINT)
+            out, err = await asyncio.wait_for(process.communicate(), 30)
+        assert process.returncode == 0, err.decode()
+        assert account.password not in out.decode() + err.decode()
+    finally:
+        await fake.stop()
+        restore_discord_addresses()
