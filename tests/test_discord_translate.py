@@ -7,7 +7,6 @@ from typing import Any
 
 import pytest
 
-from adapters.discord.pacing import Pacer
 from adapters.discord.translate import (
     INVITE_PERMISSIONS,
     MANAGE_GUILD,
@@ -21,6 +20,7 @@ from adapters.discord.translate import (
     slash_command,
     split_text,
 )
+from adapters.pacing import Pacer
 from core.commands import COMMANDS, Arg, ArgKind, CommandSpec
 from core.events import ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef, MessageRef, UserRef

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix.pacing import Pacer, RateLimited, with_rate_limit
+from adapters.matrix.pacing import RateLimited, with_rate_limit
 from adapters.matrix.translate import (
     MAX_BODY_BYTES,
     WORD_JOINER,
@@ -30,6 +30,7 @@ from adapters.matrix.translate import (
     thread_root,
     translate_timeline,
 )
+from adapters.pacing import Pacer
 from core.events import CommandInvoked, MemberJoined, MessagePosted, ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -236,7 +237,7 @@ class FakeTime:
 
 async def test_pacing_lets_a_burst_through_then_spaces_sends() -> None:
     time = FakeTime()
-    pacer = Pacer(0.5, 3, monotonic=time.monotonic, sleep=time.sleep)
+    pacer = Pacer(0.5, 3, clock=time.monotonic, sleep=time.sleep)
     for _ in range(5):
         await pacer.wait()
     assert time.slept == [2.0, 2.0]

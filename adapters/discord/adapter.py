@@ -20,7 +20,6 @@ import discord.gateway
 import discord.http
 import yarl
 
-from adapters.discord.pacing import Pacer
 from adapters.discord.translate import (
     MAX_REACTIONS,
     PLATFORM,
@@ -34,6 +33,7 @@ from adapters.discord.translate import (
     slash_command,
     split_text,
 )
+from adapters.pacing import Pacer
 from core.events import ReactionEvent, Reply
 from core.ports import Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef

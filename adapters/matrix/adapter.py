@@ -32,7 +32,7 @@ from nio import (
     WhoamiError,
 )
 
-from adapters.matrix.pacing import Pacer, RateLimited, with_rate_limit
+from adapters.matrix.pacing import RateLimited, with_rate_limit
 from adapters.matrix.translate import (
     PLATFORM,
     Json,
@@ -54,6 +54,7 @@ from adapters.matrix.translate import (
     thread_root,
     translate_timeline,
 )
+from adapters.pacing import Pacer
 from core.events import CommandInvoked, InboundEvent, Reply
 from core.ports import Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef

@@ -1,10 +1,9 @@
-"""Outbound pacing and the bounded answer to a homeserver's 429: never hammer, never retry forever."""
+"""The bounded answer to a homeserver's 429: wait as told, but never hammer and never retry forever."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
@@ -17,44 +16,6 @@ DEFAULT_RETRY_AFTER = 5.0
 
 class RateLimited(Exception):
     """The homeserver kept refusing, or asked for a longer wait than the bot is willing to give."""
-
-
-class Pacer:
-    """A token bucket: at most `burst` sends at once, then `per_second` on average.
-
-    Synapse's default for a user's messages is 0.2 per second with a burst of 10, and reactions
-    count as messages; pacing below that keeps the bot from being answered with 429s at all.
-    """
-
-    def __init__(
-        self,
-        per_second: float,
-        burst: int,
-        *,
-        monotonic: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
-    ) -> None:
-        if per_second <= 0 or burst < 1:
-            raise ValueError("pacing needs a positive rate and a burst of at least 1")
-        self.per_second = per_second
-        self.burst = burst
-        self._monotonic = monotonic
-        self._sleep = sleep
-        self._tokens = float(burst)
-        self._updated = monotonic()
-        self._lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        async with self._lock:
-            now = self._monotonic()
-            self._tokens = min(self.burst, self._tokens + (now - self._updated) * self.per_second)
-            self._updated = now
-            if self._tokens < 1:
-                delay = (1 - self._tokens) / self.per_second
-                await self._sleep(delay)
-                self._tokens = 1.0
-                self._updated = self._monotonic()
-            self._tokens -= 1
 
 
 def retry_after_of(response: Any) -> float | None:

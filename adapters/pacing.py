@@ -1,8 +1,8 @@
-"""Pacing of REST calls, so that normal work stays under Discord's limits instead of hitting 429s.
+"""Pacing outbound calls, so that normal work stays under a platform's limits instead of hitting 429s.
 
-discord.py already paces each route bucket from the rate-limit headers Discord sends (message create
-per channel, reactions per channel). What it does not pace is the global limit (50 requests/s); the
-pacer below keeps the bot's own calls under it.
+Discord: discord.py paces each route bucket from the headers Discord sends, but not the global limit
+(50 requests/s); the adapter keeps its own calls under it. Matrix: Synapse's default for a user's
+messages is 0.2 per second with a burst of 10, and reactions count as messages.
 """
 
 from __future__ import annotations
