@@ -10,9 +10,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from adapters.sql import migrate
+from adapters.sql.schema import deliveries
 from adapters.sql.store import SqlStore, make_engine
+from core.clock import utc
 from core.refs import ChannelRef
 from tests.support import START, Harness
 
@@ -52,6 +55,8 @@ async def test_a_restart_neither_loses_nor_repeats_a_nudge(store: SqlStore, db_u
     assert nudges(second) == ["🔔 Nudge 1: Morning question"]
     async with second_store.transaction() as tx:
         (schedule,) = await tx.list_schedules(1)
+        recorded = (await tx.conn.execute(select(deliveries.c.occurrence).order_by("occurrence"))).scalars()
+        assert [utc(o) for o in recorded] == [START + timedelta(hours=1), START + timedelta(days=1, hours=1)]
     assert schedule.next_occurrence == START + timedelta(days=2, hours=1)
     await second_store.close()
 
