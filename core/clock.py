@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
 
 class Clock(Protocol):
@@ -40,8 +41,9 @@ def utc(dt: datetime) -> datetime:
     return dt.astimezone(UTC)
 
 
-def format_time(dt: datetime) -> str:
-    return utc(dt).strftime("%Y-%m-%d %H:%M UTC")
+def format_time(dt: datetime, tz: str = "UTC") -> str:
+    """`2026-03-02 18:00 CET`: a moment as the group reads it, in its own timezone."""
+    return utc(dt).astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M %Z")
 
 
 def format_age(since: datetime, now: datetime) -> str:

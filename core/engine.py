@@ -271,7 +271,7 @@ class Engine:
     async def _status(self, ctx: Context, inv: Invocation) -> Reply:
         g = ctx.group
         return Reply(
-            f"Phase: {g.phase.title}, since {format_time(g.phase_since)}"
+            f"Phase: {g.phase.title}, since {format_time(g.phase_since, g.timezone)}"
             f" ({format_age(g.phase_since, ctx.now)}).\n"
             f"Now is the time for {PHASE_FOCUS[g.phase]}."
         )
@@ -376,7 +376,7 @@ class Engine:
         for c in changes:
             move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title
             why = f": {c.reason}" if c.reason else ""
-            lines.append(f"{format_time(c.at)}  {move} by {c.by}{why}")
+            lines.append(f"{format_time(c.at, ctx.group.timezone)}  {move} by {c.by}{why}")
         return Reply("\n".join(lines))
 
 

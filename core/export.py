@@ -115,7 +115,7 @@ def to_markdown(r: GroupRecord) -> str:
     lines = [
         f"# {g.channel.name}: the group's record",
         "",
-        f"Phase: {g.phase.title} since {format_time(g.phase_since)}.",
+        f"Phase: {g.phase.title} since {format_time(g.phase_since, g.timezone)}.",
     ]
     lines += ["", "## Goals"]
     lines += [f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}" for x in r.goals] or [
@@ -130,7 +130,7 @@ def to_markdown(r: GroupRecord) -> str:
         lines.append("- none")
     lines += ["", "## Action reviews"]
     for v in r.reviews:
-        lines.append(f"### Review {v.id}, started {format_time(v.started_at)} by {v.started_by}")
+        lines.append(f"### Review {v.id}, started {format_time(v.started_at, g.timezone)} by {v.started_by}")
         for number, question in enumerate(REVIEW_QUESTIONS, start=1):
             answers = [x for x in r.reflections if x.review_id == v.id and x.question == number]
             if answers:
@@ -140,7 +140,7 @@ def to_markdown(r: GroupRecord) -> str:
         lines.append("- none")
     lines += ["", "## Reflections"]
     free = [x for x in r.reflections if x.review_id is None]
-    lines += [f"- {format_time(x.at)} {x.user_name}: {x.text}" for x in free] or ["- none"]
+    lines += [f"- {format_time(x.at, g.timezone)} {x.user_name}: {x.text}" for x in free] or ["- none"]
     return "\n".join(lines)
 
 

@@ -69,7 +69,7 @@ class PollService:
         async with self.store.transaction() as tx:
             poll = await tx.create_poll(group.id, kind, request, author, now)
         try:
-            message = await chat.send(group.channel, Outbound(render_poll(poll)))
+            message = await chat.send(group.channel, Outbound(render_poll(poll, group.timezone)))
         except Exception:
             async with self.store.transaction() as tx:
                 await tx.delete_poll(poll.id)
@@ -135,7 +135,8 @@ class PollService:
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
         poll = await self.open(ctx.group, PollKind.POLL, request, ctx.event.user, ctx.now)
-        return Reply(f"Poll {poll.id} is open until {format_time(poll.closes_at)}. React on it to vote.")
+        closes = format_time(poll.closes_at, ctx.group.timezone)
+        return Reply(f"Poll {poll.id} is open until {closes}. React on it to vote.")
 
     async def _pulse(self, ctx: Context, inv: Invocation) -> Reply:
         poll = await self.open(ctx.group, PollKind.PULSE, PULSE, ctx.event.user, ctx.now)
@@ -144,7 +145,9 @@ class PollService:
     async def _close(self, ctx: Context, inv: Invocation) -> Reply:
         poll = await self.find(ctx.group, inv.args["id"])
         if poll.closed_at is not None:
-            return Reply(f"Poll {poll.id} closed already, at {format_time(poll.closed_at)}.")
+            return Reply(
+                f"Poll {poll.id} closed already, at {format_time(poll.closed_at, ctx.group.timezone)}."
+            )
         facilitator = await ctx.facilitates()
         own = poll.author_key == ctx.event.user.key and poll.kind is not PollKind.CONSENT
         if not (own or facilitator):

@@ -177,13 +177,13 @@ def _bar(count: int, total: int) -> str:
     return "█" * filled + "░" * (BAR_WIDTH - filled)
 
 
-def render_poll(poll: Poll) -> str:
+def render_poll(poll: Poll, tz: str = "UTC") -> str:
     """The poll message members react to."""
     lines = [f"Poll {poll.id}: {poll.question}"]
     lines += [f"{o.emoji} {o.label}" for o in poll.options]
     how = "pick as many as you like" if poll.multiple else "one choice; your latest reaction counts"
     hidden = " Results stay hidden until it closes." if poll.hidden else ""
-    lines.append(f"React to vote ({how}). Closes {format_time(poll.closes_at)}.{hidden}")
+    lines.append(f"React to vote ({how}). Closes {format_time(poll.closes_at, tz)}.{hidden}")
     return "\n".join(lines)
 
 

@@ -36,12 +36,12 @@ class Reflection:
     at: datetime
 
 
-def render_review(review: Review, prefix: str) -> str:
+def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:
     lines = [f"Action review {review.id}: five questions for the group."]
     lines += [f"{i}. {q}" for i, q in enumerate(REVIEW_QUESTIONS, start=1)]
     lines.append(
         f"Answer with {prefix}reflect <question number> <your answer>, as often as you like."
-        f" The review closes {format_time(review.closes_at)}."
+        f" The review closes {format_time(review.closes_at, tz)}."
     )
     return "\n".join(lines)
 

@@ -51,7 +51,7 @@ class ReviewService:
                 return None
             review = await tx.create_review(group.id, by, now, now + duration)
         chat = self.chats[group.channel.platform]
-        await chat.send(group.channel, Outbound(render_review(review, chat.command_prefix)))
+        await chat.send(group.channel, Outbound(render_review(review, chat.command_prefix, group.timezone)))
         return review
 
     async def close(self, review: Review, now: datetime) -> bool:
@@ -98,7 +98,9 @@ class ReviewService:
                 f"A review is already open. Answer it with {ctx.prefix}reflect <number> <answer>.",
                 is_error=True,
             )
-        return Reply(f"Action review {review.id} is open until {format_time(review.closes_at)}.")
+        return Reply(
+            f"Action review {review.id} is open until {format_time(review.closes_at, ctx.group.timezone)}."
+        )
 
     async def _summary(self, ctx: Context, inv: Invocation) -> Reply:
         async with self.store.transaction() as tx:
@@ -117,12 +119,12 @@ class ReviewService:
         lines = ["Action reviews:"]
         for r, n in zip(items, counts, strict=True):
             state = (
-                f"closed {format_time(r.closed_at)}"
+                f"closed {format_time(r.closed_at, ctx.group.timezone)}"
                 if r.closed_at
-                else f"open until {format_time(r.closes_at)}"
+                else f"open until {format_time(r.closes_at, ctx.group.timezone)}"
             )
             lines.append(
-                f"  Review {r.id}: started {format_time(r.started_at)} by {r.started_by},"
+                f"  Review {r.id}: started {format_time(r.started_at, ctx.group.timezone)} by {r.started_by},"
                 f" {state}, {n} answers"
             )
         return Reply("\n".join(lines))

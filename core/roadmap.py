@@ -124,7 +124,8 @@ class GoalService:
             await tx.set_goal_poll(goal.id, poll.id)
         return Reply(
             f"Goal {goal.id} proposed. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
-            f" The group decides by {format_time(poll.closes_at)}; it needs {rules.quorum} ✅ and no ⛔."
+            f" The group decides by {format_time(poll.closes_at, ctx.group.timezone)};"
+            f" it needs {rules.quorum} ✅ and no ⛔."
         )
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
@@ -145,13 +146,17 @@ class GoalService:
         goal = await self._find(ctx.group, inv.args["id"])
         lines = [
             f"Goal {goal.id}: {goal.text}",
-            f"Status: {goal.status.value}, since {format_time(goal.updated_at)}.",
-            f"Proposed by {goal.proposer_name} on {format_time(goal.created_at)}.",
+            f"Status: {goal.status.value}, since {format_time(goal.updated_at, ctx.group.timezone)}.",
+            f"Proposed by {goal.proposer_name} on {format_time(goal.created_at, ctx.group.timezone)}.",
         ]
         if goal.poll_id is not None:
             poll = await self.polls.find(ctx.group, goal.poll_id)
             t = await self.polls.current_tally(poll)
-            state = "closed" if poll.closed_at else f"open until {format_time(poll.closes_at)}"
+            state = (
+                "closed"
+                if poll.closed_at
+                else f"open until {format_time(poll.closes_at, ctx.group.timezone)}"
+            )
             lines.append(
                 f"Consent poll {poll.id} ({state}): ✅ {t.counts[0]}, 🤔 {t.counts[1]}, ⛔ {t.counts[2]}."
             )

@@ -240,3 +240,10 @@ async def test_help_poll_shows_the_text_form_of_every_option(harness: Harness) -
     assert reply is not None
     for flag in ("--multiple", "--hidden", "--closes <duration>", "start an option with an emoji"):
         assert flag.lower() in reply.text.lower(), flag
+
+
+async def test_times_are_shown_in_the_groups_timezone(harness: Harness) -> None:
+    await harness.member("alice").says("/timezone America/New_York")
+    reply = await harness.member("bob").says("/poll create Q | a | b")
+    assert reply is not None and reply.text.startswith("Poll 1 is open until 2026-03-03 04:00 EST.")
+    assert "Closes 2026-03-03 04:00 EST." in harness.chat.sent[-1].text
