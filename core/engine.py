@@ -47,7 +47,7 @@ from core.refs import ChannelRef
 from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
 from core.schedules import Recurrence, ScheduleKind
-from core.votes import VoteRecorder
+from core.votes import VoteRecorder, save_state
 
 log = logging.getLogger(__name__)
 
@@ -169,9 +169,11 @@ class Engine:
         await self.votes.drain()
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
     ) -> list[Reply | None]:
         """Apply events in order, then record adapter state (a sync token) that covers them.
+
+        A state value of None deletes the key (bookkeeping the adapter no longer needs).
 
         Each event is applied at most once (dedupe on its id), so a batch replayed after a crash
         before its state was saved changes nothing twice.
@@ -179,7 +181,7 @@ class Engine:
         replies: list[Reply | None] = []
         reactions: list[ReactionAdded | ReactionRemoved] = []
 
-        async def flush_reactions(with_state: Mapping[str, str] | None) -> None:
+        async def flush_reactions(with_state: Mapping[str, str | None] | None) -> None:
             # A run of reactions goes in together: group commit puts them in one transaction.
             if reactions:
                 states = [None] * (len(reactions) - 1) + [with_state]
@@ -199,8 +201,7 @@ class Engine:
             await flush_reactions(state)
         elif state:
             async with self.store.transaction() as tx:
-                for key, value in state.items():
-                    await tx.set_state(key, value)
+                await save_state(tx, state)
         return replies
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:

@@ -27,7 +27,7 @@ MAX_BATCH = 1024
 @dataclass(slots=True)
 class _Pending:
     event: ReactionEvent
-    state: Mapping[str, str] | None
+    state: Mapping[str, str | None] | None
     done: asyncio.Future[None]
 
 
@@ -40,7 +40,7 @@ class VoteRecorder:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for benchmarks and tests
 
-    async def submit(self, event: ReactionEvent, state: Mapping[str, str] | None = None) -> None:
+    async def submit(self, event: ReactionEvent, state: Mapping[str, str | None] | None = None) -> None:
         """Queue one reaction event (with adapter state to save alongside); return once durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(event, state, done))
@@ -60,8 +60,7 @@ class VoteRecorder:
                 async with self.store.transaction() as tx:
                     await apply_reactions(tx, [p.event for p in batch], self.clock)
                     for p in batch:
-                        for key, value in (p.state or {}).items():
-                            await tx.set_state(key, value)
+                        await save_state(tx, p.state or {})
             except Exception as error:
                 log.exception("could not record %d reaction events", len(batch))
                 for p in batch:
@@ -72,6 +71,15 @@ class VoteRecorder:
                 for p in batch:
                     if not p.done.done():
                         p.done.set_result(None)
+
+
+async def save_state(tx: StoreTx, state: Mapping[str, str | None]) -> None:
+    """Write adapter bookkeeping; None deletes a key."""
+    for key, value in state.items():
+        if value is None:
+            await tx.delete_state(key)
+        else:
+            await tx.set_state(key, value)
 
 
 async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:

@@ -163,13 +163,13 @@ class RecordingEngine:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.received: list[InboundEvent] = []
-        self.states: list[dict[str, str]] = []
+        self.states: list[dict[str, str | None]] = []
         # Set to make the next batch holding a reaction fail after it was applied.
         self.crash_on_next_reaction = False
         self._changed = asyncio.Condition()
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
     ) -> list[Reply | None]:
         if self.crash_on_next_reaction and any(isinstance(e, ReactionAdded) for e in events):
             # The events are applied, then the process "dies" before the sync token is stored.

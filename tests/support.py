@@ -147,6 +147,9 @@ class MemoryTx:
     async def set_state(self, key: str, value: str) -> None:
         self.d.state[key] = value
 
+    async def delete_state(self, key: str) -> None:
+        self.d.state.pop(key, None)
+
     async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
         return {e for e in dict.fromkeys(event_ids) if await self.claim_event(platform, e, at)}
 

@@ -17,7 +17,7 @@ import pytest
 
 from adapters.matrix.adapter import ENCRYPTED_NOTICE, LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.matrix.pacing import RateLimited
-from adapters.matrix.translate import WORD_JOINER
+from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
 from bot.recurrence import CronRecurrence
@@ -343,6 +343,10 @@ async def test_reactions_are_votes_and_a_redaction_takes_one_back(
         (ReactionAdded, target, UserRef("matrix", alice.user_id), "✅"),
         (ReactionRemoved, target, UserRef("matrix", bob.user_id), "👍"),
     ]
+    # The record that let the redaction name its reaction is forgotten with it; alice's stays.
+    async with bot.store.transaction() as tx:
+        assert await tx.get_state(reaction_state_key(yes)) is None
+        assert await tx.get_state(reaction_state_key(votes[1].event_id)) is not None
 
 
 async def test_reactions_while_the_bot_was_down_are_counted_exactly_once(

@@ -93,6 +93,7 @@ def test_a_redaction_takes_back_the_remembered_reaction() -> None:
     assert result.events == [
         ReactionRemoved(redaction["event_id"], MessageRef(CHANNEL, "$poll"), UserRef("matrix", BOB), "✅")
     ]
+    assert result.forgotten == {target}  # its record is no longer needed
     assert translate([redaction]).events == []  # a reaction never seen: nothing to take back
     elsewhere = ReactionRecord("!other", "$poll", "✅", BOB)
     assert translate([redaction], {target: elsewhere}).events == []
@@ -102,8 +103,9 @@ def test_a_redaction_takes_back_the_remembered_reaction() -> None:
 def test_a_reaction_and_its_redaction_in_one_batch_cancel_out() -> None:
     reaction = TIMELINE[-2]
     redaction = {**TIMELINE[-1], "content": {"redacts": reaction["event_id"]}}
-    kinds = [type(e) for e in translate([reaction, redaction]).events]
-    assert kinds == [ReactionAdded, ReactionRemoved]
+    result = translate([reaction, redaction])
+    assert [type(e) for e in result.events] == [ReactionAdded, ReactionRemoved]
+    assert result.reactions == {} and result.forgotten == {reaction["event_id"]}
 
 
 def test_the_bots_own_events_and_repeats_are_skipped() -> None:

@@ -131,6 +131,10 @@ async def test_adapter_state_is_kept_and_overwritten(store: SqlStore) -> None:
         await tx.set_state("matrix.next_batch", "s2")
     async with store.transaction() as tx:
         assert await tx.get_state("matrix.next_batch") == "s2"
+        await tx.delete_state("matrix.next_batch")
+        await tx.delete_state("never.there")
+    async with store.transaction() as tx:
+        assert await tx.get_state("matrix.next_batch") is None
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -116,3 +116,17 @@ async def test_a_poll_is_closed_once_even_when_two_closers_race(sql: Harness) ->
     results = await asyncio.gather(*(sql.engine.polls.close(poll, sql.clock.now()) for _ in range(5)))
     assert sorted(results) == [False] * 4 + [True]
     assert sum(s.text.startswith("Poll 1 closed") for s in sql.chat.sent) == 1
+
+
+async def test_a_batch_saves_and_deletes_adapter_state_with_its_votes(sql: Harness) -> None:
+    from core.events import ReactionAdded
+
+    msg = await open_poll(sql, "Q | a | b")
+    async with sql.store.transaction() as tx:
+        await tx.set_state("old.record", "x")
+    vote = ReactionAdded("v1", msg, sql.member("bob").user, "1️⃣")
+    await sql.engine.handle_batch([vote], {"sync.token": "t2", "old.record": None})
+    async with sql.store.transaction() as tx:
+        assert await tx.get_state("sync.token") == "t2"
+        assert await tx.get_state("old.record") is None
+    assert (await current(sql)).counts == (1, 0)

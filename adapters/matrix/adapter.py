@@ -114,7 +114,7 @@ class EventSink(Protocol):
     """What the adapter feeds: the engine's batch entry point."""
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
     ) -> list[Reply | None]: ...
 
 
@@ -303,7 +303,7 @@ class MatrixChat:
 @dataclass(slots=True)
 class _Batch:
     events: list[InboundEvent] = field(default_factory=list)
-    state: dict[str, str] = field(default_factory=dict)
+    state: dict[str, str | None] = field(default_factory=dict)
     encrypted_rooms: list[str] = field(default_factory=list)
 
 
@@ -475,6 +475,8 @@ class MatrixAdapter:
             batch.events.extend(translation.events)
             for event_id, record in translation.reactions.items():
                 batch.state[reaction_state_key(event_id)] = record.to_json()
+            for event_id in translation.forgotten:
+                batch.state[reaction_state_key(event_id)] = None
         return batch
 
     @staticmethod

@@ -88,6 +88,8 @@ class Translation:
 
     events: list[InboundEvent] = field(default_factory=list)
     reactions: dict[str, ReactionRecord] = field(default_factory=dict)
+    # Reactions taken back here: their records are no longer needed and can be forgotten.
+    forgotten: set[str] = field(default_factory=set)
 
 
 def normalise_prefix(prefix: str) -> str:
@@ -207,7 +209,7 @@ def translate_timeline(
         seen.add(event_id)
         if sender == bot_user_id or is_redacted(event):
             continue
-        neutral = _translate_one(room, event, event_id, sender, prefix, known_reactions, out.reactions)
+        neutral = _translate_one(room, event, event_id, sender, prefix, known_reactions, out)
         if neutral is not None:
             out.events.append(neutral)
     return out
@@ -220,8 +222,9 @@ def _translate_one(
     sender: str,
     prefix: str,
     known: Mapping[str, ReactionRecord],
-    remembered: dict[str, ReactionRecord],
+    out: Translation,
 ) -> InboundEvent | None:
+    remembered = out.reactions
     kind = event.get("type")
     content = _content(event)
     channel = room.channel
@@ -254,6 +257,8 @@ def _translate_one(
         record = remembered.get(target) or known.get(target)
         if record is None or record.room_id != room.room_id:
             return None
+        remembered.pop(target, None)  # a redaction is final: nothing will name this reaction again
+        out.forgotten.add(target)
         return ReactionRemoved(
             event_id, MessageRef(channel, record.target), room.user(record.sender), record.key
         )

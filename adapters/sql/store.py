@@ -259,6 +259,9 @@ class SqlTx:
     async def set_state(self, key: str, value: str) -> None:
         await self.conn.execute(upsert(self.conn, adapter_state, ["key"], {"key": key, "value": value}))
 
+    async def delete_state(self, key: str) -> None:
+        await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == key))
+
     async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
         if not event_ids:
             return set()

@@ -52,7 +52,7 @@ class RecordingEngine(Engine):
         return reply
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str] | None = None
+        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
     ) -> list[Reply | None]:
         self.batches_started += 1
         async with self.changed:
