@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from core.clock import Clock, format_age, format_time
@@ -43,11 +43,11 @@ from core.lifecycle import (
 from core.nudging import NudgeService, NudgeSettings, local_time
 from core.ports import ChatPort, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
-from core.refs import ChannelRef
+from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
 from core.schedules import Recurrence, ScheduleKind
-from core.votes import VoteRecorder, save_state
+from core.votes import VoteRecorder, reconcile_poll, save_state
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +167,21 @@ class Engine:
     async def drain(self) -> None:
         """Finish pending work (queued votes) before shutting down."""
         await self.votes.drain()
+
+    async def open_poll_messages(self, platform: str) -> list[MessageRef]:
+        """The messages of the polls still open on a platform, to reconcile after a gap."""
+        async with self.store.transaction() as tx:
+            polls = await tx.open_polls(platform, self.clock.now())
+        return [p.message for p in polls if p.message is not None]
+
+    async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
+        """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
+        await self.votes.drain()  # votes already received go first; the snapshot is newer
+        async with self.store.transaction() as tx:
+            polls = await tx.polls_for_messages(message.channel.platform, [message.id])
+            if not polls:
+                return 0
+            return await reconcile_poll(tx, polls[0], present, self.clock.now())
 
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None

@@ -127,6 +127,10 @@ class StoreTx(Protocol):
         """Close an open poll; False when it was closed already (by us or another process)."""
         ...
 
+    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
+        """Polls on a platform that are open at `now`."""
+        ...
+
     async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
         """Open polls whose closing time has come."""
         ...

@@ -11,13 +11,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from core.clock import Clock
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
 from core.ports import Store, StoreTx
+from core.refs import UserRef
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +73,40 @@ class VoteRecorder:
                 for p in batch:
                     if not p.done.done():
                         p.done.set_result(None)
+
+
+async def reconcile_poll(
+    tx: StoreTx, poll: Poll, present: Mapping[str, Collection[UserRef]], now: datetime
+) -> int:
+    """Bring a poll's votes in line with the reactions a platform says are on its message now.
+
+    For platforms that cannot replay what happened while the bot was away (a new Discord session):
+    `present` maps each emoji to the members whose reaction is on the message. Returns how many
+    votes changed. A closed poll is left as it was counted.
+    """
+    if not poll.is_open(now):
+        return 0
+    on_message: dict[int, set[str]] = defaultdict(set)
+    names: dict[str, str] = {}
+    for emoji, users in present.items():
+        option = poll.option_index(emoji)
+        if option is None:
+            continue
+        for user in users:
+            on_message[option].add(user.key)
+            names[user.key] = user.name
+    counted: dict[int, set[str]] = defaultdict(set)
+    for r in await tx.poll_reactions(poll.id):
+        names.setdefault(r.user_key, r.user_name)
+        if r.present:
+            counted[r.option].add(r.user_key)
+    changes = [
+        ReactionChange(key, names[key], option, key in on_message[option])
+        for option in range(len(poll.options))
+        for key in sorted(on_message[option] ^ counted[option])
+    ]
+    await tx.record_reactions(poll.id, changes)
+    return len(changes)
 
 
 async def save_state(tx: StoreTx, state: Mapping[str, str | None]) -> None:

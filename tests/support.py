@@ -220,6 +220,13 @@ class MemoryTx:
         self.d.polls[poll_id] = replace(poll, closed_at=at)
         return True
 
+    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
+        return [
+            p
+            for p in self.d.polls.values()
+            if p.message is not None and p.message.channel.platform == platform and p.is_open(now)
+        ]
+
     async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
         due = [p for p in self.d.polls.values() if p.closed_at is None and p.closes_at <= now]
         return sorted(due, key=lambda p: (p.closes_at, p.id))[:limit]

@@ -247,3 +247,25 @@ async def test_times_are_shown_in_the_groups_timezone(harness: Harness) -> None:
     reply = await harness.member("bob").says("/poll create Q | a | b")
     assert reply is not None and reply.text.startswith("Poll 1 is open until 2026-03-03 04:00 EST.")
     assert "Closes 2026-03-03 04:00 EST." in harness.chat.sent[-1].text
+
+
+async def test_reconciling_sets_votes_to_the_reactions_on_the_message(harness: Harness) -> None:
+    msg = await open_poll(harness, "--multiple Q | a | b")
+    bob, carol, dave = (harness.member(n).user for n in ("bob", "carol", "dave"))
+    await harness.member("bob").reacts(msg, "1️⃣")
+    await harness.member("carol").reacts(msg, "1️⃣")
+    # While the bot was away: carol took 1️⃣ back, dave added 2️⃣ (with a variation selector).
+    snapshot = {"1️⃣": [bob], "2️⃣": [dave], "👍": [carol]}
+    assert await harness.engine.reconcile(msg, snapshot) == 2
+    assert (await current_counts(harness)) == (1, 1)
+    assert await harness.engine.reconcile(msg, snapshot) == 0  # nothing left to change
+    assert await harness.engine.open_poll_messages("fake") == [msg]
+    await harness.member("alice").says("/poll close 1")
+    assert await harness.engine.reconcile(msg, {}) == 0  # a closed poll stays as it was counted
+    assert (await current_counts(harness)) == (1, 1)
+    assert await harness.engine.open_poll_messages("fake") == []
+
+
+async def current_counts(h: Harness) -> tuple[int, ...]:
+    poll = await h.engine.polls.find(await group(h), 1)
+    return (await h.engine.polls.current_tally(poll)).counts

@@ -130,3 +130,12 @@ async def test_a_batch_saves_and_deletes_adapter_state_with_its_votes(sql: Harne
         assert await tx.get_state("sync.token") == "t2"
         assert await tx.get_state("old.record") is None
     assert (await current(sql)).counts == (1, 0)
+
+
+async def test_reconcile_on_the_real_store(sql: Harness) -> None:
+    msg = await open_poll(sql, "Pace? | 🐢 slow | 🐇 fast")
+    await sql.member("bob").reacts(msg, "🐢")
+    carol = sql.member("carol").user
+    assert await sql.engine.reconcile(msg, {"🐇": [carol]}) == 2
+    assert (await current(sql)).counts == (0, 1)
+    assert await sql.engine.open_poll_messages("fake") == [msg]

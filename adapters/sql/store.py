@@ -376,6 +376,14 @@ class SqlTx:
         )
         return bool(result.rowcount)
 
+    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
+        rows = await self.conn.execute(
+            select(polls)
+            .where(polls.c.platform == platform, polls.c.closed_at.is_(None), polls.c.closes_at > now)
+            .order_by(polls.c.id)
+        )
+        return [_poll(r) for r in rows]
+
     async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
