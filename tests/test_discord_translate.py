@@ -13,10 +13,14 @@ from adapters.discord.translate import (
     MemberAccess,
     command_payloads,
     cut_text,
+    emoji_route,
     emoji_text,
     may_facilitate,
+    message_reactions,
+    next_page_after,
     reaction_event,
     reaction_event_id,
+    reaction_users,
     slash_command,
     split_text,
 )
@@ -259,3 +263,70 @@ def test_the_pacer_spreads_calls_beyond_the_burst() -> None:
     assert [pacer.reserve() for _ in range(4)] == pytest.approx([0, 0, 0.1, 0.2])
     now[0] = 1.0
     assert pacer.reserve() == 0
+
+
+# Reactions on a message now ---------------------------------------------------------------------------
+
+# `GET /channels/{c}/messages/{m}` (fields the adapter ignores cut) and `GET .../reactions/{emoji}`.
+MESSAGE_WITH_REACTIONS: dict[str, Any] = {
+    "id": "1330000000000000000",
+    "channel_id": "1210000000000000000",
+    "content": "Poll 1: ...",
+    "reactions": [
+        {
+            "emoji": {"id": None, "name": "✅"},
+            "count": 3,
+            "count_details": {"burst": 0, "normal": 3},
+            "burst_colors": [],
+            "me_burst": False,
+            "me": True,
+        },
+        {"emoji": {"id": None, "name": "🤔"}, "count": 1, "me": True},
+        {
+            "emoji": {"id": "5", "name": "yes"},
+            "count": 3,
+            "count_details": {"burst": 1, "normal": 2},
+            "me": False,
+        },
+    ],
+}
+BOT = {"id": "1300000000000000001", "username": "peerbot", "global_name": None, "bot": True}
+ALICE = {"id": "1220000000000000001", "username": "alice", "global_name": "Alice"}
+BOB = {"id": "1220000000000000002", "username": "bob", "global_name": None}
+
+
+def test_the_reactions_on_a_message_name_emoji_as_events_and_paths_do() -> None:
+    found = message_reactions(MESSAGE_WITH_REACTIONS)
+    assert [(r.emoji, r.route, r.others) for r in found] == [
+        ("✅", "✅", 2),  # the bot's own reaction is not a vote
+        ("🤔", "🤔", 0),  # only the bot: nothing to fetch
+        ("<:yes:5>", "yes:5", 2),  # super reactions left out
+    ]
+    assert message_reactions({"id": "1"}) == []  # Discord omits `reactions` when there are none
+    assert emoji_route({"id": "7", "name": "party", "animated": True}) == "party:7"
+
+
+def test_reaction_users_leave_out_the_bot_and_are_named_as_in_events() -> None:
+    users = reaction_users([BOT, ALICE, BOB], BOT["id"])
+    assert users == [UserRef("discord", ALICE["id"]), UserRef("discord", BOB["id"])]
+    assert [u.display for u in users] == ["Alice", "bob"]
+    event = reaction_event(
+        "MESSAGE_REACTION_ADD",
+        {
+            "user_id": ALICE["id"],
+            "channel_id": "1",
+            "message_id": "2",
+            "emoji": {"name": "✅"},
+            "member": {"user": ALICE},
+        },
+        "gw:s:1",
+        BOT["id"],
+    )
+    assert event is not None and event.user.display == users[0].display
+
+
+def test_reaction_users_are_paged_after_the_last_id_of_a_full_page() -> None:
+    full = [{"id": str(1000 + i)} for i in range(100)]
+    assert next_page_after(full) == "1099"
+    assert next_page_after(full[:99]) is None
+    assert next_page_after([]) is None

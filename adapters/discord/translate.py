@@ -3,6 +3,7 @@
 - command specs -> application command payloads (`PUT /applications/{app}/commands`);
 - INTERACTION_CREATE data -> `CommandInvoked` (plus the member's permissions for the facilitator check);
 - MESSAGE_REACTION_ADD/REMOVE data -> `ReactionAdded`/`ReactionRemoved` with a replay-safe event id;
+- a message's reactions and their users (REST) -> the reactions present now, to reconcile a poll;
 - outgoing text -> message bodies within Discord's limits, with mentions disabled.
 """
 
@@ -243,6 +244,52 @@ def reaction_event(
     if kind == "MESSAGE_REACTION_REMOVE":
         return ReactionRemoved(event_id, message, user, emoji)
     raise ValueError(f"not a reaction event: {kind}")
+
+
+# Reactions on a message now (REST) -----------------------------------------------------------------
+
+REACTION_PAGE = 100  # the most users `GET .../reactions/{emoji}` returns per page
+
+
+@dataclass(frozen=True, slots=True)
+class MessageReaction:
+    """One emoji on a message, from the message's `reactions` list."""
+
+    emoji: str  # as reaction events name it (emoji_text)
+    route: str  # as the REST path names it: the unicode emoji, or name:id for a custom one
+    others: int  # how many users other than the bot reacted with it
+
+
+def emoji_route(emoji: Mapping[str, Any]) -> str:
+    """The emoji as `/reactions/{emoji}` wants it (before URL encoding)."""
+    if emoji.get("id"):
+        return f"{emoji.get('name') or '_'}:{emoji['id']}"
+    return str(emoji.get("name") or "")
+
+
+def message_reactions(message: Mapping[str, Any]) -> list[MessageReaction]:
+    """The normal (not super) reactions on a message object; Discord omits `reactions` when there are none."""
+    found = []
+    for reaction in message.get("reactions") or ():
+        emoji = reaction.get("emoji") or {}
+        details = reaction.get("count_details") or {}
+        count = int(details.get("normal", reaction.get("count") or 0))
+        others = count - (1 if reaction.get("me") else 0)
+        found.append(MessageReaction(emoji_text(emoji), emoji_route(emoji), max(others, 0)))
+    return found
+
+
+def reaction_users(users: Iterable[Mapping[str, Any]], bot_user_id: str | None) -> list[UserRef]:
+    """A page of `GET .../reactions/{emoji}` as members (named as reaction events name them), without
+    the bot."""
+    return [user_ref(u) for u in users if str(u["id"]) != bot_user_id]
+
+
+def next_page_after(page: Sequence[Mapping[str, Any]], limit: int = REACTION_PAGE) -> str | None:
+    """The `after` for the next page of reaction users; None when this page was the last."""
+    if len(page) < limit:
+        return None
+    return str(max(int(u["id"]) for u in page))
 
 
 # Outgoing text -------------------------------------------------------------------------------------
