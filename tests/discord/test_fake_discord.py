@@ -130,3 +130,38 @@ def test_command_payloads_are_checked_as_discord_would() -> None:
         "Goal List: description must be 1-100 characters",
         "Goal List: required option after an optional one",
     ]
+
+
+async def test_a_message_with_its_reactions_and_their_users_page_by_page(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    guild = fake.add_guild("g")
+    channel = fake.add_channel(guild, "c")
+    members = [fake.add_member(guild, f"m{i}") for i in range(3)]
+    message = fake._message(channel.id, fake.bot, {"content": "poll"})
+    fake.messages[message["id"]] = message
+    for member in members:
+        fake.react(member, message, "✅")
+    fake.react(members[0], message, "party:42")
+    base = f"{fake.api_base_url}/channels/{channel.id}/messages/{message['id']}"
+    async with aiohttp.ClientSession() as http:
+        async with http.get(base, headers=auth(fake)) as r:
+            reactions = (await r.json())["reactions"]
+        assert [(x["emoji"], x["count"], x["me"]) for x in reactions] == [
+            ({"id": None, "name": "✅"}, 3, False),
+            ({"id": "42", "name": "party"}, 1, False),
+        ]
+        pages = []
+        after = "0"
+        for _ in range(3):
+            url = f"{base}/reactions/%E2%9C%85?limit=2&after={after}"
+            async with http.get(url, headers=auth(fake)) as r:
+                pages.append([u["id"] for u in await r.json()])
+            after = pages[-1][-1] if pages[-1] else after
+        assert pages == [[members[0].id, members[1].id], [members[2].id], []]
+        async with http.get(f"{base}/reactions/party%3A42", headers=auth(fake)) as r:
+            assert [u["username"] for u in await r.json()] == ["m0"]
+        async with http.get(f"{base}/reactions/%E2%9C%85?limit=101", headers=auth(fake)) as r:
+            assert r.status == 400
+        fake.delete_message(message)
+        async with http.get(base, headers=auth(fake)) as r:
+            assert (r.status, (await r.json())["code"]) == (404, 10008)

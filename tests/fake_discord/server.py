@@ -594,6 +594,20 @@ class FakeDiscord:
                 True,
                 self._add_reaction,
             ),
+            (
+                "GET",
+                f"/channels/{snow.format('channel')}/messages/{snow.format('message')}",
+                "get_message",
+                True,
+                self._get_message,
+            ),
+            (
+                "GET",
+                f"/channels/{snow.format('channel')}/messages/{snow.format('message')}/reactions/(?P<emoji>[^/]+)",
+                "get_reactions",
+                True,
+                self._get_reactions,
+            ),
             ("POST", "/users/@me/channels", "create_dm", True, self._create_dm),
         ]
         self._routes = [(m, re.compile(f"^{API}{p}$"), name, auth, h) for m, p, name, auth, h in table]
@@ -801,6 +815,64 @@ class FakeDiscord:
         )
         return self._json(message)
 
+    def _reacted(self, message_id: str) -> list[tuple[str, set[str]]]:
+        """The emoji on a message with their users, in the order they were first added."""
+        return [(e, users) for (m, e), users in self.reactions.items() if m == message_id and users]
+
+    async def _get_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        message = self.messages.get(params["message"])
+        if message is None or message["channel_id"] != params["channel"]:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        data = {k: v for k, v in message.items() if k != "guild_id"}  # REST messages carry no guild_id
+        reactions = []
+        for emoji, users in self._reacted(message["id"]):
+            name, _, emoji_id = emoji.partition(":")
+            reactions.append(
+                {
+                    "emoji": {"id": emoji_id or None, "name": name},
+                    "count": len(users),
+                    "count_details": {"burst": 0, "normal": len(users)},
+                    "burst_colors": [],
+                    "me_burst": False,
+                    "me": self.bot.id in users,
+                }
+            )
+        if reactions:  # Discord leaves the field out when there are none
+            data["reactions"] = reactions
+        return self._json(data)
+
+    async def _get_reactions(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        """Users who reacted with the emoji, by id, `limit` (1-100, default 25) after the `after` id."""
+        message = self.messages.get(params["message"])
+        if message is None or message["channel_id"] != params["channel"]:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        try:
+            limit = int(request.query.get("limit", "25"))
+            after = int(request.query.get("after", "0"))
+        except ValueError:
+            limit = after = -1
+        kind = request.query.get("type", "0")  # 0 normal, 1 super reactions (the fake has none)
+        if not 1 <= limit <= 100 or after < 0 or kind not in ("0", "1"):
+            return self._json({"message": "Invalid Form Body", "code": 50035, "errors": {}}, 400)
+        if kind == "1":
+            return self._json([])
+        users = sorted(self.reactions.get((message["id"], params["emoji"]), set()), key=int)
+        page = [u for u in users if int(u) > after][:limit]
+        known = {self.bot.id: self.bot, **self.users}
+        return self._json([known[u].payload() for u in page])
+
+    def delete_message(self, message: dict[str, Any]) -> None:
+        """Someone deletes a message (the bot asks for no message events, so it is not told)."""
+        del self.messages[message["id"]]
+        for key in [k for k in self.reactions if k[0] == message["id"]]:
+            del self.reactions[key]
+        self.dispatch(
+            "MESSAGE_DELETE",
+            {"id": message["id"], "channel_id": message["channel_id"], "guild_id": message.get("guild_id")},
+            guild_id=message.get("guild_id"),
+            intent=GUILD_MESSAGES,
+        )
+
     async def _add_reaction(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         message = self.messages.get(params["message"])
         if message is None or message["channel_id"] != params["channel"]:
@@ -910,7 +982,8 @@ class FakeDiscord:
         return data
 
     def react(self, user: User, message: dict[str, Any], emoji: str, add: bool = True) -> None:
-        """A member adds (or takes back) a reaction: the state changes and the gateway tells the bot."""
+        """A member adds (or takes back) a reaction: the state changes and the gateway tells the bot's live
+        sessions (none while it is stopped or between an invalidated session and the next READY)."""
         users = self.reactions.setdefault((message["id"], emoji), set())
         if add == (user.id in users):
             return  # Discord sends nothing for a no-op
