@@ -23,13 +23,17 @@ import yarl
 from adapters.discord.translate import (
     MAX_REACTIONS,
     PLATFORM,
+    REACTION_PAGE,
     MemberAccess,
     SlashCommand,
     command_payloads,
     cut_text,
     may_facilitate,
+    message_reactions,
+    next_page_after,
     reaction_event,
     reaction_event_id,
+    reaction_users,
     slash_command,
     split_text,
 )
@@ -78,6 +82,16 @@ class DiscordSettings:
     guild_ready_timeout: float = 2.0
     # The global REST limit is 50/s; the bot's own calls stay under it.
     rest_rate: float = 40.0
+
+
+@dataclass(slots=True)
+class Reconciled:
+    """What one reconcile pass after a new gateway session did."""
+
+    shard_id: int
+    polls: int = 0
+    changed: int = 0
+    skipped: int = 0
 
 
 def point_at(api_base_url: str | None, gateway_url: str | None) -> None:
@@ -169,6 +183,11 @@ class PeerbotClient(discord.AutoShardedClient):
         log.info("connected to Discord as %s in %d guilds", self.user, len(self.guilds))
         self.adapter.ready.set()
 
+    async def on_shard_ready(self, shard_id: int) -> None:
+        # discord.py dispatches this after a READY and the shard's GUILD_CREATEs, never after RESUMED:
+        # a new session, which the gateway does not replay the gap before.
+        self.adapter.new_session(shard_id)
+
 
 class DiscordAdapter:
     """Runs one discord.py client for the engine: commands in, replies out, reactions to votes."""
@@ -185,6 +204,11 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self._access: OrderedDict[tuple[str, str], tuple[MemberAccess, str | None]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
+        # Reconciling a poll holds this, so that no live vote is applied between the snapshot and the write.
+        self._applying = asyncio.Lock()
+        self._reconciling: dict[int, asyncio.Task[None]] = {}  # shard id -> its reconcile pass
+        self.reconciled: list[Reconciled] = []  # finished passes, oldest first (diagnostics and tests)
+        self._reconciled_changed = asyncio.Condition()
 
     # Life cycle --------------------------------------------------------------------------------
 
@@ -216,6 +240,10 @@ class DiscordAdapter:
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Disconnect, then apply the reactions already received: the gateway will not send them again."""
+        for task in self._reconciling.values():
+            task.cancel()
+        await asyncio.gather(*self._reconciling.values(), return_exceptions=True)
+        self._reconciling.clear()
         await self.client.close()
         if self._tasks:
             try:
@@ -339,7 +367,8 @@ class DiscordAdapter:
             try:
                 for attempt in range(1, APPLY_ATTEMPTS + 1):
                     try:
-                        await self.engine.handle_batch(batch)
+                        async with self._applying:
+                            await self.engine.handle_batch(batch)
                         break
                     except Exception:
                         # Each event is applied at most once, so trying the whole batch again is safe.
@@ -348,6 +377,104 @@ class DiscordAdapter:
             finally:
                 for _ in batch:
                     self.reactions.task_done()
+
+    # Reconciling polls after a new session ------------------------------------------------------
+
+    def new_session(self, shard_id: int) -> None:
+        """Start reconciling the open polls the shard serves, in the background; a pass still running
+        for the shard's previous session is replaced (the new snapshot supersedes it)."""
+        previous = self._reconciling.pop(shard_id, None)
+        if previous is not None:
+            previous.cancel()
+        task = asyncio.create_task(self._reconcile_shard(shard_id), name=f"discord-reconcile-{shard_id}")
+        self._reconciling[shard_id] = task
+        task.add_done_callback(lambda done: self._forget_pass(shard_id, done))
+
+    def _forget_pass(self, shard_id: int, task: asyncio.Task[None]) -> None:
+        if self._reconciling.get(shard_id) is task:
+            del self._reconciling[shard_id]
+
+    def _serves(self, shard_id: int, message: MessageRef) -> bool:
+        channel = self.client.get_channel(int(message.channel.id))
+        guild = getattr(channel, "guild", None)
+        return guild is not None and guild.shard_id == shard_id
+
+    async def _reconcile_shard(self, shard_id: int) -> None:
+        """Set the votes of the shard's open polls to the reactions on their messages now.
+
+        Votes cast while the bot had no session were never delivered (the gateway replays only on
+        RESUME). A poll whose message is gone (404) or unreadable (403) is skipped; nothing here
+        stops the bot.
+        """
+        report = Reconciled(shard_id)
+        try:
+            # Events of the previous session first: they are older than the snapshots taken below.
+            await self.reactions.join()
+            messages = await self.engine.open_poll_messages(PLATFORM)
+            for message in messages:
+                if not self._serves(shard_id, message):
+                    continue
+                report.polls += 1
+                try:
+                    async with self._applying:
+                        present = await self._reactions_now(message)
+                        report.changed += await self.engine.reconcile(message, present)
+                except discord.NotFound:
+                    report.skipped += 1
+                    log.info("poll message %s is gone (404): not reconciled", message.id)
+                except discord.Forbidden:
+                    report.skipped += 1
+                    log.warning("may not read poll message %s (403): not reconciled", message.id)
+                except Exception:
+                    report.skipped += 1
+                    log.exception("could not reconcile the poll on message %s", message.id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("reconciling polls on shard %d failed", shard_id)
+        log.info(
+            "new session on shard %d: checked %d open polls, %d votes changed, %d skipped",
+            shard_id,
+            report.polls,
+            report.changed,
+            report.skipped,
+        )
+        self.reconciled.append(report)
+        async with self._reconciled_changed:
+            self._reconciled_changed.notify_all()
+
+    async def _reactions_now(self, message: MessageRef) -> dict[str, list[UserRef]]:
+        """Who reacted with what on the message now (the bot left out), read over REST."""
+        http = self.client.http
+        bot_id = str(self.client.user.id) if self.client.user else None
+        await self.chat.pacer.wait()
+        payload = await http.get_message(int(message.channel.id), int(message.id))
+        present: dict[str, list[UserRef]] = {}
+        for reaction in message_reactions(payload):
+            users: list[UserRef] = []
+            after: str | None = None
+            while reaction.others:
+                await self.chat.pacer.wait()
+                page = await http.get_reaction_users(
+                    int(message.channel.id), int(message.id), reaction.route, REACTION_PAGE, after
+                )
+                users += reaction_users(page, bot_id)
+                after = next_page_after(page)
+                if after is None:
+                    break
+            present[reaction.emoji] = users
+        return present
+
+    @property
+    def reconciling(self) -> bool:
+        """A reconcile pass is running."""
+        return bool(self._reconciling)
+
+    async def wait_reconciled(self, passes: int) -> Reconciled:
+        """Wait until `passes` reconcile passes have finished; the last of them."""
+        async with self._reconciled_changed:
+            await self._reconciled_changed.wait_for(lambda: len(self.reconciled) >= passes)
+        return self.reconciled[passes - 1]
 
 
 class DiscordChat:
