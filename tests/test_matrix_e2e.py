@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,19 @@ async def people(homeserver: Homeserver) -> AsyncIterator[Callable[[], Member]]:
         await member.close()
 
 
+def bot_settings(homeserver: Homeserver, account: Any, **changes: Any) -> MatrixSettings:
+    """Settings for a bot account on the test homeserver, with the relaxed pacing tests need."""
+    settings = MatrixSettings(
+        homeserver=homeserver.url,
+        user_id=account.user_id,
+        password=account.password,
+        send_per_second=1000,
+        send_burst=1000,
+        sync_timeout_ms=5000,
+    )
+    return replace(settings, **changes)
+
+
 @pytest.fixture
 async def bot_factory(homeserver: Homeserver, tmp_path: Path) -> AsyncIterator[StartBot]:
     """Starts the bot (a new account unless given), each on its own database unless given."""
@@ -68,14 +82,7 @@ async def bot_factory(homeserver: Homeserver, tmp_path: Path) -> AsyncIterator[S
     ) -> RunningBot:
         if settings is None:
             account = homeserver.register()
-            settings = MatrixSettings(
-                homeserver=homeserver.url,
-                user_id=account.user_id,
-                password=account.password,
-                send_per_second=1000,
-                send_burst=1000,
-                sync_timeout_ms=5000,
-            )
+            settings = bot_settings(homeserver, account)
         settings = replace(settings, **changes)  # type: ignore[arg-type]
         store = await open_sqlite(tmp_path / db)
         bot = await start_bot(settings, store)
@@ -167,14 +174,7 @@ async def test_history_from_before_the_bot_joined_is_ignored(
     early_command = await alice.says(new_room, "!peer phase show")
     await alice.invites(new_room, account.user_id)
 
-    settings = MatrixSettings(
-        homeserver=homeserver.url,
-        user_id=account.user_id,
-        password=account.password,
-        send_per_second=1000,
-        send_burst=1000,
-        sync_timeout_ms=5000,
-    )
+    settings = bot_settings(homeserver, account)
     bot = await bot_factory(settings)
     await alice.sees(new_room, membership(bot.user_id, "join"))
     marker = await alice.says(new_room, "!peer help")
@@ -566,14 +566,7 @@ async def test_the_bot_logs_in_with_an_access_token_and_writes_directly(
 ) -> None:
     alice = people()
     account = homeserver.register()
-    settings = MatrixSettings(
-        homeserver=homeserver.url,
-        user_id=account.user_id,
-        access_token=account.access_token,
-        send_per_second=1000,
-        send_burst=1000,
-        sync_timeout_ms=5000,
-    )
+    settings = bot_settings(homeserver, account, password=None, access_token=account.access_token)
     bot = await bot_factory(settings)
     assert bot.adapter.client.device_id == account.device_id
     await bot.chat.direct_message(
