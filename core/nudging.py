@@ -12,12 +12,13 @@ from core.clock import Clock
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
-from core.lifecycle import Group, Phase
+from core.lifecycle import Group, Phase, QuietHours
 from core.ports import ChatPort, Outbound, Store, StoreTx
 from core.prompts import HEARTBEAT, next_prompt
 from core.schedules import (
     DEFAULT_GRACE,
     DueSchedule,
+    Plan,
     Recurrence,
     Schedule,
     ScheduleKind,
@@ -117,8 +118,14 @@ class NudgeService:
             async with self.store.transaction() as tx:
                 due = await tx.due_schedules(now, BATCH)
                 plans = []
+                # A plan depends only on these; schedules due together mostly share them.
+                known: dict[tuple[str, str, QuietHours | None, datetime | None], Plan] = {}
                 for s in due:
-                    p = plan(s, now, s.timezone, s.quiet, self.settings.grace, self.recurrence)
+                    key = (s.cron, s.timezone, s.quiet, s.next_occurrence)
+                    if (p := known.get(key)) is None:
+                        p = known[key] = plan(
+                            s, now, s.timezone, s.quiet, self.settings.grace, self.recurrence
+                        )
                     if p.skipped:
                         many = "several" if p.skipped < 0 else str(p.skipped)
                         log.info(
