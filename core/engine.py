@@ -110,9 +110,6 @@ class Engine:
     def attach(self, chat: ChatPort) -> None:
         self.chats[chat.platform] = chat
 
-    def register(self, handlers: Mapping[tuple[str, ...], Handler]) -> None:
-        self.handlers.update(handlers)
-
     def visible_specs(self, platform: str) -> list[CommandSpec]:
         return [s for s in self.specs if not s.platforms or platform in s.platforms]
 
