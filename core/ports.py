@@ -29,8 +29,30 @@ class Outbound:
     mentions: bool = False
 
 
+class DeliveryFailed(Exception):
+    """The platform refused a post.
+
+    `permanent`: it will never succeed as it is (missing permission, unknown channel or room), so the
+    outbox marks it failed. Otherwise it may succeed later (rate limit, server error, timeout) and is
+    retried with the same idempotency key, after `retry_after` seconds when the platform said so.
+    """
+
+    def __init__(self, reason: str, *, permanent: bool, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
 class ChatPort(Protocol):
-    """What the engine may do on one chat platform."""
+    """What the engine may do on one chat platform.
+
+    `key` is an idempotency key (at most 20 characters of [A-Za-z0-9]): two calls with the same key
+    post at most one message, also across restarts of the process. Discord: the message nonce with
+    `enforce_nonce`; Matrix: the transaction id; console: the message id the key was given first.
+    A message split into parts derives one key per part from it. Failures the platform will never
+    accept raise `DeliveryFailed(permanent=True)`.
+    """
 
     @property
     def platform(self) -> str: ...
@@ -40,15 +62,17 @@ class ChatPort(Protocol):
         """How members start a command here, for help and usage lines ("/", "!peer ")."""
         ...
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef: ...
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef: ...
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef: ...
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef: ...
 
-    async def react(self, message: MessageRef, emoji: str) -> None: ...
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
 
     async def edit(self, message: MessageRef, new: Outbound) -> None: ...
 
-    async def direct_message(self, user: UserRef, message: Outbound) -> None: ...
+    async def direct_message(
+        self, user: UserRef, message: Outbound, *, key: str | None = None
+    ) -> MessageRef: ...
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool: ...
 

@@ -21,7 +21,7 @@ from tests.support import FakeChat, FakeClock
 class PrintingChat(FakeChat):
     clock: FakeClock | None = None
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         assert self.clock is not None
         sys.stdout.write(f"sent {channel.id} {self.clock.now().isoformat()} {message.text}\n")
         return await super().send(channel, message)

@@ -82,24 +82,25 @@ class FakeChat:
     def _ref(self, channel: ChannelRef) -> MessageRef:
         return MessageRef(channel, f"bot{next(self._ids)}")
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         ref = self._ref(channel)
         self.sent.append(Sent(channel, message.text, message.mentions, ref))
         return ref
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         ref = self._ref(to.channel)
         self.sent.append(Sent(to.channel, message.text, message.mentions, ref, to))
         return ref
 
-    async def react(self, message: MessageRef, emoji: str) -> None:
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         self.reactions.append((message, emoji))
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         self.edits.append((message, new.text))
 
-    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         self.direct.append((user, message.text))
+        return MessageRef(ChannelRef(self.platform, f"dm-{user.id}"), f"bot{next(self._ids)}")
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id in self.facilitators

@@ -93,22 +93,24 @@ class ConsoleChat:
 
     # ChatPort ----------------------------------------------------------------------------------
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self.post(channel, self.bot_name, message.text)
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self.post(to.channel, self.bot_name, message.text)
 
-    async def react(self, message: MessageRef, emoji: str) -> None:
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         self.print(render_reaction(message.channel.id, message.id, self.bot_name, emoji, True))
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         author = f"{self.bot_name} (edited)"
         self.print(render_message(f"#{message.channel.id}", message.id, author, new.text))
 
-    async def direct_message(self, user: UserRef, message: Outbound) -> None:
-        message_id = await self.next_message_id(self.channel(None))
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        channel = self.channel(None)
+        message_id = await self.next_message_id(channel)
         self.print(render_message(f"@{user.id}", message_id, self.bot_name, message.text))
+        return MessageRef(channel, message_id)
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id.casefold() in self.facilitators

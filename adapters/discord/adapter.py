@@ -518,13 +518,13 @@ class DiscordChat:
         assert sent is not None
         return MessageRef(channel, str(sent.id))
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self._post(channel, message.text)
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self._post(to.channel, message.text, to)
 
-    async def react(self, message: MessageRef, emoji: str) -> None:
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         mine = self._reacted.setdefault(message.id, set())
         self._reacted.move_to_end(message.id)
         while len(self._reacted) > REACTION_MEMORY:
@@ -545,12 +545,15 @@ class DiscordChat:
         partial = self._channel(message.channel).get_partial_message(int(message.id))
         await partial.edit(content=cut_text(new.text), allowed_mentions=NO_MENTIONS)
 
-    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         await self.pacer.wait()
         dm = await self.client.create_dm(discord.Object(int(user.id)))
+        sent: discord.Message | None = None
         for part in split_text(message.text):
             await self.pacer.wait()
-            await dm.send(part, allowed_mentions=NO_MENTIONS)
+            sent = await dm.send(part, allowed_mentions=NO_MENTIONS)
+        assert sent is not None
+        return MessageRef(ChannelRef(PLATFORM, str(dm.id)), str(sent.id))
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return self.adapter.may_facilitate(user, channel)

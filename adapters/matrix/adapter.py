@@ -200,7 +200,7 @@ class MatrixChat:
         assert first is not None
         return first
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return MessageRef(channel, await self.post(channel.id, message.text))
 
     def remember_thread(self, event_id: str, root: str) -> None:
@@ -209,18 +209,18 @@ class MatrixChat:
         while len(self._threads) > THREADS_REMEMBERED:
             self._threads.popitem(last=False)
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return MessageRef(to.channel, await self.post(to.channel.id, message.text, reply_to=to.id))
 
-    async def react(self, message: MessageRef, emoji: str) -> None:
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         await self.send_event(message.channel.id, "m.reaction", reaction_content(message.id, emoji))
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         await self.send_event(message.channel.id, "m.room.message", edit_content(message.id, new.text))
 
-    async def direct_message(self, user: UserRef, message: Outbound) -> None:
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         room_id = self._direct_room(user.id) or await self._create_direct_room(user.id)
-        await self.send(ChannelRef(PLATFORM, room_id), message)
+        return await self.send(ChannelRef(PLATFORM, room_id), message, key=key)
 
     def _direct_room(self, user_id: str) -> str | None:
         for room in self.client.rooms.values():
