@@ -91,8 +91,8 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
         async def advance(delta: timedelta) -> None:
             await engine.run_until(clock.now() + delta, clock.move_to)
 
-        session = ConsoleSession(chat, engine.handle, advance)
-        await engine.tick()  # polls that closed while the bot was down
+        session = ConsoleSession(chat, engine.handle, advance, engine.settle)
+        await engine.tick()  # polls that closed while the bot was down, posts left unsent
         ticker = Ticker(engine)
         ticker.start()
         try:

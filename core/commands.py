@@ -64,12 +64,21 @@ class Arg:
         return f"<{inner}>" if self.required else f"[{inner}]"
 
 
+class Access(Enum):
+    """Who may run a command."""
+
+    EVERYONE = "everyone"
+    FACILITATORS = "facilitators"
+    OWNER_OR_FACILITATOR = "the item's owner or a facilitator"  # goal done, poll close
+    FACILITATORS_TO_CHANGE = "everyone sees, facilitators change"  # timezone, quiet hours
+
+
 @dataclass(frozen=True, slots=True)
 class CommandSpec:
     path: tuple[str, ...]
     summary: str
     args: tuple[Arg, ...] = ()
-    facilitator_only: bool = False
+    access: Access = Access.EVERYONE
     details: str = ""
     # Visible in the given platforms only (empty: everywhere), e.g. console-only tools.
     platforms: frozenset[str] = field(default_factory=frozenset)
@@ -77,6 +86,15 @@ class CommandSpec:
     @property
     def name(self) -> str:
         return " ".join(self.path)
+
+    @property
+    def facilitator_only(self) -> bool:
+        return self.access is Access.FACILITATORS
+
+    @property
+    def checks_facilitator(self) -> bool:
+        """The engine asks the platform whether the member facilitates before running it."""
+        return self.access is not Access.EVERYONE
 
     def usage(self, prefix: str) -> str:
         parts = [prefix + self.name, *(a.placeholder() for a in self.args)]
@@ -122,7 +140,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
             Arg("reason", ArgKind.TEXT, "why the group is moving", required=False, max_length=300),
         ),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
         details="Phases: convening, organizing, cooperating, assessing, changing, in any order.",
     ),
     CommandSpec(("phase", "history"), "Show the group's moves between phases."),
@@ -143,11 +161,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("goal", "done"),
         "Mark an accepted goal as done (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
+        access=Access.OWNER_OR_FACILITATOR,
     ),
     CommandSpec(
         ("goal", "drop"),
         "Drop a goal (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
+        access=Access.OWNER_OR_FACILITATOR,
     ),
     CommandSpec(
         ("goal", "rules"),
@@ -156,7 +176,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
             Arg("quorum", ArgKind.INT, "✅ votes a goal needs", required=False),
             Arg("window", ArgKind.DURATION, "how long the consent poll stays open, like 48h", required=False),
         ),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
     ),
     CommandSpec(
         ("poll", "create"),
@@ -175,6 +195,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("poll", "close"),
         "Close a poll early (its author or a facilitator).",
         (Arg("id", ArgKind.INT, "the poll's number"),),
+        access=Access.OWNER_OR_FACILITATOR,
     ),
     CommandSpec(
         ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
@@ -184,7 +205,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("nudge", "add"),
         "Schedule a reflection nudge (your text, or prompts that fit the phase).",
         (Arg("schedule", ArgKind.TEXT, "when, then the text if you want your own", max_length=600),),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
         details=NUDGE_HELP,
     ),
     CommandSpec(("nudge", "list"), "Show the group's nudges and when each comes next."),
@@ -192,29 +213,31 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("nudge", "remove"),
         "Remove a nudge.",
         (Arg("id", ArgKind.INT, "the nudge's number"),),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
     ),
     CommandSpec(
         ("nudge", "pause"),
         "Pause a nudge.",
         (Arg("id", ArgKind.INT, "the nudge's number"),),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
     ),
     CommandSpec(
         ("nudge", "resume"),
         "Resume a paused nudge.",
         (Arg("id", ArgKind.INT, "the nudge's number"),),
-        facilitator_only=True,
+        access=Access.FACILITATORS,
     ),
     CommandSpec(
         ("timezone",),
         "Show or set (facilitators) the group's timezone.",
         (Arg("name", ArgKind.WORD, "an IANA timezone like Europe/Berlin", required=False, max_length=64),),
+        access=Access.FACILITATORS_TO_CHANGE,
     ),
     CommandSpec(
         ("quiet-hours",),
         "Show or set (facilitators) hours without nudges.",
         (Arg("span", ArgKind.WORD, "like 22:00-08:00, or off", required=False, max_length=20),),
+        access=Access.FACILITATORS_TO_CHANGE,
     ),
     CommandSpec(
         ("auto",),
@@ -231,13 +254,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ),
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
         " a weekly check-in nudge. digest: a weekly summary of the group's week.",
+        access=Access.FACILITATORS_TO_CHANGE,
     ),
     CommandSpec(
         ("review", "start"),
         "Start an action review: five questions for the group.",
         (Arg("closes", ArgKind.DURATION, "how long it stays open, like 3d", required=False),),
     ),
-    CommandSpec(("review", "summary"), "Close the open review and post its summary.", facilitator_only=True),
+    CommandSpec(
+        ("review", "summary"), "Close the open review and post its summary.", access=Access.FACILITATORS
+    ),
     CommandSpec(("review", "list"), "Show the group's action reviews."),
     CommandSpec(
         ("reflect",),

@@ -9,24 +9,32 @@ from datetime import datetime
 from core.commands import Invocation
 from core.events import CommandInvoked, Reply
 from core.lifecycle import Group
-from core.ports import ChatPort
+from core.ports import ChatPort, StoreTx
+from core.uow import UnitOfWork
 
 
 @dataclass(frozen=True, slots=True)
 class Context:
-    """Everything a command handler needs to know about the command it runs."""
+    """Everything a command handler needs to know about the command it runs, and its unit of work."""
 
     event: CommandInvoked
     chat: ChatPort
     group: Group
-    now: datetime
+    uow: UnitOfWork
+    # Asked of the platform before the transaction began, for commands whose spec needs it.
+    is_facilitator: bool = False
 
     @property
     def prefix(self) -> str:
         return self.chat.command_prefix
 
-    async def facilitates(self) -> bool:
-        return await self.chat.is_facilitator(self.event.user, self.event.channel)
+    @property
+    def tx(self) -> StoreTx:
+        return self.uow.tx
+
+    @property
+    def now(self) -> datetime:
+        return self.uow.now
 
 
 Handler = Callable[[Context, Invocation], Awaitable[Reply]]

@@ -1,13 +1,14 @@
-"""The engine: turns neutral events into rule decisions, stored state and outbound messages."""
+"""The engine: turns neutral events into units of work, and does what comes due on the tick."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from core.clock import Clock, format_age, format_time
+from core.clock import Clock
 from core.commands import (
     COMMANDS,
     ArgKind,
@@ -28,31 +29,40 @@ from core.events import (
     ReactionRemoved,
     Reply,
 )
-from core.export import load_record, render_digest, to_csv, to_json, to_markdown
+from core.export import load_record, to_csv, to_json, to_markdown
 from core.feedback import PollService
-from core.goals import GoalStatus
-from core.lifecycle import (
-    PHASE_FOCUS,
-    Group,
-    Phase,
-    PhaseChange,
-    SamePhase,
-    change_phase,
-    welcome,
-)
-from core.nudging import NudgeService, NudgeSettings, local_time
+from core.lifecycle import Group, Phase, PhaseChange
+from core.lifecycle_service import LifecycleService
+from core.nudging import NudgeService, NudgeSettings
+from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
 from core.ports import ChatPort, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
-from core.schedules import Recurrence, ScheduleKind
+from core.schedules import Recurrence
+from core.uow import (
+    Bus,
+    GoalDecided,
+    GoalFinished,
+    PhaseEntered,
+    PollClosed,
+    ReviewClosed,
+    UnitOfWork,
+    Work,
+)
 from core.votes import VoteRecorder, reconcile_poll, save_state
 
 log = logging.getLogger(__name__)
 
-HISTORY_LIMIT = 20
 ACTIVITY_RESOLUTION = timedelta(minutes=10)
+EVENT_ATTEMPTS = 3  # an event that fails this often is recorded as failed and skipped
+DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
+SORRY = "Sorry, something went wrong while handling that command. Nothing was changed."
+
+
+class MissingHandler(Exception):
+    """A command is declared without a handler: the bot must not start."""
 
 
 async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
@@ -64,6 +74,12 @@ async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group
             PhaseChange(group.id, None, Phase.CONVENING, now, "peerbot", "group started")
         )
     return group
+
+
+async def touch(tx: StoreTx, group: Group, now: datetime) -> None:
+    """Note activity in a group (for the heartbeat), at most one write per few minutes."""
+    if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
+        await tx.touch_activity(group.id, now)
 
 
 class Engine:
@@ -78,27 +94,34 @@ class Engine:
         recurrence: Recurrence,
         nudges: NudgeSettings | None = None,
         review_time: timedelta = DEFAULT_REVIEW_TIME,
+        outbox_max_age: timedelta = DEFAULT_MAX_AGE,
+        retention: timedelta = DEFAULT_RETENTION,
     ) -> None:
         self.store = store
         self.clock = clock
         self.specs = tuple(specs)
+        self.retention = retention
         self.chats: dict[str, ChatPort] = {}
-        for chat in chats:
-            self.attach(chat)
+        platforms = self.chats.keys()  # a live view: adapters attach after construction
+        self.dispatcher = Dispatcher(store, clock, self.chats, uuid.uuid4().hex, outbox_max_age)
+        bus = Bus()
+        self.work = Work(store, clock, bus, self.dispatcher.kick)
         self.votes = VoteRecorder(store, clock)
-        self.polls = PollService(store, clock, self.chats)
-        self.goals = GoalService(store, self.polls, goal_rules or GoalRules())
-        self.nudges = NudgeService(store, clock, self.chats, recurrence, nudges or NudgeSettings())
-        self.nudges.digest = self._digest
-        self.reviews = ReviewService(store, self.chats, review_time)
-        self.review_time = review_time
-        self.goals.after_done = self._after_goal_done
+        self.lifecycle = LifecycleService(self.chats)
+        self.polls = PollService(self.work, platforms)
+        self.goals = GoalService(self.polls, goal_rules or GoalRules())
+        self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
+        self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
+        bus.table = {
+            PollClosed: (self.goals.decide, self.polls.announce),
+            GoalDecided: (self.lifecycle.on_goal_decided,),
+            GoalFinished: (self.lifecycle.on_goal_finished,),
+            PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
+            ReviewClosed: (self.lifecycle.on_review_closed,),
+        }
         self.handlers: dict[tuple[str, ...], Handler] = {
             ("help",): self._help,
-            ("status",): self._status,
-            ("phase", "show"): self._phase_show,
-            ("phase", "set"): self._phase_set,
-            ("phase", "history"): self._phase_history,
+            **self.lifecycle.handlers(),
             **self.polls.handlers(),
             **self.goals.handlers(),
             **self.nudges.handlers(),
@@ -106,6 +129,12 @@ class Engine:
             ("export",): self._export,
             ("forget-me",): self._forget_me,
         }
+        missing = [s.name for s in self.specs if s.path not in self.handlers]
+        if missing:
+            raise MissingHandler(f"commands declared without a handler: {', '.join(missing)}")
+        self._last_prune: datetime | None = None
+        for chat in chats:
+            self.attach(chat)
 
     def attach(self, chat: ChatPort) -> None:
         self.chats[chat.platform] = chat
@@ -118,90 +147,71 @@ class Engine:
     async def handle(self, event: InboundEvent) -> Reply | None:
         """Apply one inbound event. Commands get a reply; None means nothing to say."""
         if isinstance(event, CommandInvoked):
-            return await self.run_command(event)
+            return await self._apply_command(event)
         if isinstance(event, ReactionAdded | ReactionRemoved):
             await self.votes.submit(event)
         elif isinstance(event, MessagePosted):
-            await self._seen(event.channel)
+            async with self.work() as uow:
+                group = await uow.tx.get_group(event.channel)
+                if group is not None:
+                    await touch(uow.tx, group, uow.now)
         return None
 
-    async def _seen(self, channel: ChannelRef, group: Group | None = None) -> None:
-        """Note activity in a group (for the heartbeat), at most one write per few minutes."""
-        now = self.clock.now()
-        if group is None:
-            async with self.store.transaction() as tx:
-                group = await tx.get_group(channel)
-        if group is None:
-            return
-        if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
-            async with self.store.transaction() as tx:
-                await tx.touch_activity(group.id, now)
+    async def _apply_command(self, event: CommandInvoked) -> Reply | None:
+        """Run a command; one that keeps failing is recorded as failed, and the member told so."""
+        failure: Exception | None = None
+        for attempt in range(1, EVENT_ATTEMPTS + 1):
+            try:
+                return await self.run_command(event)
+            except Exception as error:
+                failure = error
+                log.exception("command %s failed (attempt %d of %d)", event.event_id, attempt, EVENT_ATTEMPTS)
+        assert failure is not None
+        return await self._dead_letter(event, failure)
 
-    async def tick(self) -> None:
-        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats."""
-        now = self.clock.now()
-        await self.polls.close_due(now)
-        await self.reviews.close_due(now)
-        await self.nudges.deliver_due(now)
-        await self.nudges.heartbeats(now)
-
-    async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
-        """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
-        last: datetime | None = None
-        while True:
-            async with self.store.transaction() as tx:
-                due = await tx.next_due_time()
-            if due is None or due > target or due == last:
-                break
-            last = due
-            if due > self.clock.now():
-                move_clock(due)
-            await self.tick()
-        if target > self.clock.now():
-            move_clock(target)
-        await self.tick()
-
-    async def drain(self) -> None:
-        """Finish pending work (queued votes) before shutting down."""
-        await self.votes.drain()
-
-    async def open_poll_messages(self, platform: str) -> list[MessageRef]:
-        """The messages of the polls still open on a platform, to reconcile after a gap."""
-        async with self.store.transaction() as tx:
-            polls = await tx.open_polls(platform, self.clock.now())
-        return [p.message for p in polls if p.message is not None]
-
-    async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
-        """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
-        await self.votes.drain()  # votes already received go first; the snapshot is newer
-        async with self.store.transaction() as tx:
-            polls = await tx.polls_for_messages(message.channel.platform, [message.id])
-            if not polls:
-                return 0
-            return await reconcile_poll(tx, polls[0], present, self.clock.now())
+    async def _dead_letter(self, event: InboundEvent, failure: Exception) -> Reply | None:
+        platform = (
+            event.message.channel.platform
+            if isinstance(event, ReactionAdded | ReactionRemoved)
+            else event.channel.platform
+        )
+        reason = f"{type(failure).__name__}: {failure}"[:500]
+        async with self.work() as uow:
+            await uow.tx.record_failed_event(platform, event.event_id, uow.now, reason)
+            if isinstance(event, CommandInvoked):
+                reply = Reply(SORRY, is_error=True)
+                self._answer(uow, event, reply)
+                return reply
+        return None
 
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
     ) -> list[Reply | None]:
         """Apply events in order, then record adapter state (a sync token) that covers them.
 
-        A state value of None deletes the key (bookkeeping the adapter no longer needs).
-
-        Each event is applied at most once (dedupe on its id), so a batch replayed after a crash
-        before its state was saved changes nothing twice.
+        A state value of None deletes the key (bookkeeping the adapter no longer needs). Each event
+        is applied at most once (dedupe on its id), so a batch replayed after a crash before its state
+        was saved changes nothing twice. An event that keeps failing is recorded as failed and
+        skipped: the others are applied and answered, and the state moves on.
         """
         replies: list[Reply | None] = []
         reactions: list[ReactionAdded | ReactionRemoved] = []
 
         async def flush_reactions(with_state: Mapping[str, str | None] | None) -> None:
             # A run of reactions goes in together: group commit puts them in one transaction.
-            if reactions:
-                states = [None] * (len(reactions) - 1) + [with_state]
+            if not reactions:
+                return
+            states = [None] * (len(reactions) - 1) + [with_state]
+            try:
                 await asyncio.gather(
                     *(self.votes.submit(r, s) for r, s in zip(reactions, states, strict=True))
                 )
-                replies.extend([None] * len(reactions))
-                reactions.clear()
+            except Exception:
+                # One bad event fails its whole batch: apply them one at a time to find it.
+                for reaction, s in zip(reactions, states, strict=True):
+                    await self._apply_reaction(reaction, s)
+            replies.extend([None] * len(reactions))
+            reactions.clear()
 
         for event in events:
             if isinstance(event, ReactionAdded | ReactionRemoved):
@@ -212,41 +222,74 @@ class Engine:
         if reactions:
             await flush_reactions(state)
         elif state:
-            async with self.store.transaction() as tx:
-                await save_state(tx, state)
+            async with self.work() as uow:
+                await save_state(uow.tx, state)
         return replies
+
+    async def _apply_reaction(
+        self, event: ReactionAdded | ReactionRemoved, state: Mapping[str, str | None] | None
+    ) -> None:
+        failure: Exception | None = None
+        for _ in range(EVENT_ATTEMPTS):
+            try:
+                await self.votes.submit(event, state)
+                return
+            except Exception as error:
+                failure = error
+        assert failure is not None
+        await self._dead_letter(event, failure)
+        if state:
+            async with self.work() as uow:
+                await save_state(uow.tx, state)
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
         specs = self.visible_specs(chat.platform)
-        now = self.clock.now()
         try:
             if event.options is None:
                 invocation = parse_text(specs, event.text)
             else:
                 invocation = parse_options(specs, event.text, event.options)
         except UsageError as error:
-            async with self.store.transaction() as tx:
-                if not await tx.claim_event(chat.platform, event.event_id, now):
-                    return None
-            return self.usage_reply(error, chat.command_prefix)
-        if invocation.spec.facilitator_only and not await chat.is_facilitator(event.user, event.channel):
-            return Reply(
-                f"Sorry, only facilitators can use {chat.command_prefix}{invocation.spec.name}."
-                " Nothing was changed.",
-                is_error=True,
+            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+        spec = invocation.spec
+        # Asked before the transaction: a platform may need a request to know (Matrix power levels).
+        facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
+        if spec.facilitator_only and not facilitator:
+            refusal = (
+                f"Sorry, only facilitators can use {chat.command_prefix}{spec.name}. Nothing was changed."
             )
-        async with self.store.transaction() as tx:
-            if not await tx.claim_event(chat.platform, event.event_id, now):
-                log.info("skipping event %s seen before", event.event_id)
-                return None
-            group = await ensure_group(tx, event.channel, now)
-        await self._seen(event.channel, group)
-        handler = self.handlers[invocation.spec.path]
+            return await self._answer_only(event, Reply(refusal, is_error=True))
+        handler = self.handlers[spec.path]
         try:
-            return await handler(Context(event, chat, group, now), invocation)
-        except UsageError as error:
-            return self.usage_reply(error, chat.command_prefix)
+            async with self.work() as uow:
+                if not await uow.tx.claim_event(chat.platform, event.event_id, uow.now):
+                    log.info("skipping event %s seen before", event.event_id)
+                    return None
+                group = await ensure_group(uow.tx, event.channel, uow.now)
+                await touch(uow.tx, group, uow.now)
+                reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
+                self._answer(uow, event, reply)
+                return reply
+        except UsageError as error:  # nothing the handler did is kept
+            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+
+    async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
+        """Answer a command that changes nothing; it still counts as applied."""
+        async with self.work() as uow:
+            if not await uow.tx.claim_event(event.channel.platform, event.event_id, uow.now):
+                return None
+            self._answer(uow, event, reply)
+        return reply
+
+    def _answer(self, uow: UnitOfWork, event: CommandInvoked, reply: Reply) -> None:
+        """Queue the answer, unless the adapter answers in its own idiom (Discord interactions)."""
+        if self.chats[event.channel.platform].interactive_replies:
+            return
+        if event.message is not None:
+            uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
+        else:
+            uow.post(Post(PostKind.SEND, event.channel, reply.text))
 
     @staticmethod
     def usage_reply(error: UsageError, prefix: str) -> Reply:
@@ -254,6 +297,66 @@ class Engine:
         if error.spec is not None:
             text += f"\nUsage: {error.spec.usage(prefix)}"
         return Reply(text, is_error=True)
+
+    # Time --------------------------------------------------------------------------------------
+
+    async def tick(self) -> None:
+        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats; send."""
+        now = self.clock.now()
+        await self.polls.close_due(now)
+        await self.reviews.close_due(now)
+        await self.nudges.deliver_due(now)
+        await self.nudges.heartbeats(now)
+        await self.prune(now)
+        await self.dispatcher.dispatch()
+
+    async def prune(self, now: datetime) -> int:
+        """Forget applied-event ids past the retention window, at most once an hour."""
+        if self._last_prune is not None and now - self._last_prune < timedelta(hours=1):
+            return 0
+        self._last_prune = now
+        async with self.work(now) as uow:
+            return await uow.tx.prune_events(now - self.retention)
+
+    async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
+        """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
+        last: datetime | None = None
+        while True:
+            async with self.work() as uow:
+                due = await uow.tx.next_due_time(self.chats.keys())
+            if due is None or due > target or due == last:
+                break
+            last = due
+            if due > self.clock.now():
+                move_clock(due)
+            await self.tick()
+        if target > self.clock.now():
+            move_clock(target)
+        await self.tick()
+
+    async def settle(self) -> None:
+        """Send everything queued that can be sent now (the console and tests wait for it)."""
+        await self.dispatcher.settle()
+
+    async def drain(self) -> None:
+        """Finish pending work (queued votes, the outbox) before shutting down."""
+        await self.votes.drain()
+        await self.dispatcher.settle()
+
+    async def open_poll_messages(self, platform: str) -> list[MessageRef]:
+        """The messages of the polls still open on a platform, to reconcile after a gap."""
+        async with self.work() as uow:
+            polls = await uow.tx.open_polls(platform, uow.now)
+        return [p.message for p in polls if p.message is not None]
+
+    async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
+        """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
+        await self.votes.drain()  # votes already received go first; the snapshot is newer
+        async with self.work() as uow:
+            polls = await uow.tx.polls_for_messages(message.channel.platform, [message.id])
+            if not polls:
+                return 0
+            return await reconcile_poll(uow.tx, polls[0], present, uow.now)
 
     # Commands ----------------------------------------------------------------------------------
 
@@ -281,94 +384,8 @@ class Engine:
             return Reply("\n".join(lines))
         return Reply(describe(spec, ctx.prefix))
 
-    async def _status(self, ctx: Context, inv: Invocation) -> Reply:
-        g = ctx.group
-        return Reply(
-            f"Phase: {g.phase.title}, since {format_time(g.phase_since, g.timezone)}"
-            f" ({format_age(g.phase_since, ctx.now)}).\n"
-            f"Now is the time for {PHASE_FOCUS[g.phase]}."
-        )
-
-    async def _phase_show(self, ctx: Context, inv: Invocation) -> Reply:
-        g = ctx.group
-        return Reply(f"{g.phase.title} — {PHASE_FOCUS[g.phase]}.\n{welcome(g.phase, ctx.prefix)}")
-
-    async def _phase_set(self, ctx: Context, inv: Invocation) -> Reply:
-        to = Phase(inv.args["phase"])
-        reason = inv.text("reason")
-        user = ctx.event.user
-        async with self.store.transaction() as tx:
-            group = await tx.get_group_by_id(ctx.group.id)
-            assert group is not None
-            try:
-                change = change_phase(group, to, at=ctx.now, by=user.name, by_key=user.key, reason=reason)
-            except SamePhase:
-                return Reply(f"The group is already in {to.title}. Nothing was changed.")
-            await tx.record_phase_change(change)
-        why = f" ({reason})" if reason else ""
-        assert change.from_phase is not None
-        lines = [
-            f"{user.name} moved the group from {change.from_phase.title} to {to.title}{why}.",
-            welcome(to, ctx.prefix),
-        ]
-        lines += await self._on_entering(ctx, group, to)
-        return Reply("\n".join(lines))
-
-    async def _on_entering(self, ctx: Context, group: Group, to: Phase) -> list[str]:
-        """What a phase brings by default: a review for Assessing, a check-in for Cooperating."""
-        if to is Phase.ASSESSING and group.auto_review:
-            review = await self.reviews.start(group, ctx.event.user, ctx.now, self.review_time)
-            if review is not None:
-                return [
-                    f"Action review {review.id} has started:"
-                    f" answer with {ctx.prefix}reflect <number> <answer>."
-                ]
-        if to is Phase.COOPERATING and group.auto_checkin:
-            async with self.store.transaction() as tx:
-                existing = [s for s in await tx.list_schedules(group.id) if s.kind is ScheduleKind.CHECKIN]
-                if not existing:
-                    schedule, _ = await self.nudges.add(
-                        tx, group, ScheduleKind.CHECKIN, self.nudges.settings.checkin, "peerbot", ctx.now
-                    )
-                    return [
-                        f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
-                        f" see {ctx.prefix}nudge list."
-                    ]
-        return []
-
-    async def _after_goal_done(self, ctx: Context) -> str | None:
-        """Suggest, never force: when every accepted goal is done, Assessing may be next."""
-        async with self.store.transaction() as tx:
-            goals = await tx.list_goals(ctx.group.id)
-            group = await tx.get_group_by_id(ctx.group.id)
-            open_goals = [g for g in goals if g.status is GoalStatus.ACCEPTED]
-            if open_goals or group is None or group.phase is Phase.ASSESSING:
-                return None
-            await tx.record_signal(group.id, "all_goals_done", ctx.now, "")
-        return (
-            "Every accepted goal is done. Suggestion: this may be a good moment for Assessing, to look"
-            f" back together. A facilitator can say {ctx.prefix}phase set assessing."
-        )
-
-    async def _digest(self, group_id: int, now: datetime) -> str:
-        async with self.store.transaction() as tx:
-            group = await tx.get_group_by_id(group_id)
-            assert group is not None
-            record = await load_record(tx, group)
-        upcoming = sorted(
-            (
-                s
-                for s in record.schedules
-                if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST
-            ),
-            key=lambda s: s.next_due_at or now,
-        )[:3]
-        times = [f"{s.description} ({local_time(s.next_due_at, group.timezone)})" for s in upcoming]
-        return render_digest(record, now, times)
-
     async def _export(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            record = await load_record(tx, ctx.group)
+        record = await load_record(ctx.tx, ctx.group)
         render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
         return Reply(render(record))
 
@@ -378,19 +395,8 @@ class Engine:
                 "This deletes every reflection you wrote and every vote you cast, in all groups this bot"
                 f" serves; tallies change accordingly. To go ahead, say {ctx.prefix}forget-me confirm."
             )
-        async with self.store.transaction() as tx:
-            thoughts, votes = await tx.forget_user(ctx.event.user.key)
+        thoughts, votes = await ctx.tx.forget_user(ctx.event.user.key)
         return Reply(f"Done: {thoughts} reflections and {votes} votes of yours were deleted.")
-
-    async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            changes = await tx.phase_history(ctx.group.id, HISTORY_LIMIT)
-        lines = ["Phase history (oldest first):"]
-        for c in changes:
-            move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title
-            why = f": {c.reason}" if c.reason else ""
-            lines.append(f"{format_time(c.at, ctx.group.timezone)}  {move} by {c.by}{why}")
-        return Reply("\n".join(lines))
 
 
 def describe(spec: CommandSpec, prefix: str) -> str:

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
-from core.clock import Clock, format_time
+from core.clock import format_time
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
 from core.lifecycle import Group
+from core.outbox import Post, PostKind
 from core.polls import (
     Poll,
     PollKind,
@@ -22,8 +23,9 @@ from core.polls import (
     render_results,
     tally,
 )
-from core.ports import ChatPort, Outbound, Store
+from core.ports import StoreTx
 from core.refs import UserRef
+from core.uow import DomainEvent, PollClosed, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -38,20 +40,15 @@ PULSE = PollRequest(
 )
 MAX_REACTIONS = 20  # Discord's cap on distinct reactions per message
 
-# Called when a poll of a kind closes; returns the message to post instead of the plain results.
-Closer = Callable[[Poll, Tally, datetime], Awaitable[str | None]]
-
 
 class NoSuchPoll(UsageError):
     pass
 
 
 class PollService:
-    def __init__(self, store: Store, clock: Clock, chats: Mapping[str, ChatPort]) -> None:
-        self.store = store
-        self.clock = clock
-        self.chats = chats
-        self.closers: dict[PollKind, Closer] = {}
+    def __init__(self, work: Work, platforms: Collection[str]) -> None:
+        self.work = work
+        self.platforms = platforms  # the platforms this process serves (a live view)
 
     def handlers(self) -> dict[tuple[str, ...], Handler]:
         return {
@@ -62,70 +59,65 @@ class PollService:
         }
 
     async def open(
-        self, group: Group, kind: PollKind, request: PollRequest, author: UserRef, now: datetime
+        self, uow: UnitOfWork, group: Group, kind: PollKind, request: PollRequest, author: UserRef
     ) -> Poll:
-        """Store the poll, post its message, add each option's reaction. Nothing stays if posting fails."""
-        chat = self.chats[group.channel.platform]
-        async with self.store.transaction() as tx:
-            poll = await tx.create_poll(group.id, kind, request, author, now)
-        try:
-            message = await chat.send(group.channel, Outbound(render_poll(poll, group.timezone)))
-        except Exception:
-            async with self.store.transaction() as tx:
-                await tx.delete_poll(poll.id)
-            raise
-        async with self.store.transaction() as tx:
-            await tx.set_poll_message(poll.id, message)
-        for option in poll.options[:MAX_REACTIONS]:
-            try:
-                await chat.react(message, option.emoji)
-            except Exception:  # members can still add the reaction themselves
-                log.warning("could not add reaction %s to poll %d", option.emoji, poll.id, exc_info=True)
+        """Store the poll and queue its message, with a reaction for each option, to become its message."""
+        poll = await uow.tx.create_poll(group.id, kind, request, author, uow.now)
+        uow.post(
+            Post(
+                PostKind.SEND,
+                group.channel,
+                render_poll(poll, group.timezone),
+                reactions=tuple(o.emoji for o in poll.options[:MAX_REACTIONS]),
+                poll_id=poll.id,
+                group_id=group.id,
+            )
+        )
         return poll
 
-    async def close(self, poll: Poll, now: datetime, *, announce: bool = True) -> bool:
-        """Close the poll once (whoever gets here first wins) and post its final results."""
-        async with self.store.transaction() as tx:
-            if not await tx.close_poll(poll.id, now):
-                return False
-            reactions = await tx.poll_reactions(poll.id)
-        if not announce:
-            return True
-        result = tally(poll, reactions)
-        closer = self.closers.get(poll.kind)
-        text = await closer(poll, result, now) if closer else None
-        channel = poll.message.channel if poll.message else None
-        if channel is None:
-            return True
-        await self.chats[channel.platform].send(
-            channel, Outbound(text or render_results(poll, result, final=True))
-        )
+    async def close(self, uow: UnitOfWork, poll: Poll, *, announce: bool = True) -> bool:
+        """Close the poll once (whoever gets here first wins) and publish its final tally."""
+        if not await uow.tx.close_poll(poll.id, uow.now):
+            return False
+        result = tally(poll, await uow.tx.poll_reactions(poll.id))
+        await uow.publish(PollClosed(poll, result, announce))
         return True
+
+    async def announce(self, uow: UnitOfWork, event: DomainEvent) -> None:
+        """Subscriber: a closed poll's final results go to its channel (consent polls: see goals)."""
+        assert isinstance(event, PollClosed)
+        if not event.announce or event.poll.kind is PollKind.CONSENT:
+            return
+        group = await uow.tx.get_group_by_id(event.poll.group_id)
+        assert group is not None
+        text = render_results(event.poll, event.result, final=True)
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
 
     async def close_due(self, now: datetime, limit: int = 500) -> int:
         """Close every poll whose time has come, including those that passed while the bot was down."""
         closed = 0
         while True:
-            async with self.store.transaction() as tx:
-                due = await tx.due_polls(now, limit)
+            async with self.work(now) as uow:
+                due = await uow.tx.due_polls(now, limit, self.platforms)
             for poll in due:
                 try:
-                    closed += await self.close(poll, now)
+                    async with self.work(now) as uow:
+                        closed += await self.close(uow, poll)
                 except Exception:
                     log.exception("could not close poll %d", poll.id)
             if len(due) < limit:
                 return closed
 
-    async def find(self, group: Group, poll_id: int) -> Poll:
-        async with self.store.transaction() as tx:
-            poll = await tx.get_poll(group.id, poll_id)
+    @staticmethod
+    async def find(tx: StoreTx, group: Group, poll_id: int) -> Poll:
+        poll = await tx.get_poll(group.id, poll_id)
         if poll is None:
             raise NoSuchPoll(f"There is no poll {poll_id} in this channel.")
         return poll
 
-    async def current_tally(self, poll: Poll) -> Tally:
-        async with self.store.transaction() as tx:
-            return tally(poll, await tx.poll_reactions(poll.id))
+    @staticmethod
+    async def current_tally(tx: StoreTx, poll: Poll) -> Tally:
+        return tally(poll, await tx.poll_reactions(poll.id))
 
     # Commands ----------------------------------------------------------------------------------
 
@@ -134,29 +126,28 @@ class PollService:
             request = parse_poll(inv.text("poll"))
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
-        poll = await self.open(ctx.group, PollKind.POLL, request, ctx.event.user, ctx.now)
+        poll = await self.open(ctx.uow, ctx.group, PollKind.POLL, request, ctx.event.user)
         closes = format_time(poll.closes_at, ctx.group.timezone)
         return Reply(f"Poll {poll.id} is open until {closes}. React on it to vote.")
 
     async def _pulse(self, ctx: Context, inv: Invocation) -> Reply:
-        poll = await self.open(ctx.group, PollKind.PULSE, PULSE, ctx.event.user, ctx.now)
+        poll = await self.open(ctx.uow, ctx.group, PollKind.PULSE, PULSE, ctx.event.user)
         return Reply(f"Pulse check {poll.id} is open for 24 hours: 🟢 🟡 🔴.")
 
     async def _close(self, ctx: Context, inv: Invocation) -> Reply:
-        poll = await self.find(ctx.group, inv.args["id"])
+        poll = await self.find(ctx.tx, ctx.group, inv.args["id"])
         if poll.closed_at is not None:
             return Reply(
                 f"Poll {poll.id} closed already, at {format_time(poll.closed_at, ctx.group.timezone)}."
             )
-        facilitator = await ctx.facilitates()
         own = poll.author_key == ctx.event.user.key and poll.kind is not PollKind.CONSENT
-        if not (own or facilitator):
+        if not (own or ctx.is_facilitator):
             who = "a facilitator" if poll.kind is PollKind.CONSENT else "its author or a facilitator"
             return Reply(f"Only {who} can close poll {poll.id} early. Nothing was changed.", is_error=True)
-        await self.close(poll, ctx.now)
+        await self.close(ctx.uow, poll)
         return Reply(f"Poll {poll.id} is closed.")
 
     async def _results(self, ctx: Context, inv: Invocation) -> Reply:
-        poll = await self.find(ctx.group, inv.args["id"])
+        poll = await self.find(ctx.tx, ctx.group, inv.args["id"])
         final = poll.closed_at is not None
-        return Reply(render_results(poll, await self.current_tally(poll), final=final))
+        return Reply(render_results(poll, await self.current_tally(ctx.tx, poll), final=final))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from enum import Enum
@@ -135,3 +136,31 @@ def change_phase(group: Group, to: Phase, *, at: datetime, by: str, by_key: str,
         reason=reason,
         by_key=by_key,
     )
+
+
+# Signals: what the group did that phase advice weighs, recorded as it happens.
+GOAL_ACCEPTED = "goal_accepted"
+ALL_GOALS_DONE = "all_goals_done"
+REVIEW_CLOSED = "review_closed"
+
+ADVICE: dict[Phase, str] = {
+    Phase.ASSESSING: (
+        "Every accepted goal is done. Suggestion: this may be a good moment for Assessing, to look"
+        " back together. A facilitator can say {prefix}phase set assessing."
+    ),
+    Phase.CHANGING: (
+        "Suggestion: with the review done, the group may be ready for Changing: deciding what"
+        " to do differently. A facilitator can say {prefix}phase set changing."
+    ),
+}
+
+
+def advise(phase: Phase, signals: Sequence[str]) -> Phase | None:
+    """The phase the group's latest signal points to, if it is not the one the group is in.
+
+    Advice is a suggestion, never a move: a facilitator decides. `signals` are the kinds recorded
+    since the group entered its phase, oldest first.
+    """
+    latest = signals[-1] if signals else None
+    suggested = {ALL_GOALS_DONE: Phase.ASSESSING, REVIEW_CLOSED: Phase.CHANGING}.get(latest or "")
+    return suggested if suggested is not phase else None

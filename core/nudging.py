@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from core.clock import Clock
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
+from core.export import load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
-from core.ports import ChatPort, Outbound, Store, StoreTx
+from core.outbox import Post, PostKind
+from core.ports import ChatPort, StoreTx
 from core.prompts import HEARTBEAT, next_prompt
 from core.schedules import (
     DEFAULT_GRACE,
@@ -28,6 +29,7 @@ from core.schedules import (
     parse_schedule,
     plan,
 )
+from core.uow import DomainEvent, PhaseEntered, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -50,25 +52,20 @@ def local_time(dt: datetime | None, tz: str) -> str:
     return dt.astimezone(ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
 
 
-# Renders the weekly digest of a group (provided by the engine, which knows every part).
-DigestRenderer = Callable[[int, datetime], Awaitable[str]]
-
-
 class NudgeService:
     def __init__(
         self,
-        store: Store,
-        clock: Clock,
+        work: Work,
         chats: Mapping[str, ChatPort],
+        platforms: Collection[str],
         recurrence: Recurrence,
         settings: NudgeSettings,
     ) -> None:
-        self.store = store
-        self.clock = clock
+        self.work = work
         self.chats = chats
+        self.platforms = platforms
         self.recurrence = recurrence
         self.settings = settings
-        self.digest: DigestRenderer | None = None
         self.delivered = 0  # deliveries made by this process, for benchmarks and tests
 
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
@@ -111,12 +108,16 @@ class NudgeService:
         await tx.set_schedule_next(updates)
 
     async def deliver_due(self, now: datetime) -> int:
-        """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once."""
+        """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once.
+
+        A batch is one unit of work: moving the schedules on (the claim), the delivery records and
+        the posts queued in the outbox commit together.
+        """
         delivered = 0
         while True:
-            outbox: list[tuple[DueSchedule, str | None]] = []
-            async with self.store.transaction() as tx:
-                due = await tx.due_schedules(now, BATCH)
+            async with self.work(now) as uow:
+                tx = uow.tx
+                due = await tx.due_schedules(now, BATCH, self.platforms)
                 plans = []
                 # A plan depends only on these; schedules due together mostly share them.
                 known: dict[tuple[str, str, QuietHours | None, datetime | None], Plan] = {}
@@ -141,18 +142,21 @@ class NudgeService:
                 won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
                 await tx.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
-                    outbox.append((s, await self._text(tx, s)))
-            for s, text in outbox:
-                delivered += await self._send(s, text, now)
+                    text = await self._text(tx, s, now)
+                    uow.post(Post(PostKind.SEND, s.channel, text, group_id=s.group_id))
+            delivered += len(won)
             if len(due) < BATCH:
                 self.delivered += delivered
                 return delivered
 
-    async def _text(self, tx: StoreTx, s: DueSchedule) -> str | None:
-        chat = self.chats.get(s.channel.platform)
-        prefix = chat.command_prefix if chat is not None else "/"
+    def _prefix(self, platform: str) -> str:
+        chat = self.chats.get(platform)
+        return chat.command_prefix if chat is not None else "/"
+
+    async def _text(self, tx: StoreTx, s: DueSchedule, now: datetime) -> str:
+        prefix = self._prefix(s.channel.platform)
         if s.kind is ScheduleKind.DIGEST:
-            return None  # rendered after commit, from fresh data
+            return await self._digest(tx, s.group_id, now)
         if s.text:
             return f"🔔 Nudge {s.id}: {s.text}"
         phase = Phase.COOPERATING if s.kind is ScheduleKind.CHECKIN else s.phase
@@ -164,54 +168,67 @@ class NudgeService:
         title = "Weekly check-in" if s.kind is ScheduleKind.CHECKIN else "Time to reflect"
         return f"🔔 {title}: {prompt}\nShare a thought with {prefix}reflect <your answer>."
 
-    async def _send(self, s: DueSchedule, text: str | None, now: datetime) -> int:
-        chat = self.chats.get(s.channel.platform)
-        if chat is None:
-            log.warning(
-                "schedule %d: no adapter for %s is running; delivery dropped", s.id, s.channel.platform
-            )
-            return 0
-        try:
-            if text is None:
-                assert self.digest is not None
-                text = await self.digest(s.group_id, now)
-            await chat.send(s.channel, Outbound(text))
-        except Exception:
-            # The delivery was claimed: it is not retried, so a crash can never post it twice.
-            log.exception("schedule %d: could not post its delivery", s.id)
-            return 0
-        return 1
+    @staticmethod
+    async def _digest(tx: StoreTx, group_id: int, now: datetime) -> str:
+        group = await tx.get_group_by_id(group_id)
+        assert group is not None
+        record = await load_record(tx, group)
+        upcoming = sorted(
+            (
+                s
+                for s in record.schedules
+                if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST
+            ),
+            key=lambda s: s.next_due_at or now,
+        )[:3]
+        times = [f"{s.description} ({local_time(s.next_due_at, group.timezone)})" for s in upcoming]
+        return render_digest(record, now, times)
 
     async def heartbeats(self, now: datetime) -> int:
         days = self.settings.heartbeat_days
         if not days:
             return 0
-        async with self.store.transaction() as tx:
-            quiet = await tx.quiet_groups(now - timedelta(days=days), 100)
-            claimed = [g for g in quiet if await tx.claim_heartbeat(g.id, now)]
-        for group in claimed:
-            chat = self.chats.get(group.channel.platform)
-            if chat is not None:
-                await chat.send(
-                    group.channel, Outbound(HEARTBEAT.format(days=days, prefix=chat.command_prefix))
-                )
+        async with self.work(now) as uow:
+            quiet = await uow.tx.quiet_groups(now - timedelta(days=days), 100, self.platforms)
+            claimed = [g for g in quiet if await uow.tx.claim_heartbeat(g.id, now)]
+            for group in claimed:
+                text = HEARTBEAT.format(days=days, prefix=self._prefix(group.channel.platform))
+                uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return len(claimed)
+
+    async def on_phase_entered(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
+        """Subscriber: entering Cooperating adds a weekly check-in, unless the group switched that off."""
+        assert isinstance(event, PhaseEntered)
+        group = event.group
+        if event.change.to_phase is not Phase.COOPERATING or not group.auto_checkin:
+            return None
+        if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.list_schedules(group.id)):
+            return None
+        schedule, _ = await self.add(
+            uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, "peerbot", uow.now
+        )
+        prefix = self._prefix(group.channel.platform)
+        return (
+            f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
+            f" see {prefix}nudge list."
+        )
 
     # Commands ----------------------------------------------------------------------------------
 
-    async def _need_facilitator(self, ctx: Context, what: str) -> Reply | None:
-        if await ctx.facilitates():
+    @staticmethod
+    def _need_facilitator(ctx: Context, what: str) -> Reply | None:
+        if ctx.is_facilitator:
             return None
         return Reply(f"Sorry, only facilitators can {what}. Nothing was changed.", is_error=True)
 
     async def _add(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            try:
-                schedule, text = await self.add(
-                    tx, ctx.group, ScheduleKind.NUDGE, inv.text("schedule"), ctx.event.user.name, ctx.now
-                )
-            except UsageError as error:
-                raise UsageError(error.message, inv.spec) from None
+        tx = ctx.tx
+        try:
+            schedule, text = await self.add(
+                tx, ctx.group, ScheduleKind.NUDGE, inv.text("schedule"), ctx.event.user.name, ctx.now
+            )
+        except UsageError as error:
+            raise UsageError(error.message, inv.spec) from None
         what = f"“{text}”" if text else "a prompt from the bank for the group's phase"
         return Reply(
             f"Nudge {schedule.id} added: {schedule.description} ({ctx.group.timezone}), posting {what}.\n"
@@ -219,8 +236,8 @@ class NudgeService:
         )
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            items = await tx.list_schedules(ctx.group.id)
+        tx = ctx.tx
+        items = await tx.list_schedules(ctx.group.id)
         g = ctx.group
         quiet = f"; quiet hours {g.quiet}" if g.quiet else ""
         if not items:
@@ -244,39 +261,39 @@ class NudgeService:
         return schedule
 
     async def _remove(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            schedule = await self._find(tx, ctx, inv.args["id"])
-            await tx.delete_schedule(schedule.id)
+        tx = ctx.tx
+        schedule = await self._find(tx, ctx, inv.args["id"])
+        await tx.delete_schedule(schedule.id)
         return Reply(f"Nudge {schedule.id} ({schedule.description}) removed.")
 
     async def _pause(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            schedule = await self._find(tx, ctx, inv.args["id"])
-            await tx.set_schedule_paused(schedule.id, True)
+        tx = ctx.tx
+        schedule = await self._find(tx, ctx, inv.args["id"])
+        await tx.set_schedule_paused(schedule.id, True)
         return Reply(f"Nudge {schedule.id} paused. {ctx.prefix}nudge resume {schedule.id} brings it back.")
 
     async def _resume(self, ctx: Context, inv: Invocation) -> Reply:
         g = ctx.group
-        async with self.store.transaction() as tx:
-            schedule = await self._find(tx, ctx, inv.args["id"])
-            # Occurrences missed while paused are not owed: start from now.
-            occurrence, due = first_occurrence(schedule.cron, g.timezone, g.quiet, ctx.now, self.recurrence)
-            await tx.set_schedule_next([(schedule.id, occurrence, due)])
-            await tx.set_schedule_paused(schedule.id, False)
+        tx = ctx.tx
+        schedule = await self._find(tx, ctx, inv.args["id"])
+        # Occurrences missed while paused are not owed: start from now.
+        occurrence, due = first_occurrence(schedule.cron, g.timezone, g.quiet, ctx.now, self.recurrence)
+        await tx.set_schedule_next([(schedule.id, occurrence, due)])
+        await tx.set_schedule_paused(schedule.id, False)
         return Reply(f"Nudge {schedule.id} resumed. Next: {local_time(due, g.timezone)}.")
 
     async def _timezone(self, ctx: Context, inv: Invocation) -> Reply:
         name = inv.text("name")
         if not name:
             return Reply(f"This group's timezone is {ctx.group.timezone}.")
-        if refused := await self._need_facilitator(ctx, "change the timezone"):
+        if refused := self._need_facilitator(ctx, "change the timezone"):
             return refused
         tz = check_timezone(name)
-        async with self.store.transaction() as tx:
-            await tx.set_timezone(ctx.group.id, tz)
-            group = await tx.get_group_by_id(ctx.group.id)
-            assert group is not None
-            await self.reschedule_group(tx, group, ctx.now)
+        tx = ctx.tx
+        await tx.set_timezone(ctx.group.id, tz)
+        group = await tx.get_group_by_id(ctx.group.id)
+        assert group is not None
+        await self.reschedule_group(tx, group, ctx.now)
         return Reply(f"Timezone set to {tz}. Nudges keep their local times.")
 
     async def _quiet_hours(self, ctx: Context, inv: Invocation) -> Reply:
@@ -284,17 +301,17 @@ class NudgeService:
         if not span:
             current = str(ctx.group.quiet) if ctx.group.quiet else "none"
             return Reply(f"Quiet hours: {current} ({ctx.group.timezone}).")
-        if refused := await self._need_facilitator(ctx, "change quiet hours"):
+        if refused := self._need_facilitator(ctx, "change quiet hours"):
             return refused
         try:
             quiet = parse_quiet_hours(span)
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
-        async with self.store.transaction() as tx:
-            await tx.set_quiet_hours(ctx.group.id, quiet)
-            group = await tx.get_group_by_id(ctx.group.id)
-            assert group is not None
-            await self.reschedule_group(tx, group, ctx.now)
+        tx = ctx.tx
+        await tx.set_quiet_hours(ctx.group.id, quiet)
+        group = await tx.get_group_by_id(ctx.group.id)
+        assert group is not None
+        await self.reschedule_group(tx, group, ctx.now)
         if quiet is None:
             return Reply("Quiet hours are off.")
         return Reply(
@@ -305,25 +322,25 @@ class NudgeService:
     async def _auto(self, ctx: Context, inv: Invocation) -> Reply:
         g = ctx.group
         what, value = inv.args.get("what"), inv.args.get("value")
-        async with self.store.transaction() as tx:
-            digest = [s for s in await tx.list_schedules(g.id) if s.kind is ScheduleKind.DIGEST]
+        tx = ctx.tx
+        digest = [s for s in await tx.list_schedules(g.id) if s.kind is ScheduleKind.DIGEST]
         if what is None or value is None:
             onoff = {True: "on", False: "off"}
             return Reply(
                 f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
                 f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]}."
             )
-        if refused := await self._need_facilitator(ctx, "change automatic features"):
+        if refused := self._need_facilitator(ctx, "change automatic features"):
             return refused
         on = value == "on"
-        async with self.store.transaction() as tx:
-            if what == "review":
-                await tx.set_auto(g.id, on, g.auto_checkin)
-            elif what == "checkin":
-                await tx.set_auto(g.id, g.auto_review, on)
-            elif on and not digest:
-                await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user.name, ctx.now)
-            elif not on:
-                for s in digest:
-                    await tx.delete_schedule(s.id)
+        tx = ctx.tx
+        if what == "review":
+            await tx.set_auto(g.id, on, g.auto_checkin)
+        elif what == "checkin":
+            await tx.set_auto(g.id, g.auto_review, on)
+        elif on and not digest:
+            await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user.name, ctx.now)
+        elif not on:
+            for s in digest:
+                await tx.delete_schedule(s.id)
         return Reply(f"Automatic {what} is {value}.")

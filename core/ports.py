@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
@@ -14,6 +14,9 @@ from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
+
+if TYPE_CHECKING:
+    from core.outbox import OutboxRow, Post, PostState
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +65,12 @@ class ChatPort(Protocol):
         """How members start a command here, for help and usage lines ("/", "!peer ")."""
         ...
 
+    @property
+    def interactive_replies(self) -> bool:
+        """True when the adapter answers commands itself (Discord interaction responses); otherwise
+        the engine queues each answer in the outbox, as a reply to the command's message."""
+        ...
+
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef: ...
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef: ...
@@ -77,8 +86,53 @@ class ChatPort(Protocol):
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool: ...
 
 
+class OutboxRepo(Protocol):
+    """The outbox rows of one transaction (see core/outbox.py)."""
+
+    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+        """Queue posts in order; returns their row ids."""
+        ...
+
+    async def claim(
+        self,
+        platforms: Sequence[str],
+        owner: str,
+        due_by: datetime,
+        lease: tuple[datetime, datetime],
+        limit: int,
+    ) -> list[OutboxRow]:
+        """Lease the oldest rows on these platforms that are due by `due_by` and whose lease has run
+        out by `lease[0]`; they stay leased to `owner` until `lease[1]`.
+
+        Leases are in wall-clock time, not the bot's clock: they bound how long a process may hold
+        rows, whatever time the bot thinks it is (console `:advance`, tests).
+        """
+        ...
+
+    async def release(self, owner: str, row_ids: Sequence[int]) -> None:
+        """Give up the lease on rows still unfinished, so they can be taken again at once."""
+        ...
+
+    async def posted(self, row_id: int, message: MessageRef) -> None:
+        """The message exists on the platform: remember its id (reactions may still follow)."""
+        ...
+
+    async def finish(self, row_id: int, state: PostState, at: datetime, reason: str = "") -> None:
+        """Sent rows are deleted; failed and dropped ones are kept, with their reason."""
+        ...
+
+    async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None: ...
+
+    async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
+        """Every row (or those in the given states), oldest first: for operators and tests."""
+        ...
+
+
 class StoreTx(Protocol):
     """One transaction. Everything done through it commits together or not at all."""
+
+    @property
+    def outbox(self) -> OutboxRepo: ...
 
     async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event as applied; False when it was applied before."""
@@ -155,8 +209,8 @@ class StoreTx(Protocol):
         """Polls on a platform that are open at `now`."""
         ...
 
-    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
-        """Open polls whose closing time has come."""
+    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        """Open polls on these platforms whose closing time has come."""
         ...
 
     # Goals
@@ -189,8 +243,11 @@ class StoreTx(Protocol):
 
     async def touch_activity(self, group_id: int, at: datetime) -> None: ...
 
-    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
-        """Groups with no activity since `silent_since` whose silence has not had its heartbeat."""
+    async def quiet_groups(
+        self, silent_since: datetime, limit: int, platforms: Collection[str]
+    ) -> list[Group]:
+        """Groups on these platforms with no activity since `silent_since` whose silence has not had
+        its heartbeat."""
         ...
 
     async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
@@ -228,8 +285,8 @@ class StoreTx(Protocol):
         """(schedule id, next occurrence, next due time): recompute after a settings change."""
         ...
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
-        """Unpaused schedules whose next due time has come, earliest first."""
+    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        """Unpaused schedules of groups on these platforms whose next due time has come, earliest first."""
         ...
 
     async def advance_schedules(
@@ -246,8 +303,8 @@ class StoreTx(Protocol):
         """Keep a row per delivered (schedule, occurrence), the record of what was posted."""
         ...
 
-    async def next_due_time(self) -> datetime | None:
-        """The earliest moment anything is due: a schedule, a poll closing, a review closing."""
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing."""
         ...
 
     # Reviews and reflections
@@ -260,7 +317,7 @@ class StoreTx(Protocol):
 
     async def close_review(self, review_id: int, at: datetime) -> bool: ...
 
-    async def due_reviews(self, now: datetime, limit: int) -> list[Review]: ...
+    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
 
     async def list_reviews(self, group_id: int) -> list[Review]: ...
 
@@ -278,6 +335,18 @@ class StoreTx(Protocol):
 
     async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
         """The group's reflections (of one review when given), oldest first."""
+        ...
+
+    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        """Keep an event that could not be applied (a dead letter), and mark it applied so it is skipped."""
+        ...
+
+    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        """(time, platform, event id, reason) of failed events, newest first."""
+        ...
+
+    async def prune_events(self, before: datetime) -> int:
+        """Forget applied-event ids older than `before` (past every platform's replay window)."""
         ...
 
     async def forget_user(self, user_key: str) -> tuple[int, int]:

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from core.clock import format_time
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
-from core.lifecycle import Group
-from core.ports import ChatPort, Outbound, Store
+from core.lifecycle import Group, Phase
+from core.outbox import Post, PostKind
+from core.ports import ChatPort
 from core.reflections import (
     DEFAULT_REVIEW_TIME,
     MAX_REVIEW_TIME,
@@ -21,19 +22,24 @@ from core.reflections import (
     render_summary,
 )
 from core.refs import UserRef
+from core.uow import DomainEvent, PhaseEntered, ReviewClosed, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
-REVIEW_CLOSED_SIGNAL = "review_closed"
 _ANSWER = re.compile(r"^([1-5])[.):]?\s+(\S.*)$", re.DOTALL)
 
 
 class ReviewService:
     def __init__(
-        self, store: Store, chats: Mapping[str, ChatPort], default_time: timedelta = DEFAULT_REVIEW_TIME
+        self,
+        work: Work,
+        chats: Mapping[str, ChatPort],
+        platforms: Collection[str],
+        default_time: timedelta = DEFAULT_REVIEW_TIME,
     ):
-        self.store = store
+        self.work = work
         self.chats = chats
+        self.platforms = platforms
         self.default_time = default_time
 
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
@@ -44,44 +50,51 @@ class ReviewService:
             ("reflect",): self._reflect,
         }
 
-    async def start(self, group: Group, by: UserRef, now: datetime, duration: timedelta) -> Review | None:
-        """Start a review and post its questions; None when one is open already."""
-        async with self.store.transaction() as tx:
-            if await tx.open_review(group.id) is not None:
-                return None
-            review = await tx.create_review(group.id, by, now, now + duration)
-        chat = self.chats[group.channel.platform]
-        await chat.send(group.channel, Outbound(render_review(review, chat.command_prefix, group.timezone)))
+    def _prefix(self, group: Group) -> str:
+        chat = self.chats.get(group.channel.platform)
+        return chat.command_prefix if chat is not None else "/"
+
+    async def start(self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta) -> Review | None:
+        """Start a review and queue its questions; None when one is open already."""
+        if await uow.tx.open_review(group.id) is not None:
+            return None
+        review = await uow.tx.create_review(group.id, by, uow.now, uow.now + duration)
+        text = render_review(review, self._prefix(group), group.timezone)
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return review
 
-    async def close(self, review: Review, now: datetime) -> bool:
-        """Close once and post the summary, with a suggestion to move on to Changing."""
-        async with self.store.transaction() as tx:
-            if not await tx.close_review(review.id, now):
-                return False
-            group = await tx.get_group_by_id(review.group_id)
-            answers = await tx.reflections(review.group_id, review.id)
-            await tx.record_signal(review.group_id, REVIEW_CLOSED_SIGNAL, now, str(review.id))
+    async def on_phase_entered(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
+        """Subscriber: entering Assessing starts a review, unless the group switched that off."""
+        assert isinstance(event, PhaseEntered)
+        group = event.group
+        if event.change.to_phase is not Phase.ASSESSING or not group.auto_review:
+            return None
+        review = await self.start(uow, group, event.by, self.default_time)
+        if review is None:
+            return None
+        prefix = self._prefix(group)
+        return f"Action review {review.id} has started: answer with {prefix}reflect <number> <answer>."
+
+    async def close(self, uow: UnitOfWork, review: Review) -> bool:
+        """Close once and queue the summary, with what the group's signals now suggest."""
+        if not await uow.tx.close_review(review.id, uow.now):
+            return False
+        group = await uow.tx.get_group_by_id(review.group_id)
         assert group is not None
-        chat = self.chats.get(group.channel.platform)
-        if chat is None:
-            return True
-        text = render_summary(review, answers, chat.command_prefix)
-        if group.phase.value != "changing":
-            text += (
-                "\nSuggestion: with the review done, the group may be ready for Changing: deciding what"
-                f" to do differently. A facilitator can say {chat.command_prefix}phase set changing."
-            )
-        await chat.send(group.channel, Outbound(text))
+        answers = await uow.tx.reflections(review.group_id, review.id)
+        notes = await uow.publish(ReviewClosed(group, review))
+        text = "\n".join([render_summary(review, answers, self._prefix(group)), *notes])
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return True
 
     async def close_due(self, now: datetime) -> int:
-        async with self.store.transaction() as tx:
-            due = await tx.due_reviews(now, 100)
+        async with self.work(now) as uow:
+            due = await uow.tx.due_reviews(now, 100, self.platforms)
         closed = 0
         for review in due:
             try:
-                closed += await self.close(review, now)
+                async with self.work(now) as uow:
+                    closed += await self.close(uow, review)
             except Exception:
                 log.exception("could not close review %d", review.id)
         return closed
@@ -92,7 +105,7 @@ class ReviewService:
         duration: timedelta = inv.args.get("closes", self.default_time)
         if not timedelta(minutes=5) <= duration <= MAX_REVIEW_TIME:
             raise UsageError("A review stays open between 5 minutes and 32 days.", inv.spec)
-        review = await self.start(ctx.group, ctx.event.user, ctx.now, duration)
+        review = await self.start(ctx.uow, ctx.group, ctx.event.user, duration)
         if review is None:
             return Reply(
                 f"A review is already open. Answer it with {ctx.prefix}reflect <number> <answer>.",
@@ -103,17 +116,15 @@ class ReviewService:
         )
 
     async def _summary(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            review = await tx.open_review(ctx.group.id)
+        review = await ctx.tx.open_review(ctx.group.id)
         if review is None:
             return Reply(f"No review is open. Start one with {ctx.prefix}review start.", is_error=True)
-        await self.close(review, ctx.now)
+        await self.close(ctx.uow, review)
         return Reply(f"Action review {review.id} is closed; its summary is above.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            items = await tx.list_reviews(ctx.group.id)
-            counts = [len(await tx.reflections(ctx.group.id, r.id)) for r in items]
+        items = await ctx.tx.list_reviews(ctx.group.id)
+        counts = [len(await ctx.tx.reflections(ctx.group.id, r.id)) for r in items]
         if not items:
             return Reply(f"No reviews yet. Start one with {ctx.prefix}review start.")
         lines = ["Action reviews:"]
@@ -131,17 +142,16 @@ class ReviewService:
 
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")
-        async with self.store.transaction() as tx:
-            review = await tx.open_review(ctx.group.id)
-            match = _ANSWER.match(text)
-            if review is not None and match:
-                number, answer = int(match[1]), match[2].strip()
-                kept = await tx.add_reflection(
-                    ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
-                )
-                return Reply(
-                    f"Thanks, {ctx.event.user.name}: answer r{kept.id}"
-                    f" to question {number} of review {review.id}."
-                )
-            kept = await tx.add_reflection(ctx.group.id, None, None, ctx.event.user, text, ctx.now)
+        review = await ctx.tx.open_review(ctx.group.id)
+        match = _ANSWER.match(text)
+        if review is not None and match:
+            number, answer = int(match[1]), match[2].strip()
+            kept = await ctx.tx.add_reflection(
+                ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
+            )
+            return Reply(
+                f"Thanks, {ctx.event.user.name}: answer r{kept.id}"
+                f" to question {number} of review {review.id}."
+            )
+        kept = await ctx.tx.add_reflection(ctx.group.id, None, None, ctx.event.user, text, ctx.now)
         return Reply(f"Thanks, {ctx.event.user.name}: reflection r{kept.id} kept.")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from core.clock import format_time
 from core.commands import Invocation, UsageError
@@ -23,11 +23,12 @@ from core.goals import (
     render_decision,
     roadmap,
 )
-from core.lifecycle import Group, Phase
-from core.polls import Poll, PollKind, PollRequest, Tally
-from core.ports import Store
+from core.lifecycle import Group
+from core.outbox import Post, PostKind
+from core.polls import PollKind, PollRequest, render_results
+from core.ports import StoreTx
+from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork
 
-GOAL_ACCEPTED_SIGNAL = "goal_accepted"
 _REFLECTION_REF = re.compile(r"^r(\d{1,12})$", re.IGNORECASE)
 MAX_QUORUM = 100
 MAX_WINDOW = timedelta(days=32)
@@ -53,13 +54,9 @@ def _hours(window: timedelta) -> str:
 
 
 class GoalService:
-    def __init__(self, store: Store, polls: PollService, rules: GoalRules) -> None:
-        self.store = store
+    def __init__(self, polls: PollService, rules: GoalRules) -> None:
         self.polls = polls
         self.rules = rules
-        polls.closers[PollKind.CONSENT] = self._decide
-        # Called after a goal is marked done; may return a suggestion to add to the reply.
-        self.after_done: Callable[[Context], Awaitable[str | None]] | None = None
 
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
         return {
@@ -71,34 +68,38 @@ class GoalService:
             ("goal", "rules"): self._rules,
         }
 
-    async def _find(self, group: Group, goal_id: int) -> Goal:
-        async with self.store.transaction() as tx:
-            goal = await tx.get_goal(group.id, goal_id)
+    @staticmethod
+    async def _find(tx: StoreTx, group: Group, goal_id: int) -> Goal:
+        goal = await tx.get_goal(group.id, goal_id)
         if goal is None:
             raise UsageError(f"There is no goal {goal_id} in this channel.")
         return goal
 
-    async def _decide(self, poll: Poll, result: Tally, now: datetime) -> str | None:
-        async with self.store.transaction() as tx:
-            goal = await tx.goal_for_poll(poll.id)
-            if goal is None or goal.status is not GoalStatus.PROPOSED:
-                return None
-            group = await tx.get_group_by_id(goal.group_id)
-            assert group is not None
+    async def decide(self, uow: UnitOfWork, event: DomainEvent) -> None:
+        """Subscriber: a consent poll closed, so its goal is decided, in the same transaction."""
+        assert isinstance(event, PollClosed)
+        poll = event.poll
+        if poll.kind is not PollKind.CONSENT or not event.announce:
+            return
+        group = await uow.tx.get_group_by_id(poll.group_id)
+        assert group is not None
+        goal = await uow.tx.goal_for_poll(poll.id)
+        if goal is None or goal.status is not GoalStatus.PROPOSED:
+            text = render_results(poll, event.result, final=True)
+        else:
             rules = self.rules.for_group(group)
-            decision = decide(result, rules.quorum)
-            await tx.set_goal_status(goal.id, decision.status, now)
-            if decision.status is GoalStatus.ACCEPTED and group.phase is Phase.ORGANIZING:
-                await tx.record_signal(group.id, GOAL_ACCEPTED_SIGNAL, now, str(goal.id))
-        return render_decision(goal, decision, rules.quorum)
+            decision = decide(event.result, rules.quorum)
+            await uow.tx.set_goal_status(goal.id, decision.status, uow.now)
+            await uow.publish(GoalDecided(group, goal, decision.status))
+            text = render_decision(goal, decision, rules.quorum)
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
 
     # Commands ----------------------------------------------------------------------------------
 
     async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
         text = " ".join(inv.text("text").split())
         if reference := _REFLECTION_REF.match(text):
-            async with self.store.transaction() as tx:
-                reflection = await tx.get_reflection(ctx.group.id, int(reference[1]))
+            reflection = await ctx.tx.get_reflection(ctx.group.id, int(reference[1]))
             if reflection is None:
                 raise UsageError(f"There is no reflection {text} in this channel.")
             text = " ".join(reflection.text.split())
@@ -107,21 +108,14 @@ class GoalService:
                     f"Reflection {reference[0]} is too long for a goal (at most {MAX_GOAL} characters)."
                 )
         rules = self.rules.for_group(ctx.group)
-        async with self.store.transaction() as tx:
-            goal = await tx.create_goal(ctx.group.id, text, ctx.event.user, ctx.now)
+        goal = await ctx.tx.create_goal(ctx.group.id, text, ctx.event.user, ctx.now)
         request = PollRequest(
             f"Goal {goal.id}: {text} (proposed by {goal.proposer_name}). Do you consent?",
             CONSENT_OPTIONS,
             duration=rules.window,
         )
-        try:
-            poll = await self.polls.open(ctx.group, PollKind.CONSENT, request, ctx.event.user, ctx.now)
-        except Exception:
-            async with self.store.transaction() as tx:
-                await tx.set_goal_status(goal.id, GoalStatus.DROPPED, ctx.now)
-            raise
-        async with self.store.transaction() as tx:
-            await tx.set_goal_poll(goal.id, poll.id)
+        poll = await self.polls.open(ctx.uow, ctx.group, PollKind.CONSENT, request, ctx.event.user)
+        await ctx.tx.set_goal_poll(goal.id, poll.id)
         return Reply(
             f"Goal {goal.id} proposed. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
             f" The group decides by {format_time(poll.closes_at, ctx.group.timezone)};"
@@ -129,8 +123,7 @@ class GoalService:
         )
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
-        async with self.store.transaction() as tx:
-            goals = await tx.list_goals(ctx.group.id)
+        goals = await ctx.tx.list_goals(ctx.group.id)
         sections = roadmap(goals)
         if not sections:
             return Reply(f"No goals yet. Propose one with {ctx.prefix}goal propose <text>.")
@@ -143,15 +136,15 @@ class GoalService:
         return Reply("\n".join(lines))
 
     async def _show(self, ctx: Context, inv: Invocation) -> Reply:
-        goal = await self._find(ctx.group, inv.args["id"])
+        goal = await self._find(ctx.tx, ctx.group, inv.args["id"])
         lines = [
             f"Goal {goal.id}: {goal.text}",
             f"Status: {goal.status.value}, since {format_time(goal.updated_at, ctx.group.timezone)}.",
             f"Proposed by {goal.proposer_name} on {format_time(goal.created_at, ctx.group.timezone)}.",
         ]
         if goal.poll_id is not None:
-            poll = await self.polls.find(ctx.group, goal.poll_id)
-            t = await self.polls.current_tally(poll)
+            poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)
+            t = await self.polls.current_tally(ctx.tx, poll)
             state = (
                 "closed"
                 if poll.closed_at
@@ -163,8 +156,8 @@ class GoalService:
         return Reply("\n".join(lines))
 
     async def _finish(self, ctx: Context, inv: Invocation, status: GoalStatus) -> Reply:
-        goal = await self._find(ctx.group, inv.args["id"])
-        if goal.proposer_key != ctx.event.user.key and not await ctx.facilitates():
+        goal = await self._find(ctx.tx, ctx.group, inv.args["id"])
+        if goal.proposer_key != ctx.event.user.key and not ctx.is_facilitator:
             return Reply(
                 f"Only the proposer ({goal.proposer_name}) or a facilitator can do that."
                 " Nothing was changed.",
@@ -180,16 +173,14 @@ class GoalService:
                 f"Goal {goal.id} is {goal.status.value}; it cannot be marked {status.value}.", is_error=True
             )
         if goal.status is GoalStatus.PROPOSED and goal.poll_id is not None:
-            poll = await self.polls.find(ctx.group, goal.poll_id)
-            await self.polls.close(poll, ctx.now, announce=False)
-        async with self.store.transaction() as tx:
-            await tx.set_goal_status(goal.id, status, ctx.now)
+            poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)
+            await self.polls.close(ctx.uow, poll, announce=False)
+        await ctx.tx.set_goal_status(goal.id, status, ctx.now)
+        notes = await ctx.uow.publish(GoalFinished(ctx.group, goal, status))
         if status is GoalStatus.DONE:
             text = f"Goal {goal.id} is done: {goal.text}. Well done, everyone!"
-            if self.after_done is not None and (suggestion := await self.after_done(ctx)):
-                text += "\n" + suggestion
-            return Reply(text)
-        return Reply(f"Goal {goal.id} was dropped: {goal.text}.")
+            return Reply("\n".join([text, *notes]))
+        return Reply("\n".join([f"Goal {goal.id} was dropped: {goal.text}.", *notes]))
 
     async def _done(self, ctx: Context, inv: Invocation) -> Reply:
         return await self._finish(ctx, inv, GoalStatus.DONE)
@@ -209,8 +200,7 @@ class GoalService:
             return Reply(f"Goals need {current.quorum} ✅ and no ⛔ within {_hours(current.window)}.")
         new_quorum = quorum if quorum is not None else ctx.group.goal_quorum
         new_window = window if window is not None else ctx.group.decision_window
-        async with self.store.transaction() as tx:
-            await tx.set_group_settings(ctx.group.id, new_quorum, new_window)
+        await ctx.tx.set_group_settings(ctx.group.id, new_quorum, new_window)
         q = quorum if quorum is not None else current.quorum
         w = window if window is not None else current.window
         return Reply(f"From now on goals need {q} ✅ and no ⛔ within {_hours(w)}.")

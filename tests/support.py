@@ -7,7 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -19,7 +19,8 @@ from core.engine import Engine
 from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
-from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
+from core.outbox import OutboxRow, Post, PostState
+from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
 from core.ports import Outbound
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -72,6 +73,7 @@ class FakeChat:
 
     platform: str = "fake"
     command_prefix: str = "/"
+    interactive_replies: bool = True  # replies are returned, as to a Discord interaction
     facilitators: set[str] = field(default_factory=set)
     sent: list[Sent] = field(default_factory=list)
     reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
@@ -106,15 +108,86 @@ class FakeChat:
         return user.id in self.facilitators
 
 
+class MemoryOutbox:
+    def __init__(self, data: MemoryData) -> None:
+        self.d = data
+
+    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+        ids = []
+        for post in posts:
+            self.d.last_post += 1
+            when = post.not_before or at
+            self.d.outbox[self.d.last_post] = _Row(
+                OutboxRow(self.d.last_post, post, PostState.PENDING, at, when), when
+            )
+            ids.append(self.d.last_post)
+        return ids
+
+    async def claim(
+        self,
+        platforms: Sequence[str],
+        owner: str,
+        due_by: datetime,
+        lease: tuple[datetime, datetime],
+        limit: int,
+    ) -> list[OutboxRow]:
+        wall, lease_until = lease
+        taken = []
+        for row in sorted(self.d.outbox.values(), key=lambda r: r.row.id):
+            live = row.row.state in (PostState.PENDING, PostState.POSTED)
+            free = row.lease_until is None or row.lease_until < wall or row.owner == owner
+            due = row.next_attempt <= due_by
+            if live and free and row.row.post.channel.platform in platforms and due:
+                row.owner, row.lease_until = owner, lease_until
+                taken.append(row.row)
+            if len(taken) == limit:
+                break
+        return taken
+
+    async def release(self, owner: str, row_ids: Sequence[int]) -> None:
+        for i in row_ids:
+            row = self.d.outbox.get(i)
+            if row is not None and row.owner == owner:
+                row.owner, row.lease_until = None, None
+
+    async def posted(self, row_id: int, message: MessageRef) -> None:
+        row = self.d.outbox[row_id]
+        row.row = replace(row.row, state=PostState.POSTED, message_id=message.id)
+
+    async def finish(self, row_id: int, state: PostState, at: datetime, reason: str = "") -> None:
+        if state is PostState.SENT:
+            del self.d.outbox[row_id]
+            return
+        row = self.d.outbox[row_id]
+        row.row, row.reason, row.owner, row.lease_until = replace(row.row, state=state), reason, None, None
+
+    async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None:
+        row = self.d.outbox[row_id]
+        row.row, row.next_attempt, row.reason = replace(row.row, attempts=attempts), when, reason
+
+    async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
+        return [r.row for _, r in sorted(self.d.outbox.items()) if not states or r.row.state in states]
+
+
+@dataclass
+class _Row:
+    row: OutboxRow
+    next_attempt: datetime
+    owner: str | None = None
+    lease_until: datetime | None = None
+    reason: str = ""
+
+
 class MemoryTx:
     def __init__(self, data: MemoryData) -> None:
         self.d = data
+        self.outbox = MemoryOutbox(data)
 
     async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
         key = (platform, event_id)
         if key in self.d.events:
             return False
-        self.d.events.add(key)
+        self.d.events[key] = at
         return True
 
     async def get_group(self, channel: ChannelRef) -> Group | None:
@@ -228,8 +301,15 @@ class MemoryTx:
             if p.message is not None and p.message.channel.platform == platform and p.is_open(now)
         ]
 
-    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
-        due = [p for p in self.d.polls.values() if p.closed_at is None and p.closes_at <= now]
+    def _on(self, group_id: int, platforms: Collection[str]) -> bool:
+        return self.d.groups[group_id].channel.platform in platforms
+
+    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        due = [
+            p
+            for p in self.d.polls.values()
+            if p.closed_at is None and p.closes_at <= now and self._on(p.group_id, platforms)
+        ]
         return sorted(due, key=lambda p: (p.closes_at, p.id))[:limit]
 
     async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
@@ -278,11 +358,14 @@ class MemoryTx:
             g.heartbeat_sent_at is None or g.heartbeat_sent_at < g.last_activity_at
         )
 
-    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
+    async def quiet_groups(
+        self, silent_since: datetime, limit: int, platforms: Collection[str]
+    ) -> list[Group]:
         return [
             g
             for g in self.d.groups.values()
-            if self._silence_unanswered(g)
+            if g.channel.platform in platforms
+            and self._silence_unanswered(g)
             and g.last_activity_at is not None
             and g.last_activity_at < silent_since
         ][:limit]
@@ -360,9 +443,11 @@ class MemoryTx:
         assert not set(keys) & self.d.deliveries, "an occurrence was delivered twice"
         self.d.deliveries |= set(keys)
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         due = [
-            s for s in self.d.schedules.values() if not s.paused and s.next_due_at and s.next_due_at <= now
+            s
+            for s in self.d.schedules.values()
+            if not s.paused and s.next_due_at and s.next_due_at <= now and self._on(s.group_id, platforms)
         ]
         due = sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
         groups = [self.d.groups[s.group_id] for s in due]
@@ -373,10 +458,22 @@ class MemoryTx:
             for s, g in zip(due, groups, strict=True)
         ]
 
-    async def next_due_time(self) -> datetime | None:
-        times = [s.next_due_at for s in self.d.schedules.values() if not s.paused and s.next_due_at]
-        times += [p.closes_at for p in self.d.polls.values() if p.closed_at is None]
-        times += [r.closes_at for r in self.d.reviews.values() if r.closed_at is None]
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        times = [
+            s.next_due_at
+            for s in self.d.schedules.values()
+            if not s.paused and s.next_due_at and self._on(s.group_id, platforms)
+        ]
+        times += [
+            p.closes_at
+            for p in self.d.polls.values()
+            if p.closed_at is None and self._on(p.group_id, platforms)
+        ]
+        times += [
+            r.closes_at
+            for r in self.d.reviews.values()
+            if r.closed_at is None and self._on(r.group_id, platforms)
+        ]
         return min(times) if times else None
 
     async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
@@ -395,8 +492,12 @@ class MemoryTx:
         self.d.reviews[review_id] = replace(review, closed_at=at)
         return True
 
-    async def due_reviews(self, now: datetime, limit: int) -> list[Review]:
-        return [r for r in self.d.reviews.values() if r.closed_at is None and r.closes_at <= now][:limit]
+    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+        return [
+            r
+            for r in self.d.reviews.values()
+            if r.closed_at is None and r.closes_at <= now and self._on(r.group_id, platforms)
+        ][:limit]
 
     async def list_reviews(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
@@ -428,6 +529,20 @@ class MemoryTx:
             if r.group_id == group_id and (review_id is None or r.review_id == review_id)
         ]
 
+    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        await self.claim_event(platform, event_id, at)
+        self.d.failed[(platform, event_id)] = (at, reason)
+
+    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        rows = [(at, p, e, reason) for (p, e), (at, reason) in self.d.failed.items()]
+        return sorted(rows, key=lambda r: (-r[0].timestamp(), r[2]))[:limit]
+
+    async def prune_events(self, before: datetime) -> int:
+        old = [k for k, at in self.d.events.items() if at < before]
+        for k in old:
+            del self.d.events[k]
+        return len(old)
+
     async def forget_user(self, user_key: str) -> tuple[int, int]:
         mine = [i for i, r in self.d.reflections.items() if r.user_key == user_key]
         votes = [k for k in self.d.reactions if k[1] == user_key]
@@ -442,7 +557,7 @@ class MemoryTx:
 class MemoryData:
     groups: dict[int, Group] = field(default_factory=dict)
     changes: list[PhaseChange] = field(default_factory=list)
-    events: set[tuple[str, str]] = field(default_factory=set)
+    events: dict[tuple[str, str], datetime] = field(default_factory=dict)
     state: dict[str, str] = field(default_factory=dict)
     signals: list[tuple[int, str, datetime, str]] = field(default_factory=list)
     polls: dict[int, Poll] = field(default_factory=dict)
@@ -455,6 +570,9 @@ class MemoryData:
     reviews: dict[int, Review] = field(default_factory=dict)
     reflections: dict[int, Reflection] = field(default_factory=dict)
     last_reflection: int = 0
+    outbox: dict[int, _Row] = field(default_factory=dict)
+    last_post: int = 0
+    failed: dict[tuple[str, str], tuple[datetime, str]] = field(default_factory=dict)
 
 
 class MemoryStore:
@@ -484,6 +602,15 @@ class Harness:
         self.channel = ChannelRef("fake", "general", "#general")
         self._events = itertools.count(1)
 
+    async def tally(self, poll_id: int = 1) -> Tally:
+        """A poll's tally now, read from the store."""
+        async with self.store.transaction() as tx:
+            group = await tx.get_group(self.channel)
+            assert group is not None
+            poll = await tx.get_poll(group.id, poll_id)
+            assert poll is not None
+            return tally(poll, await tx.poll_reactions(poll.id))
+
     def member(self, name: str) -> Member:
         return Member(self, UserRef("fake", name, name))
 
@@ -499,11 +626,15 @@ class Member:
     async def says(self, text: str, channel: ChannelRef | None = None) -> Reply | None:
         assert text.startswith("/")
         event = CommandInvoked(self.h.next_event_id(), channel or self.h.channel, self.user, text[1:])
-        return await self.h.engine.handle(event)
+        reply = await self.h.engine.handle(event)
+        await self.h.engine.settle()
+        return reply
 
     async def runs(self, path: str, **options: str) -> Reply | None:
         event = CommandInvoked(self.h.next_event_id(), self.h.channel, self.user, path, dict(options))
-        return await self.h.engine.handle(event)
+        reply = await self.h.engine.handle(event)
+        await self.h.engine.settle()
+        return reply
 
     async def reacts(self, message: MessageRef, emoji: str, event_id: str | None = None) -> None:
         await self.h.engine.handle(

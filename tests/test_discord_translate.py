@@ -25,7 +25,7 @@ from adapters.discord.translate import (
     split_text,
 )
 from adapters.pacing import Pacer
-from core.commands import COMMANDS, Arg, ArgKind, CommandSpec
+from core.commands import COMMANDS, Access, Arg, ArgKind, CommandSpec
 from core.events import ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -162,7 +162,12 @@ def test_custom_and_unicode_emoji_as_text() -> None:
 
 
 def spec(path: str, *args: Arg, facilitator: bool = False) -> CommandSpec:
-    return CommandSpec(tuple(path.split()), f"{path} summary", args, facilitator_only=facilitator)
+    return CommandSpec(
+        tuple(path.split()),
+        f"{path} summary",
+        args,
+        access=Access.FACILITATORS if facilitator else Access.EVERYONE,
+    )
 
 
 def test_commands_render_as_guild_only_commands_with_subcommands() -> None:

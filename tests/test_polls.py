@@ -127,8 +127,7 @@ async def test_a_members_latest_choice_counts_in_a_single_choice_poll(harness: H
     bob = harness.member("bob")
     await bob.reacts(msg, NUMBER_EMOJI[0])
     await bob.reacts(msg, NUMBER_EMOJI[1])
-    poll = await harness.engine.polls.find(await group(harness), 1)
-    assert (await harness.engine.polls.current_tally(poll)).counts == (0, 1)
+    assert (await harness.tally()).counts == (0, 1)
 
 
 async def test_emoji_with_and_without_variation_selector_are_one_vote(harness: Harness) -> None:
@@ -136,8 +135,7 @@ async def test_emoji_with_and_without_variation_selector_are_one_vote(harness: H
     await harness.member("bob").reacts(msg, "❤")  # without U+FE0F
     await harness.member("bob").reacts(msg, "❤️")
     await harness.member("carol").reacts(msg, "👍️")  # with U+FE0F
-    poll = await harness.engine.polls.find(await group(harness), 1)
-    assert (await harness.engine.polls.current_tally(poll)).counts == (1, 1)
+    assert (await harness.tally()).counts == (1, 1)
 
 
 async def group(h: Harness):  # type: ignore[no-untyped-def]
@@ -219,8 +217,7 @@ async def test_replaying_a_reaction_stream_three_times_changes_nothing(harness: 
                 await who.reacts(msg, emoji, event_id)
             else:
                 await who.unreacts(msg, emoji, event_id)
-        poll = await harness.engine.polls.find(await group(harness), 1)
-        tallies.append(await harness.engine.polls.current_tally(poll))
+        tallies.append(await harness.tally())
     assert tallies[0] == tallies[1] == tallies[2]
     assert sum(tallies[0].counts) > 0
 
@@ -230,8 +227,7 @@ async def test_one_member_toggling_fast_ends_with_the_right_tally(harness: Harne
     bob = harness.member("bob")
     events = [bob.reacts(msg, "1️⃣") if i % 2 == 0 else bob.unreacts(msg, "1️⃣") for i in range(1001)]
     await asyncio.gather(*events)  # submitted together: group commit keeps their order
-    poll = await harness.engine.polls.find(await group(harness), 1)
-    assert (await harness.engine.polls.current_tally(poll)).counts == (1, 0)
+    assert (await harness.tally()).counts == (1, 0)
     assert harness.engine.votes.batches < 1001  # they really were grouped
 
 
@@ -267,5 +263,4 @@ async def test_reconciling_sets_votes_to_the_reactions_on_the_message(harness: H
 
 
 async def current_counts(h: Harness) -> tuple[int, ...]:
-    poll = await h.engine.polls.find(await group(h), 1)
-    return (await h.engine.polls.current_tally(poll)).counts
+    return (await h.tally()).counts

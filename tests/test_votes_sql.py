@@ -33,10 +33,7 @@ async def open_poll(h: Harness, text: str) -> MessageRef:
 
 
 async def current(h: Harness, poll_id: int = 1) -> Tally:
-    async with h.store.transaction() as tx:
-        group = await tx.get_group(h.channel)
-    assert group is not None
-    return await h.engine.polls.current_tally(await h.engine.polls.find(group, poll_id))
+    return await h.tally(poll_id)
 
 
 async def test_votes_round_trip_with_single_choice_and_take_backs(sql: Harness) -> None:
@@ -112,8 +109,14 @@ async def test_a_poll_is_closed_once_even_when_two_closers_race(sql: Harness) ->
     await open_poll(sql, "--closes 1h Q | a | b")
     sql.clock.advance(timedelta(hours=2))
     async with sql.store.transaction() as tx:
-        (poll,) = await tx.due_polls(sql.clock.now(), 10)
-    results = await asyncio.gather(*(sql.engine.polls.close(poll, sql.clock.now()) for _ in range(5)))
+        (poll,) = await tx.due_polls(sql.clock.now(), 10, ["fake"])
+
+    async def close() -> bool:
+        async with sql.engine.work() as uow:
+            return await sql.engine.polls.close(uow, poll)
+
+    results = await asyncio.gather(*(close() for _ in range(5)))
+    await sql.engine.settle()
     assert sorted(results) == [False] * 4 + [True]
     assert sum(s.text.startswith("Poll 1 closed") for s in sql.chat.sent) == 1
 

@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 COUNTER_KEY = "console.last_message_id"
+# The message id given to the outbox row being printed: printed again after a crash, it keeps its id.
+IN_FLIGHT_KEY = "console.in_flight"
 
 
 class ConsoleChat:
@@ -65,6 +67,10 @@ class ConsoleChat:
     def command_prefix(self) -> str:
         return "/"
 
+    @property
+    def interactive_replies(self) -> bool:
+        return False  # answers go through the outbox like every other post
+
     def channel(self, name: str | None) -> ChannelRef:
         name = name or self.default_channel
         return ChannelRef(PLATFORM, name, f"#{name}")
@@ -72,13 +78,21 @@ class ConsoleChat:
     def channel_of(self, message_id: str, fallback: str | None) -> ChannelRef:
         return self.channel(self._channel_of.get(message_id, fallback))
 
-    async def next_message_id(self, channel: ChannelRef) -> str:
+    async def next_message_id(self, channel: ChannelRef, key: str | None = None) -> str:
+        """The next id, or for an idempotency key seen last time the id it was given then."""
         async with self.store.transaction() as tx:
+            if key is not None:
+                given, _, earlier = (await tx.get_state(IN_FLIGHT_KEY) or "").partition("=")
+                if given == key and earlier:
+                    self._channel_of[earlier] = channel.id
+                    return earlier
             if self._last_id is None:
                 self._last_id = int(await tx.get_state(COUNTER_KEY) or 0)
             self._last_id += 1
             await tx.set_state(COUNTER_KEY, str(self._last_id))
-        message_id = f"m{self._last_id}"
+            message_id = f"m{self._last_id}"
+            if key is not None:
+                await tx.set_state(IN_FLIGHT_KEY, f"{key}={message_id}")
         self._channel_of[message_id] = channel.id
         return message_id
 
@@ -86,18 +100,18 @@ class ConsoleChat:
         self.out.write(text + "\n")
         self.out.flush()
 
-    async def post(self, channel: ChannelRef, author: str, text: str) -> MessageRef:
-        message_id = await self.next_message_id(channel)
+    async def post(self, channel: ChannelRef, author: str, text: str, key: str | None = None) -> MessageRef:
+        message_id = await self.next_message_id(channel, key)
         self.print(render_message(f"#{channel.id}", message_id, author, text))
         return MessageRef(channel, message_id)
 
     # ChatPort ----------------------------------------------------------------------------------
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return await self.post(channel, self.bot_name, message.text)
+        return await self.post(channel, self.bot_name, message.text, key)
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return await self.post(to.channel, self.bot_name, message.text)
+        return await self.post(to.channel, self.bot_name, message.text, key)
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         self.print(render_reaction(message.channel.id, message.id, self.bot_name, emoji, True))
@@ -108,7 +122,7 @@ class ConsoleChat:
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         channel = self.channel(None)
-        message_id = await self.next_message_id(channel)
+        message_id = await self.next_message_id(channel, key)
         self.print(render_message(f"@{user.id}", message_id, self.bot_name, message.text))
         return MessageRef(channel, message_id)
 
@@ -127,10 +141,12 @@ class ConsoleSession:
         chat: ConsoleChat,
         handle: Handle,
         advance: Callable[[timedelta], Awaitable[None]],
+        settle: Callable[[], Awaitable[None]],
     ) -> None:
         self.chat = chat
         self.handle = handle
         self.advance = advance  # moves the clock, firing in order everything that comes due
+        self.settle = settle  # sends what the line queued, so it is printed before the next line
 
     async def feed(self, line: str) -> None:
         """Handle one line to completion. Bad lines get a short error; nothing changes."""
@@ -143,11 +159,11 @@ class ConsoleSession:
             return
         if isinstance(item, Advance):
             await self.advance(item.delta)
-            return
-        if isinstance(item, React):
+        elif isinstance(item, React):
             await self._react(item)
-            return
-        await self._say(item)
+        else:
+            await self._say(item)
+        await self.settle()
 
     async def _say(self, item: Say) -> None:
         channel = self.chat.channel(item.channel)
@@ -158,9 +174,7 @@ class ConsoleSession:
             event = CommandInvoked(f"msg-{message.id}", channel, user, item.text[1:], None, message)
         else:
             event = MessagePosted(f"msg-{message.id}", channel, user, message)
-        reply = await self.handle(event)
-        if reply is not None:
-            await self.chat.reply(message, Outbound(reply.text))
+        await self.handle(event)  # its answer comes through the outbox
 
     async def _react(self, item: React) -> None:
         channel = self.chat.channel_of(item.message_id, item.channel)

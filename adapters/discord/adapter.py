@@ -494,6 +494,10 @@ class DiscordChat:
     def command_prefix(self) -> str:
         return "/"
 
+    @property
+    def interactive_replies(self) -> bool:
+        return True  # commands are answered with interaction responses
+
     def _channel(self, channel: ChannelRef) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(int(channel.id))
 

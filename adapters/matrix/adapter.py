@@ -55,7 +55,7 @@ from adapters.matrix.translate import (
     translate_timeline,
 )
 from adapters.pacing import Pacer
-from core.events import CommandInvoked, InboundEvent, Reply
+from core.events import InboundEvent, Reply
 from core.ports import Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -164,6 +164,10 @@ class MatrixChat:
     @property
     def command_prefix(self) -> str:
         return normalise_prefix(self.settings.command_prefix) + " "
+
+    @property
+    def interactive_replies(self) -> bool:
+        return False  # answers go through the outbox, as notices in reply
 
     # Sending -----------------------------------------------------------------------------------
 
@@ -432,12 +436,10 @@ class MatrixAdapter:
 
         batch = await self._collect(response, since)
         batch.state[NEXT_BATCH_KEY] = response.next_batch
-        replies = await self.sink.handle_batch(batch.events, batch.state)
+        # Answers to commands are queued in the outbox with the events they answer.
+        await self.sink.handle_batch(batch.events, batch.state)
         self.since = response.next_batch
 
-        for event, reply in zip(batch.events, replies, strict=True):
-            if isinstance(event, CommandInvoked) and reply is not None and event.message is not None:
-                await self._deliver(event.message, reply)
         for room_id in batch.encrypted_rooms:
             await self._say_encrypted(room_id)
         return response
@@ -544,12 +546,6 @@ class MatrixAdapter:
             await self.chat.send(ChannelRef(PLATFORM, room_id), Outbound(ENCRYPTED_NOTICE))
         except (MatrixError, RateLimited) as error:
             log.warning("could not tell %s that it is not supported: %s", room_id, error)
-
-    async def _deliver(self, to: MessageRef, reply: Reply) -> None:
-        try:
-            await self.chat.reply(to, Outbound(reply.text))
-        except (MatrixError, RateLimited) as error:
-            log.error("could not answer %s in %s: %s", to.id, to.channel.id, error)
 
     async def _answer_invite(self, room_id: str, invite: InviteInfo) -> None:
         inviter = inviter_of([_stripped_state(event) for event in invite.invite_state], self.user_id)

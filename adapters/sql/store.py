@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -16,8 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from adapters.sql.schema import (
     adapter_state,
     deliveries,
+    failed_events,
     goals,
     groups,
+    outbox,
     phase_changes,
     poll_reactions,
     polls,
@@ -30,6 +32,7 @@ from adapters.sql.schema import (
 from core.clock import utc
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -166,9 +169,140 @@ def _goal(row: Any) -> Goal:
     )
 
 
+class SqlOutbox:
+    """The outbox rows (core/outbox.py) in the `outbox` table."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+        values = [
+            {
+                "group_id": p.group_id,
+                "platform": p.channel.platform,
+                "channel_id": p.channel.id,
+                "channel_name": p.channel.display,
+                "kind": p.kind.value,
+                "text": p.text,
+                "reply_to": p.reply_to,
+                "user_id": p.user.id if p.user else None,
+                "user_name": p.user.display if p.user else None,
+                "reactions": json.dumps(list(p.reactions), ensure_ascii=False),
+                "poll_id": p.poll_id,
+                "state": PostState.PENDING.value,
+                "created_at": at,
+                "not_before": p.not_before or at,
+                "next_attempt_at": p.not_before or at,
+            }
+            for p in posts
+        ]
+        result = await self.conn.execute(
+            outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), values
+        )
+        return [r.id for r in result]
+
+    async def claim(
+        self,
+        platforms: Sequence[str],
+        owner: str,
+        due_by: datetime,
+        lease: tuple[datetime, datetime],
+        limit: int,
+    ) -> list[OutboxRow]:
+        wall, lease_until = lease
+        free = or_(outbox.c.lease_until.is_(None), outbox.c.lease_until < wall, outbox.c.lease_owner == owner)
+        due = (
+            select(outbox.c.id)
+            .where(
+                outbox.c.state.in_([PostState.PENDING.value, PostState.POSTED.value]),
+                outbox.c.platform.in_(list(platforms)),
+                outbox.c.next_attempt_at <= due_by,
+                free,
+            )
+            .order_by(outbox.c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+        ids = [r.id for r in await self.conn.execute(due)]
+        if not ids:
+            return []
+        rows = await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id.in_(ids), free)
+            .values(lease_owner=owner, lease_until=lease_until)
+            .returning(*outbox.c)
+        )
+        return sorted((_outbox_row(r) for r in rows), key=lambda r: r.id)
+
+    async def release(self, owner: str, row_ids: Sequence[int]) -> None:
+        if row_ids:
+            await self.conn.execute(
+                update(outbox)
+                .where(outbox.c.id.in_(list(row_ids)), outbox.c.lease_owner == owner)
+                .values(lease_owner=None, lease_until=None)
+            )
+
+    async def posted(self, row_id: int, message: MessageRef) -> None:
+        await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(state=PostState.POSTED.value, message_id=message.id)
+        )
+
+    async def finish(self, row_id: int, state: PostState, at: datetime, reason: str = "") -> None:
+        if state is PostState.SENT:
+            await self.conn.execute(delete(outbox).where(outbox.c.id == row_id))
+            return
+        await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(state=state.value, finished_at=at, reason=reason, lease_owner=None, lease_until=None)
+        )
+
+    async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None:
+        await self.conn.execute(
+            update(outbox)
+            .where(outbox.c.id == row_id)
+            .values(attempts=attempts, next_attempt_at=when, reason=reason)
+        )
+
+    async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
+        query = select(outbox).order_by(outbox.c.id)
+        if states:
+            query = query.where(outbox.c.state.in_([s.value for s in states]))
+        return [_outbox_row(r) for r in await self.conn.execute(query)]
+
+
+def _outbox_row(row: Any) -> OutboxRow:
+    channel = ChannelRef(row.platform, row.channel_id, row.channel_name)
+    user = UserRef(row.platform, row.user_id, row.user_name or "") if row.user_id is not None else None
+    post = Post(
+        kind=PostKind(row.kind),
+        channel=channel,
+        text=row.text,
+        reply_to=row.reply_to,
+        user=user,
+        reactions=tuple(json.loads(row.reactions)),
+        poll_id=row.poll_id,
+        group_id=row.group_id,
+        not_before=utc(row.not_before),
+    )
+    return OutboxRow(
+        id=row.id,
+        post=post,
+        state=PostState(row.state),
+        created_at=utc(row.created_at),
+        not_before=utc(row.not_before),
+        attempts=row.attempts,
+        message_id=row.message_id,
+    )
+
+
 class SqlTx:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self.outbox = SqlOutbox(conn)
 
     async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
         stmt = insert_ignore(self.conn, processed_events).values(platform=platform, event_id=event_id, at=at)
@@ -384,10 +518,12 @@ class SqlTx:
         )
         return [_poll(r) for r in rows]
 
-    async def due_polls(self, now: datetime, limit: int) -> list[Poll]:
+    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
-            .where(polls.c.closed_at.is_(None), polls.c.closes_at <= now)
+            .where(
+                polls.c.closed_at.is_(None), polls.c.closes_at <= now, polls.c.platform.in_(list(platforms))
+            )
             .order_by(polls.c.closes_at, polls.c.id)
             .limit(limit)
         )
@@ -454,10 +590,13 @@ class SqlTx:
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         await self._set_group(group_id, last_activity_at=at)
 
-    async def quiet_groups(self, silent_since: datetime, limit: int) -> list[Group]:
+    async def quiet_groups(
+        self, silent_since: datetime, limit: int, platforms: Collection[str]
+    ) -> list[Group]:
         rows = await self.conn.execute(
             select(groups)
             .where(
+                groups.c.platform.in_(list(platforms)),
                 groups.c.last_activity_at < silent_since,
                 or_(
                     groups.c.heartbeat_sent_at.is_(None),
@@ -606,7 +745,7 @@ class SqlTx:
                 )
                 await self.conn.execute(stmt.on_conflict_do_nothing())
 
-    async def due_schedules(self, now: datetime, limit: int) -> list[DueSchedule]:
+    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         # Only the columns delivery needs: at 50,000 due schedules, parsing is the cost.
         rows = await self.conn.execute(
             select(
@@ -625,7 +764,11 @@ class SqlTx:
                 groups.c.quiet_end,
             )
             .join(groups, groups.c.id == schedules.c.group_id)
-            .where(schedules.c.paused.is_(False), schedules.c.next_due_at <= now)
+            .where(
+                schedules.c.paused.is_(False),
+                schedules.c.next_due_at <= now,
+                groups.c.platform.in_(list(platforms)),
+            )
             .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
@@ -651,11 +794,19 @@ class SqlTx:
             )
         return due
 
-    async def next_due_time(self) -> datetime | None:
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        served = list(platforms)
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(served))
         candidates = [
-            select(func.min(schedules.c.next_due_at)).where(schedules.c.paused.is_(False)),
-            select(func.min(polls.c.closes_at)).where(polls.c.closed_at.is_(None)),
-            select(func.min(reviews.c.closes_at)).where(reviews.c.closed_at.is_(None)),
+            select(func.min(schedules.c.next_due_at)).where(
+                schedules.c.paused.is_(False), schedules.c.group_id.in_(on_platforms)
+            ),
+            select(func.min(polls.c.closes_at)).where(
+                polls.c.closed_at.is_(None), polls.c.platform.in_(served)
+            ),
+            select(func.min(reviews.c.closes_at)).where(
+                reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
@@ -689,10 +840,15 @@ class SqlTx:
         )
         return bool(result.rowcount)
 
-    async def due_reviews(self, now: datetime, limit: int) -> list[Review]:
+    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
         rows = await self.conn.execute(
             select(reviews)
-            .where(reviews.c.closed_at.is_(None), reviews.c.closes_at <= now)
+            .where(
+                reviews.c.closed_at.is_(None),
+                reviews.c.closes_at <= now,
+                reviews.c.group_id.in_(on_platforms),
+            )
             .order_by(reviews.c.closes_at, reviews.c.id)
             .limit(limit)
         )
@@ -744,6 +900,21 @@ class SqlTx:
             query = query.where(reflections.c.review_id == review_id)
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection(r) for r in rows]
+
+    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        await self.claim_event(platform, event_id, at)
+        values = {"platform": platform, "event_id": event_id, "at": at, "reason": reason}
+        await self.conn.execute(upsert(self.conn, failed_events, ["platform", "event_id"], values))
+
+    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        rows = await self.conn.execute(
+            select(failed_events).order_by(failed_events.c.at.desc(), failed_events.c.event_id).limit(limit)
+        )
+        return [(utc(r.at), r.platform, r.event_id, r.reason) for r in rows]
+
+    async def prune_events(self, before: datetime) -> int:
+        result = await self.conn.execute(delete(processed_events).where(processed_events.c.at < before))
+        return int(result.rowcount or 0)
 
     async def forget_user(self, user_key: str) -> tuple[int, int]:
         gone_reflections = await self.conn.execute(

@@ -79,9 +79,11 @@ async def test_peerbot_run_serves_discord_until_interrupted(
     config = write_config(tmp_path, fake)
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
     env.update(PYTHONPATH=str(ROOT), PEERBOT_DISCORD_TOKEN=fake.token)
+    # Files, not pipes: at DEBUG the log outgrows a pipe's buffer, and the bot would block writing it.
+    out_file, err_file = (tmp_path / "out.txt").open("wb"), (tmp_path / "err.txt").open("wb")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "bot", "run", "--config", str(config), cwd=tmp_path, env=env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        stdout=out_file, stderr=err_file,
     )  # fmt: skip
     try:
         await fake.until(
@@ -93,7 +95,10 @@ async def test_peerbot_run_serves_discord_until_interrupted(
         assert interaction.callback["data"]["content"].startswith("Phase: Convening")
     finally:
         process.send_signal(signal.SIGINT)
-        out, err = await asyncio.wait_for(process.communicate(), 30)
-    assert process.returncode == 0, err.decode()
-    assert fake.token not in out.decode() + err.decode()
+        await asyncio.wait_for(process.wait(), 30)
+        out_file.close()
+        err_file.close()
+    out, err = (tmp_path / "out.txt").read_text(), (tmp_path / "err.txt").read_text()
+    assert process.returncode == 0, err[-3000:]
+    assert fake.token not in out + err
     assert (tmp_path / "data" / "peerbot.db").exists()

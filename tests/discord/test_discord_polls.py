@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from adapters.sql.schema import processed_events
 from core.events import ReactionAdded, ReactionRemoved
+from core.outbox import PostState
 from tests.fake_discord.scene import DiscordScene, Member
 
 
@@ -147,14 +148,20 @@ async def test_a_poll_closed_by_the_scheduler_posts_its_results(discord_bot: Dis
     assert "2 voters." in posted[-1]["content"]
 
 
-async def test_without_permission_to_post_the_member_is_told_privately(discord_bot: DiscordScene) -> None:
-    discord_bot.fake.fail("create_message", 403)
-    answer = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
-    assert answer.ephemeral
-    assert answer.content.startswith("I am not allowed to do that in this channel.")
-    assert discord_bot.fake.sent_messages(discord_bot.channel) == []
-    retry = await discord_bot.bob.runs("/goal propose", text="Learn Rust together")
-    assert " proposed. React on poll 1" in retry.content
+async def test_a_poll_discord_refuses_to_post_is_marked_failed_not_retried(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    assert scene.store is not None
+    scene.fake.fail("create_message", 403)
+    answer = await scene.bob.runs("/goal propose", text="Learn Rust together")
+    assert answer.content.startswith("Goal 1 proposed. React on poll 1")
+    assert scene.fake.sent_messages(scene.channel) == []
+    async with scene.store.transaction() as tx:
+        (row,) = await tx.outbox.rows()
+    assert row.state is PostState.FAILED and row.post.poll_id == 1
+    retry = await scene.bob.runs("/goal propose", text="Learn Rust together")
+    assert " proposed. React on poll 2" in retry.content
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    assert poll["content"].startswith("Poll 2: Goal 2")
 
 
 async def test_votes_received_before_shutdown_are_applied(discord_bot: DiscordScene) -> None:

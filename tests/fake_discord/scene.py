@@ -141,6 +141,8 @@ class Member:
         fake = self.scene.fake
         interaction = fake.run_command(self.user, channel or self.scene.channel, path, options)
         await fake.until(lambda: answered(interaction))
+        if self.scene.engine is not None:  # what the command queued (a poll) is posted after the answer
+            await self.scene.engine.settle()
         return Answer(interaction)
 
     def reacts(self, message: dict[str, Any], emoji: str) -> None:

@@ -1,0 +1,114 @@
+"""The lifecycle in the chat: phase commands, and the signals that phase advice reads."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from core.clock import format_age, format_time
+from core.commands import Invocation
+from core.context import Context, Handler
+from core.events import Reply
+from core.goals import GoalStatus
+from core.lifecycle import (
+    ADVICE,
+    ALL_GOALS_DONE,
+    GOAL_ACCEPTED,
+    PHASE_FOCUS,
+    REVIEW_CLOSED,
+    Group,
+    Phase,
+    SamePhase,
+    advise,
+    change_phase,
+    welcome,
+)
+from core.ports import ChatPort
+from core.uow import DomainEvent, GoalDecided, GoalFinished, PhaseEntered, ReviewClosed, UnitOfWork
+
+HISTORY_LIMIT = 20
+
+
+class LifecycleService:
+    def __init__(self, chats: Mapping[str, ChatPort]) -> None:
+        self.chats = chats
+
+    def handlers(self) -> Mapping[tuple[str, ...], Handler]:
+        return {
+            ("status",): self._status,
+            ("phase", "show"): self._phase_show,
+            ("phase", "set"): self._phase_set,
+            ("phase", "history"): self._phase_history,
+        }
+
+    def _prefix(self, group: Group) -> str:
+        chat = self.chats.get(group.channel.platform)
+        return chat.command_prefix if chat is not None else "/"
+
+    async def _advice(self, uow: UnitOfWork, group: Group, signal: str, detail: str) -> str | None:
+        """Record a signal; the suggestion it leads to, if any."""
+        await uow.tx.record_signal(group.id, signal, uow.now, detail)
+        since_phase = [kind for kind, _, _ in await uow.tx.signals(group.id, group.phase_since)]
+        suggested = advise(group.phase, since_phase)
+        return ADVICE[suggested].format(prefix=self._prefix(group)) if suggested in ADVICE else None
+
+    # Subscribers -------------------------------------------------------------------------------
+
+    async def on_goal_decided(self, uow: UnitOfWork, event: DomainEvent) -> None:
+        assert isinstance(event, GoalDecided)
+        if event.status is GoalStatus.ACCEPTED and event.group.phase is Phase.ORGANIZING:
+            await uow.tx.record_signal(event.group.id, GOAL_ACCEPTED, uow.now, str(event.goal.id))
+
+    async def on_goal_finished(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
+        """When every accepted goal is done, Assessing may be next."""
+        assert isinstance(event, GoalFinished)
+        if event.status is not GoalStatus.DONE:
+            return None
+        goals = await uow.tx.list_goals(event.group.id)
+        if any(g.status is GoalStatus.ACCEPTED for g in goals):
+            return None
+        return await self._advice(uow, event.group, ALL_GOALS_DONE, "")
+
+    async def on_review_closed(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
+        assert isinstance(event, ReviewClosed)
+        return await self._advice(uow, event.group, REVIEW_CLOSED, str(event.review.id))
+
+    # Commands ----------------------------------------------------------------------------------
+
+    async def _status(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        return Reply(
+            f"Phase: {g.phase.title}, since {format_time(g.phase_since, g.timezone)}"
+            f" ({format_age(g.phase_since, ctx.now)}).\n"
+            f"Now is the time for {PHASE_FOCUS[g.phase]}."
+        )
+
+    async def _phase_show(self, ctx: Context, inv: Invocation) -> Reply:
+        g = ctx.group
+        return Reply(f"{g.phase.title} — {PHASE_FOCUS[g.phase]}.\n{welcome(g.phase, ctx.prefix)}")
+
+    async def _phase_set(self, ctx: Context, inv: Invocation) -> Reply:
+        to = Phase(inv.args["phase"])
+        reason = inv.text("reason")
+        user = ctx.event.user
+        try:
+            change = change_phase(ctx.group, to, at=ctx.now, by=user.name, by_key=user.key, reason=reason)
+        except SamePhase:
+            return Reply(f"The group is already in {to.title}. Nothing was changed.")
+        await ctx.tx.record_phase_change(change)
+        why = f" ({reason})" if reason else ""
+        assert change.from_phase is not None
+        lines = [
+            f"{user.name} moved the group from {change.from_phase.title} to {to.title}{why}.",
+            welcome(to, ctx.prefix),
+        ]
+        lines += await ctx.uow.publish(PhaseEntered(ctx.group, change, user))
+        return Reply("\n".join(lines))
+
+    async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
+        changes = await ctx.tx.phase_history(ctx.group.id, HISTORY_LIMIT)
+        lines = ["Phase history (oldest first):"]
+        for c in changes:
+            move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title
+            why = f": {c.reason}" if c.reason else ""
+            lines.append(f"{format_time(c.at, ctx.group.timezone)}  {move} by {c.by}{why}")
+        return Reply("\n".join(lines))

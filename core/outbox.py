@@ -1,0 +1,253 @@
+"""The outbox: what the bot posts on its own, queued in the transaction that decided it, sent after commit.
+
+A unit of work queues `Post`s; the store keeps them as rows in the same transaction as everything else
+the event changed, so either both happen or neither does. The `Dispatcher` then sends the rows, in
+order per channel, each with an idempotency key derived from its row (Discord nonce, Matrix
+transaction id, console message id). A row whose outcome is unknown (the process died during the
+request, or it timed out) is sent again with the same key, so the platform posts it once.
+
+A row goes `pending` -> `posted` (the message exists; its id is saved and linked to its poll) ->
+`sent` (its reactions are on it too). Adding a reaction is idempotent, so a row found `posted` after
+a crash only has its reactions added again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import Enum
+from typing import TYPE_CHECKING
+
+from core.clock import Clock
+from core.ports import DeliveryFailed, Outbound
+from core.refs import ChannelRef, MessageRef, UserRef
+
+if TYPE_CHECKING:
+    from core.ports import ChatPort, Store
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_AGE = timedelta(hours=1)
+LEASE = timedelta(seconds=60)
+BATCH = 200
+FIRST_RETRY = timedelta(seconds=1)
+LAST_RETRY = timedelta(minutes=5)
+
+
+class PostKind(Enum):
+    SEND = "send"  # a message in a channel
+    REPLY = "reply"  # an answer to a member's message
+    DIRECT = "direct"  # a direct message to a member
+
+
+class PostState(Enum):
+    PENDING = "pending"
+    POSTED = "posted"  # the message exists; its reactions may still be missing
+    SENT = "sent"
+    FAILED = "failed"  # the platform will never accept it (missing permission, unknown channel)
+    DROPPED = "dropped"  # older than the outbox's maximum age when it could first be sent
+
+
+@dataclass(frozen=True, slots=True)
+class Post:
+    """A message the bot wants posted, as a unit of work queues it."""
+
+    kind: PostKind
+    channel: ChannelRef
+    text: str
+    reply_to: str | None = None  # REPLY: the message answered
+    user: UserRef | None = None  # DIRECT: the member written to
+    reactions: tuple[str, ...] = ()  # added to the message once it is posted (a poll's options)
+    poll_id: int | None = None  # the posted message becomes this poll's message
+    group_id: int | None = None
+    not_before: datetime | None = None  # held until then (quiet hours); None: at once
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """A queued post as the store keeps it."""
+
+    id: int
+    post: Post
+    state: PostState
+    created_at: datetime
+    not_before: datetime
+    attempts: int = 0
+    message_id: str | None = None
+
+    @property
+    def key(self) -> str:
+        """The idempotency key: the same for every attempt at this row, unique per database row."""
+        return f"pb{self.id}"
+
+    @property
+    def lane(self) -> tuple[str, str]:
+        """Rows in one lane are sent in order: a channel, or the direct messages to one member."""
+        post = self.post
+        if post.kind is PostKind.DIRECT and post.user is not None:
+            return (post.channel.platform, f"@{post.user.id}")
+        return (post.channel.platform, post.channel.id)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """Backoff after the n-th failed attempt: 1 s, 2 s, 4 s ... up to 5 minutes."""
+    delay: timedelta = FIRST_RETRY * 2 ** min(max(attempts - 1, 0), 16)
+    return min(delay, LAST_RETRY)
+
+
+@dataclass(slots=True)
+class DispatchReport:
+    sent: int = 0
+    failed: int = 0
+    dropped: int = 0
+    deferred: int = 0
+
+
+@dataclass
+class Dispatcher:
+    """Sends the outbox rows of the platforms this process serves.
+
+    Rows are claimed with a lease, so that two processes on one database never send the same row at
+    the same time, and a process that dies holding rows hands them on when the lease runs out.
+    """
+
+    store: Store
+    clock: Clock
+    chats: Mapping[str, ChatPort]
+    owner: str
+    max_age: timedelta = DEFAULT_MAX_AGE
+    lease: timedelta = LEASE
+    wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    total: DispatchReport = field(default_factory=DispatchReport)
+    _task: asyncio.Task[None] | None = None
+    _again: bool = False
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def kick(self) -> None:
+        """Send what is pending soon, in the background; many kicks while it runs make one more pass."""
+        self._again = True
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run())
+
+    async def settle(self) -> None:
+        """Send everything that can be sent now, and wait until it is done."""
+        while self._task is not None and not self._task.done():
+            await asyncio.shield(self._task)
+        await self.dispatch()
+
+    async def _run(self) -> None:
+        while self._again:
+            self._again = False
+            try:
+                await self.dispatch()
+            except Exception:
+                log.exception("sending the outbox failed; the next tick tries again")
+
+    async def dispatch(self) -> DispatchReport:
+        """One pass: claim what is due, send it in order per lane, record each outcome."""
+        report = DispatchReport()
+        platforms = sorted(self.chats)
+        if not platforms:
+            return report
+        async with self._lock:
+            while True:
+                now, wall = self.clock.now(), self.wall()
+                async with self.store.transaction() as tx:
+                    rows = await tx.outbox.claim(platforms, self.owner, now, (wall, wall + self.lease), BATCH)
+                if not rows:
+                    break
+                blocked: set[tuple[str, str]] = set()
+                for row in rows:
+                    if row.lane in blocked:
+                        continue
+                    if not await self._deliver(row, report):
+                        blocked.add(row.lane)
+                async with self.store.transaction() as tx:
+                    await tx.outbox.release(self.owner, [r.id for r in rows])
+                if len(rows) < BATCH or report.deferred:
+                    break
+        self.total.sent += report.sent
+        self.total.failed += report.failed
+        self.total.dropped += report.dropped
+        return report
+
+    async def _deliver(self, row: OutboxRow, report: DispatchReport) -> bool:
+        """Send one row; False when it must wait (and the rest of its lane with it)."""
+        now = self.clock.now()
+        post = row.post
+        if row.state is PostState.PENDING and now - row.not_before > self.max_age:
+            log.warning(
+                "outbox row %d for %s dropped: not sent within %s of %s",
+                row.id,
+                post.channel.platform,
+                self.max_age,
+                row.not_before.isoformat(),
+            )
+            async with self.store.transaction() as tx:
+                await tx.outbox.finish(row.id, PostState.DROPPED, now, "older than the outbox's maximum age")
+            report.dropped += 1
+            return True
+        chat = self.chats[post.channel.platform]
+        try:
+            message_id = row.message_id
+            if row.state is PostState.PENDING:
+                ref = await self._post(chat, row)
+                message_id = ref.id
+                async with self.store.transaction() as tx:
+                    await tx.outbox.posted(row.id, ref)
+                    if post.poll_id is not None:
+                        await tx.set_poll_message(post.poll_id, ref)
+                    if not post.reactions:
+                        await tx.outbox.finish(row.id, PostState.SENT, now)
+                if not post.reactions:
+                    report.sent += 1
+                    return True
+            assert message_id is not None
+            target = MessageRef(post.channel, message_id)
+            for index, emoji in enumerate(post.reactions):
+                await chat.react(target, emoji, key=f"{row.key}r{index}")
+            async with self.store.transaction() as tx:
+                await tx.outbox.finish(row.id, PostState.SENT, now)
+            report.sent += 1
+            return True
+        except DeliveryFailed as failure:
+            if failure.permanent:
+                log.error(
+                    "outbox row %d to %s %s failed for good: %s",
+                    row.id,
+                    post.channel.platform,
+                    post.channel.id,
+                    failure.reason,
+                )
+                async with self.store.transaction() as tx:
+                    await tx.outbox.finish(row.id, PostState.FAILED, now, failure.reason[:500])
+                report.failed += 1
+                return True
+            wait = timedelta(seconds=failure.retry_after) if failure.retry_after else None
+            await self._later(row, now, wait, failure.reason)
+        except Exception as error:  # the outcome is unknown: try again with the same key
+            log.warning(
+                "outbox row %d: sending failed (%s); it will be retried", row.id, error, exc_info=True
+            )
+            await self._later(row, now, None, str(error) or type(error).__name__)
+        report.deferred += 1
+        return False
+
+    async def _later(self, row: OutboxRow, now: datetime, wait: timedelta | None, reason: str) -> None:
+        attempts = row.attempts + 1
+        when = now + (wait if wait is not None else retry_delay(attempts))
+        async with self.store.transaction() as tx:
+            await tx.outbox.retry_at(row.id, attempts, when, reason[:500])
+
+    @staticmethod
+    async def _post(chat: ChatPort, row: OutboxRow) -> MessageRef:
+        post = row.post
+        message = Outbound(post.text)
+        if post.kind is PostKind.REPLY and post.reply_to is not None:
+            return await chat.reply(MessageRef(post.channel, post.reply_to), message, key=row.key)
+        if post.kind is PostKind.DIRECT and post.user is not None:
+            return await chat.direct_message(post.user, message, key=row.key)
+        return await chat.send(post.channel, message, key=row.key)

@@ -1,0 +1,115 @@
+"""One unit of work per inbound event or tick step: one transaction, the posts it queues, the domain
+events it publishes.
+
+A handler receives the unit of work; it never opens a transaction of its own. What it wants posted it
+queues with `post`, and the posts are written to the outbox in the same transaction, so a crash loses
+neither the change nor its message, and never keeps one without the other. Domain events are handled
+at once, in the same transaction, by the subscribers named in one table (`Bus`): closing a consent
+poll decides its goal in the transaction that closed it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from core.clock import Clock
+from core.goals import Goal, GoalStatus
+from core.lifecycle import Group, PhaseChange
+from core.outbox import Post
+from core.polls import Poll, Tally
+from core.ports import Store, StoreTx
+from core.reflections import Review
+from core.refs import UserRef
+
+# Domain events ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PollClosed:
+    poll: Poll
+    result: Tally
+    announce: bool = True  # False when the poll closes silently (its goal was dropped)
+
+
+@dataclass(frozen=True, slots=True)
+class GoalDecided:
+    group: Group
+    goal: Goal
+    status: GoalStatus
+
+
+@dataclass(frozen=True, slots=True)
+class GoalFinished:
+    group: Group
+    goal: Goal
+    status: GoalStatus  # done or dropped
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseEntered:
+    group: Group  # as it was before the move
+    change: PhaseChange
+    by: UserRef
+
+
+@dataclass(frozen=True, slots=True)
+class ReviewClosed:
+    group: Group
+    review: Review
+
+
+DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed
+
+# A subscriber may return a line to add to the answer of the command that caused the event.
+Subscriber = Callable[["UnitOfWork", DomainEvent], Awaitable[str | None]]
+
+
+@dataclass
+class Bus:
+    """The one table of who handles which domain event, in order."""
+
+    table: Mapping[type, Sequence[Subscriber]] = field(default_factory=dict)
+
+
+class UnitOfWork:
+    def __init__(self, tx: StoreTx, now: datetime, bus: Bus) -> None:
+        self.tx = tx
+        self.now = now
+        self.bus = bus
+        self.posts: list[Post] = []
+
+    def post(self, post: Post) -> None:
+        """Queue a message to send once this unit of work commits."""
+        self.posts.append(post)
+
+    async def publish(self, event: DomainEvent) -> list[str]:
+        """Run the event's subscribers now, in this transaction; the lines they return, in order."""
+        notes: list[str] = []
+        for subscriber in self.bus.table.get(type(event), ()):
+            note = await subscriber(self, event)
+            if note:
+                notes.append(note)
+        return notes
+
+
+class Work:
+    """Opens units of work: the one place in the core where a transaction begins."""
+
+    def __init__(self, store: Store, clock: Clock, bus: Bus, on_commit: Callable[[], None]) -> None:
+        self.store = store
+        self.clock = clock
+        self.bus = bus
+        self.on_commit = on_commit  # told when a committed unit of work queued posts
+
+    @asynccontextmanager
+    async def __call__(self, now: datetime | None = None) -> AsyncIterator[UnitOfWork]:
+        async with self.store.transaction() as tx:
+            uow = UnitOfWork(tx, now or self.clock.now(), self.bus)
+            yield uow
+            if uow.posts:
+                await tx.outbox.add(uow.posts, uow.now)
+        if uow.posts:
+            self.on_commit()
