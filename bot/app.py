@@ -56,6 +56,8 @@ def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[Cha
         recurrence=CronRecurrence(),
         nudges=NudgeSettings(n.grace, n.checkin, n.digest, n.heartbeat_days),
         review_time=config.reviews.duration,
+        outbox_max_age=config.outbox.max_age,
+        retention=config.events.retention,
     )
 
 

@@ -30,8 +30,12 @@ def _parser() -> argparse.ArgumentParser:
         ("migrate", "apply database migrations and show the schema revision"),
         ("check-config", "validate the configuration and show what would run"),
         ("export", "write a group's goals, polls, reviews and reflections"),
+        ("events", "list inbound events that could not be applied (with --failed)"),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
+        if name == "events":
+            sub.add_argument("--failed", action="store_true", required=True, help="the failed events")
+            sub.add_argument("--limit", type=int, default=100, help="at most this many, newest first")
         if name == "export":
             sub.add_argument(
                 "--group", required=True, metavar="PLATFORM:CHANNEL", help="for example console:general"
@@ -101,6 +105,20 @@ async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
     return 0, {"json": to_json, "md": to_markdown, "csv": to_csv}[fmt](record)
 
 
+async def _failed_events(config: Config, limit: int) -> int:
+    store = await app.open_store(config)
+    try:
+        async with store.transaction() as tx:
+            rows = await tx.failed_events(max(1, min(limit, 100_000)))
+    finally:
+        await store.close()
+    for at, platform, event_id, reason in rows:
+        print(f"{at.isoformat(timespec='seconds')}  {platform}  {event_id}  {' '.join(reason.split())}")
+    if not rows:
+        print("no failed events")
+    return 0
+
+
 def _check(config: Config) -> int:
     platforms = config.platforms() or ["console"]
     print(f"config OK: database {app.safe_url(config.database.url)}; adapters: {', '.join(platforms)}")
@@ -122,6 +140,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "export":
             return _export(config, args.group, args.format, args.output)
+        if args.command == "events":
+            return asyncio.run(_failed_events(config, args.limit))
         if args.command == "console":
             return asyncio.run(app.run_console(config))
         return asyncio.run(app.run(config))

@@ -135,6 +135,22 @@ class ReviewsConfig(Section):
     duration: Window = timedelta(days=3)
 
 
+Age = Annotated[
+    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(minutes=1), timedelta(days=7)))
+]
+Retention = Annotated[
+    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(days=1), timedelta(days=365)))
+]
+
+
+class OutboxConfig(Section):
+    max_age: Age = timedelta(hours=1)
+
+
+class EventsConfig(Section):
+    retention: Retention = timedelta(days=7)
+
+
 class DiscordConfig(Section):
     token: SecretStr
     guild_ids: list[int] = Field(default_factory=list)
@@ -171,6 +187,8 @@ class Config(Section):
     goals: GoalsConfig = Field(default_factory=GoalsConfig)
     nudges: NudgesConfig = Field(default_factory=NudgesConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
+    outbox: OutboxConfig = Field(default_factory=OutboxConfig)
+    events: EventsConfig = Field(default_factory=EventsConfig)
     discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     matrix: MatrixConfig | None = None

@@ -1,7 +1,8 @@
 """A bot process for the two-process test: walks a manual clock from START to END in STEP seconds,
-ticking at each step, and prints every message it posts as `sent <channel> <text>`.
+ticking at each step, and prints every message it posts as `sent <channel> <time> <key> <text>`
+(the key is the outbox row's idempotency key). It serves one platform, "fake" unless given.
 
-    python -m tests.schedule_worker <database url> <start ISO> <end ISO> <step seconds>
+    python -m tests.schedule_worker <database url> <start ISO> <end ISO> <step seconds> [platform]
 """
 
 from __future__ import annotations
@@ -23,14 +24,14 @@ class PrintingChat(FakeChat):
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         assert self.clock is not None
-        sys.stdout.write(f"sent {channel.id} {self.clock.now().isoformat()} {message.text}\n")
+        sys.stdout.write(f"sent {channel.id} {self.clock.now().isoformat()} {key} {message.text}\n")
         return await super().send(channel, message)
 
 
-async def main(url: str, start: str, end: str, step: float) -> None:
+async def main(url: str, start: str, end: str, step: float, platform: str) -> None:
     store = SqlStore.from_url(url)
     clock = FakeClock(datetime.fromisoformat(start))
-    chat = PrintingChat()
+    chat = PrintingChat(platform=platform)
     chat.clock = clock
     engine = Engine(store, clock, [chat], recurrence=CronRecurrence())
     stop = datetime.fromisoformat(end)
@@ -43,4 +44,5 @@ async def main(url: str, start: str, end: str, step: float) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])))
+    platform = sys.argv[5] if len(sys.argv) > 5 else "fake"
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), platform))

@@ -86,36 +86,58 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     assert done is not None and done.text.startswith("Done: 1 reflections")
 
 
-async def test_two_processes_on_postgresql_deliver_each_nudge_once(postgres_url: str) -> None:
-    engine = make_engine(postgres_url)
-    await migrate.upgrade(engine)
-    store = SqlStore(engine)
-    groups = 150
-    h = Harness(store=store)
-    for i in range(groups):
-        channel = ChannelRef("fake", f"g{i}", f"#g{i}")
-        await h.member("alice").says(f"/nudge add */10 * * * * Nudge for g{i}", channel=channel)
-    await store.close()
-    start, end = START.isoformat(), (START + timedelta(hours=2)).isoformat()
+def run_workers(url: str, platforms: list[str], hours: int) -> list[str]:
+    """Run one schedule worker per platform on the same database; the `sent` lines of all."""
+    start, end = START.isoformat(), (START + timedelta(hours=hours)).isoformat()
     workers = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.schedule_worker", postgres_url, start, end, "60"],
+            [sys.executable, "-m", "tests.schedule_worker", url, start, end, "60", platform],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
-        for _ in range(2)
+        for platform in platforms
     ]
     outputs = [w.communicate(timeout=300) for w in workers]
     for w, (out, err) in zip(workers, outputs, strict=True):
         assert w.returncode == 0, err
         assert out.rstrip().endswith("done")
-    lines = [line for out, _ in outputs for line in out.splitlines() if line.startswith("sent ")]
-    deliveries = Counter((line.split()[1], line.split()[2]) for line in lines)
-    assert deliveries and max(deliveries.values()) == 1, "a nudge was delivered twice"
-    per_group = Counter(group for group, _ in deliveries)
-    # 09:10 to 11:00 every ten minutes: 12 occurrences per group, none lost.
-    assert len(per_group) == groups and set(per_group.values()) == {12}
     shares = [sum(1 for line in out.splitlines() if line.startswith("sent ")) for out, _ in outputs]
     print(f"deliveries per process: {shares}")
+    return [line for out, _ in outputs for line in out.splitlines() if line.startswith("sent ")]
+
+
+async def add_nudges(url: str, platform: str, groups: int, cron: str) -> None:
+    engine = make_engine(url)
+    await migrate.upgrade(engine)
+    store = SqlStore(engine)
+    h = Harness(store=store)
+    h.chat.platform = platform
+    h.engine.attach(h.chat)
+    for i in range(groups):
+        channel = ChannelRef(platform, f"{platform}{i}", f"#{platform}{i}")
+        await h.member("alice").says(f"/nudge add {cron} Nudge for {platform}{i}", channel=channel)
+    await store.close()
+
+
+async def test_two_processes_on_postgresql_deliver_each_nudge_once(postgres_url: str) -> None:
+    groups = 150
+    await add_nudges(postgres_url, "fake", groups, "*/10 * * * *")
+    lines = run_workers(postgres_url, ["fake", "fake"], hours=2)
+    keys = Counter(line.split()[3] for line in lines)
+    assert keys and max(keys.values()) == 1, "an outbox row was sent twice"
+    per_group = Counter(line.split()[1] for line in lines)
+    # 09:10 to 11:00 every ten minutes: 12 occurrences per group, none lost, none twice.
+    assert len(per_group) == groups and set(per_group.values()) == {12}
+
+
+async def test_a_process_per_platform_on_postgresql_each_delivers_its_own_nudges(postgres_url: str) -> None:
+    """A Discord-only and a Matrix-only process on one database: neither claims the other's work."""
+    for platform in ("discord", "matrix"):
+        await add_nudges(postgres_url, platform, 200, "0 10 * * *")
+    lines = run_workers(postgres_url, ["discord", "matrix"], hours=2)
+    keys = Counter(line.split()[3] for line in lines)
+    assert max(keys.values()) == 1
+    per_group = Counter(line.split()[1] for line in lines)
+    assert len(per_group) == 400 and set(per_group.values()) == {1}

@@ -1,0 +1,135 @@
+"""The unit of work and the outbox: posts survive failures, one bad event never stalls the others."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+
+from bot.recurrence import CronRecurrence
+from core.commands import COMMANDS, CommandSpec
+from core.engine import SORRY, Engine, MissingHandler
+from core.events import CommandInvoked
+from core.outbox import PostState
+from core.ports import DeliveryFailed, Outbound
+from core.refs import ChannelRef, MessageRef, UserRef
+from tests.support import FakeChat, Harness, MemoryStore
+
+
+@dataclass
+class FlakyChat(FakeChat):
+    """A chat that refuses the next posts, as a platform does when it is down or forbids posting."""
+
+    refusals: list[DeliveryFailed | Exception] = field(default_factory=list)
+    keys: list[str | None] = field(default_factory=list)
+
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        self.keys.append(key)
+        if self.refusals:
+            raise self.refusals.pop(0)
+        return await super().send(channel, message, key=key)
+
+
+async def outbox_rows(h: Harness) -> list:
+    async with h.store.transaction() as tx:
+        return await tx.outbox.rows()
+
+
+async def test_a_post_that_fails_for_a_while_is_sent_once_with_the_same_key() -> None:
+    h = Harness()
+    h.chat = FlakyChat(facilitators={"alice"})
+    h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    h.chat.refusals = [TimeoutError("no answer"), DeliveryFailed("busy", permanent=False, retry_after=30)]
+    await h.member("alice").says("/poll create Tea? | yes | no")
+    assert h.chat.sent == [] and [r.state for r in await outbox_rows(h)] == [PostState.PENDING]
+    h.clock.advance(timedelta(seconds=1))
+    await h.engine.tick()  # the first retry is refused again, with a wait the platform asked for
+    assert h.chat.sent == []
+    h.clock.advance(timedelta(seconds=30))
+    await h.engine.tick()
+    (poll,) = h.chat.sent
+    assert poll.text.startswith("Poll 1: Tea?")
+    assert len(set(h.chat.keys)) == 1 and h.chat.keys[0] is not None  # one key for every attempt
+    assert [emoji for _, emoji in h.chat.reactions] == ["1️⃣", "2️⃣"]
+    assert await outbox_rows(h) == []  # sent rows are pruned
+    await h.member("bob").reacts(poll.ref, "1️⃣")
+    assert (await h.tally()).counts == (1, 0)  # the posted message is linked to its poll
+
+
+async def test_a_post_the_platform_will_never_take_is_marked_failed_and_the_lane_moves_on() -> None:
+    h = Harness()
+    h.chat = FlakyChat(facilitators={"alice"})
+    h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    h.chat.refusals = [DeliveryFailed("Missing Permissions", permanent=True)]
+    await h.member("alice").says("/poll create First? | a | b")
+    await h.member("alice").says("/poll create Second? | a | b")
+    (row,) = await outbox_rows(h)
+    assert row.state is PostState.FAILED and row.post.poll_id == 1
+    assert [s.text.split("\n")[0] for s in h.chat.sent] == ["Poll 2: Second?"]
+
+
+async def test_a_post_not_sent_within_the_maximum_age_is_dropped_not_posted_late() -> None:
+    h = Harness()
+    h.chat = FlakyChat(facilitators={"alice"})
+    h.engine = Engine(
+        h.store, h.clock, [h.chat], recurrence=CronRecurrence(), outbox_max_age=timedelta(minutes=10)
+    )
+    h.chat.refusals = [DeliveryFailed("down", permanent=False, retry_after=60 * 60)]
+    await h.member("alice").says("/pulse")
+    h.clock.advance(timedelta(hours=2))
+    await h.engine.tick()
+    (row,) = await outbox_rows(h)
+    assert row.state is PostState.DROPPED and h.chat.sent == []
+
+
+async def test_one_failing_command_in_a_batch_is_recorded_and_the_others_are_answered() -> None:
+    store = MemoryStore()
+    chat = FakeChat(facilitators={"alice"}, interactive_replies=False)
+    h = Harness(store=store)
+    h.chat = chat
+    h.engine = engine = Engine(store, h.clock, [chat], recurrence=CronRecurrence())
+    calls = 0
+
+    async def broken(ctx, inv):  # type: ignore[no-untyped-def]
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("the phase table is on fire")
+
+    engine.handlers[("phase", "history")] = broken
+    general = ChannelRef("fake", "general", "#general")
+
+    def command(n: int, who: str, text: str) -> CommandInvoked:
+        user = UserRef("fake", who, who)
+        return CommandInvoked(f"e{n}", general, user, text, None, MessageRef(general, f"m{n}"))
+
+    batch = [command(1, "bob", "status"), command(2, "carol", "phase history"), command(3, "dave", "help")]
+    replies = await engine.handle_batch(batch, {"sync.token": "s42"})
+    await engine.settle()
+    assert calls == 3  # tried a bounded number of times
+    assert replies[1] is not None and replies[1].text == SORRY
+    answered = {s.reply_to.id: s.text for s in chat.sent if s.reply_to is not None}
+    assert answered["m1"].startswith("Phase: Convening") and answered["m3"].startswith("Peerbot commands")
+    assert answered["m2"] == SORRY
+    async with store.transaction() as tx:
+        (failed,) = await tx.failed_events(10)
+        assert await tx.get_state("sync.token") == "s42"
+    assert failed[1:3] == ("fake", "e2") and "the phase table is on fire" in failed[3]
+    assert await engine.handle_batch([command(2, "carol", "phase history")]) == [None]  # skipped now
+
+
+def test_a_command_declared_without_a_handler_stops_start_up() -> None:
+    orphan = CommandSpec(("teleport",), "Move the group somewhere else.")
+    with pytest.raises(MissingHandler, match="teleport"):
+        Engine(MemoryStore(), Harness().clock, [], [*COMMANDS, orphan], recurrence=CronRecurrence())
+
+
+async def test_applied_event_ids_are_pruned_after_the_retention_window() -> None:
+    h = Harness()
+    h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence(), retention=timedelta(days=7))
+    for day in range(30):
+        await h.member("bob").says("/status")
+        h.clock.advance(timedelta(days=1))
+        await h.engine.tick()
+        assert len(h.store.data.events) <= 8  # a week of one event a day, never more
+    assert len(h.store.data.events) >= 7
