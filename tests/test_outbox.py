@@ -127,7 +127,7 @@ def test_a_command_declared_without_a_handler_stops_start_up() -> None:
 async def test_applied_event_ids_are_pruned_after_the_retention_window() -> None:
     h = Harness()
     h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence(), retention=timedelta(days=7))
-    for day in range(30):
+    for _ in range(30):
         await h.member("bob").says("/status")
         h.clock.advance(timedelta(days=1))
         await h.engine.tick()
