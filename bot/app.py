@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -21,6 +23,7 @@ from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config, DiscordConfig, MatrixConfig
 from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
+from core import faults
 from core.clock import Clock, SystemClock, utc
 from core.engine import Engine
 from core.nudging import NudgeSettings
@@ -30,6 +33,28 @@ from core.roadmap import GoalRules
 log = logging.getLogger(__name__)
 
 FAKE_TIME_ENV = "PEERBOT_FAKE_TIME"
+# Names this bot instance for outbox leases (default: the host name). Processes on one host that serve
+# the same platforms from one database need different names.
+INSTANCE_ENV = "PEERBOT_INSTANCE"
+CRASH_ENV = "PEERBOT_CRASH_AT"  # tests only: "<point>[:<n>]" kills the process the n-th time it passes
+
+
+def install_crash_point() -> None:
+    """For crash tests: SIGKILL this process at a named point (core/faults.py), the n-th time there."""
+    spec = os.environ.get(CRASH_ENV)
+    if not spec:
+        return
+    point, _, nth = spec.partition(":")
+    remaining = [int(nth or 1)]
+
+    def hook(reached: str) -> None:
+        if reached == point:
+            remaining[0] -= 1
+            if remaining[0] == 0:
+                sys.stdout.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    faults.install(hook)
 
 
 def safe_url(url: str) -> str:
@@ -57,12 +82,14 @@ def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[Cha
         nudges=NudgeSettings(n.grace, n.checkin, n.digest, n.heartbeat_days),
         review_time=config.reviews.duration,
         outbox_max_age=config.outbox.max_age,
+        instance=os.environ.get(INSTANCE_ENV) or socket.gethostname(),
         retention=config.events.retention,
     )
 
 
 async def open_store(config: Config) -> SqlStore:
     """Open the database, refuse one newer than the code, and apply pending migrations."""
+    install_crash_point()
     url = config.database.url
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":

@@ -96,6 +96,7 @@ class Engine:
         review_time: timedelta = DEFAULT_REVIEW_TIME,
         outbox_max_age: timedelta = DEFAULT_MAX_AGE,
         retention: timedelta = DEFAULT_RETENTION,
+        instance: str | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -103,7 +104,9 @@ class Engine:
         self.retention = retention
         self.chats: dict[str, ChatPort] = {}
         platforms = self.chats.keys()  # a live view: adapters attach after construction
-        self.dispatcher = Dispatcher(store, clock, self.chats, uuid.uuid4().hex, outbox_max_age)
+        # Which bot instance this is, for outbox leases; a restart of the same instance resumes its rows.
+        owner = instance or uuid.uuid4().hex
+        self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age)
         bus = Bus()
         self.work = Work(store, clock, bus, self.dispatcher.kick)
         self.votes = VoteRecorder(store, clock)

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import TYPE_CHECKING
 
+from core import faults
 from core.clock import Clock
 from core.ports import DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -111,7 +112,9 @@ class Dispatcher:
     """Sends the outbox rows of the platforms this process serves.
 
     Rows are claimed with a lease, so that two processes on one database never send the same row at
-    the same time, and a process that dies holding rows hands them on when the lease runs out.
+    the same time, and a process that dies holding rows hands them on when the lease runs out. The
+    owner names the bot instance and the platforms it serves, not the process: restarted, the same
+    instance takes its rows back at once.
     """
 
     store: Store
@@ -125,6 +128,9 @@ class Dispatcher:
     _task: asyncio.Task[None] | None = None
     _again: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def owner_of(self, platforms: list[str]) -> str:
+        return f"{self.owner}/{','.join(platforms)}"[:64]
 
     def kick(self) -> None:
         """Send what is pending soon, in the background; many kicks while it runs make one more pass."""
@@ -156,7 +162,9 @@ class Dispatcher:
             while True:
                 now, wall = self.clock.now(), self.wall()
                 async with self.store.transaction() as tx:
-                    rows = await tx.outbox.claim(platforms, self.owner, now, (wall, wall + self.lease), BATCH)
+                    rows = await tx.outbox.claim(
+                        platforms, self.owner_of(platforms), now, (wall, wall + self.lease), BATCH
+                    )
                 if not rows:
                     break
                 blocked: set[tuple[str, str]] = set()
@@ -166,7 +174,7 @@ class Dispatcher:
                     if not await self._deliver(row, report):
                         blocked.add(row.lane)
                 async with self.store.transaction() as tx:
-                    await tx.outbox.release(self.owner, [r.id for r in rows])
+                    await tx.outbox.release(self.owner_of(platforms), [r.id for r in rows])
                 if len(rows) < BATCH or report.deferred:
                     break
         self.total.sent += report.sent
@@ -195,6 +203,7 @@ class Dispatcher:
             message_id = row.message_id
             if row.state is PostState.PENDING:
                 ref = await self._post(chat, row)
+                faults.reached("outbox.after_send")
                 message_id = ref.id
                 async with self.store.transaction() as tx:
                     await tx.outbox.posted(row.id, ref)
@@ -205,10 +214,12 @@ class Dispatcher:
                 if not post.reactions:
                     report.sent += 1
                     return True
+                faults.reached("outbox.after_posted")
             assert message_id is not None
             target = MessageRef(post.channel, message_id)
             for index, emoji in enumerate(post.reactions):
                 await chat.react(target, emoji, key=f"{row.key}r{index}")
+                faults.reached("outbox.after_reaction")
             async with self.store.transaction() as tx:
                 await tx.outbox.finish(row.id, PostState.SENT, now)
             report.sent += 1

@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from core import faults
 from core.clock import Clock
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, PhaseChange
@@ -111,5 +112,7 @@ class Work:
             yield uow
             if uow.posts:
                 await tx.outbox.add(uow.posts, uow.now)
+                faults.reached("uow.before_commit")
         if uow.posts:
+            faults.reached("uow.after_commit")
             self.on_commit()
