@@ -13,11 +13,13 @@ from adapters.discord.translate import (
     MemberAccess,
     command_payloads,
     cut_text,
+    delivery_failure,
     emoji_route,
     emoji_text,
     may_facilitate,
     message_reactions,
     next_page_after,
+    part_nonce,
     reaction_event,
     reaction_event_id,
     reaction_users,
@@ -335,3 +337,40 @@ def test_reaction_users_are_paged_after_the_last_id_of_a_full_page() -> None:
     assert next_page_after(full) == "1099"
     assert next_page_after(full[:99]) is None
     assert next_page_after([]) is None
+
+
+def test_each_part_of_a_keyed_message_has_its_own_nonce_within_discords_limit() -> None:
+    key = "o" + "9" * 19  # the longest key the ChatPort allows: 20 characters
+    nonces = [part_nonce(key, i) for i in range(len(split_text("w " * 5000)))]
+    assert nonces == [f"{key}.{i}" for i in range(5)]
+    assert all(len(n) <= 25 for n in nonces)
+    assert part_nonce("abc", 0) == part_nonce("abc", 0) != part_nonce("abd", 0)
+    with pytest.raises(ValueError, match="too long for a Discord nonce"):
+        part_nonce("k" * 24, 0)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "message", "permanent"),
+    [
+        (403, 50013, "Missing Permissions", True),
+        (403, 50001, "Missing Access", True),
+        (403, 50007, "Cannot send messages to this user", True),
+        (404, 10003, "Unknown Channel", True),
+        (404, 10008, "Unknown Message", True),
+        (400, 50035, "Invalid Form Body", True),
+        (400, 30010, "Maximum number of reactions reached (20)", True),
+        (401, 0, "401: Unauthorized", False),  # the token may be fixed; the post itself is fine
+        (408, 0, "Request Timeout", False),
+        (429, 0, "You are being rate limited.", False),
+        (500, 0, "Internal Server Error", False),
+        (502, 0, "Bad Gateway", False),
+        (503, 0, "Service Unavailable", False),
+    ],
+)
+def test_refusals_that_will_never_succeed_are_permanent(
+    status: int, code: int, message: str, permanent: bool
+) -> None:
+    failure = delivery_failure(status, code, message, retry_after=2.0)
+    assert failure.permanent is permanent
+    assert failure.reason == f"{status} {message}" + (f" (code {code})" if code else "")
+    assert failure.retry_after == (None if permanent else 2.0)

@@ -11,10 +11,12 @@ import hashlib
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import discord
 import discord.gateway
 import discord.http
@@ -28,9 +30,11 @@ from adapters.discord.translate import (
     SlashCommand,
     command_payloads,
     cut_text,
+    delivery_failure,
     may_facilitate,
     message_reactions,
     next_page_after,
+    part_nonce,
     reaction_event,
     reaction_event_id,
     reaction_users,
@@ -39,7 +43,7 @@ from adapters.discord.translate import (
 )
 from adapters.pacing import Pacer
 from core.events import ReactionEvent, Reply
-from core.ports import Outbound, Store
+from core.ports import DeliveryFailed, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 if TYPE_CHECKING:
@@ -103,6 +107,38 @@ def point_at(api_base_url: str | None, gateway_url: str | None) -> None:
         discord.http.Route.BASE = api_base_url.rstrip("/")
     if gateway_url:
         discord.gateway.DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(gateway_url)
+
+
+def retry_after(error: discord.HTTPException) -> float | None:
+    """Seconds Discord asked to wait, from a 429 discord.py gave up on (its body's value is not kept)."""
+    response = getattr(error, "response", None)
+    value = response.headers.get("Retry-After") if response is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+@contextmanager
+def refusals() -> Iterator[None]:
+    """Turn discord.py's errors in a post into `DeliveryFailed`, permanent or not (the cause is kept)."""
+    try:
+        yield
+    except discord.HTTPException as error:
+        raise delivery_failure(error.status, error.code, error.text, retry_after(error)) from error
+    except discord.RateLimited as error:  # a wait longer than max_ratelimit_timeout
+        raise DeliveryFailed(
+            f"rate limited for {error.retry_after:.1f} s", permanent=False, retry_after=error.retry_after
+        ) from error
+    except (aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
+        raise DeliveryFailed(
+            f"no answer from Discord: {type(error).__name__} {error}".rstrip(), permanent=False
+        ) from error
+
+
+def lacks_permission(error: BaseException) -> bool:
+    """Discord refused for want of a permission (raw, or as the cause of a DeliveryFailed)."""
+    return isinstance(error, discord.Forbidden) or isinstance(error.__cause__, discord.Forbidden)
 
 
 def minimal_intents() -> discord.Intents:
@@ -298,12 +334,13 @@ class DiscordAdapter:
             await interaction.response.defer(thinking=True)
         try:
             reply = await work
-        except discord.Forbidden:
-            log.warning("missing permissions in channel %s", event.channel.id, exc_info=True)
-            reply = Reply(MISSING_PERMISSIONS, is_error=True)
-        except Exception:
-            log.exception("command %r failed", event.text)
-            reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)
+        except Exception as error:
+            if lacks_permission(error):
+                log.warning("missing permissions in channel %s", event.channel.id, exc_info=True)
+                reply = Reply(MISSING_PERMISSIONS, is_error=True)
+            else:
+                log.exception("command %r failed", event.text)
+                reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)
         try:
             await self._deliver(interaction, reply, deferred)
         except discord.HTTPException as error:
@@ -478,7 +515,12 @@ class DiscordAdapter:
 
 
 class DiscordChat:
-    """The ChatPort on Discord. Works for any channel id, cached or not (the scheduler's path)."""
+    """The ChatPort on Discord. Works for any channel id, cached or not (the scheduler's path).
+
+    A post with an idempotency key sends each part with the nonce `part_nonce(key, index)` in place of
+    the random one discord.py picks, and discord.py sends it with `enforce_nonce`: Discord then
+    answers a repeat within a few minutes with the first message. Failures raise `DeliveryFailed`.
+    """
 
     def __init__(self, adapter: DiscordAdapter) -> None:
         self.adapter = adapter
@@ -501,34 +543,37 @@ class DiscordChat:
     def _channel(self, channel: ChannelRef) -> discord.PartialMessageable:
         return self.client.get_partial_messageable(int(channel.id))
 
-    async def _post(self, channel: ChannelRef, text: str, to: MessageRef | None = None) -> MessageRef:
-        """Post the text, split into parts within the limit; the ref is the last part's, which is
+    async def _post(
+        self, target: discord.abc.Messageable, text: str, key: str | None, to: MessageRef | None = None
+    ) -> discord.Message:
+        """Post the text, split into parts within the limit; the last part is returned, which is
         where reactions (poll options) belong."""
-        target = self._channel(channel)
         sent: discord.Message | None = None
         for index, part in enumerate(split_text(text)):
-            await self.pacer.wait()
-            reference = None
+            options: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
+            if key is not None:  # else discord.py sends a random nonce of its own
+                options["nonce"] = part_nonce(key, index)
             if to is not None and index == 0:
-                reference = discord.MessageReference(
+                options["reference"] = discord.MessageReference(
                     message_id=int(to.id), channel_id=int(to.channel.id), fail_if_not_exists=False
                 )
-            if reference is None:
-                sent = await target.send(part, allowed_mentions=NO_MENTIONS)
-            else:
-                sent = await target.send(
-                    part, allowed_mentions=NO_MENTIONS, reference=reference, mention_author=False
-                )
+                options["mention_author"] = False
+            await self.pacer.wait()
+            with refusals():
+                sent = await target.send(part, **options)
         assert sent is not None
-        return MessageRef(channel, str(sent.id))
+        return sent
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return await self._post(channel, message.text)
+        sent = await self._post(self._channel(channel), message.text, key)
+        return MessageRef(channel, str(sent.id))
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return await self._post(to.channel, message.text, to)
+        sent = await self._post(self._channel(to.channel), message.text, key, to)
+        return MessageRef(to.channel, str(sent.id))
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
+        """Adding a reaction is a PUT, idempotent by itself: the key is not needed."""
         mine = self._reacted.setdefault(message.id, set())
         self._reacted.move_to_end(message.id)
         while len(self._reacted) > REACTION_MEMORY:
@@ -541,22 +586,22 @@ class DiscordChat:
             )
             return
         await self.pacer.wait()
-        await self._channel(message.channel).get_partial_message(int(message.id)).add_reaction(emoji)
+        with refusals():
+            await self._channel(message.channel).get_partial_message(int(message.id)).add_reaction(emoji)
         mine.add(emoji)
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         await self.pacer.wait()
         partial = self._channel(message.channel).get_partial_message(int(message.id))
-        await partial.edit(content=cut_text(new.text), allowed_mentions=NO_MENTIONS)
+        with refusals():
+            await partial.edit(content=cut_text(new.text), allowed_mentions=NO_MENTIONS)
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        """Discord keeps one DM channel per pair of users, so a retry posts into the same one."""
         await self.pacer.wait()
-        dm = await self.client.create_dm(discord.Object(int(user.id)))
-        sent: discord.Message | None = None
-        for part in split_text(message.text):
-            await self.pacer.wait()
-            sent = await dm.send(part, allowed_mentions=NO_MENTIONS)
-        assert sent is not None
+        with refusals():
+            dm = await self.client.create_dm(discord.Object(int(user.id)))
+        sent = await self._post(dm, message.text, key)
         return MessageRef(ChannelRef(PLATFORM, str(dm.id)), str(sent.id))
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:

@@ -4,7 +4,8 @@
 - INTERACTION_CREATE data -> `CommandInvoked` (plus the member's permissions for the facilitator check);
 - MESSAGE_REACTION_ADD/REMOVE data -> `ReactionAdded`/`ReactionRemoved` with a replay-safe event id;
 - a message's reactions and their users (REST) -> the reactions present now, to reconcile a poll;
-- outgoing text -> message bodies within Discord's limits, with mentions disabled.
+- outgoing text -> message bodies within Discord's limits, with mentions disabled;
+- an idempotency key -> the nonce of each part of a message; Discord's refusals -> `DeliveryFailed`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from core.commands import ArgKind, CommandSpec
 from core.events import CommandInvoked, ReactionAdded, ReactionRemoved
+from core.ports import DeliveryFailed
 from core.refs import ChannelRef, MessageRef, UserRef
 
 PLATFORM = "discord"
@@ -23,6 +25,7 @@ MAX_PARTS = 5
 MAX_REACTIONS = 20
 MAX_DESCRIPTION = 100
 MAX_CHOICES = 25
+MAX_NONCE = 25
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADMINISTRATOR = 1 << 3
@@ -331,3 +334,39 @@ def cut_text(text: str, limit: int = MAX_CONTENT) -> str:
     widest = f"\n… (cut: {len(text)} more characters not shown)"
     head = text[: limit - len(widest)].rstrip()
     return head + f"\n… (cut: {len(text) - len(head)} more characters not shown)"
+
+
+# Idempotent posts ----------------------------------------------------------------------------------
+
+
+def part_nonce(key: str, index: int) -> str:
+    """The nonce of part `index` of the message posted under the idempotency key `key`.
+
+    Sent with `enforce_nonce`, Discord answers a second create with the same nonce by the same author,
+    within a few minutes, with the first message and creates none. Each part of a split message needs
+    its own nonce so that a retry finds every part already posted; `split_text` cuts the same text the
+    same way every time, so part i of a retry is part i of the first try. A key is at most 20
+    characters and a message at most 5 parts, well within Discord's 25.
+    """
+    nonce = f"{key}.{index}"
+    if len(nonce) > MAX_NONCE:
+        raise ValueError(f"idempotency key {key!r} is too long for a Discord nonce ({MAX_NONCE} characters)")
+    return nonce
+
+
+# 401: the token, not the post, is at fault and may be fixed; 408 and 429: try again later.
+RETRYABLE_CLIENT_ERRORS = frozenset({401, 408, 429})
+
+
+def delivery_failure(
+    status: int, code: int, message: str, retry_after: float | None = None
+) -> DeliveryFailed:
+    """What an HTTP error answer to a post means for the outbox.
+
+    Server errors, rate limits (once discord.py stopped waiting them out) and a rejected token may pass;
+    any other client error (403 missing permission or access, 404 unknown channel or message, 400 a
+    body Discord will never take) will not, however often it is sent.
+    """
+    reason = f"{status} {message or 'error'}" + (f" (code {code})" if code else "")
+    permanent = 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
+    return DeliveryFailed(reason, permanent=permanent, retry_after=None if permanent else retry_after)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.fake_discord.server import FakeDiscord, command_problems
 
@@ -165,3 +167,203 @@ async def test_a_message_with_its_reactions_and_their_users_page_by_page(fake_di
         fake.delete_message(message)
         async with http.get(base, headers=auth(fake)) as r:
             assert (r.status, (await r.json())["code"]) == (404, 10008)
+
+
+# Nonces -----------------------------------------------------------------------------------------
+
+
+async def post(
+    http: aiohttp.ClientSession, fake: FakeDiscord, channel_id: str, body: dict[str, Any]
+) -> tuple[int, Any]:
+    url = f"{fake.api_base_url}/channels/{channel_id}/messages"
+    async with http.post(url, json=body, headers=auth(fake)) as r:
+        return r.status, await r.json()
+
+
+async def test_an_enforced_nonce_returns_the_first_message_and_creates_none(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    guild = fake.add_guild("g")
+    channel, other = fake.add_channel(guild, "c"), fake.add_channel(guild, "d")
+    async with aiohttp.ClientSession() as http, http.ws_connect(fake.gateway_url) as ws:
+        await receive(ws)
+        await ws.send_json({"op": 2, "d": {"token": fake.token, "intents": GUILDS | GUILD_MESSAGES}})
+        await receive(ws)  # READY
+        await receive(ws)  # GUILD_CREATE
+        status, first = await post(
+            http, fake, channel.id, {"content": "a", "nonce": "k1.0", "enforce_nonce": True}
+        )
+        assert status == 200 and first["nonce"] == "k1.0"
+        # The same author and nonce: the first message, whatever the channel and content.
+        for again in (channel, other):
+            body = {"content": "b", "nonce": "k1.0", "enforce_nonce": True}
+            assert await post(http, fake, again.id, body) == (200, first)
+        status, second = await post(
+            http, fake, channel.id, {"content": "c", "nonce": "k2.0", "enforce_nonce": True}
+        )
+        echoes = [await receive(ws), await receive(ws)]
+    assert [(e["t"], e["d"]["id"]) for e in echoes] == [
+        ("MESSAGE_CREATE", first["id"]),
+        ("MESSAGE_CREATE", second["id"]),
+    ]
+    assert [m["id"] for m in fake.sent_messages(channel)] == [first["id"], second["id"]]
+    assert fake.sent_messages(other) == []
+
+
+async def test_a_nonce_without_enforce_nonce_is_echoed_not_enforced(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    async with aiohttp.ClientSession() as http:
+        _, first = await post(http, fake, channel.id, {"content": "a", "nonce": 1234})
+        _, second = await post(
+            http, fake, channel.id, {"content": "a", "nonce": 1234, "enforce_nonce": False}
+        )
+    assert first["nonce"] == second["nonce"] == 1234
+    assert first["id"] != second["id"]
+    assert len(fake.sent_messages(channel)) == 2
+
+
+async def test_an_enforced_nonce_is_remembered_for_a_few_minutes_only(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    body = {"content": "a", "nonce": "k", "enforce_nonce": True}
+    fake.nonce_window = 0.0  # as if the few minutes had passed
+    async with aiohttp.ClientSession() as http:
+        _, first = await post(http, fake, channel.id, body)
+        _, second = await post(http, fake, channel.id, body)
+    assert first["id"] != second["id"]
+
+
+async def test_a_nonce_whose_message_was_deleted_is_404(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    body = {"content": "a", "nonce": "k", "enforce_nonce": True}
+    async with aiohttp.ClientSession() as http:
+        _, first = await post(http, fake, channel.id, body)
+        fake.delete_message(first)
+        status, error = await post(http, fake, channel.id, body)
+    assert (status, error["code"]) == (404, 10008)
+    assert fake.sent_messages(channel) == []
+
+
+async def test_a_nonce_longer_than_25_characters_is_refused(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    async with aiohttp.ClientSession() as http:
+        assert (await post(http, fake, channel.id, {"content": "a", "nonce": "n" * 25}))[0] == 200
+        status, error = await post(
+            http, fake, channel.id, {"content": "a", "nonce": "n" * 26, "enforce_nonce": True}
+        )
+    assert status == 400
+    assert error == {
+        "message": "Invalid Form Body",
+        "code": 50035,
+        "errors": {
+            "nonce": {
+                "_errors": [{"code": "BASE_TYPE_MAX_LENGTH", "message": "Must be 25 or fewer in length."}]
+            }
+        },
+    }
+    assert len(fake.sent_messages(channel)) == 1
+
+
+async def test_direct_messages_share_one_channel_and_honour_nonces(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    alice = fake.add_member(fake.add_guild("g"), "alice")
+    async with aiohttp.ClientSession() as http:
+        ids = []
+        for _ in range(2):
+            url = f"{fake.api_base_url}/users/@me/channels"
+            async with http.post(url, json={"recipient_id": alice.id}, headers=auth(fake)) as r:
+                ids.append((await r.json())["id"])
+        body = {"content": "psst", "nonce": "dm1.0", "enforce_nonce": True}
+        _, first = await post(http, fake, ids[0], body)
+        _, again = await post(http, fake, ids[1], body)
+    dm = fake.dm_channel(alice)
+    assert dm is not None and ids == [dm.id, dm.id]
+    assert first == again
+    assert [m["id"] for m in fake.sent_messages(dm)] == [first["id"]]
+
+
+# Holding a request ------------------------------------------------------------------------------
+
+
+async def test_an_applied_hold_stores_the_message_and_answers_when_released(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    held = fake.hold("create_message", applied=True)
+    async with aiohttp.ClientSession() as http:
+        posting = asyncio.create_task(post(http, fake, channel.id, {"content": "held"}))
+        record = await asyncio.wait_for(held.reached, 5)
+        (stored,) = fake.sent_messages(channel)
+        assert (record.route, record.body["content"], stored["content"]) == ("create_message", "held", "held")
+        assert not posting.done() and record.status == 0  # no answer has left the fake
+        held.release()
+        assert await posting == (200, stored)
+    assert record.status == 200
+
+
+async def test_an_unapplied_hold_stores_nothing_until_released(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    held = fake.hold("create_message", applied=False)
+    async with aiohttp.ClientSession() as http:
+        posting = asyncio.create_task(post(http, fake, channel.id, {"content": "held"}))
+        await asyncio.wait_for(held.reached, 5)
+        assert fake.sent_messages(channel) == []
+        held.release()
+        status, message = await posting
+    assert status == 200
+    assert [m["id"] for m in fake.sent_messages(channel)] == [message["id"]]
+
+
+async def test_a_hold_takes_only_the_request_it_names(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    held = fake.hold("create_message", applied=False, where=lambda r: r.body["content"] == "second")
+    async with aiohttp.ClientSession() as http:
+        assert (await post(http, fake, channel.id, {"content": "first"}))[0] == 200
+        posting = asyncio.create_task(post(http, fake, channel.id, {"content": "second"}))
+        assert (await asyncio.wait_for(held.reached, 5)).body["content"] == "second"
+        assert (await post(http, fake, channel.id, {"content": "third"}))[0] == 200  # holds are one-shot
+        held.release()
+        await posting
+    assert [m["content"] for m in fake.sent_messages(channel)] == ["first", "third", "second"]
+    with pytest.raises(ValueError, match="no route named"):
+        fake.hold("create_messages", applied=True)
+
+
+@pytest.mark.parametrize("applied", [True, False])
+async def test_a_cut_hold_whose_client_died_is_never_answered(
+    fake_discord: FakeDiscord, applied: bool
+) -> None:
+    """The SIGKILL case: the client goes away while its request is held, and the test cuts it; an
+    unapplied request is never carried out."""
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    held = fake.hold("create_message", applied=applied)
+    http = aiohttp.ClientSession()
+    posting = asyncio.create_task(post(http, fake, channel.id, {"content": "in flight"}))
+    record = await asyncio.wait_for(held.reached, 5)
+    posting.cancel()
+    await http.close()  # the process dies: its connections close
+    held.cut()
+    await fake.until(lambda: held.done)
+    assert len(fake.sent_messages(channel)) == (1 if applied else 0)
+    assert record.status == 0
+
+
+async def test_a_cut_hold_is_a_connection_error_for_the_client(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    held = fake.hold("create_message", applied=True)
+    async with aiohttp.ClientSession() as http:
+        posting = asyncio.create_task(post(http, fake, channel.id, {"content": "lost answer"}))
+        await asyncio.wait_for(held.reached, 5)
+        held.cut()
+        with pytest.raises(aiohttp.ServerDisconnectedError):
+            await posting
+    assert len(fake.sent_messages(channel)) == 1

@@ -2,8 +2,9 @@
 
 The real discord.py client talks to it over real sockets. It keeps guilds, members, channels, messages
 and reactions, records every request the bot makes, answers unknown routes with 404 *and* records them
-(the fixture then fails the test), and can inject faults: a 429 with `retry_after`, a 5xx, a dropped
-gateway connection, an invalidated session.
+(the fixture then fails the test), and can inject faults: a 429 with `retry_after`, a 5xx, a held request
+(applied or not, answered when the test says so, or never), a dropped gateway connection, an invalidated
+session. Message create honours `nonce` with `enforce_nonce`, as Discord does.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ GUILD_MESSAGE_REACTIONS = 10
 JSON = {"Content-Type": "application/json"}
 BUCKET_SLACK = 0.005
 SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
+MAX_NONCE = 25
+NONCE_WINDOW = 300.0  # "a few minutes": how long Discord remembers an enforced nonce
 
 
 class Snowflakes:
@@ -121,7 +124,7 @@ class Guild:
 
 @dataclass
 class Recorded:
-    """One REST request the bot made."""
+    """One REST request the bot made; `status` 0 while no answer has reached the bot (held, or cut)."""
 
     method: str
     path: str
@@ -138,6 +141,50 @@ class Fault:
     times: int
     retry_after: float = 0.0
     is_global: bool = False
+
+
+class Hold:
+    """A request the fake holds on to (see `FakeDiscord.hold`).
+
+    `reached` is a future that resolves to the request's record once the fake has it: with `applied`,
+    after the platform carried it out (the message is stored); without, before anything happened.
+    `release()` lets it go on: it is carried out (if not yet) and answered. `cut()` closes the
+    connection instead: no answer, and an unapplied request is never carried out. After killing the
+    client, cut (stopping the fake cuts every hold); a release would only notice the dead client if
+    the fake has seen its connection close by then.
+    """
+
+    def __init__(self, route: str, applied: bool, where: Callable[[Recorded], bool] | None) -> None:
+        self.route = route
+        self.applied = applied
+        self.where = where
+        loop = asyncio.get_running_loop()
+        self.reached: asyncio.Future[Recorded] = loop.create_future()
+        self._answer: asyncio.Future[bool] = loop.create_future()
+        self.done = False  # the fake let go of the request (answered or cut)
+
+    def release(self) -> None:
+        if not self._answer.done():
+            self._answer.set_result(True)
+
+    def cut(self) -> None:
+        if not self._answer.done():
+            self._answer.set_result(False)
+
+    def matches(self, record: Recorded) -> bool:
+        return record.route == self.route and (self.where is None or self.where(record))
+
+    async def wait(self, record: Recorded, request: web.Request) -> bool:
+        """Hold the request until released; True if it is to be answered (the client is still there)."""
+        if not self.reached.done():
+            self.reached.set_result(record)
+        answer = await self._answer
+        transport = request.transport
+        if answer and transport is not None and not transport.is_closing():
+            return True
+        if transport is not None:
+            transport.abort()
+        return False
 
 
 @dataclass
@@ -279,6 +326,11 @@ class FakeDiscord:
         }
         self._bucket_use: dict[tuple[str, str], list[float]] = {}
         self._faults: list[Fault] = []
+        self._holds: list[Hold] = []  # waiting for their request, in the order the test asked
+        self._held: list[Hold] = []  # holding a request
+        self.nonce_window = NONCE_WINDOW
+        self._nonces: dict[tuple[str, str], tuple[str, float]] = {}  # (author, nonce) -> (message, when)
+        self._dm_channels: dict[str, Channel] = {}  # recipient id -> the bot's DM channel with them
         self._changed = asyncio.Condition()
         self._runner: web.AppRunner | None = None
         self._connections: set[Connection] = set()
@@ -301,6 +353,9 @@ class FakeDiscord:
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        for hold in self._holds + self._held:
+            hold.cut()
+        self._holds.clear()
         for conn in list(self._connections):
             conn.abort()
         if self._runner is not None:
@@ -409,6 +464,42 @@ class FakeDiscord:
         if route not in {name for _, _, name, _, _ in self._routes}:
             raise ValueError(f"no route named {route!r}")
         self._faults.append(Fault(route, status, times, retry_after, is_global))
+
+    def hold(self, route: str, *, applied: bool, where: Callable[[Recorded], bool] | None = None) -> Hold:
+        """Hold the next request on `route` (that `where` accepts) until the test lets it go.
+
+        `applied=True`: the platform carries it out (a message is stored, the gateway told) but the
+        answer does not leave until `release()`; `applied=False`: it is held before reaching the
+        platform, so nothing happens unless it is released while the client still waits. Meant for
+        killing the bot while a request is in flight:
+
+            held = fake.hold("create_message", applied=True)
+            ... start the post ...
+            await held.reached  # the message is stored; the bot has no answer
+            ... SIGKILL the bot ...
+            held.cut()  # or held.release() to answer a bot that is still waiting
+        """
+        if route not in {name for _, _, name, _, _ in self._routes}:
+            raise ValueError(f"no route named {route!r}")
+        hold = Hold(route, applied, where)
+        self._holds.append(hold)
+        return hold
+
+    def _take_hold(self, record: Recorded) -> Hold | None:
+        hold = next((h for h in self._holds if h.matches(record)), None)
+        if hold is not None:
+            self._holds.remove(hold)
+            self._held.append(hold)
+        return hold
+
+    async def _keep(self, hold: Hold, record: Recorded, request: web.Request) -> bool:
+        await self._notify()
+        try:
+            return await hold.wait(record, request)
+        finally:
+            self._held.remove(hold)
+            hold.done = True
+            await self._notify()
 
     def drop_gateway(self) -> None:
         """Cut every gateway connection (sessions stay resumable)."""
@@ -630,6 +721,9 @@ class FakeDiscord:
             self.requests.append(record)
             if auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 return self._finish(record, 401, {"message": "401: Unauthorized", "code": 0})
+            hold = self._take_hold(record)
+            if hold is not None and not hold.applied and not await self._keep(hold, record, request):
+                return web.Response(status=499)  # never reaches the client: the connection is gone
             fault = self._take_fault(name)
             if fault is not None:
                 self.injected.append(record)
@@ -643,6 +737,8 @@ class FakeDiscord:
                 response = await handler(request, params, body)
             finally:
                 await self._notify()
+            if hold is not None and hold.applied and not await self._keep(hold, record, request):
+                return web.Response(status=499)  # the answer never reaches the client
             record.status = response.status
             if bucket is not None:
                 response.headers.update(bucket[1])
@@ -661,7 +757,11 @@ class FakeDiscord:
 
     def _fault_response(self, record: Recorded, fault: Fault) -> web.Response:
         if fault.status == 429:
-            headers = {"Via": "1.1 google", "X-RateLimit-Scope": "global" if fault.is_global else "user"}
+            headers = {
+                "Via": "1.1 google",
+                "X-RateLimit-Scope": "global" if fault.is_global else "user",
+                "Retry-After": str(math.ceil(fault.retry_after)),
+            }
             if fault.is_global:
                 headers["X-RateLimit-Global"] = "true"
             body = {
@@ -674,6 +774,8 @@ class FakeDiscord:
             return self._finish(record, 400, {"message": "Invalid Form Body", "code": 50035, "errors": {}})
         if fault.status == 403:
             return self._finish(record, 403, {"message": "Missing Permissions", "code": 50013})
+        if fault.status == 404:
+            return self._finish(record, 404, {"message": "Unknown Channel", "code": 10003})
         return self._finish(record, fault.status, {"message": "Server error", "code": 0})
 
     def _bucket(self, route: str, channel: str) -> tuple[dict[str, Any] | None, dict[str, str]] | None:
@@ -689,6 +791,7 @@ class FakeDiscord:
             headers = {
                 "Via": "1.1 google",
                 "X-RateLimit-Scope": "user",
+                "Retry-After": str(math.ceil(retry)),
                 **self._limit_headers(route, limit, 0, retry),
             }
             body = {"message": "You are being rate limited.", "retry_after": round(retry, 3), "global": False}
@@ -800,8 +903,29 @@ class FakeDiscord:
         channel = self.channels.get(params["channel"])
         if channel is None:
             return self._json({"message": "Unknown Channel", "code": 10003}, 404)
+        nonce = body.get("nonce")
+        if nonce is not None and (
+            not isinstance(nonce, str | int) or isinstance(nonce, bool) or len(str(nonce)) > MAX_NONCE
+        ):
+            error = {"code": "BASE_TYPE_MAX_LENGTH", "message": f"Must be {MAX_NONCE} or fewer in length."}
+            return self._json(
+                {"message": "Invalid Form Body", "code": 50035, "errors": {"nonce": {"_errors": [error]}}},
+                400,
+            )
+        enforced = (self.bot.id, str(nonce)) if nonce is not None and body.get("enforce_nonce") else None
+        if enforced is not None:
+            first = self._nonces.get(enforced)
+            if first is not None and time.monotonic() - first[1] < self.nonce_window:
+                # The first message with this nonce, and nothing new; deleted since: Discord says 404.
+                if first[0] not in self.messages:
+                    return self._json({"message": "Unknown Message", "code": 10008}, 404)
+                return self._json(self.messages[first[0]])
         message = self._message(channel.id, self.bot, body)
+        if nonce is not None:
+            message["nonce"] = nonce
         self.messages[message["id"]] = message
+        if enforced is not None:
+            self._nonces[enforced] = (message["id"], time.monotonic())
         if channel.guild_id:
             self.dispatch("MESSAGE_CREATE", message, guild_id=channel.guild_id, intent=GUILD_MESSAGES)
         return self._json(message)
@@ -895,8 +1019,10 @@ class FakeDiscord:
         user = self.users.get(str(body.get("recipient_id")))
         if user is None:
             return self._json({"message": "Unknown User", "code": 10013}, 404)
-        channel = Channel(self.ids(), "", None, kind=1)
-        self.channels[channel.id] = channel
+        channel = self._dm_channels.get(user.id)
+        if channel is None:  # Discord keeps one DM channel per pair of users
+            channel = self._dm_channels[user.id] = Channel(self.ids(), "", None, kind=1)
+            self.channels[channel.id] = channel
         return self._json(
             {"id": channel.id, "type": 1, "recipients": [user.payload()], "last_message_id": None}
         )
@@ -1085,6 +1211,10 @@ class FakeDiscord:
             for m in self.messages.values()
             if m["channel_id"] == channel.id and m["author"]["id"] == self.bot.id
         ]
+
+    def dm_channel(self, user: User) -> Channel | None:
+        """The bot's DM channel with the user, once the bot opened it."""
+        return self._dm_channels.get(user.id)
 
     def bodies(self, *routes: str) -> list[Any]:
         return [r.body for r in self.requests if r.route in routes]
