@@ -17,14 +17,13 @@ from typing import Any
 import pytest
 
 from adapters.matrix.adapter import ENCRYPTED_NOTICE, LoginFailed, MatrixAdapter, MatrixSettings
-from adapters.matrix.pacing import RateLimited
 from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
-from core.ports import Outbound
+from core.ports import DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.fake_discord.scene import restore_discord_addresses
 from tests.fake_discord.server import FakeDiscord
@@ -401,13 +400,16 @@ async def test_a_429_is_waited_out_within_bounds(
 
     bounded = replace(bot.settings, max_retry_after=0.01)
     bot.chat.settings = bounded
-    with pytest.raises(RateLimited, match="asked to wait"):
+    with pytest.raises(DeliveryFailed, match="asked to wait") as waited:
         for n in range(3):
             await bot.chat.send(channel, Outbound(f"again {n}"))
+    assert not waited.value.permanent
+    assert waited.value.retry_after is not None and waited.value.retry_after > 0.01
     bot.chat.settings = replace(bot.settings, max_rate_limit_retries=0)
-    with pytest.raises(RateLimited, match="after 0 retries"):
+    with pytest.raises(DeliveryFailed, match="after 0 retries") as refused:
         for n in range(3):
             await bot.chat.send(channel, Outbound(f"once more {n}"))
+    assert not refused.value.permanent
 
 
 async def test_peerbot_run_serves_matrix_from_the_config(
