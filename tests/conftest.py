@@ -8,6 +8,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from tests.matrix_proxy import MatrixProxy
 from tests.support import Harness
 from tests.synapse import Homeserver, start_homeserver, synapse_missing_reason
 
@@ -95,3 +96,15 @@ def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+async def matrix_proxy(homeserver: Homeserver) -> AsyncIterator[MatrixProxy]:
+    """A holding proxy in front of the test Synapse (tests/matrix_proxy.py): point the bot's
+    `homeserver` at `matrix_proxy.url`, then hold or fail its sends."""
+    proxy = MatrixProxy(homeserver.url)
+    await proxy.start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()

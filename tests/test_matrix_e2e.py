@@ -16,18 +16,25 @@ from typing import Any
 
 import pytest
 
-from adapters.matrix.adapter import ENCRYPTED_NOTICE, LoginFailed, MatrixAdapter, MatrixSettings
-from adapters.matrix.pacing import RateLimited
+from adapters.matrix.adapter import (
+    ENCRYPTED_NOTICE,
+    LoginFailed,
+    MatrixAdapter,
+    MatrixChat,
+    MatrixSettings,
+    make_client,
+)
 from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
-from core.ports import Outbound
+from core.ports import DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.fake_discord.scene import restore_discord_addresses
 from tests.fake_discord.server import FakeDiscord
+from tests.matrix_proxy import HoldMode, MatrixProxy
 from tests.matrix_support import (
     Member,
     RecordingEngine,
@@ -401,13 +408,16 @@ async def test_a_429_is_waited_out_within_bounds(
 
     bounded = replace(bot.settings, max_retry_after=0.01)
     bot.chat.settings = bounded
-    with pytest.raises(RateLimited, match="asked to wait"):
+    with pytest.raises(DeliveryFailed, match="asked to wait") as waited:
         for n in range(3):
             await bot.chat.send(channel, Outbound(f"again {n}"))
+    assert not waited.value.permanent
+    assert waited.value.retry_after is not None and waited.value.retry_after > 0.01
     bot.chat.settings = replace(bot.settings, max_rate_limit_retries=0)
-    with pytest.raises(RateLimited, match="after 0 retries"):
+    with pytest.raises(DeliveryFailed, match="after 0 retries") as refused:
         for n in range(3):
             await bot.chat.send(channel, Outbound(f"once more {n}"))
+    assert not refused.value.permanent
 
 
 async def test_peerbot_run_serves_matrix_from_the_config(
@@ -703,3 +713,252 @@ async def test_peerbot_run_serves_discord_and_matrix_side_by_side(
     finally:
         await fake.stop()
         restore_discord_addresses()
+
+
+# Idempotent sends: the transaction id comes from the outbox key -----------------------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+async def timeline_until_marker(member: Member, room: str) -> list[dict[str, Any]]:
+    """Everything in the room so far: the member says a marker and syncs until it sees it."""
+    marker = await member.says(room, "(marker)")
+    await member.sees(room, lambda e: e.get("event_id") == marker)
+    return member.find(room, lambda e: True)
+
+
+def bodies_from(bot_user_id: str, events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    return [(e["event_id"], e["content"]["body"]) for e in events if from_bot(bot_user_id)(e)]
+
+
+def reactions_from(bot_user_id: str, events: list[dict[str, Any]], target: str) -> list[str]:
+    return [
+        e["content"]["m.relates_to"]["key"]
+        for e in events
+        if e.get("type") == "m.reaction"
+        and e.get("sender") == bot_user_id
+        and e["content"]["m.relates_to"]["event_id"] == target
+    ]
+
+
+async def cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+async def test_a_keyed_send_reply_and_reaction_are_posted_once_under_one_event_id(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    room = await room_with_bot(alice, bot)
+    channel = ChannelRef("matrix", room)
+    poll = await bot.chat.send(channel, Outbound("Poll 1: which pace?"), key="o1")
+    assert await bot.chat.send(channel, Outbound("Poll 1: which pace?"), key="o1") == poll
+    other_row = await bot.chat.send(channel, Outbound("Poll 1: which pace?"), key="o2")
+    assert other_row.id != poll.id
+    command = MessageRef(channel, await alice.says(room, "Shall we start?"))
+    answer = await bot.chat.reply(command, Outbound("Phase: Convening"), key="o3")
+    assert await bot.chat.reply(command, Outbound("Phase: Convening"), key="o3") == answer
+    await bot.chat.react(poll, "1️⃣", key="o4")
+    await bot.chat.react(poll, "1️⃣", key="o4")
+    await bot.chat.react(poll, "2️⃣")  # without a key, twice: the reaction stands, so that is no failure
+    await bot.chat.react(poll, "2️⃣")
+
+    events = await timeline_until_marker(alice, room)
+    assert bodies_from(bot.user_id, events) == [
+        (poll.id, "Poll 1: which pace?"),
+        (other_row.id, "Poll 1: which pace?"),
+        (answer.id, "Phase: Convening"),
+    ]
+    assert reply_to(command.id)(next(e for e in events if e["event_id"] == answer.id))
+    assert reactions_from(bot.user_id, events, poll.id) == ["1️⃣", "2️⃣"]
+    keyed = [s.txn_id for s in matrix_proxy.sends if s.content.get("m.relates_to", {}).get("key") == "1️⃣"]
+    assert len(keyed) == 2 and keyed[0] == keyed[1]
+
+
+@pytest.mark.parametrize("login", ["password", "access_token"])
+async def test_a_send_whose_answer_was_lost_is_found_again_after_a_restart(
+    homeserver: Homeserver,
+    bot_factory: StartBot,
+    people: Callable[[], Member],
+    matrix_proxy: MatrixProxy,
+    login: str,
+) -> None:
+    alice = people()
+    account = homeserver.register()
+    settings = replace(bot_settings(homeserver, account), homeserver=matrix_proxy.url)
+    if login == "access_token":
+        settings = replace(settings, password=None, access_token=account.access_token)
+    bot = await bot_factory(settings)
+    room = await room_with_bot(alice, bot)
+    channel = ChannelRef("matrix", room)
+    hold = matrix_proxy.hold_sends(HoldMode.ANSWER)
+    sending = asyncio.create_task(
+        bot.chat.send(channel, Outbound("🔔 Nudge 1: what did you learn?"), key="o7")
+    )
+    held = await hold.arrived()  # Synapse has stored it; the bot never hears so
+    await cancelled(sending)
+    await bot.stop()
+
+    bot_again = await bot_factory(settings)  # the same database: the same device
+    assert bot_again.adapter.client.device_id == bot.adapter.client.device_id
+    if login == "password":  # a new login, so a new access token, on the stored device
+        assert bot_again.adapter.client.access_token != bot.adapter.client.access_token
+    sent = await bot_again.chat.send(channel, Outbound("🔔 Nudge 1: what did you learn?"), key="o7")
+    assert sent.id == held.event_id
+    events = await timeline_until_marker(alice, room)
+    assert bodies_from(bot.user_id, events) == [(sent.id, "🔔 Nudge 1: what did you learn?")]
+
+
+async def test_a_database_made_anew_does_not_meet_the_old_one_s_keys(
+    homeserver: Homeserver, bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    """Outbox keys start again in a new database; the device (of an access token) may be the same."""
+    alice = people()
+    account = homeserver.register()
+    settings = replace(bot_settings(homeserver, account), password=None, access_token=account.access_token)
+    bot = await bot_factory(settings)
+    room = await room_with_bot(alice, bot)
+    channel = ChannelRef("matrix", room)
+    old = await bot.chat.send(channel, Outbound("From the old database"), key="o1")
+    await bot.stop()
+
+    bot_afresh = await bot_factory(settings, db="new.db")
+    assert bot_afresh.adapter.client.device_id == bot.adapter.client.device_id
+    new = await bot_afresh.chat.send(channel, Outbound("From the new database"), key="o1")
+    assert new.id != old.id
+    events = await timeline_until_marker(alice, room)
+    assert [body for _, body in bodies_from(bot.user_id, events)] == [
+        "From the old database",
+        "From the new database",
+    ]
+
+
+async def test_a_long_text_sent_again_with_its_key_posts_no_part_twice(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    room = await room_with_bot(alice, bot)
+    channel = ChannelRef("matrix", room)
+    text = "\n".join(f"Reflection {n}: " + "ünd " * 60 for n in range(300))  # three notices
+    hold = matrix_proxy.hold_sends(HoldMode.ANSWER, after=1)  # the second part is stored, unanswered
+    sending = asyncio.create_task(bot.chat.send(channel, Outbound(text), key="o9"))
+    await hold.arrived()
+    await cancelled(sending)
+
+    sent = await bot.chat.send(channel, Outbound(text), key="o9")
+    events = await timeline_until_marker(alice, room)
+    parts = bodies_from(bot.user_id, events)
+    assert len(parts) == 3 and "\n".join(body for _, body in parts) == text
+    assert sent.id == parts[0][0]
+    txns = [s.txn_id for s in matrix_proxy.sends if s.event_type == "m.room.message"]
+    assert txns[:2] == txns[2:4] and len(set(txns)) == 3
+
+
+async def test_posts_that_can_never_succeed_fail_for_good(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    elsewhere = await alice.creates_room()  # the bot was never invited
+    message = MessageRef(ChannelRef("matrix", elsewhere), await alice.says(elsewhere, "Learn Rust?"))
+    attempts = [
+        bot.chat.send(message.channel, Outbound("Poll 1"), key="o1"),
+        bot.chat.reply(message, Outbound("Noted"), key="o2"),
+        bot.chat.react(message, "👍", key="o3"),
+        bot.chat.send(ChannelRef("matrix", "!nosuchroom:peerbot.test"), Outbound("Poll 2"), key="o4"),
+    ]
+    for attempt in attempts:
+        with pytest.raises(DeliveryFailed) as refused:
+            await attempt
+        assert refused.value.permanent, refused.value.reason
+        assert "M_FORBIDDEN" in refused.value.reason or "M_NOT_FOUND" in refused.value.reason
+
+    room = await room_with_bot(alice, bot)
+    with pytest.raises(DeliveryFailed, match="M_TOO_LARGE") as too_large:
+        await bot.chat.send_event(room, "m.room.message", {"msgtype": "m.notice", "body": "x" * 70_000})
+    assert too_large.value.permanent
+    events = await timeline_until_marker(alice, elsewhere)
+    assert not bodies_from(bot.user_id, events)
+
+
+async def test_a_server_error_is_retried_with_the_same_key_and_posts_once(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    room = await room_with_bot(alice, bot)
+    channel = ChannelRef("matrix", room)
+    failure = matrix_proxy.fail_sends(503)
+    with pytest.raises(DeliveryFailed) as failed:
+        await bot.chat.send(channel, Outbound("Poll 3: when?"), key="o5")
+    assert not failed.value.permanent
+    sent = await bot.chat.send(channel, Outbound("Poll 3: when?"), key="o5")
+    assert matrix_proxy.sends[-1].txn_id == failure.failed[0].txn_id
+    events = await timeline_until_marker(alice, room)
+    assert bodies_from(bot.user_id, events) == [(sent.id, "Poll 3: when?")]
+
+
+async def test_a_send_that_times_out_may_be_retried(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    room = await room_with_bot(alice, bot)
+    impatient = replace(bot.settings, request_timeout=0.2)
+    client = make_client(impatient)
+    client.restore_login(bot.user_id, bot.adapter.client.device_id, bot.adapter.client.access_token)
+    hold = matrix_proxy.hold_sends(HoldMode.REQUEST, count=4)  # nio's first try and its 3 retries
+    try:
+        with pytest.raises(DeliveryFailed) as timed_out:
+            await MatrixChat(client, impatient).send(ChannelRef("matrix", room), Outbound("late"), key="o6")
+    finally:
+        await client.close()
+    assert not timed_out.value.permanent
+    assert len(hold.held) == 4 and len({h.txn_id for h in hold.held}) == 1
+
+
+@pytest.mark.parametrize("mode", [HoldMode.ANSWER, HoldMode.REQUEST])
+async def test_a_bot_killed_during_a_send_posts_it_once_after_restart(
+    homeserver: Homeserver,
+    bot_factory: StartBot,
+    people: Callable[[], Member],
+    matrix_proxy: MatrixProxy,
+    tmp_path: Path,
+    mode: HoldMode,
+) -> None:
+    alice = people()
+    account = homeserver.register()
+    settings = replace(bot_settings(homeserver, account), homeserver=matrix_proxy.url)
+    bot = await bot_factory(settings)
+    room = await room_with_bot(alice, bot)
+    await bot.stop()
+
+    hold = matrix_proxy.hold_sends(mode)
+    text = "🔔 Nudge 2: one thing you would teach?"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update(PYTHONPATH=str(ROOT), PEERBOT_MATRIX_PASSWORD=account.password)
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tests.matrix_send_worker",
+        matrix_proxy.url, account.user_id, str(tmp_path / "bot.db"), room, "o8", text,
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    held = await hold.arrived()
+    worker.send_signal(signal.SIGKILL)
+    out, _ = await worker.communicate()
+    assert worker.returncode == -signal.SIGKILL and b"sent" not in out
+
+    bot_again = await bot_factory(settings)
+    sent = await bot_again.chat.send(ChannelRef("matrix", room), Outbound(text), key="o8")
+    if mode is HoldMode.ANSWER:
+        assert sent.id == held.event_id
+    else:  # the request that never got through arrives after all, late: Synapse knows its txn id
+        hold.release()
+        late = await hold.reached_synapse()
+        assert late.event_id == sent.id
+    events = await timeline_until_marker(alice, room)
+    assert bodies_from(bot.user_id, events) == [(sent.id, text)]
+    assert {s.txn_id for s in matrix_proxy.sends if s.event_type == "m.room.message"} == {held.txn_id}

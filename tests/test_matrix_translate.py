@@ -24,10 +24,12 @@ from adapters.matrix.translate import (
     json_size,
     notice_content,
     redaction_targets,
+    refusal,
     since_own_join,
     split_body,
     strip_reply_fallback,
     thread_root,
+    transaction_id,
     translate_timeline,
 )
 from adapters.pacing import Pacer
@@ -265,11 +267,52 @@ async def test_a_429_is_retried_as_told_but_never_endlessly() -> None:
     async def always_limited() -> Any:
         return Limited(100)
 
-    with pytest.raises(RateLimited, match="after 2 retries"):
+    with pytest.raises(RateLimited, match="after 2 retries") as kept_refusing:
         await with_rate_limit(always_limited, what="send", max_retries=2, max_wait=5, sleep=time.sleep)
+    assert kept_refusing.value.retry_after == 0.1
 
     async def long_wait() -> Any:
         return Limited(120_000)
 
-    with pytest.raises(RateLimited, match=r"asked to wait 120\.0 s"):
+    with pytest.raises(RateLimited, match=r"asked to wait 120\.0 s") as too_long:
         await with_rate_limit(long_wait, what="send", max_retries=2, max_wait=30, sleep=time.sleep)
+    assert too_long.value.retry_after == 120.0
+
+
+def test_a_transaction_id_is_fixed_by_key_part_and_database() -> None:
+    assert transaction_id("r42", 0, "ab12cd34") == transaction_id("r42", 0, "ab12cd34")
+    ids = {
+        transaction_id("r42", 0, "ab12cd34"),
+        transaction_id("r42", 1, "ab12cd34"),  # the second notice of a split text
+        transaction_id("r43", 0, "ab12cd34"),
+        transaction_id("r42", 0, "ffff0000"),  # the same outbox key in a database made anew
+        transaction_id("r4", 20, "ab12cd34"),  # no key and part run into each other
+        transaction_id("r42", 0),
+    }
+    assert len(ids) == 6
+    assert all(len(txn) < 64 and txn.isascii() and "/" not in txn for txn in ids)
+
+
+@pytest.mark.parametrize(
+    ("status", "errcode", "permanent"),
+    [
+        (403, "M_FORBIDDEN", True),  # no permission, or not in the room
+        (404, "M_NOT_FOUND", True),  # unknown room
+        (413, "M_TOO_LARGE", True),
+        (400, "M_BAD_JSON", True),
+        (400, None, True),
+        (401, "M_UNKNOWN_TOKEN", False),  # a new login may fix it
+        (408, None, False),
+        (429, "M_LIMIT_EXCEEDED", False),
+        (500, "M_UNKNOWN", False),
+        (502, None, False),
+        (503, None, False),
+        (None, None, False),
+    ],
+)
+def test_only_refusals_that_will_never_change_are_permanent(
+    status: int | None, errcode: str | None, permanent: bool
+) -> None:
+    failure = refusal("send m.room.message to !r", status, errcode, "because")
+    assert failure.permanent is permanent
+    assert failure.reason == f"send m.room.message to !r: {errcode or f'HTTP {status}'} because"

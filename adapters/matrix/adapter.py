@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -16,17 +17,17 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
 
+import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    ErrorResponse,
     InviteInfo,
     JoinError,
     LoginError,
     MatrixRoom,
     MessageDirection,
-    RoomCreateError,
     RoomMessagesError,
-    RoomSendError,
     SyncError,
     SyncResponse,
     WhoamiError,
@@ -48,15 +49,17 @@ from adapters.matrix.translate import (
     reaction_content,
     reaction_state_key,
     redaction_targets,
+    refusal,
     since_own_join,
     split_body,
     sync_filter,
     thread_root,
+    transaction_id,
     translate_timeline,
 )
 from adapters.pacing import Pacer
 from core.events import InboundEvent, Reply
-from core.ports import Outbound, Store
+from core.ports import DeliveryFailed, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -65,6 +68,7 @@ T = TypeVar("T")
 
 NEXT_BATCH_KEY = "matrix.next_batch"
 DEVICE_KEY = "matrix.device_id"
+TXN_SCOPE_KEY = "matrix.txn_scope"
 USER_KEY = "matrix.user_id"
 ENCRYPTED_NOTICE = (
     "This room is end-to-end encrypted, and Peerbot does not support encrypted rooms yet:"
@@ -84,6 +88,14 @@ class MatrixError(Exception):
 
 class LoginFailed(MatrixError):
     """The credentials do not work: the bot cannot go on."""
+
+
+class Refused(DeliveryFailed):
+    """The homeserver answered a post with an error; `errcode` says which (M_FORBIDDEN...)."""
+
+    def __init__(self, failure: DeliveryFailed, errcode: str | None) -> None:
+        super().__init__(failure.reason, permanent=failure.permanent, retry_after=failure.retry_after)
+        self.errcode = errcode
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +166,8 @@ class MatrixChat:
         self.client = client
         self.settings = settings
         self.pacer = Pacer(settings.send_per_second, settings.send_burst)
+        # Set at login from the database (see `transaction_id`): part of every keyed transaction id.
+        self.txn_scope = ""
         self._creates: dict[str, Json] = {}
         self._threads: OrderedDict[str, str] = OrderedDict()
 
@@ -180,32 +194,59 @@ class MatrixChat:
             max_wait=self.settings.max_retry_after,
         )
 
-    async def send_event(self, room_id: str, event_type: str, content: dict[str, Any]) -> str:
-        """Send one event, paced and with bounded 429 retries; the same transaction id each try."""
+    async def deliver(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """A request that posts something: `call`, with every failure as `DeliveryFailed`.
+
+        Permanent for the 4xx answers that will never succeed as they are; otherwise (429 beyond the
+        bounded retries, 5xx, connection lost, timed out) the outbox retries with the same key.
+        """
+        try:
+            response = await self.call(request, what)
+        except RateLimited as error:
+            raise DeliveryFailed(str(error), permanent=False, retry_after=error.retry_after) from error
+        except (aiohttp.ClientError, OSError, TimeoutError) as error:
+            reason = f"{what}: {type(error).__name__} {error}".strip()
+            raise DeliveryFailed(reason, permanent=False) from error
+        if isinstance(response, ErrorResponse):
+            transport = response.transport_response
+            status = transport.status if transport is not None else None
+            raise Refused(refusal(what, status, response.status_code, response.message), response.status_code)
+        return response
+
+    async def send_event(
+        self, room_id: str, event_type: str, content: dict[str, Any], txn: str | None = None
+    ) -> str:
+        """Send one event, paced, with bounded 429 retries and one transaction id for every try:
+        `txn` (derived from an idempotency key), else a random one."""
         await self.pacer.wait()
-        txn = uuid.uuid4().hex
+        txn_id = txn or uuid.uuid4().hex
 
         async def attempt() -> Any:
-            return await self.client.room_send(room_id, event_type, content, tx_id=txn)
+            return await self.client.room_send(room_id, event_type, content, tx_id=txn_id)
 
-        response = await self.call(attempt, f"send {event_type} to {room_id}")
-        if isinstance(response, RoomSendError):
-            raise MatrixError(f"send {event_type} to {room_id}: {response.status_code} {response.message}")
+        response = await self.deliver(attempt, f"send {event_type} to {room_id}")
         return str(response.event_id)
 
-    async def post(self, room_id: str, text: str, reply_to: str | None = None) -> str:
-        """Post the text as one notice, or as several when it is too long for one; the first's id."""
+    def txn(self, key: str | None, part: int = 0) -> str | None:
+        return transaction_id(key, part, self.txn_scope) if key is not None else None
+
+    async def post(self, room_id: str, text: str, reply_to: str | None = None, key: str | None = None) -> str:
+        """Post the text as one notice, or as several when it is too long for one; the first's id.
+
+        With a key, each part has its own transaction id, so a retry re-posts only the parts that
+        never reached the server and gets the stored ids of the others.
+        """
         thread = self._threads.get(reply_to) if reply_to else None
         first: str | None = None
-        for part in split_body(defuse_mentions(text)):
-            content = notice_content(part, reply_to=reply_to, in_thread=thread)
-            event_id = await self.send_event(room_id, "m.room.message", content)
+        for part, body in enumerate(split_body(defuse_mentions(text))):
+            content = notice_content(body, reply_to=reply_to, in_thread=thread)
+            event_id = await self.send_event(room_id, "m.room.message", content, self.txn(key, part))
             first = first or event_id
         assert first is not None
         return first
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return MessageRef(channel, await self.post(channel.id, message.text))
+        return MessageRef(channel, await self.post(channel.id, message.text, key=key))
 
     def remember_thread(self, event_id: str, root: str) -> None:
         """Answers to a command written in a thread go into that thread."""
@@ -214,10 +255,17 @@ class MatrixChat:
             self._threads.popitem(last=False)
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return MessageRef(to.channel, await self.post(to.channel.id, message.text, reply_to=to.id))
+        return MessageRef(to.channel, await self.post(to.channel.id, message.text, reply_to=to.id, key=key))
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
-        await self.send_event(message.channel.id, "m.reaction", reaction_content(message.id, emoji))
+        content = reaction_content(message.id, emoji)
+        try:
+            await self.send_event(message.channel.id, "m.reaction", content, self.txn(key))
+        except Refused as refused:
+            if refused.errcode != "M_DUPLICATE_ANNOTATION":
+                raise
+            # The bot's reaction stands already (sent under another key, or none): what was asked is done.
+            log.info("reaction %s on %s was there already", emoji, message.id)
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         await self.send_event(message.channel.id, "m.room.message", edit_content(message.id, new.text))
@@ -233,11 +281,10 @@ class MatrixChat:
         return None
 
     async def _create_direct_room(self, user_id: str) -> str:
-        response = await self.call(
-            lambda: self.client.room_create(is_direct=True, invite=[user_id]), f"create a room with {user_id}"
+        response = await self.deliver(
+            lambda: self.client.room_create(is_direct=True, invite=[user_id]),
+            f"create a direct room with {user_id}",
         )
-        if isinstance(response, RoomCreateError):
-            raise MatrixError(f"create a direct room with {user_id}: {response.message}")
         return str(response.room_id)
 
     # Power -------------------------------------------------------------------------------------
@@ -342,11 +389,13 @@ class MatrixAdapter:
             stored_user = await tx.get_state(USER_KEY)
             device_id = await tx.get_state(DEVICE_KEY)
             since = await tx.get_state(NEXT_BATCH_KEY)
+            txn_scope = await tx.get_state(TXN_SCOPE_KEY)
         if stored_user is not None and stored_user != self.user_id:
             log.warning(
                 "the database was used by %s before; starting afresh as %s", stored_user, self.user_id
             )
-            device_id, since = None, None
+            device_id, since, txn_scope = None, None, None
+        txn_scope = txn_scope or secrets.token_hex(4)
         if self.settings.access_token:
             self.client.restore_login(self.user_id, device_id or "", self.settings.access_token)
             who = await self.chat.call(self.client.whoami, "whoami")
@@ -354,11 +403,16 @@ class MatrixAdapter:
                 raise LoginFailed(f"the access token was refused: {who.status_code} {who.message}")
             if who.user_id != self.user_id:
                 raise LoginFailed(f"the access token belongs to {who.user_id}, not {self.user_id}")
+            if not who.device_id:
+                log.warning(
+                    "the access token has no device: a send retried after a restart may be posted twice"
+                )
             device_id = who.device_id or device_id
             self.client.device_id = device_id or ""
         elif self.settings.password:
-            if device_id:
-                self.client.device_id = device_id
+            # nio's login sends `client.device_id`: the stored device is logged in again, not a new one,
+            # and Synapse keeps transaction ids per device, so keyed sends stay idempotent over restarts.
+            self.client.device_id = device_id or ""
             password, device_name = self.settings.password, self.settings.device_name
             response = await self.chat.call(
                 lambda: self.client.login(password, device_name=device_name), "password login"
@@ -370,8 +424,10 @@ class MatrixAdapter:
             raise LoginFailed("neither an access token nor a password is configured")
         async with self.store.transaction() as tx:
             await tx.set_state(USER_KEY, self.user_id)
+            await tx.set_state(TXN_SCOPE_KEY, txn_scope)
             if device_id:
                 await tx.set_state(DEVICE_KEY, device_id)
+        self.chat.txn_scope = txn_scope
         self.since = since
         self._full_state = True
         log.info(
@@ -544,7 +600,7 @@ class MatrixAdapter:
         log.warning("room %s is encrypted; Peerbot does not support encrypted rooms and ignores it", room_id)
         try:
             await self.chat.send(ChannelRef(PLATFORM, room_id), Outbound(ENCRYPTED_NOTICE))
-        except (MatrixError, RateLimited) as error:
+        except DeliveryFailed as error:
             log.warning("could not tell %s that it is not supported: %s", room_id, error)
 
     async def _answer_invite(self, room_id: str, invite: InviteInfo) -> None:

@@ -15,7 +15,14 @@ DEFAULT_RETRY_AFTER = 5.0
 
 
 class RateLimited(Exception):
-    """The homeserver kept refusing, or asked for a longer wait than the bot is willing to give."""
+    """The homeserver kept refusing, or asked for a longer wait than the bot is willing to give.
+
+    `retry_after`: the wait the server asked for last, in seconds.
+    """
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 def retry_after_of(response: Any) -> float | None:
@@ -47,8 +54,10 @@ async def with_rate_limit(
             return response
         attempt += 1
         if attempt > max_retries:
-            raise RateLimited(f"{what}: still rate limited after {max_retries} retries")
+            raise RateLimited(f"{what}: still rate limited after {max_retries} retries", wait)
         if wait > max_wait:
-            raise RateLimited(f"{what}: the server asked to wait {wait:.1f} s, more than {max_wait:.1f} s")
+            raise RateLimited(
+                f"{what}: the server asked to wait {wait:.1f} s, more than {max_wait:.1f} s", wait
+            )
         log.warning("%s: rate limited, retrying in %.2f s (retry %d of %d)", what, wait, attempt, max_retries)
         await sleep(wait)

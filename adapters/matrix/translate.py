@@ -20,6 +20,7 @@ from core.events import (
     ReactionAdded,
     ReactionRemoved,
 )
+from core.ports import DeliveryFailed
 from core.refs import ChannelRef, MessageRef, UserRef
 
 PLATFORM = "matrix"
@@ -465,3 +466,36 @@ def sync_filter(timeline_limit: int) -> dict[str, Any]:
             "account_data": {"not_types": ["*"]},
         },
     }
+
+
+# Idempotent sends and refusals -------------------------------------------------------------------
+
+# 4xx answers that may succeed later as they are: a login to renew (401), a timeout, a rate limit.
+_RETRYABLE_CLIENT_ERRORS = {401, 408, 429}
+_RETRYABLE_ERRCODES = {"M_LIMIT_EXCEEDED", "M_UNKNOWN_TOKEN", "M_MISSING_TOKEN"}
+
+
+def transaction_id(key: str, part: int, scope: str = "") -> str:
+    """The transaction id of one event sent for an idempotency key (part: which notice of a split text).
+
+    Synapse keeps a transaction id per user and device, also across access tokens of that device,
+    and answers a repeated PUT with the event it stored the first time, so a retry after a crash
+    posts nothing twice. `scope` is a random value kept with the bot's database: outbox keys
+    restart when the database is made anew, and without it a fresh database under a device that
+    is still in use would get old events back instead of new ones for as long as Synapse
+    remembers the transactions (a day).
+    """
+    return "-".join(("peerbot", *((scope,) if scope else ()), key, str(part)))
+
+
+def refusal(what: str, http_status: int | None, errcode: str | None, message: str) -> DeliveryFailed:
+    """What a homeserver's error answer to a post means for the outbox: final, or worth a retry.
+
+    A 4xx other than a lost login, a timeout or a rate limit will not change on retry (no permission,
+    not in the room, unknown room, too large, malformed): permanent. 5xx and the rest: retried.
+    """
+    reason = f"{what}: {errcode or f'HTTP {http_status}'} {message}".strip()
+    if errcode in _RETRYABLE_ERRCODES or http_status in _RETRYABLE_CLIENT_ERRORS:
+        return DeliveryFailed(reason, permanent=False)
+    permanent = http_status is not None and 400 <= http_status < 500
+    return DeliveryFailed(reason, permanent=permanent)
