@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -65,17 +67,35 @@ async def postgres_url() -> AsyncIterator[str]:
         await _drop_postgres_database(name)
 
 
+EmptyDatabase = Callable[[str], AbstractAsyncContextManager[str]]
+
+
+@pytest.fixture
+def empty_database(tmp_path: Path) -> EmptyDatabase:
+    """Opens an empty database of a kind ("sqlite" or "postgresql"); a PostgreSQL one is dropped after.
+
+    For fixtures that choose the kind themselves (the store contract adds the in-memory store to both).
+    """
+
+    @asynccontextmanager
+    async def opened(kind: str) -> AsyncIterator[str]:
+        if kind == "sqlite":
+            yield f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}"
+            return
+        url, name = await _fresh_postgres_database()
+        try:
+            yield url
+        finally:
+            await _drop_postgres_database(name)
+
+    return opened
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path) -> AsyncIterator[str]:
+async def db_url(request: pytest.FixtureRequest, empty_database: EmptyDatabase) -> AsyncIterator[str]:
     """An empty database of each supported kind."""
-    if request.param == "sqlite":
-        yield f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}"
-        return
-    url, name = await _fresh_postgres_database()
-    try:
+    async with empty_database(request.param) as url:
         yield url
-    finally:
-        await _drop_postgres_database(name)
 
 
 @pytest.fixture

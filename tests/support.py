@@ -118,7 +118,7 @@ class MemoryOutbox:
             self.d.last_post += 1
             when = post.not_before or at
             self.d.outbox[self.d.last_post] = _Row(
-                OutboxRow(self.d.last_post, post, PostState.PENDING, at, when), when
+                OutboxRow(self.d.last_post, replace(post, not_before=when), PostState.PENDING, at, when), when
             )
             ids.append(self.d.last_post)
         return ids
@@ -213,7 +213,7 @@ class MemoryTx:
         self.d.groups[group.id] = replace(group, phase=change.to_phase, phase_since=change.at)
 
     async def phase_history(self, group_id: int, limit: int) -> list[PhaseChange]:
-        return [c for c in self.d.changes if c.group_id == group_id][-limit:]
+        return [c for c in self.d.changes if c.group_id == group_id][-limit:] if limit > 0 else []
 
     async def get_state(self, key: str) -> str | None:
         return self.d.state.get(key)
@@ -239,8 +239,9 @@ class MemoryTx:
     async def create_poll(
         self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
     ) -> Poll:
+        self.d.last_poll += 1  # ids are never taken again, as by the database's sequence
         poll = Poll(
-            len(self.d.polls) + 1,
+            self.d.last_poll,
             group_id,
             kind,
             request.question,
@@ -260,7 +261,15 @@ class MemoryTx:
         self.d.polls[poll_id] = replace(self.d.polls[poll_id], message=message)
 
     async def delete_poll(self, poll_id: int) -> None:
+        # As the foreign keys do: its votes go with it, goals and outbox rows let go of it.
         del self.d.polls[poll_id]
+        for key in [k for k in self.d.reactions if k[0] == poll_id]:
+            del self.d.reactions[key]
+        for goal in [g for g in self.d.goals.values() if g.poll_id == poll_id]:
+            self.d.goals[goal.id] = replace(goal, poll_id=None)
+        for row in self.d.outbox.values():
+            if row.row.post.poll_id == poll_id:
+                row.row = replace(row.row, post=replace(row.row.post, poll_id=None))
 
     async def get_poll(self, group_id: int, poll_id: int) -> Poll | None:
         poll = self.d.polls.get(poll_id)
@@ -288,8 +297,8 @@ class MemoryTx:
         return sorted(found, key=lambda r: r.seq)
 
     async def close_poll(self, poll_id: int, at: datetime) -> bool:
-        poll = self.d.polls[poll_id]
-        if poll.closed_at is not None:
+        poll = self.d.polls.get(poll_id)
+        if poll is None or poll.closed_at is not None:
             return False
         self.d.polls[poll_id] = replace(poll, closed_at=at)
         return True
@@ -298,7 +307,7 @@ class MemoryTx:
         return [
             p
             for p in self.d.polls.values()
-            if p.message is not None and p.message.channel.platform == platform and p.is_open(now)
+            if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now)
         ]
 
     def _on(self, group_id: int, platforms: Collection[str]) -> bool:
@@ -354,8 +363,9 @@ class MemoryTx:
         self._update_group(group_id, last_activity_at=at)
 
     def _silence_unanswered(self, g: Group) -> bool:
-        return g.last_activity_at is not None and (
-            g.heartbeat_sent_at is None or g.heartbeat_sent_at < g.last_activity_at
+        # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
+        return g.heartbeat_sent_at is None or (
+            g.last_activity_at is not None and g.heartbeat_sent_at < g.last_activity_at
         )
 
     async def quiet_groups(
@@ -417,6 +427,7 @@ class MemoryTx:
 
     async def delete_schedule(self, schedule_id: int) -> None:
         del self.d.schedules[schedule_id]
+        self.d.deliveries = {k for k in self.d.deliveries if k[0] != schedule_id}
 
     async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None:
         self.d.schedules[schedule_id] = replace(self.d.schedules[schedule_id], paused=paused)
@@ -440,8 +451,7 @@ class MemoryTx:
         return moved
 
     async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
-        assert not set(keys) & self.d.deliveries, "an occurrence was delivered twice"
-        self.d.deliveries |= set(keys)
+        self.d.deliveries |= {k for k in keys if k[0] in self.d.schedules}
 
     async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         due = [
@@ -486,18 +496,19 @@ class MemoryTx:
         return found[-1] if found else None
 
     async def close_review(self, review_id: int, at: datetime) -> bool:
-        review = self.d.reviews[review_id]
-        if review.closed_at is not None:
+        review = self.d.reviews.get(review_id)
+        if review is None or review.closed_at is not None:
             return False
         self.d.reviews[review_id] = replace(review, closed_at=at)
         return True
 
     async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
-        return [
+        due = [
             r
             for r in self.d.reviews.values()
             if r.closed_at is None and r.closes_at <= now and self._on(r.group_id, platforms)
-        ][:limit]
+        ]
+        return sorted(due, key=lambda r: (r.closes_at, r.id))[:limit]
 
     async def list_reviews(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
@@ -561,6 +572,7 @@ class MemoryData:
     state: dict[str, str] = field(default_factory=dict)
     signals: list[tuple[int, str, datetime, str]] = field(default_factory=list)
     polls: dict[int, Poll] = field(default_factory=dict)
+    last_poll: int = 0
     seq: dict[int, int] = field(default_factory=dict)
     reactions: dict[tuple[int, str, int], PollReaction] = field(default_factory=dict)
     goals: dict[int, Goal] = field(default_factory=dict)

@@ -176,6 +176,8 @@ class SqlOutbox:
         self.conn = conn
 
     async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+        if not posts:
+            return []  # no rows: SQLAlchemy would run INSERT ... DEFAULT VALUES, one row of NULLs
         values = [
             {
                 "group_id": p.group_id,
