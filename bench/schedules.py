@@ -38,22 +38,24 @@ class CountingChat:
 
     platform = "fake"
     command_prefix = "/"
+    interactive_replies = True
 
     def __init__(self) -> None:
         self.posted: list[tuple[str, float]] = []
 
-    async def send(self, channel: ChannelRef, message: Outbound) -> MessageRef:
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         self.posted.append((message.text, time.perf_counter()))
         return MessageRef(channel, str(len(self.posted)))
 
-    async def reply(self, to: MessageRef, message: Outbound) -> MessageRef:
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self.send(to.channel, message)
 
-    async def react(self, message: MessageRef, emoji: str) -> None: ...
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
 
     async def edit(self, message: MessageRef, new: Outbound) -> None: ...
 
-    async def direct_message(self, user: object, message: Outbound) -> None: ...
+    async def direct_message(self, user: object, message: Outbound, *, key: str | None = None) -> MessageRef:
+        return await self.send(ChannelRef("fake", "dm"), message)
 
     async def is_facilitator(self, user: object, channel: ChannelRef) -> bool:
         return False

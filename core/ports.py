@@ -123,6 +123,10 @@ class OutboxRepo(Protocol):
 
     async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None: ...
 
+    async def sent(self, row_ids: Sequence[int]) -> None:
+        """Plain posts the platform has: delete them, many at once."""
+        ...
+
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
         """Every row (or those in the given states), oldest first: for operators and tests."""
         ...

@@ -150,6 +150,10 @@ class MemoryOutbox:
             if row is not None and row.owner == owner:
                 row.owner, row.lease_until = None, None
 
+    async def sent(self, row_ids: Sequence[int]) -> None:
+        for i in row_ids:
+            self.d.outbox.pop(i, None)
+
     async def posted(self, row_id: int, message: MessageRef) -> None:
         row = self.d.outbox[row_id]
         row.row = replace(row.row, state=PostState.POSTED, message_id=message.id)

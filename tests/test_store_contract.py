@@ -812,6 +812,15 @@ async def test_a_released_row_can_be_claimed_at_once_but_only_its_owner_releases
         assert [r.id for r in await tx.outbox.claim(["discord"], "b", T0, (wall, wall + lease), 10)] == [one]
 
 
+async def test_plain_posts_are_marked_sent_many_at_once(store: Store) -> None:
+    async with store.transaction() as tx:
+        ids = await tx.outbox.add([Post(PostKind.SEND, GENERAL, str(n)) for n in range(1203)], T0)
+        await tx.outbox.sent(ids[:1200])
+        await tx.outbox.sent([])
+    async with store.transaction() as tx:
+        assert [r.id for r in await tx.outbox.rows()] == ids[1200:]
+
+
 async def test_posted_sent_failed_and_retried_rows(store: Store, peek: Peek) -> None:
     wall, lease = datetime(2030, 1, 1, tzinfo=UTC), timedelta(seconds=60)
     async with store.transaction() as tx:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sys
 import uuid
@@ -35,8 +36,10 @@ log = logging.getLogger(__name__)
 
 PLATFORM = "console"
 COUNTER_KEY = "console.last_message_id"
-# The message id given to the outbox row being printed: printed again after a crash, it keeps its id.
-IN_FLIGHT_KEY = "console.in_flight"
+# The message ids given to the latest outbox keys (more than the outbox records at once): a post printed
+# again after a crash keeps its id.
+RECENT_KEYS = "console.recent_keys"
+KEYS_REMEMBERED = 1000
 
 
 class ConsoleChat:
@@ -81,18 +84,20 @@ class ConsoleChat:
     async def next_message_id(self, channel: ChannelRef, key: str | None = None) -> str:
         """The next id, or for an idempotency key seen last time the id it was given then."""
         async with self.store.transaction() as tx:
-            if key is not None:
-                given, _, earlier = (await tx.get_state(IN_FLIGHT_KEY) or "").partition("=")
-                if given == key and earlier:
-                    self._channel_of[earlier] = channel.id
-                    return earlier
+            recent: dict[str, str] = json.loads(await tx.get_state(RECENT_KEYS) or "{}") if key else {}
+            if key is not None and (earlier := recent.get(key)) is not None:
+                self._channel_of[earlier] = channel.id
+                return earlier
             if self._last_id is None:
                 self._last_id = int(await tx.get_state(COUNTER_KEY) or 0)
             self._last_id += 1
             await tx.set_state(COUNTER_KEY, str(self._last_id))
             message_id = f"m{self._last_id}"
             if key is not None:
-                await tx.set_state(IN_FLIGHT_KEY, f"{key}={message_id}")
+                recent[key] = message_id
+                for old in list(recent)[: max(0, len(recent) - KEYS_REMEMBERED)]:
+                    del recent[old]
+                await tx.set_state(RECENT_KEYS, json.dumps(recent))
         self._channel_of[message_id] = channel.id
         return message_id
 

@@ -262,6 +262,11 @@ class SqlOutbox:
             .values(state=state.value, finished_at=at, reason=reason, lease_owner=None, lease_until=None)
         )
 
+    async def sent(self, row_ids: Sequence[int]) -> None:
+        ids = list(row_ids)
+        for start in range(0, len(ids), 500):
+            await self.conn.execute(delete(outbox).where(outbox.c.id.in_(ids[start : start + 500])))
+
     async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None:
         await self.conn.execute(
             update(outbox)
