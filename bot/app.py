@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import os
 import sys
@@ -75,7 +76,15 @@ async def open_store(config: Config) -> SqlStore:
     return SqlStore(engine)
 
 
+def tolerate_bad_bytes(stdin: TextIO) -> None:
+    """Let a line that is not UTF-8 through as lone surrogates, for the console to refuse that line;
+    strict decoding would raise UnicodeDecodeError and end the whole session."""
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="surrogateescape")
+
+
 async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    tolerate_bad_bytes(stdin)
     store = await open_store(config)
     try:
         clock = make_clock()
