@@ -3,24 +3,31 @@
 from __future__ import annotations
 
 import asyncio
+import gc
+import io
 import logging
 import os
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+import uuid
+from collections.abc import Awaitable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 
+import aiohttp
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console.adapter import ConsoleChat, ConsoleSession
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings, DiscordStartError
 from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
+from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config, DiscordConfig, MatrixConfig
+from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig
 from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
 from core import faults
@@ -62,12 +69,23 @@ def safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def fake_start(env: Mapping[str, str] | None = None) -> datetime | None:
+    """The start time from PEERBOT_FAKE_TIME, if set; ConfigError when it is not an ISO 8601 time."""
+    text = (os.environ if env is None else env).get(FAKE_TIME_ENV)
+    if not text:
+        return None
+    try:
+        return utc(datetime.fromisoformat(text.strip()))
+    except ValueError:
+        raise ConfigError(
+            f"{FAKE_TIME_ENV}: expected an ISO 8601 time like 2026-03-02T09:00:00+00:00, not {text[:40]!r}"
+        ) from None
+
+
 def make_clock() -> SystemClock:
     """Wall-clock time, or a fixed start from PEERBOT_FAKE_TIME for reproducible scripted sessions."""
-    start = os.environ.get(FAKE_TIME_ENV)
-    if not start:
-        return SystemClock()
-    return SystemClock(utc(datetime.fromisoformat(start)))
+    start = fake_start()
+    return SystemClock(start) if start is not None else SystemClock()
 
 
 def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[ChatPort]) -> Engine:
@@ -87,24 +105,103 @@ def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[Cha
     )
 
 
+class StartFailed(Exception):
+    """Peerbot cannot start: one line naming the resource or key, and what is expected."""
+
+
+# PostgreSQL error codes met at start, and what the operator can do about each.
+_LOGIN_REFUSED = "PostgreSQL at {server} refused the login ({detail}); fix the user or password in the URL"
+_READ_ONLY = "the database at {server} cannot be written ({detail}); Peerbot needs a role that may write"
+_POSTGRES_AT_START = {
+    "3D000": "{detail} on {server}; create it (createdb) or point the URL at another database",
+    "28000": _LOGIN_REFUSED,
+    "28P01": _LOGIN_REFUSED,
+    "25006": _READ_ONLY,
+    "42501": _READ_ONLY,
+}
+
+
 async def open_store(config: Config) -> SqlStore:
-    """Open the database, refuse one newer than the code, and apply pending migrations."""
+    """Open the database, refuse one newer than the code, apply pending migrations, and make sure it
+    can be written: a read-only database would let the bot start and then fail every command."""
     install_crash_point()
     url = config.database.url
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        directory = Path(parsed.database).parent
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StartFailed(
+                f"database.url: cannot create the directory {directory} for the SQLite file"
+                f" ({error.strerror or error})"
+            ) from None
     engine = make_engine(url)
     try:
         await migrate.upgrade(engine)
-    except BaseException:
+        await _check_writable(engine)
+    except BaseException as error:
         await engine.dispose()
+        # A SQLite connection that failed half-way (in its PRAGMAs) is left to the garbage collector;
+        # collected after asyncio.run, its worker thread reports to a closed loop ("Event loop is
+        # closed" on stderr). Collect it now, while the loop still runs, and let its thread finish.
+        gc.collect()
+        await asyncio.sleep(0)
+        if isinstance(error, OSError | DBAPIError):
+            raise StartFailed(database_problem(url, error)) from None
         raise
     log.info("database ready at %s", safe_url(url))
     return SqlStore(engine)
 
 
+async def _check_writable(engine: AsyncEngine) -> None:
+    """Write a row and take it back: fails now, with a clear line, if the database is read-only."""
+    async with engine.connect() as conn:
+        await conn.begin()
+        await conn.execute(adapter_state.insert().values(key=f"peerbot.write-check.{uuid.uuid4()}", value=""))
+        await conn.rollback()
+
+
+def database_problem(url: str, error: OSError | DBAPIError) -> str:
+    """One line on why the database cannot be used, naming it (password hidden) and what to do."""
+    parsed = make_url(url)
+    where = safe_url(url)
+    if isinstance(error, OSError):
+        return f"cannot reach the database at {where}: {error.strerror or error}"
+    cause = error.orig
+    detail = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+    if parsed.get_backend_name() == "sqlite":
+        path = parsed.database
+        code = getattr(cause, "sqlite_errorname", "")
+        if code == "SQLITE_NOTADB":
+            return f"database.url: {path} is not a SQLite database file; point database.url at another path"
+        if code == "SQLITE_READONLY" or "readonly" in detail:
+            return (
+                f"database.url: the SQLite file {path} is read-only; Peerbot needs to write the file and"
+                " its directory"
+            )
+        if code == "SQLITE_CANTOPEN":
+            return (
+                f"database.url: cannot open the SQLite file {path} ({detail}); the file and its directory"
+                " must be readable and writable"
+            )
+        return f"database.url: the SQLite file {path} cannot be used: {detail}"
+    template = _POSTGRES_AT_START.get(getattr(cause, "sqlstate", None) or "")
+    if template is not None:
+        server = f"{parsed.host or 'localhost'}:{parsed.port or 5432}"
+        return "database.url: " + template.format(server=server, detail=detail)
+    return f"database error at {where}: {detail}"
+
+
+def tolerate_bad_bytes(stdin: TextIO) -> None:
+    """Let a line that is not UTF-8 through as lone surrogates, for the console to refuse that line;
+    strict decoding would raise UnicodeDecodeError and end the whole session."""
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="surrogateescape")
+
+
 async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
+    tolerate_bad_bytes(stdin)
     store = await open_store(config)
     try:
         clock = make_clock()
@@ -155,17 +252,14 @@ async def run(config: Config) -> int:
         engine = build_engine(config, store, make_clock(), [])
         discord = DiscordAdapter(discord_settings(config.discord), engine, store) if config.discord else None
         matrix = matrix_adapter(config.matrix, store, engine) if config.matrix else None
-        try:
-            if discord is not None:
-                await discord.start()
-        except DiscordStartError as error:
-            print(f"peerbot: {error}", file=sys.stderr)
-            return 1
         ticker = Ticker(engine)
         serving: list[asyncio.Task[None]] = []
         try:
+            if discord is not None:
+                await _reaching("Discord", discord_api(config), discord.start())
             if matrix is not None:
-                await matrix.login()
+                assert config.matrix is not None
+                await _reaching("the Matrix homeserver", config.matrix.homeserver, matrix.login())
             await engine.tick()  # polls that closed while the bot was down
             ticker.start()
             if discord is not None:
@@ -173,13 +267,14 @@ async def run(config: Config) -> int:
             if matrix is not None:
                 serving.append(asyncio.create_task(matrix.sync_forever()))
             await asyncio.gather(*serving)
-        except LoginFailed as error:  # at start, or the homeserver stopped accepting the login
+        except (DiscordStartError, LoginFailed) as error:  # LoginFailed: at start, or later
             print(f"peerbot: {error}", file=sys.stderr)
             return 1
         finally:
             for task in serving:  # when one adapter fails, the others stop too
                 task.cancel()
             ticker.stop()
+            # Closed on every way out, a failed start included: no "Unclosed client session" after.
             if discord is not None:
                 await discord.close()
             if matrix is not None:
@@ -188,6 +283,20 @@ async def run(config: Config) -> int:
     finally:
         await store.close()
     return 0
+
+
+def discord_api(config: Config) -> str:
+    assert config.discord is not None
+    return config.discord.api_base_url or "https://discord.com/api"
+
+
+async def _reaching(what: str, where: str, starting: Awaitable[None]) -> None:
+    """Start an adapter; a network failure becomes one line naming the service, not the database."""
+    try:
+        await starting
+    except (OSError, aiohttp.ClientError) as error:
+        reason = str(error) or type(error).__name__
+        raise StartFailed(f"cannot reach {what} at {where}: {reason}") from None
 
 
 def matrix_adapter(config: MatrixConfig, store: SqlStore, engine: Engine) -> MatrixAdapter:

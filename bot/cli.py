@@ -77,13 +77,20 @@ async def _migrate(config: Config) -> int:
 
 
 def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
+    if output is not None and not output.parent.is_dir():  # say so before opening the database
+        print(f"peerbot: --output: the directory {output.parent} does not exist", file=sys.stderr)
+        return EXIT_CONFIG
     code, text = asyncio.run(_export_text(config, group, fmt))
     if code:
         return code
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
-    else:
+        return 0
+    try:
         output.write_text(text, encoding="utf-8")
+    except OSError as error:
+        print(f"peerbot: --output: cannot write {output} ({error.strerror or error})", file=sys.stderr)
+        return EXIT_FAILURE
     return 0
 
 
@@ -129,6 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         config = load_config(args.config)
+        app.fake_start()  # a malformed PEERBOT_FAKE_TIME is a configuration error, found before anything runs
     except ConfigError as error:
         print(f"peerbot: config error: {error}", file=sys.stderr)
         return EXIT_CONFIG
@@ -145,13 +153,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "console":
             return asyncio.run(app.run_console(config))
         return asyncio.run(app.run(config))
-    except migrate.SchemaTooNew as error:
+    except (migrate.SchemaTooNew, app.StartFailed) as error:
         print(f"peerbot: {error}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 0
-    except OSError as error:
-        print(f"peerbot: cannot reach the database: {error}", file=sys.stderr)
+    except OSError as error:  # not the database (open_store names it): say what failed, not where
+        print(f"peerbot: stopped: {error.strerror or error}", file=sys.stderr)
         return EXIT_FAILURE
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -21,7 +23,7 @@ from pydantic import (
 )
 
 from bot.recurrence import CronRecurrence
-from core.commands import UsageError, parse_duration
+from core.commands import DurationTooLong, UsageError, parse_duration, say_duration
 from core.schedules import DEFAULT_GRACE, parse_schedule
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///data/peerbot.db"
@@ -44,7 +46,36 @@ class DatabaseConfig(Section):
     def _known_driver(cls, value: str) -> str:
         if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
             raise ValueError("expected a URL starting with sqlite+aiosqlite:// or postgresql+asyncpg://")
+        if value.startswith("postgresql"):
+            _check_server_address(value)
         return value
+
+
+def _check_server_address(url: str) -> None:
+    """The host and port of a server URL, checked here rather than failing deep inside a driver.
+
+    Messages name the host and port only: the URL may hold a password.
+    """
+    # Split by hand: urlsplit raises its own errors on a bad IPv6 host, some quoting the whole netloc.
+    netloc = re.split(r"[/?#]", url.partition("://")[2], maxsplit=1)[0]
+    hostport = netloc.rpartition("@")[2]
+    if hostport.startswith("["):
+        address, bracket, port = hostport[1:].partition("]")
+        if not bracket:
+            raise ValueError(f"expected an IPv6 host in brackets like [::1], got {hostport[:60]!r}")
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            raise ValueError(f"[{address[:60]}] is not an IPv6 address") from None
+        if port and not port.startswith(":"):
+            raise ValueError(f"expected :port after [{address}], got {port[:20]!r}")
+        port = port[1:]
+    else:
+        host, _, port = hostport.partition(":")
+        if "[" in host or "]" in host or port.count(":"):
+            raise ValueError(f"expected an IPv6 host in brackets like [::1], got {hostport[:60]!r}")
+    if port and not (port.isascii() and port.isdigit() and 1 <= int(port) <= 65535):
+        raise ValueError(f"expected a port from 1 to 65535, got {port[:20]!r}")
 
 
 class ConsoleConfig(Section):
@@ -74,40 +105,29 @@ class MatrixConfig(Section):
         return self
 
 
-def _duration(value: Any) -> Any:
-    if isinstance(value, str):
-        try:
-            return parse_duration(value)
-        except ValueError:
-            raise ValueError("expected a duration like 30m, 48h or 2d") from None
-    return value
+def _duration_between(low: timedelta, high: timedelta) -> tuple[BeforeValidator, AfterValidator]:
+    between = f"expected a duration between {say_duration(low)} and {say_duration(high)}"
 
-
-def _between(low: timedelta, high: timedelta) -> Any:
-    def check(value: timedelta) -> timedelta:
-        if not low <= value <= high:
-            raise ValueError(f"expected a duration between {_say(low)} and {_say(high)}")
+    def read(value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_duration(value)
+            except DurationTooLong:  # 9999999999d: well formed, far too long
+                raise ValueError(between) from None
+            except ValueError:
+                raise ValueError("expected a duration like 30m, 48h or 2d") from None
         return value
 
-    return check
+    def check(value: timedelta) -> timedelta:
+        if not low <= value <= high:
+            raise ValueError(between)
+        return value
+
+    return BeforeValidator(read), AfterValidator(check)
 
 
-def _say(value: timedelta) -> str:
-    seconds = int(value.total_seconds())
-    if not seconds:
-        return "0s"
-    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
-        if seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
-Window = Annotated[
-    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(minutes=1), timedelta(days=32)))
-]
-Grace = Annotated[
-    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(), timedelta(days=1)))
-]
+Window = Annotated[timedelta, *_duration_between(timedelta(minutes=1), timedelta(days=32))]
+Grace = Annotated[timedelta, *_duration_between(timedelta(), timedelta(days=1))]
 
 
 class GoalsConfig(Section):
@@ -135,12 +155,8 @@ class ReviewsConfig(Section):
     duration: Window = timedelta(days=3)
 
 
-Age = Annotated[
-    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(minutes=1), timedelta(days=7)))
-]
-Retention = Annotated[
-    timedelta, BeforeValidator(_duration), AfterValidator(_between(timedelta(days=1), timedelta(days=365)))
-]
+Age = Annotated[timedelta, *_duration_between(timedelta(minutes=1), timedelta(days=7))]
+Retention = Annotated[timedelta, *_duration_between(timedelta(days=1), timedelta(days=365))]
 
 
 class OutboxConfig(Section):
@@ -261,6 +277,11 @@ def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:
             text = path.read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(f"{path}: cannot read the config file ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                f"{path}: not UTF-8 text (byte 0x{error.object[error.start]:02x} at offset {error.start});"
+                " save the config file as UTF-8"
+            ) from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:

@@ -13,7 +13,7 @@ CRON_DAYS = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 
 def _day(token: str) -> int:
     token = token.lower()
-    if token.isdigit():
+    if token.isascii() and token.isdigit():
         number = int(token)
         if not 0 <= number <= 7:
             raise ValueError(f"day of week {number} is out of 0-7")
@@ -34,6 +34,8 @@ def crontab_days(field: str) -> str:
     days: set[int] = set()
     for part in field.split(","):
         span, _, step_text = part.partition("/")
+        if step_text and not (step_text.isascii() and step_text.isdigit()):
+            raise ValueError(f"a step is a whole number, not '{step_text[:10]}'")
         step = int(step_text) if step_text else 1
         if step < 1:
             raise ValueError("a step must be at least 1")

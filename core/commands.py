@@ -8,6 +8,7 @@ turns a text line (console, Matrix) or named options (Discord) into checked valu
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -18,6 +19,12 @@ from core.lifecycle import PHASE_ORDER
 
 MAX_WORD = 100
 MAX_TEXT = 1000
+# Numbers have at most 18 digits, so every id fits a 64-bit database column (2**63 - 1 has 19).
+MAX_DIGITS = 18
+# No duration means more than this; past it a datetime would overflow (`now + 9999999999d`).
+MAX_DURATION = timedelta(days=3660)
+# How long polls, reviews and consent windows may stay open.
+LONGEST_OPEN = timedelta(days=32)
 
 NUDGE_HELP = (
     "Schedules, in the group's timezone: 'daily 09:00', 'weekly mon 18:00', 'weekly mon,thu 18:30',"
@@ -52,6 +59,7 @@ class Arg:
     required: bool = True
     choices: tuple[str, ...] = ()
     max_length: int = 0
+    longest: timedelta = MAX_DURATION  # for DURATION arguments
 
     @property
     def limit(self) -> int:
@@ -174,7 +182,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Set how many ✅ a goal needs and how long the group has to decide.",
         (
             Arg("quorum", ArgKind.INT, "✅ votes a goal needs", required=False),
-            Arg("window", ArgKind.DURATION, "how long the consent poll stays open, like 48h", required=False),
+            Arg(
+                "window",
+                ArgKind.DURATION,
+                "how long the consent poll stays open, like 48h",
+                required=False,
+                longest=LONGEST_OPEN,
+            ),
         ),
         access=Access.FACILITATORS,
     ),
@@ -259,7 +273,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         ("review", "start"),
         "Start an action review: five questions for the group.",
-        (Arg("closes", ArgKind.DURATION, "how long it stays open, like 3d", required=False),),
+        (
+            Arg(
+                "closes",
+                ArgKind.DURATION,
+                "how long it stays open, like 3d",
+                required=False,
+                longest=LONGEST_OPEN,
+            ),
+        ),
     ),
     CommandSpec(
         ("review", "summary"), "Close the open review and post its summary.", access=Access.FACILITATORS
@@ -307,22 +329,88 @@ def command_groups(specs: Sequence[CommandSpec]) -> dict[str, list[CommandSpec]]
     return groups
 
 
-_DURATION = re.compile(r"(\d+)\s*([smhdw])", re.IGNORECASE)
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+# ASCII digits only: `\d` and int() also take other scripts' digits, and isdigit() takes "²" too.
+_DURATION = re.compile(r"([0-9]+)([smhdw])", re.IGNORECASE)
+_WHOLE_NUMBER = re.compile(r"[0-9]+")
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration longer than `MAX_DURATION`."""
 
 
 def parse_duration(text: str) -> timedelta:
-    """`90s`, `30m`, `2h`, `3d`, `1w` or a sum of them (`1d12h`)."""
+    """`90s`, `30m`, `2h`, `3d`, `1w` or a sum of them (`1d12h`), at most `MAX_DURATION`."""
     cleaned = text.strip().lower().replace(" ", "")
     if not cleaned or _DURATION.sub("", cleaned):
         raise ValueError(text)
-    total = timedelta()
+    # Whole seconds in Python ints cannot overflow; timedelta(days=9999999999) would.
+    seconds = 0
     for amount, unit in _DURATION.findall(cleaned):
-        total += timedelta(**{_UNITS[unit.lower()]: int(amount)})
-    return total
+        if len(amount) > MAX_DIGITS:
+            raise DurationTooLong(text)
+        seconds += int(amount) * _UNIT_SECONDS[unit]
+    if seconds > MAX_DURATION.total_seconds():
+        raise DurationTooLong(text)
+    return timedelta(seconds=seconds)
+
+
+def say_duration(value: timedelta) -> str:
+    """`32d`, `1h`, `90s`: a duration the way members write one."""
+    seconds = int(value.total_seconds())
+    if not seconds:
+        return "0s"
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "m")):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+# Characters that show nothing, beyond spaces and format characters like U+200B: Hangul and Braille
+# fillers, the combining grapheme joiner, Mongolian and Khmer invisibles.
+_FILLERS = frozenset("\u115f\u1160\u3164\uffa0\u2800\u034f\u17b4\u17b5\u180e")
+_KEPT_CONTROLS = frozenset("\t\n\r")
+
+
+def shows_nothing(ch: str) -> bool:
+    category = unicodedata.category(ch)
+    return (
+        category[0] == "Z"
+        or category == "Cf"
+        or ch in _KEPT_CONTROLS
+        or ch in _FILLERS
+        or "\ufe00" <= ch <= "\ufe0f"  # variation selectors
+        or "\U000e0100" <= ch <= "\U000e01ef"
+    )
+
+
+def is_blank(text: str) -> bool:
+    """True for text made only of spaces and characters that show nothing (U+200B and the like).
+
+    Control characters are not blank: they are refused (see `unfit_character`), not overlooked.
+    """
+    return all(shows_nothing(ch) for ch in text)
+
+
+def unfit_character(text: str) -> str | None:
+    """Why `text` cannot be taken as member text, or None.
+
+    Control characters (NUL first of all: PostgreSQL refuses it in text, SQLite keeps it) and lone
+    surrogates (not Unicode; no database stores them) are refused at parse time, the same everywhere.
+    Tab and line breaks are kept.
+    """
+    for ch in text:
+        category = unicodedata.category(ch)
+        if category == "Cc" and ch not in _KEPT_CONTROLS:
+            return f"a control character (U+{ord(ch):04X})"
+        if category == "Cs":
+            return f"a broken character (U+{ord(ch):04X}, half of a surrogate pair)"
+    return None
 
 
 def _convert(spec: CommandSpec, arg: Arg, raw: str) -> Any:
+    if unfit := unfit_character(raw):
+        raise UsageError(f"{arg.name} contains {unfit}; write plain text.", spec)
     if len(raw) > arg.limit:
         raise UsageError(f"{arg.name} is too long ({len(raw)} characters, at most {arg.limit}).", spec)
     if arg.kind is ArgKind.CHOICE:
@@ -335,22 +423,31 @@ def _convert(spec: CommandSpec, arg: Arg, raw: str) -> Any:
             spec,
         )
     if arg.kind is ArgKind.INT:
-        try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(f"{arg.name} must be a whole number, not '{_shorten(raw)}'.", spec) from None
+        digits = raw.strip()
+        if not _WHOLE_NUMBER.fullmatch(digits):
+            raise UsageError(f"{arg.name} must be a whole number like 3, not '{_shorten(raw)}'.", spec)
+        if len(digits.lstrip("0")) > MAX_DIGITS:
+            raise UsageError(f"{arg.name} is too large: a number here has at most {MAX_DIGITS} digits.", spec)
+        return int(digits)
     if arg.kind is ArgKind.DURATION:
         try:
-            return parse_duration(raw)
+            duration = parse_duration(raw)
+        except DurationTooLong:
+            duration = None
         except ValueError:
             raise UsageError(
                 f"{arg.name} must be a duration like 30m, 2h or 3d, not '{_shorten(raw)}'.", spec
             ) from None
+        if duration is None or duration > arg.longest:
+            raise UsageError(f"{arg.name} is too long: at most {say_duration(arg.longest)}.", spec)
+        return duration
     return raw.strip()
 
 
 def _shorten(text: str, limit: int = 40) -> str:
+    """Member input quoted back in a message: one line, short, with unfit characters replaced."""
     text = " ".join(text.split())
+    text = "".join("\ufffd" if unfit_character(ch) else ch for ch in text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -391,6 +488,9 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     rest = line.strip()
     words = rest.split()
     spec = find_spec(specs, words)
+    # Checked on the whole line, before any stripping or splitting could drop the character.
+    if unfit := unfit_character(line):
+        raise UsageError(f"That command contains {unfit}; write plain text.", spec)
     if spec is None:
         raise _unknown(specs, words)
     depth = len(spec.path)
@@ -399,7 +499,8 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     values: dict[str, Any] = {}
     for arg in spec.args:
         rest = rest.strip()
-        if not rest:
+        if is_blank(rest):
+            rest = ""
             if arg.required:
                 raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
             continue
@@ -427,7 +528,7 @@ def parse_options(specs: Sequence[CommandSpec], path: str, options: Mapping[str,
     values: dict[str, Any] = {}
     for arg in spec.args:
         raw = options.get(arg.name)
-        if raw is None or not str(raw).strip():
+        if raw is None or is_blank(str(raw)):
             if arg.required:
                 raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
             continue

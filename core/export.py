@@ -45,6 +45,31 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
+def counts_shown(p: Poll) -> bool:
+    """A hidden poll's per-option counts stay secret until it closes; how many voted may be told."""
+    return not p.hidden or p.closed_at is not None
+
+
+HIDDEN_NOTE = "results hidden until it closes"
+# A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), +cmd|...).
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def inert(cell: object) -> object:
+    """A CSV cell a spreadsheet will show as text: a leading formula character gets a single quote
+    before it (the OWASP convention for CSV injection)."""
+    if isinstance(cell, str) and cell.startswith(_FORMULA_STARTS):
+        return "'" + cell
+    return cell
+
+
+def _poll_options(p: Poll, t: Tally) -> list[dict[str, Any]]:
+    if not counts_shown(p):
+        return [{"emoji": o.emoji, "label": o.label} for o in p.options]
+    counted = zip(p.options, t.counts, strict=True)
+    return [{"emoji": o.emoji, "label": o.label, "votes": n} for o, n in counted]
+
+
 def to_data(r: GroupRecord) -> dict[str, Any]:
     g = r.group
     return {
@@ -74,11 +99,9 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
                 "question": p.question,
                 "closes_at": _iso(p.closes_at),
                 "closed_at": _iso(p.closed_at),
+                "hidden": p.hidden,
                 "voters": t.voters,
-                "options": [
-                    {"emoji": o.emoji, "label": o.label, "votes": n}
-                    for o, n in zip(p.options, t.counts, strict=True)
-                ],
+                "options": _poll_options(p, t),
             }
             for p, t in r.polls
         ],
@@ -123,7 +146,10 @@ def to_markdown(r: GroupRecord) -> str:
     ]
     lines += ["", "## Polls"]
     for p, t in r.polls:
-        counts = ", ".join(f"{o.emoji} {o.label}: {n}" for o, n in zip(p.options, t.counts, strict=True))
+        if counts_shown(p):
+            counts = ", ".join(f"{o.emoji} {o.label}: {n}" for o, n in zip(p.options, t.counts, strict=True))
+        else:
+            counts = ", ".join(f"{o.emoji} {o.label}" for o in p.options) + f" ({HIDDEN_NOTE})"
         state = "closed" if p.closed_at else "open"
         lines.append(f"- Poll {p.id} ({state}, {t.voters} voters): {p.question} — {counts}")
     if not r.polls:
@@ -144,17 +170,30 @@ def to_markdown(r: GroupRecord) -> str:
     return "\n".join(lines)
 
 
+class _InertWriter:
+    """A csv writer whose every cell is made inert for spreadsheets (names and texts alike)."""
+
+    def __init__(self, out: io.StringIO) -> None:
+        self._writer = csv.writer(out)
+
+    def writerow(self, row: list[Any]) -> None:
+        self._writer.writerow([inert(cell) for cell in row])
+
+
 def to_csv(r: GroupRecord) -> str:
     """One row per item: kind, id, when, who, text, status, details."""
     out = io.StringIO()
-    writer = csv.writer(out)
+    writer = _InertWriter(out)
     writer.writerow(["kind", "id", "at", "who", "text", "status", "details"])
     for x in r.goals:
         writer.writerow(
             ["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, f"poll {x.poll_id}"]
         )
     for p, t in r.polls:
-        counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))
+        if counts_shown(p):
+            counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))
+        else:
+            counts = f"{t.voters} voted; {HIDDEN_NOTE}"
         writer.writerow(
             [
                 "poll",

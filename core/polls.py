@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from core.clock import format_time
-from core.commands import UsageError, parse_duration
+from core.commands import LONGEST_OPEN, DurationTooLong, UsageError, is_blank, parse_duration
 from core.emoji import canonical, looks_like_emoji
 from core.refs import MessageRef
 
@@ -17,7 +17,8 @@ MIN_OPTIONS, MAX_OPTIONS = 2, 10
 MAX_QUESTION = 300
 MAX_OPTION = 100
 DEFAULT_DURATION = timedelta(hours=24)
-MAX_DURATION = timedelta(days=32)
+MAX_DURATION = LONGEST_OPEN
+OPEN_BETWEEN = "A poll stays open between 1 minute and 32 days (--closes 1m to --closes 32d)."
 BAR_WIDTH = 10
 
 
@@ -137,8 +138,9 @@ def parse_poll(text: str) -> PollRequest:
     """Read `[--multiple] [--hidden] [--closes 2h] question | option | option ...`."""
     flags, rest = _split_flags(text.strip())
     parts = [p.strip() for p in rest.split("|")]
-    question, raw_options = parts[0], [p for p in parts[1:] if p]
-    if not question:
+    # A part that shows nothing (only U+200B and the like) counts as no part at all.
+    question, raw_options = parts[0], [p for p in parts[1:] if not is_blank(p)]
+    if is_blank(question):
         raise UsageError("The poll needs a question before the first |.")
     if len(question) > MAX_QUESTION:
         raise UsageError(f"The question is too long ({len(question)} characters, at most {MAX_QUESTION}).")
@@ -163,10 +165,12 @@ def parse_poll(text: str) -> PollRequest:
     if isinstance(closes := flags.get("closes"), str):
         try:
             duration = parse_duration(closes)
+        except DurationTooLong:
+            raise UsageError(OPEN_BETWEEN) from None
         except ValueError:
             raise UsageError(f"--closes needs a duration like 30m, 2h or 3d, not '{closes[:20]}'.") from None
         if not timedelta(minutes=1) <= duration <= MAX_DURATION:
-            raise UsageError("A poll stays open between 1 minute and 32 days.")
+            raise UsageError(OPEN_BETWEEN)
     return PollRequest(
         question, tuple(options), bool(flags.get("multiple")), bool(flags.get("hidden")), duration
     )

@@ -13,7 +13,7 @@ from enum import Enum
 from typing import Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from core.commands import UsageError
+from core.commands import UsageError, is_blank
 from core.lifecycle import Phase, QuietHours
 from core.refs import ChannelRef
 
@@ -23,8 +23,10 @@ SCHEDULE_HELP = (
     "Schedules: 'daily 09:00', 'weekly mon 18:00', 'weekly mon,thu 18:30', 'monthly 1 10:00',"
     " or cron with five fields ('0 18 * * MON'), in the group's timezone."
 )
-_TIME = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-_CRON_FIELD = re.compile(r"^[\w*/,\-]+$")
+# ASCII only: `\d`, `\w` and isdigit() also take other scripts' digits ("²"), which int() refuses.
+_TIME = re.compile(r"^([01]?[0-9]|2[0-3]):([0-5][0-9])$")
+_DAY_OF_MONTH = re.compile(r"^[0-9]{1,2}$")
+_CRON_FIELD = re.compile(r"^[A-Za-z0-9*/,\-]+$")
 
 
 class Recurrence(Protocol):
@@ -66,7 +68,15 @@ def _hhmm(text: str) -> tuple[int, int]:
 
 
 def parse_schedule(text: str, recurrence: Recurrence) -> tuple[str, str, str]:
-    """Split `<schedule> [text]` into (cron expression, how to say it, the rest of the text)."""
+    """Split `<schedule> [text]` into (cron expression, how to say it, the rest of the text).
+
+    A text that shows nothing (only U+200B and the like) is no text: the prompt bank speaks instead.
+    """
+    cron, description, rest = _read_schedule(text, recurrence)
+    return cron, description, "" if is_blank(rest) else rest
+
+
+def _read_schedule(text: str, recurrence: Recurrence) -> tuple[str, str, str]:
     words = text.split()
     if not words:
         raise UsageError(f"Which schedule? {SCHEDULE_HELP}")
@@ -82,7 +92,7 @@ def parse_schedule(text: str, recurrence: Recurrence) -> tuple[str, str, str]:
         ordered = ",".join(d for d in DAYS if d in days)
         return f"{m} {h} * * {ordered}", f"weekly {ordered} {h:02d}:{m:02d}", " ".join(words[3:])
     if head == "monthly" and len(words) >= 3:
-        if not words[1].isdigit() or not 1 <= int(words[1]) <= 31:
+        if not _DAY_OF_MONTH.match(words[1]) or not 1 <= int(words[1]) <= 31:
             raise UsageError(f"The day of the month is 1 to 31, not '{words[1][:10]}'.")
         h, m = _hhmm(words[2])
         day = int(words[1])

@@ -3,17 +3,18 @@
 alice: /phase show          a message from alice in the default channel
 #study bob: /help           a message from bob in #study
 bob +👍 m3                  bob adds the reaction 👍 to message m3 (bob -👍 m3 takes it back)
-:advance 3d                 move the bot's clock forward (s, m, h, d)
+:advance 3d                 move the bot's clock forward (s, m, h, d; at most 366d at a time)
 -- a comment                ignored
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import timedelta
 
-from core.commands import parse_duration
+from core.commands import DurationTooLong, is_blank, parse_duration
 
 NAME = r"[\w.-]{1,40}"
 _SAY = re.compile(rf"^(?:#(?P<channel>[\w-]{{1,80}})\s+)?(?P<user>{NAME}):\s?(?P<text>.*)$")
@@ -27,6 +28,10 @@ USAGE = (
     " ':advance 2h' or '-- a comment'."
 )
 MAX_LINE = 12_000
+# `:advance` walks through everything due on the way; a year of it is plenty for trying things out.
+MAX_ADVANCE = timedelta(days=366)
+# Bidirectional embeddings, overrides and isolates: they reorder what a terminal shows after them.
+_BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 class BadLine(ValueError):
@@ -63,6 +68,10 @@ ConsoleInput = Say | React | Advance | Nothing
 
 
 def parse_line(line: str) -> ConsoleInput:
+    # The console reads stdin with errors="surrogateescape": bytes that are not UTF-8 arrive as lone
+    # surrogates, and the line is refused here instead of ending the session.
+    if any(unicodedata.category(ch) == "Cs" for ch in line):
+        raise BadLine("That line is not valid UTF-8 text; it was skipped. Save the script as UTF-8.")
     line = line.strip()
     if not line or line.startswith("--"):
         return Nothing()
@@ -72,27 +81,52 @@ def parse_line(line: str) -> ConsoleInput:
         match = _ADVANCE.match(line)
         if not match:
             raise BadLine("Console tools: ':advance <duration>', for example ':advance 3d'.")
+        too_long = BadLine(f"Cannot advance by more than {MAX_ADVANCE.days}d at a time.")
         try:
             delta = parse_duration(match["amount"])
+        except DurationTooLong:
+            raise too_long from None
         except ValueError:
             raise BadLine(
-                f"Cannot advance by '{match['amount'][:20]}': use a number with s, m, h or d."
+                f"Cannot advance by '{printable(match['amount'][:20])}': use a number with s, m, h or d."
             ) from None
+        if delta > MAX_ADVANCE:
+            raise too_long
         return Advance(delta)
     if match := _REACT.match(line):
         return React(match["channel"], match["user"], match["emoji"], match["message"], match["sign"] == "+")
     if match := _SAY.match(line):
-        if not match["text"].strip():
+        if is_blank(match["text"]):
             raise BadLine(f"{match['user']} said nothing. {USAGE}")
         return Say(match["channel"], match["user"], match["text"].strip())
     raise BadLine(f"Cannot read that line. {USAGE}")
 
 
+def printable(text: str) -> str:
+    """Text safe to write to a terminal: control characters (ESC starts escape sequences, CR overwrites
+    the line, C1 CSI is an escape on some terminals) and bidi overrides are shown as `\\x1b`, `\\u202e`.
+
+    Line breaks are not touched here (`render_message` indents them); tabs are harmless.
+    """
+    return "".join(_visible(ch) for ch in text)
+
+
+def _visible(ch: str) -> str:
+    if ch in "\n\t":
+        return ch
+    if unicodedata.category(ch) in ("Cc", "Cs") or ch in _BIDI_CONTROLS:
+        code = ord(ch)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return ch
+
+
 def render_message(place: str, message_id: str, author: str, text: str) -> str:
     """`#general [m4] peerbot: first line`, further lines indented two spaces.
 
-    `place` is `#channel`, or `@user` for a direct message.
+    `place` is `#channel`, or `@user` for a direct message. What the text holds is shown, never obeyed
+    by the terminal (see `printable`).
     """
+    text = printable(text.replace("\r\n", "\n"))  # CSV ends its rows with CRLF; a lone CR is shown
     first, *rest = text.rstrip().split("\n") if text.strip() else [""]
     lines = [f"{place} [{message_id}] {author}: {first}"]
     lines += [f"  {line}" for line in rest]
@@ -100,4 +134,4 @@ def render_message(place: str, message_id: str, author: str, text: str) -> str:
 
 
 def render_reaction(channel: str, message_id: str, user: str, emoji: str, add: bool) -> str:
-    return f"#{channel} [{message_id}] {user} {'+' if add else '-'}{emoji}"
+    return printable(f"#{channel} [{message_id}] {user} {'+' if add else '-'}{emoji}")
