@@ -265,7 +265,7 @@ class StoreTx(Protocol):
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,

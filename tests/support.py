@@ -386,7 +386,7 @@ class MemoryTx:
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,
@@ -402,8 +402,9 @@ class MemoryTx:
             False,
             next_occurrence,
             next_due_at,
-            created_by,
+            created_by.name,
             at,
+            created_by.key,
         )
         self.d.schedules[schedule.id] = schedule
         return schedule
@@ -477,7 +478,7 @@ class MemoryTx:
         return min(times) if times else None
 
     async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
-        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at)
+        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at, None, by.key)
         self.d.reviews[review.id] = review
         return review
 

@@ -116,6 +116,7 @@ def _schedule(row: Any) -> Schedule:
         next_due_at=_maybe_utc(row.next_due_at),
         created_by=row.created_by,
         created_at=utc(row.created_at),
+        created_by_key=row.created_by_key,
     )
 
 
@@ -127,6 +128,7 @@ def _review(row: Any) -> Review:
         utc(row.started_at),
         utc(row.closes_at),
         _maybe_utc(row.closed_at),
+        row.started_by_key,
     )
 
 
@@ -639,7 +641,7 @@ class SqlTx:
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,
@@ -654,7 +656,8 @@ class SqlTx:
                 paused=False,
                 next_occurrence=next_occurrence,
                 next_due_at=next_due_at,
-                created_by=created_by,
+                created_by=created_by.name,
+                created_by_key=created_by.key,
                 created_at=at,
             )
         )
@@ -670,8 +673,9 @@ class SqlTx:
             False,
             next_occurrence,
             next_due_at,
-            created_by,
+            created_by.name,
             at,
+            created_by.key,
         )
 
     async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
@@ -816,11 +820,17 @@ class SqlTx:
 
     async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
         result = await self.conn.execute(
-            reviews.insert().values(group_id=group_id, started_by=by.name, started_at=at, closes_at=closes_at)
+            reviews.insert().values(
+                group_id=group_id,
+                started_by=by.name,
+                started_by_key=by.key,
+                started_at=at,
+                closes_at=closes_at,
+            )
         )
         (review_id,) = result.inserted_primary_key or (None,)
         assert review_id is not None
-        return Review(review_id, group_id, by.name, at, closes_at)
+        return Review(review_id, group_id, by.name, at, closes_at, None, by.key)
 
     async def open_review(self, group_id: int) -> Review | None:
         row = (
