@@ -314,7 +314,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         ("forget-me",),
-        "Delete your reflections and votes (asks to confirm first).",
+        "Forget you: your reflections and open votes go, your name leaves the record (asks first).",
         (Arg("confirm", ArgKind.CHOICE, "say confirm to go ahead", required=False, choices=("confirm",)),),
     ),
 )

@@ -31,6 +31,7 @@ from core.events import (
 )
 from core.export import load_record, to_csv, to_json, to_markdown
 from core.feedback import PollService
+from core.forgetting import forget_me
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
@@ -130,7 +131,7 @@ class Engine:
             **self.nudges.handlers(),
             **self.reviews.handlers(),
             ("export",): self._export,
-            ("forget-me",): self._forget_me,
+            ("forget-me",): forget_me,
         }
         missing = [s.name for s in self.specs if s.path not in self.handlers]
         if missing:
@@ -391,15 +392,6 @@ class Engine:
         record = await load_record(ctx.tx, ctx.group)
         render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
         return Reply(render(record))
-
-    async def _forget_me(self, ctx: Context, inv: Invocation) -> Reply:
-        if inv.args.get("confirm") != "confirm":
-            return Reply(
-                "This deletes every reflection you wrote and every vote you cast, in all groups this bot"
-                f" serves; tallies change accordingly. To go ahead, say {ctx.prefix}forget-me confirm."
-            )
-        thoughts, votes = await ctx.tx.forget_user(ctx.event.user.key)
-        return Reply(f"Done: {thoughts} reflections and {votes} votes of yours were deleted.")
 
 
 def describe(spec: CommandSpec, prefix: str) -> str:

@@ -16,6 +16,7 @@ from core.lifecycle import Group, Phase, QuietHours
 from core.outbox import Post, PostKind
 from core.ports import ChatPort, StoreTx
 from core.prompts import HEARTBEAT, next_prompt
+from core.refs import BOT, UserRef
 from core.schedules import (
     DEFAULT_GRACE,
     DueSchedule,
@@ -83,7 +84,7 @@ class NudgeService:
     # Scheduling --------------------------------------------------------------------------------
 
     async def add(
-        self, tx: StoreTx, group: Group, kind: ScheduleKind, words: str, by: str, now: datetime
+        self, tx: StoreTx, group: Group, kind: ScheduleKind, words: str, by: UserRef, now: datetime
     ) -> tuple[Schedule, str]:
         """Add a schedule from `<schedule> [text]`; returns it and the text that followed."""
         cron, description, text = parse_schedule(words, self.recurrence)
@@ -204,9 +205,7 @@ class NudgeService:
             return None
         if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.list_schedules(group.id)):
             return None
-        schedule, _ = await self.add(
-            uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, "peerbot", uow.now
-        )
+        schedule, _ = await self.add(uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, BOT, uow.now)
         prefix = self._prefix(group.channel.platform)
         return (
             f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
@@ -225,7 +224,7 @@ class NudgeService:
         tx = ctx.tx
         try:
             schedule, text = await self.add(
-                tx, ctx.group, ScheduleKind.NUDGE, inv.text("schedule"), ctx.event.user.name, ctx.now
+                tx, ctx.group, ScheduleKind.NUDGE, inv.text("schedule"), ctx.event.user, ctx.now
             )
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
@@ -339,7 +338,7 @@ class NudgeService:
         elif what == "checkin":
             await tx.set_auto(g.id, g.auto_review, on)
         elif on and not digest:
-            await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user.name, ctx.now)
+            await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user, ctx.now)
         elif not on:
             for s in digest:
                 await tx.delete_schedule(s.id)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
@@ -269,7 +270,7 @@ class StoreTx(Protocol):
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,
@@ -353,8 +354,12 @@ class StoreTx(Protocol):
         """Forget applied-event ids older than `before` (past every platform's replay window)."""
         ...
 
-    async def forget_user(self, user_key: str) -> tuple[int, int]:
-        """Delete a member's reflections and votes everywhere; returns how many of each."""
+    async def forget_user(self, user: UserRef) -> Forgotten:
+        """Forget a member on their platform, as core/forgetting.py describes.
+
+        Rows are found by the member's key; rows kept before keys were stored beside names (schedules
+        and reviews of databases older than revision 0005) by the names the member is stored under.
+        """
         ...
 
 

@@ -22,6 +22,7 @@ class Review:
     started_at: datetime
     closes_at: datetime
     closed_at: datetime | None = None
+    started_by_key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,10 @@ class UserRef:
         return f"{self.platform}:{self.id}"
 
 
+# The bot itself, as the author of what it does on its own (a weekly check-in it adds).
+BOT = UserRef("peerbot", "peerbot", "peerbot")
+
+
 @dataclass(frozen=True, slots=True)
 class ChannelRef:
     platform: str

@@ -58,6 +58,7 @@ class Schedule:
     next_due_at: datetime | None  # when to act on it: the occurrence, or the end of quiet hours
     created_by: str
     created_at: datetime
+    created_by_key: str = ""
 
 
 def _hhmm(text: str) -> tuple[int, int]:

@@ -17,11 +17,12 @@ from typing import Any
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
+from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import Outbound
+from core.ports import DeliveryFailed, Outbound
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -79,9 +80,12 @@ class FakeChat:
     reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
     edits: list[tuple[MessageRef, str]] = field(default_factory=list)
     direct: list[tuple[UserRef, str]] = field(default_factory=list)
+    down: bool = False  # the platform answers every post with a server error
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _ref(self, channel: ChannelRef) -> MessageRef:
+        if self.down:
+            raise DeliveryFailed("503 Service Unavailable", permanent=False)
         return MessageRef(channel, f"bot{next(self._ids)}")
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
@@ -101,8 +105,9 @@ class FakeChat:
         self.edits.append((message, new.text))
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        ref = self._ref(ChannelRef(self.platform, f"dm-{user.id}"))
         self.direct.append((user, message.text))
-        return MessageRef(ChannelRef(self.platform, f"dm-{user.id}"), f"bot{next(self._ids)}")
+        return ref
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id in self.facilitators
@@ -400,7 +405,7 @@ class MemoryTx:
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,
@@ -416,8 +421,9 @@ class MemoryTx:
             False,
             next_occurrence,
             next_due_at,
-            created_by,
+            created_by.name,
             at,
+            created_by.key,
         )
         self.d.schedules[schedule.id] = schedule
         return schedule
@@ -491,7 +497,7 @@ class MemoryTx:
         return min(times) if times else None
 
     async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
-        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at)
+        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at, None, by.key)
         self.d.reviews[review.id] = review
         return review
 
@@ -558,14 +564,79 @@ class MemoryTx:
             del self.d.events[k]
         return len(old)
 
-    async def forget_user(self, user_key: str) -> tuple[int, int]:
-        mine = [i for i, r in self.d.reflections.items() if r.user_key == user_key]
-        votes = [k for k in self.d.reactions if k[1] == user_key]
+    async def forget_user(self, user: UserRef) -> Forgotten:
+        d, key = self.d, user.key
+        stored_names = {g.proposer_name for g in d.goals.values() if g.proposer_key == key}
+        stored_names |= {p.author_name for p in d.polls.values() if p.author_key == key}
+        stored_names |= {r.user_name for r in d.reactions.values() if r.user_key == key}
+        stored_names |= {r.user_name for r in d.reflections.values() if r.user_key == key}
+        stored_names |= {c.by for c in d.changes if c.by_key == key}
+        stored_names |= {s.created_by for s in d.schedules.values() if s.created_by_key == key}
+        stored_names |= {r.started_by for r in d.reviews.values() if r.started_by_key == key}
+        words = identifiers(user, stored_names)
+        names = {user.name, *stored_names} - {FORMER_MEMBER}
+
+        def theirs(row_key: str, row_name: str, group_id: int) -> bool:
+            on_platform = d.groups[group_id].channel.platform == user.platform
+            return row_key == key or (row_key == "" and row_name in names and on_platform)
+
+        mine = [i for i, r in d.reflections.items() if r.user_key == key]
         for i in mine:
-            del self.d.reflections[i]
-        for k in votes:
-            del self.d.reactions[k]
-        return len(mine), len(votes)
+            del d.reflections[i]
+        open_votes = closed_votes = 0
+        anonymous: dict[int, str] = {}  # one anonymous key per poll: the member still counts once
+        for poll_id, user_key, option in [k for k in d.reactions if k[1] == key]:
+            vote = d.reactions.pop((poll_id, user_key, option))
+            if d.polls[poll_id].closed_at is None:
+                open_votes += 1
+                continue
+            new_key = anonymous.setdefault(poll_id, anonymous_key())
+            d.reactions[(poll_id, new_key, option)] = replace(vote, user_key=new_key, user_name=FORMER_MEMBER)
+            closed_votes += 1
+
+        renamed = 0
+        for g in [g for g in d.goals.values() if theirs(g.proposer_key, g.proposer_name, g.group_id)]:
+            d.goals[g.id] = replace(g, proposer_key=anonymous_key(), proposer_name=FORMER_MEMBER)
+            renamed += 1
+        for p in [p for p in d.polls.values() if theirs(p.author_key, p.author_name, p.group_id)]:
+            # The bot writes the proposer's name into a consent poll's question; the proposer is its author.
+            question = scrub(p.question, words) if p.author_key == key else p.question
+            d.polls[p.id] = replace(
+                p, author_key=anonymous_key(), author_name=FORMER_MEMBER, question=question
+            )
+            renamed += 1
+        for i, c in enumerate(d.changes):
+            if theirs(c.by_key, c.by, c.group_id):
+                d.changes[i] = replace(c, by_key=anonymous_key(), by=FORMER_MEMBER)
+                renamed += 1
+        for s in [s for s in d.schedules.values() if theirs(s.created_by_key, s.created_by, s.group_id)]:
+            d.schedules[s.id] = replace(s, created_by_key=anonymous_key(), created_by=FORMER_MEMBER)
+            renamed += 1
+        for r in [r for r in d.reviews.values() if theirs(r.started_by_key, r.started_by, r.group_id)]:
+            d.reviews[r.id] = replace(r, started_by_key=anonymous_key(), started_by=FORMER_MEMBER)
+            renamed += 1
+
+        records = 0
+        for state_key in [k for k, v in d.state.items() if names_user(k, v, user)]:
+            del d.state[state_key]
+            records += 1
+        for row_id, row in list(d.outbox.items()):
+            post = row.row.post
+            if post.channel.platform != user.platform:
+                continue
+            if post.user is not None and post.user == user:
+                del d.outbox[row_id]
+                records += 1
+                continue
+            text, reason = scrub(post.text, words), scrub(row.reason, words)
+            if (text, reason) != (post.text, row.reason):
+                row.row, row.reason = replace(row.row, post=replace(post, text=text)), reason
+                records += 1
+        for event, (at, reason) in list(d.failed.items()):
+            if event[0] == user.platform and scrub(reason, words) != reason:
+                d.failed[event] = (at, scrub(reason, words))
+                records += 1
+        return Forgotten(len(mine), open_votes, closed_votes, renamed, records)
 
 
 @dataclass
@@ -610,12 +681,14 @@ class MemoryStore:
 class Harness:
     """An engine on fakes, with members who speak in the words of the feature."""
 
-    def __init__(self, facilitators: tuple[str, ...] = ("alice",), store: Any = None) -> None:
+    def __init__(
+        self, facilitators: tuple[str, ...] = ("alice",), store: Any = None, platform: str = "fake"
+    ) -> None:
         self.clock = FakeClock()
         self.store = store if store is not None else MemoryStore()
-        self.chat = FakeChat(facilitators=set(facilitators))
+        self.chat = FakeChat(platform=platform, facilitators=set(facilitators))
         self.engine = Engine(self.store, self.clock, [self.chat], recurrence=CronRecurrence())
-        self.channel = ChannelRef("fake", "general", "#general")
+        self.channel = ChannelRef(platform, "general", "#general")
         self._events = itertools.count(1)
 
     async def tally(self, poll_id: int = 1) -> Tally:
@@ -627,8 +700,9 @@ class Harness:
             assert poll is not None
             return tally(poll, await tx.poll_reactions(poll.id))
 
-    def member(self, name: str) -> Member:
-        return Member(self, UserRef("fake", name, name))
+    def member(self, name: str, user_id: str | None = None) -> Member:
+        """A member called `name`, whose platform id is `user_id` (by default the name itself)."""
+        return Member(self, UserRef(self.chat.platform, user_id or name, name))
 
     def next_event_id(self) -> str:
         return f"e{next(self._events)}"

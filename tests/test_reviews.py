@@ -136,7 +136,11 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
     async with harness.store.transaction() as tx:
         assert len(await tx.reflections(1)) == 2
     done = await harness.member("carol").says("/forget-me confirm")
-    assert done is not None and done.text == "Done: 1 reflections and 2 votes of yours were deleted."
+    assert done is not None and done.text == (
+        "Done: 1 reflection and 2 votes in open polls deleted; 0 votes in closed polls still count,"
+        " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
+        " “a former member” (0); 0 records the bot kept about you deleted or cleaned."
+    )
     async with harness.store.transaction() as tx:
         assert [r.user_name for r in await tx.reflections(1)] == ["bob"]
     results = await harness.member("bob").says("/poll results 2")

@@ -83,7 +83,10 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
         assert (answer.question, answer.text) == (5, "Fewer meetings")
         assert await tx.next_due_time(["fake"]) == review.closes_at
     done = await h.member("bob").says("/forget-me confirm")
-    assert done is not None and done.text.startswith("Done: 1 reflections")
+    assert done is not None and done.text.startswith("Done: 1 reflection and")
+    async with store.transaction() as tx:
+        (review,) = await tx.list_reviews(1)
+    assert (review.started_by, review.started_by_key) == ("alice", "fake:alice")  # not bob's: kept
 
 
 def run_workers(url: str, platforms: list[str], hours: int) -> list[str]:

@@ -154,6 +154,7 @@ schedules = Table(
     Column("next_due_at", DateTime(timezone=True), nullable=True),
     Column("created_by", Text, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("created_by_key", String(300), nullable=False, server_default=""),
     Index("ix_schedules_due", "paused", "next_due_at"),
 )
 
@@ -174,6 +175,7 @@ reviews = Table(
     Column("started_at", DateTime(timezone=True), nullable=False),
     Column("closes_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
+    Column("started_by_key", String(300), nullable=False, server_default=""),
     Index("ix_reviews_due", "closed_at", "closes_at"),
 )
 

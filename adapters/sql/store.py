@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, delete, event, func, literal, or_, select, update
+from sqlalchemy import Table, and_, delete, event, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
@@ -30,6 +30,15 @@ from adapters.sql.schema import (
     signals,
 )
 from core.clock import utc
+from core.forgetting import (
+    FORMER_MEMBER,
+    Forgotten,
+    anonymous_key,
+    identifiers,
+    names_user,
+    scrub,
+    state_value_needle,
+)
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostKind, PostState
@@ -116,6 +125,7 @@ def _schedule(row: Any) -> Schedule:
         next_due_at=_maybe_utc(row.next_due_at),
         created_by=row.created_by,
         created_at=utc(row.created_at),
+        created_by_key=row.created_by_key,
     )
 
 
@@ -127,6 +137,7 @@ def _review(row: Any) -> Review:
         utc(row.started_at),
         utc(row.closes_at),
         _maybe_utc(row.closed_at),
+        row.started_by_key,
     )
 
 
@@ -646,7 +657,7 @@ class SqlTx:
         cron: str,
         description: str,
         text: str | None,
-        created_by: str,
+        created_by: UserRef,
         at: datetime,
         next_occurrence: datetime | None,
         next_due_at: datetime | None,
@@ -661,7 +672,8 @@ class SqlTx:
                 paused=False,
                 next_occurrence=next_occurrence,
                 next_due_at=next_due_at,
-                created_by=created_by,
+                created_by=created_by.name,
+                created_by_key=created_by.key,
                 created_at=at,
             )
         )
@@ -677,8 +689,9 @@ class SqlTx:
             False,
             next_occurrence,
             next_due_at,
-            created_by,
+            created_by.name,
             at,
+            created_by.key,
         )
 
     async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
@@ -823,11 +836,17 @@ class SqlTx:
 
     async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
         result = await self.conn.execute(
-            reviews.insert().values(group_id=group_id, started_by=by.name, started_at=at, closes_at=closes_at)
+            reviews.insert().values(
+                group_id=group_id,
+                started_by=by.name,
+                started_by_key=by.key,
+                started_at=at,
+                closes_at=closes_at,
+            )
         )
         (review_id,) = result.inserted_primary_key or (None,)
         assert review_id is not None
-        return Review(review_id, group_id, by.name, at, closes_at)
+        return Review(review_id, group_id, by.name, at, closes_at, None, by.key)
 
     async def open_review(self, group_id: int) -> Review | None:
         row = (
@@ -923,14 +942,105 @@ class SqlTx:
         result = await self.conn.execute(delete(processed_events).where(processed_events.c.at < before))
         return int(result.rowcount or 0)
 
-    async def forget_user(self, user_key: str) -> tuple[int, int]:
-        gone_reflections = await self.conn.execute(
-            delete(reflections).where(reflections.c.user_key == user_key)
+    async def forget_user(self, user: UserRef) -> Forgotten:
+        key = user.key
+        stored_names: set[str] = set()
+        for name_column, key_column in (
+            (goals.c.proposer_name, goals.c.proposer_key),
+            (polls.c.author_name, polls.c.author_key),
+            (poll_reactions.c.user_name, poll_reactions.c.user_key),
+            (reflections.c.user_name, reflections.c.user_key),
+            (phase_changes.c.by_name, phase_changes.c.by_key),
+            (schedules.c.created_by, schedules.c.created_by_key),
+            (reviews.c.started_by, reviews.c.started_by_key),
+        ):
+            rows = await self.conn.execute(select(name_column).where(key_column == key).distinct())
+            stored_names.update(r[0] for r in rows)
+        words = identifiers(user, stored_names)
+        names = sorted({user.name, *stored_names} - {FORMER_MEMBER})
+
+        gone = await self.conn.execute(delete(reflections).where(reflections.c.user_key == key))
+        open_polls = select(polls.c.id).where(polls.c.closed_at.is_(None))
+        open_votes = await self.conn.execute(
+            delete(poll_reactions).where(
+                poll_reactions.c.user_key == key, poll_reactions.c.poll_id.in_(open_polls)
+            )
         )
-        gone_votes = await self.conn.execute(
-            delete(poll_reactions).where(poll_reactions.c.user_key == user_key)
+        closed_votes = 0
+        voted = await self.conn.execute(
+            select(poll_reactions.c.poll_id).where(poll_reactions.c.user_key == key).distinct()
         )
-        return gone_reflections.rowcount, gone_votes.rowcount
+        for (poll_id,) in voted.all():
+            # One anonymous key per poll: the member still counts once among its voters.
+            result = await self.conn.execute(
+                update(poll_reactions)
+                .where(poll_reactions.c.poll_id == poll_id, poll_reactions.c.user_key == key)
+                .values(user_key=anonymous_key(), user_name=FORMER_MEMBER)
+            )
+            closed_votes += result.rowcount
+
+        # The bot writes the proposer's name into a consent poll's question; the proposer is its author.
+        authored = await self.conn.execute(
+            select(polls.c.id, polls.c.question).where(polls.c.author_key == key)
+        )
+        for row in authored.all():
+            if (question := scrub(row.question, words)) != row.question:
+                await self.conn.execute(update(polls).where(polls.c.id == row.id).values(question=question))
+        renamed = 0
+        on_platform = select(groups.c.id).where(groups.c.platform == user.platform)
+        for table, id_column, name_column, key_column in (
+            (goals, goals.c.id, goals.c.proposer_name, goals.c.proposer_key),
+            (polls, polls.c.id, polls.c.author_name, polls.c.author_key),
+            (phase_changes, phase_changes.c.id, phase_changes.c.by_name, phase_changes.c.by_key),
+            (schedules, schedules.c.id, schedules.c.created_by, schedules.c.created_by_key),
+            (reviews, reviews.c.id, reviews.c.started_by, reviews.c.started_by_key),
+        ):
+            by_name = and_(key_column == "", name_column.in_(names), table.c.group_id.in_(on_platform))
+            theirs = or_(key_column == key, by_name)
+            for (row_id,) in (await self.conn.execute(select(id_column).where(theirs))).all():
+                await self.conn.execute(
+                    update(table)
+                    .where(id_column == row_id)
+                    .values({name_column.name: FORMER_MEMBER, key_column.name: anonymous_key()})
+                )
+                renamed += 1
+
+        records = 0
+        candidates = await self.conn.execute(
+            select(adapter_state).where(
+                adapter_state.c.key.startswith(f"{user.platform}.", autoescape=True),
+                adapter_state.c.value.contains(state_value_needle(user), autoescape=True),
+            )
+        )
+        for row in candidates.all():
+            if names_user(row.key, row.value, user):
+                await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == row.key))
+                records += 1
+        addressed = await self.conn.execute(
+            delete(outbox).where(outbox.c.platform == user.platform, outbox.c.user_id == user.id)
+        )
+        records += addressed.rowcount
+        naming = [c.contains(w, autoescape=True) for w in words for c in (outbox.c.text, outbox.c.reason)]
+        queued = select(outbox).where(outbox.c.platform == user.platform, or_(*naming))
+        for row in (await self.conn.execute(queued)).all():
+            text, reason = scrub(row.text, words), scrub(row.reason, words)
+            if (text, reason) != (row.text, row.reason):
+                await self.conn.execute(
+                    update(outbox).where(outbox.c.id == row.id).values(text=text, reason=reason)
+                )
+                records += 1
+        naming = [failed_events.c.reason.contains(w, autoescape=True) for w in words]
+        failed = select(failed_events).where(failed_events.c.platform == user.platform, or_(*naming))
+        for row in (await self.conn.execute(failed)).all():
+            reason = scrub(row.reason, words)
+            if reason != row.reason:
+                await self.conn.execute(
+                    update(failed_events)
+                    .where(failed_events.c.platform == row.platform, failed_events.c.event_id == row.event_id)
+                    .values(reason=reason)
+                )
+                records += 1
+        return Forgotten(gone.rowcount, open_votes.rowcount, closed_votes, renamed, records)
 
 
 class SqlStore:

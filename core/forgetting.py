@@ -1,0 +1,128 @@
+"""Forgetting a member (`forget-me`): what goes, what stays in the group's record, and how it then reads.
+
+Their own words go (reflections), and so do their votes in polls still open. What belongs to the group
+stays, by "a former member": goals they proposed, polls they opened, phase changes, nudges and reviews
+they started, and their votes in closed polls, so that past decisions read the same. Every key that
+stood for them is replaced by a fresh anonymous key, one per item, so the items link to nothing and
+to each other no more. The bot's own records go or are cleaned: adapter state that names them, unsent
+posts to them, and their names and ids in queued texts and failure reasons.
+
+Inbound event ids are the platforms' ids of messages and gateway dispatches (see the adapters'
+translate modules), never user ids, so the records of applied and failed events keep their ids.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from core.events import Reply
+from core.refs import UserRef
+
+if TYPE_CHECKING:
+    from core.commands import Invocation
+    from core.context import Context
+
+FORMER_MEMBER = "a former member"
+ANONYMOUS_PREFIX = "former:"
+
+
+def anonymous_key() -> str:
+    """A key that stands for a forgotten member in one item only."""
+    return f"{ANONYMOUS_PREFIX}{secrets.token_hex(8)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What forgetting a member did."""
+
+    reflections: int = 0  # deleted
+    open_votes: int = 0  # deleted from open polls
+    closed_votes: int = 0  # kept in closed polls' tallies under an anonymous key
+    renamed: int = 0  # goals, polls, phase changes, schedules and reviews now by "a former member"
+    records: int = 0  # adapter state, outbox rows and failed events deleted or cleaned
+
+
+def identifiers(user: UserRef, stored_names: Iterable[str]) -> list[str]:
+    """Every text that names the member: their key, id and names (now and as stored), longest first.
+
+    Longest first, so that a key is replaced whole before the id inside it.
+    """
+    found = {user.key, user.id, user.display, *stored_names} - {"", FORMER_MEMBER}
+    return sorted(found, key=lambda w: (-len(w), w))
+
+
+def scrub(text: str, words: Iterable[str]) -> str:
+    """`text` with each of `words` replaced by "a former member" where it stands alone.
+
+    "Bob" goes from "Goal 3 (proposed by Bob)", but "Bobsleigh" stays: a name is not cut out of
+    another word.
+    """
+    for word in words:
+        text = re.sub(rf"(?<!\w){re.escape(word)}(?!\w)", FORMER_MEMBER, text)
+    return text
+
+
+def state_value_needle(user: UserRef) -> str:
+    """How the member's id appears inside a JSON value: a cheap filter before `names_user`."""
+    return json.dumps(user.id, ensure_ascii=False)[1:-1]
+
+
+def names_user(key: str, value: str, user: UserRef) -> bool:
+    """Adapter state that records the member.
+
+    State is namespaced by platform ("matrix.reaction.<event id>"). A record of the member is a JSON
+    list or object in their platform's namespace holding their platform id as one of its strings,
+    such as the Matrix adapter's reaction records ([room, target, key, sender]). Sync tokens and
+    counters are not JSON lists or objects, and are never taken for one.
+    """
+    if not key.startswith(f"{user.platform}."):
+        return False
+    try:
+        data = json.loads(value)
+    except ValueError:
+        return False
+    return isinstance(data, list | dict) and user.id in _strings(data)
+
+
+def _strings(data: Any) -> set[str]:
+    if isinstance(data, str):
+        return {data}
+    if isinstance(data, dict):
+        data = [*data.keys(), *data.values()]
+    if isinstance(data, list):
+        return set().union(*(_strings(item) for item in data)) if data else set()
+    return set()
+
+
+def _count(n: int, one: str, many: str) -> str:
+    return f"{n} {one if n == 1 else many}"
+
+
+def report(done: Forgotten) -> str:
+    """The answer to `forget-me confirm`: what was done, in two lines."""
+    return (
+        f"Done: {_count(done.reflections, 'reflection', 'reflections')} and"
+        f" {_count(done.open_votes, 'vote', 'votes')} in open polls deleted;"
+        f" {_count(done.closed_votes, 'vote', 'votes')} in closed polls still"
+        f" {'counts' if done.closed_votes == 1 else 'count'}, without your name.\n"
+        f"Goals, polls, nudges, reviews and phase changes of yours now say “{FORMER_MEMBER}”"
+        f" ({done.renamed}); {_count(done.records, 'record', 'records')} the bot kept about you"
+        " deleted or cleaned."
+    )
+
+
+async def forget_me(ctx: Context, inv: Invocation) -> Reply:
+    if inv.args.get("confirm") != "confirm":
+        return Reply(
+            "This deletes your reflections and your votes in open polls, in every group this bot serves"
+            f" on {ctx.chat.platform}. Your votes in closed polls stay in their tallies without your name;"
+            f" goals, polls, nudges and reviews you started stay, by “{FORMER_MEMBER}”. Messages and"
+            " reactions on the chat itself are not changed: take your reactions off open polls there too."
+            f" To go ahead, say {ctx.prefix}forget-me confirm."
+        )
+    return Reply(report(await ctx.tx.forget_user(ctx.event.user)))
