@@ -503,13 +503,13 @@ async def test_schedules_are_created_paused_replanned_and_deleted(store: Store) 
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
         nudge = await tx.create_schedule(
-            general, ScheduleKind.NUDGE, "0 9 * * 1", "Mondays at 9", "Reflect!", "Alice", T0, T0 + HOUR, None
+            general, ScheduleKind.NUDGE, "0 9 * * 1", "Mondays at 9", "Reflect!", ALICE, T0, T0 + HOUR, None
         )
         digest = await tx.create_schedule(
-            general, ScheduleKind.DIGEST, "0 18 * * 5", "Fridays", None, "bot", T0, None, None
+            general, ScheduleKind.DIGEST, "0 18 * * 5", "Fridays", None, BOB, T0, None, None
         )
         other = await tx.create_schedule(
-            study, ScheduleKind.CHECKIN, "0 10 * * 3", "Wednesdays", None, "Bob", T0, T0, T0
+            study, ScheduleKind.CHECKIN, "0 10 * * 3", "Wednesdays", None, BOB, T0, T0, T0
         )
     assert (nudge.group_id, nudge.kind, nudge.cron, nudge.description, nudge.text, nudge.paused) == (
         general,
@@ -546,9 +546,9 @@ async def test_schedules_are_created_paused_replanned_and_deleted(store: Store) 
 async def test_advancing_a_schedule_is_a_compare_and_swap(store: Store) -> None:
     group_id = await make_group(store)
     async with store.transaction() as tx:
-        a = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
-        b = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
-        never = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, None, None)
+        a = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
+        b = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
+        never = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, None, None)
     nxt, due = T0 + timedelta(days=7), T0 + timedelta(days=7, hours=1)
     async with store.transaction() as tx:
         moved = await tx.advance_schedules(
@@ -580,7 +580,7 @@ async def test_due_schedules_are_unpaused_due_on_the_platforms_asked_earliest_fi
         await tx.record_phase_change(PhaseChange(general, Phase.CONVENING, Phase.COOPERATING, T0, "a", ""))
 
         async def schedule(group: int, due: datetime | None, text: str | None = None) -> int:
-            s = await tx.create_schedule(group, ScheduleKind.NUDGE, "c", "d", text, "x", T0, due, due)
+            s = await tx.create_schedule(group, ScheduleKind.NUDGE, "c", "d", text, ALICE, T0, due, due)
             return s.id
 
         later = await schedule(general, T0 + MINUTE, "later")
@@ -614,8 +614,8 @@ async def test_due_schedules_are_unpaused_due_on_the_platforms_asked_earliest_fi
 async def test_deliveries_are_recorded_once_and_go_with_their_schedule(store: Store, peek: Peek) -> None:
     group_id = await make_group(store)
     async with store.transaction() as tx:
-        a = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
-        b = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
+        a = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
+        b = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
         await tx.record_deliveries([(a.id, T0), (b.id, T0), (a.id, T0 + HOUR)], T0)
     async with store.transaction() as tx:
         await tx.record_deliveries([(a.id, T0), (9999, T0)], T0 + MINUTE)  # again, and an unknown one
@@ -631,9 +631,9 @@ async def test_the_next_due_time_is_the_earliest_on_the_platforms_asked(store: S
     async with store.transaction() as tx:
         assert await tx.next_due_time(["discord"]) is None
         schedule = await tx.create_schedule(
-            general, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0 + 3 * HOUR, T0 + 3 * HOUR
+            general, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0 + 3 * HOUR, T0 + 3 * HOUR
         )
-        await tx.create_schedule(room, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
+        await tx.create_schedule(room, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
     async with store.transaction() as tx:
         assert await tx.next_due_time(["discord"]) == T0 + 3 * HOUR
         assert await tx.next_due_time(["matrix"]) == T0
@@ -723,8 +723,10 @@ async def test_forgetting_a_member_deletes_their_reflections_and_votes_only(stor
         await tx.add_reflection(study, None, None, ALICE, "mine too", T0)
         kept = await tx.add_reflection(general, None, None, BOB, "Bob's", T0)
     async with store.transaction() as tx:
-        assert await tx.forget_user(ALICE.key) == (2, 3)
-        assert await tx.forget_user(ALICE.key) == (0, 0)
+        first = await tx.forget_user(ALICE)
+        assert (first.reflections, first.open_votes) == (2, 3)
+        again = await tx.forget_user(ALICE)
+        assert (again.reflections, again.open_votes, again.closed_votes) == (0, 0, 0)
     async with store.transaction() as tx:
         assert await tx.reflections(general) == [kept]
         assert await tx.reflections(study) == []
@@ -881,7 +883,7 @@ async def test_a_failed_transaction_leaves_nothing_behind(store: Store, peek: Pe
             poll = await tx.create_poll(group_id, PollKind.POLL, YES_NO, ALICE, T0)
             await tx.record_reactions(poll.id, [ReactionChange(BOB.key, "Bob", 0, True)])
             await tx.create_goal(group_id, "g", ALICE, T0)
-            s = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, "x", T0, T0, T0)
+            s = await tx.create_schedule(group_id, ScheduleKind.NUDGE, "c", "d", None, ALICE, T0, T0, T0)
             await tx.record_deliveries([(s.id, T0)], T0)
             await tx.create_review(group_id, ALICE, T0, T0 + HOUR)
             await tx.add_reflection(group_id, None, None, ALICE, "r", T0)
