@@ -22,7 +22,7 @@ from core.lifecycle import (
     change_phase,
     welcome,
 )
-from core.ports import ChatPort
+from core.ports import ChatPort, command_prefix
 from core.uow import DomainEvent, GoalDecided, GoalFinished, PhaseEntered, ReviewClosed, UnitOfWork
 
 HISTORY_LIMIT = 20
@@ -40,16 +40,16 @@ class LifecycleService:
             ("phase", "history"): self._phase_history,
         }
 
-    def _prefix(self, group: Group) -> str:
-        chat = self.chats.get(group.channel.platform)
-        return chat.command_prefix if chat is not None else "/"
-
     async def _advice(self, uow: UnitOfWork, group: Group, signal: str, detail: str) -> str | None:
         """Record a signal; the suggestion it leads to, if any."""
         await uow.tx.record_signal(group.id, signal, uow.now, detail)
         since_phase = [kind for kind, _, _ in await uow.tx.signals(group.id, group.phase_since)]
         suggested = advise(group.phase, since_phase)
-        return ADVICE[suggested].format(prefix=self._prefix(group)) if suggested in ADVICE else None
+        return (
+            ADVICE[suggested].format(prefix=command_prefix(self.chats, group.channel.platform))
+            if suggested in ADVICE
+            else None
+        )
 
     # Subscribers -------------------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ from core.events import Reply
 from core.export import load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
 from core.outbox import Post, PostKind
-from core.ports import ChatPort, StoreTx
+from core.ports import ChatPort, StoreTx, command_prefix
 from core.prompts import HEARTBEAT, next_prompt
 from core.refs import BOT, UserRef
 from core.schedules import (
@@ -150,12 +150,8 @@ class NudgeService:
                 self.delivered += delivered
                 return delivered
 
-    def _prefix(self, platform: str) -> str:
-        chat = self.chats.get(platform)
-        return chat.command_prefix if chat is not None else "/"
-
     async def _text(self, tx: StoreTx, s: DueSchedule, now: datetime) -> str:
-        prefix = self._prefix(s.channel.platform)
+        prefix = command_prefix(self.chats, s.channel.platform)
         if s.kind is ScheduleKind.DIGEST:
             return await self._digest(tx, s.group_id, now)
         if s.text:
@@ -193,7 +189,7 @@ class NudgeService:
             quiet = await uow.tx.quiet_groups(now - timedelta(days=days), 100, self.platforms)
             claimed = [g for g in quiet if await uow.tx.claim_heartbeat(g.id, now)]
             for group in claimed:
-                text = HEARTBEAT.format(days=days, prefix=self._prefix(group.channel.platform))
+                text = HEARTBEAT.format(days=days, prefix=command_prefix(self.chats, group.channel.platform))
                 uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return len(claimed)
 
@@ -206,7 +202,7 @@ class NudgeService:
         if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.list_schedules(group.id)):
             return None
         schedule, _ = await self.add(uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, BOT, uow.now)
-        prefix = self._prefix(group.channel.platform)
+        prefix = command_prefix(self.chats, group.channel.platform)
         return (
             f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
             f" see {prefix}nudge list."

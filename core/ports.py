@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -85,6 +85,12 @@ class ChatPort(Protocol):
     ) -> MessageRef: ...
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool: ...
+
+
+def command_prefix(chats: Mapping[str, ChatPort], platform: str) -> str:
+    """How members start a command on a platform; "/" where no adapter for it runs in this process."""
+    chat = chats.get(platform)
+    return chat.command_prefix if chat is not None else "/"
 
 
 class OutboxRepo(Protocol):

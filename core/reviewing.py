@@ -13,7 +13,7 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.lifecycle import Group, Phase
 from core.outbox import Post, PostKind
-from core.ports import ChatPort
+from core.ports import ChatPort, command_prefix
 from core.reflections import (
     DEFAULT_REVIEW_TIME,
     MAX_REVIEW_TIME,
@@ -50,16 +50,12 @@ class ReviewService:
             ("reflect",): self._reflect,
         }
 
-    def _prefix(self, group: Group) -> str:
-        chat = self.chats.get(group.channel.platform)
-        return chat.command_prefix if chat is not None else "/"
-
     async def start(self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta) -> Review | None:
         """Start a review and queue its questions; None when one is open already."""
         if await uow.tx.open_review(group.id) is not None:
             return None
         review = await uow.tx.create_review(group.id, by, uow.now, uow.now + duration)
-        text = render_review(review, self._prefix(group), group.timezone)
+        text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return review
 
@@ -72,7 +68,7 @@ class ReviewService:
         review = await self.start(uow, group, event.by, self.default_time)
         if review is None:
             return None
-        prefix = self._prefix(group)
+        prefix = command_prefix(self.chats, group.channel.platform)
         return f"Action review {review.id} has started: answer with {prefix}reflect <number> <answer>."
 
     async def close(self, uow: UnitOfWork, review: Review) -> bool:
@@ -83,7 +79,9 @@ class ReviewService:
         assert group is not None
         answers = await uow.tx.reflections(review.group_id, review.id)
         notes = await uow.publish(ReviewClosed(group, review))
-        text = "\n".join([render_summary(review, answers, self._prefix(group)), *notes])
+        text = "\n".join(
+            [render_summary(review, answers, command_prefix(self.chats, group.channel.platform)), *notes]
+        )
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return True
 
