@@ -102,7 +102,7 @@ async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
     store = await app.open_store(config)
     try:
         async with store.transaction() as tx:
-            found = await tx.get_group(ChannelRef(platform, channel))
+            found = await tx.groups.get(ChannelRef(platform, channel))
             if found is None:
                 print(f"peerbot: no group in {group}", file=sys.stderr)
                 return EXIT_FAILURE, ""
@@ -116,7 +116,7 @@ async def _failed_events(config: Config, limit: int) -> int:
     store = await app.open_store(config)
     try:
         async with store.transaction() as tx:
-            rows = await tx.failed_events(max(1, min(limit, 100_000)))
+            rows = await tx.events.failed(max(1, min(limit, 100_000)))
     finally:
         await store.close()
     for at, platform, event_id, reason in rows:

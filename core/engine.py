@@ -36,7 +36,7 @@ from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
-from core.ports import ChatPort, Store, StoreTx
+from core.ports import ChatPort, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
@@ -52,7 +52,7 @@ from core.uow import (
     UnitOfWork,
     Work,
 )
-from core.votes import VoteRecorder, reconcile_poll, save_state
+from core.votes import VoteRecorder, reconcile_poll
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +68,10 @@ class MissingHandler(Exception):
 
 async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
     """The channel's group, created in Convening on first use."""
-    group = await tx.get_group(channel)
+    group = await tx.groups.get(channel)
     if group is None:
-        group = await tx.create_group(channel, Phase.CONVENING, now)
-        await tx.record_phase_change(
+        group = await tx.groups.create(channel, Phase.CONVENING, now)
+        await tx.groups.record_phase_change(
             PhaseChange(group.id, None, Phase.CONVENING, now, "peerbot", "group started")
         )
     return group
@@ -80,7 +80,7 @@ async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group
 async def touch(tx: StoreTx, group: Group, now: datetime) -> None:
     """Note activity in a group (for the heartbeat), at most one write per few minutes."""
     if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
-        await tx.touch_activity(group.id, now)
+        await tx.groups.touch_activity(group.id, now)
 
 
 class Engine:
@@ -156,7 +156,7 @@ class Engine:
             await self.votes.submit(event)
         elif isinstance(event, MessagePosted):
             async with self.work() as uow:
-                group = await uow.tx.get_group(event.channel)
+                group = await uow.tx.groups.get(event.channel)
                 if group is not None:
                     await touch(uow.tx, group, uow.now)
         return None
@@ -181,7 +181,7 @@ class Engine:
         )
         reason = f"{type(failure).__name__}: {failure}"[:500]
         async with self.work() as uow:
-            await uow.tx.record_failed_event(platform, event.event_id, uow.now, reason)
+            await uow.tx.events.record_failed(platform, event.event_id, uow.now, reason)
             if isinstance(event, CommandInvoked):
                 reply = Reply(SORRY, is_error=True)
                 self._answer(uow, event, reply)
@@ -189,7 +189,7 @@ class Engine:
         return None
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
+        self, events: Sequence[InboundEvent], state: StateChanges | None = None
     ) -> list[Reply | None]:
         """Apply events in order, then record adapter state (a sync token) that covers them.
 
@@ -201,7 +201,7 @@ class Engine:
         replies: list[Reply | None] = []
         reactions: list[ReactionAdded | ReactionRemoved] = []
 
-        async def flush_reactions(with_state: Mapping[str, str | None] | None) -> None:
+        async def flush_reactions(with_state: StateChanges | None) -> None:
             # A run of reactions goes in together: group commit puts them in one transaction.
             if not reactions:
                 return
@@ -227,11 +227,11 @@ class Engine:
             await flush_reactions(state)
         elif state:
             async with self.work() as uow:
-                await save_state(uow.tx, state)
+                await state.save(uow.tx)
         return replies
 
     async def _apply_reaction(
-        self, event: ReactionAdded | ReactionRemoved, state: Mapping[str, str | None] | None
+        self, event: ReactionAdded | ReactionRemoved, state: StateChanges | None
     ) -> None:
         failure: Exception | None = None
         for _ in range(EVENT_ATTEMPTS):
@@ -244,7 +244,7 @@ class Engine:
         await self._dead_letter(event, failure)
         if state:
             async with self.work() as uow:
-                await save_state(uow.tx, state)
+                await state.save(uow.tx)
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
@@ -267,7 +267,7 @@ class Engine:
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
-                if not await uow.tx.claim_event(chat.platform, event.event_id, uow.now):
+                if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                     log.info("skipping event %s seen before", event.event_id)
                     return None
                 group = await ensure_group(uow.tx, event.channel, uow.now)
@@ -281,7 +281,7 @@ class Engine:
     async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
         """Answer a command that changes nothing; it still counts as applied."""
         async with self.work() as uow:
-            if not await uow.tx.claim_event(event.channel.platform, event.event_id, uow.now):
+            if not await uow.tx.events.claim(event.channel.platform, event.event_id, uow.now):
                 return None
             self._answer(uow, event, reply)
         return reply
@@ -320,7 +320,7 @@ class Engine:
             return 0
         self._last_prune = now
         async with self.work(now) as uow:
-            return await uow.tx.prune_events(now - self.retention)
+            return await uow.tx.events.prune(now - self.retention)
 
     async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
         """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
@@ -350,14 +350,14 @@ class Engine:
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         """The messages of the polls still open on a platform, to reconcile after a gap."""
         async with self.work() as uow:
-            polls = await uow.tx.open_polls(platform, uow.now)
+            polls = await uow.tx.polls.open_on(platform, uow.now)
         return [p.message for p in polls if p.message is not None]
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
         await self.votes.drain()  # votes already received go first; the snapshot is newer
         async with self.work() as uow:
-            polls = await uow.tx.polls_for_messages(message.channel.platform, [message.id])
+            polls = await uow.tx.polls.for_messages(message.channel.platform, [message.id])
             if not polls:
                 return 0
             return await reconcile_poll(uow.tx, polls[0], present, uow.now)

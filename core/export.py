@@ -30,14 +30,14 @@ class GroupRecord:
 
 
 async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
-    polls = await tx.list_polls(group.id)
+    polls = await tx.polls.in_group(group.id)
     return GroupRecord(
         group,
-        await tx.list_goals(group.id),
-        [(p, tally(p, await tx.poll_reactions(p.id))) for p in polls],
-        await tx.list_reviews(group.id),
-        await tx.reflections(group.id),
-        await tx.list_schedules(group.id),
+        await tx.goals.in_group(group.id),
+        [(p, tally(p, await tx.polls.reactions(p.id))) for p in polls],
+        await tx.reviews.in_group(group.id),
+        await tx.reviews.reflections(group.id),
+        await tx.schedules.in_group(group.id),
     )
 
 

@@ -62,7 +62,7 @@ class PollService:
         self, uow: UnitOfWork, group: Group, kind: PollKind, request: PollRequest, author: UserRef
     ) -> Poll:
         """Store the poll and queue its message, with a reaction for each option, to become its message."""
-        poll = await uow.tx.create_poll(group.id, kind, request, author, uow.now)
+        poll = await uow.tx.polls.create(group.id, kind, request, author, uow.now)
         uow.post(
             Post(
                 PostKind.SEND,
@@ -77,9 +77,9 @@ class PollService:
 
     async def close(self, uow: UnitOfWork, poll: Poll, *, announce: bool = True) -> bool:
         """Close the poll once (whoever gets here first wins) and publish its final tally."""
-        if not await uow.tx.close_poll(poll.id, uow.now):
+        if not await uow.tx.polls.close(poll.id, uow.now):
             return False
-        result = tally(poll, await uow.tx.poll_reactions(poll.id))
+        result = tally(poll, await uow.tx.polls.reactions(poll.id))
         await uow.publish(PollClosed(poll, result, announce))
         return True
 
@@ -88,7 +88,7 @@ class PollService:
         assert isinstance(event, PollClosed)
         if not event.announce or event.poll.kind is PollKind.CONSENT:
             return
-        group = await uow.tx.get_group_by_id(event.poll.group_id)
+        group = await uow.tx.groups.by_id(event.poll.group_id)
         assert group is not None
         text = render_results(event.poll, event.result, final=True)
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
@@ -98,7 +98,7 @@ class PollService:
         closed = 0
         while True:
             async with self.work(now) as uow:
-                due = await uow.tx.due_polls(now, limit, self.platforms)
+                due = await uow.tx.polls.due(now, limit, self.platforms)
             for poll in due:
                 try:
                     async with self.work(now) as uow:
@@ -110,14 +110,14 @@ class PollService:
 
     @staticmethod
     async def find(tx: StoreTx, group: Group, poll_id: int) -> Poll:
-        poll = await tx.get_poll(group.id, poll_id)
+        poll = await tx.polls.get(group.id, poll_id)
         if poll is None:
             raise NoSuchPoll(f"There is no poll {poll_id} in this channel.")
         return poll
 
     @staticmethod
     async def current_tally(tx: StoreTx, poll: Poll) -> Tally:
-        return tally(poll, await tx.poll_reactions(poll.id))
+        return tally(poll, await tx.polls.reactions(poll.id))
 
     # Commands ----------------------------------------------------------------------------------
 

@@ -125,4 +125,4 @@ async def forget_me(ctx: Context, inv: Invocation) -> Reply:
             " reactions on the chat itself are not changed: take your reactions off open polls there too."
             f" To go ahead, say {ctx.prefix}forget-me confirm."
         )
-    return Reply(report(await ctx.tx.forget_user(ctx.event.user)))
+    return Reply(report(await ctx.tx.members.forget(ctx.event.user)))

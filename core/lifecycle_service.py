@@ -42,8 +42,8 @@ class LifecycleService:
 
     async def _advice(self, uow: UnitOfWork, group: Group, signal: str, detail: str) -> str | None:
         """Record a signal; the suggestion it leads to, if any."""
-        await uow.tx.record_signal(group.id, signal, uow.now, detail)
-        since_phase = [kind for kind, _, _ in await uow.tx.signals(group.id, group.phase_since)]
+        await uow.tx.groups.record_signal(group.id, signal, uow.now, detail)
+        since_phase = [kind for kind, _, _ in await uow.tx.groups.signals(group.id, group.phase_since)]
         suggested = advise(group.phase, since_phase)
         return (
             ADVICE[suggested].format(prefix=command_prefix(self.chats, group.channel.platform))
@@ -56,14 +56,14 @@ class LifecycleService:
     async def on_goal_decided(self, uow: UnitOfWork, event: DomainEvent) -> None:
         assert isinstance(event, GoalDecided)
         if event.status is GoalStatus.ACCEPTED and event.group.phase is Phase.ORGANIZING:
-            await uow.tx.record_signal(event.group.id, GOAL_ACCEPTED, uow.now, str(event.goal.id))
+            await uow.tx.groups.record_signal(event.group.id, GOAL_ACCEPTED, uow.now, str(event.goal.id))
 
     async def on_goal_finished(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
         """When every accepted goal is done, Assessing may be next."""
         assert isinstance(event, GoalFinished)
         if event.status is not GoalStatus.DONE:
             return None
-        goals = await uow.tx.list_goals(event.group.id)
+        goals = await uow.tx.goals.in_group(event.group.id)
         if any(g.status is GoalStatus.ACCEPTED for g in goals):
             return None
         return await self._advice(uow, event.group, ALL_GOALS_DONE, "")
@@ -94,7 +94,7 @@ class LifecycleService:
             change = change_phase(ctx.group, to, at=ctx.now, by=user.name, by_key=user.key, reason=reason)
         except SamePhase:
             return Reply(f"The group is already in {to.title}. Nothing was changed.")
-        await ctx.tx.record_phase_change(change)
+        await ctx.tx.groups.record_phase_change(change)
         why = f" ({reason})" if reason else ""
         assert change.from_phase is not None
         lines = [
@@ -105,7 +105,7 @@ class LifecycleService:
         return Reply("\n".join(lines))
 
     async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
-        changes = await ctx.tx.phase_history(ctx.group.id, HISTORY_LIMIT)
+        changes = await ctx.tx.groups.phase_history(ctx.group.id, HISTORY_LIMIT)
         lines = ["Phase history (oldest first):"]
         for c in changes:
             move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title

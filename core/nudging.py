@@ -92,10 +92,10 @@ class NudgeService:
             raise UsageError(
                 f"The nudge text is too long ({len(text)} characters, at most {MAX_NUDGE_TEXT})."
             )
-        if len(await tx.list_schedules(group.id)) >= MAX_SCHEDULES_PER_GROUP:
+        if len(await tx.schedules.in_group(group.id)) >= MAX_SCHEDULES_PER_GROUP:
             raise UsageError(f"A group can have at most {MAX_SCHEDULES_PER_GROUP} schedules.")
         occurrence, due = first_occurrence(cron, group.timezone, group.quiet, now, self.recurrence)
-        schedule = await tx.create_schedule(
+        schedule = await tx.schedules.create(
             group.id, kind, cron, description, text or None, by, now, occurrence, due
         )
         return schedule, text
@@ -103,10 +103,10 @@ class NudgeService:
     async def reschedule_group(self, tx: StoreTx, group: Group, now: datetime) -> None:
         """After a timezone or quiet-hours change, every schedule's next time is computed again."""
         updates = []
-        for s in await tx.list_schedules(group.id):
+        for s in await tx.schedules.in_group(group.id):
             occurrence, due = first_occurrence(s.cron, group.timezone, group.quiet, now, self.recurrence)
             updates.append((s.id, occurrence, due))
-        await tx.set_schedule_next(updates)
+        await tx.schedules.set_next(updates)
 
     async def deliver_due(self, now: datetime) -> int:
         """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once.
@@ -118,7 +118,7 @@ class NudgeService:
         while True:
             async with self.work(now) as uow:
                 tx = uow.tx
-                due = await tx.due_schedules(now, BATCH, self.platforms)
+                due = await tx.schedules.due(now, BATCH, self.platforms)
                 plans = []
                 # A plan depends only on these; schedules due together mostly share them.
                 known: dict[tuple[str, str, QuietHours | None, datetime | None], Plan] = {}
@@ -137,11 +137,11 @@ class NudgeService:
                         log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
                     plans.append((s, p))
                 # Moving a schedule on is the claim: only one process moves it from what it saw.
-                moved = await tx.advance_schedules(
+                moved = await tx.schedules.advance(
                     [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
                 )
                 won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
-                await tx.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
+                await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
                     text = await self._text(tx, s, now)
                     uow.post(Post(PostKind.SEND, s.channel, text, group_id=s.group_id))
@@ -158,16 +158,16 @@ class NudgeService:
             return f"🔔 Nudge {s.id}: {s.text}"
         phase = Phase.COOPERATING if s.kind is ScheduleKind.CHECKIN else s.phase
         key = f"prompts:{s.group_id}:{phase.value}"
-        raw = await tx.get_state(key)
+        raw = await tx.state("core").get(key)
         used = [int(i) for i in raw.split(",") if i] if raw else []
         prompt, used = next_prompt(phase, used, s.group_id)
-        await tx.set_state(key, ",".join(map(str, used)))
+        await tx.state("core").set(key, ",".join(map(str, used)))
         title = "Weekly check-in" if s.kind is ScheduleKind.CHECKIN else "Time to reflect"
         return f"🔔 {title}: {prompt}\nShare a thought with {prefix}reflect <your answer>."
 
     @staticmethod
     async def _digest(tx: StoreTx, group_id: int, now: datetime) -> str:
-        group = await tx.get_group_by_id(group_id)
+        group = await tx.groups.by_id(group_id)
         assert group is not None
         record = await load_record(tx, group)
         upcoming = sorted(
@@ -186,8 +186,8 @@ class NudgeService:
         if not days:
             return 0
         async with self.work(now) as uow:
-            quiet = await uow.tx.quiet_groups(now - timedelta(days=days), 100, self.platforms)
-            claimed = [g for g in quiet if await uow.tx.claim_heartbeat(g.id, now)]
+            quiet = await uow.tx.groups.quiet(now - timedelta(days=days), 100, self.platforms)
+            claimed = [g for g in quiet if await uow.tx.groups.claim_heartbeat(g.id, now)]
             for group in claimed:
                 text = HEARTBEAT.format(days=days, prefix=command_prefix(self.chats, group.channel.platform))
                 uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
@@ -199,7 +199,7 @@ class NudgeService:
         group = event.group
         if event.change.to_phase is not Phase.COOPERATING or not group.auto_checkin:
             return None
-        if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.list_schedules(group.id)):
+        if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.schedules.in_group(group.id)):
             return None
         schedule, _ = await self.add(uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, BOT, uow.now)
         prefix = command_prefix(self.chats, group.channel.platform)
@@ -232,7 +232,7 @@ class NudgeService:
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
-        items = await tx.list_schedules(ctx.group.id)
+        items = await tx.schedules.in_group(ctx.group.id)
         g = ctx.group
         quiet = f"; quiet hours {g.quiet}" if g.quiet else ""
         if not items:
@@ -250,7 +250,7 @@ class NudgeService:
         return Reply("\n".join(lines))
 
     async def _find(self, tx: StoreTx, ctx: Context, schedule_id: int) -> Schedule:
-        schedule = await tx.get_schedule(ctx.group.id, schedule_id)
+        schedule = await tx.schedules.get(ctx.group.id, schedule_id)
         if schedule is None:
             raise UsageError(f"There is no nudge {schedule_id} in this channel. See {ctx.prefix}nudge list.")
         return schedule
@@ -258,13 +258,13 @@ class NudgeService:
     async def _remove(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         schedule = await self._find(tx, ctx, inv.args["id"])
-        await tx.delete_schedule(schedule.id)
+        await tx.schedules.delete(schedule.id)
         return Reply(f"Nudge {schedule.id} ({schedule.description}) removed.")
 
     async def _pause(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         schedule = await self._find(tx, ctx, inv.args["id"])
-        await tx.set_schedule_paused(schedule.id, True)
+        await tx.schedules.set_paused(schedule.id, True)
         return Reply(f"Nudge {schedule.id} paused. {ctx.prefix}nudge resume {schedule.id} brings it back.")
 
     async def _resume(self, ctx: Context, inv: Invocation) -> Reply:
@@ -273,8 +273,8 @@ class NudgeService:
         schedule = await self._find(tx, ctx, inv.args["id"])
         # Occurrences missed while paused are not owed: start from now.
         occurrence, due = first_occurrence(schedule.cron, g.timezone, g.quiet, ctx.now, self.recurrence)
-        await tx.set_schedule_next([(schedule.id, occurrence, due)])
-        await tx.set_schedule_paused(schedule.id, False)
+        await tx.schedules.set_next([(schedule.id, occurrence, due)])
+        await tx.schedules.set_paused(schedule.id, False)
         return Reply(f"Nudge {schedule.id} resumed. Next: {local_time(due, g.timezone)}.")
 
     async def _timezone(self, ctx: Context, inv: Invocation) -> Reply:
@@ -285,8 +285,8 @@ class NudgeService:
             return refused
         tz = check_timezone(name)
         tx = ctx.tx
-        await tx.set_timezone(ctx.group.id, tz)
-        group = await tx.get_group_by_id(ctx.group.id)
+        await tx.groups.set_timezone(ctx.group.id, tz)
+        group = await tx.groups.by_id(ctx.group.id)
         assert group is not None
         await self.reschedule_group(tx, group, ctx.now)
         return Reply(f"Timezone set to {tz}. Nudges keep their local times.")
@@ -303,8 +303,8 @@ class NudgeService:
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
         tx = ctx.tx
-        await tx.set_quiet_hours(ctx.group.id, quiet)
-        group = await tx.get_group_by_id(ctx.group.id)
+        await tx.groups.set_quiet_hours(ctx.group.id, quiet)
+        group = await tx.groups.by_id(ctx.group.id)
         assert group is not None
         await self.reschedule_group(tx, group, ctx.now)
         if quiet is None:
@@ -318,7 +318,7 @@ class NudgeService:
         g = ctx.group
         what, value = inv.args.get("what"), inv.args.get("value")
         tx = ctx.tx
-        digest = [s for s in await tx.list_schedules(g.id) if s.kind is ScheduleKind.DIGEST]
+        digest = [s for s in await tx.schedules.in_group(g.id) if s.kind is ScheduleKind.DIGEST]
         if what is None or value is None:
             onoff = {True: "on", False: "off"}
             return Reply(
@@ -330,12 +330,12 @@ class NudgeService:
         on = value == "on"
         tx = ctx.tx
         if what == "review":
-            await tx.set_auto(g.id, on, g.auto_checkin)
+            await tx.groups.set_auto(g.id, on, g.auto_checkin)
         elif what == "checkin":
-            await tx.set_auto(g.id, g.auto_review, on)
+            await tx.groups.set_auto(g.id, g.auto_review, on)
         elif on and not digest:
             await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user, ctx.now)
         elif not on:
             for s in digest:
-                await tx.delete_schedule(s.id)
+                await tx.schedules.delete(s.id)
         return Reply(f"Automatic {what} is {value}.")

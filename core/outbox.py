@@ -216,7 +216,7 @@ class Dispatcher:
                 async with self.store.transaction() as tx:
                     await tx.outbox.posted(row.id, ref)
                     if post.poll_id is not None:
-                        await tx.set_poll_message(post.poll_id, ref)
+                        await tx.polls.set_message(post.poll_id, ref)
                     if not post.reactions:
                         await tx.outbox.finish(row.id, PostState.SENT, now)
                 if not post.reactions:

@@ -139,23 +139,40 @@ class OutboxRepo(Protocol):
         ...
 
 
-class StoreTx(Protocol):
-    """One transaction. Everything done through it commits together or not at all."""
+class EventLog(Protocol):
+    """Inbound events: which were applied, and those that failed (dead letters)."""
 
-    @property
-    def outbox(self) -> OutboxRepo: ...
-
-    async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
+    async def claim(self, platform: str, event_id: str, at: datetime) -> bool:
         """Record an inbound event as applied; False when it was applied before."""
         ...
 
-    async def get_group(self, channel: ChannelRef) -> Group | None: ...
+    async def claim_many(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        """Record many events as applied; returns the ids that were not applied before."""
+        ...
 
-    async def get_group_by_id(self, group_id: int) -> Group | None: ...
+    async def record_failed(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        """Keep an event that could not be applied (a dead letter), and mark it applied so it is skipped."""
+        ...
 
-    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]: ...
+    async def failed(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        """(time, platform, event id, reason) of failed events, newest first."""
+        ...
 
-    async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group: ...
+    async def prune(self, before: datetime) -> int:
+        """Forget applied-event ids older than `before` (past every platform's replay window)."""
+        ...
+
+
+class GroupRepo(Protocol):
+    """Groups, their phases and settings, and what they did (activity, signals)."""
+
+    async def get(self, channel: ChannelRef) -> Group | None: ...
+
+    async def by_id(self, group_id: int) -> Group | None: ...
+
+    async def many(self, group_ids: Sequence[int]) -> dict[int, Group]: ...
+
+    async def create(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group: ...
 
     async def record_phase_change(self, change: PhaseChange) -> None:
         """Append the change to the history and move the group to its new phase."""
@@ -165,86 +182,13 @@ class StoreTx(Protocol):
         """The most recent changes, oldest first."""
         ...
 
-    async def get_state(self, key: str) -> str | None:
-        """Adapter bookkeeping (sync tokens, counters), kept in the same transactions as effects."""
-        ...
-
-    async def set_state(self, key: str, value: str) -> None: ...
-
-    async def delete_state(self, key: str) -> None: ...
-
-    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
-        """Record many events as applied; returns the ids that were not applied before."""
-        ...
-
-    async def set_group_settings(
+    async def set_settings(
         self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
     ) -> None: ...
 
     async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
         """Remember something the group did that later phase advice weighs (a goal accepted...)."""
         ...
-
-    # Polls
-
-    async def create_poll(
-        self,
-        group_id: int,
-        kind: PollKind,
-        request: PollRequest,
-        author: UserRef,
-        at: datetime,
-    ) -> Poll: ...
-
-    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None: ...
-
-    async def delete_poll(self, poll_id: int) -> None:
-        """Forget a poll whose message could not be posted."""
-        ...
-
-    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None: ...
-
-    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]: ...
-
-    async def record_reactions(self, poll_id: int, changes: Sequence[ReactionChange]) -> None:
-        """Apply reaction changes in order; each gets the next sequence number of its poll."""
-        ...
-
-    async def poll_reactions(self, poll_id: int) -> list[PollReaction]: ...
-
-    async def close_poll(self, poll_id: int, at: datetime) -> bool:
-        """Close an open poll; False when it was closed already (by us or another process)."""
-        ...
-
-    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
-        """Polls on a platform that are open at `now`."""
-        ...
-
-    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
-        """Open polls on these platforms whose closing time has come."""
-        ...
-
-    # Goals
-
-    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal: ...
-
-    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None: ...
-
-    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None: ...
-
-    async def goal_for_poll(self, poll_id: int) -> Goal | None: ...
-
-    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None: ...
-
-    async def list_goals(self, group_id: int) -> list[Goal]:
-        """All the group's goals, oldest first."""
-        ...
-
-    async def list_polls(self, group_id: int) -> list[Poll]:
-        """All the group's polls, oldest first."""
-        ...
-
-    # Group settings and activity
 
     async def set_timezone(self, group_id: int, tz: str) -> None: ...
 
@@ -254,9 +198,7 @@ class StoreTx(Protocol):
 
     async def touch_activity(self, group_id: int, at: datetime) -> None: ...
 
-    async def quiet_groups(
-        self, silent_since: datetime, limit: int, platforms: Collection[str]
-    ) -> list[Group]:
+    async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
         """Groups on these platforms with no activity since `silent_since` whose silence has not had
         its heartbeat."""
         ...
@@ -267,9 +209,102 @@ class StoreTx(Protocol):
 
     async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]: ...
 
-    # Schedules
 
-    async def create_schedule(
+class StateRepo(Protocol):
+    """Bookkeeping of one namespace (an adapter's sync tokens, records), kept in the same
+    transactions as the effects it covers."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str) -> None: ...
+
+    async def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class StateChanges:
+    """Bookkeeping an adapter saves with the events it covers (a sync token, reaction records):
+    keys of its namespace and their new values; None deletes a key."""
+
+    namespace: str
+    values: Mapping[str, str | None]
+
+    async def save(self, tx: StoreTx) -> None:
+        state = tx.state(self.namespace)
+        for key, value in self.values.items():
+            if value is None:
+                await state.delete(key)
+            else:
+                await state.set(key, value)
+
+
+class PollRepo(Protocol):
+    """Polls and the votes on them."""
+
+    async def create(
+        self,
+        group_id: int,
+        kind: PollKind,
+        request: PollRequest,
+        author: UserRef,
+        at: datetime,
+    ) -> Poll: ...
+
+    async def set_message(self, poll_id: int, message: MessageRef) -> None: ...
+
+    async def delete(self, poll_id: int) -> None:
+        """Forget a poll whose message could not be posted."""
+        ...
+
+    async def get(self, group_id: int, poll_id: int) -> Poll | None: ...
+
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]: ...
+
+    async def record_reactions(self, poll_id: int, changes: Sequence[ReactionChange]) -> None:
+        """Apply reaction changes in order; each gets the next sequence number of its poll."""
+        ...
+
+    async def reactions(self, poll_id: int) -> list[PollReaction]: ...
+
+    async def close(self, poll_id: int, at: datetime) -> bool:
+        """Close an open poll; False when it was closed already (by us or another process)."""
+        ...
+
+    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
+        """Polls on a platform that are open at `now`."""
+        ...
+
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        """Open polls on these platforms whose closing time has come."""
+        ...
+
+    async def in_group(self, group_id: int) -> list[Poll]:
+        """All the group's polls, oldest first."""
+        ...
+
+
+class GoalRepo(Protocol):
+    """The group's goals."""
+
+    async def create(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal: ...
+
+    async def set_poll(self, goal_id: int, poll_id: int | None) -> None: ...
+
+    async def get(self, group_id: int, goal_id: int) -> Goal | None: ...
+
+    async def for_poll(self, poll_id: int) -> Goal | None: ...
+
+    async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None: ...
+
+    async def in_group(self, group_id: int) -> list[Goal]:
+        """All the group's goals, oldest first."""
+        ...
+
+
+class ScheduleRepo(Protocol):
+    """Nudges, digests and check-ins on a schedule, and the record of what was delivered."""
+
+    async def create(
         self,
         group_id: int,
         kind: ScheduleKind,
@@ -282,25 +317,23 @@ class StoreTx(Protocol):
         next_due_at: datetime | None,
     ) -> Schedule: ...
 
-    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None: ...
+    async def get(self, group_id: int, schedule_id: int) -> Schedule | None: ...
 
-    async def list_schedules(self, group_id: int) -> list[Schedule]: ...
+    async def in_group(self, group_id: int) -> list[Schedule]: ...
 
-    async def delete_schedule(self, schedule_id: int) -> None: ...
+    async def delete(self, schedule_id: int) -> None: ...
 
-    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None: ...
+    async def set_paused(self, schedule_id: int, paused: bool) -> None: ...
 
-    async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
-    ) -> None:
+    async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         """(schedule id, next occurrence, next due time): recompute after a settings change."""
         ...
 
-    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         """Unpaused schedules of groups on these platforms whose next due time has come, earliest first."""
         ...
 
-    async def advance_schedules(
+    async def advance(
         self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
     ) -> set[int]:
         """Move schedules on: (id, the next occurrence we saw, the new one, its due time).
@@ -314,23 +347,19 @@ class StoreTx(Protocol):
         """Keep a row per delivered (schedule, occurrence), the record of what was posted."""
         ...
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
-        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing."""
-        ...
 
-    # Reviews and reflections
+class ReviewRepo(Protocol):
+    """Action reviews and the reflections members write, in a review or on their own."""
 
-    async def create_review(
-        self, group_id: int, by: UserRef, at: datetime, closes_at: datetime
-    ) -> Review: ...
+    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review: ...
 
-    async def open_review(self, group_id: int) -> Review | None: ...
+    async def open(self, group_id: int) -> Review | None: ...
 
-    async def close_review(self, review_id: int, at: datetime) -> bool: ...
+    async def close(self, review_id: int, at: datetime) -> bool: ...
 
-    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
 
-    async def list_reviews(self, group_id: int) -> list[Review]: ...
+    async def in_group(self, group_id: int) -> list[Review]: ...
 
     async def add_reflection(
         self,
@@ -348,24 +377,60 @@ class StoreTx(Protocol):
         """The group's reflections (of one review when given), oldest first."""
         ...
 
-    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
-        """Keep an event that could not be applied (a dead letter), and mark it applied so it is skipped."""
-        ...
 
-    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
-        """(time, platform, event id, reason) of failed events, newest first."""
-        ...
+class MemberRepo(Protocol):
+    """The group's members, across every aggregate that names them."""
 
-    async def prune_events(self, before: datetime) -> int:
-        """Forget applied-event ids older than `before` (past every platform's replay window)."""
-        ...
-
-    async def forget_user(self, user: UserRef) -> Forgotten:
+    async def forget(self, user: UserRef) -> Forgotten:
         """Forget a member on their platform, as core/forgetting.py describes.
 
         Rows are found by the member's key; rows kept before keys were stored beside names (schedules
         and reviews of databases older than revision 0005) by the names the member is stored under.
         """
+        ...
+
+
+def state_prefix(namespace: str) -> str:
+    """How a namespace's keys are stored: "matrix" keeps "next_batch" as "matrix.next_batch"."""
+    if not namespace or "." in namespace:
+        raise ValueError(f"a state namespace is one word without dots, not {namespace!r}")
+    return namespace + "."
+
+
+class StoreTx(Protocol):
+    """One transaction: a repository per aggregate. Everything done through it commits together or
+    not at all."""
+
+    @property
+    def events(self) -> EventLog: ...
+
+    @property
+    def groups(self) -> GroupRepo: ...
+
+    @property
+    def polls(self) -> PollRepo: ...
+
+    @property
+    def goals(self) -> GoalRepo: ...
+
+    @property
+    def schedules(self) -> ScheduleRepo: ...
+
+    @property
+    def reviews(self) -> ReviewRepo: ...
+
+    @property
+    def members(self) -> MemberRepo: ...
+
+    @property
+    def outbox(self) -> OutboxRepo: ...
+
+    def state(self, namespace: str) -> StateRepo:
+        """Bookkeeping of one adapter ("matrix", "discord", "console") or of the core ("core")."""
+        ...
+
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing."""
         ...
 
 

@@ -52,9 +52,9 @@ class ReviewService:
 
     async def start(self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta) -> Review | None:
         """Start a review and queue its questions; None when one is open already."""
-        if await uow.tx.open_review(group.id) is not None:
+        if await uow.tx.reviews.open(group.id) is not None:
             return None
-        review = await uow.tx.create_review(group.id, by, uow.now, uow.now + duration)
+        review = await uow.tx.reviews.create(group.id, by, uow.now, uow.now + duration)
         text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
         return review
@@ -73,11 +73,11 @@ class ReviewService:
 
     async def close(self, uow: UnitOfWork, review: Review) -> bool:
         """Close once and queue the summary, with what the group's signals now suggest."""
-        if not await uow.tx.close_review(review.id, uow.now):
+        if not await uow.tx.reviews.close(review.id, uow.now):
             return False
-        group = await uow.tx.get_group_by_id(review.group_id)
+        group = await uow.tx.groups.by_id(review.group_id)
         assert group is not None
-        answers = await uow.tx.reflections(review.group_id, review.id)
+        answers = await uow.tx.reviews.reflections(review.group_id, review.id)
         notes = await uow.publish(ReviewClosed(group, review))
         text = "\n".join(
             [render_summary(review, answers, command_prefix(self.chats, group.channel.platform)), *notes]
@@ -87,7 +87,7 @@ class ReviewService:
 
     async def close_due(self, now: datetime) -> int:
         async with self.work(now) as uow:
-            due = await uow.tx.due_reviews(now, 100, self.platforms)
+            due = await uow.tx.reviews.due(now, 100, self.platforms)
         closed = 0
         for review in due:
             try:
@@ -114,15 +114,15 @@ class ReviewService:
         )
 
     async def _summary(self, ctx: Context, inv: Invocation) -> Reply:
-        review = await ctx.tx.open_review(ctx.group.id)
+        review = await ctx.tx.reviews.open(ctx.group.id)
         if review is None:
             return Reply(f"No review is open. Start one with {ctx.prefix}review start.", is_error=True)
         await self.close(ctx.uow, review)
         return Reply(f"Action review {review.id} is closed; its summary is above.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
-        items = await ctx.tx.list_reviews(ctx.group.id)
-        counts = [len(await ctx.tx.reflections(ctx.group.id, r.id)) for r in items]
+        items = await ctx.tx.reviews.in_group(ctx.group.id)
+        counts = [len(await ctx.tx.reviews.reflections(ctx.group.id, r.id)) for r in items]
         if not items:
             return Reply(f"No reviews yet. Start one with {ctx.prefix}review start.")
         lines = ["Action reviews:"]
@@ -140,16 +140,16 @@ class ReviewService:
 
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")
-        review = await ctx.tx.open_review(ctx.group.id)
+        review = await ctx.tx.reviews.open(ctx.group.id)
         match = _ANSWER.match(text)
         if review is not None and match:
             number, answer = int(match[1]), match[2].strip()
-            kept = await ctx.tx.add_reflection(
+            kept = await ctx.tx.reviews.add_reflection(
                 ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
             )
             return Reply(
                 f"Thanks, {ctx.event.user.name}: answer r{kept.id}"
                 f" to question {number} of review {review.id}."
             )
-        kept = await ctx.tx.add_reflection(ctx.group.id, None, None, ctx.event.user, text, ctx.now)
+        kept = await ctx.tx.reviews.add_reflection(ctx.group.id, None, None, ctx.event.user, text, ctx.now)
         return Reply(f"Thanks, {ctx.event.user.name}: reflection r{kept.id} kept.")

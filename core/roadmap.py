@@ -70,7 +70,7 @@ class GoalService:
 
     @staticmethod
     async def _find(tx: StoreTx, group: Group, goal_id: int) -> Goal:
-        goal = await tx.get_goal(group.id, goal_id)
+        goal = await tx.goals.get(group.id, goal_id)
         if goal is None:
             raise UsageError(f"There is no goal {goal_id} in this channel.")
         return goal
@@ -81,15 +81,15 @@ class GoalService:
         poll = event.poll
         if poll.kind is not PollKind.CONSENT or not event.announce:
             return
-        group = await uow.tx.get_group_by_id(poll.group_id)
+        group = await uow.tx.groups.by_id(poll.group_id)
         assert group is not None
-        goal = await uow.tx.goal_for_poll(poll.id)
+        goal = await uow.tx.goals.for_poll(poll.id)
         if goal is None or goal.status is not GoalStatus.PROPOSED:
             text = render_results(poll, event.result, final=True)
         else:
             rules = self.rules.for_group(group)
             decision = decide(event.result, rules.quorum)
-            await uow.tx.set_goal_status(goal.id, decision.status, uow.now)
+            await uow.tx.goals.set_status(goal.id, decision.status, uow.now)
             await uow.publish(GoalDecided(group, goal, decision.status))
             text = render_decision(goal, decision, rules.quorum)
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
@@ -99,7 +99,7 @@ class GoalService:
     async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
         text = " ".join(inv.text("text").split())
         if reference := _REFLECTION_REF.match(text):
-            reflection = await ctx.tx.get_reflection(ctx.group.id, int(reference[1]))
+            reflection = await ctx.tx.reviews.get_reflection(ctx.group.id, int(reference[1]))
             if reflection is None:
                 raise UsageError(f"There is no reflection {text} in this channel.")
             text = " ".join(reflection.text.split())
@@ -108,14 +108,14 @@ class GoalService:
                     f"Reflection {reference[0]} is too long for a goal (at most {MAX_GOAL} characters)."
                 )
         rules = self.rules.for_group(ctx.group)
-        goal = await ctx.tx.create_goal(ctx.group.id, text, ctx.event.user, ctx.now)
+        goal = await ctx.tx.goals.create(ctx.group.id, text, ctx.event.user, ctx.now)
         request = PollRequest(
             f"Goal {goal.id}: {text} (proposed by {goal.proposer_name}). Do you consent?",
             CONSENT_OPTIONS,
             duration=rules.window,
         )
         poll = await self.polls.open(ctx.uow, ctx.group, PollKind.CONSENT, request, ctx.event.user)
-        await ctx.tx.set_goal_poll(goal.id, poll.id)
+        await ctx.tx.goals.set_poll(goal.id, poll.id)
         return Reply(
             f"Goal {goal.id} proposed. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
             f" The group decides by {format_time(poll.closes_at, ctx.group.timezone)};"
@@ -123,7 +123,7 @@ class GoalService:
         )
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
-        goals = await ctx.tx.list_goals(ctx.group.id)
+        goals = await ctx.tx.goals.in_group(ctx.group.id)
         sections = roadmap(goals)
         if not sections:
             return Reply(f"No goals yet. Propose one with {ctx.prefix}goal propose <text>.")
@@ -175,7 +175,7 @@ class GoalService:
         if goal.status is GoalStatus.PROPOSED and goal.poll_id is not None:
             poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)
             await self.polls.close(ctx.uow, poll, announce=False)
-        await ctx.tx.set_goal_status(goal.id, status, ctx.now)
+        await ctx.tx.goals.set_status(goal.id, status, ctx.now)
         notes = await ctx.uow.publish(GoalFinished(ctx.group, goal, status))
         if status is GoalStatus.DONE:
             text = f"Goal {goal.id} is done: {goal.text}. Well done, everyone!"
@@ -200,7 +200,7 @@ class GoalService:
             return Reply(f"Goals need {current.quorum} ✅ and no ⛔ within {_hours(current.window)}.")
         new_quorum = quorum if quorum is not None else ctx.group.goal_quorum
         new_window = window if window is not None else ctx.group.decision_window
-        await ctx.tx.set_group_settings(ctx.group.id, new_quorum, new_window)
+        await ctx.tx.groups.set_settings(ctx.group.id, new_quorum, new_window)
         q = quorum if quorum is not None else current.quorum
         w = window if window is not None else current.window
         return Reply(f"From now on goals need {q} ✅ and no ⛔ within {_hours(w)}.")

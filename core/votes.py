@@ -18,7 +18,7 @@ from datetime import datetime
 from core.clock import Clock
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
-from core.ports import Store, StoreTx
+from core.ports import StateChanges, Store, StoreTx
 from core.refs import UserRef
 
 log = logging.getLogger(__name__)
@@ -29,7 +29,7 @@ MAX_BATCH = 1024
 @dataclass(slots=True)
 class _Pending:
     event: ReactionEvent
-    state: Mapping[str, str | None] | None
+    state: StateChanges | None
     done: asyncio.Future[None]
 
 
@@ -42,7 +42,7 @@ class VoteRecorder:
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for benchmarks and tests
 
-    async def submit(self, event: ReactionEvent, state: Mapping[str, str | None] | None = None) -> None:
+    async def submit(self, event: ReactionEvent, state: StateChanges | None = None) -> None:
         """Queue one reaction event (with adapter state to save alongside); return once durable."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._queue.append(_Pending(event, state, done))
@@ -62,7 +62,8 @@ class VoteRecorder:
                 async with self.store.transaction() as tx:
                     await apply_reactions(tx, [p.event for p in batch], self.clock)
                     for p in batch:
-                        await save_state(tx, p.state or {})
+                        if p.state is not None:
+                            await p.state.save(tx)
             except Exception as error:
                 log.exception("could not record %d reaction events", len(batch))
                 for p in batch:
@@ -96,7 +97,7 @@ async def reconcile_poll(
             on_message[option].add(user.key)
             names[user.key] = user.name
     counted: dict[int, set[str]] = defaultdict(set)
-    for r in await tx.poll_reactions(poll.id):
+    for r in await tx.polls.reactions(poll.id):
         names.setdefault(r.user_key, r.user_name)
         if r.present:
             counted[r.option].add(r.user_key)
@@ -105,17 +106,8 @@ async def reconcile_poll(
         for option in range(len(poll.options))
         for key in sorted(on_message[option] ^ counted[option])
     ]
-    await tx.record_reactions(poll.id, changes)
+    await tx.polls.record_reactions(poll.id, changes)
     return len(changes)
-
-
-async def save_state(tx: StoreTx, state: Mapping[str, str | None]) -> None:
-    """Write adapter bookkeeping; None deletes a key."""
-    for key, value in state.items():
-        if value is None:
-            await tx.delete_state(key)
-        else:
-            await tx.set_state(key, value)
 
 
 async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:
@@ -129,10 +121,10 @@ async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: C
     for e in events:
         by_platform[e.message.channel.platform].append(e)
     for platform, platform_events in by_platform.items():
-        polls = await tx.polls_for_messages(platform, [e.message.id for e in platform_events])
+        polls = await tx.polls.for_messages(platform, [e.message.id for e in platform_events])
         by_message: dict[str, Poll] = {p.message.id: p for p in polls if p.message is not None}
         on_polls = [e for e in platform_events if e.message.id in by_message]
-        fresh = await tx.claim_events(platform, [e.event_id for e in on_polls], now)
+        fresh = await tx.events.claim_many(platform, [e.event_id for e in on_polls], now)
         changes: dict[int, list[ReactionChange]] = defaultdict(list)
         for e in on_polls:
             if e.event_id not in fresh:
@@ -145,4 +137,4 @@ async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: C
             present = isinstance(e, ReactionAdded)
             changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))
         for poll_id, poll_changes in changes.items():
-            await tx.record_reactions(poll_id, poll_changes)
+            await tx.polls.record_reactions(poll_id, poll_changes)

@@ -22,7 +22,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, Outbound
+from core.ports import DeliveryFailed, Outbound, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -187,31 +187,56 @@ class _Row:
     reason: str = ""
 
 
-class MemoryTx:
+class _MemoryPart:
+    """A repository of the in-memory store: one aggregate's part of the data."""
+
     def __init__(self, data: MemoryData) -> None:
         self.d = data
-        self.outbox = MemoryOutbox(data)
 
-    async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
+    def _on(self, group_id: int, platforms: Collection[str]) -> bool:
+        return self.d.groups[group_id].channel.platform in platforms
+
+
+class MemoryEvents(_MemoryPart):
+    async def claim(self, platform: str, event_id: str, at: datetime) -> bool:
         key = (platform, event_id)
         if key in self.d.events:
             return False
         self.d.events[key] = at
         return True
 
-    async def get_group(self, channel: ChannelRef) -> Group | None:
+    async def claim_many(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        return {e for e in dict.fromkeys(event_ids) if await self.claim(platform, e, at)}
+
+    async def record_failed(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        await self.claim(platform, event_id, at)
+        self.d.failed[(platform, event_id)] = (at, reason)
+
+    async def failed(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        rows = [(at, p, e, reason) for (p, e), (at, reason) in self.d.failed.items()]
+        return sorted(rows, key=lambda r: (-r[0].timestamp(), r[2]))[:limit]
+
+    async def prune(self, before: datetime) -> int:
+        old = [k for k, at in self.d.events.items() if at < before]
+        for k in old:
+            del self.d.events[k]
+        return len(old)
+
+
+class MemoryGroups(_MemoryPart):
+    async def get(self, channel: ChannelRef) -> Group | None:
         for g in self.d.groups.values():
             if g.channel == channel:
                 return g
         return None
 
-    async def get_group_by_id(self, group_id: int) -> Group | None:
+    async def by_id(self, group_id: int) -> Group | None:
         return self.d.groups.get(group_id)
 
-    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]:
+    async def many(self, group_ids: Sequence[int]) -> dict[int, Group]:
         return {i: self.d.groups[i] for i in group_ids if i in self.d.groups}
 
-    async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
+    async def create(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
         group = Group(len(self.d.groups) + 1, channel, phase, at, at)
         self.d.groups[group.id] = group
         return group
@@ -224,19 +249,7 @@ class MemoryTx:
     async def phase_history(self, group_id: int, limit: int) -> list[PhaseChange]:
         return [c for c in self.d.changes if c.group_id == group_id][-limit:] if limit > 0 else []
 
-    async def get_state(self, key: str) -> str | None:
-        return self.d.state.get(key)
-
-    async def set_state(self, key: str, value: str) -> None:
-        self.d.state[key] = value
-
-    async def delete_state(self, key: str) -> None:
-        self.d.state.pop(key, None)
-
-    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
-        return {e for e in dict.fromkeys(event_ids) if await self.claim_event(platform, e, at)}
-
-    async def set_group_settings(
+    async def set_settings(
         self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
     ) -> None:
         group = self.d.groups[group_id]
@@ -245,7 +258,64 @@ class MemoryTx:
     async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
         self.d.signals.append((group_id, kind, at, detail))
 
-    async def create_poll(
+    def _update(self, group_id: int, **changes: Any) -> None:
+        self.d.groups[group_id] = replace(self.d.groups[group_id], **changes)
+
+    async def set_timezone(self, group_id: int, tz: str) -> None:
+        self._update(group_id, timezone=tz)
+
+    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
+        self._update(group_id, quiet=quiet)
+
+    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
+        self._update(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def touch_activity(self, group_id: int, at: datetime) -> None:
+        self._update(group_id, last_activity_at=at)
+
+    def _silence_unanswered(self, g: Group) -> bool:
+        # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
+        return g.heartbeat_sent_at is None or (
+            g.last_activity_at is not None and g.heartbeat_sent_at < g.last_activity_at
+        )
+
+    async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        return [
+            g
+            for g in self.d.groups.values()
+            if g.channel.platform in platforms
+            and self._silence_unanswered(g)
+            and g.last_activity_at is not None
+            and g.last_activity_at < silent_since
+        ][:limit]
+
+    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
+        if not self._silence_unanswered(self.d.groups[group_id]):
+            return False
+        self._update(group_id, heartbeat_sent_at=at)
+        return True
+
+    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
+        return [(k, at, d) for g, k, at, d in self.d.signals if g == group_id and at >= since]
+
+
+class MemoryState(_MemoryPart):
+    def __init__(self, data: MemoryData, namespace: str) -> None:
+        super().__init__(data)
+        self.prefix = state_prefix(namespace)
+
+    async def get(self, key: str) -> str | None:
+        return self.d.state.get(self.prefix + key)
+
+    async def set(self, key: str, value: str) -> None:
+        self.d.state[self.prefix + key] = value
+
+    async def delete(self, key: str) -> None:
+        self.d.state.pop(self.prefix + key, None)
+
+
+class MemoryPolls(_MemoryPart):
+    async def create(
         self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
     ) -> Poll:
         self.d.last_poll += 1  # ids are never taken again, as by the database's sequence
@@ -266,10 +336,10 @@ class MemoryTx:
         self.d.seq[poll.id] = 0
         return poll
 
-    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None:
+    async def set_message(self, poll_id: int, message: MessageRef) -> None:
         self.d.polls[poll_id] = replace(self.d.polls[poll_id], message=message)
 
-    async def delete_poll(self, poll_id: int) -> None:
+    async def delete(self, poll_id: int) -> None:
         # As the foreign keys do: its votes go with it, goals and outbox rows let go of it.
         del self.d.polls[poll_id]
         for key in [k for k in self.d.reactions if k[0] == poll_id]:
@@ -280,11 +350,11 @@ class MemoryTx:
             if row.row.post.poll_id == poll_id:
                 row.row = replace(row.row, post=replace(row.row.post, poll_id=None))
 
-    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None:
+    async def get(self, group_id: int, poll_id: int) -> Poll | None:
         poll = self.d.polls.get(poll_id)
         return poll if poll is not None and poll.group_id == group_id else None
 
-    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
         return [
             p
             for p in self.d.polls.values()
@@ -301,28 +371,25 @@ class MemoryTx:
                 c.user_key, c.user_name, c.option, c.present, self.d.seq[poll_id]
             )
 
-    async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
+    async def reactions(self, poll_id: int) -> list[PollReaction]:
         found = [r for (p, _, _), r in self.d.reactions.items() if p == poll_id]
         return sorted(found, key=lambda r: r.seq)
 
-    async def close_poll(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime) -> bool:
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
             return False
         self.d.polls[poll_id] = replace(poll, closed_at=at)
         return True
 
-    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
+    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         return [
             p
             for p in self.d.polls.values()
             if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now)
         ]
 
-    def _on(self, group_id: int, platforms: Collection[str]) -> bool:
-        return self.d.groups[group_id].channel.platform in platforms
-
-    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
         due = [
             p
             for p in self.d.polls.values()
@@ -330,75 +397,37 @@ class MemoryTx:
         ]
         return sorted(due, key=lambda p: (p.closes_at, p.id))[:limit]
 
-    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+    async def in_group(self, group_id: int) -> list[Poll]:
+        return [p for p in self.d.polls.values() if p.group_id == group_id]
+
+
+class MemoryGoals(_MemoryPart):
+    async def create(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
         goal = Goal(
             len(self.d.goals) + 1, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at
         )
         self.d.goals[goal.id] = goal
         return goal
 
-    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None:
+    async def set_poll(self, goal_id: int, poll_id: int | None) -> None:
         self.d.goals[goal_id] = replace(self.d.goals[goal_id], poll_id=poll_id)
 
-    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None:
+    async def get(self, group_id: int, goal_id: int) -> Goal | None:
         goal = self.d.goals.get(goal_id)
         return goal if goal is not None and goal.group_id == group_id else None
 
-    async def goal_for_poll(self, poll_id: int) -> Goal | None:
+    async def for_poll(self, poll_id: int) -> Goal | None:
         return next((g for g in self.d.goals.values() if g.poll_id == poll_id), None)
 
-    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
+    async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         self.d.goals[goal_id] = replace(self.d.goals[goal_id], status=status, updated_at=at)
 
-    async def list_goals(self, group_id: int) -> list[Goal]:
+    async def in_group(self, group_id: int) -> list[Goal]:
         return [g for g in self.d.goals.values() if g.group_id == group_id]
 
-    async def list_polls(self, group_id: int) -> list[Poll]:
-        return [p for p in self.d.polls.values() if p.group_id == group_id]
 
-    def _update_group(self, group_id: int, **changes: Any) -> None:
-        self.d.groups[group_id] = replace(self.d.groups[group_id], **changes)
-
-    async def set_timezone(self, group_id: int, tz: str) -> None:
-        self._update_group(group_id, timezone=tz)
-
-    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
-        self._update_group(group_id, quiet=quiet)
-
-    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
-        self._update_group(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
-
-    async def touch_activity(self, group_id: int, at: datetime) -> None:
-        self._update_group(group_id, last_activity_at=at)
-
-    def _silence_unanswered(self, g: Group) -> bool:
-        # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
-        return g.heartbeat_sent_at is None or (
-            g.last_activity_at is not None and g.heartbeat_sent_at < g.last_activity_at
-        )
-
-    async def quiet_groups(
-        self, silent_since: datetime, limit: int, platforms: Collection[str]
-    ) -> list[Group]:
-        return [
-            g
-            for g in self.d.groups.values()
-            if g.channel.platform in platforms
-            and self._silence_unanswered(g)
-            and g.last_activity_at is not None
-            and g.last_activity_at < silent_since
-        ][:limit]
-
-    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
-        if not self._silence_unanswered(self.d.groups[group_id]):
-            return False
-        self._update_group(group_id, heartbeat_sent_at=at)
-        return True
-
-    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
-        return [(k, at, d) for g, k, at, d in self.d.signals if g == group_id and at >= since]
-
-    async def create_schedule(
+class MemorySchedules(_MemoryPart):
+    async def create(
         self,
         group_id: int,
         kind: ScheduleKind,
@@ -428,28 +457,26 @@ class MemoryTx:
         self.d.schedules[schedule.id] = schedule
         return schedule
 
-    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
+    async def get(self, group_id: int, schedule_id: int) -> Schedule | None:
         s = self.d.schedules.get(schedule_id)
         return s if s is not None and s.group_id == group_id else None
 
-    async def list_schedules(self, group_id: int) -> list[Schedule]:
+    async def in_group(self, group_id: int) -> list[Schedule]:
         return [s for s in self.d.schedules.values() if s.group_id == group_id]
 
-    async def delete_schedule(self, schedule_id: int) -> None:
+    async def delete(self, schedule_id: int) -> None:
         del self.d.schedules[schedule_id]
         self.d.deliveries = {k for k in self.d.deliveries if k[0] != schedule_id}
 
-    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None:
+    async def set_paused(self, schedule_id: int, paused: bool) -> None:
         self.d.schedules[schedule_id] = replace(self.d.schedules[schedule_id], paused=paused)
 
-    async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
-    ) -> None:
+    async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         for schedule_id, occurrence, due in updates:
             s = self.d.schedules[schedule_id]
             self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
 
-    async def advance_schedules(
+    async def advance(
         self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
     ) -> set[int]:
         moved = set()
@@ -463,7 +490,7 @@ class MemoryTx:
     async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
         self.d.deliveries |= {k for k in keys if k[0] in self.d.schedules}
 
-    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         due = [
             s
             for s in self.d.schedules.values()
@@ -478,41 +505,25 @@ class MemoryTx:
             for s, g in zip(due, groups, strict=True)
         ]
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
-        times = [
-            s.next_due_at
-            for s in self.d.schedules.values()
-            if not s.paused and s.next_due_at and self._on(s.group_id, platforms)
-        ]
-        times += [
-            p.closes_at
-            for p in self.d.polls.values()
-            if p.closed_at is None and self._on(p.group_id, platforms)
-        ]
-        times += [
-            r.closes_at
-            for r in self.d.reviews.values()
-            if r.closed_at is None and self._on(r.group_id, platforms)
-        ]
-        return min(times) if times else None
 
-    async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
+class MemoryReviews(_MemoryPart):
+    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
         review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at, None, by.key)
         self.d.reviews[review.id] = review
         return review
 
-    async def open_review(self, group_id: int) -> Review | None:
+    async def open(self, group_id: int) -> Review | None:
         found = [r for r in self.d.reviews.values() if r.group_id == group_id and r.closed_at is None]
         return found[-1] if found else None
 
-    async def close_review(self, review_id: int, at: datetime) -> bool:
+    async def close(self, review_id: int, at: datetime) -> bool:
         review = self.d.reviews.get(review_id)
         if review is None or review.closed_at is not None:
             return False
         self.d.reviews[review_id] = replace(review, closed_at=at)
         return True
 
-    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         due = [
             r
             for r in self.d.reviews.values()
@@ -520,7 +531,7 @@ class MemoryTx:
         ]
         return sorted(due, key=lambda r: (r.closes_at, r.id))[:limit]
 
-    async def list_reviews(self, group_id: int) -> list[Review]:
+    async def in_group(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
 
     async def add_reflection(
@@ -550,21 +561,9 @@ class MemoryTx:
             if r.group_id == group_id and (review_id is None or r.review_id == review_id)
         ]
 
-    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
-        await self.claim_event(platform, event_id, at)
-        self.d.failed[(platform, event_id)] = (at, reason)
 
-    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
-        rows = [(at, p, e, reason) for (p, e), (at, reason) in self.d.failed.items()]
-        return sorted(rows, key=lambda r: (-r[0].timestamp(), r[2]))[:limit]
-
-    async def prune_events(self, before: datetime) -> int:
-        old = [k for k, at in self.d.events.items() if at < before]
-        for k in old:
-            del self.d.events[k]
-        return len(old)
-
-    async def forget_user(self, user: UserRef) -> Forgotten:
+class MemoryMembers(_MemoryPart):
+    async def forget(self, user: UserRef) -> Forgotten:
         d, key = self.d, user.key
         stored_names = {g.proposer_name for g in d.goals.values() if g.proposer_key == key}
         stored_names |= {p.author_name for p in d.polls.values() if p.author_key == key}
@@ -639,6 +638,40 @@ class MemoryTx:
         return Forgotten(len(mine), open_votes, closed_votes, renamed, records)
 
 
+class MemoryTx(_MemoryPart):
+    def __init__(self, data: MemoryData) -> None:
+        super().__init__(data)
+        self.events = MemoryEvents(data)
+        self.groups = MemoryGroups(data)
+        self.polls = MemoryPolls(data)
+        self.goals = MemoryGoals(data)
+        self.schedules = MemorySchedules(data)
+        self.reviews = MemoryReviews(data)
+        self.members = MemoryMembers(data)
+        self.outbox = MemoryOutbox(data)
+
+    def state(self, namespace: str) -> MemoryState:
+        return MemoryState(self.d, namespace)
+
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        times = [
+            s.next_due_at
+            for s in self.d.schedules.values()
+            if not s.paused and s.next_due_at and self._on(s.group_id, platforms)
+        ]
+        times += [
+            p.closes_at
+            for p in self.d.polls.values()
+            if p.closed_at is None and self._on(p.group_id, platforms)
+        ]
+        times += [
+            r.closes_at
+            for r in self.d.reviews.values()
+            if r.closed_at is None and self._on(r.group_id, platforms)
+        ]
+        return min(times) if times else None
+
+
 @dataclass
 class MemoryData:
     groups: dict[int, Group] = field(default_factory=dict)
@@ -694,11 +727,11 @@ class Harness:
     async def tally(self, poll_id: int = 1) -> Tally:
         """A poll's tally now, read from the store."""
         async with self.store.transaction() as tx:
-            group = await tx.get_group(self.channel)
+            group = await tx.groups.get(self.channel)
             assert group is not None
-            poll = await tx.get_poll(group.id, poll_id)
+            poll = await tx.polls.get(group.id, poll_id)
             assert poll is not None
-            return tally(poll, await tx.poll_reactions(poll.id))
+            return tally(poll, await tx.polls.reactions(poll.id))
 
     def member(self, name: str, user_id: str | None = None) -> Member:
         """A member called `name`, whose platform id is `user_id` (by default the name itself)."""

@@ -63,7 +63,7 @@ async def test_once_closed_a_hidden_poll_is_exported_with_its_counts(hidden_poll
 
 async def test_the_digest_tells_no_hidden_counts(hidden_poll: Harness) -> None:
     async with hidden_poll.store.transaction() as tx:
-        group = await tx.get_group(hidden_poll.channel)
+        group = await tx.groups.get(hidden_poll.channel)
         assert group is not None
         record = await load_record(tx, group)
     digest = render_digest(record, START, [])

@@ -18,6 +18,7 @@ from core.events import ReactionAdded, Reply
 from core.forgetting import FORMER_MEMBER, names_user, scrub
 from core.goals import GoalStatus
 from core.outbox import Post, PostKind
+from core.ports import StateChanges
 from core.refs import UserRef
 from tests.support import Harness
 
@@ -72,7 +73,9 @@ async def fill_with_zed(h: Harness) -> None:
     # As the Matrix adapter applies a reaction: the vote, and the record that lets a redaction undo it.
     record = ReactionRecord("!room:example.org", snacks.id, "1️⃣", ZED_ID)
     vote = ReactionAdded("$reaction1", snacks, zed.user, "1️⃣")
-    await h.engine.handle_batch([vote], {reaction_state_key("$reaction1"): record.to_json()})
+    await h.engine.handle_batch(
+        [vote], StateChanges("matrix", {reaction_state_key("$reaction1"): record.to_json()})
+    )
     await carol.reacts(snacks, "2️⃣")
     await zed.says("/nudge add weekly fri 17:00 What did you learn this week?")
     await zed.says("/auto digest on")
@@ -142,10 +145,10 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
     assert results_before is not None and "3 voters" in results_before.text
     assert results is not None and results.text == results_before.text.replace(ZED_NAME, FORMER_MEMBER)
     async with store.transaction() as tx:
-        goal = await tx.get_goal(1, 1)
+        goal = await tx.goals.get(1, 1)
         assert goal is not None and goal.status is GoalStatus.ACCEPTED
         assert (goal.text, goal.proposer_name) == ("Write a shared glossary", FORMER_MEMBER)
-        assert len(await tx.reflections(1)) == 0
+        assert len(await tx.reviews.reflections(1)) == 0
     assert (await h.tally(3)).counts == (0, 1)  # the open poll: Zed's vote is gone, Carol's stays
     # The held announcement goes out without Zed's name; the direct message to Zed never does.
     h.clock.advance(timedelta(minutes=1))  # past the retry after the outage
@@ -153,7 +156,7 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
     announcements = [s.text for s in h.chat.sent[sent_before:]]
     assert any(t.startswith("a former member moved the group") for t in announcements), announcements
     async with store.transaction() as tx:
-        poll = await tx.get_poll(1, 1)
+        poll = await tx.polls.get(1, 1)
     assert poll is not None and poll.question == (
         "Goal 1: Write a shared glossary (proposed by a former member). Do you consent?"
     )
@@ -196,9 +199,9 @@ async def test_rows_kept_before_keys_were_stored_are_found_by_name(db_url: str) 
     await migrate.upgrade(engine)
     store = SqlStore(engine)
     async with store.transaction() as tx:
-        done = await tx.forget_user(UserRef("fake", "zq", ZED_NAME))
-        reviews_now = [r.started_by for g in (1, 2) for r in await tx.list_reviews(g)]
-        (schedule,) = await tx.list_schedules(1)
+        done = await tx.members.forget(UserRef("fake", "zq", ZED_NAME))
+        reviews_now = [r.started_by for g in (1, 2) for r in await tx.reviews.in_group(g)]
+        (schedule,) = await tx.schedules.in_group(1)
     await store.close()
     assert done.renamed == 2
     assert reviews_now == [FORMER_MEMBER, "carol", ZED_NAME] and schedule.created_by == FORMER_MEMBER
@@ -238,8 +241,8 @@ async def test_forgetting_touches_nobody_else() -> None:
     await h.member("alice").says("/goal propose Learn Go")
     await h.member(ZED_NAME, "zq").says("/forget-me confirm")
     async with h.store.transaction() as tx:
-        (goal,) = await tx.list_goals(1)
-        history = await tx.phase_history(1, 10)
+        (goal,) = await tx.goals.in_group(1)
+        history = await tx.groups.phase_history(1, 10)
     assert (goal.proposer_name, goal.proposer_key) == ("alice", "fake:alice")
     assert [c.by for c in history] == ["peerbot", "alice"]
 

@@ -17,7 +17,7 @@ async def propose(h: Harness, text: str = "Learn Rust together", who: str = "bob
 
 async def status_of(h: Harness, goal_id: int) -> GoalStatus:
     async with h.store.transaction() as tx:
-        goal = await tx.get_goal(1, goal_id)
+        goal = await tx.goals.get(1, goal_id)
     assert goal is not None
     return goal.status
 

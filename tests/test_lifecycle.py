@@ -11,7 +11,7 @@ from tests.support import Harness
 
 async def phase_of(h: Harness) -> Phase:
     async with h.store.transaction() as tx:
-        group = await tx.get_group(h.channel)
+        group = await tx.groups.get(h.channel)
     assert group is not None
     return group.phase
 
@@ -68,7 +68,7 @@ async def test_a_member_who_does_not_facilitate_is_refused_and_nothing_changes(
     assert "only facilitators" in reply.text and "Nothing was changed" in reply.text
     assert await phase_of(harness) is Phase.CONVENING
     async with harness.store.transaction() as tx:
-        assert len(await tx.phase_history(1, 10)) == 1
+        assert len(await tx.groups.phase_history(1, 10)) == 1
 
 
 async def test_unknown_phase_gets_usage_listing_the_phases(harness: Harness) -> None:
@@ -146,7 +146,7 @@ async def test_the_same_event_is_applied_once(harness: Harness) -> None:
     second = await harness.engine.handle(event)
     assert first is not None and second is None
     async with harness.store.transaction() as tx:
-        assert len(await tx.phase_history(1, 10)) == 2
+        assert len(await tx.groups.phase_history(1, 10)) == 2
 
 
 async def test_structured_options_take_the_same_path(harness: Harness) -> None:

@@ -352,8 +352,8 @@ async def test_reactions_are_votes_and_a_redaction_takes_one_back(
     ]
     # The record that let the redaction name its reaction is forgotten with it; alice's stays.
     async with bot.store.transaction() as tx:
-        assert await tx.get_state(reaction_state_key(yes)) is None
-        assert await tx.get_state(reaction_state_key(votes[1].event_id)) is not None
+        assert await tx.state("matrix").get(reaction_state_key(yes)) is None
+        assert await tx.state("matrix").get(reaction_state_key(votes[1].event_id)) is not None
 
 
 async def test_reactions_while_the_bot_was_down_are_counted_exactly_once(

@@ -12,7 +12,7 @@ from core.commands import COMMANDS, CommandSpec
 from core.engine import SORRY, Engine, MissingHandler
 from core.events import CommandInvoked
 from core.outbox import PostState
-from core.ports import DeliveryFailed, Outbound
+from core.ports import DeliveryFailed, Outbound, StateChanges
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.support import FakeChat, Harness, MemoryStore
 
@@ -104,7 +104,7 @@ async def test_one_failing_command_in_a_batch_is_recorded_and_the_others_are_ans
         return CommandInvoked(f"e{n}", general, user, text, None, MessageRef(general, f"m{n}"))
 
     batch = [command(1, "bob", "status"), command(2, "carol", "phase history"), command(3, "dave", "help")]
-    replies = await engine.handle_batch(batch, {"sync.token": "s42"})
+    replies = await engine.handle_batch(batch, StateChanges("matrix", {"sync.token": "s42"}))
     await engine.settle()
     assert calls == 3  # tried a bounded number of times
     assert replies[1] is not None and replies[1].text == SORRY
@@ -112,8 +112,8 @@ async def test_one_failing_command_in_a_batch_is_recorded_and_the_others_are_ans
     assert answered["m1"].startswith("Phase: Convening") and answered["m3"].startswith("Peerbot commands")
     assert answered["m2"] == SORRY
     async with store.transaction() as tx:
-        (failed,) = await tx.failed_events(10)
-        assert await tx.get_state("sync.token") == "s42"
+        (failed,) = await tx.events.failed(10)
+        assert await tx.state("matrix").get("sync.token") == "s42"
     assert failed[1:3] == ("fake", "e2") and "the phase table is on fire" in failed[3]
     assert await engine.handle_batch([command(2, "carol", "phase history")]) == [None]  # skipped now
 

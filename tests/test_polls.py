@@ -140,7 +140,7 @@ async def test_emoji_with_and_without_variation_selector_are_one_vote(harness: H
 
 async def group(h: Harness):  # type: ignore[no-untyped-def]
     async with h.store.transaction() as tx:
-        return await tx.get_group(h.channel)
+        return await tx.groups.get(h.channel)
 
 
 async def test_reactions_after_close_do_not_count_and_results_are_posted_at_close(

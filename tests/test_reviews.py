@@ -43,8 +43,8 @@ async def test_the_summary_groups_answers_and_offers_question_five_as_goals(harn
     reply = await harness.member("carol").says("/goal propose r2")
     assert reply is not None and not reply.is_error
     async with harness.store.transaction() as tx:
-        goal = await tx.get_goal(1, 1)
-        kinds = [kind for kind, _, _ in await tx.signals(1, harness.clock.now() - timedelta(days=1))]
+        goal = await tx.goals.get(1, 1)
+        kinds = [kind for kind, _, _ in await tx.groups.signals(1, harness.clock.now() - timedelta(days=1))]
     assert goal is not None and goal.text == "Weekly pair programming"
     assert "review_closed" in kinds
 
@@ -87,8 +87,8 @@ async def test_finishing_every_accepted_goal_suggests_assessing(harness: Harness
     assert last is not None and "Every accepted goal is done. Suggestion:" in last.text
     assert "/phase set assessing" in last.text
     async with harness.store.transaction() as tx:
-        group = await tx.get_group(harness.channel)
-        goals = await tx.list_goals(1)
+        group = await tx.groups.get(harness.channel)
+        goals = await tx.goals.in_group(1)
     assert group is not None and group.phase is Phase.COOPERATING  # suggested, not forced
     assert {g.status for g in goals} == {GoalStatus.DONE}
 
@@ -134,7 +134,7 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
     ask = await harness.member("carol").says("/forget-me")
     assert ask is not None and "/forget-me confirm" in ask.text
     async with harness.store.transaction() as tx:
-        assert len(await tx.reflections(1)) == 2
+        assert len(await tx.reviews.reflections(1)) == 2
     done = await harness.member("carol").says("/forget-me confirm")
     assert done is not None and done.text == (
         "Done: 1 reflection and 2 votes in open polls deleted; 0 votes in closed polls still count,"
@@ -142,6 +142,6 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
         " “a former member” (0); 0 records the bot kept about you deleted or cleaned."
     )
     async with harness.store.transaction() as tx:
-        assert [r.user_name for r in await tx.reflections(1)] == ["bob"]
+        assert [r.user_name for r in await tx.reviews.reflections(1)] == ["bob"]
     results = await harness.member("bob").says("/poll results 2")
     assert results is not None and "0 voters." in results.text

@@ -54,7 +54,7 @@ async def test_a_restart_neither_loses_nor_repeats_a_nudge(store: SqlStore, db_u
     await second.engine.tick()
     assert nudges(second) == ["🔔 Nudge 1: Morning question"]
     async with second_store.transaction() as tx:
-        (schedule,) = await tx.list_schedules(1)
+        (schedule,) = await tx.schedules.in_group(1)
         recorded = (await tx.conn.execute(select(deliveries.c.occurrence).order_by("occurrence"))).scalars()
         assert [utc(o) for o in recorded] == [START + timedelta(hours=1), START + timedelta(days=1, hours=1)]
     assert schedule.next_occurrence == START + timedelta(days=2, hours=1)
@@ -70,22 +70,22 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     await alice.says("/review start 1d")
     await h.member("bob").says("/reflect 5 Fewer meetings")
     async with store.transaction() as tx:
-        group = await tx.get_group(h.channel)
+        group = await tx.groups.get(h.channel)
         assert group is not None
         assert (group.timezone, str(group.quiet), group.auto_review) == (
             "Europe/Berlin",
             "22:00-07:00",
             False,
         )
-        review = await tx.open_review(group.id)
+        review = await tx.reviews.open(group.id)
         assert review is not None
-        (answer,) = await tx.reflections(group.id, review.id)
+        (answer,) = await tx.reviews.reflections(group.id, review.id)
         assert (answer.question, answer.text) == (5, "Fewer meetings")
         assert await tx.next_due_time(["fake"]) == review.closes_at
     done = await h.member("bob").says("/forget-me confirm")
     assert done is not None and done.text.startswith("Done: 1 reflection and")
     async with store.transaction() as tx:
-        (review,) = await tx.list_reviews(1)
+        (review,) = await tx.reviews.in_group(1)
     assert (review.started_by, review.started_by_key) == ("alice", "fake:alice")  # not bob's: kept
 
 

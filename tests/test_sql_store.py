@@ -62,6 +62,25 @@ async def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
         await engine.dispose()
 
 
+async def test_the_core_s_prompt_rotation_moves_into_its_namespace_and_back(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0005")
+        async with engine.begin() as conn:
+            for key, value in (("prompts:1:cooperating", "3,1"), ("matrix.next_batch", "s9")):
+                await conn.execute(text("INSERT INTO adapter_state VALUES (:k, :v)"), {"k": key, "v": value})
+        await migrate.upgrade(engine)
+        async with SqlStore(engine).transaction() as tx:
+            assert await tx.state("core").get("prompts:1:cooperating") == "3,1"
+            assert await tx.state("matrix").get("next_batch") == "s9"
+        await migrate.downgrade(engine, "0005")
+        async with engine.connect() as conn:
+            keys = (await conn.execute(text("SELECT key FROM adapter_state ORDER BY key"))).scalars().all()
+        assert keys == ["matrix.next_batch", "prompts:1:cooperating"]
+    finally:
+        await engine.dispose()
+
+
 @pytest.fixture
 async def store(db_url: str):  # type: ignore[no-untyped-def]
     engine = make_engine(db_url)
@@ -73,34 +92,34 @@ async def store(db_url: str):  # type: ignore[no-untyped-def]
 
 async def test_events_are_claimed_once(store: SqlStore) -> None:
     async with store.transaction() as tx:
-        assert await tx.claim_event("discord", "42", T0)
-        assert not await tx.claim_event("discord", "42", T0)
-        assert await tx.claim_event("matrix", "42", T0)
+        assert await tx.events.claim("discord", "42", T0)
+        assert not await tx.events.claim("discord", "42", T0)
+        assert await tx.events.claim("matrix", "42", T0)
     async with store.transaction() as tx:
-        assert not await tx.claim_event("discord", "42", T0)
+        assert not await tx.events.claim("discord", "42", T0)
 
 
 async def test_a_failed_transaction_changes_nothing(store: SqlStore) -> None:
     channel = ChannelRef("console", "general", "#general")
     with pytest.raises(RuntimeError):
         async with store.transaction() as tx:
-            await tx.create_group(channel, Phase.CONVENING, T0)
-            await tx.claim_event("console", "e1", T0)
+            await tx.groups.create(channel, Phase.CONVENING, T0)
+            await tx.events.claim("console", "e1", T0)
             raise RuntimeError("boom")
     async with store.transaction() as tx:
-        assert await tx.get_group(channel) is None
-        assert await tx.claim_event("console", "e1", T0)
+        assert await tx.groups.get(channel) is None
+        assert await tx.events.claim("console", "e1", T0)
 
 
 async def test_groups_phase_changes_and_history(store: SqlStore) -> None:
     channel = ChannelRef("matrix", "!room:example.org", "Study room")
     async with store.transaction() as tx:
-        group = await tx.create_group(channel, Phase.CONVENING, T0)
+        group = await tx.groups.create(channel, Phase.CONVENING, T0)
     for i, phase in enumerate([Phase.ORGANIZING, Phase.COOPERATING], start=1):
         async with store.transaction() as tx:
-            current = await tx.get_group_by_id(group.id)
+            current = await tx.groups.by_id(group.id)
             assert current is not None
-            await tx.record_phase_change(
+            await tx.groups.record_phase_change(
                 PhaseChange(
                     group.id,
                     current.phase,
@@ -112,9 +131,9 @@ async def test_groups_phase_changes_and_history(store: SqlStore) -> None:
                 )
             )
     async with store.transaction() as tx:
-        loaded = await tx.get_group(channel)
-        history = await tx.phase_history(group.id, 10)
-        last = await tx.phase_history(group.id, 1)
+        loaded = await tx.groups.get(channel)
+        history = await tx.groups.phase_history(group.id, 10)
+        last = await tx.groups.phase_history(group.id, 1)
     assert loaded is not None
     assert loaded.phase is Phase.COOPERATING
     assert loaded.phase_since == T0 + timedelta(days=2)
@@ -126,15 +145,15 @@ async def test_groups_phase_changes_and_history(store: SqlStore) -> None:
 
 async def test_adapter_state_is_kept_and_overwritten(store: SqlStore) -> None:
     async with store.transaction() as tx:
-        assert await tx.get_state("matrix.next_batch") is None
-        await tx.set_state("matrix.next_batch", "s1")
-        await tx.set_state("matrix.next_batch", "s2")
+        assert await tx.state("matrix").get("next_batch") is None
+        await tx.state("matrix").set("next_batch", "s1")
+        await tx.state("matrix").set("next_batch", "s2")
     async with store.transaction() as tx:
-        assert await tx.get_state("matrix.next_batch") == "s2"
-        await tx.delete_state("matrix.next_batch")
-        await tx.delete_state("never.there")
+        assert await tx.state("matrix").get("next_batch") == "s2"
+        await tx.state("matrix").delete("next_batch")
+        await tx.state("matrix").delete("never.there")
     async with store.transaction() as tx:
-        assert await tx.get_state("matrix.next_batch") is None
+        assert await tx.state("matrix").get("next_batch") is None
 
 
 async def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-untyped-def]

@@ -13,6 +13,7 @@ from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from core.goals import GoalStatus
 from core.polls import NUMBER_EMOJI, Tally
+from core.ports import StateChanges
 from core.refs import MessageRef
 from tests.support import Harness
 
@@ -97,8 +98,8 @@ async def test_goal_decision_and_settings_survive_in_the_database(sql: Harness) 
     await sql.engine.tick()
     assert sql.chat.sent[-1].text.startswith("Goal 1 accepted by consent")
     async with sql.store.transaction() as tx:
-        goal = await tx.get_goal(1, 1)
-        group = await tx.get_group(sql.channel)
+        goal = await tx.goals.get(1, 1)
+        group = await tx.groups.get(sql.channel)
     assert goal is not None and goal.status is GoalStatus.ACCEPTED and goal.poll_id == 1
     assert group is not None and (group.goal_quorum, group.decision_window) == (3, timedelta(days=1))
     listing = await sql.member("bob").says("/goal list")
@@ -109,7 +110,7 @@ async def test_a_poll_is_closed_once_even_when_two_closers_race(sql: Harness) ->
     await open_poll(sql, "--closes 1h Q | a | b")
     sql.clock.advance(timedelta(hours=2))
     async with sql.store.transaction() as tx:
-        (poll,) = await tx.due_polls(sql.clock.now(), 10, ["fake"])
+        (poll,) = await tx.polls.due(sql.clock.now(), 10, ["fake"])
 
     async def close() -> bool:
         async with sql.engine.work() as uow:
@@ -126,12 +127,12 @@ async def test_a_batch_saves_and_deletes_adapter_state_with_its_votes(sql: Harne
 
     msg = await open_poll(sql, "Q | a | b")
     async with sql.store.transaction() as tx:
-        await tx.set_state("old.record", "x")
+        await tx.state("matrix").set("old.record", "x")
     vote = ReactionAdded("v1", msg, sql.member("bob").user, "1️⃣")
-    await sql.engine.handle_batch([vote], {"sync.token": "t2", "old.record": None})
+    await sql.engine.handle_batch([vote], StateChanges("matrix", {"sync.token": "t2", "old.record": None}))
     async with sql.store.transaction() as tx:
-        assert await tx.get_state("sync.token") == "t2"
-        assert await tx.get_state("old.record") is None
+        assert await tx.state("matrix").get("sync.token") == "t2"
+        assert await tx.state("matrix").get("old.record") is None
     assert (await current(sql)).counts == (1, 0)
 
 

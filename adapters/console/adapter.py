@@ -35,10 +35,10 @@ from core.refs import ChannelRef, MessageRef, UserRef
 log = logging.getLogger(__name__)
 
 PLATFORM = "console"
-COUNTER_KEY = "console.last_message_id"
+COUNTER_KEY = "last_message_id"
 # The message ids given to the latest outbox keys (more than the outbox records at once): a post printed
 # again after a crash keeps its id.
-RECENT_KEYS = "console.recent_keys"
+RECENT_KEYS = "recent_keys"
 KEYS_REMEMBERED = 1000
 
 
@@ -84,20 +84,21 @@ class ConsoleChat:
     async def next_message_id(self, channel: ChannelRef, key: str | None = None) -> str:
         """The next id, or for an idempotency key seen last time the id it was given then."""
         async with self.store.transaction() as tx:
-            recent: dict[str, str] = json.loads(await tx.get_state(RECENT_KEYS) or "{}") if key else {}
+            state = tx.state(PLATFORM)
+            recent: dict[str, str] = json.loads(await state.get(RECENT_KEYS) or "{}") if key else {}
             if key is not None and (earlier := recent.get(key)) is not None:
                 self._channel_of[earlier] = channel.id
                 return earlier
             if self._last_id is None:
-                self._last_id = int(await tx.get_state(COUNTER_KEY) or 0)
+                self._last_id = int(await state.get(COUNTER_KEY) or 0)
             self._last_id += 1
-            await tx.set_state(COUNTER_KEY, str(self._last_id))
+            await state.set(COUNTER_KEY, str(self._last_id))
             message_id = f"m{self._last_id}"
             if key is not None:
                 recent[key] = message_id
                 for old in list(recent)[: max(0, len(recent) - KEYS_REMEMBERED)]:
                     del recent[old]
-                await tx.set_state(RECENT_KEYS, json.dumps(recent))
+                await state.set(RECENT_KEYS, json.dumps(recent))
         self._channel_of[message_id] = channel.id
         return message_id
 

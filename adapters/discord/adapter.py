@@ -305,16 +305,16 @@ class DiscordAdapter:
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         scopes: list[int | None] = list(self.settings.guild_ids) or [None]
         for guild_id in scopes:
-            key = f"discord.commands.{app_id}.{guild_id or 'global'}"
+            key = f"commands.{app_id}.{guild_id or 'global'}"
             async with self.store.transaction() as tx:
-                if await tx.get_state(key) == digest:
+                if await tx.state(PLATFORM).get(key) == digest:
                     continue
             if guild_id is None:
                 await self.client.http.bulk_upsert_global_commands(app_id, payload)
             else:
                 await self.client.http.bulk_upsert_guild_commands(app_id, guild_id, payload)
             async with self.store.transaction() as tx:
-                await tx.set_state(key, digest)
+                await tx.state(PLATFORM).set(key, digest)
             log.info(
                 "registered %d commands (%s)", len(payload), f"guild {guild_id}" if guild_id else "global"
             )

@@ -12,7 +12,7 @@ import logging
 import secrets
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 from urllib.parse import quote
@@ -59,17 +59,17 @@ from adapters.matrix.translate import (
 )
 from adapters.pacing import Pacer
 from core.events import InboundEvent, Reply
-from core.ports import DeliveryFailed, Outbound, Store
+from core.ports import DeliveryFailed, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-NEXT_BATCH_KEY = "matrix.next_batch"
-DEVICE_KEY = "matrix.device_id"
-TXN_SCOPE_KEY = "matrix.txn_scope"
-USER_KEY = "matrix.user_id"
+NEXT_BATCH_KEY = "next_batch"
+DEVICE_KEY = "device_id"
+TXN_SCOPE_KEY = "txn_scope"
+USER_KEY = "user_id"
 ENCRYPTED_NOTICE = (
     "This room is end-to-end encrypted, and Peerbot does not support encrypted rooms yet:"
     " it will not read or answer anything here. Use Peerbot in an unencrypted room."
@@ -79,7 +79,7 @@ THREADS_REMEMBERED = 10_000
 
 
 def encrypted_notice_key(room_id: str) -> str:
-    return f"matrix.encrypted_notice.{room_id}"
+    return f"encrypted_notice.{room_id}"
 
 
 class MatrixError(Exception):
@@ -126,7 +126,7 @@ class EventSink(Protocol):
     """What the adapter feeds: the engine's batch entry point."""
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
+        self, events: Sequence[InboundEvent], state: StateChanges | None = None
     ) -> list[Reply | None]: ...
 
 
@@ -386,10 +386,11 @@ class MatrixAdapter:
     async def login(self) -> None:
         """Log in with the access token or the password; resume from the stored sync token."""
         async with self.store.transaction() as tx:
-            stored_user = await tx.get_state(USER_KEY)
-            device_id = await tx.get_state(DEVICE_KEY)
-            since = await tx.get_state(NEXT_BATCH_KEY)
-            txn_scope = await tx.get_state(TXN_SCOPE_KEY)
+            state = tx.state(PLATFORM)
+            stored_user = await state.get(USER_KEY)
+            device_id = await state.get(DEVICE_KEY)
+            since = await state.get(NEXT_BATCH_KEY)
+            txn_scope = await state.get(TXN_SCOPE_KEY)
         if stored_user is not None and stored_user != self.user_id:
             log.warning(
                 "the database was used by %s before; starting afresh as %s", stored_user, self.user_id
@@ -423,10 +424,11 @@ class MatrixAdapter:
         else:
             raise LoginFailed("neither an access token nor a password is configured")
         async with self.store.transaction() as tx:
-            await tx.set_state(USER_KEY, self.user_id)
-            await tx.set_state(TXN_SCOPE_KEY, txn_scope)
+            state = tx.state(PLATFORM)
+            await state.set(USER_KEY, self.user_id)
+            await state.set(TXN_SCOPE_KEY, txn_scope)
             if device_id:
-                await tx.set_state(DEVICE_KEY, device_id)
+                await state.set(DEVICE_KEY, device_id)
         self.chat.txn_scope = txn_scope
         self.since = since
         self._full_state = True
@@ -493,7 +495,7 @@ class MatrixAdapter:
         batch = await self._collect(response, since)
         batch.state[NEXT_BATCH_KEY] = response.next_batch
         # Answers to commands are queued in the outbox with the events they answer.
-        await self.sink.handle_batch(batch.events, batch.state)
+        await self.sink.handle_batch(batch.events, StateChanges(PLATFORM, batch.state))
         self.since = response.next_batch
 
         for room_id in batch.encrypted_rooms:
@@ -586,7 +588,7 @@ class MatrixAdapter:
         found: dict[str, ReactionRecord] = {}
         async with self.store.transaction() as tx:
             for event_id in event_ids:
-                text = await tx.get_state(reaction_state_key(event_id))
+                text = await tx.state(PLATFORM).get(reaction_state_key(event_id))
                 record = ReactionRecord.from_json(text) if text else None
                 if record is not None:
                     found[event_id] = record
@@ -594,7 +596,7 @@ class MatrixAdapter:
 
     async def _not_yet_warned(self, room_id: str) -> bool:
         async with self.store.transaction() as tx:
-            return await tx.get_state(encrypted_notice_key(room_id)) is None
+            return await tx.state(PLATFORM).get(encrypted_notice_key(room_id)) is None
 
     async def _say_encrypted(self, room_id: str) -> None:
         log.warning("room %s is encrypted; Peerbot does not support encrypted rooms and ignores it", room_id)

@@ -64,7 +64,7 @@ class ReactionRecord:
 
 
 def reaction_state_key(event_id: str) -> str:
-    return f"matrix.reaction.{event_id}"
+    return f"reaction.{event_id}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
+from core.ports import state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -317,17 +318,46 @@ def _outbox_row(row: Any) -> OutboxRow:
     )
 
 
-class SqlTx:
+class _SqlPart:
+    """A repository: one aggregate's tables, on the transaction's connection."""
+
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
-        self.outbox = SqlOutbox(conn)
 
-    async def claim_event(self, platform: str, event_id: str, at: datetime) -> bool:
+
+class SqlEvents(_SqlPart):
+    async def claim(self, platform: str, event_id: str, at: datetime) -> bool:
         stmt = insert_ignore(self.conn, processed_events).values(platform=platform, event_id=event_id, at=at)
         result = await self.conn.execute(stmt)
         return bool(result.rowcount)
 
-    async def get_group(self, channel: ChannelRef) -> Group | None:
+    async def claim_many(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
+        if not event_ids:
+            return set()
+        stmt = insert_ignore(self.conn, processed_events).returning(processed_events.c.event_id)
+        rows = await self.conn.execute(
+            stmt, [{"platform": platform, "event_id": e, "at": at} for e in dict.fromkeys(event_ids)]
+        )
+        return {r.event_id for r in rows}
+
+    async def record_failed(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
+        await self.claim(platform, event_id, at)
+        values = {"platform": platform, "event_id": event_id, "at": at, "reason": reason}
+        await self.conn.execute(upsert(self.conn, failed_events, ["platform", "event_id"], values))
+
+    async def failed(self, limit: int) -> list[tuple[datetime, str, str, str]]:
+        rows = await self.conn.execute(
+            select(failed_events).order_by(failed_events.c.at.desc(), failed_events.c.event_id).limit(limit)
+        )
+        return [(utc(r.at), r.platform, r.event_id, r.reason) for r in rows]
+
+    async def prune(self, before: datetime) -> int:
+        result = await self.conn.execute(delete(processed_events).where(processed_events.c.at < before))
+        return int(result.rowcount or 0)
+
+
+class SqlGroups(_SqlPart):
+    async def get(self, channel: ChannelRef) -> Group | None:
         row = (
             await self.conn.execute(
                 select(groups).where(groups.c.platform == channel.platform, groups.c.channel_id == channel.id)
@@ -335,11 +365,11 @@ class SqlTx:
         ).first()
         return _group(row) if row else None
 
-    async def get_group_by_id(self, group_id: int) -> Group | None:
+    async def by_id(self, group_id: int) -> Group | None:
         row = (await self.conn.execute(select(groups).where(groups.c.id == group_id))).first()
         return _group(row) if row else None
 
-    async def get_groups(self, group_ids: Sequence[int]) -> dict[int, Group]:
+    async def many(self, group_ids: Sequence[int]) -> dict[int, Group]:
         found: dict[int, Group] = {}
         unique = list(dict.fromkeys(group_ids))
         for start in range(0, len(unique), 500):
@@ -347,7 +377,7 @@ class SqlTx:
             found.update((r.id, _group(r)) for r in rows)
         return found
 
-    async def create_group(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
+    async def create(self, channel: ChannelRef, phase: Phase, at: datetime) -> Group:
         result = await self.conn.execute(
             groups.insert().values(
                 platform=channel.platform,
@@ -402,28 +432,7 @@ class SqlTx:
             for r in reversed(rows)
         ]
 
-    async def get_state(self, key: str) -> str | None:
-        row = (
-            await self.conn.execute(select(adapter_state.c.value).where(adapter_state.c.key == key))
-        ).first()
-        return row.value if row else None
-
-    async def set_state(self, key: str, value: str) -> None:
-        await self.conn.execute(upsert(self.conn, adapter_state, ["key"], {"key": key, "value": value}))
-
-    async def delete_state(self, key: str) -> None:
-        await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == key))
-
-    async def claim_events(self, platform: str, event_ids: Sequence[str], at: datetime) -> set[str]:
-        if not event_ids:
-            return set()
-        stmt = insert_ignore(self.conn, processed_events).returning(processed_events.c.event_id)
-        rows = await self.conn.execute(
-            stmt, [{"platform": platform, "event_id": e, "at": at} for e in dict.fromkeys(event_ids)]
-        )
-        return {r.event_id for r in rows}
-
-    async def set_group_settings(
+    async def set_settings(
         self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None
     ) -> None:
         window = int(decision_window.total_seconds()) if decision_window is not None else None
@@ -436,10 +445,85 @@ class SqlTx:
     async def record_signal(self, group_id: int, kind: str, at: datetime, detail: str) -> None:
         await self.conn.execute(signals.insert().values(group_id=group_id, kind=kind, at=at, detail=detail))
 
-    async def create_poll(
+    async def _set(self, group_id: int, **values: Any) -> None:
+        await self.conn.execute(update(groups).where(groups.c.id == group_id).values(**values))
+
+    async def set_timezone(self, group_id: int, tz: str) -> None:
+        await self._set(group_id, timezone=tz)
+
+    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
+        start = f"{quiet.start:%H:%M}" if quiet else None
+        end = f"{quiet.end:%H:%M}" if quiet else None
+        await self._set(group_id, quiet_start=start, quiet_end=end)
+
+    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
+        await self._set(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def touch_activity(self, group_id: int, at: datetime) -> None:
+        await self._set(group_id, last_activity_at=at)
+
+    async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        rows = await self.conn.execute(
+            select(groups)
+            .where(
+                groups.c.platform.in_(list(platforms)),
+                groups.c.last_activity_at < silent_since,
+                or_(
+                    groups.c.heartbeat_sent_at.is_(None),
+                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
+                ),
+            )
+            .order_by(groups.c.id)
+            .limit(limit)
+        )
+        return [_group(r) for r in rows]
+
+    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(groups)
+            .where(
+                groups.c.id == group_id,
+                or_(
+                    groups.c.heartbeat_sent_at.is_(None),
+                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
+                ),
+            )
+            .values(heartbeat_sent_at=at)
+        )
+        return bool(result.rowcount)
+
+    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
+        rows = await self.conn.execute(
+            select(signals)
+            .where(signals.c.group_id == group_id, signals.c.at >= since)
+            .order_by(signals.c.id)
+        )
+        return [(r.kind, utc(r.at), r.detail) for r in rows]
+
+
+class SqlState(_SqlPart):
+    def __init__(self, conn: AsyncConnection, namespace: str) -> None:
+        super().__init__(conn)
+        self.prefix = state_prefix(namespace)
+
+    async def get(self, key: str) -> str | None:
+        stmt = select(adapter_state.c.value).where(adapter_state.c.key == self.prefix + key)
+        row = (await self.conn.execute(stmt)).first()
+        return row.value if row else None
+
+    async def set(self, key: str, value: str) -> None:
+        row = {"key": self.prefix + key, "value": value}
+        await self.conn.execute(upsert(self.conn, adapter_state, ["key"], row))
+
+    async def delete(self, key: str) -> None:
+        await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == self.prefix + key))
+
+
+class SqlPolls(_SqlPart):
+    async def create(
         self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
     ) -> Poll:
-        group = await self.get_group_by_id(group_id)
+        group = await SqlGroups(self.conn).by_id(group_id)
         assert group is not None
         values = {
             "group_id": group_id,
@@ -458,23 +542,23 @@ class SqlTx:
         result = await self.conn.execute(polls.insert().values(**values))
         (poll_id,) = result.inserted_primary_key or (None,)
         assert poll_id is not None
-        poll = await self.get_poll(group_id, poll_id)
+        poll = await self.get(group_id, poll_id)
         assert poll is not None
         return poll
 
-    async def set_poll_message(self, poll_id: int, message: MessageRef) -> None:
+    async def set_message(self, poll_id: int, message: MessageRef) -> None:
         await self.conn.execute(update(polls).where(polls.c.id == poll_id).values(message_id=message.id))
 
-    async def delete_poll(self, poll_id: int) -> None:
+    async def delete(self, poll_id: int) -> None:
         await self.conn.execute(polls.delete().where(polls.c.id == poll_id))
 
-    async def get_poll(self, group_id: int, poll_id: int) -> Poll | None:
+    async def get(self, group_id: int, poll_id: int) -> Poll | None:
         row = (
             await self.conn.execute(select(polls).where(polls.c.id == poll_id, polls.c.group_id == group_id))
         ).first()
         return _poll(row) if row else None
 
-    async def polls_for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Poll]:
         if not message_ids:
             return []
         rows = await self.conn.execute(
@@ -516,19 +600,19 @@ class SqlTx:
             }
         await self.conn.execute(stmt, list(final.values()))
 
-    async def poll_reactions(self, poll_id: int) -> list[PollReaction]:
+    async def reactions(self, poll_id: int) -> list[PollReaction]:
         rows = await self.conn.execute(
             select(poll_reactions).where(poll_reactions.c.poll_id == poll_id).order_by(poll_reactions.c.seq)
         )
         return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
 
-    async def close_poll(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
             update(polls).where(polls.c.id == poll_id, polls.c.closed_at.is_(None)).values(closed_at=at)
         )
         return bool(result.rowcount)
 
-    async def open_polls(self, platform: str, now: datetime) -> list[Poll]:
+    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
             .where(polls.c.platform == platform, polls.c.closed_at.is_(None), polls.c.closes_at > now)
@@ -536,7 +620,7 @@ class SqlTx:
         )
         return [_poll(r) for r in rows]
 
-    async def due_polls(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
             .where(
@@ -547,7 +631,13 @@ class SqlTx:
         )
         return [_poll(r) for r in rows]
 
-    async def create_goal(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+    async def in_group(self, group_id: int) -> list[Poll]:
+        rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
+        return [_poll(r) for r in rows]
+
+
+class SqlGoals(_SqlPart):
+    async def create(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
         result = await self.conn.execute(
             goals.insert().values(
                 group_id=group_id,
@@ -563,94 +653,31 @@ class SqlTx:
         assert goal_id is not None
         return Goal(goal_id, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at)
 
-    async def set_goal_poll(self, goal_id: int, poll_id: int | None) -> None:
+    async def set_poll(self, goal_id: int, poll_id: int | None) -> None:
         await self.conn.execute(update(goals).where(goals.c.id == goal_id).values(poll_id=poll_id))
 
-    async def get_goal(self, group_id: int, goal_id: int) -> Goal | None:
+    async def get(self, group_id: int, goal_id: int) -> Goal | None:
         row = (
             await self.conn.execute(select(goals).where(goals.c.id == goal_id, goals.c.group_id == group_id))
         ).first()
         return _goal(row) if row else None
 
-    async def goal_for_poll(self, poll_id: int) -> Goal | None:
+    async def for_poll(self, poll_id: int) -> Goal | None:
         row = (await self.conn.execute(select(goals).where(goals.c.poll_id == poll_id))).first()
         return _goal(row) if row else None
 
-    async def set_goal_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
+    async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         await self.conn.execute(
             update(goals).where(goals.c.id == goal_id).values(status=status.value, updated_at=at)
         )
 
-    async def list_goals(self, group_id: int) -> list[Goal]:
+    async def in_group(self, group_id: int) -> list[Goal]:
         rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
         return [_goal(r) for r in rows]
 
-    async def list_polls(self, group_id: int) -> list[Poll]:
-        rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
-        return [_poll(r) for r in rows]
 
-    # Group settings and activity
-
-    async def _set_group(self, group_id: int, **values: Any) -> None:
-        await self.conn.execute(update(groups).where(groups.c.id == group_id).values(**values))
-
-    async def set_timezone(self, group_id: int, tz: str) -> None:
-        await self._set_group(group_id, timezone=tz)
-
-    async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None:
-        start = f"{quiet.start:%H:%M}" if quiet else None
-        end = f"{quiet.end:%H:%M}" if quiet else None
-        await self._set_group(group_id, quiet_start=start, quiet_end=end)
-
-    async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
-        await self._set_group(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
-
-    async def touch_activity(self, group_id: int, at: datetime) -> None:
-        await self._set_group(group_id, last_activity_at=at)
-
-    async def quiet_groups(
-        self, silent_since: datetime, limit: int, platforms: Collection[str]
-    ) -> list[Group]:
-        rows = await self.conn.execute(
-            select(groups)
-            .where(
-                groups.c.platform.in_(list(platforms)),
-                groups.c.last_activity_at < silent_since,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
-            )
-            .order_by(groups.c.id)
-            .limit(limit)
-        )
-        return [_group(r) for r in rows]
-
-    async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
-        result = await self.conn.execute(
-            update(groups)
-            .where(
-                groups.c.id == group_id,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
-            )
-            .values(heartbeat_sent_at=at)
-        )
-        return bool(result.rowcount)
-
-    async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
-        rows = await self.conn.execute(
-            select(signals)
-            .where(signals.c.group_id == group_id, signals.c.at >= since)
-            .order_by(signals.c.id)
-        )
-        return [(r.kind, utc(r.at), r.detail) for r in rows]
-
-    # Schedules
-
-    async def create_schedule(
+class SqlSchedules(_SqlPart):
+    async def create(
         self,
         group_id: int,
         kind: ScheduleKind,
@@ -694,7 +721,7 @@ class SqlTx:
             created_by.key,
         )
 
-    async def get_schedule(self, group_id: int, schedule_id: int) -> Schedule | None:
+    async def get(self, group_id: int, schedule_id: int) -> Schedule | None:
         row = (
             await self.conn.execute(
                 select(schedules).where(schedules.c.id == schedule_id, schedules.c.group_id == group_id)
@@ -702,21 +729,19 @@ class SqlTx:
         ).first()
         return _schedule(row) if row else None
 
-    async def list_schedules(self, group_id: int) -> list[Schedule]:
+    async def in_group(self, group_id: int) -> list[Schedule]:
         rows = await self.conn.execute(
             select(schedules).where(schedules.c.group_id == group_id).order_by(schedules.c.id)
         )
         return [_schedule(r) for r in rows]
 
-    async def delete_schedule(self, schedule_id: int) -> None:
+    async def delete(self, schedule_id: int) -> None:
         await self.conn.execute(delete(schedules).where(schedules.c.id == schedule_id))
 
-    async def set_schedule_paused(self, schedule_id: int, paused: bool) -> None:
+    async def set_paused(self, schedule_id: int, paused: bool) -> None:
         await self.conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(paused=paused))
 
-    async def set_schedule_next(
-        self, updates: Sequence[tuple[int, datetime | None, datetime | None]]
-    ) -> None:
+    async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         for schedule_id, occurrence, due in updates:
             await self.conn.execute(
                 update(schedules)
@@ -724,7 +749,7 @@ class SqlTx:
                 .values(next_occurrence=occurrence, next_due_at=due)
             )
 
-    async def advance_schedules(
+    async def advance(
         self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
     ) -> set[int]:
         # Schedules due together mostly share their times (one cron, one zone): one UPDATE per group.
@@ -765,7 +790,7 @@ class SqlTx:
                 )
                 await self.conn.execute(stmt.on_conflict_do_nothing())
 
-    async def due_schedules(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         # Only the columns delivery needs: at 50,000 due schedules, parsing is the cost.
         rows = await self.conn.execute(
             select(
@@ -814,27 +839,9 @@ class SqlTx:
             )
         return due
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
-        served = list(platforms)
-        on_platforms = select(groups.c.id).where(groups.c.platform.in_(served))
-        candidates = [
-            select(func.min(schedules.c.next_due_at)).where(
-                schedules.c.paused.is_(False), schedules.c.group_id.in_(on_platforms)
-            ),
-            select(func.min(polls.c.closes_at)).where(
-                polls.c.closed_at.is_(None), polls.c.platform.in_(served)
-            ),
-            select(func.min(reviews.c.closes_at)).where(
-                reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
-            ),
-        ]
-        found = [(await self.conn.execute(q)).scalar() for q in candidates]
-        times = [utc(t) for t in found if t is not None]
-        return min(times) if times else None
 
-    # Reviews and reflections
-
-    async def create_review(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
+class SqlReviews(_SqlPart):
+    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
         result = await self.conn.execute(
             reviews.insert().values(
                 group_id=group_id,
@@ -848,7 +855,7 @@ class SqlTx:
         assert review_id is not None
         return Review(review_id, group_id, by.name, at, closes_at, None, by.key)
 
-    async def open_review(self, group_id: int) -> Review | None:
+    async def open(self, group_id: int) -> Review | None:
         row = (
             await self.conn.execute(
                 select(reviews)
@@ -858,7 +865,7 @@ class SqlTx:
         ).first()
         return _review(row) if row else None
 
-    async def close_review(self, review_id: int, at: datetime) -> bool:
+    async def close(self, review_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
             update(reviews)
             .where(reviews.c.id == review_id, reviews.c.closed_at.is_(None))
@@ -866,7 +873,7 @@ class SqlTx:
         )
         return bool(result.rowcount)
 
-    async def due_reviews(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
         rows = await self.conn.execute(
             select(reviews)
@@ -880,7 +887,7 @@ class SqlTx:
         )
         return [_review(r) for r in rows]
 
-    async def list_reviews(self, group_id: int) -> list[Review]:
+    async def in_group(self, group_id: int) -> list[Review]:
         rows = await self.conn.execute(
             select(reviews).where(reviews.c.group_id == group_id).order_by(reviews.c.id)
         )
@@ -927,22 +934,9 @@ class SqlTx:
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection(r) for r in rows]
 
-    async def record_failed_event(self, platform: str, event_id: str, at: datetime, reason: str) -> None:
-        await self.claim_event(platform, event_id, at)
-        values = {"platform": platform, "event_id": event_id, "at": at, "reason": reason}
-        await self.conn.execute(upsert(self.conn, failed_events, ["platform", "event_id"], values))
 
-    async def failed_events(self, limit: int) -> list[tuple[datetime, str, str, str]]:
-        rows = await self.conn.execute(
-            select(failed_events).order_by(failed_events.c.at.desc(), failed_events.c.event_id).limit(limit)
-        )
-        return [(utc(r.at), r.platform, r.event_id, r.reason) for r in rows]
-
-    async def prune_events(self, before: datetime) -> int:
-        result = await self.conn.execute(delete(processed_events).where(processed_events.c.at < before))
-        return int(result.rowcount or 0)
-
-    async def forget_user(self, user: UserRef) -> Forgotten:
+class SqlMembers(_SqlPart):
+    async def forget(self, user: UserRef) -> Forgotten:
         key = user.key
         stored_names: set[str] = set()
         for name_column, key_column in (
@@ -1041,6 +1035,42 @@ class SqlTx:
                 )
                 records += 1
         return Forgotten(gone.rowcount, open_votes.rowcount, closed_votes, renamed, records)
+
+
+class SqlTx:
+    """One transaction: a repository per aggregate, all on one connection."""
+
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+        self.events = SqlEvents(conn)
+        self.groups = SqlGroups(conn)
+        self.polls = SqlPolls(conn)
+        self.goals = SqlGoals(conn)
+        self.schedules = SqlSchedules(conn)
+        self.reviews = SqlReviews(conn)
+        self.members = SqlMembers(conn)
+        self.outbox = SqlOutbox(conn)
+
+    def state(self, namespace: str) -> SqlState:
+        return SqlState(self.conn, namespace)
+
+    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+        served = list(platforms)
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(served))
+        candidates = [
+            select(func.min(schedules.c.next_due_at)).where(
+                schedules.c.paused.is_(False), schedules.c.group_id.in_(on_platforms)
+            ),
+            select(func.min(polls.c.closes_at)).where(
+                polls.c.closed_at.is_(None), polls.c.platform.in_(served)
+            ),
+            select(func.min(reviews.c.closes_at)).where(
+                reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
+            ),
+        ]
+        found = [(await self.conn.execute(q)).scalar() for q in candidates]
+        times = [utc(t) for t in found if t is not None]
+        return min(times) if times else None
 
 
 class SqlStore:
