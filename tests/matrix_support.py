@@ -21,6 +21,7 @@ from adapters.sql.store import SqlStore, make_engine
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import InboundEvent, ReactionAdded, Reply
+from core.ports import StateChanges
 from tests.support import FakeClock
 from tests.synapse import Account, Homeserver
 
@@ -169,7 +170,7 @@ class RecordingEngine:
         self._changed = asyncio.Condition()
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
+        self, events: Sequence[InboundEvent], state: StateChanges | None = None
     ) -> list[Reply | None]:
         if self.crash_on_next_reaction and any(isinstance(e, ReactionAdded) for e in events):
             # The events are applied, then the process "dies" before the sync token is stored.
@@ -182,7 +183,7 @@ class RecordingEngine:
         replies = await self.engine.handle_batch(events, state)
         async with self._changed:
             self.received.extend(events)
-            self.states.append(dict(state or {}))
+            self.states.append(dict(state.values) if state else {})
             self._changed.notify_all()
         return replies
 

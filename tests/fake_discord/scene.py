@@ -8,7 +8,7 @@ scene.fake.sent_messages(scene.channel)
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ from adapters.sql.store import SqlStore, make_engine
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.ports import StateChanges
 from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
 from tests.support import FakeClock
@@ -52,7 +53,7 @@ class RecordingEngine(Engine):
         return reply
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: Mapping[str, str | None] | None = None
+        self, events: Sequence[InboundEvent], state: StateChanges | None = None
     ) -> list[Reply | None]:
         self.batches_started += 1
         async with self.changed:
