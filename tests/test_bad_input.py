@@ -19,7 +19,8 @@ from core.commands import (
     parse_options,
     parse_text,
 )
-from tests.support import Harness
+from core.refs import UserRef
+from tests.support import Harness, Member
 from tests.test_fuzz_commands import dump
 
 INT_COMMANDS = [s for s in COMMANDS if any(a.kind is ArgKind.INT for a in s.args)]
@@ -133,6 +134,22 @@ async def test_nul_and_other_control_characters_are_refused_alike_on_every_datab
     answer = await refused(sql_group, line)
     assert "write plain text" in answer
     assert "\x00" not in answer and "\x1b" not in answer and "\ud800" not in answer
+
+
+@pytest.mark.parametrize("name", ["Nu\x00l", "Esc\x1b[31mape", "Line\nbreak\r", "Half\ud800pair", "\x00\x07"])
+async def test_a_display_name_with_control_characters_is_kept_without_them(
+    sql_group: Harness, name: str
+) -> None:
+    member = Member(sql_group, UserRef(sql_group.chat.platform, "u-odd", name))
+    reply = await member.says("/goal propose Read a chapter a day")
+    assert reply is not None and not reply.is_error, reply
+    async with sql_group.store.transaction() as tx:
+        group = await tx.groups.get(sql_group.channel)
+        assert group is not None
+        (goal,) = await tx.goals.in_group(group.id)
+    shown = goal.proposer_name
+    assert shown and all(ch.isprintable() or ch == " " for ch in shown)
+    assert shown == "".join(ch for ch in name if ch.isprintable()) or shown == "u-odd"
 
 
 async def test_text_with_a_tab_or_a_line_break_is_kept(sql_group: Harness) -> None:
