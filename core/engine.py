@@ -189,14 +189,20 @@ class Engine:
         return None
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         """Apply events in order, then record adapter state (a sync token) that covers them.
 
         A state value of None deletes the key (bookkeeping the adapter no longer needs). Each event
         is applied at most once (dedupe on its id), so a batch replayed after a crash before its state
         was saved changes nothing twice. An event that keeps failing is recorded as failed and
-        skipped: the others are applied and answered, and the state moves on.
+        skipped: the others are applied and answered, and the state moves on. `posts` are what the
+        adapter has to say on its own (a notice to a room it will not serve): they are queued in the
+        transaction that records the state, so the state can say they were queued, and a batch
+        replayed after a crash queues them once.
         """
         replies: list[Reply | None] = []
         reactions: list[ReactionAdded | ReactionRemoved] = []
@@ -223,11 +229,16 @@ class Engine:
                 continue
             await flush_reactions(None)
             replies.append(await self.handle(event))
-        if reactions:
+        if reactions and not posts:
             await flush_reactions(state)
-        elif state:
+            return replies
+        await flush_reactions(None)
+        if state or posts:
             async with self.work() as uow:
-                await state.save(uow.tx)
+                if state:
+                    await state.save(uow.tx)
+                for post in posts:
+                    uow.post(post)
         return replies
 
     async def _apply_reaction(

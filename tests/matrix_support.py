@@ -23,6 +23,7 @@ from core.commands import CommandSpec
 from core.context import Handler
 from core.engine import Engine
 from core.events import InboundEvent, ReactionAdded, Reply
+from core.outbox import Post
 from core.ports import StateChanges
 from tests.support import FakeClock
 from tests.synapse import Account, Homeserver
@@ -177,7 +178,10 @@ class RecordingEngine:
         self._changed = asyncio.Condition()
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         if self.crash_on_next_reaction and any(isinstance(e, ReactionAdded) for e in events):
             # The events are applied, then the process "dies" before the sync token is stored.
@@ -187,7 +191,7 @@ class RecordingEngine:
                 self.received.extend(events)
                 self._changed.notify_all()
             raise RuntimeError("simulated crash before the sync token was stored")
-        replies = await self.engine.handle_batch(events, state)
+        replies = await self.engine.handle_batch(events, state, posts)
         async with self._changed:
             self.received.extend(events)
             self.batches.append(list(events))

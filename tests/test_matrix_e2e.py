@@ -289,6 +289,25 @@ async def test_an_encrypted_room_is_refused_once_and_ignored(
     assert len(alice.find(secret, from_bot(bot.user_id))) == 1
 
 
+async def test_the_encrypted_room_notice_goes_through_the_outbox_and_is_retried_with_its_key(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    hold = matrix_proxy.hold_sends(HoldMode.REQUEST, event_type="m.room.message")
+    secret = await alice.creates_room(invite=[bot.user_id], encrypted=True)
+    first_try = await hold.arrived()
+    hold.drop()  # the homeserver answers 502: the outbox keeps the notice and tries again
+    bot.clock.advance(timedelta(seconds=5))
+    await bot.engine.engine.settle()
+    notice = await alice.sees(secret, from_bot(bot.user_id))
+    assert notice["content"]["body"] == ENCRYPTED_NOTICE
+    tries = [s.txn_id for s in matrix_proxy.sends if s.room_id == secret]
+    assert tries == [first_try.txn_id, first_try.txn_id] and first_try.txn_id.startswith("peerbot-")
+    await timeline_until_marker(alice, secret)
+    assert len(alice.find(secret, from_bot(bot.user_id))) == 1
+
+
 async def test_the_engine_posts_and_reacts_in_a_room_on_its_own(
     bot_factory: StartBot, people: Callable[[], Member]
 ) -> None:
