@@ -2,7 +2,8 @@
 
 A spec names the command path, its typed arguments, one line of help and who may run it. Parsing
 turns a text line (console, Matrix) or named options (Discord) into checked values, or raises
-`UsageError`, which carries the usage line.
+`UsageError`, which carries the usage line. A member who may not run a command is told so in one
+wording, `refusal`, made from the spec.
 """
 
 from __future__ import annotations
@@ -90,6 +91,11 @@ class CommandSpec:
     details: str = ""
     # Visible in the given platforms only (empty: everywhere), e.g. console-only tools.
     platforms: frozenset[str] = field(default_factory=frozenset)
+    # What the access guards, for refusals: "only facilitators can <action>". Argument names in braces
+    # are filled in ("close poll {id} early"); without it, "use <the command>".
+    action: str = ""
+    # Who owns the item, for OWNER_OR_FACILITATOR: "the poll's author".
+    owner: str = ""
 
     @property
     def name(self) -> str:
@@ -107,6 +113,16 @@ class CommandSpec:
     def usage(self, prefix: str) -> str:
         parts = [prefix + self.name, *(a.placeholder() for a in self.args)]
         return " ".join(parts)
+
+    def who_may(self) -> str:
+        """Who may run it, for help: empty for everyone."""
+        if self.access is Access.FACILITATORS:
+            return "Facilitators only."
+        if self.access is Access.OWNER_OR_FACILITATOR:
+            return f"Only {self.owner} or a facilitator may do this."
+        if self.access is Access.FACILITATORS_TO_CHANGE:
+            return f"Everyone may look; only facilitators can {self.action}."
+        return ""
 
 
 class UsageError(Exception):
@@ -126,6 +142,24 @@ class Invocation:
     def text(self, name: str) -> str:
         value = self.args.get(name)
         return value if isinstance(value, str) else ""
+
+
+def refusal(inv: Invocation, prefix: str, *, owner: str = "", facilitators_only: bool = False) -> str:
+    """The one wording of every refusal: who may, what was attempted, and that nothing changed.
+
+    Who comes from the spec's access: facilitators, or the item's owner (named when `owner` is given)
+    or a facilitator; `facilitators_only` for an item whose owner has no say (a goal's consent poll).
+    What is the spec's `action` with the arguments filled in, or "use <command>".
+    """
+    spec = inv.spec
+    if spec.access is Access.EVERYONE:
+        raise ValueError(f"{spec.name} is for everyone; there is nothing to refuse")
+    if spec.access is Access.OWNER_OR_FACILITATOR and not facilitators_only:
+        who = f"{spec.owner} ({owner}) or a facilitator" if owner else f"{spec.owner} or a facilitator"
+    else:
+        who = "facilitators"
+    what = spec.action.format_map(inv.args) if spec.action else f"use {prefix}{spec.name}"
+    return f"Sorry, only {who} can {what}. Nothing was changed."
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -170,12 +204,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Mark an accepted goal as done (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="mark goal {id} done",
+        owner="the goal's proposer",
     ),
     CommandSpec(
         ("goal", "drop"),
         "Drop a goal (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="drop goal {id}",
+        owner="the goal's proposer",
     ),
     CommandSpec(
         ("goal", "rules"),
@@ -210,6 +248,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Close a poll early (its author or a facilitator).",
         (Arg("id", ArgKind.INT, "the poll's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="close poll {id} early",
+        owner="the poll's author",
     ),
     CommandSpec(
         ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
@@ -246,12 +286,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Show or set (facilitators) the group's timezone.",
         (Arg("name", ArgKind.WORD, "an IANA timezone like Europe/Berlin", required=False, max_length=64),),
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change the timezone",
     ),
     CommandSpec(
         ("quiet-hours",),
         "Show or set (facilitators) hours without nudges.",
         (Arg("span", ArgKind.WORD, "like 22:00-08:00, or off", required=False, max_length=20),),
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change quiet hours",
     ),
     CommandSpec(
         ("auto",),
@@ -269,6 +311,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
         " a weekly check-in nudge. digest: a weekly summary of the group's week.",
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change automatic features",
     ),
     CommandSpec(
         ("review", "start"),

@@ -19,6 +19,7 @@ from core.commands import (
     find_spec,
     parse_options,
     parse_text,
+    refusal,
 )
 from core.context import Context, Handler
 from core.events import (
@@ -260,10 +261,8 @@ class Engine:
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
         facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
         if spec.facilitator_only and not facilitator:
-            refusal = (
-                f"Sorry, only facilitators can use {chat.command_prefix}{spec.name}. Nothing was changed."
-            )
-            return await self._answer_only(event, Reply(refusal, is_error=True))
+            refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
+            return await self._answer_only(event, refused)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
@@ -402,6 +401,6 @@ def describe(spec: CommandSpec, prefix: str) -> str:
         lines.append(f"  {arg.name}: {arg.help}{extra}{optional}")
     if spec.details:
         lines.append(spec.details)
-    if spec.facilitator_only:
-        lines.append("Facilitators only.")
+    if who := spec.who_may():
+        lines.append(who)
     return "\n".join(lines)

@@ -142,8 +142,7 @@ class PollService:
             )
         own = poll.author_key == ctx.event.user.key and poll.kind is not PollKind.CONSENT
         if not (own or ctx.is_facilitator):
-            who = "a facilitator" if poll.kind is PollKind.CONSENT else "its author or a facilitator"
-            return Reply(f"Only {who} can close poll {poll.id} early. Nothing was changed.", is_error=True)
+            return ctx.refuse(inv, owner=poll.author_name, facilitators_only=poll.kind is PollKind.CONSENT)
         await self.close(ctx.uow, poll)
         return Reply(f"Poll {poll.id} is closed.")
 
