@@ -18,7 +18,7 @@ from core.polls import (
     PollOption,
     PollRequest,
     Tally,
-    parse_poll,
+    poll_request,
     render_poll,
     render_results,
     tally,
@@ -123,7 +123,13 @@ class PollService:
 
     async def _create(self, ctx: Context, inv: Invocation) -> Reply:
         try:
-            request = parse_poll(inv.text("poll"))
+            request = poll_request(
+                inv.text("question"),
+                inv.items("option"),
+                multiple=inv.flag("multiple"),
+                hidden=inv.flag("hidden"),
+                duration=inv.args.get("closes"),
+            )
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
         poll = await self.open(ctx.uow, ctx.group, PollKind.POLL, request, ctx.event.user)
