@@ -39,8 +39,8 @@ NUDGE_HELP = (
 )
 
 POLL_HELP = (
-    "Options without an emoji of their own get 1️⃣ 2️⃣ ... in order. A poll stays open at most 32d;"
-    " its author or a facilitator may close it early."
+    "Start an option with an emoji to vote with it (🐢 slower); otherwise options get 1️⃣ 2️⃣ ... in"
+    " order. A poll stays open at most 32d; its author or a facilitator may close it early."
 )
 
 
