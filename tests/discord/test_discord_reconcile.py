@@ -86,7 +86,7 @@ async def test_a_resumed_session_is_not_reconciled(discord_bot: DiscordScene) ->
     fake = scene.fake
     assert scene.bot is not None
     await asyncio.wait_for(scene.bot.wait_reconciled(1), 5)  # the start's pass, before any poll
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
     (poll,) = fake.sent_messages(scene.channel)
     tea, coffee = fake.bot_reactions(poll)
     scene.alice.reacts(poll, tea)
@@ -129,8 +129,8 @@ async def test_a_deleted_poll_message_is_skipped_and_the_other_polls_reconciled(
     scene = discord_bot
     fake = scene.fake
     crowd = [Member(scene, fake.add_member(scene.guild, f"member{i}")) for i in range(120)]
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
-    await scene.alice.runs("/poll create", poll="Where? | park | library")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
+    await scene.alice.runs("/poll create", question="Where?", option1="park", option2="library")
     first, second = fake.sent_messages(scene.channel)
     park, library = fake.bot_reactions(second)
     scene.alice.reacts(second, library)
@@ -157,8 +157,8 @@ async def test_an_unreadable_poll_message_is_skipped_with_a_log_line(
 ) -> None:
     scene = discord_bot
     fake = scene.fake
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
-    await scene.alice.runs("/poll create", poll="Where? | park | library")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
+    await scene.alice.runs("/poll create", question="Where?", option1="park", option2="library")
     first, second = fake.sent_messages(scene.channel)
     await scene.stop_bot()
     scene.bob.reacts(first, fake.bot_reactions(first)[0])
