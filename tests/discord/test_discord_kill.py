@@ -32,7 +32,7 @@ from tests.fake_discord.server import FakeDiscord, Recorded
 ROOT = Path(__file__).resolve().parents[2]
 START = "2026-03-02T09:00:00+00:00"  # a Monday; PEERBOT_FAKE_TIME holds the bot's clock there
 NUDGE_DUE = "2026-03-02T10:00:30+00:00"  # half a minute after the nudge's 10:00
-QUESTION = "Tea or coffee? | 🍵 tea | ☕ coffee"
+POLL = {"question": "Tea or coffee?", "option1": "🍵 tea", "option2": "☕ coffee"}
 OPTIONS = ["🍵", "☕"]
 
 
@@ -178,7 +178,7 @@ async def killed_while_posting_a_poll(
     fake = scene.fake
     await bot.start()
     held = fake.hold(route, applied=applied, where=where)
-    await scene.alice.runs("/poll create", poll=QUESTION)
+    await scene.alice.runs("/poll create", **POLL)
     await asyncio.wait_for(held.reached, 10)
     await bot.kill()
     held.cut()

@@ -110,7 +110,7 @@ async def test_votes_cast_before_the_poll_was_linked_to_its_message_count(discor
     fake = scene.fake
     held = fake.hold("create_message", applied=True)
     creating = asyncio.create_task(
-        scene.alice.runs("/poll create", poll="Tea or coffee? | 🍵 tea | ☕ coffee")
+        scene.alice.runs("/poll create", question="Tea or coffee?", option1="🍵 tea", option2="☕ coffee")
     )
     await asyncio.wait_for(held.reached, 5)
     (poll,) = fake.sent_messages(scene.channel)
