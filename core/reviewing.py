@@ -50,13 +50,17 @@ class ReviewService:
             ("reflect",): self._reflect,
         }
 
-    async def start(self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta) -> Review | None:
-        """Start a review and queue its questions; None when one is open already."""
+    async def start(
+        self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta, *, after_answer: bool = False
+    ) -> Review | None:
+        """Start a review and queue its questions; None when one is open already.
+
+        `after_answer`: the questions follow the answer to the command (the move that started it)."""
         if await uow.tx.reviews.open(group.id) is not None:
             return None
         review = await uow.tx.reviews.create(group.id, by, uow.now, uow.now + duration)
         text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
-        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id), after_answer=after_answer)
         return review
 
     async def on_phase_entered(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
@@ -65,7 +69,8 @@ class ReviewService:
         group = event.group
         if event.change.to_phase is not Phase.ASSESSING or not group.auto_review:
             return None
-        review = await self.start(uow, group, event.by, self.default_time)
+        # The announcement of the move comes first, then the questions it starts.
+        review = await self.start(uow, group, event.by, self.default_time, after_answer=True)
         if review is None:
             return None
         prefix = command_prefix(self.chats, group.channel.platform)

@@ -81,10 +81,19 @@ class UnitOfWork:
         self.now = now
         self.bus = bus
         self.posts: list[Post] = []
+        self.after_answer: list[Post] = []
 
-    def post(self, post: Post) -> None:
-        """Queue a message to send once this unit of work commits."""
-        self.posts.append(post)
+    def post(self, post: Post, *, after_answer: bool = False) -> None:
+        """Queue a message to send once this unit of work commits.
+
+        `after_answer`: it follows the answer to the command that started this unit of work, which is
+        queued last (rows are sent in order per channel): a move is announced before what it starts.
+        """
+        (self.after_answer if after_answer else self.posts).append(post)
+
+    def queued(self) -> list[Post]:
+        """Everything to post, in the order it goes out."""
+        return self.posts + self.after_answer
 
     async def publish(self, event: DomainEvent) -> list[str]:
         """Run the event's subscribers now, in this transaction; the lines they return, in order."""
@@ -110,9 +119,10 @@ class Work:
         async with self.store.transaction() as tx:
             uow = UnitOfWork(tx, now or self.clock.now(), self.bus)
             yield uow
-            if uow.posts:
-                await tx.outbox.add(uow.posts, uow.now)
+            posts = uow.queued()
+            if posts:
+                await tx.outbox.add(posts, uow.now)
                 faults.reached("uow.before_commit")
-        if uow.posts:
+        if posts:
             faults.reached("uow.after_commit")
             self.on_commit()

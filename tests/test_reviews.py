@@ -145,3 +145,13 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
         assert [r.user_name for r in await tx.reviews.reflections(1)] == ["bob"]
     results = await harness.member("bob").says("/poll results 2")
     assert results is not None and "0 voters." in results.text
+
+
+async def test_entering_assessing_announces_the_move_before_the_review_questions(harness: Harness) -> None:
+    harness.chat.interactive_replies = False  # answers go through the outbox, as on Matrix and the console
+    await harness.member("alice").says("/phase set assessing")
+    posted = [s.text.splitlines()[0] for s in harness.chat.sent]
+    assert posted == [
+        "alice moved the group from Convening to Assessing.",
+        "Action review 1: five questions for the group.",
+    ]
