@@ -163,3 +163,14 @@ async def test_the_weekly_digest(harness: Harness) -> None:
     assert digests[0].splitlines()[0] == "📬 Weekly digest — phase Convening."
     assert "Reflections this week: 1 from 1 people." in digests[0]
     assert "Coming up: daily 20:00 (Mon 2026-03-09 20:00 UTC)." in digests[0]
+
+
+async def test_the_check_in_of_cooperating_ends_when_the_group_leaves_cooperating(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/phase set cooperating")
+    reply = await alice.says("/phase set changing")
+    assert reply is not None and "Check-in 1 (weekly mon 18:00) ended with Cooperating." in reply.text
+    listing = await alice.says("/nudge list")
+    assert listing is not None and "Check-in" not in listing.text
+    await run_for(harness, timedelta(days=8))  # past two Mondays 18:00
+    assert nudges(harness) == []
