@@ -116,7 +116,7 @@ class NudgeService:
         """
         delivered = 0
         while True:
-            async with self.work(now) as uow:
+            async with self.work(now, unprompted=True) as uow:
                 tx = uow.tx
                 due = await tx.schedules.due(now, BATCH, self.platforms)
                 plans = []
@@ -185,7 +185,7 @@ class NudgeService:
         days = self.settings.heartbeat_days
         if not days:
             return 0
-        async with self.work(now) as uow:
+        async with self.work(now, unprompted=True) as uow:
             quiet = await uow.tx.groups.quiet(now - timedelta(days=days), 100, self.platforms)
             claimed = [g for g in quiet if await uow.tx.groups.claim_heartbeat(g.id, now)]
             for group in claimed:
@@ -312,7 +312,7 @@ class NudgeService:
             return Reply("Quiet hours are off.")
         return Reply(
             f"Quiet hours set to {quiet} ({ctx.group.timezone}):"
-            f" nudges due then wait until {quiet.end:%H:%M}."
+            f" what the bot posts on its own then (nudges, results) waits until {quiet.end:%H:%M}."
         )
 
     async def _auto(self, ctx: Context, inv: Invocation) -> Reply:

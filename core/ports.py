@@ -430,7 +430,8 @@ class StoreTx(Protocol):
         ...
 
     async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
-        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing."""
+        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing,
+        a post waiting in the outbox (held for quiet hours, or to be retried)."""
         ...
 
 

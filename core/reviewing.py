@@ -96,7 +96,7 @@ class ReviewService:
         closed = 0
         for review in due:
             try:
-                async with self.work(now) as uow:
+                async with self.work(now, unprompted=True) as uow:
                     closed += await self.close(uow, review)
             except Exception:
                 log.exception("could not close review %d", review.id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core import faults
@@ -24,6 +24,7 @@ from core.polls import Poll, Tally
 from core.ports import Store, StoreTx
 from core.reflections import Review
 from core.refs import UserRef
+from core.schedules import due_time
 
 # Domain events ---------------------------------------------------------------------------------
 
@@ -76,10 +77,13 @@ class Bus:
 
 
 class UnitOfWork:
-    def __init__(self, tx: StoreTx, now: datetime, bus: Bus) -> None:
+    def __init__(self, tx: StoreTx, now: datetime, bus: Bus, *, unprompted: bool = False) -> None:
         self.tx = tx
         self.now = now
         self.bus = bus
+        # No member's command started this unit of work (a tick step): what it posts in a group waits
+        # out the group's quiet hours. The answer to a command, and what the command posts, go at once.
+        self.unprompted = unprompted
         self.posts: list[Post] = []
         self.after_answer: list[Post] = []
 
@@ -91,9 +95,10 @@ class UnitOfWork:
         """
         (self.after_answer if after_answer else self.posts).append(post)
 
-    def queued(self) -> list[Post]:
-        """Everything to post, in the order it goes out."""
-        return self.posts + self.after_answer
+    async def queued(self) -> list[Post]:
+        """Everything to post, in the order it goes out; unprompted, held until quiet hours end."""
+        posts = self.posts + self.after_answer
+        return await after_quiet_hours(self.tx, posts, self.now) if self.unprompted else posts
 
     async def publish(self, event: DomainEvent) -> list[str]:
         """Run the event's subscribers now, in this transaction; the lines they return, in order."""
@@ -103,6 +108,22 @@ class UnitOfWork:
             if note:
                 notes.append(note)
         return notes
+
+
+async def after_quiet_hours(tx: StoreTx, posts: Sequence[Post], now: datetime) -> list[Post]:
+    """The posts, each held (`not_before`) until its group's quiet hours end if it would go out in them;
+    the outbox's maximum age then counts from the end of quiet hours."""
+    groups = await tx.groups.many(sorted({p.group_id for p in posts if p.group_id is not None}))
+    held = []
+    for post in posts:
+        group = groups.get(post.group_id) if post.group_id is not None else None
+        if group is not None and group.quiet is not None:
+            earliest = post.not_before or now
+            until = due_time(earliest, group.timezone, group.quiet)
+            if until > earliest:
+                post = replace(post, not_before=until)
+        held.append(post)
+    return held
 
 
 class Work:
@@ -115,11 +136,14 @@ class Work:
         self.on_commit = on_commit  # told when a committed unit of work queued posts
 
     @asynccontextmanager
-    async def __call__(self, now: datetime | None = None) -> AsyncIterator[UnitOfWork]:
+    async def __call__(
+        self, now: datetime | None = None, *, unprompted: bool = False
+    ) -> AsyncIterator[UnitOfWork]:
+        """A unit of work; `unprompted` for tick steps, whose posts wait out quiet hours."""
         async with self.store.transaction() as tx:
-            uow = UnitOfWork(tx, now or self.clock.now(), self.bus)
+            uow = UnitOfWork(tx, now or self.clock.now(), self.bus, unprompted=unprompted)
             yield uow
-            posts = uow.queued()
+            posts = await uow.queued()
             if posts:
                 await tx.outbox.add(posts, uow.now)
                 faults.reached("uow.before_commit")

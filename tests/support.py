@@ -669,6 +669,12 @@ class MemoryTx(_MemoryPart):
             for r in self.d.reviews.values()
             if r.closed_at is None and self._on(r.group_id, platforms)
         ]
+        times += [
+            r.next_attempt
+            for r in self.d.outbox.values()
+            if r.row.state in (PostState.PENDING, PostState.POSTED)
+            and r.row.post.channel.platform in platforms
+        ]
         return min(times) if times else None
 
 

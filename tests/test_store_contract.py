@@ -685,6 +685,27 @@ async def test_the_next_due_time_is_the_earliest_on_the_platforms_asked(store: S
         assert await tx.next_due_time(["discord", "matrix"]) == T0
 
 
+async def test_the_next_due_time_counts_posts_waiting_in_the_outbox(store: Store) -> None:
+    await make_group(store, GENERAL)
+    async with store.transaction() as tx:
+        held, now = await tx.outbox.add(
+            [
+                Post(PostKind.SEND, GENERAL, "held for quiet hours", not_before=T0 + 2 * HOUR),
+                Post(PostKind.SEND, GENERAL, "at once"),
+            ],
+            T0,
+        )
+        await tx.outbox.add([Post(PostKind.SEND, ROOM, "elsewhere")], T0 - HOUR)
+        assert await tx.next_due_time(["discord"]) == T0
+        await tx.outbox.sent([now])
+        assert await tx.next_due_time(["discord"]) == T0 + 2 * HOUR
+        await tx.outbox.retry_at(held, 1, T0 + 3 * HOUR, "503")
+        assert await tx.next_due_time(["discord"]) == T0 + 3 * HOUR
+        await tx.outbox.finish(held, PostState.FAILED, T0, "gone")
+        assert await tx.next_due_time(["discord"]) is None
+        assert await tx.next_due_time(["matrix"]) == T0 - HOUR
+
+
 # Reviews and reflections --------------------------------------------------------------------------
 
 

@@ -1067,6 +1067,10 @@ class SqlTx:
             select(func.min(reviews.c.closes_at)).where(
                 reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
             ),
+            select(func.min(outbox.c.next_attempt_at)).where(
+                outbox.c.state.in_([PostState.PENDING.value, PostState.POSTED.value]),
+                outbox.c.platform.in_(served),
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
