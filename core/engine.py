@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from core.activity import touch
 from core.clock import Clock
 from core.commands import (
     COMMANDS,
@@ -58,7 +59,6 @@ from core.votes import VoteRecorder, reconcile_poll
 
 log = logging.getLogger(__name__)
 
-ACTIVITY_RESOLUTION = timedelta(minutes=10)
 EVENT_ATTEMPTS = 3  # an event that fails this often is recorded as failed and skipped
 DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
 SORRY = "Sorry, something went wrong while handling that command. Nothing was changed."
@@ -77,12 +77,6 @@ async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group
             PhaseChange(group.id, None, Phase.CONVENING, now, "peerbot", "group started")
         )
     return group
-
-
-async def touch(tx: StoreTx, group: Group, now: datetime) -> None:
-    """Note activity in a group (for the heartbeat), at most one write per few minutes."""
-    if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
-        await tx.groups.touch_activity(group.id, now)
 
 
 class Engine:
@@ -338,9 +332,11 @@ class Engine:
     async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
         """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
         last: datetime | None = None
+        days = self.nudges.settings.heartbeat_days
+        heartbeat_after = timedelta(days=days) if days else None
         while True:
             async with self.work() as uow:
-                due = await uow.tx.next_due_time(self.chats.keys())
+                due = await uow.tx.next_due_time(self.chats.keys(), heartbeat_after)
             if due is None or due > target or due == last:
                 break
             last = due

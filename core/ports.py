@@ -199,7 +199,7 @@ class GroupRepo(Protocol):
     async def touch_activity(self, group_id: int, at: datetime) -> None: ...
 
     async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
-        """Groups on these platforms with no activity since `silent_since` whose silence has not had
+        """Groups on these platforms with no activity after `silent_since` whose silence has not had
         its heartbeat."""
         ...
 
@@ -429,9 +429,12 @@ class StoreTx(Protocol):
         """Bookkeeping of one adapter ("matrix", "discord", "console") or of the core ("core")."""
         ...
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
         """The earliest moment anything on these platforms is due: a schedule, a poll or review closing,
-        a post waiting in the outbox (held for quiet hours, or to be retried)."""
+        a post waiting in the outbox (held for quiet hours, or to be retried), and with
+        `heartbeat_after` (the silence that earns a heartbeat) a group's heartbeat."""
         ...
 
 

@@ -273,7 +273,8 @@ class MemoryGroups(_MemoryPart):
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         self._update(group_id, last_activity_at=at)
 
-    def _silence_unanswered(self, g: Group) -> bool:
+    @staticmethod
+    def _silence_unanswered(g: Group) -> bool:
         # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
         return g.heartbeat_sent_at is None or (
             g.last_activity_at is not None and g.heartbeat_sent_at < g.last_activity_at
@@ -286,7 +287,7 @@ class MemoryGroups(_MemoryPart):
             if g.channel.platform in platforms
             and self._silence_unanswered(g)
             and g.last_activity_at is not None
-            and g.last_activity_at < silent_since
+            and g.last_activity_at <= silent_since
         ][:limit]
 
     async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
@@ -653,7 +654,9 @@ class MemoryTx(_MemoryPart):
     def state(self, namespace: str) -> MemoryState:
         return MemoryState(self.d, namespace)
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
         times = [
             s.next_due_at
             for s in self.d.schedules.values()
@@ -675,6 +678,14 @@ class MemoryTx(_MemoryPart):
             if r.row.state in (PostState.PENDING, PostState.POSTED)
             and r.row.post.channel.platform in platforms
         ]
+        if heartbeat_after is not None:
+            times += [
+                g.last_activity_at + heartbeat_after
+                for g in self.d.groups.values()
+                if g.channel.platform in platforms
+                and g.last_activity_at is not None
+                and MemoryGroups._silence_unanswered(g)
+            ]
         return min(times) if times else None
 
 

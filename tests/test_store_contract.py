@@ -685,6 +685,24 @@ async def test_the_next_due_time_is_the_earliest_on_the_platforms_asked(store: S
         assert await tx.next_due_time(["discord", "matrix"]) == T0
 
 
+async def test_the_next_due_time_counts_heartbeats_when_asked(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    week = timedelta(days=7)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"], week) is None  # never active: no silence to answer
+        await tx.groups.touch_activity(general, T0 + HOUR)
+        await tx.groups.touch_activity(study, T0 + 2 * HOUR)
+        await tx.groups.touch_activity(room, T0)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) is None
+        assert await tx.next_due_time(["discord"], week) == T0 + HOUR + week
+        assert await tx.next_due_time(["matrix"], week) == T0 + week
+        # Due then, and found then: the silence is `week` long at that moment.
+        assert [g.id for g in await tx.groups.quiet(T0 + HOUR, 10, ["discord"])] == [general]
+        assert await tx.groups.claim_heartbeat(general, T0 + HOUR + week)
+        assert await tx.next_due_time(["discord"], week) == T0 + 2 * HOUR + week
+
+
 async def test_the_next_due_time_counts_posts_waiting_in_the_outbox(store: Store) -> None:
     await make_group(store, GENERAL)
     async with store.transaction() as tx:

@@ -81,6 +81,12 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
+# A group's silence has not had its heartbeat (no heartbeat yet, or activity since the last one).
+_SILENCE_UNANSWERED = or_(
+    groups.c.heartbeat_sent_at.is_(None), groups.c.heartbeat_sent_at < groups.c.last_activity_at
+)
+
+
 def _group(row: Any) -> Group:
     return Group(
         id=row.id,
@@ -467,11 +473,8 @@ class SqlGroups(_SqlPart):
             select(groups)
             .where(
                 groups.c.platform.in_(list(platforms)),
-                groups.c.last_activity_at < silent_since,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
+                groups.c.last_activity_at <= silent_since,
+                _SILENCE_UNANSWERED,
             )
             .order_by(groups.c.id)
             .limit(limit)
@@ -483,10 +486,7 @@ class SqlGroups(_SqlPart):
             update(groups)
             .where(
                 groups.c.id == group_id,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
+                _SILENCE_UNANSWERED,
             )
             .values(heartbeat_sent_at=at)
         )
@@ -1054,7 +1054,9 @@ class SqlTx:
     def state(self, namespace: str) -> SqlState:
         return SqlState(self.conn, namespace)
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
         served = list(platforms)
         on_platforms = select(groups.c.id).where(groups.c.platform.in_(served))
         candidates = [
@@ -1074,6 +1076,12 @@ class SqlTx:
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
+        if heartbeat_after is not None:
+            silent = select(func.min(groups.c.last_activity_at)).where(
+                groups.c.platform.in_(served), _SILENCE_UNANSWERED
+            )
+            if (since := (await self.conn.execute(silent)).scalar()) is not None:
+                times.append(utc(since) + heartbeat_after)
         return min(times) if times else None
 
 
