@@ -217,7 +217,7 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
         async def advance(delta: timedelta) -> None:
             await engine.run_until(clock.now() + delta, clock.move_to)
 
-        session = ConsoleSession(chat, engine.handle, advance, engine.settle)
+        session = ConsoleSession(chat, engine.handle, advance, engine.settle, polls_near=engine.polls_near)
         await engine.tick()  # polls that closed while the bot was down, posts left unsent
         ticker = Ticker(engine)
         ticker.start()

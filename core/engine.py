@@ -39,6 +39,7 @@ from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
+from core.polls import Poll
 from core.ports import ChatPort, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -361,6 +362,19 @@ class Engine:
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now)
         return [p.message for p in polls if p.message is not None]
+
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        """The poll posted as `message`, if there is one; else the polls open in its channel, oldest
+        first. For an adapter that tells a member a reaction landed on no poll (the console)."""
+        async with self.work() as uow:
+            polls = await uow.tx.polls.for_messages(message.channel.platform, [message.id])
+            if polls:
+                return polls[0], []
+            group = await uow.tx.groups.get(message.channel)
+            if group is None:
+                return None, []
+            in_group = await uow.tx.polls.in_group(group.id)
+            return None, [p for p in in_group if p.message is not None and p.is_open(uow.now)]
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""

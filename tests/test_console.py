@@ -21,6 +21,7 @@ from adapters.console.lines import (
     Say,
     parse_line,
     render_message,
+    render_not_a_poll,
 )
 from tests.support import peerbot
 
@@ -54,6 +55,14 @@ def test_lines_are_read_as_messages_reactions_and_tools() -> None:
 def test_malformed_lines_are_refused_with_a_hint(line: str, message: str) -> None:
     with pytest.raises(BadLine, match=message):
         parse_line(line)
+
+
+def test_a_reaction_that_is_no_vote_is_answered_with_the_polls_it_may_have_meant() -> None:
+    assert render_not_a_poll("m3", []) == "! m3 is not a poll, so that reaction is no vote."
+    assert render_not_a_poll("m9", [(1, "m2"), (2, "m5"), (3, "m7"), (4, "m8")]) == (
+        "! m9 is not a poll, so that reaction is no vote."
+        " React on the poll itself: poll 2 is m5, poll 3 is m7, poll 4 is m8."
+    )
 
 
 def test_multi_line_messages_are_indented() -> None:

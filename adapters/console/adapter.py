@@ -19,6 +19,8 @@ from adapters.console.lines import (
     Say,
     parse_line,
     render_message,
+    render_no_message,
+    render_not_a_poll,
     render_reaction,
 )
 from core.events import (
@@ -29,6 +31,7 @@ from core.events import (
     ReactionRemoved,
     Reply,
 )
+from core.polls import Poll
 from core.ports import Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -102,6 +105,16 @@ class ConsoleChat:
         self._channel_of[message_id] = channel.id
         return message_id
 
+    async def is_message(self, message_id: str) -> bool:
+        """Whether a message has this id: ids are given in order, m1 up to the last one given."""
+        number = int(message_id[1:]) if message_id[1:].isdecimal() else 0
+        if message_id != f"m{number}" or number < 1:
+            return False
+        if self._last_id is not None and number <= self._last_id:
+            return True
+        async with self.store.transaction() as tx:
+            return number <= int(await tx.state(PLATFORM).get(COUNTER_KEY) or 0)
+
     def print(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -137,6 +150,8 @@ class ConsoleChat:
 
 
 Handle = Callable[[InboundEvent], Awaitable[Reply | None]]
+# The poll posted as a message, else the polls open in its channel (Engine.polls_near).
+PollsNear = Callable[[MessageRef], Awaitable[tuple[Poll | None, list[Poll]]]]
 
 
 class ConsoleSession:
@@ -148,11 +163,14 @@ class ConsoleSession:
         handle: Handle,
         advance: Callable[[timedelta], Awaitable[None]],
         settle: Callable[[], Awaitable[None]],
+        *,
+        polls_near: PollsNear,
     ) -> None:
         self.chat = chat
         self.handle = handle
         self.advance = advance  # moves the clock, firing in order everything that comes due
         self.settle = settle  # sends what the line queued, so it is printed before the next line
+        self.polls_near = polls_near  # to tell a member their reaction landed on no poll
 
     async def feed(self, line: str) -> None:
         """Handle one line to completion. Bad lines get a short error; nothing changes."""
@@ -183,6 +201,9 @@ class ConsoleSession:
         await self.handle(event)  # its answer comes through the outbox
 
     async def _react(self, item: React) -> None:
+        if not await self.chat.is_message(item.message_id):
+            self.chat.print(render_no_message(item.message_id))
+            return
         channel = self.chat.channel_of(item.message_id, item.channel)
         message = MessageRef(channel, item.message_id)
         user = UserRef(PLATFORM, item.user, item.user)
@@ -190,6 +211,11 @@ class ConsoleSession:
         event_id = f"react-{uuid.uuid4().hex}"
         kind = ReactionAdded if item.add else ReactionRemoved
         await self.handle(kind(event_id, message, user, item.emoji))
+        if item.add:
+            poll, open_polls = await self.polls_near(message)
+            if poll is None:
+                named = [(p.id, p.message.id) for p in open_polls if p.message is not None]
+                self.chat.print(render_not_a_poll(item.message_id, named))
 
     async def run(self, stdin: TextIO, interactive: bool) -> None:
         loop = asyncio.get_running_loop()
