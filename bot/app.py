@@ -25,6 +25,7 @@ from adapters.console.adapter import ConsoleChat, ConsoleSession
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings, DiscordStartError
 from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
+from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
 from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig
@@ -121,9 +122,12 @@ _POSTGRES_AT_START = {
 }
 
 
-async def open_store(config: Config) -> SqlStore:
+async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     """Open the database, refuse one newer than the code, apply pending migrations, and make sure it
-    can be written: a read-only database would let the bot start and then fail every command."""
+    can be written: a read-only database would let the bot start and then fail every command.
+
+    `hold`: the name of a lock on the database this process keeps until the store closes ("console":
+    one console per database); when another process holds it, StartFailed."""
     install_crash_point()
     url = config.database.url
     parsed = make_url(url)
@@ -137,21 +141,29 @@ async def open_store(config: Config) -> SqlStore:
                 f" ({error.strerror or error})"
             ) from None
     engine = make_engine(url)
+    store = SqlStore(engine)
     try:
         await migrate.upgrade(engine)
         await _check_writable(engine)
+        if hold is not None:
+            await store.hold(hold)
     except BaseException as error:
-        await engine.dispose()
+        await store.close()
         # A SQLite connection that failed half-way (in its PRAGMAs) is left to the garbage collector;
         # collected after asyncio.run, its worker thread reports to a closed loop ("Event loop is
         # closed" on stderr). Collect it now, while the loop still runs, and let its thread finish.
         gc.collect()
         await asyncio.sleep(0)
+        if isinstance(error, LockTaken):
+            raise StartFailed(
+                f"another {hold} is using the database at {safe_url(url)}; stop it first, or point"
+                " database.url at another database"
+            ) from None
         if isinstance(error, OSError | DBAPIError):
             raise StartFailed(database_problem(url, error)) from None
         raise
     log.info("database ready at %s", safe_url(url))
-    return SqlStore(engine)
+    return store
 
 
 async def _check_writable(engine: AsyncEngine) -> None:
@@ -202,7 +214,8 @@ def tolerate_bad_bytes(stdin: TextIO) -> None:
 
 async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
     tolerate_bad_bytes(stdin)
-    store = await open_store(config)
+    # One console per database: two would share message ids and print each other's answers.
+    store = await open_store(config, hold="console")
     try:
         clock = make_clock()
         chat = ConsoleChat(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pty
 import select
@@ -103,6 +104,78 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
         "#general [m4] bob: /status",
         "#general [m5] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
     ]
+
+
+class RunningConsole:
+    """A console process that stays up, fed line by line."""
+
+    def __init__(self, db_url: str, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+        env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            text=True,
+        )
+
+    async def says(self, line: str, answer: str) -> list[str]:
+        """Send `name: text`; the lines printed from its echo until one holds `answer`."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        name, text = line.split(": ", 1)
+        printed: list[str] = []
+        while not printed or answer not in printed[-1]:
+            read = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
+            assert read, f"the console ended; it printed {printed}"
+            if printed or read.rstrip("\n").endswith(f"] {name}: {text}"):  # earlier lines: earlier answers
+                printed.append(read.rstrip("\n"))
+        return printed
+
+    def end(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL: no chance to clean up
+        self.proc.wait(timeout=60)
+
+
+async def test_a_second_console_on_the_same_database_is_refused(db_url: str, tmp_path: Path) -> None:
+    first = RunningConsole(db_url, tmp_path)
+    try:
+        await first.says("alice: /status", "peerbot: Phase: Convening")
+        second = run_console("bob: /reflect This one is mine\n", db_url, tmp_path)
+        assert second.returncode == 1
+        assert second.stdout == ""
+        (line,) = second.stderr.splitlines()
+        assert line.startswith("peerbot: another console is using the database at ")
+        # The first carries on, with ids nobody else took.
+        assert (await first.says("carol: /status", "peerbot: Phase"))[0] == "#general [m3] carol: /status"
+        assert first.end() == 0
+    finally:
+        first.kill()
+
+
+async def test_a_console_killed_with_sigkill_restarts_at_once(db_url: str, tmp_path: Path) -> None:
+    first = RunningConsole(db_url, tmp_path)
+    try:
+        await first.says("alice: /phase set organizing", "moved the group")
+    finally:
+        first.kill()
+    again = run_console("bob: /status\n", db_url, tmp_path)
+    assert again.returncode == 0, again.stderr
+    # Killed before it recorded the answer as sent, the first console left it to be printed again,
+    # under its own id m2 (docs/decisions.md, the outbox); the ids go on from there.
+    lines = again.stdout.splitlines()
+    bob = lines.index("#general [m3] bob: /status")
+    assert lines[bob + 1].startswith("#general [m4] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC")
 
 
 def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from sqlalchemy import Table, and_, delete, event, func, literal, or_, select, u
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters.sql.process_lock import ProcessLock
 from adapters.sql.schema import (
     adapter_state,
     deliveries,
@@ -1093,6 +1094,7 @@ class SqlStore:
         self._write_lock: AbstractAsyncContextManager[Any] = (
             asyncio.Lock() if engine.dialect.name == "sqlite" else nullcontext()
         )
+        self._held: list[ProcessLock] = []
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -1103,5 +1105,14 @@ class SqlStore:
         async with self._write_lock, self.engine.begin() as conn:
             yield SqlTx(conn)
 
+    async def hold(self, name: str) -> None:
+        """Hold the lock `name` on the database until this store closes, so that no other process
+        holds it meanwhile (adapters/sql/process_lock.py); LockTaken if another does."""
+        lock = ProcessLock(self.engine, name)
+        await lock.acquire()
+        self._held.append(lock)
+
     async def close(self) -> None:
+        while self._held:
+            await self._held.pop().release()
         await self.engine.dispose()
