@@ -84,21 +84,24 @@ class UnitOfWork:
         # No member's command started this unit of work (a tick step): what it posts in a group waits
         # out the group's quiet hours. The answer to a command, and what the command posts, go at once.
         self.unprompted = unprompted
-        self.posts: list[Post] = []
-        self.after_answer: list[Post] = []
+        self._posts: list[tuple[Post, bool]] = []  # (post, posted on the bot's own initiative)
+        self._after_answer: list[tuple[Post, bool]] = []
 
-    def post(self, post: Post, *, after_answer: bool = False) -> None:
+    def post(self, post: Post, *, after_answer: bool = False, unprompted: bool = False) -> None:
         """Queue a message to send once this unit of work commits.
 
         `after_answer`: it follows the answer to the command that started this unit of work, which is
         queued last (rows are sent in order per channel): a move is announced before what it starts.
+        `unprompted`: the bot posts it on its own initiative though a command started this unit of work
+        (the review that entering Assessing starts), so it waits out quiet hours as a tick step's posts do.
         """
-        (self.after_answer if after_answer else self.posts).append(post)
+        (self._after_answer if after_answer else self._posts).append((post, unprompted or self.unprompted))
 
     async def queued(self) -> list[Post]:
-        """Everything to post, in the order it goes out; unprompted, held until quiet hours end."""
-        posts = self.posts + self.after_answer
-        return await after_quiet_hours(self.tx, posts, self.now) if self.unprompted else posts
+        """Everything to post, in the order it goes out; what is unprompted held until quiet hours end."""
+        items = self._posts + self._after_answer
+        held = iter(await after_quiet_hours(self.tx, [p for p, unprompted in items if unprompted], self.now))
+        return [next(held) if unprompted else post for post, unprompted in items]
 
     async def publish(self, event: DomainEvent) -> list[str]:
         """Run the event's subscribers now, in this transaction; the lines they return, in order."""

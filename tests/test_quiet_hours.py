@@ -75,3 +75,19 @@ async def test_answers_to_commands_in_quiet_hours_are_not_held(harness: Harness)
         "Poll 1: Read chapter 4?",
         reply.text,
     ]
+
+
+async def test_the_review_a_move_starts_in_quiet_hours_posts_its_questions_when_they_end(
+    harness: Harness,
+) -> None:
+    harness.chat.interactive_replies = False
+    await quiet_group(harness)
+    harness.clock.current = datetime.fromisoformat("2026-03-02T23:00:00+00:00")
+    reply = await harness.member("alice").says("/phase set assessing")
+    assert reply is not None
+    assert reply.text.endswith("Its questions come at 2026-03-03 08:00 UTC, when quiet hours end.")
+    assert harness.chat.sent[-1].text == reply.text  # the move is announced at once
+    await run_until(harness, "2026-03-03T07:59:00+00:00")
+    assert posted(harness, "Action review 1: five questions") == []
+    await run_until(harness, "2026-03-03T12:00:00+00:00")
+    assert len(posted(harness, "Action review 1: five questions")) == 1
