@@ -434,5 +434,22 @@ class StoreTx(Protocol):
         ...
 
 
+class ReadOnly(Exception):
+    """Something tried to write in a read transaction (`Store.read`): a bug in the code, never a
+    member's doing. Nothing of the write is kept."""
+
+
 class Store(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[StoreTx]: ...
+    def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-write transaction. On SQLite, the store's transactions take turns (one writer)."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-only transaction on one snapshot of the data, for long reads (an export).
+
+        It never waits for writers and never makes them wait: on SQLite it does not take the store's
+        write turn, and WAL lets writers commit while it reads; on PostgreSQL it is READ ONLY and
+        REPEATABLE READ. What commits after its first read is not seen in it. A write in it raises
+        `ReadOnly`.
+        """
+        ...

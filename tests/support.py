@@ -22,7 +22,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, Outbound, state_prefix
+from core.ports import DeliveryFailed, Outbound, ReadOnly, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -709,6 +709,15 @@ class MemoryStore:
         except BaseException:
             self.data = snapshot
             raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[MemoryTx]:
+        """A copy of the data as it is now; a write in it raises ReadOnly when the read ends."""
+        snapshot = copy.deepcopy(self.data)
+        view = copy.deepcopy(snapshot)
+        yield MemoryTx(view)
+        if view != snapshot:
+            raise ReadOnly("a write in a read transaction")
 
 
 class Harness:
