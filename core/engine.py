@@ -307,6 +307,9 @@ class Engine:
                 reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)
         except UsageError as error:
             reply = self.usage_reply(error, chat.command_prefix)
+        except Exception as error:  # the event is claimed already: trying again would skip it
+            log.exception("command %s failed while reading", event.event_id)
+            return await self._dead_letter(event, error)
         if reply.file is not None and not chat.interactive_replies:
             failed = await self._send_file(chat, event, reply.file, reply.text)
             if failed is None:

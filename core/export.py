@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
@@ -308,12 +309,17 @@ def too_big(size: int, limit: int | None, what: str = "The file") -> str:
     return f"{what} is {say_size(size)}, {over}, so it was not sent."
 
 
+def _encoded(record: GroupRecord, fmt: str) -> bytes:
+    return render(record, fmt).encode("utf-8")
+
+
 async def export(ctx: Reading, inv: Invocation) -> Reply:
     """/export: the group's record as a file, with a one-line summary; a file too big for the
     platform is not sent, and the member is told what to do instead."""
     fmt = inv.args.get("format", "md")
     record = await load_record(ctx.tx, ctx.group)
-    data = render(record, fmt).encode("utf-8")
+    # Rendering megabytes takes a good part of a second: in a thread, the event loop goes on meanwhile.
+    data = await asyncio.to_thread(_encoded, record, fmt)
     limit = await ctx.chat.max_file_size(ctx.event.channel)
     if limit is not None and len(data) > limit:
         refusal = too_big(len(data), limit, f"The {FORMATS[fmt].title} export")

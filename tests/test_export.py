@@ -13,6 +13,7 @@ import pytest
 
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
+from core.engine import SORRY
 from core.events import CommandInvoked
 from core.export import say_size
 from core.ports import DeliveryFailed
@@ -199,3 +200,22 @@ async def test_a_member_can_write_while_an_export_reads(sqlite_store: SqlStore) 
     later = await h.member("bob").says("/export json")
     assert later is not None and later.file is not None
     assert [g["text"] for g in json.loads(later.file.data)["goals"]] == ["Learn Rust", "Write a glossary"]
+
+
+@dataclass
+class BrokenChat(FakeChat):
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        raise RuntimeError("the platform cannot say")
+
+
+async def test_an_export_that_fails_while_reading_is_answered_and_kept_as_failed() -> None:
+    h = Harness()
+    h.chat = BrokenChat(interactive_replies=False)
+    h.engine.chats.clear()
+    h.engine.attach(h.chat)
+    reply = await h.member("bob").says("/export")
+    assert reply is not None and reply.is_error and reply.text == SORRY
+    assert h.chat.sent[-1].text == SORRY
+    async with h.store.transaction() as tx:
+        ((_, platform, _, reason),) = await tx.events.failed(10)
+    assert (platform, reason) == ("fake", "RuntimeError: the platform cannot say")
