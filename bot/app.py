@@ -275,6 +275,10 @@ async def run(config: Config) -> int:
             for task in serving:  # when one adapter fails, the others stop too
                 task.cancel()
             ticker.stop()
+            # The outbox goes out while the adapters can still post: a row whose request the stop cut
+            # off is sent again now, with its key, and not at a start the platform may no longer know
+            # the key by. (The drain after closing them is for the votes they apply as they close.)
+            await engine.settle()
             # Closed on every way out, a failed start included: no "Unclosed client session" after.
             if discord is not None:
                 await discord.close()

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta
 from core.clock import Clock
 from core.commands import (
     COMMANDS,
+    LIST_SEPARATOR,
     ArgKind,
     CommandSpec,
     Invocation,
@@ -20,6 +21,7 @@ from core.commands import (
     find_spec,
     parse_options,
     parse_text,
+    refusal,
 )
 from core.context import Context, Handler, Reader, Reading
 from core.events import (
@@ -192,14 +194,20 @@ class Engine:
         return None
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         """Apply events in order, then record adapter state (a sync token) that covers them.
 
         A state value of None deletes the key (bookkeeping the adapter no longer needs). Each event
         is applied at most once (dedupe on its id), so a batch replayed after a crash before its state
         was saved changes nothing twice. An event that keeps failing is recorded as failed and
-        skipped: the others are applied and answered, and the state moves on.
+        skipped: the others are applied and answered, and the state moves on. `posts` are what the
+        adapter has to say on its own (a notice to a room it will not serve): they are queued in the
+        transaction that records the state, so the state can say they were queued, and a batch
+        replayed after a crash queues them once.
         """
         replies: list[Reply | None] = []
         reactions: list[ReactionAdded | ReactionRemoved] = []
@@ -226,11 +234,16 @@ class Engine:
                 continue
             await flush_reactions(None)
             replies.append(await self.handle(event))
-        if reactions:
+        if reactions and not posts:
             await flush_reactions(state)
-        elif state:
+            return replies
+        await flush_reactions(None)
+        if state or posts:
             async with self.work() as uow:
-                await state.save(uow.tx)
+                if state:
+                    await state.save(uow.tx)
+                for post in posts:
+                    uow.post(post)
         return replies
 
     async def _apply_reaction(
@@ -252,21 +265,20 @@ class Engine:
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
         specs = self.visible_specs(chat.platform)
+        structured = event.options is not None
         try:
             if event.options is None:
                 invocation = parse_text(specs, event.text)
             else:
                 invocation = parse_options(specs, event.text, event.options)
         except UsageError as error:
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix, structured))
         spec = invocation.spec
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
         facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
         if spec.facilitator_only and not facilitator:
-            refusal = (
-                f"Sorry, only facilitators can use {chat.command_prefix}{spec.name}. Nothing was changed."
-            )
-            return await self._answer_only(event, Reply(refusal, is_error=True))
+            refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
+            return await self._answer_only(event, refused)
         reader = self.readers.get(spec.path)
         if reader is not None:
             return await self._run_reader(reader, event, chat, invocation, facilitator)
@@ -282,7 +294,7 @@ class Engine:
                 self._answer(uow, event, reply)
                 return reply
         except UsageError as error:  # nothing the handler did is kept
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix, structured))
 
     async def _run_reader(
         self, reader: Reader, event: CommandInvoked, chat: ChatPort, inv: Invocation, facilitator: bool
@@ -306,7 +318,7 @@ class Engine:
             async with self.store.read() as tx:
                 reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)
         except UsageError as error:
-            reply = self.usage_reply(error, chat.command_prefix)
+            reply = self.usage_reply(error, chat.command_prefix, event.options is not None)
         except Exception as error:  # the event is claimed already: trying again would skip it
             log.exception("command %s failed while reading", event.event_id)
             return await self._dead_letter(event, error)
@@ -355,10 +367,11 @@ class Engine:
             uow.post(Post(PostKind.SEND, event.channel, reply.text))
 
     @staticmethod
-    def usage_reply(error: UsageError, prefix: str) -> Reply:
+    def usage_reply(error: UsageError, prefix: str, structured: bool = False) -> Reply:
+        """The error and the usage line, in the form the member used (typed, or structured options)."""
         text = error.message
         if error.spec is not None:
-            text += f"\nUsage: {error.spec.usage(prefix)}"
+            text += f"\nUsage: {error.spec.usage(prefix, structured=structured)}"
         return Reply(text, is_error=True)
 
     # Time --------------------------------------------------------------------------------------
@@ -425,12 +438,13 @@ class Engine:
 
     async def _help(self, ctx: Context, inv: Invocation) -> Reply:
         specs = self.visible_specs(ctx.chat.platform)
+        structured = ctx.event.options is not None
         wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()
         if not wanted:
             lines = ["Peerbot commands (★ facilitators only):"]
-            lines += [
-                f"{s.usage(ctx.prefix)} — {s.summary}{' ★' if s.facilitator_only else ''}" for s in specs
-            ]
+            for s in specs:
+                star = " ★" if s.facilitator_only else ""
+                lines.append(f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}{star}")
             lines.append(f"Say {ctx.prefix}help <command> for details.")
             return Reply("\n".join(lines))
         words = wanted.split()
@@ -442,20 +456,32 @@ class Engine:
                     f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
                     inv.spec,
                 )
-            lines = [f"{s.usage(ctx.prefix)} — {s.summary}" for s in group]
+            lines = [f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}" for s in group]
             lines += [s.details for s in group if s.details]
             return Reply("\n".join(lines))
-        return Reply(describe(spec, ctx.prefix))
+        return Reply(describe(spec, ctx.prefix, structured=structured))
 
 
-def describe(spec: CommandSpec, prefix: str) -> str:
-    lines = [f"Usage: {spec.usage(prefix)}", spec.summary]
+def describe(spec: CommandSpec, prefix: str, *, structured: bool = False) -> str:
+    """Help for one command, in the form members use here (typed, or structured options)."""
+    lines = [f"Usage: {spec.usage(prefix, structured=structured)}", spec.summary]
     for arg in spec.args:
+        name = arg.name
+        if arg.kind is ArgKind.LIST:
+            names = arg.option_names()
+            name = f"{names[0]} … {names[-1]}" if structured else name
+            optional = f", {arg.min_count} to {arg.max_count}" + (
+                "" if structured else f", separated by {LIST_SEPARATOR}"
+            )
+        else:
+            name = f"--{name}" if arg.by_name and not structured else name
+            optional = "" if arg.required or arg.kind is ArgKind.FLAG else ", optional"
         extra = f" (one of: {', '.join(arg.choices)})" if arg.kind is ArgKind.CHOICE else ""
-        optional = "" if arg.required else ", optional"
-        lines.append(f"  {arg.name}: {arg.help}{extra}{optional}")
+        lines.append(f"  {name}: {arg.help}{extra}{optional}")
     if spec.details:
         lines.append(spec.details)
-    if spec.facilitator_only:
-        lines.append("Facilitators only.")
+    if spec.example and not structured:
+        lines.append(f"Example: {prefix}{spec.example}")
+    if who := spec.who_may():
+        lines.append(who)
     return "\n".join(lines)

@@ -793,7 +793,7 @@ class Member:
         await self.h.engine.settle()
         return reply
 
-    async def runs(self, path: str, **options: str) -> Reply | None:
+    async def runs(self, path: str, **options: str | bool) -> Reply | None:
         event = CommandInvoked(self.h.next_event_id(), self.h.channel, self.user, path, dict(options))
         reply = await self.h.engine.handle(event)
         await self.h.engine.settle()

@@ -22,6 +22,7 @@ from adapters.sql.store import SqlStore, make_engine
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.outbox import Post
 from core.ports import StateChanges
 from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
@@ -53,14 +54,17 @@ class RecordingEngine(Engine):
         return reply
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         self.batches_started += 1
         async with self.changed:
             self.changed.notify_all()
         if self.batch_delay:
             await asyncio.sleep(self.batch_delay)
-        replies = await super().handle_batch(events, state)
+        replies = await super().handle_batch(events, state, posts)
         # Other events went through handle() and are recorded there.
         self.received.extend(e for e in events if isinstance(e, ReactionAdded | ReactionRemoved))
         async with self.changed:
