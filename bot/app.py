@@ -224,6 +224,7 @@ async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO 
             facilitators=config.console.facilitators,
             bot_name=config.console.bot_name,
             default_channel=config.console.default_channel,
+            export_dir=config.export_dir(),
         )
         engine = build_engine(config, store, clock, [chat])
 

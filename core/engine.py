@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -23,8 +24,9 @@ from core.commands import (
     parse_text,
     refusal,
 )
-from core.context import Context, Handler
+from core.context import Context, Handler, Reader, Reading
 from core.events import (
+    Attachment,
     CommandInvoked,
     InboundEvent,
     MessagePosted,
@@ -32,7 +34,7 @@ from core.events import (
     ReactionRemoved,
     Reply,
 )
-from core.export import load_record, to_csv, to_json, to_markdown
+from core.export import export, too_big
 from core.feedback import PollService
 from core.forgetting import forget_me
 from core.lifecycle import Group, Phase, PhaseChange
@@ -40,7 +42,7 @@ from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
 from core.polls import Poll
-from core.ports import ChatPort, StateChanges, Store, StoreTx
+from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
@@ -127,10 +129,11 @@ class Engine:
             **self.goals.handlers(),
             **self.nudges.handlers(),
             **self.reviews.handlers(),
-            ("export",): self._export,
             ("forget-me",): forget_me,
         }
-        missing = [s.name for s in self.specs if s.path not in self.handlers]
+        # Commands that only read: they run in a read transaction, never making writers wait.
+        self.readers: dict[tuple[str, ...], Reader] = {("export",): export}
+        missing = [s.name for s in self.specs if s.path not in self.handlers and s.path not in self.readers]
         if missing:
             raise MissingHandler(f"commands declared without a handler: {', '.join(missing)}")
         self._last_prune: datetime | None = None
@@ -271,6 +274,9 @@ class Engine:
         if spec.facilitator_only and not facilitator:
             refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
             return await self._answer_only(event, refused)
+        reader = self.readers.get(spec.path)
+        if reader is not None:
+            return await self._run_reader(reader, event, chat, invocation, facilitator)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
@@ -284,6 +290,59 @@ class Engine:
                 return reply
         except UsageError as error:  # nothing the handler did is kept
             return await self._answer_only(event, self.usage_reply(error, chat.command_prefix, structured))
+
+    async def _run_reader(
+        self, reader: Reader, event: CommandInvoked, chat: ChatPort, inv: Invocation, facilitator: bool
+    ) -> Reply | None:
+        """Run a command that only reads (an export).
+
+        The event is claimed in a short unit of work, then the reading is done in a read transaction,
+        which never makes writers wait (`Store.read`). A file it answers with is sent at once, not
+        through the outbox: the outbox keeps what a committed change must post, and a read changed
+        nothing; holding megabytes in the database would cost a long write. If the process dies
+        before the file is sent, the member asks again; a failed send is answered with why.
+        """
+        async with self.work() as uow:
+            if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
+                log.info("skipping event %s seen before", event.event_id)
+                return None
+            group = await ensure_group(uow.tx, event.channel, uow.now)
+            await touch(uow.tx, group, uow.now)
+            now = uow.now
+        try:
+            async with self.store.read() as tx:
+                reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)
+        except UsageError as error:
+            reply = self.usage_reply(error, chat.command_prefix, event.options is not None)
+        except Exception as error:  # the event is claimed already: trying again would skip it
+            log.exception("command %s failed while reading", event.event_id)
+            return await self._dead_letter(event, error)
+        if reply.file is not None and not chat.interactive_replies:
+            failed = await self._send_file(chat, event, reply.file, reply.text)
+            if failed is None:
+                return reply
+            reply = failed
+        if not chat.interactive_replies:
+            async with self.work() as uow:
+                self._answer(uow, event, reply)
+        return reply
+
+    @staticmethod
+    async def _send_file(chat: ChatPort, event: CommandInvoked, file: Attachment, text: str) -> Reply | None:
+        """Send a file with its summary: None when it was sent, else what to answer instead."""
+        # One key per command event: the platform posts the file once however often the adapter retries.
+        key = "f" + hashlib.sha256(f"{event.channel.platform}:{event.event_id}".encode()).hexdigest()[:19]
+        try:
+            await chat.send_file(event.channel, file, Outbound(text), reply_to=event.message, key=key)
+        except FileTooLarge as refused:
+            return Reply(too_big(file.size, refused.limit), is_error=True)
+        except Exception as error:
+            reason = error.reason if isinstance(error, DeliveryFailed) else type(error).__name__
+            log.warning("could not send %s to %s: %s", file.filename, event.channel.id, reason, exc_info=True)
+            return Reply(
+                f"Sorry, the file could not be sent ({reason[:200]}). Try again later.", is_error=True
+            )
+        return None
 
     async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
         """Answer a command that changes nothing; it still counts as applied."""
@@ -411,11 +470,6 @@ class Engine:
             lines += [s.details for s in group if s.details]
             return Reply("\n".join(lines))
         return Reply(describe(spec, ctx.prefix, structured=structured))
-
-    async def _export(self, ctx: Context, inv: Invocation) -> Reply:
-        record = await load_record(ctx.tx, ctx.group)
-        render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
-        return Reply(render(record))
 
 
 def describe(spec: CommandSpec, prefix: str, *, structured: bool = False) -> str:

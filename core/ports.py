@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from core.events import Attachment
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
@@ -48,6 +49,15 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
+class FileTooLarge(DeliveryFailed):
+    """The platform takes no file this big here: `limit` is its limit in bytes, when it said."""
+
+    def __init__(self, size: int, limit: int | None, reason: str = "") -> None:
+        super().__init__(reason or f"a file of {size} bytes is over the platform's limit", permanent=True)
+        self.size = size
+        self.limit = limit
+
+
 class ChatPort(Protocol):
     """What the engine may do on one chat platform.
 
@@ -85,6 +95,28 @@ class ChatPort(Protocol):
     ) -> MessageRef: ...
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool: ...
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """Post a file with its one-line summary, in the platform's idiom: an attachment (Discord),
+        an uploaded `m.file` after the summary (Matrix), a file written to disk whose path the summary
+        line shows (console). Returns the message that holds the file.
+
+        Files do not go through the outbox (see `Engine.run_command`). Raises `FileTooLarge` when the
+        platform refuses the file's size, `DeliveryFailed` for other refusals.
+        """
+        ...
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        """The largest file `send_file` can post in the channel, in bytes; None when none is known."""
+        ...
 
 
 def command_prefix(chats: Mapping[str, ChatPort], platform: str) -> str:
@@ -438,5 +470,22 @@ class StoreTx(Protocol):
         ...
 
 
+class ReadOnly(Exception):
+    """Something tried to write in a read transaction (`Store.read`): a bug in the code, never a
+    member's doing. Nothing of the write is kept."""
+
+
 class Store(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[StoreTx]: ...
+    def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-write transaction. On SQLite, the store's transactions take turns (one writer)."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-only transaction on one snapshot of the data, for long reads (an export).
+
+        It never waits for writers and never makes them wait: on SQLite it does not take the store's
+        write turn, and WAL lets writers commit while it reads; on PostgreSQL it is READ ONLY and
+        REPEATABLE READ. What commits after its first read is not seen in it. A write in it raises
+        `ReadOnly`.
+        """
+        ...

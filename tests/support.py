@@ -16,13 +16,13 @@ from typing import Any
 
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
-from core.events import CommandInvoked, ReactionAdded, ReactionRemoved, Reply
+from core.events import Attachment, CommandInvoked, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, Outbound, state_prefix
+from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -69,6 +69,16 @@ class Sent:
 
 
 @dataclass
+class SentFile:
+    channel: ChannelRef
+    file: Attachment
+    summary: str
+    ref: MessageRef
+    reply_to: MessageRef | None = None
+    key: str | None = None
+
+
+@dataclass
 class FakeChat:
     """A ChatPort that records what the engine sent."""
 
@@ -81,6 +91,9 @@ class FakeChat:
     edits: list[tuple[MessageRef, str]] = field(default_factory=list)
     direct: list[tuple[UserRef, str]] = field(default_factory=list)
     down: bool = False  # the platform answers every post with a server error
+    files: list[SentFile] = field(default_factory=list)
+    file_limit: int | None = None  # what max_file_size says
+    refuses_size: int | None = None  # refuse files over this size when sent (a limit it did not tell)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _ref(self, channel: ChannelRef) -> MessageRef:
@@ -111,6 +124,24 @@ class FakeChat:
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id in self.facilitators
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        if self.refuses_size is not None and file.size > self.refuses_size:
+            raise FileTooLarge(file.size, self.refuses_size)
+        ref = self._ref(channel)
+        self.files.append(SentFile(channel, file, summary.text, ref, reply_to, key))
+        return ref
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        return self.file_limit
 
 
 class MemoryOutbox:
@@ -726,6 +757,15 @@ class MemoryStore:
         except BaseException:
             self.data = snapshot
             raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[MemoryTx]:
+        """A copy of the data as it is now; a write in it raises ReadOnly when the read ends."""
+        snapshot = copy.deepcopy(self.data)
+        view = copy.deepcopy(snapshot)
+        yield MemoryTx(view)
+        if view != snapshot:
+            raise ReadOnly("a write in a read transaction")
 
 
 class Harness:

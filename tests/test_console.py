@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import pty
 import select
@@ -71,8 +72,13 @@ def test_multi_line_messages_are_indented() -> None:
 
 
 def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console with the example config, except that /export writes under data/exports in `cwd`
+    whatever the database: the SQLite and PostgreSQL runs of a session print the same path."""
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    config = cwd / "config.yaml"
+    config.write_text(example.replace("\nconsole:\n", "\nconsole:\n  export_dir: data/exports\n", 1))
     env = {"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME}
-    return peerbot("console", "--config", str(ROOT / "config.example.yaml"), cwd=cwd, env=env, stdin=script)
+    return peerbot("console", "--config", str(config), cwd=cwd, env=env, stdin=script)
 
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.txt"))
@@ -185,6 +191,45 @@ def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:
     assert "Phase: Convening" in result.stdout
 
 
+def test_export_writes_a_file_under_data_exports_and_shows_its_path(tmp_path: Path) -> None:
+    script = (
+        "bob: /reflect Keep going\nalice: /goal propose Learn Rust\nbob: /export json\nbob: /export json\n"
+    )
+    result = peerbot("console", cwd=tmp_path, env={"PEERBOT_FAKE_TIME": FAKE_TIME}, stdin=script)
+    assert result.returncode == 0, result.stderr
+    first, second = [line for line in result.stdout.splitlines() if "📦" in line]
+    assert first.startswith(
+        "#general [m7] peerbot: 📦 #general: the group's record as JSON, 1 goal, 1 poll, 0 reviews,"
+        " 1 reflection ("
+    )
+    assert first.endswith("). Written to data/exports/peerbot-general-2026-03-02-0900.json")
+    # The same minute again: a new file beside the first, never over it.
+    assert second.endswith("). Written to data/exports/peerbot-general-2026-03-02-0900-2.json")
+    written = (tmp_path / "data" / "exports" / "peerbot-general-2026-03-02-0900.json").read_text("utf-8")
+    cli = peerbot("export", "--group", "console:general", "--format", "json", cwd=tmp_path, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert written + "\n" == cli.stdout  # the whole record, as `peerbot export` writes it
+    assert json.loads(written)["reflections"][0]["text"] == "Keep going"
+
+
+def test_exports_go_beside_the_sqlite_database_or_where_the_config_says(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "PEERBOT_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'var' / 'peerbot.db'}",
+        "PEERBOT_FAKE_TIME": FAKE_TIME,
+    }
+    beside = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
+    assert beside.returncode == 0, beside.stderr
+    assert beside.stdout.rstrip().endswith(" Written to var/exports/peerbot-general-2026-03-02-0900.csv")
+    (work / "config.yaml").write_text(f"console:\n  export_dir: {tmp_path / 'out'}\n")
+    configured = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
+    assert configured.returncode == 0, configured.stderr
+    outside = tmp_path / "out" / "peerbot-general-2026-03-02-0900.csv"  # not under the working directory
+    assert configured.stdout.rstrip().endswith(f" Written to {outside}")
+    assert outside.read_text(encoding="utf-8").startswith("kind,id,at")
+
+
 def test_by_hand_on_a_terminal(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
     env["PEERBOT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'tty.db'}"
@@ -232,8 +277,6 @@ def test_export_from_the_command_line(tmp_path: Path) -> None:
 
     as_json = export("--group", "console:general", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
-    import json
-
     data = json.loads(as_json.stdout)
     assert data["reflections"][0]["text"] == "Keep going" and data["goals"][0]["text"] == "Learn Rust"
     to_file = export("--group", "console:general", "--format", "md", "--output", str(tmp_path / "g.md"))

@@ -8,6 +8,7 @@ one small reader per store.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from core.ports import (
     MemberRepo,
     OutboxRepo,
     PollRepo,
+    ReadOnly,
     ReviewRepo,
     ScheduleRepo,
     StateRepo,
@@ -980,6 +982,34 @@ async def test_a_failed_transaction_leaves_nothing_behind(store: Store, peek: Pe
         assert await tx.groups.signals(group_id, T0) == []
         assert await tx.outbox.rows() == []
     assert await peek.deliveries() == set()
+
+
+async def test_a_write_commits_while_a_read_is_open_and_the_read_keeps_its_snapshot(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.read() as reading:
+        assert await reading.goals.in_group(group_id) == []  # the read's snapshot is taken here
+
+        async def write() -> None:
+            async with store.transaction() as tx:
+                await tx.goals.create(group_id, "Learn Rust", ALICE, T0)
+
+        # A read holding the write turn would make this wait for ever: the bound only stops a hang.
+        await asyncio.wait_for(write(), 60)
+        async with store.read() as fresh:
+            assert [g.text for g in await fresh.goals.in_group(group_id)] == ["Learn Rust"]
+        assert await reading.goals.in_group(group_id) == []
+
+
+async def test_a_write_in_a_read_is_refused_and_kept_nowhere(store: Store) -> None:
+    group_id = await make_group(store)
+    with pytest.raises(ReadOnly):
+        async with store.read() as tx:
+            await tx.goals.create(group_id, "not here", ALICE, T0)
+    async with store.transaction() as tx:
+        assert await tx.goals.in_group(group_id) == []
+        await tx.goals.create(group_id, "here", ALICE, T0)  # the connection may write again
+    async with store.read() as tx:
+        assert [g.text for g in await tx.goals.in_group(group_id)] == ["here"]
 
 
 # The suite keeps up with the port -----------------------------------------------------------------

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import sys
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
 from adapters.console.lines import (
@@ -24,6 +26,7 @@ from adapters.console.lines import (
     render_reaction,
 )
 from core.events import (
+    Attachment,
     CommandInvoked,
     InboundEvent,
     MessagePosted,
@@ -32,7 +35,7 @@ from core.events import (
     Reply,
 )
 from core.polls import Poll
-from core.ports import Outbound, Store
+from core.ports import DeliveryFailed, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,8 @@ COUNTER_KEY = "last_message_id"
 # again after a crash keeps its id.
 RECENT_KEYS = "recent_keys"
 KEYS_REMEMBERED = 1000
+# Where /export writes its files when the configuration says nothing (see bot/config.py).
+DEFAULT_EXPORT_DIR = Path("data/exports")
 
 
 class ConsoleChat:
@@ -56,8 +61,10 @@ class ConsoleChat:
         facilitators: list[str],
         bot_name: str = "peerbot",
         default_channel: str = "general",
+        export_dir: Path = DEFAULT_EXPORT_DIR,
     ) -> None:
         self.store = store
+        self.export_dir = export_dir
         self.out = out
         self.facilitators = {name.casefold() for name in facilitators}
         self.bot_name = bot_name
@@ -147,6 +154,51 @@ class ConsoleChat:
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id.casefold() in self.facilitators
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """Write the file under the export directory and post the summary with its path."""
+        try:
+            path = await asyncio.to_thread(write_new_file, self.export_dir, file.filename, file.data)
+        except OSError as error:
+            reason = f"cannot write to {self.export_dir}: {error.strerror or error}"
+            raise DeliveryFailed(reason, permanent=True) from error
+        return await self.post(channel, self.bot_name, f"{summary.text} Written to {shown(path)}", key)
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        return None  # a file on disk
+
+
+def write_new_file(directory: Path, filename: str, data: bytes) -> Path:
+    """Write a new file in the directory (made if missing), never over an earlier one: a name taken
+    already gets -2, -3 ... before its extension."""
+    directory.mkdir(parents=True, exist_ok=True)
+    filename = Path(filename).name  # a name, never a path elsewhere
+    stem, dot, extension = filename.rpartition(".") if "." in filename else (filename, "", "")
+    for n in itertools.count(1):
+        path = directory / (filename if n == 1 else f"{stem}-{n}{dot}{extension}")
+        try:
+            with path.open("xb") as out:
+                out.write(data)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def shown(path: Path) -> str:
+    """A path as the console shows it: relative to the working directory when it lies under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 Handle = Callable[[InboundEvent], Awaitable[Reply | None]]

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import Table, and_, delete, event, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from adapters.sql.process_lock import ProcessLock
@@ -44,7 +45,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
-from core.ports import state_prefix
+from core.ports import ReadOnly, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -1086,14 +1087,24 @@ class SqlTx:
         return min(times) if times else None
 
 
+def _is_read_only_refusal(error: DBAPIError) -> bool:
+    """The database refused a write because the transaction is read-only."""
+    if getattr(error.orig, "sqlstate", None) == "25006":  # PostgreSQL: read_only_sql_transaction
+        return True
+    return "attempt to write a readonly database" in str(error.orig)  # SQLite with query_only
+
+
 class SqlStore:
-    """The store port. Transactions on SQLite are serialised in-process: SQLite has one writer."""
+    """The store port. Transactions on SQLite are serialised in-process: SQLite has one writer.
+    Read transactions (`read`) are not: WAL gives each its snapshot while the writer goes on."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._write_lock: AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-        )
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: AbstractAsyncContextManager[Any] = asyncio.Lock() if sqlite else nullcontext()
+        # An in-memory SQLite database is one connection: a read must not run beside a write on it.
+        in_memory = sqlite and engine.url.database in (None, "", ":memory:")
+        self._read_lock = self._write_lock if in_memory else nullcontext()
         self._held: list[ProcessLock] = []
 
     @classmethod
@@ -1111,6 +1122,42 @@ class SqlStore:
         lock = ProcessLock(self.engine, name)
         await lock.acquire()
         self._held.append(lock)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        async with self._read_lock, self.engine.connect() as conn:
+            try:
+                if conn.dialect.name == "sqlite":
+                    async with self._sqlite_snapshot(conn):
+                        yield SqlTx(conn)
+                else:
+                    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                    await conn.begin()
+                    yield SqlTx(conn)
+            except DBAPIError as error:
+                if _is_read_only_refusal(error):
+                    raise ReadOnly(f"a write in a read transaction: {error.orig}") from error
+                raise
+
+    @staticmethod
+    @asynccontextmanager
+    async def _sqlite_snapshot(conn: AsyncConnection) -> AsyncIterator[None]:
+        """BEGIN by hand: the sqlite3 module begins a transaction only before a write, so without it
+        every SELECT would see the database as it is at that moment. `query_only` makes a write fail
+        at once instead of taking SQLite's write lock behind the store's back; it belongs to the
+        connection, so it is switched off again before the connection goes back to the pool."""
+        await conn.exec_driver_sql("PRAGMA query_only = ON")
+        try:
+            await conn.exec_driver_sql("BEGIN")
+            yield
+        finally:
+            try:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA query_only = OFF")
+                await conn.commit()
+            except BaseException:
+                await conn.invalidate()  # never hand a read-only connection to a writer
+                raise
 
     async def close(self) -> None:
         while self._held:
