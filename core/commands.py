@@ -132,6 +132,12 @@ def flag(name: str, help: str, *aliases: str) -> Arg:
     return Arg(name, ArgKind.FLAG, help, required=False, aliases=aliases)
 
 
+# The page of a listing that can grow (see core/paging.py).
+PAGE = Arg("page", ArgKind.INT, "which page of the list, from 1", required=False)
+# `goal list <filter>`; core/goals.py says which statuses each shows.
+GOAL_FILTERS = ("open", "accepted", "proposed", "blocked", "done", "lapsed", "dropped", "all")
+
+
 class Access(Enum):
     """Who may run a command."""
 
@@ -268,7 +274,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         access=Access.FACILITATORS,
         details="Phases: convening, organizing, cooperating, assessing, changing, in any order.",
     ),
-    CommandSpec(("phase", "history"), "Show the group's moves between phases."),
+    CommandSpec(("phase", "history"), "Show the group's moves between phases.", (PAGE,)),
     CommandSpec(
         ("goal", "propose"),
         "Propose a shared goal; the group decides by consent.",
@@ -276,7 +282,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
         details="The bot opens a poll: ✅ agree, 🤔 concerns, ⛔ block. A goal is accepted with"
         " enough ✅ and no ⛔ when the decision window ends.",
     ),
-    CommandSpec(("goal", "list"), "Show the roadmap: accepted goals, then proposals."),
+    CommandSpec(
+        ("goal", "list"),
+        "Show the goals: the roadmap and proposals first, then the rest.",
+        (
+            Arg("filter", ArgKind.CHOICE, "which goals (default: all)", required=False, choices=GOAL_FILTERS),
+            PAGE,
+        ),
+        details="open: proposed and accepted. Example: goal list lapsed 2",
+    ),
     CommandSpec(
         ("goal", "show"),
         "Show one goal and its consent poll.",
@@ -363,7 +377,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         access=Access.FACILITATORS,
         details=NUDGE_HELP,
     ),
-    CommandSpec(("nudge", "list"), "Show the group's nudges and when each comes next."),
+    CommandSpec(("nudge", "list"), "Show the group's nudges and when each comes next.", (PAGE,)),
     CommandSpec(
         ("nudge", "remove"),
         "Remove a nudge.",
@@ -430,7 +444,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         ("review", "summary"), "Close the open review and post its summary.", access=Access.FACILITATORS
     ),
-    CommandSpec(("review", "list"), "Show the group's action reviews."),
+    CommandSpec(("review", "list"), "Show the group's action reviews.", (PAGE,)),
     CommandSpec(
         ("reflect",),
         "Share a reflection, or answer a review question: reflect 2 <answer>.",
@@ -700,6 +714,31 @@ def _read_named(spec: CommandSpec, rest: str, values: dict[str, Any]) -> str:
     return rest
 
 
+def _looks_like_a_number(token: str) -> bool:
+    """Meant as a number, well written or not: `2`, `-1`, `²`, `0x10`."""
+    return token[:1] in ("+", "-") or any(ch.isnumeric() for ch in token)
+
+
+def _number_reader(spec: CommandSpec, args: Sequence[Arg], token: str) -> int:
+    """How many of `args` a token goes past: a number that the first (optional) argument does not take
+    is read by the next optional number argument, and the optional ones in between are left out
+    (`goal list 2`: no filter, page 2). Otherwise 0: the first argument reads it, or refuses it."""
+    first = args[0]
+    if first.required or first.kind is ArgKind.INT or not _looks_like_a_number(token):
+        return 0
+    try:
+        _convert(spec, first, token)
+        return 0
+    except UsageError:
+        pass
+    for skip, later in enumerate(args[1:], start=1):
+        if later.required or later.kind in (ArgKind.TEXT, ArgKind.LIST):
+            break
+        if later.kind is ArgKind.INT:
+            return skip
+    return 0
+
+
 def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     """Parse a command line without its prefix: `phase set organizing we have a plan`.
 
@@ -720,7 +759,10 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     values: dict[str, Any] = {a.name: False for a in spec.args if a.kind is ArgKind.FLAG}
     rest = _read_named(spec, rest, values)
     positional = [a for a in spec.args if not a.by_name]
+    passed: set[str] = set()  # arguments read, or left out before a number (see `_number_reader`)
     for i, arg in enumerate(positional):
+        if arg.name in passed:
+            continue
         rest = rest.strip()
         if arg.kind is ArgKind.LIST:
             values[arg.name] = _convert_list(spec, arg, rest.split(LIST_SEPARATOR) if rest else [])
@@ -744,7 +786,10 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
             values[arg.name] = _convert(spec, arg, text)
         else:
             token, _, rest = rest.partition(" ")
-            values[arg.name] = _convert(spec, arg, token)
+            skip = _number_reader(spec, positional[i:], token)
+            reader = positional[i + skip]
+            passed.update(a.name for a in positional[i : i + skip + 1])
+            values[reader.name] = _convert(spec, reader, token)
     if rest.strip():
         raise UsageError(f"Unexpected extra words: '{_shorten(rest)}'.", spec)
     return Invocation(spec, values)

@@ -82,12 +82,30 @@ def render_decision(goal: Goal, d: Decision, quorum: int) -> str:
     )
 
 
-def roadmap(goals: list[Goal]) -> list[tuple[str, list[Goal]]]:
-    """Sections of `goal list`: the roadmap first, then proposals, then the rest, newest last."""
+# The sections of `goal list`, open goals first: the roadmap, then proposals, then the rest.
+SECTIONS = (
+    (GoalStatus.ACCEPTED, "Roadmap (accepted)"),
+    (GoalStatus.PROPOSED, "Proposed"),
+    (GoalStatus.BLOCKED, "Blocked"),
+    (GoalStatus.DONE, "Done"),
+    (GoalStatus.LAPSED, "Lapsed"),
+    (GoalStatus.DROPPED, "Dropped"),
+)
+# What `goal list <filter>` shows, for each filter of the command (core/commands.py GOAL_FILTERS).
+SHOWN_BY_FILTER: dict[str, tuple[GoalStatus, ...]] = {
+    "open": OPEN_STATUSES,
+    **{status.value: (status,) for status, _ in SECTIONS},
+    "all": tuple(status for status, _ in SECTIONS),
+}
+
+
+def roadmap(
+    goals: list[Goal], shown: tuple[GoalStatus, ...] = SHOWN_BY_FILTER["all"]
+) -> list[tuple[str, list[Goal]]]:
+    """Sections of `goal list` with the statuses shown, in the order of `SECTIONS`, oldest first in each."""
     sections = [
-        ("Roadmap (accepted)", [g for g in goals if g.status is GoalStatus.ACCEPTED]),
-        ("Proposed", [g for g in goals if g.status is GoalStatus.PROPOSED]),
-        ("Blocked", [g for g in goals if g.status is GoalStatus.BLOCKED]),
-        ("Done", [g for g in goals if g.status is GoalStatus.DONE]),
+        (title, sorted((g for g in goals if g.status is status), key=lambda g: g.id))
+        for status, title in SECTIONS
+        if status in shown
     ]
     return [(title, items) for title, items in sections if items]

@@ -22,10 +22,9 @@ from core.lifecycle import (
     change_phase,
     welcome,
 )
+from core.paging import Item, Listing
 from core.ports import ChatPort, command_prefix
 from core.uow import DomainEvent, GoalDecided, GoalFinished, PhaseEntered, ReviewClosed, UnitOfWork
-
-HISTORY_LIMIT = 20
 
 
 class LifecycleService:
@@ -105,10 +104,17 @@ class LifecycleService:
         return Reply("\n".join(lines))
 
     async def _phase_history(self, ctx: Context, inv: Invocation) -> Reply:
-        changes = await ctx.tx.groups.phase_history(ctx.group.id, HISTORY_LIMIT)
-        lines = ["Phase history (oldest first):"]
-        for c in changes:
+        lines = []
+        for c in await ctx.tx.groups.phase_history(ctx.group.id):
             move = f"{c.from_phase.title} → {c.to_phase.title}" if c.from_phase else c.to_phase.title
             why = f": {c.reason}" if c.reason else ""
-            lines.append(f"{format_time(c.at, ctx.group.timezone)}  {move} by {c.by}{why}")
-        return Reply("\n".join(lines))
+            lines.append(Item(f"{format_time(c.at, ctx.group.timezone)}  {move} by {c.by}{why}"))
+        listing = Listing(
+            what="phase changes",
+            head="Phase history (oldest first):",
+            items=lines,
+            command=f"{ctx.prefix}phase history",
+            empty="Phase history (oldest first): none yet.",
+            latest_first=True,
+        )
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec))

@@ -14,6 +14,7 @@ from core.events import Reply
 from core.export import load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
 from core.outbox import Post, PostKind
+from core.paging import Item, Listing
 from core.ports import ChatPort, StoreTx, command_prefix
 from core.prompts import HEARTBEAT, next_prompt
 from core.refs import BOT, UserRef
@@ -236,10 +237,9 @@ class NudgeService:
         items = await tx.schedules.in_group(ctx.group.id)
         g = ctx.group
         quiet = f"; quiet hours {g.quiet}" if g.quiet else ""
-        if not items:
-            return Reply(f"No nudges yet (timezone {g.timezone}{quiet}). Add one with {ctx.prefix}nudge add.")
-        lines = [f"Nudges (timezone {g.timezone}{quiet}):"]
-        for s in items:
+        lines = []
+        # Those that will come first, paused ones after, each in the order they were added.
+        for s in sorted(items, key=lambda s: (s.paused, s.id)):
             label = {"nudge": "Nudge", "checkin": "Check-in", "digest": "Digest"}[s.kind.value]
             what = (
                 f"“{s.text}”"
@@ -247,8 +247,15 @@ class NudgeService:
                 else ("the weekly digest" if s.kind is ScheduleKind.DIGEST else "prompt bank")
             )
             state = "paused" if s.paused else f"next {local_time(s.next_due_at, g.timezone)}"
-            lines.append(f"  {label} {s.id}: {s.description}, {state}: {what}")
-        return Reply("\n".join(lines))
+            lines.append(Item(f"  {label} {s.id}: {s.description}, {state}: {what}"))
+        listing = Listing(
+            what="nudges",
+            head=f"Nudges (timezone {g.timezone}{quiet}):",
+            items=lines,
+            command=f"{ctx.prefix}nudge list",
+            empty=f"No nudges yet (timezone {g.timezone}{quiet}). Add one with {ctx.prefix}nudge add.",
+        )
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 
     async def _find(self, tx: StoreTx, ctx: Context, schedule_id: int) -> Schedule:
         schedule = await tx.schedules.get(ctx.group.id, schedule_id)

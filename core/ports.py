@@ -210,8 +210,8 @@ class GroupRepo(Protocol):
         """Append the change to the history and move the group to its new phase."""
         ...
 
-    async def phase_history(self, group_id: int, limit: int) -> list[PhaseChange]:
-        """The most recent changes, oldest first."""
+    async def phase_history(self, group_id: int, limit: int | None = None) -> list[PhaseChange]:
+        """The most recent `limit` changes (all of them without a limit), oldest first."""
         ...
 
     async def set_settings(

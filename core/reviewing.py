@@ -13,6 +13,7 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.lifecycle import Group, Phase
 from core.outbox import Post, PostKind
+from core.paging import Item, Listing
 from core.ports import ChatPort, command_prefix
 from core.reflections import (
     DEFAULT_REVIEW_TIME,
@@ -131,22 +132,33 @@ class ReviewService:
         return Reply(f"Action review {review.id} is closed; its summary is above.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
+        tz = ctx.group.timezone
         items = await ctx.tx.reviews.in_group(ctx.group.id)
-        counts = [len(await ctx.tx.reviews.reflections(ctx.group.id, r.id)) for r in items]
-        if not items:
-            return Reply(f"No reviews yet. Start one with {ctx.prefix}review start.")
-        lines = ["Action reviews:"]
-        for r, n in zip(items, counts, strict=True):
+        answers: dict[int | None, int] = {}
+        for reflection in await ctx.tx.reviews.reflections(ctx.group.id):
+            answers[reflection.review_id] = answers.get(reflection.review_id, 0) + 1
+        lines = []
+        for r in sorted(items, key=lambda r: r.id):
             state = (
-                f"closed {format_time(r.closed_at, ctx.group.timezone)}"
+                f"closed {format_time(r.closed_at, tz)}"
                 if r.closed_at
-                else f"open until {format_time(r.closes_at, ctx.group.timezone)}"
+                else f"open until {format_time(r.closes_at, tz)}"
             )
             lines.append(
-                f"  Review {r.id}: started {format_time(r.started_at, ctx.group.timezone)} by {r.started_by},"
-                f" {state}, {n} answers"
+                Item(
+                    f"  Review {r.id}: started {format_time(r.started_at, tz)} by {r.started_by},"
+                    f" {state}, {answers.get(r.id, 0)} answers"
+                )
             )
-        return Reply("\n".join(lines))
+        listing = Listing(
+            what="reviews",
+            head="Action reviews:",
+            items=lines,
+            command=f"{ctx.prefix}review list",
+            empty=f"No reviews yet. Start one with {ctx.prefix}review start.",
+            latest_first=True,
+        )
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")

@@ -17,6 +17,7 @@ from core.goals import (
     DEFAULT_QUORUM,
     DEFAULT_WINDOW,
     MAX_GOAL,
+    SHOWN_BY_FILTER,
     Goal,
     GoalStatus,
     decide,
@@ -25,6 +26,7 @@ from core.goals import (
 )
 from core.lifecycle import Group
 from core.outbox import Post, PostKind
+from core.paging import Item, Listing
 from core.polls import PollKind, PollRequest, render_results
 from core.ports import StoreTx
 from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork
@@ -123,17 +125,29 @@ class GoalService:
         )
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
+        wanted: str | None = inv.args.get("filter")
+        name = wanted or "all"
         goals = await ctx.tx.goals.in_group(ctx.group.id)
-        sections = roadmap(goals)
-        if not sections:
-            return Reply(f"No goals yet. Propose one with {ctx.prefix}goal propose <text>.")
-        lines: list[str] = []
-        for title, items in sections:
-            lines.append(f"{title}:")
-            lines += [f"  Goal {g.id}: {g.text} ({g.proposer_name})" for g in items]
         rules = self.rules.for_group(ctx.group)
-        lines.append(f"Goals need {rules.quorum} ✅ and no ⛔ within {_hours(rules.window)}.")
-        return Reply("\n".join(lines))
+        command = f"{ctx.prefix}goal list" + ("" if wanted is None else f" {name}")
+        if not goals:
+            empty = f"No goals yet. Propose one with {ctx.prefix}goal propose <text>."
+        else:
+            empty = f"No {name} goals. {ctx.prefix}goal list shows them all."
+        listing = Listing(
+            what="goals" if name == "all" else f"{name} goals",
+            head="",
+            items=[
+                Item(f"  Goal {g.id}: {g.text} ({g.proposer_name})", f"{title}:")
+                for title, items in roadmap(goals, SHOWN_BY_FILTER[name])
+                for g in items
+            ],
+            command=command,
+            empty=empty,
+            foot=f"Goals need {rules.quorum} ✅ and no ⛔ within {_hours(rules.window)}.",
+            hint=f"Or choose: {ctx.prefix}goal list {'|'.join(SHOWN_BY_FILTER)}.",
+        )
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 
     async def _show(self, ctx: Context, inv: Invocation) -> Reply:
         goal = await self._find(ctx.tx, ctx.group, inv.args["id"])

@@ -277,8 +277,11 @@ class MemoryGroups(_MemoryPart):
         group = self.d.groups[change.group_id]
         self.d.groups[group.id] = replace(group, phase=change.to_phase, phase_since=change.at)
 
-    async def phase_history(self, group_id: int, limit: int) -> list[PhaseChange]:
-        return [c for c in self.d.changes if c.group_id == group_id][-limit:] if limit > 0 else []
+    async def phase_history(self, group_id: int, limit: int | None = None) -> list[PhaseChange]:
+        changes = [c for c in self.d.changes if c.group_id == group_id]
+        if limit is None:
+            return changes
+        return changes[-limit:] if limit > 0 else []
 
     async def set_settings(
         self, group_id: int, goal_quorum: int | None, decision_window: timedelta | None

@@ -155,3 +155,59 @@ async def test_overlong_goal_text_is_refused_and_nothing_is_stored(harness: Harn
     assert reply is not None and reply.is_error
     assert reply.text.startswith("text is too long (301 characters, at most 300).")
     assert harness.store.data.goals == {} and harness.chat.sent == []
+
+
+async def test_lapsed_and_dropped_goals_are_listed_after_the_open_ones(harness: Harness) -> None:
+    await propose(harness, "Read the book")
+    await propose(harness, "Build a toy compiler")
+    harness.clock.advance(timedelta(days=3))
+    await harness.engine.tick()  # both lapse: nobody agreed in time
+    reply = await harness.member("bob").says("/goal list")
+    assert reply is not None and not reply.is_error
+    assert reply.text.splitlines() == [
+        "Lapsed:",
+        "  Goal 1: Read the book (bob)",
+        "  Goal 2: Build a toy compiler (bob)",
+        "Goals need 2 ✅ and no ⛔ within 48 hours.",
+    ]
+    await propose(harness, "Meet on Fridays", who="carol")
+    await propose(harness, "Write a glossary", who="dave")
+    await harness.member("dave").says("/goal drop 4")
+    reply = await harness.member("bob").says("/goal list")
+    assert reply is not None
+    assert reply.text.splitlines() == [
+        "Proposed:",
+        "  Goal 3: Meet on Fridays (carol)",
+        "Lapsed:",
+        "  Goal 1: Read the book (bob)",
+        "  Goal 2: Build a toy compiler (bob)",
+        "Dropped:",
+        "  Goal 4: Write a glossary (dave)",
+        "Goals need 2 ✅ and no ⛔ within 48 hours.",
+    ]
+
+
+async def test_a_filter_shows_the_goals_of_one_kind(harness: Harness) -> None:
+    await propose(harness, "Read the book")
+    harness.clock.advance(timedelta(days=3))
+    await harness.engine.tick()
+    await propose(harness, "Meet on Fridays", who="carol")
+    await harness.member("carol").says("/goal drop 2")
+    await propose(harness, "Write a glossary", who="dave")
+    for name, shown in (
+        ("lapsed", ["Lapsed:", "  Goal 1: Read the book (bob)"]),
+        ("DROPPED", ["Dropped:", "  Goal 2: Meet on Fridays (carol)"]),
+        ("open", ["Proposed:", "  Goal 3: Write a glossary (dave)"]),
+    ):
+        reply = await harness.member("bob").says(f"/goal list {name}")
+        assert reply is not None and not reply.is_error
+        assert reply.text.splitlines()[:-1] == shown, name
+    empty = await harness.member("bob").says("/goal list done")
+    assert empty is not None and empty.text == "No done goals. /goal list shows them all."
+    bad = await harness.member("bob").says("/goal list someday")
+    assert bad is not None and bad.is_error
+    assert bad.text.splitlines() == [
+        "'someday' is not a valid filter. Choose one of: open, accepted, proposed, blocked, done, lapsed,"
+        " dropped, all.",
+        "Usage: /goal list [filter] [page]",
+    ]

@@ -172,6 +172,7 @@ async def test_a_phase_change_moves_the_group_and_is_kept_in_order(store: Store)
         assert await tx.groups.phase_history(group_id, 10) == steps
         assert await tx.groups.phase_history(group_id, 2) == steps[1:]  # the most recent, oldest first
         assert await tx.groups.phase_history(group_id, 0) == []
+        assert await tx.groups.phase_history(group_id) == steps  # no limit: all of them
         assert await tx.groups.phase_history(other.id, 10) == [
             PhaseChange(other.id, None, Phase.CHANGING, T0, "x", "y")
         ]

@@ -418,15 +418,13 @@ class SqlGroups(_SqlPart):
             .values(phase=change.to_phase.value, phase_since=change.at)
         )
 
-    async def phase_history(self, group_id: int, limit: int) -> list[PhaseChange]:
-        rows = (
-            await self.conn.execute(
-                select(phase_changes)
-                .where(phase_changes.c.group_id == group_id)
-                .order_by(phase_changes.c.id.desc())
-                .limit(limit)
-            )
-        ).all()
+    async def phase_history(self, group_id: int, limit: int | None = None) -> list[PhaseChange]:
+        query = (
+            select(phase_changes)
+            .where(phase_changes.c.group_id == group_id)
+            .order_by(phase_changes.c.id.desc())
+        )
+        rows = (await self.conn.execute(query if limit is None else query.limit(limit))).all()
         return [
             PhaseChange(
                 group_id=r.group_id,
