@@ -447,15 +447,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(("review", "list"), "Show the group's action reviews.", (PAGE,)),
     CommandSpec(
         ("reflect",),
-        "Share a reflection, or answer a review question: reflect 2 <answer>.",
+        "Share a reflection, or answer a review question: reflect q2 <answer>.",
         (
             Arg(
                 "text",
                 ArgKind.TEXT,
-                "your thought, after a question number when answering a review",
+                "your thought; to answer question 2 of the open review, start with q2",
                 max_length=1000,
             ),
         ),
+        details="reflect q2 <answer> answers question 2 of the open action review; anything else,"
+        " even text that starts with a number, is kept as a free reflection.",
     ),
     CommandSpec(
         ("export",),

@@ -41,7 +41,8 @@ def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:
     lines = [f"Action review {review.id}: five questions for the group."]
     lines += [f"{i}. {q}" for i, q in enumerate(REVIEW_QUESTIONS, start=1)]
     lines.append(
-        f"Answer with {prefix}reflect <question number> <your answer>, as often as you like."
+        f"Answer with {prefix}reflect q<number> <your answer> (q1 to q{len(REVIEW_QUESTIONS)}),"
+        " as often as you like."
         f" The review closes {format_time(review.closes_at, tz)}."
     )
     return "\n".join(lines)

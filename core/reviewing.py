@@ -8,13 +8,14 @@ from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 
 from core.clock import format_time
-from core.commands import Invocation, UsageError
+from core.commands import Invocation, UsageError, is_blank
 from core.context import Context, Handler
 from core.events import Reply
 from core.lifecycle import Group, Phase
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.ports import ChatPort, command_prefix
+from core.prompts import REVIEW_QUESTIONS
 from core.reflections import (
     DEFAULT_REVIEW_TIME,
     MAX_REVIEW_TIME,
@@ -28,7 +29,10 @@ from core.uow import DomainEvent, PhaseEntered, ReviewClosed, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
-_ANSWER = re.compile(r"^([1-5])[.):]?\s+(\S.*)$", re.DOTALL)
+# `reflect q3 <answer>` answers question 3 of the open review (`q3:` and `Q3.` too). Without the q, a
+# reflection that starts with a number ("3 chapters done today") is a free reflection like any other.
+_ANSWER = re.compile(r"q([0-9]+)(?:[.):]\s*|\s+|$)(.*)", re.IGNORECASE | re.DOTALL)
+ANSWER_HOW = "reflect q<number> <your answer>"
 
 
 class ReviewService:
@@ -77,7 +81,7 @@ class ReviewService:
         if review is None:
             return None
         prefix = command_prefix(self.chats, group.channel.platform)
-        note = f"Action review {review.id} has started: answer with {prefix}reflect <number> <answer>."
+        note = f"Action review {review.id} has started: answer with {prefix}{ANSWER_HOW}."
         if group.quiet is not None and (end := due_time(uow.now, group.timezone, group.quiet)) > uow.now:
             note += f" Its questions come at {format_time(end, group.timezone)}, when quiet hours end."
         return note
@@ -117,7 +121,7 @@ class ReviewService:
         review = await self.start(ctx.uow, ctx.group, ctx.event.user, duration)
         if review is None:
             return Reply(
-                f"A review is already open. Answer it with {ctx.prefix}reflect <number> <answer>.",
+                f"A review is already open. Answer it with {ctx.prefix}{ANSWER_HOW}.",
                 is_error=True,
             )
         return Reply(
@@ -162,16 +166,36 @@ class ReviewService:
 
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")
-        review = await ctx.tx.reviews.open(ctx.group.id)
-        match = _ANSWER.match(text)
-        if review is not None and match:
-            number, answer = int(match[1]), match[2].strip()
+        match = _ANSWER.fullmatch(text)
+        if match is None:
             kept = await ctx.tx.reviews.add_reflection(
-                ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
+                ctx.group.id, None, None, ctx.event.user, text, ctx.now
             )
-            return Reply(
-                f"Thanks, {ctx.event.user.name}: answer r{kept.id}"
-                f" to question {number} of review {review.id}."
+            return Reply(f"Thanks, {ctx.event.user.name}: reflection r{kept.id} kept.")
+        digits, answer = match[1], match[2].strip()
+        asked = digits if len(digits) <= 6 else digits[:6] + "…"
+        review = await ctx.tx.reviews.open(ctx.group.id)
+        if review is None:
+            raise UsageError(
+                f"No action review is open, so there is no question {asked} to answer. Nothing was changed;"
+                f" to keep a free reflection, write it without q{asked}.",
+                inv.spec,
             )
-        kept = await ctx.tx.reviews.add_reflection(ctx.group.id, None, None, ctx.event.user, text, ctx.now)
-        return Reply(f"Thanks, {ctx.event.user.name}: reflection r{kept.id} kept.")
+        significant = digits.lstrip("0")
+        number = int(significant or "0") if len(significant) <= 6 else 0
+        if not 1 <= number <= len(REVIEW_QUESTIONS):
+            raise UsageError(
+                f"Action review {review.id} has questions 1 to {len(REVIEW_QUESTIONS)}, not {asked}."
+                " Nothing was changed.",
+                inv.spec,
+            )
+        if is_blank(answer):
+            raise UsageError(
+                f"Write your answer after q{number}: {ctx.prefix}reflect q{number} <your answer>.", inv.spec
+            )
+        kept = await ctx.tx.reviews.add_reflection(
+            ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
+        )
+        return Reply(
+            f"Thanks, {ctx.event.user.name}: answer r{kept.id} to question {number} of review {review.id}."
+        )

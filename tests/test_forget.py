@@ -80,7 +80,7 @@ async def fill_with_zed(h: Harness) -> None:
     await zed.says("/nudge add weekly fri 17:00 What did you learn this week?")
     await zed.says("/auto digest on")
     await zed.says("/review start 2d")
-    await zed.says("/reflect 1 To ask early")
+    await zed.says("/reflect q1 To ask early")
     await zed.says("/reflect Pairing helps me")
     async with h.engine.work() as uow:  # a direct message to Zed, held until tomorrow
         later = uow.now + timedelta(days=1)

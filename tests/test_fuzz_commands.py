@@ -130,7 +130,7 @@ async def group(db_url: str) -> AsyncIterator[Harness]:
         "/poll create Which day? | Monday | Friday",
         "/nudge add daily 09:00",
         "/review start",
-        "/reflect 1 we expected to read a book",
+        "/reflect q1 we expected to read a book",
     ):
         reply = await alice.says(line)
         assert reply is not None and not reply.is_error, reply

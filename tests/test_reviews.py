@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from datetime import timedelta
+
+import pytest
 
 from core.goals import GoalStatus
 from core.lifecycle import Phase
@@ -21,7 +24,7 @@ async def test_a_review_posts_the_five_questions_and_collects_answers(harness: H
     assert posted[1:6] == [f"{i}. {q}" for i, q in enumerate(REVIEW_QUESTIONS, start=1)]
     again = await harness.member("carol").says("/review start")
     assert again is not None and again.is_error and "already open" in again.text
-    answer = await harness.member("carol").says("/reflect 2 We pair on exercises and it works")
+    answer = await harness.member("carol").says("/reflect q2 We pair on exercises and it works")
     assert answer is not None and answer.text == "Thanks, carol: answer r1 to question 2 of review 1."
     free = await harness.member("dave").says("/reflect I wish we met more often")
     assert free is not None and free.text == "Thanks, dave: reflection r2 kept."
@@ -29,9 +32,9 @@ async def test_a_review_posts_the_five_questions_and_collects_answers(harness: H
 
 async def test_the_summary_groups_answers_and_offers_question_five_as_goals(harness: Harness) -> None:
     await harness.member("alice").says("/phase set assessing")  # starts a review by default
-    await harness.member("bob").says("/reflect 1 Learn Rust basics")
-    await harness.member("carol").says("/reflect 5 Weekly pair programming")
-    await harness.member("bob").says("/reflect 5. Shorter meetings")
+    await harness.member("bob").says("/reflect q1 Learn Rust basics")
+    await harness.member("carol").says("/reflect q5 Weekly pair programming")
+    await harness.member("bob").says("/reflect Q5. Shorter meetings")
     refused = await harness.member("bob").says("/review summary")
     assert refused is not None and refused.is_error
     await harness.member("alice").says("/review summary")
@@ -51,7 +54,7 @@ async def test_the_summary_groups_answers_and_offers_question_five_as_goals(harn
 
 async def test_a_review_closes_itself_at_its_deadline(harness: Harness) -> None:
     await harness.member("bob").says("/review start 1h")
-    await harness.member("bob").says("/reflect 3 Quiet people have ideas too")
+    await harness.member("bob").says("/reflect q3 Quiet people have ideas too")
     await harness.engine.run_until(
         harness.clock.now() + timedelta(hours=2), lambda t: setattr(harness.clock, "current", t)
     )
@@ -100,7 +103,7 @@ async def prepare_record(h: Harness) -> None:
     await h.member("carol").reacts(h.chat.sent[-1].ref, "2️⃣")
     await h.member("bob").says("/review start")
     await h.member("carol").reacts(h.chat.sent[-1].ref, "2️⃣")
-    await h.member("carol").says("/reflect 4 Ownership finally clicked")
+    await h.member("carol").says("/reflect q4 Ownership finally clicked")
     await h.member("bob").says("/reflect A free thought")
 
 
@@ -154,3 +157,96 @@ async def test_entering_assessing_announces_the_move_before_the_review_questions
         "alice moved the group from Convening to Assessing.",
         "Action review 1: five questions for the group.",
     ]
+
+
+# Review questions are named with q<number>; anything else is a free reflection. -----------------------
+
+
+async def reflections(h: Harness) -> list[tuple[int | None, int | None, str]]:
+    async with h.store.transaction() as tx:
+        return [(r.review_id, r.question, r.text) for r in await tx.reviews.reflections(1)]
+
+
+@pytest.mark.parametrize(
+    ("line", "question", "text"),
+    [
+        ("/reflect q3 Quiet people have ideas too", 3, "Quiet people have ideas too"),
+        ("/reflect Q1: We wanted to read a book", 1, "We wanted to read a book"),
+        ("/reflect q5. 2 more meetings a week", 5, "2 more meetings a week"),
+        ("/reflect q02 Pairing works", 2, "Pairing works"),
+        ("/reflect q4\nOwnership clicked", 4, "Ownership clicked"),
+    ],
+)
+async def test_q_and_a_number_answers_that_question_of_the_open_review(
+    harness: Harness, line: str, question: int, text: str
+) -> None:
+    await harness.member("alice").says("/review start")
+    reply = await harness.member("carol").says(line)
+    assert reply is not None and not reply.is_error
+    assert reply.text == f"Thanks, carol: answer r1 to question {question} of review 1."
+    assert await reflections(harness) == [(1, question, text)]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["3 chapters done today", "6 people came", "2. We should meet more", "1) ok", "q3chapters", "quite good"],
+)
+async def test_a_reflection_starting_with_a_number_is_free_during_a_review(
+    harness: Harness, text: str
+) -> None:
+    await harness.member("alice").says("/review start")
+    reply = await harness.member("carol").says(f"/reflect {text}")
+    assert reply is not None and reply.text == "Thanks, carol: reflection r1 kept."
+    assert await reflections(harness) == [(None, None, text)]
+
+
+async def test_after_the_review_a_number_stays_part_of_the_reflection(harness: Harness) -> None:
+    await harness.member("alice").says("/review start 1h")
+    await harness.member("alice").says("/review summary")
+    reply = await harness.member("carol").says("/reflect 2 things I learned")
+    assert reply is not None and reply.text == "Thanks, carol: reflection r1 kept."
+    assert await reflections(harness) == [(None, None, "2 things I learned")]
+
+
+@pytest.mark.parametrize("question", ["q0", "q6", "Q9", "q99999999999999999999", "q000000000000006"])
+async def test_a_question_the_review_does_not_have_is_refused(harness: Harness, question: str) -> None:
+    await harness.member("alice").says("/review start")
+    reply = await harness.member("carol").says(f"/reflect {question} An answer")
+    assert reply is not None and reply.is_error
+    assert reply.text.startswith("Action review 1 has questions 1 to 5, not ")
+    assert reply.text.splitlines()[-1] == "Usage: /reflect <text...>" and len(reply.text) < 300
+    assert await reflections(harness) == []
+
+
+@pytest.mark.parametrize("line", ["/reflect q2 We pair on exercises", "/reflect q7 Anything", "/reflect q1"])
+async def test_a_question_without_an_open_review_is_refused(harness: Harness, line: str) -> None:
+    for _ in range(2):  # before any review, then after one closed
+        reply = await harness.member("carol").says(line)
+        assert reply is not None and reply.is_error
+        assert reply.text.startswith("No action review is open, so there is no question ")
+        assert "without q" in reply.text and reply.text.splitlines()[-1] == "Usage: /reflect <text...>"
+        assert await reflections(harness) == []
+        await harness.member("alice").says("/review start 1h")
+        await harness.member("alice").says("/review summary")
+
+
+async def test_a_question_needs_an_answer(harness: Harness) -> None:
+    await harness.member("alice").says("/review start")
+    for line in ("/reflect q2", "/reflect q2:", "/reflect q2 \u200b"):
+        reply = await harness.member("carol").says(line)
+        assert reply is not None and reply.is_error, line
+        assert reply.text.startswith("Write your answer after q2: /reflect q2 <your answer>.")
+    assert await reflections(harness) == []
+
+
+async def test_the_bot_tells_members_to_answer_with_q_and_the_number(harness: Harness) -> None:
+    entered = await harness.member("alice").says("/phase set assessing")
+    assert entered is not None and "answer with /reflect q<number> <your answer>." in entered.text
+    posted = harness.chat.sent[-1].text
+    assert "Answer with /reflect q<number> <your answer> (q1 to q5)" in posted
+    again = await harness.member("bob").says("/review start")
+    assert again is not None and "/reflect q<number> <your answer>" in again.text
+    usage = await harness.member("bob").says("/help reflect")
+    assert usage is not None and "reflect q2 <answer>" in usage.text
+    for text in (entered.text, posted, again.text, usage.text):
+        assert re.search(r"reflect <?(number|question number|[0-9])", text) is None, text

@@ -68,7 +68,7 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     await alice.says("/quiet-hours 22:00-07:00")
     await alice.says("/auto review off")
     await alice.says("/review start 1d")
-    await h.member("bob").says("/reflect 5 Fewer meetings")
+    await h.member("bob").says("/reflect q5 Fewer meetings")
     async with store.transaction() as tx:
         group = await tx.groups.get(h.channel)
         assert group is not None
