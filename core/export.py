@@ -93,6 +93,7 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
                 "text": x.text,
                 "status": x.status.value,
                 "proposer": x.proposer_name,
+                "put_forward_by": x.put_forward_by_name or x.proposer_name,
                 "created_at": _iso(x.created_at),
                 "updated_at": _iso(x.updated_at),
                 "poll": x.poll_id,
@@ -136,6 +137,11 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
     }
 
 
+def _put_forward(goal: Goal, separator: str = ",") -> str:
+    """Who put a goal forward for its proposer (from their reflection), if someone else did."""
+    return f"{separator} put forward by {goal.put_forward_by_name}" if goal.put_forward_by_another else ""
+
+
 def to_json(r: GroupRecord) -> str:
     return json.dumps(to_data(r), ensure_ascii=False, indent=2)
 
@@ -148,9 +154,9 @@ def to_markdown(r: GroupRecord) -> str:
         f"Phase: {g.phase.title} since {format_time(g.phase_since, g.timezone)}.",
     ]
     lines += ["", "## Goals"]
-    lines += [f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}" for x in r.goals] or [
-        "- none"
-    ]
+    lines += [
+        f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}{_put_forward(x)}" for x in r.goals
+    ] or ["- none"]
     lines += ["", "## Polls"]
     for p, t in r.polls:
         if counts_shown(p):
@@ -193,9 +199,8 @@ def to_csv(r: GroupRecord) -> str:
     writer = _InertWriter(out)
     writer.writerow(["kind", "id", "at", "who", "text", "status", "details"])
     for x in r.goals:
-        writer.writerow(
-            ["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, f"poll {x.poll_id}"]
-        )
+        details = f"poll {x.poll_id}{_put_forward(x, ';')}"
+        writer.writerow(["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, details])
     for p, t in r.polls:
         if counts_shown(p):
             counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))

@@ -42,6 +42,14 @@ class Goal:
     created_at: datetime
     updated_at: datetime
     poll_id: int | None = None
+    # Who ran the command that proposed it: the proposer, or for a goal made from a member's
+    # reflection (`goal propose r3`), whoever put their reflection forward. The proposer owns the goal.
+    put_forward_by_key: str = ""
+    put_forward_by_name: str = ""
+
+    @property
+    def put_forward_by_another(self) -> bool:
+        return bool(self.put_forward_by_key) and self.put_forward_by_key != self.proposer_key
 
 
 @dataclass(frozen=True, slots=True)

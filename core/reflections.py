@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from core.clock import format_time
 from core.prompts import REVIEW_QUESTIONS
+from core.refs import UserRef
 
 DEFAULT_REVIEW_TIME = timedelta(days=3)
 MAX_REVIEW_TIME = timedelta(days=32)
@@ -35,6 +36,12 @@ class Reflection:
     user_name: str
     text: str
     at: datetime
+
+    @property
+    def author(self) -> UserRef:
+        """The member who wrote it, as their key names them ("<platform>:<id>")."""
+        platform, _, user_id = self.user_key.partition(":")
+        return UserRef(platform, user_id, self.user_name)
 
 
 def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:

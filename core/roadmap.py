@@ -100,6 +100,7 @@ class GoalService:
 
     async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
         text = " ".join(inv.text("text").split())
+        proposer, source = ctx.event.user, ""
         if reference := _REFLECTION_REF.match(text):
             reflection = await ctx.tx.reviews.get_reflection(ctx.group.id, int(reference[1]))
             if reflection is None:
@@ -109,17 +110,20 @@ class GoalService:
                 raise UsageError(
                     f"Reflection {reference[0]} is too long for a goal (at most {MAX_GOAL} characters)."
                 )
+            # The goal is the author's: they may mark it done or drop it; the record keeps who put it forward.
+            proposer = reflection.author
+            source = f", from reflection r{reflection.id} by {reflection.user_name}"
         rules = self.rules.for_group(ctx.group)
-        goal = await ctx.tx.goals.create(ctx.group.id, text, ctx.event.user, ctx.now)
+        goal = await ctx.tx.goals.create(ctx.group.id, text, proposer, ctx.now, put_forward_by=ctx.event.user)
         request = PollRequest(
             f"Goal {goal.id}: {text} (proposed by {goal.proposer_name}). Do you consent?",
             CONSENT_OPTIONS,
             duration=rules.window,
         )
-        poll = await self.polls.open(ctx.uow, ctx.group, PollKind.CONSENT, request, ctx.event.user)
+        poll = await self.polls.open(ctx.uow, ctx.group, PollKind.CONSENT, request, proposer)
         await ctx.tx.goals.set_poll(goal.id, poll.id)
         return Reply(
-            f"Goal {goal.id} proposed. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
+            f"Goal {goal.id} proposed{source}. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
             f" The group decides by {format_time(poll.closes_at, ctx.group.timezone)};"
             f" it needs {rules.quorum} ✅ and no ⛔."
         )
@@ -154,7 +158,8 @@ class GoalService:
         lines = [
             f"Goal {goal.id}: {goal.text}",
             f"Status: {goal.status.value}, since {format_time(goal.updated_at, ctx.group.timezone)}.",
-            f"Proposed by {goal.proposer_name} on {format_time(goal.created_at, ctx.group.timezone)}.",
+            f"Proposed by {goal.proposer_name} on {format_time(goal.created_at, ctx.group.timezone)}"
+            + (f", put forward by {goal.put_forward_by_name}." if goal.put_forward_by_another else "."),
         ]
         if goal.poll_id is not None:
             poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)

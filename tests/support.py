@@ -437,9 +437,21 @@ class MemoryPolls(_MemoryPart):
 
 
 class MemoryGoals(_MemoryPart):
-    async def create(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+    async def create(
+        self, group_id: int, text: str, proposer: UserRef, at: datetime, put_forward_by: UserRef | None = None
+    ) -> Goal:
+        by = put_forward_by or proposer
         goal = Goal(
-            len(self.d.goals) + 1, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at
+            len(self.d.goals) + 1,
+            group_id,
+            text,
+            GoalStatus.PROPOSED,
+            proposer.key,
+            proposer.name,
+            at,
+            at,
+            put_forward_by_key=by.key,
+            put_forward_by_name=by.name,
         )
         self.d.goals[goal.id] = goal
         return goal
@@ -601,6 +613,7 @@ class MemoryMembers(_MemoryPart):
     async def forget(self, user: UserRef) -> Forgotten:
         d, key = self.d, user.key
         stored_names = {g.proposer_name for g in d.goals.values() if g.proposer_key == key}
+        stored_names |= {g.put_forward_by_name for g in d.goals.values() if g.put_forward_by_key == key}
         stored_names |= {p.author_name for p in d.polls.values() if p.author_key == key}
         stored_names |= {r.user_name for r in d.reactions.values() if r.user_key == key}
         stored_names |= {r.user_name for r in d.reflections.values() if r.user_key == key}
@@ -629,11 +642,27 @@ class MemoryMembers(_MemoryPart):
             closed_votes += 1
 
         renamed = 0
-        for g in [g for g in d.goals.values() if theirs(g.proposer_key, g.proposer_name, g.group_id)]:
-            d.goals[g.id] = replace(g, proposer_key=anonymous_key(), proposer_name=FORMER_MEMBER)
+        # The bot writes the proposer's name into a consent poll's question; the proposer is its author,
+        # or (goals made from a reflection before revision 0007) the member who put the goal forward.
+        named = {
+            g.poll_id for g in d.goals.values() if key in (g.proposer_key, g.put_forward_by_key) and g.poll_id
+        }
+        for g in list(d.goals.values()):
+            proposed = theirs(g.proposer_key, g.proposer_name, g.group_id)
+            put_forward = theirs(g.put_forward_by_key, g.put_forward_by_name, g.group_id)
+            if not (proposed or put_forward):
+                continue
+            new_key = anonymous_key()  # one per item, in each column that stood for them
+            if proposed:
+                g = replace(g, proposer_key=new_key, proposer_name=FORMER_MEMBER)
+            if put_forward:
+                g = replace(g, put_forward_by_key=new_key, put_forward_by_name=FORMER_MEMBER)
+            d.goals[g.id] = g
             renamed += 1
+        for p in list(d.polls.values()):
+            if p.id in named and p.author_key != key:
+                d.polls[p.id] = replace(p, question=scrub(p.question, words))
         for p in [p for p in d.polls.values() if theirs(p.author_key, p.author_name, p.group_id)]:
-            # The bot writes the proposer's name into a consent poll's question; the proposer is its author.
             question = scrub(p.question, words) if p.author_key == key else p.question
             d.polls[p.id] = replace(
                 p, author_key=anonymous_key(), author_name=FORMER_MEMBER, question=question

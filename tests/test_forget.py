@@ -80,8 +80,11 @@ async def fill_with_zed(h: Harness) -> None:
     await zed.says("/nudge add weekly fri 17:00 What did you learn this week?")
     await zed.says("/auto digest on")
     await zed.says("/review start 2d")
-    await zed.says("/reflect q1 To ask early")
-    await zed.says("/reflect Pairing helps me")
+    await zed.says("/reflect q1 To ask early")  # r1
+    await zed.says("/reflect Pairing helps me")  # r2
+    await carol.says("/reflect Meet in person once")  # r3
+    await zed.says("/goal propose r3")  # goal 2, Carol's, put forward by Zed (consent poll 4)
+    await carol.says("/goal propose r2")  # goal 3, Zed's, put forward by Carol (consent poll 5)
     async with h.engine.work() as uow:  # a direct message to Zed, held until tomorrow
         later = uow.now + timedelta(days=1)
         uow.post(
@@ -128,7 +131,7 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
     assert done is not None and done.text == (
         "Done: 2 reflections and 1 vote in open polls deleted; 3 votes in closed polls still count,"
         " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
-        " “a former member” (9); 4 records the bot kept about you deleted or cleaned."
+        " “a former member” (12); 4 records the bot kept about you deleted or cleaned."
     )
     assert await tables_naming_zed(store) == {}
     for form in ("md", "json", "csv"):
@@ -150,7 +153,14 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
         goal = await tx.goals.get(1, 1)
         assert goal is not None and goal.status is GoalStatus.ACCEPTED
         assert (goal.text, goal.proposer_name) == ("Write a shared glossary", FORMER_MEMBER)
-        assert len(await tx.reviews.reflections(1)) == 0
+        carols, zeds = await tx.goals.get(1, 2), await tx.goals.get(1, 3)
+        assert carols is not None and (carols.proposer_name, carols.put_forward_by_name) == (
+            "carol",
+            FORMER_MEMBER,
+        )
+        assert zeds is not None and (zeds.proposer_name, zeds.put_forward_by_name) == (FORMER_MEMBER, "carol")
+        assert zeds.text == "Pairing helps me"  # the group's goal now, as goals they proposed stay
+        assert [r.user_name for r in await tx.reviews.reflections(1)] == ["carol"]  # Zed's are gone
     assert (await h.tally(3)).counts == (0, 1)  # the open poll: Zed's vote is gone, Carol's stays
     # The held announcement goes out without Zed's name; the direct message to Zed never does.
     h.clock.advance(timedelta(minutes=1))  # past the retry after the outage
@@ -159,8 +169,12 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
     assert any(t.startswith("a former member moved the group") for t in announcements), announcements
     async with store.transaction() as tx:
         poll = await tx.polls.get(1, 1)
+        made_from_zeds = await tx.polls.get(1, 5)
     assert poll is not None and poll.question == (
         "Goal 1: Write a shared glossary (proposed by a former member). Do you consent?"
+    )
+    assert made_from_zeds is not None and made_from_zeds.question == (
+        "Goal 3: Pairing helps me (proposed by a former member). Do you consent?"
     )
     assert not any(ZED_NAME in t for t in announcements) and h.chat.direct == []
 

@@ -250,3 +250,64 @@ async def test_the_bot_tells_members_to_answer_with_q_and_the_number(harness: Ha
     assert usage is not None and "reflect q2 <answer>" in usage.text
     for text in (entered.text, posted, again.text, usage.text):
         assert re.search(r"reflect <?(number|question number|[0-9])", text) is None, text
+
+
+# A goal made from a reflection is its author's. ------------------------------------------------------
+
+
+async def test_a_goal_made_from_a_reflection_is_its_authors(harness: Harness) -> None:
+    await harness.member("alice").says("/review start")
+    await harness.member("carol").says("/reflect q5 Pair up for the exercises")
+    made = await harness.member("dave").says("/goal propose r1")
+    assert made is not None and made.text.startswith(
+        "Goal 1 proposed, from reflection r1 by carol. React on poll 1:"
+    )
+    assert harness.chat.sent[-1].text.startswith(
+        "Poll 1: Goal 1: Pair up for the exercises (proposed by carol). Do you consent?"
+    )
+    async with harness.store.transaction() as tx:
+        goal = await tx.goals.get(1, 1)
+        poll = await tx.polls.get(1, 1)
+    assert goal is not None and poll is not None
+    assert (goal.proposer_key, goal.proposer_name) == ("fake:carol", "carol")
+    assert (goal.put_forward_by_key, goal.put_forward_by_name) == ("fake:dave", "dave")
+    assert poll.author_key == "fake:carol"
+    show = await harness.member("bob").says("/goal show 1")
+    assert show is not None and "Proposed by carol on 2026-03-02 09:00 UTC, put forward by dave." in show.text
+    listing = await harness.member("bob").says("/goal list")
+    assert listing is not None and "  Goal 1: Pair up for the exercises (carol)" in listing.text
+    # The author may drop it; the member who put it forward may not (nor mark it done).
+    refused = await harness.member("dave").says("/goal drop 1")
+    assert refused is not None and refused.is_error and "proposer (carol)" in refused.text
+    consent = harness.chat.sent[-1].ref
+    for name in ("bob", "carol"):
+        await harness.member(name).reacts(consent, "✅")
+    await harness.member("alice").says("/poll close 1")
+    assert (await harness.member("dave").says("/goal done 1")).is_error  # type: ignore[union-attr]
+    done = await harness.member("carol").says("/goal done 1")
+    assert done is not None and done.text.startswith("Goal 1 is done")
+
+
+async def test_the_record_says_who_put_a_goal_forward(harness: Harness) -> None:
+    await harness.member("carol").says("/reflect Pair up for the exercises")
+    await harness.member("dave").says("/goal propose r1")
+    await harness.member("carol").says("/goal propose Read the book")
+    data = json.loads(await exported(harness, "/export json"))
+    assert [(g["proposer"], g["put_forward_by"]) for g in data["goals"]] == [
+        ("carol", "dave"),
+        ("carol", "carol"),
+    ]
+    md = await exported(harness, "/export md")
+    assert "- Goal 1 (proposed): Pair up for the exercises — carol, put forward by dave" in md
+    assert "- Goal 2 (proposed): Read the book — carol\n" in md
+    rows = list(csv.reader(io.StringIO(await exported(harness, "/export csv"))))
+    goals = [r for r in rows if r[0] == "goal"]
+    assert [(r[3], r[6]) for r in goals] == [("carol", "poll 1; put forward by dave"), ("carol", "poll 2")]
+
+
+async def test_a_member_may_make_a_goal_of_their_own_reflection(harness: Harness) -> None:
+    await harness.member("carol").says("/reflect Pair up")
+    made = await harness.member("carol").says("/goal propose R1")
+    assert made is not None and made.text.startswith("Goal 1 proposed, from reflection r1 by carol.")
+    show = await harness.member("carol").says("/goal show 1")
+    assert show is not None and "Proposed by carol on 2026-03-02 09:00 UTC." in show.text

@@ -62,6 +62,38 @@ async def test_a_schema_newer_than_the_code_is_refused(db_url: str) -> None:
         await engine.dispose()
 
 
+async def test_goals_kept_before_0007_were_put_forward_by_their_proposer(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        await migrate.upgrade(engine, "0006")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO groups (id, platform, channel_id, phase, phase_since, created_at)"
+                    " VALUES (1, 'fake', 'general', 'organizing', :at, :at)"
+                ),
+                {"at": T0},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO goals (group_id, text, status, proposer_key, proposer_name, created_at,"
+                    " updated_at) VALUES (1, 'Learn Rust', 'accepted', 'fake:bob', 'Bob', :at, :at)"
+                ),
+                {"at": T0},
+            )
+        await migrate.upgrade(engine)
+        async with SqlStore(engine).transaction() as tx:
+            (goal,) = await tx.goals.in_group(1)
+        assert (goal.put_forward_by_key, goal.put_forward_by_name) == ("fake:bob", "Bob")
+        assert not goal.put_forward_by_another
+        await migrate.downgrade(engine, "0006")
+        async with engine.connect() as conn:
+            columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("goals")])
+        assert "put_forward_by_key" not in columns and "proposer_key" in columns
+    finally:
+        await engine.dispose()
+
+
 async def test_the_core_s_prompt_rotation_moves_into_its_namespace_and_back(db_url: str) -> None:
     engine = make_engine(db_url)
     try:

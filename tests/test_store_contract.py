@@ -25,6 +25,7 @@ from adapters.sql import migrate
 from adapters.sql.schema import deliveries, outbox
 from adapters.sql.store import SqlStore, make_engine
 from core.clock import utc
+from core.forgetting import FORMER_MEMBER, Forgotten
 from core.goals import GoalStatus
 from core.lifecycle import Phase, PhaseChange, QuietHours
 from core.outbox import Post, PostKind, PostState
@@ -527,6 +528,65 @@ async def test_a_goal_is_proposed_linked_to_its_poll_and_decided(store: Store) -
             later,
         ]
         assert await tx.goals.in_group(study) == [elsewhere]
+    # Put forward by its proposer, as every goal proposed in the member's own words.
+    assert (goal.put_forward_by_key, goal.put_forward_by_name) == (ALICE.key, "Alice")
+    assert not goal.put_forward_by_another
+
+
+async def test_a_goal_put_forward_for_another_member_is_theirs(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        goal = await tx.goals.create(group_id, "Pair up", ALICE, T0, put_forward_by=BOB)
+    assert (goal.proposer_key, goal.proposer_name) == (ALICE.key, "Alice")
+    assert (goal.put_forward_by_key, goal.put_forward_by_name) == (BOB.key, "Bob")
+    assert goal.put_forward_by_another
+    async with store.transaction() as tx:
+        assert await tx.goals.get(group_id, goal.id) == goal
+        assert await tx.goals.in_group(group_id) == [goal]
+
+
+async def test_forgetting_a_member_renames_the_goals_they_proposed_or_put_forward(store: Store) -> None:
+    group_id = await make_group(store)
+    carol = UserRef("discord", "carol", "Carol")
+    async with store.transaction() as tx:
+        for_alice = await tx.goals.create(group_id, "Pair up", ALICE, T0, put_forward_by=BOB)
+        for_bob = await tx.goals.create(group_id, "Read more", BOB, T0, put_forward_by=ALICE)
+        await tx.goals.create(group_id, "Ship it", ALICE, T0)
+        others = await tx.goals.create(group_id, "Rest", BOB, T0, put_forward_by=carol)
+        # The bot names the proposer in the consent poll's question; the poll is the proposer's.
+        question = PollRequest("Goal 2: Read more (proposed by Bob). Consent?", YES_NO.options, duration=HOUR)
+        poll = await tx.polls.create(group_id, PollKind.CONSENT, question, BOB, T0)
+        await tx.goals.set_poll(for_bob.id, poll.id)
+    async with store.transaction() as tx:
+        done = await tx.members.forget(ALICE)
+        assert done.renamed == 3  # each goal once, however many of its columns named her
+        assert await tx.members.forget(ALICE) == Forgotten()
+    async with store.transaction() as tx:
+        first, second, third, fourth = await tx.goals.in_group(group_id)
+        assert (first.proposer_name, first.put_forward_by_name, first.put_forward_by_key) == (
+            FORMER_MEMBER,
+            "Bob",
+            BOB.key,
+        )
+        assert (second.proposer_name, second.proposer_key, second.put_forward_by_name) == (
+            "Bob",
+            BOB.key,
+            FORMER_MEMBER,
+        )
+        assert (third.proposer_name, third.put_forward_by_name) == (FORMER_MEMBER, FORMER_MEMBER)
+        assert third.proposer_key == third.put_forward_by_key != ALICE.key  # one anonymous key per item
+        assert not third.put_forward_by_another
+        assert fourth == others
+        keys = {first.proposer_key, second.put_forward_by_key, third.proposer_key}
+        assert len(keys) == 3 and ALICE.key not in keys
+        bob = await tx.members.forget(BOB)
+        assert bob.renamed == 4  # three goals, and the consent poll he opened
+        kept = await tx.polls.get(group_id, poll.id)
+        assert kept is not None
+        assert kept.question == "Goal 2: Read more (proposed by a former member). Consent?"
+        renamed = await tx.goals.get(group_id, for_alice.id)
+        assert renamed is not None and renamed.put_forward_by_name == FORMER_MEMBER
+        assert BOB.key not in (renamed.proposer_key, renamed.put_forward_by_key)
 
 
 # Schedules ----------------------------------------------------------------------------------------

@@ -138,6 +138,9 @@ goals = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True, index=True),
+    # Who ran the command: the proposer, or whoever put a member's reflection forward as a goal.
+    Column("put_forward_by_key", String(300), nullable=False, server_default=""),
+    Column("put_forward_by_name", Text, nullable=False, server_default=""),
 )
 
 schedules = Table(

@@ -186,6 +186,8 @@ def _goal(row: Any) -> Goal:
         created_at=utc(row.created_at),
         updated_at=utc(row.updated_at),
         poll_id=row.poll_id,
+        put_forward_by_key=row.put_forward_by_key,
+        put_forward_by_name=row.put_forward_by_name,
     )
 
 
@@ -637,7 +639,10 @@ class SqlPolls(_SqlPart):
 
 
 class SqlGoals(_SqlPart):
-    async def create(self, group_id: int, text: str, proposer: UserRef, at: datetime) -> Goal:
+    async def create(
+        self, group_id: int, text: str, proposer: UserRef, at: datetime, put_forward_by: UserRef | None = None
+    ) -> Goal:
+        by = put_forward_by or proposer
         result = await self.conn.execute(
             goals.insert().values(
                 group_id=group_id,
@@ -647,11 +652,24 @@ class SqlGoals(_SqlPart):
                 proposer_name=proposer.name,
                 created_at=at,
                 updated_at=at,
+                put_forward_by_key=by.key,
+                put_forward_by_name=by.name,
             )
         )
         (goal_id,) = result.inserted_primary_key or (None,)
         assert goal_id is not None
-        return Goal(goal_id, group_id, text, GoalStatus.PROPOSED, proposer.key, proposer.name, at, at)
+        return Goal(
+            goal_id,
+            group_id,
+            text,
+            GoalStatus.PROPOSED,
+            proposer.key,
+            proposer.name,
+            at,
+            at,
+            put_forward_by_key=by.key,
+            put_forward_by_name=by.name,
+        )
 
     async def set_poll(self, goal_id: int, poll_id: int | None) -> None:
         await self.conn.execute(update(goals).where(goals.c.id == goal_id).values(poll_id=poll_id))
@@ -941,6 +959,7 @@ class SqlMembers(_SqlPart):
         stored_names: set[str] = set()
         for name_column, key_column in (
             (goals.c.proposer_name, goals.c.proposer_key),
+            (goals.c.put_forward_by_name, goals.c.put_forward_by_key),
             (polls.c.author_name, polls.c.author_key),
             (poll_reactions.c.user_name, poll_reactions.c.user_key),
             (reflections.c.user_name, reflections.c.user_key),
@@ -973,17 +992,26 @@ class SqlMembers(_SqlPart):
             )
             closed_votes += result.rowcount
 
-        # The bot writes the proposer's name into a consent poll's question; the proposer is its author.
+        # The bot writes the proposer's name into a consent poll's question; the proposer is its author,
+        # or (goals made from a reflection before revision 0007) the member who put the goal forward.
+        of_their_goals = select(goals.c.poll_id).where(
+            goals.c.poll_id.is_not(None), or_(goals.c.proposer_key == key, goals.c.put_forward_by_key == key)
+        )
         authored = await self.conn.execute(
-            select(polls.c.id, polls.c.question).where(polls.c.author_key == key)
+            select(polls.c.id, polls.c.question).where(
+                or_(polls.c.author_key == key, polls.c.id.in_(of_their_goals))
+            )
         )
         for row in authored.all():
             if (question := scrub(row.question, words)) != row.question:
                 await self.conn.execute(update(polls).where(polls.c.id == row.id).values(question=question))
-        renamed = 0
+        # One anonymous key per item, also where the member stands in two of its columns (a goal they
+        # proposed and put forward): the item counts once.
+        renamed: dict[tuple[str, int], str] = {}
         on_platform = select(groups.c.id).where(groups.c.platform == user.platform)
         for table, id_column, name_column, key_column in (
             (goals, goals.c.id, goals.c.proposer_name, goals.c.proposer_key),
+            (goals, goals.c.id, goals.c.put_forward_by_name, goals.c.put_forward_by_key),
             (polls, polls.c.id, polls.c.author_name, polls.c.author_key),
             (phase_changes, phase_changes.c.id, phase_changes.c.by_name, phase_changes.c.by_key),
             (schedules, schedules.c.id, schedules.c.created_by, schedules.c.created_by_key),
@@ -995,9 +1023,13 @@ class SqlMembers(_SqlPart):
                 await self.conn.execute(
                     update(table)
                     .where(id_column == row_id)
-                    .values({name_column.name: FORMER_MEMBER, key_column.name: anonymous_key()})
+                    .values(
+                        {
+                            name_column.name: FORMER_MEMBER,
+                            key_column.name: renamed.setdefault((table.name, row_id), anonymous_key()),
+                        }
+                    )
                 )
-                renamed += 1
 
         records = 0
         candidates = await self.conn.execute(
@@ -1034,7 +1066,7 @@ class SqlMembers(_SqlPart):
                     .values(reason=reason)
                 )
                 records += 1
-        return Forgotten(gone.rowcount, open_votes.rowcount, closed_votes, renamed, records)
+        return Forgotten(gone.rowcount, open_votes.rowcount, closed_votes, len(renamed), records)
 
 
 class SqlTx:
