@@ -2,36 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from core import dead_letters
+from core.batches import Batches
 from core.clock import Clock
-from core.commands import (
-    COMMANDS,
-    ArgKind,
-    CommandSpec,
-    Invocation,
-    UsageError,
-    command_groups,
-    find_spec,
-    parse_options,
-    parse_text,
-)
+from core.commands import COMMANDS, CommandSpec, UsageError, parse_options, parse_text
 from core.context import Context, Handler
-from core.events import (
-    CommandInvoked,
-    InboundEvent,
-    MessagePosted,
-    ReactionAdded,
-    ReactionRemoved,
-    Reply,
-)
-from core.export import load_record, to_csv, to_json, to_markdown
+from core.events import CommandInvoked, InboundEvent, MessagePosted, ReactionAdded, ReactionRemoved, Reply
+from core.export import export_group
 from core.feedback import PollService
 from core.forgetting import forget_me
+from core.help import Help, usage_reply, visible_on
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
@@ -57,9 +42,7 @@ from core.votes import VoteRecorder, reconcile_poll
 log = logging.getLogger(__name__)
 
 ACTIVITY_RESOLUTION = timedelta(minutes=10)
-EVENT_ATTEMPTS = 3  # an event that fails this often is recorded as failed and skipped
 DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
-SORRY = "Sorry, something went wrong while handling that command. Nothing was changed."
 
 
 class MissingHandler(Exception):
@@ -116,6 +99,7 @@ class Engine:
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
+        self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
             GoalDecided: (self.lifecycle.on_goal_decided,),
@@ -124,13 +108,13 @@ class Engine:
             ReviewClosed: (self.lifecycle.on_review_closed,),
         }
         self.handlers: dict[tuple[str, ...], Handler] = {
-            ("help",): self._help,
+            **Help(self.specs).handlers(),
             **self.lifecycle.handlers(),
             **self.polls.handlers(),
             **self.goals.handlers(),
             **self.nudges.handlers(),
             **self.reviews.handlers(),
-            ("export",): self._export,
+            ("export",): export_group,
             ("forget-me",): forget_me,
         }
         missing = [s.name for s in self.specs if s.path not in self.handlers]
@@ -144,7 +128,7 @@ class Engine:
         self.chats[chat.platform] = chat
 
     def visible_specs(self, platform: str) -> list[CommandSpec]:
-        return [s for s in self.specs if not s.platforms or platform in s.platforms]
+        return visible_on(self.specs, platform)
 
     # Inbound -----------------------------------------------------------------------------------
 
@@ -163,88 +147,21 @@ class Engine:
 
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
         """Run a command; one that keeps failing is recorded as failed, and the member told so."""
-        failure: Exception | None = None
-        for attempt in range(1, EVENT_ATTEMPTS + 1):
-            try:
-                return await self.run_command(event)
-            except Exception as error:
-                failure = error
-                log.exception("command %s failed (attempt %d of %d)", event.event_id, attempt, EVENT_ATTEMPTS)
-        assert failure is not None
-        return await self._dead_letter(event, failure)
-
-    async def _dead_letter(self, event: InboundEvent, failure: Exception) -> Reply | None:
-        platform = (
-            event.message.channel.platform
-            if isinstance(event, ReactionAdded | ReactionRemoved)
-            else event.channel.platform
-        )
-        reason = f"{type(failure).__name__}: {failure}"[:500]
-        async with self.work() as uow:
-            await uow.tx.events.record_failed(platform, event.event_id, uow.now, reason)
-            if isinstance(event, CommandInvoked):
-                reply = Reply(SORRY, is_error=True)
+        try:
+            return await dead_letters.attempts(lambda: self.run_command(event), event)
+        except dead_letters.GaveUp as gave_up:
+            reply = Reply(dead_letters.SORRY, is_error=True)
+            async with self.work() as uow:
+                await dead_letters.record(uow.tx, event, gave_up.failure, uow.now)
                 self._answer(uow, event, reply)
-                return reply
-        return None
+            return reply
 
     async def handle_batch(
         self, events: Sequence[InboundEvent], state: StateChanges | None = None
     ) -> list[Reply | None]:
-        """Apply events in order, then record adapter state (a sync token) that covers them.
-
-        A state value of None deletes the key (bookkeeping the adapter no longer needs). Each event
-        is applied at most once (dedupe on its id), so a batch replayed after a crash before its state
-        was saved changes nothing twice. An event that keeps failing is recorded as failed and
-        skipped: the others are applied and answered, and the state moves on.
-        """
-        replies: list[Reply | None] = []
-        reactions: list[ReactionAdded | ReactionRemoved] = []
-
-        async def flush_reactions(with_state: StateChanges | None) -> None:
-            # A run of reactions goes in together: group commit puts them in one transaction.
-            if not reactions:
-                return
-            states = [None] * (len(reactions) - 1) + [with_state]
-            try:
-                await asyncio.gather(
-                    *(self.votes.submit(r, s) for r, s in zip(reactions, states, strict=True))
-                )
-            except Exception:
-                # One bad event fails its whole batch: apply them one at a time to find it.
-                for reaction, s in zip(reactions, states, strict=True):
-                    await self._apply_reaction(reaction, s)
-            replies.extend([None] * len(reactions))
-            reactions.clear()
-
-        for event in events:
-            if isinstance(event, ReactionAdded | ReactionRemoved):
-                reactions.append(event)
-                continue
-            await flush_reactions(None)
-            replies.append(await self.handle(event))
-        if reactions:
-            await flush_reactions(state)
-        elif state:
-            async with self.work() as uow:
-                await state.save(uow.tx)
-        return replies
-
-    async def _apply_reaction(
-        self, event: ReactionAdded | ReactionRemoved, state: StateChanges | None
-    ) -> None:
-        failure: Exception | None = None
-        for _ in range(EVENT_ATTEMPTS):
-            try:
-                await self.votes.submit(event, state)
-                return
-            except Exception as error:
-                failure = error
-        assert failure is not None
-        await self._dead_letter(event, failure)
-        if state:
-            async with self.work() as uow:
-                await state.save(uow.tx)
+        """Apply a batch from one read of a platform, in order, saving the adapter's state (a sync
+        token) after the events it covers: see core/batches.py."""
+        return await self.batches.apply(events, state)
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
@@ -255,7 +172,7 @@ class Engine:
             else:
                 invocation = parse_options(specs, event.text, event.options)
         except UsageError as error:
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix))
         spec = invocation.spec
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
         facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
@@ -276,7 +193,7 @@ class Engine:
                 self._answer(uow, event, reply)
                 return reply
         except UsageError as error:  # nothing the handler did is kept
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix))
 
     async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
         """Answer a command that changes nothing; it still counts as applied."""
@@ -294,13 +211,6 @@ class Engine:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
         else:
             uow.post(Post(PostKind.SEND, event.channel, reply.text))
-
-    @staticmethod
-    def usage_reply(error: UsageError, prefix: str) -> Reply:
-        text = error.message
-        if error.spec is not None:
-            text += f"\nUsage: {error.spec.usage(prefix)}"
-        return Reply(text, is_error=True)
 
     # Time --------------------------------------------------------------------------------------
 
@@ -361,47 +271,3 @@ class Engine:
             if not polls:
                 return 0
             return await reconcile_poll(uow.tx, polls[0], present, uow.now)
-
-    # Commands ----------------------------------------------------------------------------------
-
-    async def _help(self, ctx: Context, inv: Invocation) -> Reply:
-        specs = self.visible_specs(ctx.chat.platform)
-        wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()
-        if not wanted:
-            lines = ["Peerbot commands (★ facilitators only):"]
-            lines += [
-                f"{s.usage(ctx.prefix)} — {s.summary}{' ★' if s.facilitator_only else ''}" for s in specs
-            ]
-            lines.append(f"Say {ctx.prefix}help <command> for details.")
-            return Reply("\n".join(lines))
-        words = wanted.split()
-        spec = find_spec(specs, words)
-        if spec is None or len(spec.path) < len(words):
-            group = command_groups(specs).get(words[0].casefold())
-            if group is None or len(words) > 1:
-                raise UsageError(
-                    f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
-                    inv.spec,
-                )
-            lines = [f"{s.usage(ctx.prefix)} — {s.summary}" for s in group]
-            lines += [s.details for s in group if s.details]
-            return Reply("\n".join(lines))
-        return Reply(describe(spec, ctx.prefix))
-
-    async def _export(self, ctx: Context, inv: Invocation) -> Reply:
-        record = await load_record(ctx.tx, ctx.group)
-        render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
-        return Reply(render(record))
-
-
-def describe(spec: CommandSpec, prefix: str) -> str:
-    lines = [f"Usage: {spec.usage(prefix)}", spec.summary]
-    for arg in spec.args:
-        extra = f" (one of: {', '.join(arg.choices)})" if arg.kind is ArgKind.CHOICE else ""
-        optional = "" if arg.required else ", optional"
-        lines.append(f"  {arg.name}: {arg.help}{extra}{optional}")
-    if spec.details:
-        lines.append(spec.details)
-    if spec.facilitator_only:
-        lines.append("Facilitators only.")
-    return "\n".join(lines)

@@ -7,9 +7,10 @@ import io
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from core.clock import format_time
+from core.events import Reply
 from core.goals import Goal
 from core.lifecycle import Group
 from core.polls import Poll, Tally, tally
@@ -17,6 +18,10 @@ from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import Reflection, Review
 from core.schedules import Schedule
+
+if TYPE_CHECKING:
+    from core.commands import Invocation
+    from core.context import Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,13 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
     )
+
+
+async def export_group(ctx: Context, inv: Invocation) -> Reply:
+    """The `export` command: the group's record in the chat, in the format asked for."""
+    record = await load_record(ctx.tx, ctx.group)
+    render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
+    return Reply(render(record))
 
 
 def _iso(dt: datetime | None) -> str | None:

@@ -9,7 +9,8 @@ import pytest
 
 from bot.recurrence import CronRecurrence
 from core.commands import COMMANDS, CommandSpec
-from core.engine import SORRY, Engine, MissingHandler
+from core.dead_letters import SORRY
+from core.engine import Engine, MissingHandler
 from core.events import CommandInvoked
 from core.outbox import PostState
 from core.ports import DeliveryFailed, Outbound, StateChanges
