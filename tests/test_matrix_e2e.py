@@ -27,8 +27,6 @@ from adapters.matrix.adapter import (
 from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
-from bot.recurrence import CronRecurrence
-from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
 from core.ports import DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -37,7 +35,6 @@ from tests.fake_discord.server import FakeDiscord
 from tests.matrix_proxy import HoldMode, MatrixProxy
 from tests.matrix_support import (
     Member,
-    RecordingEngine,
     RunningBot,
     from_bot,
     membership,
@@ -594,15 +591,14 @@ async def test_a_token_for_someone_else_is_refused(homeserver: Homeserver, tmp_p
         homeserver=homeserver.url, user_id=mine.user_id, access_token=theirs.access_token
     )
     store = await open_sqlite(tmp_path / "bot.db")
-    adapter = MatrixAdapter(
-        settings, store, RecordingEngine(Engine(store, FakeClock(), recurrence=CronRecurrence()))
-    )
+    bot = app.bootstrap(parse_config({}, env={}), store, FakeClock(), matrix=settings)
+    adapter = bot.adapter(MatrixAdapter)
     try:
         with pytest.raises(LoginFailed, match="belongs to"):
-            await adapter.login()
+            await adapter.start()
         adapter.settings = replace(settings, access_token="syt_not_a_token")
         with pytest.raises(LoginFailed, match="access token was refused"):
-            await adapter.login()
+            await adapter.start()
     finally:
         await adapter.close()
         await store.close()
