@@ -129,7 +129,8 @@ class Adapter(Protocol):
 
     `start` logs in or connects, and raises `AdapterFailed` for what the operator must fix. `serve` runs
     until the adapter stops for good (the gateway closed, the console's input ended), feeding its
-    `EventSink`; it is cancelled to stop early. `close` releases everything, after a failed start too.
+    `EventSink`; it is cancelled to stop early. `close` releases everything, after a failed start too,
+    or with no start at all.
     """
 
     @property

@@ -242,12 +242,14 @@ class DiscordAdapter:
         self._reconciling: dict[int, asyncio.Task[None]] = {}  # shard id -> its reconcile pass
         self.reconciled: list[Reconciled] = []  # finished passes, oldest first (diagnostics and tests)
         self._reconciled_changed = asyncio.Condition()
+        self._logging_in = False
 
     # Life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Log in (LoginRejected for a bad token), sync the commands, connect the gateway."""
         point_at(self.settings.api_base_url, self.settings.gateway_url)
+        self._logging_in = True
         try:
             await self.client.login(self.settings.token)
         except discord.LoginFailure:
@@ -282,7 +284,8 @@ class DiscordAdapter:
             task.cancel()
         await asyncio.gather(*self._reconciling.values(), return_exceptions=True)
         self._reconciling.clear()
-        await self.client.close()
+        if self._logging_in:  # discord.py's client cannot be closed before its login
+            await self.client.close()
         if self._tasks:
             try:
                 await asyncio.wait_for(self.reactions.join(), drain_timeout)
