@@ -67,6 +67,9 @@ async def touch(tx: StoreTx, group: Group, now: datetime) -> None:
 
 
 class Engine:
+    """The services wired to one bus and one handler table: the `EventSink` the adapters feed, and what
+    the ticker drives."""
+
     def __init__(
         self,
         store: Store,
