@@ -173,9 +173,15 @@ class Bot:
             task.result()
 
     async def stop(self) -> None:
-        """Stop ticking, close every adapter, then finish pending work (queued votes, the outbox)."""
+        """Stop ticking; send the outbox while the adapters can still post; close every adapter; then
+        finish pending work (the votes they apply as they close).
+
+        A row whose request the stop cut off is sent again now, with its key, and not at a start the
+        platform may no longer know the key by.
+        """
         if self.ticker is not None:
             self.ticker.stop()
+        await self.engine.settle()
         for adapter in self.adapters:
             await adapter.close()
         await self.engine.drain()

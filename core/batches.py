@@ -2,8 +2,10 @@
 
 Events are applied in order. A run of reactions goes in together, so group commit writes it in one
 transaction. The adapter's state that covers the batch (a sync token) is saved with the last of them, or
-alone after the batch, never before the events it covers: a batch replayed after a crash changes nothing
-twice, since each event is applied at most once.
+after the batch, never before the events it covers: a batch replayed after a crash changes nothing twice,
+since each event is applied at most once. Posts the adapter has to make on its own (a notice to a room it
+will not serve) are queued in the transaction that saves the state, so the state can say they were
+queued, and a replayed batch queues them once.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from core import dead_letters
 from core.events import InboundEvent, ReactionAdded, ReactionEvent, ReactionRemoved, Reply
+from core.outbox import Post
 from core.ports import StateChanges
 from core.uow import Work
 from core.votes import VoteRecorder
@@ -28,7 +31,9 @@ class Batches:
         self.votes = votes
         self.handle = handle
 
-    async def apply(self, events: Sequence[InboundEvent], state: StateChanges | None) -> list[Reply | None]:
+    async def apply(
+        self, events: Sequence[InboundEvent], state: StateChanges | None, posts: Sequence[Post] = ()
+    ) -> list[Reply | None]:
         """A reply (or None) per event, in order. A state value of None deletes the key. An event that
         keeps failing is recorded as failed and skipped: the others are applied, and the state moves on."""
         replies: list[Reply | None] = []
@@ -41,11 +46,17 @@ class Batches:
                 replies += await self._reactions(run, None)
                 run = []
             replies.append(await self.handle(event))
-        if run:
+        if run and not posts:
             replies += await self._reactions(run, state)
-        elif state:
+            return replies
+        if run:
+            replies += await self._reactions(run, None)
+        if state or posts:
             async with self.work() as uow:
-                await state.save(uow.tx)
+                if state:
+                    await state.save(uow.tx)
+                for post in posts:
+                    uow.post(post)
         return replies
 
     async def _reactions(self, run: list[ReactionEvent], state: StateChanges | None) -> list[Reply | None]:

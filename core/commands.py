@@ -1,8 +1,9 @@
 """Commands, declared once as data and rendered by each adapter in its own idiom.
 
 A spec names the command path, its typed arguments, one line of help and who may run it. Parsing
-turns a text line (console, Matrix) or named options (Discord) into checked values, or raises
-`UsageError`, which carries the usage line.
+turns a text line (console, Matrix) or named options (Discord) into the same checked values, or raises
+`UsageError`, which carries the usage line. A member who may not run a command is told so in one
+wording, `refusal`, made from the spec.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ MAX_DIGITS = 18
 MAX_DURATION = timedelta(days=3660)
 # How long polls, reviews and consent windows may stay open.
 LONGEST_OPEN = timedelta(days=32)
+MAX_QUESTION = 300  # a poll's question
+# A poll option: a label of at most 100 characters (core/polls.py), after an emoji of its own if it
+# has one (a custom Discord emoji, <a:name:id>, takes up to about 55).
+MAX_OPTION_ITEM = 160
 
 NUDGE_HELP = (
     "Schedules, in the group's timezone: 'daily 09:00', 'weekly mon 18:00', 'weekly mon,thu 18:30',"
@@ -34,21 +39,24 @@ NUDGE_HELP = (
 )
 
 POLL_HELP = (
-    "Options are separated by |, 2 to 10 of them. Start an option with an emoji to vote with it"
-    " (🐢 slower | 🐇 faster); otherwise options get 1️⃣ 2️⃣ ...\n"
-    "--multiple: members may pick several options (otherwise a member's latest choice counts).\n"
-    "--hidden: the tally is shown only when the poll closes.\n"
-    "--closes <duration>: how long it stays open, like 30m, 2h or 3d (default 24h, at most 32d).\n"
-    "Example: poll create --closes 2d Which day suits? | Monday | Thursday"
+    "Start an option with an emoji to vote with it (🐢 slower); otherwise options get 1️⃣ 2️⃣ ... in"
+    " order. A poll stays open at most 32d; its author or a facilitator may close it early."
 )
 
 
 class ArgKind(Enum):
     WORD = "word"  # one token
-    TEXT = "text"  # the rest of the line
+    TEXT = "text"  # the rest of the line (up to the first | when a LIST follows)
     CHOICE = "choice"  # one token out of a fixed list, matched case-insensitively
     INT = "int"  # a whole number
     DURATION = "duration"  # 90s, 30m, 2h, 3d, or combined: 1d12h
+    FLAG = "flag"  # yes or no: `--name` in text, a boolean option where commands are structured
+    LIST = "list"  # several texts: `a | b | c` in text, options name1, name2 ... where structured
+
+
+# How text commands separate the items of a LIST argument (and a TEXT argument from the LIST after it).
+LIST_SEPARATOR = "|"
+_METAVARS = {ArgKind.DURATION: "duration", ArgKind.INT: "number"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +64,26 @@ class Arg:
     name: str
     kind: ArgKind
     help: str
-    required: bool = True
+    required: bool = True  # LIST arguments: see min_count
     choices: tuple[str, ...] = ()
-    max_length: int = 0
+    max_length: int = 0  # LIST arguments: of each item
+    shortest: timedelta = timedelta(0)  # for DURATION arguments
     longest: timedelta = MAX_DURATION  # for DURATION arguments
+    # Given by name in text (`--closes 2h`), before the other arguments, rather than by position.
+    # FLAG arguments always are.
+    named: bool = False
+    aliases: tuple[str, ...] = ()  # other names for a named argument in text (`--multi`)
+    min_count: int = 0  # for LIST arguments
+    max_count: int = 0  # for LIST arguments
+
+    def __post_init__(self) -> None:
+        if self.kind is ArgKind.FLAG and self.required:
+            raise ValueError(f"flag {self.name!r} cannot be required: leaving it out means no")
+        if self.kind is ArgKind.LIST:
+            if not 0 <= self.min_count <= self.max_count or self.max_count < 1:
+                raise ValueError(f"list {self.name!r} needs 0 <= min_count <= max_count, max_count >= 1")
+        elif self.min_count or self.max_count:
+            raise ValueError(f"{self.name!r}: only a list has a count of items")
 
     @property
     def limit(self) -> int:
@@ -67,9 +91,45 @@ class Arg:
             return self.max_length
         return MAX_TEXT if self.kind is ArgKind.TEXT else MAX_WORD
 
+    @property
+    def by_name(self) -> bool:
+        """Given as `--name [value]` in text."""
+        return self.named or self.kind is ArgKind.FLAG
+
+    def option_names(self) -> tuple[str, ...]:
+        """The names of its structured options: one, or one per item of a LIST (option1 ... option10)."""
+        if self.kind is ArgKind.LIST:
+            return tuple(f"{self.name}{i}" for i in range(1, self.max_count + 1))
+        return (self.name,)
+
     def placeholder(self) -> str:
+        if self.kind is ArgKind.FLAG:
+            return f"[--{self.name}]"
+        if self.by_name:
+            value = f"--{self.name} <{_METAVARS.get(self.kind, 'value')}>"
+            return f"<{value}>" if self.required else f"[{value}]"
+        if self.kind is ArgKind.LIST:
+            items = [f"<{self.name}>"] * max(self.min_count, 1)
+            if self.max_count > len(items):
+                items.append("...")
+            return f" {LIST_SEPARATOR} ".join(items)
         inner = self.name if self.kind is not ArgKind.TEXT else f"{self.name}..."
         return f"<{inner}>" if self.required else f"[{inner}]"
+
+    def option_placeholders(self) -> list[str]:
+        """How the usage line of a structured command names it."""
+        if self.kind is ArgKind.LIST:
+            names = self.option_names()
+            shown = [f"<{n}>" for n in names[: self.min_count]]
+            rest = names[self.min_count :]
+            if rest:
+                shown.append(f"[{rest[0]}]" if len(rest) == 1 else f"[{rest[0]}…{rest[-1]}]")
+            return shown
+        return [f"<{self.name}>" if self.required else f"[{self.name}]"]
+
+
+def flag(name: str, help: str, *aliases: str) -> Arg:
+    return Arg(name, ArgKind.FLAG, help, required=False, aliases=aliases)
 
 
 class Access(Enum):
@@ -90,6 +150,13 @@ class CommandSpec:
     details: str = ""
     # Visible in the given platforms only (empty: everywhere), e.g. console-only tools.
     platforms: frozenset[str] = field(default_factory=frozenset)
+    # What the access guards, for refusals: "only facilitators can <action>". Argument names in braces
+    # are filled in ("close poll {id} early"); without it, "use <the command>".
+    action: str = ""
+    # Who owns the item, for OWNER_OR_FACILITATOR: "the poll's author".
+    owner: str = ""
+    # A filled-in text command without its prefix, shown by help where commands are typed.
+    example: str = ""
 
     @property
     def name(self) -> str:
@@ -104,9 +171,34 @@ class CommandSpec:
         """The engine asks the platform whether the member facilitates before running it."""
         return self.access is not Access.EVERYONE
 
-    def usage(self, prefix: str) -> str:
-        parts = [prefix + self.name, *(a.placeholder() for a in self.args)]
+    def usage(self, prefix: str, *, structured: bool = False) -> str:
+        """The usage line: as typed (`[--hidden] <question> | <option> ...`), or, where commands are
+        structured (Discord), the options by name, required ones first as Discord lists them."""
+        if structured:
+            required = [p for a in self.args for p in a.option_placeholders() if p.startswith("<")]
+            optional = [p for a in self.args for p in a.option_placeholders() if p.startswith("[")]
+            return " ".join([prefix + self.name, *required, *optional])
+        parts = [prefix + self.name, *(a.placeholder() for a in self.args if a.by_name)]
+        positional = [a for a in self.args if not a.by_name]
+        for i, arg in enumerate(positional):
+            if i + 1 < len(positional) and positional[i + 1].kind is ArgKind.LIST:
+                # Up to the separator, not the rest of the line.
+                parts.append(
+                    f"<{arg.name}> {LIST_SEPARATOR}" if arg.required else f"[{arg.name}] {LIST_SEPARATOR}"
+                )
+            else:
+                parts.append(arg.placeholder())
         return " ".join(parts)
+
+    def who_may(self) -> str:
+        """Who may run it, for help: empty for everyone."""
+        if self.access is Access.FACILITATORS:
+            return "Facilitators only."
+        if self.access is Access.OWNER_OR_FACILITATOR:
+            return f"Only {self.owner} or a facilitator may do this."
+        if self.access is Access.FACILITATORS_TO_CHANGE:
+            return f"Everyone may look; only facilitators can {self.action}."
+        return ""
 
 
 class UsageError(Exception):
@@ -126,6 +218,31 @@ class Invocation:
     def text(self, name: str) -> str:
         value = self.args.get(name)
         return value if isinstance(value, str) else ""
+
+    def flag(self, name: str) -> bool:
+        return self.args.get(name) is True
+
+    def items(self, name: str) -> tuple[str, ...]:
+        value = self.args.get(name)
+        return value if isinstance(value, tuple) else ()
+
+
+def refusal(inv: Invocation, prefix: str, *, owner: str = "", facilitators_only: bool = False) -> str:
+    """The one wording of every refusal: who may, what was attempted, and that nothing changed.
+
+    Who comes from the spec's access: facilitators, or the item's owner (named when `owner` is given)
+    or a facilitator; `facilitators_only` for an item whose owner has no say (a goal's consent poll).
+    What is the spec's `action` with the arguments filled in, or "use <command>".
+    """
+    spec = inv.spec
+    if spec.access is Access.EVERYONE:
+        raise ValueError(f"{spec.name} is for everyone; there is nothing to refuse")
+    if spec.access is Access.OWNER_OR_FACILITATOR and not facilitators_only:
+        who = f"{spec.owner} ({owner}) or a facilitator" if owner else f"{spec.owner} or a facilitator"
+    else:
+        who = "facilitators"
+    what = spec.action.format_map(inv.args) if spec.action else f"use {prefix}{spec.name}"
+    return f"Sorry, only {who} can {what}. Nothing was changed."
 
 
 COMMANDS: tuple[CommandSpec, ...] = (
@@ -170,12 +287,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Mark an accepted goal as done (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="mark goal {id} done",
+        owner="the goal's proposer",
     ),
     CommandSpec(
         ("goal", "drop"),
         "Drop a goal (its proposer or a facilitator).",
         (Arg("id", ArgKind.INT, "the goal's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="drop goal {id}",
+        owner="the goal's proposer",
     ),
     CommandSpec(
         ("goal", "rules"),
@@ -196,20 +317,40 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("poll", "create"),
         "Ask the group a question; members vote with reactions.",
         (
+            Arg("question", ArgKind.TEXT, "what to ask the group", max_length=MAX_QUESTION),
             Arg(
-                "poll",
-                ArgKind.TEXT,
-                "[--multiple] [--hidden] [--closes 2h] question | option | option",
-                max_length=1500,
+                "option",
+                ArgKind.LIST,
+                "an answer to pick; start it with an emoji to vote with that emoji",
+                min_count=2,
+                max_count=10,
+                max_length=MAX_OPTION_ITEM,
+            ),
+            flag(
+                "multiple", "members may pick several options (else a member's latest choice counts)", "multi"
+            ),
+            flag("hidden", "the tally is shown only when the poll closes"),
+            Arg(
+                "closes",
+                ArgKind.DURATION,
+                "how long it stays open, like 30m, 2h or 3d (default 24h)",
+                required=False,
+                named=True,
+                aliases=("in",),
+                shortest=timedelta(minutes=1),
+                longest=LONGEST_OPEN,
             ),
         ),
         details=POLL_HELP,
+        example="poll create --closes 2d Which day suits? | Monday | Thursday",
     ),
     CommandSpec(
         ("poll", "close"),
         "Close a poll early (its author or a facilitator).",
         (Arg("id", ArgKind.INT, "the poll's number"),),
         access=Access.OWNER_OR_FACILITATOR,
+        action="close poll {id} early",
+        owner="the poll's author",
     ),
     CommandSpec(
         ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
@@ -246,12 +387,14 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Show or set (facilitators) the group's timezone.",
         (Arg("name", ArgKind.WORD, "an IANA timezone like Europe/Berlin", required=False, max_length=64),),
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change the timezone",
     ),
     CommandSpec(
         ("quiet-hours",),
         "Show or set (facilitators) hours without nudges.",
         (Arg("span", ArgKind.WORD, "like 22:00-08:00, or off", required=False, max_length=20),),
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change quiet hours",
     ),
     CommandSpec(
         ("auto",),
@@ -269,6 +412,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
         " a weekly check-in nudge. digest: a weekly summary of the group's week.",
         access=Access.FACILITATORS_TO_CHANGE,
+        action="change automatic features",
     ),
     CommandSpec(
         ("review", "start"),
@@ -408,7 +552,12 @@ def unfit_character(text: str) -> str | None:
     return None
 
 
-def _convert(spec: CommandSpec, arg: Arg, raw: str) -> Any:
+def _convert(spec: CommandSpec, arg: Arg, raw: str | bool) -> Any:
+    if arg.kind is ArgKind.FLAG:
+        return _read_flag(spec, arg, raw)
+    if arg.kind is ArgKind.LIST:
+        raise ValueError("LIST arguments are read by _convert_list")
+    raw = str(raw)
     if unfit := unfit_character(raw):
         raise UsageError(f"{arg.name} contains {unfit}; write plain text.", spec)
     if len(raw) > arg.limit:
@@ -440,8 +589,44 @@ def _convert(spec: CommandSpec, arg: Arg, raw: str) -> Any:
             ) from None
         if duration is None or duration > arg.longest:
             raise UsageError(f"{arg.name} is too long: at most {say_duration(arg.longest)}.", spec)
+        if duration < arg.shortest:
+            raise UsageError(f"{arg.name} is too short: at least {say_duration(arg.shortest)}.", spec)
         return duration
     return raw.strip()
+
+
+_YES_NO = {"true": True, "false": False}
+
+
+def _read_flag(spec: CommandSpec, arg: Arg, raw: str | bool) -> bool:
+    """A structured command's boolean (Discord sends JSON true or false); text says "true" or "false"."""
+    if isinstance(raw, bool):
+        return raw
+    value = _YES_NO.get(raw.strip().casefold())
+    if value is None:
+        raise UsageError(f"{arg.name} is true or false, not '{_shorten(raw)}'.", spec)
+    return value
+
+
+def _convert_list(spec: CommandSpec, arg: Arg, raws: Sequence[str | bool]) -> tuple[str, ...]:
+    """The items of a LIST argument, checked one by one; items that show nothing are no items."""
+    items: list[str] = []
+    for raw in raws:
+        text = str(raw)
+        if unfit := unfit_character(text):
+            raise UsageError(f"{arg.name} {len(items) + 1} contains {unfit}; write plain text.", spec)
+        if is_blank(text):
+            continue
+        if len(text.strip()) > arg.limit:
+            raise UsageError(
+                f"{arg.name} {len(items) + 1} is too long ({len(text.strip())} characters,"
+                f" at most {arg.limit}).",
+                spec,
+            )
+        items.append(text.strip())
+    if not arg.min_count <= len(items) <= arg.max_count:
+        raise UsageError(f"Give {arg.min_count} to {arg.max_count} {arg.name}s (got {len(items)}).", spec)
+    return tuple(items)
 
 
 def _shorten(text: str, limit: int = 40) -> str:
@@ -483,8 +668,44 @@ def command_list(specs: Sequence[CommandSpec]) -> str:
     return ", ".join(seen)
 
 
+_NAMED = re.compile(r"--(\S*)")
+_WORD = re.compile(r"\s*(\S*)(.*)", re.DOTALL)
+
+
+def _first_word(text: str) -> tuple[str, str]:
+    match = _WORD.match(text)
+    assert match is not None  # the pattern matches any text
+    return match[1], match[2]
+
+
+def _read_named(spec: CommandSpec, rest: str, values: dict[str, Any]) -> str:
+    """Read `--flag` and `--name value` from the start of `rest` into `values`; returns what follows."""
+    named = {n.casefold(): a for a in spec.args if a.by_name for n in (a.name, *a.aliases)}
+    if not named:
+        return rest
+    while (match := _NAMED.match(rest := rest.lstrip())) is not None:
+        word = match[1]
+        arg = named.get(word.casefold())
+        if arg is None:
+            known = ", ".join(f"--{a.name}" for a in spec.args if a.by_name)
+            raise UsageError(f"Unknown option --{_shorten(word, 20)}. Known: {known}.", spec)
+        rest = rest[match.end() :]
+        if arg.kind is ArgKind.FLAG:
+            values[arg.name] = True
+            continue
+        value, rest = _first_word(rest)
+        if is_blank(value):
+            raise UsageError(f"--{arg.name} needs a value: {arg.help}.", spec)
+        values[arg.name] = _convert(spec, arg, value)
+    return rest
+
+
 def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
-    """Parse a command line without its prefix: `phase set organizing we have a plan`."""
+    """Parse a command line without its prefix: `phase set organizing we have a plan`.
+
+    Named arguments (`--hidden`, `--closes 2h`) come first; then the others in order. A TEXT argument
+    takes the rest of the line, or up to the first | when a LIST follows, whose items are separated by |.
+    """
     rest = line.strip()
     words = rest.split()
     spec = find_spec(specs, words)
@@ -496,17 +717,31 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     depth = len(spec.path)
     parts = rest.split(None, depth)
     rest = parts[depth] if len(parts) > depth else ""
-    values: dict[str, Any] = {}
-    for arg in spec.args:
+    values: dict[str, Any] = {a.name: False for a in spec.args if a.kind is ArgKind.FLAG}
+    rest = _read_named(spec, rest, values)
+    positional = [a for a in spec.args if not a.by_name]
+    for i, arg in enumerate(positional):
         rest = rest.strip()
+        if arg.kind is ArgKind.LIST:
+            values[arg.name] = _convert_list(spec, arg, rest.split(LIST_SEPARATOR) if rest else [])
+            rest = ""
+            continue
         if is_blank(rest):
             rest = ""
             if arg.required:
                 raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
             continue
         if arg.kind is ArgKind.TEXT:
-            values[arg.name] = _convert(spec, arg, rest)
-            rest = ""
+            if i + 1 < len(positional) and positional[i + 1].kind is ArgKind.LIST:
+                text, _, rest = rest.partition(LIST_SEPARATOR)
+                text = text.strip()
+            else:
+                text, rest = rest, ""
+            if is_blank(text):
+                if arg.required:
+                    raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
+                continue
+            values[arg.name] = _convert(spec, arg, text)
         else:
             token, _, rest = rest.partition(" ")
             values[arg.name] = _convert(spec, arg, token)
@@ -515,22 +750,30 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     return Invocation(spec, values)
 
 
-def parse_options(specs: Sequence[CommandSpec], path: str, options: Mapping[str, str]) -> Invocation:
-    """Check named options from a structured command (Discord) against the spec."""
+def parse_options(specs: Sequence[CommandSpec], path: str, options: Mapping[str, str | bool]) -> Invocation:
+    """Check named options from a structured command (Discord) against the spec, as text is checked:
+    the same arguments come out of `option1`..`option10` as out of `a | b | ...`."""
     words = path.split()
     spec = find_spec(specs, words)
     if spec is None or len(spec.path) != len(words):
         raise _unknown(specs, words)
-    known = {a.name for a in spec.args}
+    known = {n for a in spec.args for n in a.option_names()}
     for name in options:
         if name not in known:
             raise UsageError(f"Unknown option '{_shorten(name)}'.", spec)
     values: dict[str, Any] = {}
     for arg in spec.args:
+        if arg.kind is ArgKind.LIST:
+            given = [options[n] for n in arg.option_names() if n in options]
+            values[arg.name] = _convert_list(spec, arg, given)
+            continue
         raw = options.get(arg.name)
+        if arg.kind is ArgKind.FLAG:
+            values[arg.name] = False if raw is None else _convert(spec, arg, raw)
+            continue
         if raw is None or is_blank(str(raw)):
             if arg.required:
                 raise UsageError(f"Missing {arg.name}: {arg.help}.", spec)
             continue
-        values[arg.name] = _convert(spec, arg, str(raw))
+        values[arg.name] = _convert(spec, arg, raw)
     return Invocation(spec, values)

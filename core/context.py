@@ -6,7 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.commands import Invocation
+from core.commands import Invocation, refusal
 from core.events import CommandInvoked, Reply
 from core.lifecycle import Group
 from core.ports import ChatPort, StoreTx
@@ -35,6 +35,12 @@ class Context:
     @property
     def now(self) -> datetime:
         return self.uow.now
+
+    def refuse(self, inv: Invocation, *, owner: str = "", facilitators_only: bool = False) -> Reply:
+        """This member may not do this (see `refusal`): the answer, and nothing changes."""
+        return Reply(
+            refusal(inv, self.prefix, owner=owner, facilitators_only=facilitators_only), is_error=True
+        )
 
 
 Handler = Callable[[Context, Invocation], Awaitable[Reply]]

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from core import dead_letters
 from core.batches import Batches
 from core.clock import Clock
-from core.commands import COMMANDS, CommandSpec, UsageError, parse_options, parse_text
+from core.commands import COMMANDS, CommandSpec, UsageError, parse_options, parse_text, refusal
 from core.context import Context, Handler
 from core.events import CommandInvoked, InboundEvent, MessagePosted, ReactionAdded, ReactionRemoved, Reply
 from core.export import export_group
@@ -160,30 +160,33 @@ class Engine:
             return reply
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         """Apply a batch from one read of a platform, in order, saving the adapter's state (a sync
-        token) after the events it covers: see core/batches.py."""
-        return await self.batches.apply(events, state)
+        token) after the events it covers, with the posts the adapter has to make on its own: see
+        core/batches.py."""
+        return await self.batches.apply(events, state, posts)
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
         specs = self.visible_specs(chat.platform)
+        structured = event.options is not None
         try:
             if event.options is None:
                 invocation = parse_text(specs, event.text)
             else:
                 invocation = parse_options(specs, event.text, event.options)
         except UsageError as error:
-            return await self._answer_only(event, usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
         spec = invocation.spec
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
         facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
         if spec.facilitator_only and not facilitator:
-            refusal = (
-                f"Sorry, only facilitators can use {chat.command_prefix}{spec.name}. Nothing was changed."
-            )
-            return await self._answer_only(event, Reply(refusal, is_error=True))
+            refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
+            return await self._answer_only(event, refused)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
@@ -196,7 +199,7 @@ class Engine:
                 self._answer(uow, event, reply)
                 return reply
         except UsageError as error:  # nothing the handler did is kept
-            return await self._answer_only(event, usage_reply(error, chat.command_prefix))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
 
     async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
         """Answer a command that changes nothing; it still counts as applied."""

@@ -18,14 +18,15 @@ class CommandInvoked:
 
     Text platforms pass the whole line after the prefix in `text` ("phase set organizing why").
     Platforms with structured commands (Discord) pass the command path in `text` ("phase set") and
-    the named arguments in `options`.
+    the named arguments in `options` (text, or true/false for a flag; a list's items as `option1`,
+    `option2` ...).
     """
 
     event_id: str
     channel: ChannelRef
     user: UserRef
     text: str
-    options: Mapping[str, str] | None = None
+    options: Mapping[str, str | bool] | None = None
     message: MessageRef | None = None
 
 

@@ -18,7 +18,7 @@ from core.polls import (
     PollOption,
     PollRequest,
     Tally,
-    parse_poll,
+    poll_request,
     render_poll,
     render_results,
     tally,
@@ -123,7 +123,13 @@ class PollService:
 
     async def _create(self, ctx: Context, inv: Invocation) -> Reply:
         try:
-            request = parse_poll(inv.text("poll"))
+            request = poll_request(
+                inv.text("question"),
+                inv.items("option"),
+                multiple=inv.flag("multiple"),
+                hidden=inv.flag("hidden"),
+                duration=inv.args.get("closes"),
+            )
         except UsageError as error:
             raise UsageError(error.message, inv.spec) from None
         poll = await self.open(ctx.uow, ctx.group, PollKind.POLL, request, ctx.event.user)
@@ -142,8 +148,7 @@ class PollService:
             )
         own = poll.author_key == ctx.event.user.key and poll.kind is not PollKind.CONSENT
         if not (own or ctx.is_facilitator):
-            who = "a facilitator" if poll.kind is PollKind.CONSENT else "its author or a facilitator"
-            return Reply(f"Only {who} can close poll {poll.id} early. Nothing was changed.", is_error=True)
+            return ctx.refuse(inv, owner=poll.author_name, facilitators_only=poll.kind is PollKind.CONSENT)
         await self.close(ctx.uow, poll)
         return Reply(f"Poll {poll.id} is closed.")
 

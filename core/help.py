@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from core.commands import ArgKind, CommandSpec, Invocation, UsageError, command_groups, find_spec
+from core.commands import (
+    LIST_SEPARATOR,
+    ArgKind,
+    CommandSpec,
+    Invocation,
+    UsageError,
+    command_groups,
+    find_spec,
+)
 from core.context import Context, Handler
 from core.events import Reply
 
@@ -25,12 +33,13 @@ class Help:
 
     async def _help(self, ctx: Context, inv: Invocation) -> Reply:
         specs = visible_on(self.specs, ctx.chat.platform)
+        structured = ctx.event.options is not None
         wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()
         if not wanted:
             lines = ["Peerbot commands (★ facilitators only):"]
-            lines += [
-                f"{s.usage(ctx.prefix)} — {s.summary}{' ★' if s.facilitator_only else ''}" for s in specs
-            ]
+            for s in specs:
+                star = " ★" if s.facilitator_only else ""
+                lines.append(f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}{star}")
             lines.append(f"Say {ctx.prefix}help <command> for details.")
             return Reply("\n".join(lines))
         words = wanted.split()
@@ -42,28 +51,40 @@ class Help:
                     f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
                     inv.spec,
                 )
-            lines = [f"{s.usage(ctx.prefix)} — {s.summary}" for s in group]
+            lines = [f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}" for s in group]
             lines += [s.details for s in group if s.details]
             return Reply("\n".join(lines))
-        return Reply(describe(spec, ctx.prefix))
+        return Reply(describe(spec, ctx.prefix, structured=structured))
 
 
-def describe(spec: CommandSpec, prefix: str) -> str:
-    lines = [f"Usage: {spec.usage(prefix)}", spec.summary]
+def describe(spec: CommandSpec, prefix: str, *, structured: bool = False) -> str:
+    """Help for one command, in the form members use here (typed, or structured options)."""
+    lines = [f"Usage: {spec.usage(prefix, structured=structured)}", spec.summary]
     for arg in spec.args:
+        name = arg.name
+        if arg.kind is ArgKind.LIST:
+            names = arg.option_names()
+            name = f"{names[0]} … {names[-1]}" if structured else name
+            optional = f", {arg.min_count} to {arg.max_count}" + (
+                "" if structured else f", separated by {LIST_SEPARATOR}"
+            )
+        else:
+            name = f"--{name}" if arg.by_name and not structured else name
+            optional = "" if arg.required or arg.kind is ArgKind.FLAG else ", optional"
         extra = f" (one of: {', '.join(arg.choices)})" if arg.kind is ArgKind.CHOICE else ""
-        optional = "" if arg.required else ", optional"
-        lines.append(f"  {arg.name}: {arg.help}{extra}{optional}")
+        lines.append(f"  {name}: {arg.help}{extra}{optional}")
     if spec.details:
         lines.append(spec.details)
-    if spec.facilitator_only:
-        lines.append("Facilitators only.")
+    if spec.example and not structured:
+        lines.append(f"Example: {prefix}{spec.example}")
+    if who := spec.who_may():
+        lines.append(who)
     return "\n".join(lines)
 
 
-def usage_reply(error: UsageError, prefix: str) -> Reply:
-    """The answer to bad input: what was wrong, and the command's usage line when it is known."""
+def usage_reply(error: UsageError, prefix: str, structured: bool = False) -> Reply:
+    """The error and the usage line, in the form the member used (typed, or structured options)."""
     text = error.message
     if error.spec is not None:
-        text += f"\nUsage: {error.spec.usage(prefix)}"
+        text += f"\nUsage: {error.spec.usage(prefix, structured=structured)}"
     return Reply(text, is_error=True)

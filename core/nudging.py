@@ -210,12 +210,6 @@ class NudgeService:
 
     # Commands ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _need_facilitator(ctx: Context, what: str) -> Reply | None:
-        if ctx.is_facilitator:
-            return None
-        return Reply(f"Sorry, only facilitators can {what}. Nothing was changed.", is_error=True)
-
     async def _add(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         try:
@@ -281,8 +275,8 @@ class NudgeService:
         name = inv.text("name")
         if not name:
             return Reply(f"This group's timezone is {ctx.group.timezone}.")
-        if refused := self._need_facilitator(ctx, "change the timezone"):
-            return refused
+        if not ctx.is_facilitator:
+            return ctx.refuse(inv)
         tz = check_timezone(name)
         tx = ctx.tx
         await tx.groups.set_timezone(ctx.group.id, tz)
@@ -296,8 +290,8 @@ class NudgeService:
         if not span:
             current = str(ctx.group.quiet) if ctx.group.quiet else "none"
             return Reply(f"Quiet hours: {current} ({ctx.group.timezone}).")
-        if refused := self._need_facilitator(ctx, "change quiet hours"):
-            return refused
+        if not ctx.is_facilitator:
+            return ctx.refuse(inv)
         try:
             quiet = parse_quiet_hours(span)
         except UsageError as error:
@@ -325,8 +319,8 @@ class NudgeService:
                 f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
                 f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]}."
             )
-        if refused := self._need_facilitator(ctx, "change automatic features"):
-            return refused
+        if not ctx.is_facilitator:
+            return ctx.refuse(inv)
         on = value == "on"
         tx = ctx.tx
         if what == "review":

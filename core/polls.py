@@ -8,17 +8,13 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from core.clock import format_time
-from core.commands import LONGEST_OPEN, DurationTooLong, UsageError, is_blank, parse_duration
+from core.commands import UsageError
 from core.emoji import canonical, looks_like_emoji
 from core.refs import MessageRef
 
 NUMBER_EMOJI = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣", "7️⃣", "8️⃣", "9️⃣", "🔟")
-MIN_OPTIONS, MAX_OPTIONS = 2, 10
-MAX_QUESTION = 300
-MAX_OPTION = 100
+MAX_OPTION = 100  # an option's label; the command spec bounds the question, the count and the time
 DEFAULT_DURATION = timedelta(hours=24)
-MAX_DURATION = LONGEST_OPEN
-OPEN_BETWEEN = "A poll stays open between 1 minute and 32 days (--closes 1m to --closes 32d)."
 BAR_WIDTH = 10
 
 
@@ -114,42 +110,18 @@ def tally(poll: Poll, reactions: Sequence[PollReaction]) -> Tally:
     return Tally(tuple(counts), len(chosen), tuple(tuple(sorted(n)) for n in names))
 
 
-def _split_flags(text: str) -> tuple[dict[str, str | bool], str]:
-    flags: dict[str, str | bool] = {}
-    words = text.split(" ")
-    while words and words[0].startswith("--"):
-        flag = words.pop(0)[2:].lower()
-        if flag in ("multiple", "multi"):
-            flags["multiple"] = True
-        elif flag == "hidden":
-            flags["hidden"] = True
-        elif flag in ("closes", "in"):
-            if not words:
-                raise UsageError("--closes needs a duration, like --closes 2h.")
-            flags["closes"] = words.pop(0)
-        else:
-            raise UsageError(f"Unknown poll option --{flag[:20]}. Known: --multiple, --hidden, --closes.")
-        while words and not words[0]:
-            words.pop(0)
-    return flags, " ".join(words)
-
-
-def parse_poll(text: str) -> PollRequest:
-    """Read `[--multiple] [--hidden] [--closes 2h] question | option | option ...`."""
-    flags, rest = _split_flags(text.strip())
-    parts = [p.strip() for p in rest.split("|")]
-    # A part that shows nothing (only U+200B and the like) counts as no part at all.
-    question, raw_options = parts[0], [p for p in parts[1:] if not is_blank(p)]
-    if is_blank(question):
-        raise UsageError("The poll needs a question before the first |.")
-    if len(question) > MAX_QUESTION:
-        raise UsageError(f"The question is too long ({len(question)} characters, at most {MAX_QUESTION}).")
-    if not MIN_OPTIONS <= len(raw_options) <= MAX_OPTIONS:
-        raise UsageError(
-            f"A poll needs {MIN_OPTIONS} to {MAX_OPTIONS} options separated by | (got {len(raw_options)})."
-        )
+def poll_request(
+    question: str,
+    texts: Sequence[str],
+    *,
+    multiple: bool = False,
+    hidden: bool = False,
+    duration: timedelta | None = None,
+) -> PollRequest:
+    """A poll from its arguments, however they came (checked for length, count and duration by the
+    command spec): each option's emoji, its own or a number, and no emoji twice."""
     options = []
-    for i, raw in enumerate(raw_options):
+    for i, raw in enumerate(texts):
         first, _, after = raw.partition(" ")
         if looks_like_emoji(first):
             emoji, label = first, after.strip() or first
@@ -161,19 +133,7 @@ def parse_poll(text: str) -> PollRequest:
     seen = [canonical(o.emoji) for o in options]
     if len(set(seen)) != len(seen):
         raise UsageError("Two options use the same emoji; give each option its own.")
-    duration = DEFAULT_DURATION
-    if isinstance(closes := flags.get("closes"), str):
-        try:
-            duration = parse_duration(closes)
-        except DurationTooLong:
-            raise UsageError(OPEN_BETWEEN) from None
-        except ValueError:
-            raise UsageError(f"--closes needs a duration like 30m, 2h or 3d, not '{closes[:20]}'.") from None
-        if not timedelta(minutes=1) <= duration <= MAX_DURATION:
-            raise UsageError(OPEN_BETWEEN)
-    return PollRequest(
-        question, tuple(options), bool(flags.get("multiple")), bool(flags.get("hidden")), duration
-    )
+    return PollRequest(question, tuple(options), multiple, hidden, duration or DEFAULT_DURATION)
 
 
 def _bar(count: int, total: int) -> str:

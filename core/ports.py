@@ -100,9 +100,13 @@ class EventSink(Protocol):
         ...
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
-        """Apply events in order, then save the adapter's state that covers them (a sync token)."""
+        """Apply events in order, then save the adapter's state that covers them (a sync token) with
+        the posts the adapter has to make on its own."""
         ...
 
     def visible_specs(self, platform: str) -> list[CommandSpec]:

@@ -158,11 +158,7 @@ class GoalService:
     async def _finish(self, ctx: Context, inv: Invocation, status: GoalStatus) -> Reply:
         goal = await self._find(ctx.tx, ctx.group, inv.args["id"])
         if goal.proposer_key != ctx.event.user.key and not ctx.is_facilitator:
-            return Reply(
-                f"Only the proposer ({goal.proposer_name}) or a facilitator can do that."
-                " Nothing was changed.",
-                is_error=True,
-            )
+            return ctx.refuse(inv, owner=goal.proposer_name)
         allowed = (
             (GoalStatus.ACCEPTED,)
             if status is GoalStatus.DONE

@@ -20,8 +20,11 @@ from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.app import bootstrap
 from bot.config import parse_config
+from core.commands import CommandSpec
+from core.context import Handler
 from core.engine import Engine
 from core.events import InboundEvent, ReactionAdded, Reply
+from core.outbox import Post
 from core.ports import StateChanges
 from tests.support import FakeClock, SinkProxy
 from tests.synapse import Account, Homeserver
@@ -83,6 +86,10 @@ class Member:
         response = await self.client.room_send(room_id, event_type, content)
         assert not isinstance(response, RoomSendError), response
         return str(response.event_id)
+
+    async def is_named(self, display_name: str) -> None:
+        response = await self.client.set_displayname(display_name)
+        assert getattr(response, "status_code", None) is None, response
 
     async def says(self, room_id: str, text: str) -> str:
         return await self.sends(room_id, {"msgtype": "m.text", "body": text})
@@ -166,13 +173,17 @@ class RecordingEngine(SinkProxy):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         self.received: list[InboundEvent] = []
+        self.batches: list[list[InboundEvent]] = []  # as handed over, one list per sync
         self.states: list[dict[str, str | None]] = []
         # Set to make the next batch holding a reaction fail after it was applied.
         self.crash_on_next_reaction = False
         self._changed = asyncio.Condition()
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         if self.crash_on_next_reaction and any(isinstance(e, ReactionAdded) for e in events):
             # The events are applied, then the process "dies" before the sync token is stored.
@@ -182,9 +193,10 @@ class RecordingEngine(SinkProxy):
                 self.received.extend(events)
                 self._changed.notify_all()
             raise RuntimeError("simulated crash before the sync token was stored")
-        replies = await self.engine.handle_batch(events, state)
+        replies = await self.engine.handle_batch(events, state, posts)
         async with self._changed:
             self.received.extend(events)
+            self.batches.append(list(events))
             self.states.append(dict(state.values) if state else {})
             self._changed.notify_all()
         return replies
@@ -201,7 +213,7 @@ class RecordingEngine(SinkProxy):
 
 @dataclass
 class RunningBot:
-    """The adapter syncing in a task, on its own SQLite database, until stopped."""
+    """The adapter syncing in a task, on its own database, until stopped."""
 
     settings: MatrixSettings
     store: SqlStore
@@ -227,19 +239,38 @@ class RunningBot:
             self.task = None
 
 
-async def open_sqlite(path: Path) -> SqlStore:
-    engine = make_engine(f"sqlite+aiosqlite:///{path}")
+async def open_store(url: str) -> SqlStore:
+    """The SQL store on a database (SQLite or PostgreSQL), migrated."""
+    engine = make_engine(url)
     await migrate.upgrade(engine)
     return SqlStore(engine)
 
 
-async def start_bot(settings: MatrixSettings, store: SqlStore, clock: FakeClock | None = None) -> RunningBot:
+async def open_sqlite(path: Path) -> SqlStore:
+    return await open_store(f"sqlite+aiosqlite:///{path}")
+
+
+async def start_bot(
+    settings: MatrixSettings,
+    store: SqlStore,
+    clock: FakeClock | None = None,
+    commands: Mapping[CommandSpec, Handler] | None = None,
+) -> RunningBot:
     """Run the bot as `peerbot run` does (bot/app.py `bootstrap`), with the engine wrapped in a recorder
-    and ticked by hand."""
+    and ticked by hand.
+
+    `commands` are declared beside the built-in ones, with their handlers: a test's own commands
+    (one that fails, say), so that no such command has to exist in the bot itself.
+    """
     clock = clock or FakeClock()
-    app = bootstrap(
-        parse_config({}, env={}), store, clock, matrix=settings, sink=RecordingEngine, tick_every=None
-    )
+
+    def recorded(engine: Engine) -> RecordingEngine:
+        for spec, handler in (commands or {}).items():
+            engine.specs = (*engine.specs, spec)
+            engine.handlers[spec.path] = handler
+        return RecordingEngine(engine)
+
+    app = bootstrap(parse_config({}, env={}), store, clock, matrix=settings, sink=recorded, tick_every=None)
     assert isinstance(app.sink, RecordingEngine)
     bot = RunningBot(settings, store, app.sink, app.adapter(MatrixAdapter), clock=clock)
     bot.task = asyncio.create_task(app.run())

@@ -71,9 +71,12 @@ class SinkProxy:
         return await self.engine.handle(event)
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
-        return await self.engine.handle_batch(events, state)
+        return await self.engine.handle_batch(events, state, posts)
 
     def visible_specs(self, platform: str) -> list[CommandSpec]:
         return self.engine.visible_specs(platform)
@@ -779,7 +782,7 @@ class Member:
         await self.h.engine.settle()
         return reply
 
-    async def runs(self, path: str, **options: str) -> Reply | None:
+    async def runs(self, path: str, **options: str | bool) -> Reply | None:
         event = CommandInvoked(self.h.next_event_id(), self.h.channel, self.user, path, dict(options))
         reply = await self.h.engine.handle(event)
         await self.h.engine.settle()

@@ -19,11 +19,16 @@ from core.commands import (
     parse_options,
     parse_text,
 )
-from tests.support import Harness
+from core.refs import UserRef
+from tests.support import Harness, Member
 from tests.test_fuzz_commands import dump
 
 INT_COMMANDS = [s for s in COMMANDS if any(a.kind is ArgKind.INT for a in s.args)]
 DURATION_COMMANDS = [s for s in COMMANDS if any(a.kind is ArgKind.DURATION for a in s.args)]
+# What commands with a duration need besides it.
+REQUIRED: dict[str, dict[str, str | bool]] = {
+    "poll create": {"question": "Q", "option1": "a", "option2": "b"},
+}
 
 
 @pytest.fixture
@@ -93,7 +98,9 @@ def test_every_duration_argument_has_a_ceiling() -> None:
         for arg in spec.args:
             if arg.kind is ArgKind.DURATION:
                 with pytest.raises(UsageError, match=f"{arg.name} is too long"):
-                    parse_options(COMMANDS, spec.name, {arg.name: "9999999999d"})
+                    parse_options(
+                        COMMANDS, spec.name, {**REQUIRED.get(spec.name, {}), arg.name: "9999999999d"}
+                    )
 
 
 def test_a_duration_past_ten_years_is_too_long_not_an_overflow() -> None:
@@ -135,6 +142,22 @@ async def test_nul_and_other_control_characters_are_refused_alike_on_every_datab
     assert "\x00" not in answer and "\x1b" not in answer and "\ud800" not in answer
 
 
+@pytest.mark.parametrize("name", ["Nu\x00l", "Esc\x1b[31mape", "Line\nbreak\r", "Half\ud800pair", "\x00\x07"])
+async def test_a_display_name_with_control_characters_is_kept_without_them(
+    sql_group: Harness, name: str
+) -> None:
+    member = Member(sql_group, UserRef(sql_group.chat.platform, "u-odd", name))
+    reply = await member.says("/goal propose Read a chapter a day")
+    assert reply is not None and not reply.is_error, reply
+    async with sql_group.store.transaction() as tx:
+        group = await tx.groups.get(sql_group.channel)
+        assert group is not None
+        (goal,) = await tx.goals.in_group(group.id)
+    shown = goal.proposer_name
+    assert shown and all(ch.isprintable() or ch == " " for ch in shown)
+    assert shown == "".join(ch for ch in name if ch.isprintable()) or shown == "u-odd"
+
+
 async def test_text_with_a_tab_or_a_line_break_is_kept(sql_group: Harness) -> None:
     reply = await sql_group.member("bob").says("/reflect one\ttwo\nthree")
     assert reply is not None and not reply.is_error
@@ -168,8 +191,8 @@ def test_unknown_words_are_quoted_back_without_control_characters() -> None:
 
 async def test_invisible_parts_of_a_poll_or_a_nudge_count_as_missing(sql_group: Harness) -> None:
     answer = await refused(sql_group, "/poll create \u200b | a | b")
-    assert answer.startswith("The poll needs a question")
+    assert answer.startswith("Missing question")
     answer = await refused(sql_group, "/poll create Q | a | \u200b\u200d")
-    assert answer.startswith("A poll needs 2 to 10 options")
+    assert answer.startswith("Give 2 to 10 options (got 1).")
     reply = await sql_group.member("alice").says("/nudge add daily 09:00 \u200b")
     assert reply is not None and "a prompt from the bank" in reply.text

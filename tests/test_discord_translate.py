@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 
 from adapters.discord.translate import (
+    BOOLEAN,
     INVITE_PERMISSIONS,
     MANAGE_GUILD,
+    STRING,
     MemberAccess,
     command_payloads,
     cut_text,
@@ -27,7 +29,7 @@ from adapters.discord.translate import (
     split_text,
 )
 from adapters.pacing import Pacer
-from core.commands import COMMANDS, Access, Arg, ArgKind, CommandSpec
+from core.commands import COMMANDS, Access, Arg, ArgKind, CommandSpec, flag, parse_options, parse_text
 from core.events import ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -220,6 +222,83 @@ def test_required_options_come_first_and_choices_are_listed() -> None:
     ]
     assert sub["options"][1]["choices"] == [{"name": "a", "value": "a"}, {"name": "b", "value": "b"}]
     assert sub["options"][2]["max_length"] == 200
+
+
+def test_poll_create_offers_a_question_ten_options_two_booleans_and_a_duration() -> None:
+    poll = next(p for p in command_payloads(COMMANDS) if p["name"] == "poll")
+    create = next(o for o in poll["options"] if o["name"] == "create")
+    layout = [(o["name"], o["type"], o["required"]) for o in create["options"]]
+    assert layout == [
+        ("question", STRING, True),
+        ("option1", STRING, True),
+        ("option2", STRING, True),
+        *[(f"option{i}", STRING, False) for i in range(3, 11)],
+        ("multiple", BOOLEAN, False),
+        ("hidden", BOOLEAN, False),
+        ("closes", STRING, False),
+    ]
+    for option in create["options"]:
+        assert 1 <= len(option["description"]) <= 100 and not option["description"].endswith("…")
+        assert ("max_length" in option) == (option["type"] == STRING)
+    assert create["options"][0]["max_length"] == 300
+
+
+def test_a_flag_is_a_boolean_option_and_a_list_one_option_per_item() -> None:
+    (payload,) = command_payloads(
+        [
+            spec(
+                "pick",
+                Arg("choice", ArgKind.LIST, "one of them", min_count=1, max_count=3, max_length=50),
+                flag("loud", "say it twice"),
+            )
+        ]
+    )
+    assert [(o["name"], o["type"], o["required"]) for o in payload["options"]] == [
+        ("choice1", STRING, True),
+        ("choice2", STRING, False),
+        ("choice3", STRING, False),
+        ("loud", BOOLEAN, False),
+    ]
+    assert {o.get("max_length") for o in payload["options"]} == {50, None}
+
+
+def test_more_options_than_discord_takes_are_refused_at_sync() -> None:
+    many = spec(
+        "pick",
+        Arg("choice", ArgKind.LIST, "one of them", max_count=20),
+        flag("a", "x"),
+        *(flag(f"f{i}", "x") for i in range(5)),
+    )
+    with pytest.raises(ValueError, match="26 options"):
+        command_payloads([many])
+
+
+def test_boolean_options_stay_booleans_and_read_like_the_typed_form() -> None:
+    data = {**INTERACTION, "data": {"name": "poll", "type": 1, "options": [
+        {"type": 1, "name": "create", "options": [
+            {"type": 3, "name": "question", "value": "What next?"},
+            {"type": 3, "name": "option1", "value": "Rust"},
+            {"type": 3, "name": "option2", "value": "🐹 Go"},
+            {"type": 3, "name": "option3", "value": "Zig"},
+            {"type": 5, "name": "multiple", "value": True},
+            {"type": 3, "name": "closes", "value": "2d"},
+        ]}
+    ]}}  # fmt: skip
+    command = slash_command(data)
+    assert command is not None
+    event = command.event
+    assert event.text == "poll create"
+    assert event.options == {
+        "question": "What next?",
+        "option1": "Rust",
+        "option2": "🐹 Go",
+        "option3": "Zig",
+        "multiple": True,
+        "closes": "2d",
+    }
+    assert event.options is not None
+    typed = parse_text(COMMANDS, "poll create --multiple --closes 2d What next? | Rust | 🐹 Go | Zig")
+    assert parse_options(COMMANDS, event.text, event.options) == typed
 
 
 def test_three_word_commands_become_subcommand_groups() -> None:

@@ -65,6 +65,15 @@ FOR_KIND = {
     ArgKind.TEXT: st.one_of(ODD_TEXT, SYNTAX, ODD_FLAGS.map(lambda f: f + " Q | a | b")),
     ArgKind.WORD: st.one_of(ODD_TEXT, SYNTAX),
     ArgKind.CHOICE: st.one_of(ODD_TEXT, SYNTAX),
+    ArgKind.FLAG: ODD_FLAGS,
+    ArgKind.LIST: st.lists(st.one_of(ODD_TEXT, SYNTAX), max_size=12).map(" | ".join),
+}
+# Structured options: a flag's value is a boolean (or, from a careless caller, text); a list comes
+# item by item (option1, option2 ...).
+FOR_OPTION_KIND: dict[ArgKind, st.SearchStrategy[str | bool]] = {
+    **FOR_KIND,
+    ArgKind.FLAG: st.one_of(st.booleans(), ODD_TEXT),
+    ArgKind.LIST: st.one_of(ODD_TEXT, SYNTAX, st.sampled_from(["🐢 slow", "👍", "👍️ yes", "\u200b"])),
 }
 
 
@@ -85,11 +94,13 @@ def command_lines(draw: st.DrawFn) -> tuple[str, str, CommandSpec]:
 
 
 @st.composite
-def command_options(draw: st.DrawFn) -> tuple[str, str, dict[str, str]]:
+def command_options(draw: st.DrawFn) -> tuple[str, str, dict[str, str | bool]]:
     """The structured form Discord sends: named options, some of them unknown or empty."""
     spec = draw(st.sampled_from(COMMANDS))
-    names = [a.name for a in spec.args] + ["bogus"]
-    options = {a.name: draw(FOR_KIND[a.kind]) for a in spec.args if draw(st.booleans())}
+    names = [n for a in spec.args for n in a.option_names()] + ["bogus", "option11"]
+    options: dict[str, str | bool] = {
+        n: draw(FOR_OPTION_KIND[a.kind]) for a in spec.args for n in a.option_names() if draw(st.booleans())
+    }
     options.update(draw(st.dictionaries(st.sampled_from(names), TOKENS, max_size=2)))
     return draw(st.sampled_from(["alice", "bob"])), spec.name, options
 
@@ -156,10 +167,11 @@ async def test_any_command_line_gets_an_answer_and_a_refusal_changes_nothing(
 @FUZZ
 @given(command=command_options())
 async def test_any_structured_command_gets_an_answer_and_a_refusal_changes_nothing(
-    group: Harness, command: tuple[str, str, dict[str, str]]
+    group: Harness, command: tuple[str, str, dict[str, str | bool]]
 ) -> None:
     user, path, options = command
     before = await dump(group.store)
-    reply = check_answer(await group.member(user).runs(path, **options), "".join(options.values()))
+    said = "".join(v for v in options.values() if isinstance(v, str))
+    reply = check_answer(await group.member(user).runs(path, **options), said)
     if reply.is_error:
         assert await dump(group.store) == before, (path, options, reply.text)

@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -27,7 +27,11 @@ from adapters.matrix.adapter import (
 from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
-from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved
+from core.commands import CommandSpec, Invocation
+from core.context import Context, Handler
+from core.dead_letters import SORRY
+from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved, Reply
+from core.outbox import Post, PostKind
 from core.ports import DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.fake_discord.scene import restore_discord_addresses
@@ -39,6 +43,7 @@ from tests.matrix_support import (
     from_bot,
     membership,
     open_sqlite,
+    open_store,
     reply_to,
     start_bot,
 )
@@ -46,6 +51,7 @@ from tests.support import FakeClock
 from tests.synapse import Homeserver
 
 StartBot = Callable[..., Awaitable[RunningBot]]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
@@ -78,18 +84,22 @@ def bot_settings(homeserver: Homeserver, account: Any, **changes: Any) -> Matrix
 
 @pytest.fixture
 async def bot_factory(homeserver: Homeserver, tmp_path: Path) -> AsyncIterator[StartBot]:
-    """Starts the bot (a new account unless given), each on its own database unless given."""
+    """Starts the bot (a new account unless given), each on its own database unless given: `db` is a
+    SQLite file in the test's directory or a database URL. `commands` are added to the bot's own."""
     running: list[RunningBot] = []
 
     async def start(
-        settings: MatrixSettings | None = None, db: str = "bot.db", **changes: object
+        settings: MatrixSettings | None = None,
+        db: str = "bot.db",
+        commands: Mapping[CommandSpec, Handler] | None = None,
+        **changes: object,
     ) -> RunningBot:
         if settings is None:
             account = homeserver.register()
             settings = bot_settings(homeserver, account)
         settings = replace(settings, **changes)  # type: ignore[arg-type]
-        store = await open_sqlite(tmp_path / db)
-        bot = await start_bot(settings, store)
+        store = await (open_store(db) if "://" in db else open_sqlite(tmp_path / db))
+        bot = await start_bot(settings, store, commands=commands)
         running.append(bot)
         await bot.engine.wait_batches(1)
         return bot
@@ -274,6 +284,25 @@ async def test_an_encrypted_room_is_refused_once_and_ignored(
     marker = await alice.says(plain, "!peer status")
     await alice.sees(plain, lambda e: reply_to(marker)(e) and e.get("sender") == bot_again.user_id)
     await alice.sync(timeout_ms=0)
+    assert len(alice.find(secret, from_bot(bot.user_id))) == 1
+
+
+async def test_the_encrypted_room_notice_goes_through_the_outbox_and_is_retried_with_its_key(
+    bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    alice = people()
+    bot = await bot_factory(homeserver=matrix_proxy.url)
+    hold = matrix_proxy.hold_sends(HoldMode.REQUEST, event_type="m.room.message")
+    secret = await alice.creates_room(invite=[bot.user_id], encrypted=True)
+    first_try = await hold.arrived()
+    hold.drop()  # the homeserver answers 502: the outbox keeps the notice and tries again
+    bot.clock.advance(timedelta(seconds=5))
+    await bot.engine.engine.settle()
+    notice = await alice.sees(secret, from_bot(bot.user_id))
+    assert notice["content"]["body"] == ENCRYPTED_NOTICE
+    tries = [s.txn_id for s in matrix_proxy.sends if s.room_id == secret]
+    assert tries == [first_try.txn_id, first_try.txn_id] and first_try.txn_id.startswith("peerbot-")
+    await timeline_until_marker(alice, secret)
     assert len(alice.find(secret, from_bot(bot.user_id))) == 1
 
 
@@ -568,6 +597,80 @@ async def test_a_batch_replayed_after_a_crash_changes_nothing_twice(
     assert "✅ 1, 🤔 0, ⛔ 1" in await ask(alice, room, "!peer goal show 1")
 
 
+# A poison event: one command that keeps failing, in a batch with the others ------------------------
+
+# A handler with a bug, declared by the test beside the bot's own commands.
+EXPLODE = CommandSpec(("explode",), "Fail the way a handler with a bug does.")
+NEVER_POSTED = "Queued by a command that then failed"
+# As long as Synapse allows (256 characters), and longer than that in UTF-8 bytes.
+LONG_NAME = ("Ünal Lovelace-Byron, peer learner " * 8)[:255] + "ß"
+
+
+async def explode(ctx: Context, invocation: Invocation) -> Reply:
+    ctx.uow.post(Post(PostKind.SEND, ctx.event.channel, NEVER_POSTED))
+    raise RuntimeError("the handler has a bug")
+
+
+async def peerbot_cli(db: str, cwd: Path, *args: str) -> tuple[int | None, str, str]:
+    """`peerbot ARGS` on the database, as a process beside the running bot: exit code, stdout, stderr."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update(PYTHONPATH=str(ROOT), PEERBOT_DATABASE_URL=db)
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", *args, cwd=cwd, env=env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await asyncio.wait_for(process.communicate(), 60)
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_a_poison_event_is_listed_as_failed_and_every_other_command_is_answered_once(
+    db_url: str, bot_factory: StartBot, people: Callable[[], Member], tmp_path: Path
+) -> None:
+    """One /sync batch: a command that keeps raising, and a member with a 256-character display name,
+    between other members' commands; on SQLite and on PostgreSQL (never skipped in CI)."""
+    alice, bob, carol, dave, erin = people(), people(), people(), people(), people()
+    assert len(LONG_NAME) == 256
+    await carol.is_named(LONG_NAME)
+    bot = await bot_factory(db=db_url, commands={EXPLODE: explode})
+    room = await room_with_bot(alice, bot, bob, carol, dave, erin)
+    assert "to Organizing" in await ask(alice, room, "!peer phase set organizing")
+    await bot.stop()  # what is said now waits for the bot's next /sync: one batch
+
+    status = await bob.says(room, "!peer status")
+    propose = await carol.says(room, "!peer goal propose Read SICP together")
+    poison = await dave.says(room, "!peer explode")
+    help_ = await erin.says(room, "!peer help goal")
+    bot = await bot_factory(bot.settings, db=db_url, commands={EXPLODE: explode})
+    await bot.engine.wait_for(lambda got: any(e.event_id == poison for e in got))
+    (batch,) = [b for b in bot.engine.batches if any(e.event_id == poison for e in b)]
+    assert [e.event_id for e in commands(batch)] == [status, propose, poison, help_]
+
+    sorry = await dave.sees(room, reply_to(poison))
+    assert sorry["content"]["body"] == SORRY
+    await erin.sees(room, reply_to(help_))
+    # The sync went on: a command in a later batch is answered, and carol's name was stored whole.
+    listed = await ask(bob, room, "!peer goal list")
+    assert f"Goal 1: Read SICP together ({LONG_NAME})" in listed
+    assert [e.event_id for e in bot.engine.received].count(poison) == 1
+
+    code, out, err = await peerbot_cli(db_url, tmp_path, "events", "--failed")
+    assert code == 0, err
+    (line,) = out.splitlines()
+    assert f"  matrix  {poison}  RuntimeError: the handler has a bug" in line
+
+    # The batch's sync token was saved with it: started again, the bot goes on after it.
+    await bot.stop()
+    bot = await bot_factory(bot.settings, db=db_url, commands={EXPLODE: explode})
+    shown = await ask(alice, room, "!peer goal show 1")
+    assert f"Proposed by {LONG_NAME} on" in shown
+    assert not {status, propose, poison, help_} & {e.event_id for e in bot.engine.received}
+
+    events = await timeline_until_marker(alice, room)
+    for command in (status, propose, poison, help_):
+        assert len([e for e in events if reply_to(command)(e)]) == 1, command
+    assert not [e for e in events if e.get("content", {}).get("body") == NEVER_POSTED]
+
+
 async def test_the_bot_logs_in_with_an_access_token_and_writes_directly(
     homeserver: Homeserver, bot_factory: StartBot, people: Callable[[], Member]
 ) -> None:
@@ -712,8 +815,6 @@ async def test_peerbot_run_serves_discord_and_matrix_side_by_side(
 
 
 # Idempotent sends: the transaction id comes from the outbox key -----------------------------------
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 async def timeline_until_marker(member: Member, room: str) -> list[dict[str, Any]]:

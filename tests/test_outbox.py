@@ -8,11 +8,12 @@ from datetime import timedelta
 import pytest
 
 from bot.recurrence import CronRecurrence
+from core import faults
 from core.commands import COMMANDS, CommandSpec
 from core.dead_letters import SORRY
 from core.engine import Engine, MissingHandler
-from core.events import CommandInvoked
-from core.outbox import PostState
+from core.events import CommandInvoked, ReactionAdded
+from core.outbox import Post, PostKind, PostState
 from core.ports import DeliveryFailed, Outbound, StateChanges
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.support import FakeChat, Harness, MemoryStore
@@ -117,6 +118,35 @@ async def test_one_failing_command_in_a_batch_is_recorded_and_the_others_are_ans
         assert await tx.state("matrix").get("sync.token") == "s42"
     assert failed[1:3] == ("fake", "e2") and "the phase table is on fire" in failed[3]
     assert await engine.handle_batch([command(2, "carol", "phase history")]) == [None]  # skipped now
+
+
+async def test_what_an_adapter_says_on_its_own_is_queued_with_the_batch_state() -> None:
+    """A notice the adapter hands over with a batch (Matrix: "this room is encrypted") commits with the
+    state that records it was said: a crash before the commit keeps neither, the batch again posts it once."""
+    h = Harness()
+    notice = Post(PostKind.SEND, ChannelRef("fake", "secret"), "Peerbot does not serve this room.")
+    vote = ReactionAdded("e1", MessageRef(h.channel, "m1"), UserRef("fake", "bob", "bob"), "👍")
+    told = StateChanges("fake", {"secret.told": "yes"})
+
+    def crash(point: str) -> None:
+        if point == "uow.before_commit":
+            raise RuntimeError("the process died before the commit")
+
+    faults.install(crash)
+    try:
+        with pytest.raises(RuntimeError, match="died"):
+            await h.engine.handle_batch([vote], told, [notice])
+    finally:
+        faults.install(None)
+    async with h.store.transaction() as tx:
+        assert await tx.state("fake").get("secret.told") is None
+        assert await tx.outbox.rows() == []
+
+    await h.engine.handle_batch([vote], told, [notice])  # the sync again
+    await h.engine.settle()
+    assert [(s.channel.id, s.text) for s in h.chat.sent] == [("secret", "Peerbot does not serve this room.")]
+    async with h.store.transaction() as tx:
+        assert await tx.state("fake").get("secret.told") == "yes"
 
 
 def test_a_command_declared_without_a_handler_stops_start_up() -> None:

@@ -8,8 +8,8 @@ from datetime import timedelta
 
 import pytest
 
-from core.commands import UsageError
-from core.polls import NUMBER_EMOJI, Poll, PollKind, PollReaction, parse_poll, tally
+from core.commands import COMMANDS, UsageError, parse_text
+from core.polls import NUMBER_EMOJI, Poll, PollKind, PollReaction, PollRequest, poll_request, tally
 from core.refs import MessageRef
 from tests.support import START, Harness
 
@@ -18,6 +18,18 @@ async def open_poll(h: Harness, text: str, who: str = "alice") -> MessageRef:
     reply = await h.member(who).says(f"/poll create {text}")
     assert reply is not None and not reply.is_error, reply
     return h.chat.sent[-1].ref
+
+
+def parse_poll(text: str) -> PollRequest:
+    """A poll as `/poll create <text>` reads it: the command's typed arguments, then the poll's rules."""
+    inv = parse_text(COMMANDS, f"poll create {text}")
+    return poll_request(
+        inv.text("question"),
+        inv.items("option"),
+        multiple=inv.flag("multiple"),
+        hidden=inv.flag("hidden"),
+        duration=inv.args.get("closes"),
+    )
 
 
 def test_options_get_number_emoji_unless_they_bring_their_own() -> None:
@@ -42,18 +54,53 @@ def test_flags_set_multiple_hidden_and_closing_time() -> None:
         ("Just a question", "2 to 10 options"),
         ("Q | one", "2 to 10 options"),
         ("Q | " + " | ".join(str(i) for i in range(11)), "(got 11)"),
-        (" | a | b", "needs a question"),
+        (" | a | b", "Missing question"),
         ("Q" * 301 + " | a | b", "question is too long (301 characters"),
         ("Q | " + "a" * 101 + " | b", "Option 1 is too long"),
         ("Q | 👍 yes | 👍️ also yes", "same emoji"),
-        ("--closes soon Q | a | b", "--closes needs a duration"),
-        ("--closes 33d Q | a | b", "between 1 minute and 32 days"),
-        ("--loud Q | a | b", "Unknown poll option --loud"),
+        ("--closes soon Q | a | b", "closes must be a duration like 30m, 2h or 3d, not 'soon'"),
+        ("--closes 33d Q | a | b", "closes is too long: at most 32d"),
+        ("--closes 30s Q | a | b", "closes is too short: at least 1m"),
+        ("--closes", "--closes needs a value"),
+        ("--loud Q | a | b", "Unknown option --loud. Known: --multiple, --hidden, --closes."),
     ],
 )
 def test_bad_polls_are_refused_clearly(text: str, message: str) -> None:
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         parse_poll(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "options", "message"),
+    [
+        ("Q | 👍 yes | 👍️ also yes", {"option1": "👍 yes", "option2": "👍️ also yes"}, "same emoji"),
+        ("Q | " + "a" * 101 + " | b", {"option1": "a" * 101}, "Option 1 is too long (101 characters"),
+        ("Q | a", {"option2": "\u200b"}, "Give 2 to 10 options (got 1)."),
+        ("--closes 40d Q | a | b", {"closes": "40d"}, "closes is too long: at most 32d."),
+    ],
+)
+async def test_a_bad_poll_is_refused_alike_typed_or_as_options(
+    harness: Harness, text: str, options: dict[str, str], message: str
+) -> None:
+    bob = harness.member("bob")
+    typed = await bob.says(f"/poll create {text}")
+    structured = await bob.runs("poll create", **{"question": "Q", "option1": "a", "option2": "b", **options})
+    assert typed is not None and structured is not None and typed.is_error and structured.is_error
+    assert message in typed.text
+    assert typed.text.splitlines()[0] == structured.text.splitlines()[0]
+    assert typed.text.splitlines()[1].startswith("Usage: /poll create [--multiple] [--hidden]")
+    assert structured.text.splitlines()[1].startswith("Usage: /poll create <question> <option1> <option2>")
+    assert harness.chat.sent == []
+
+
+async def test_a_poll_from_options_is_the_poll_typed(harness: Harness) -> None:
+    await harness.member("bob").says("/poll create --multiple --closes 2h Pace? | 🐢 slower | same")
+    await harness.member("bob").runs(
+        "poll create", question="Pace?", option1="🐢 slower", option2="same", multiple=True, closes="2h"
+    )
+    typed, structured = (s.text for s in harness.chat.sent)
+    assert structured == typed.replace("Poll 1:", "Poll 2:")
+    assert "pick as many as you like" in typed and "Closes 2026-03-02 11:00 UTC" in typed
 
 
 def make_poll(multiple: bool = False) -> Poll:

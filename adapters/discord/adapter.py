@@ -507,6 +507,27 @@ class DiscordAdapter:
             present[reaction.emoji] = users
         return present
 
+    async def reconcile_linked(self, message: MessageRef) -> None:
+        """Set the votes of the poll just linked to `message` to the reactions on it now.
+
+        Members can react as soon as the message exists, but their reactions count only once the
+        outbox has linked the message to its poll; those from before were dropped. After a crash
+        between posting and linking that is the whole outage, and the new session's pass may well
+        have looked at the open polls before the link. A failure here is logged, never raised: the
+        poll's own reactions still go on.
+        """
+        try:
+            async with self._applying:
+                present = await self._reactions_now(message)
+                changed = await self.sink.reconcile(message, present)
+        except discord.NotFound:
+            return  # deleted already: its reactions fail for good too
+        except Exception:
+            log.warning("could not reconcile the poll on message %s once linked", message.id, exc_info=True)
+            return
+        if changed:
+            log.info("poll message %s: %d votes from before it was linked counted", message.id, changed)
+
     @property
     def reconciling(self) -> bool:
         """A reconcile pass is running."""
@@ -578,7 +599,13 @@ class DiscordChat:
         return MessageRef(to.channel, str(sent.id))
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
-        """Adding a reaction is a PUT, idempotent by itself: the key is not needed."""
+        """Adding a reaction is a PUT, idempotent by itself: the key is not needed.
+
+        Only the outbox reacts, with a poll's options once it has linked the poll to its message: before
+        the first, the votes members cast before the link are read (`reconcile_linked`).
+        """
+        if message.id not in self._reacted:
+            await self.adapter.reconcile_linked(message)
         mine = self._reacted.setdefault(message.id, set())
         self._reacted.move_to_end(message.id)
         while len(self._reacted) > REACTION_MEMORY:

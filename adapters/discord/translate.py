@@ -25,6 +25,8 @@ MAX_PARTS = 5
 MAX_REACTIONS = 20
 MAX_DESCRIPTION = 100
 MAX_CHOICES = 25
+MAX_OPTIONS = 25  # options of one command or subcommand
+MAX_STRING = 6000  # the longest string option Discord takes
 MAX_NONCE = 25
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
@@ -43,6 +45,7 @@ SUB_COMMAND = 1
 SUB_COMMAND_GROUP = 2
 STRING = 3
 INTEGER = 4
+BOOLEAN = 5
 # Interaction context: guild only (no DMs, no group DMs); installed to a guild.
 GUILD_CONTEXT = 0
 GUILD_INSTALL = 0
@@ -57,21 +60,30 @@ def _describe(text: str) -> str:
 
 
 def _option(spec: CommandSpec) -> list[dict[str, Any]]:
+    """The spec's arguments as options: a flag is a boolean, a list one string option per item
+    (`option1` ... `option10`, the first `min_count` required)."""
     options: list[dict[str, Any]] = []
+    for arg in spec.args:
+        for index, name in enumerate(arg.option_names()):
+            required = index < arg.min_count if arg.kind is ArgKind.LIST else arg.required
+            option: dict[str, Any] = {
+                "type": _OPTION_TYPES.get(arg.kind, STRING),
+                "name": name,
+                "description": _describe(arg.help),
+                "required": required,
+            }
+            if arg.kind is ArgKind.CHOICE and len(arg.choices) <= MAX_CHOICES:
+                option["choices"] = [{"name": c, "value": c} for c in arg.choices]
+            elif arg.kind not in (ArgKind.INT, ArgKind.FLAG):
+                option["max_length"] = min(arg.limit, MAX_STRING)
+            options.append(option)
+    if len(options) > MAX_OPTIONS:
+        raise ValueError(f"{spec.name!r} has {len(options)} options; Discord takes at most {MAX_OPTIONS}")
     # Discord wants required options before optional ones; the engine reads them by name.
-    for arg in sorted(spec.args, key=lambda a: not a.required):
-        option: dict[str, Any] = {
-            "type": INTEGER if arg.kind is ArgKind.INT else STRING,
-            "name": arg.name,
-            "description": _describe(arg.help),
-            "required": arg.required,
-        }
-        if arg.kind is ArgKind.CHOICE and len(arg.choices) <= MAX_CHOICES:
-            option["choices"] = [{"name": c, "value": c} for c in arg.choices]
-        elif arg.kind is not ArgKind.INT:
-            option["max_length"] = min(arg.limit, 6000)
-        options.append(option)
-    return options
+    return sorted(options, key=lambda o: not o["required"])
+
+
+_OPTION_TYPES = {ArgKind.INT: INTEGER, ArgKind.FLAG: BOOLEAN}
 
 
 @dataclass
@@ -187,7 +199,10 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     while len(options) == 1 and options[0].get("type") in (SUB_COMMAND, SUB_COMMAND_GROUP):
         words.append(str(options[0]["name"]))
         options = options[0].get("options") or []
-    values = {str(o["name"]): str(o.get("value", "")) for o in options}
+    # Booleans stay booleans (flags); numbers are read like typed text, so they are checked alike.
+    values: dict[str, str | bool] = {
+        str(o["name"]): v if isinstance(v := o.get("value", ""), bool) else str(v) for o in options
+    }
     member = data.get("member")
     user = (member or {}).get("user") or data.get("user") or {}
     channel = data.get("channel") or {}

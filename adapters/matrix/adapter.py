@@ -59,6 +59,7 @@ from adapters.matrix.translate import (
 )
 from adapters.pacing import Pacer
 from core.events import InboundEvent
+from core.outbox import Post, PostKind
 from core.ports import AdapterFailed, DeliveryFailed, EventSink, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -347,7 +348,7 @@ class MatrixChat:
 class _Batch:
     events: list[InboundEvent] = field(default_factory=list)
     state: dict[str, str | None] = field(default_factory=dict)
-    encrypted_rooms: list[str] = field(default_factory=list)
+    posts: list[Post] = field(default_factory=list)  # what the adapter has to say on its own
 
 
 class MatrixAdapter:
@@ -495,12 +496,10 @@ class MatrixAdapter:
 
         batch = await self._collect(response, since)
         batch.state[NEXT_BATCH_KEY] = response.next_batch
-        # Answers to commands are queued in the outbox with the events they answer.
-        await self.sink.handle_batch(batch.events, StateChanges(PLATFORM, batch.state))
+        # Answers to commands are queued in the outbox with the events they answer, the adapter's own
+        # notices with the state that records them.
+        await self.sink.handle_batch(batch.events, StateChanges(PLATFORM, batch.state), batch.posts)
         self.since = response.next_batch
-
-        for room_id in batch.encrypted_rooms:
-            await self._say_encrypted(room_id)
         return response
 
     async def _collect(self, response: SyncResponse, since: str | None) -> _Batch:
@@ -514,7 +513,11 @@ class MatrixAdapter:
             room = self.client.rooms.get(room_id)
             if self._is_encrypted(room, states, timeline):
                 if await self._not_yet_warned(room_id):
-                    batch.encrypted_rooms.append(room_id)
+                    log.warning(
+                        "room %s is encrypted; Peerbot does not support encrypted rooms and ignores it",
+                        room_id,
+                    )
+                    batch.posts.append(Post(PostKind.SEND, ChannelRef(PLATFORM, room_id), ENCRYPTED_NOTICE))
                     batch.state[encrypted_notice_key(room_id)] = "said"
                 continue
             if since is None:
@@ -598,13 +601,6 @@ class MatrixAdapter:
     async def _not_yet_warned(self, room_id: str) -> bool:
         async with self.store.transaction() as tx:
             return await tx.state(PLATFORM).get(encrypted_notice_key(room_id)) is None
-
-    async def _say_encrypted(self, room_id: str) -> None:
-        log.warning("room %s is encrypted; Peerbot does not support encrypted rooms and ignores it", room_id)
-        try:
-            await self.chat.send(ChannelRef(PLATFORM, room_id), Outbound(ENCRYPTED_NOTICE))
-        except DeliveryFailed as error:
-            log.warning("could not tell %s that it is not supported: %s", room_id, error)
 
     async def _answer_invite(self, room_id: str, invite: InviteInfo) -> None:
         inviter = inviter_of([_stripped_state(event) for event in invite.invite_state], self.user_id)

@@ -133,7 +133,7 @@ async def test_a_usage_error_is_ephemeral(discord_bot: DiscordScene) -> None:
     answer = await discord_bot.bob.runs("/help", command="juggle")
     assert answer.ephemeral
     assert "No command 'juggle'" in answer.content
-    assert "Usage: /help [command...]" in answer.content
+    assert "Usage: /help [command]" in answer.content
 
 
 async def test_a_member_without_manage_server_is_refused_a_facilitator_command(
@@ -359,7 +359,7 @@ async def test_an_invalidated_session_identifies_again_and_keeps_working(discord
     before the new session is never delivered; the new session's reconcile counts it."""
     scene = discord_bot
     assert scene.bot is not None and scene.engine is not None
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
     (poll,) = scene.fake.sent_messages(scene.channel)
     tea, _ = scene.fake.bot_reactions(poll)
     scene.alice.reacts(poll, tea)

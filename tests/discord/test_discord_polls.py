@@ -71,6 +71,44 @@ async def test_a_block_by_reaction_blocks_the_goal(discord_bot: DiscordScene) ->
     assert outcome.startswith("Goal 1 is blocked")
 
 
+async def test_a_poll_is_created_from_slash_command_options(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    answer = await scene.bob.runs(
+        "/poll create", question="What next?", option1="Rust", option2="🐹 Go", option3="Zig", multiple=True
+    )
+    assert answer.content == "Poll 1 is open until 2026-03-03 09:00 UTC. React on it to vote."
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    assert poll["content"].splitlines() == [
+        "Poll 1: What next?",
+        "1️⃣ Rust",
+        "🐹 Go",
+        "3️⃣ Zig",
+        "React to vote (pick as many as you like). Closes 2026-03-03 09:00 UTC.",
+    ]
+    assert scene.fake.bot_reactions(poll) == ["1️⃣", "🐹", "3️⃣"]
+    scene.alice.reacts(poll, "1️⃣")
+    scene.alice.reacts(poll, "3️⃣")  # multiple: both count
+    await votes_applied(scene, 2)
+    text = await results(scene, 1)
+    assert "1️⃣ Rust  █████░░░░░ 1 (50%)" in text and "3️⃣ Zig  █████░░░░░ 1 (50%)" in text
+    assert text.endswith("1 voter.")
+
+
+async def test_bad_poll_options_get_the_usage_in_options_and_post_nothing(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    answer = await scene.bob.runs(
+        "/poll create", question="Tea?", option1="🍵 tea", option2="🍵 more tea", hidden=True, closes="40d"
+    )
+    assert answer.ephemeral
+    assert answer.content == (
+        "closes is too long: at most 32d.\n"
+        "Usage: /poll create <question> <option1> <option2> [option3…option10] [multiple] [hidden] [closes]"
+    )
+    same = await scene.bob.runs("/poll create", question="Tea?", option1="🍵 tea", option2="🍵 more tea")
+    assert same.ephemeral and same.content.startswith("Two options use the same emoji")
+    assert scene.fake.sent_messages(scene.channel) == []
+
+
 async def test_votes_in_a_burst_cut_by_a_gateway_drop_count_exactly_once(scene: DiscordScene) -> None:
     """Twelve members add a vote and some take it back, while the gateway connection is cut and
     RESUMEd; the gateway also delivers a few events a second time. Every vote counts once."""
@@ -79,7 +117,9 @@ async def test_votes_in_a_burst_cut_by_a_gateway_drop_count_exactly_once(scene: 
     members += [Member(scene, fake.add_member(scene.guild, f"member{i}")) for i in range(9)]
     await scene.start_bot()
     assert scene.engine is not None
-    await scene.alice.runs("/poll create", poll="--multiple What next? | Rust | Go | Zig")
+    await scene.alice.runs(
+        "/poll create", question="What next?", option1="Rust", option2="Go", option3="Zig", multiple=True
+    )
     (poll,) = fake.sent_messages(scene.channel)
     options = fake.bot_reactions(poll)
     assert len(options) == 3
@@ -135,7 +175,7 @@ def _names(messages: list[dict[str, Any]]) -> list[str]:
 async def test_a_poll_closed_by_the_scheduler_posts_its_results(discord_bot: DiscordScene) -> None:
     scene = discord_bot
     assert scene.engine is not None
-    await scene.bob.runs("/poll create", poll="--closes 2h Meet on Friday? | yes | no")
+    await scene.bob.runs("/poll create", question="Meet on Friday?", option1="yes", option2="no", closes="2h")
     (poll,) = scene.fake.sent_messages(scene.channel)
     yes, _no = scene.fake.bot_reactions(poll)
     scene.alice.reacts(poll, yes)
@@ -168,7 +208,7 @@ async def test_votes_received_before_shutdown_are_applied(discord_bot: DiscordSc
     """The gateway will not send them again after a new IDENTIFY, so stopping drains the queue."""
     scene = discord_bot
     assert scene.bot is not None and scene.engine is not None
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
     (poll,) = scene.fake.sent_messages(scene.channel)
     tea, _ = scene.fake.bot_reactions(poll)
     queued = []

@@ -86,11 +86,12 @@ async def test_a_resumed_session_is_not_reconciled(discord_bot: DiscordScene) ->
     fake = scene.fake
     assert scene.bot is not None
     await asyncio.wait_for(scene.bot.wait_reconciled(1), 5)  # the start's pass, before any poll
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
     (poll,) = fake.sent_messages(scene.channel)
     tea, coffee = fake.bot_reactions(poll)
     scene.alice.reacts(poll, tea)
     await votes_applied(scene, 1)
+    linked = len(fake.requests)  # linking the poll read its message once (votes cast before the link)
     fake.drop_gateway()
     scene.bob.reacts(poll, coffee)  # while the connection is down: replayed on RESUME
     await fake.until(lambda: len(fake.resumes) == 1)
@@ -98,8 +99,27 @@ async def test_a_resumed_session_is_not_reconciled(discord_bot: DiscordScene) ->
     await votes_applied(scene, 3)
     assert len(fake.identifies) == 1
     assert len(scene.bot.reconciled) == 1 and not scene.bot.reconciling
-    assert not RECONCILE_ROUTES & {r.route for r in fake.requests}
+    assert not RECONCILE_ROUTES & {r.route for r in fake.requests[linked:]}
     assert await tally(scene, 1) == {tea: 2, coffee: 1}
+
+
+async def test_votes_cast_before_the_poll_was_linked_to_its_message_count(discord_bot: DiscordScene) -> None:
+    """Bob votes while the bot still waits for Discord's answer to the poll's post: his reaction is on
+    a message that is no poll's yet, so the event changes nothing. Linking the poll reads it."""
+    scene = discord_bot
+    fake = scene.fake
+    held = fake.hold("create_message", applied=True)
+    creating = asyncio.create_task(
+        scene.alice.runs("/poll create", question="Tea or coffee?", option1="🍵 tea", option2="☕ coffee")
+    )
+    await asyncio.wait_for(held.reached, 5)
+    (poll,) = fake.sent_messages(scene.channel)
+    scene.bob.reacts(poll, "☕")
+    await votes_applied(scene, 1)
+    held.release()
+    await creating
+    assert sorted(fake.bot_reactions(poll)) == sorted(["🍵", "☕"])
+    assert await tally(scene, 1) == {"🍵": 0, "☕": 1}
 
 
 async def test_a_deleted_poll_message_is_skipped_and_the_other_polls_reconciled(
@@ -109,8 +129,8 @@ async def test_a_deleted_poll_message_is_skipped_and_the_other_polls_reconciled(
     scene = discord_bot
     fake = scene.fake
     crowd = [Member(scene, fake.add_member(scene.guild, f"member{i}")) for i in range(120)]
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
-    await scene.alice.runs("/poll create", poll="Where? | park | library")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
+    await scene.alice.runs("/poll create", question="Where?", option1="park", option2="library")
     first, second = fake.sent_messages(scene.channel)
     park, library = fake.bot_reactions(second)
     scene.alice.reacts(second, library)
@@ -137,8 +157,8 @@ async def test_an_unreadable_poll_message_is_skipped_with_a_log_line(
 ) -> None:
     scene = discord_bot
     fake = scene.fake
-    await scene.alice.runs("/poll create", poll="Tea or coffee? | tea | coffee")
-    await scene.alice.runs("/poll create", poll="Where? | park | library")
+    await scene.alice.runs("/poll create", question="Tea or coffee?", option1="tea", option2="coffee")
+    await scene.alice.runs("/poll create", question="Where?", option1="park", option2="library")
     first, second = fake.sent_messages(scene.channel)
     await scene.stop_bot()
     scene.bob.reacts(first, fake.bot_reactions(first)[0])

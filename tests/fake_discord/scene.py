@@ -23,6 +23,7 @@ from bot.app import Bot, bootstrap
 from bot.config import parse_config
 from core.engine import Engine
 from core.events import CommandInvoked, InboundEvent, Reply
+from core.outbox import Post
 from core.ports import StateChanges
 from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
@@ -55,14 +56,17 @@ class RecordingEngine(SinkProxy):
         return reply
 
     async def handle_batch(
-        self, events: Sequence[InboundEvent], state: StateChanges | None = None
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
         self.batches_started += 1
         async with self.changed:
             self.changed.notify_all()
         if self.batch_delay:
             await asyncio.sleep(self.batch_delay)
-        replies = await super().handle_batch(events, state)
+        replies = await super().handle_batch(events, state, posts)
         self.received.extend(events)
         async with self.changed:
             self.changed.notify_all()

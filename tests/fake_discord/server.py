@@ -1161,6 +1161,8 @@ class FakeDiscord:
                 raise AssertionError(f"{path}: {value!r} is not a choice of {name}")
             if spec["type"] == 4:
                 value = int(value)
+            elif spec["type"] == 5 and not isinstance(value, bool):
+                raise AssertionError(f"{path}: {name} is a boolean option, not {value!r}")
             elif "max_length" in spec and len(str(value)) > spec["max_length"]:
                 raise AssertionError(f"{path}: {name} longer than {spec['max_length']}")
             leaf_options.append({"name": name, "type": spec["type"], "value": value})
