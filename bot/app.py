@@ -23,9 +23,10 @@ from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
+from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config, ConfigError, ConsoleConfig, DiscordConfig, MatrixConfig
+from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig
 from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
 from core import faults
@@ -241,9 +242,12 @@ _POSTGRES_AT_START = {
 }
 
 
-async def open_store(config: Config) -> SqlStore:
+async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     """Open the database, refuse one newer than the code, apply pending migrations, and make sure it
-    can be written: a read-only database would let the bot start and then fail every command."""
+    can be written: a read-only database would let the bot start and then fail every command.
+
+    `hold`: the name of a lock on the database this process keeps until the store closes ("console":
+    one console per database); when another process holds it, StartFailed."""
     install_crash_point()
     url = config.database.url
     parsed = make_url(url)
@@ -257,21 +261,29 @@ async def open_store(config: Config) -> SqlStore:
                 f" ({error.strerror or error})"
             ) from None
     engine = make_engine(url)
+    store = SqlStore(engine)
     try:
         await migrate.upgrade(engine)
         await _check_writable(engine)
+        if hold is not None:
+            await store.hold(hold)
     except BaseException as error:
-        await engine.dispose()
+        await store.close()
         # A SQLite connection that failed half-way (in its PRAGMAs) is left to the garbage collector;
         # collected after asyncio.run, its worker thread reports to a closed loop ("Event loop is
         # closed" on stderr). Collect it now, while the loop still runs, and let its thread finish.
         gc.collect()
         await asyncio.sleep(0)
+        if isinstance(error, LockTaken):
+            raise StartFailed(
+                f"another {hold} is using the database at {safe_url(url)}; stop it first, or point"
+                " database.url at another database"
+            ) from None
         if isinstance(error, OSError | DBAPIError):
             raise StartFailed(database_problem(url, error)) from None
         raise
     log.info("database ready at %s", safe_url(url))
-    return SqlStore(engine)
+    return store
 
 
 async def _check_writable(engine: AsyncEngine) -> None:
@@ -320,11 +332,13 @@ async def run(
 
     An adapter's failure the operator must fix (a refused login) is one line on stderr and exit code 1.
     """
-    store = await open_store(config)
+    as_console = console or not config.platforms()
+    # One console per database: two would share message ids and print each other's answers.
+    store = await open_store(config, hold="console" if as_console else None)
     try:
         clock, instance = make_clock(), instance_name()
-        if console or not config.platforms():
-            terminal = console_settings(config.console, stdin, stdout)
+        if as_console:
+            terminal = console_settings(config, stdin, stdout)
             bot = bootstrap(config, store, clock, console=terminal, instance=instance)
         else:
             discord = discord_settings(config.discord) if config.discord else None
@@ -340,13 +354,14 @@ async def run(
     return 0
 
 
-def console_settings(config: ConsoleConfig, stdin: TextIO, stdout: TextIO) -> ConsoleSettings:
+def console_settings(config: Config, stdin: TextIO, stdout: TextIO) -> ConsoleSettings:
     return ConsoleSettings(
         stdin,
         stdout,
-        facilitators=tuple(config.facilitators),
-        bot_name=config.bot_name,
-        default_channel=config.default_channel,
+        facilitators=tuple(config.console.facilitators),
+        bot_name=config.console.bot_name,
+        default_channel=config.console.default_channel,
+        export_dir=config.export_dir(),
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from adapters.sql import migrate
 from bot import app
 from bot.config import Config, ConfigError, load_config
-from core.export import load_record, to_csv, to_json, to_markdown
+from core.export import load_record, render
 from core.refs import ChannelRef
 
 EXIT_CONFIG = 2
@@ -101,7 +101,7 @@ async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
         return EXIT_CONFIG, ""
     store = await app.open_store(config)
     try:
-        async with store.transaction() as tx:
+        async with store.read() as tx:  # one snapshot, and a running bot's writers go on
             found = await tx.groups.get(ChannelRef(platform, channel))
             if found is None:
                 print(f"peerbot: no group in {group}", file=sys.stderr)
@@ -109,7 +109,7 @@ async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
             record = await load_record(tx, found)
     finally:
         await store.close()
-    return 0, {"json": to_json, "md": to_markdown, "csv": to_csv}[fmt](record)
+    return 0, render(record, fmt)
 
 
 async def _failed_events(config: Config, limit: int) -> int:

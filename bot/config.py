@@ -21,6 +21,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from sqlalchemy.engine import make_url
 
 from bot.recurrence import CronRecurrence
 from core.commands import DurationTooLong, UsageError, parse_duration, say_duration
@@ -82,6 +83,15 @@ class ConsoleConfig(Section):
     facilitators: list[str] = Field(default_factory=list)
     default_channel: str = Field(default="general", pattern=r"^[\w-]{1,80}$")
     bot_name: str = Field(default="peerbot", pattern=r"^[\w-]{1,40}$")
+    # Where /export writes its files; unset: beside the database (see Config.export_dir).
+    export_dir: Path | None = None
+
+    @field_validator("export_dir")
+    @classmethod
+    def _a_directory(cls, value: Path | None) -> Path | None:
+        if value is not None and not str(value).strip():
+            raise ValueError("expected a directory, not an empty value")
+        return value
 
 
 class MatrixConfig(Section):
@@ -208,6 +218,16 @@ class Config(Section):
     discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     matrix: MatrixConfig | None = None
+
+    def export_dir(self) -> Path:
+        """Where the console writes /export files: `console.export_dir`; else `exports` beside the
+        SQLite database file (data/exports for the default database); else data/exports."""
+        if self.console.export_dir is not None:
+            return self.console.export_dir
+        url = make_url(self.database.url)
+        if url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:":
+            return Path(url.database).parent / "exports"
+        return Path("data/exports")
 
     def platforms(self) -> list[str]:
         """Chat platforms with credentials configured (none: the console)."""

@@ -445,7 +445,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         ("export",),
-        "Show the group's goals, polls, reviews and reflections as Markdown, JSON or CSV.",
+        "Send the group's goals, polls, reviews and reflections as a Markdown, JSON or CSV file.",
         (
             Arg(
                 "format",

@@ -44,3 +44,23 @@ class Context:
 
 
 Handler = Callable[[Context, Invocation], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """What a command that only reads (an export) is given: a read transaction (`Store.read`) in place
+    of a unit of work, so that a long read never makes writers wait. It can queue nothing."""
+
+    event: CommandInvoked
+    chat: ChatPort
+    group: Group
+    tx: StoreTx
+    now: datetime
+    is_facilitator: bool = False
+
+    @property
+    def prefix(self) -> str:
+        return self.chat.command_prefix
+
+
+Reader = Callable[[Reading, Invocation], Awaitable[Reply]]

@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from core import dead_letters
+from core.activity import touch
 from core.batches import Batches
 from core.clock import Clock
-from core.commands import COMMANDS, CommandSpec, UsageError, parse_options, parse_text, refusal
-from core.context import Context, Handler
-from core.events import CommandInvoked, InboundEvent, MessagePosted, ReactionAdded, ReactionRemoved, Reply
-from core.export import export_group
+from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
+from core.context import Context, Handler, Reader, Reading
+from core.events import (
+    Attachment,
+    CommandInvoked,
+    InboundEvent,
+    MessagePosted,
+    ReactionAdded,
+    ReactionRemoved,
+    Reply,
+)
+from core.export import export, too_big
 from core.feedback import PollService
 from core.forgetting import forget_me
 from core.help import Help, usage_reply, visible_on
@@ -21,7 +31,8 @@ from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
-from core.ports import ChatPort, StateChanges, Store, StoreTx
+from core.polls import Poll
+from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
@@ -41,7 +52,6 @@ from core.votes import VoteRecorder, reconcile_poll
 
 log = logging.getLogger(__name__)
 
-ACTIVITY_RESOLUTION = timedelta(minutes=10)
 DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
 
 
@@ -58,12 +68,6 @@ async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group
             PhaseChange(group.id, None, Phase.CONVENING, now, "peerbot", "group started")
         )
     return group
-
-
-async def touch(tx: StoreTx, group: Group, now: datetime) -> None:
-    """Note activity in a group (for the heartbeat), at most one write per few minutes."""
-    if group.last_activity_at is None or now - group.last_activity_at >= ACTIVITY_RESOLUTION:
-        await tx.groups.touch_activity(group.id, now)
 
 
 class Engine:
@@ -117,10 +121,11 @@ class Engine:
             **self.goals.handlers(),
             **self.nudges.handlers(),
             **self.reviews.handlers(),
-            ("export",): export_group,
             ("forget-me",): forget_me,
         }
-        missing = [s.name for s in self.specs if s.path not in self.handlers]
+        # Commands that only read: they run in a read transaction, never making writers wait.
+        self.readers: dict[tuple[str, ...], Reader] = {("export",): export}
+        missing = [s.name for s in self.specs if s.path not in self.handlers and s.path not in self.readers]
         if missing:
             raise MissingHandler(f"commands declared without a handler: {', '.join(missing)}")
         self._last_prune: datetime | None = None
@@ -153,11 +158,15 @@ class Engine:
         try:
             return await dead_letters.attempts(lambda: self.run_command(event), event)
         except dead_letters.GaveUp as gave_up:
-            reply = Reply(dead_letters.SORRY, is_error=True)
-            async with self.work() as uow:
-                await dead_letters.record(uow.tx, event, gave_up.failure, uow.now)
-                self._answer(uow, event, reply)
-            return reply
+            return await self._dead_letter(event, gave_up.failure)
+
+    async def _dead_letter(self, event: CommandInvoked, failure: Exception) -> Reply:
+        """Record a command that cannot be applied as failed, and tell the member so."""
+        reply = Reply(dead_letters.SORRY, is_error=True)
+        async with self.work() as uow:
+            await dead_letters.record(uow.tx, event, failure, uow.now)
+            self._answer(uow, event, reply)
+        return reply
 
     async def handle_batch(
         self,
@@ -187,6 +196,9 @@ class Engine:
         if spec.facilitator_only and not facilitator:
             refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
             return await self._answer_only(event, refused)
+        reader = self.readers.get(spec.path)
+        if reader is not None:
+            return await self._run_reader(reader, event, chat, invocation, facilitator)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
@@ -200,6 +212,59 @@ class Engine:
                 return reply
         except UsageError as error:  # nothing the handler did is kept
             return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
+
+    async def _run_reader(
+        self, reader: Reader, event: CommandInvoked, chat: ChatPort, inv: Invocation, facilitator: bool
+    ) -> Reply | None:
+        """Run a command that only reads (an export).
+
+        The event is claimed in a short unit of work, then the reading is done in a read transaction,
+        which never makes writers wait (`Store.read`). A file it answers with is sent at once, not
+        through the outbox: the outbox keeps what a committed change must post, and a read changed
+        nothing; holding megabytes in the database would cost a long write. If the process dies
+        before the file is sent, the member asks again; a failed send is answered with why.
+        """
+        async with self.work() as uow:
+            if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
+                log.info("skipping event %s seen before", event.event_id)
+                return None
+            group = await ensure_group(uow.tx, event.channel, uow.now)
+            await touch(uow.tx, group, uow.now)
+            now = uow.now
+        try:
+            async with self.store.read() as tx:
+                reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)
+        except UsageError as error:
+            reply = usage_reply(error, chat.command_prefix, event.options is not None)
+        except Exception as error:  # the event is claimed already: trying again would skip it
+            log.exception("command %s failed while reading", event.event_id)
+            return await self._dead_letter(event, error)
+        if reply.file is not None and not chat.interactive_replies:
+            failed = await self._send_file(chat, event, reply.file, reply.text)
+            if failed is None:
+                return reply
+            reply = failed
+        if not chat.interactive_replies:
+            async with self.work() as uow:
+                self._answer(uow, event, reply)
+        return reply
+
+    @staticmethod
+    async def _send_file(chat: ChatPort, event: CommandInvoked, file: Attachment, text: str) -> Reply | None:
+        """Send a file with its summary: None when it was sent, else what to answer instead."""
+        # One key per command event: the platform posts the file once however often the adapter retries.
+        key = "f" + hashlib.sha256(f"{event.channel.platform}:{event.event_id}".encode()).hexdigest()[:19]
+        try:
+            await chat.send_file(event.channel, file, Outbound(text), reply_to=event.message, key=key)
+        except FileTooLarge as refused:
+            return Reply(too_big(file.size, refused.limit), is_error=True)
+        except Exception as error:
+            reason = error.reason if isinstance(error, DeliveryFailed) else type(error).__name__
+            log.warning("could not send %s to %s: %s", file.filename, event.channel.id, reason, exc_info=True)
+            return Reply(
+                f"Sorry, the file could not be sent ({reason[:200]}). Try again later.", is_error=True
+            )
+        return None
 
     async def _answer_only(self, event: CommandInvoked, reply: Reply) -> Reply | None:
         """Answer a command that changes nothing; it still counts as applied."""
@@ -241,9 +306,11 @@ class Engine:
     async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
         """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
         last: datetime | None = None
+        days = self.nudges.settings.heartbeat_days
+        heartbeat_after = timedelta(days=days) if days else None
         while True:
             async with self.work() as uow:
-                due = await uow.tx.next_due_time(self.chats.keys())
+                due = await uow.tx.next_due_time(self.chats.keys(), heartbeat_after)
             if due is None or due > target or due == last:
                 break
             last = due
@@ -268,6 +335,19 @@ class Engine:
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now)
         return [p.message for p in polls if p.message is not None]
+
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        """The poll posted as `message`, if there is one; else the polls open in its channel, oldest
+        first. For an adapter that tells a member a reaction landed on no poll (the console)."""
+        async with self.work() as uow:
+            polls = await uow.tx.polls.for_messages(message.channel.platform, [message.id])
+            if polls:
+                return polls[0], []
+            group = await uow.tx.groups.get(message.channel)
+            if group is None:
+                return None, []
+            in_group = await uow.tx.polls.in_group(group.id)
+            return None, [p for p in in_group if p.message is not None and p.is_open(uow.now)]
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""

@@ -7,7 +7,7 @@ it); the engine applies each (platform, event_id) at most once.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -68,8 +68,25 @@ InboundEvent = CommandInvoked | ReactionAdded | ReactionRemoved | MessagePosted 
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file the bot sends: the name members see, its bytes, and their media type."""
+
+    filename: str
+    data: bytes = field(repr=False)
+    mimetype: str
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
-    """The engine's answer to a command, delivered by the adapter in its own idiom."""
+    """The engine's answer to a command, delivered by the adapter in its own idiom.
+
+    With a `file` (an export), the text is the one-line summary that goes with it.
+    """
 
     text: str
     is_error: bool = False
+    file: Attachment | None = None

@@ -1,16 +1,22 @@
-"""A group's record as data, and as JSON, Markdown and CSV; and its weekly digest."""
+"""A group's record as data, and as JSON, Markdown and CSV files; and its weekly digest."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import json
+import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from core.clock import format_time
-from core.events import Reply
+from core.clock import format_time, utc
+from core.commands import Invocation
+from core.context import Reading
+from core.events import Attachment, Reply
 from core.goals import Goal
 from core.lifecycle import Group
 from core.polls import Poll, Tally, tally
@@ -18,10 +24,6 @@ from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import Reflection, Review
 from core.schedules import Schedule
-
-if TYPE_CHECKING:
-    from core.commands import Invocation
-    from core.context import Context
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,13 +46,6 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
     )
-
-
-async def export_group(ctx: Context, inv: Invocation) -> Reply:
-    """The `export` command: the group's record in the chat, in the format asked for."""
-    record = await load_record(ctx.tx, ctx.group)
-    render = {"md": to_markdown, "json": to_json, "csv": to_csv}[inv.args.get("format", "md")]
-    return Reply(render(record))
 
 
 def _iso(dt: datetime | None) -> str | None:
@@ -247,3 +242,89 @@ def render_digest(r: GroupRecord, now: datetime, next_times: list[str]) -> str:
     if next_times:
         lines.append("Coming up: " + "; ".join(next_times) + ".")
     return "\n".join(lines)
+
+
+# The record as a file (the /export command) ---------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Format:
+    title: str
+    extension: str
+    mimetype: str
+    render: Callable[[GroupRecord], str]
+
+
+FORMATS = {
+    "md": Format("Markdown", "md", "text/markdown; charset=utf-8", to_markdown),
+    "json": Format("JSON", "json", "application/json", to_json),
+    "csv": Format("CSV", "csv", "text/csv; charset=utf-8", to_csv),
+}
+
+
+def render(record: GroupRecord, fmt: str) -> str:
+    """The record as text, the same for `/export` and `peerbot export`."""
+    return FORMATS[fmt].render(record)
+
+
+def file_name(record: GroupRecord, fmt: str, now: datetime) -> str:
+    """`peerbot-general-2026-03-02-0900.json`: the channel and the moment, in the group's timezone."""
+    slug = re.sub(r"[^a-z0-9]+", "-", record.group.channel.name.casefold()).strip("-")[:40] or "group"
+    moment = utc(now).astimezone(ZoneInfo(record.group.timezone)).strftime("%Y-%m-%d-%H%M")
+    return f"peerbot-{slug}-{moment}.{FORMATS[fmt].extension}"
+
+
+def say_size(size: int) -> str:
+    """`812 bytes`, `12.3 KB`, `5.2 MB` (of 1,024: as platforms state their limits)."""
+    if size < 1024:
+        return f"{size} byte{'s' if size != 1 else ''}"
+    if size < 1024 * 1024:
+        return f"{size / 1024:.1f} KB"
+    return f"{size / (1024 * 1024):.1f} MB"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n} {word}{'s' if n != 1 else ''}"
+
+
+def summary(record: GroupRecord, fmt: str, size: int) -> str:
+    """The one line that goes with the file."""
+    r = record
+    counts = ", ".join(
+        (
+            _count(len(r.goals), "goal"),
+            _count(len(r.polls), "poll"),
+            _count(len(r.reviews), "review"),
+            _count(len(r.reflections), "reflection"),
+        )
+    )
+    return (
+        f"📦 {r.group.channel.name}: the group's record as {FORMATS[fmt].title}, {counts} ({say_size(size)})."
+    )
+
+
+def too_big(size: int, limit: int | None, what: str = "The file") -> str:
+    """Why a file was not sent: it is over the platform's limit."""
+    over = f"over the {say_size(limit)} a file may have here" if limit else "more than the platform takes"
+    return f"{what} is {say_size(size)}, {over}, so it was not sent."
+
+
+def _encoded(record: GroupRecord, fmt: str) -> bytes:
+    return render(record, fmt).encode("utf-8")
+
+
+async def export(ctx: Reading, inv: Invocation) -> Reply:
+    """/export: the group's record as a file, with a one-line summary; a file too big for the
+    platform is not sent, and the member is told what to do instead."""
+    fmt = inv.args.get("format", "md")
+    record = await load_record(ctx.tx, ctx.group)
+    # Rendering megabytes takes a good part of a second: in a thread, the event loop goes on meanwhile.
+    data = await asyncio.to_thread(_encoded, record, fmt)
+    limit = await ctx.chat.max_file_size(ctx.event.channel)
+    if limit is not None and len(data) > limit:
+        refusal = too_big(len(data), limit, f"The {FORMATS[fmt].title} export")
+        smaller = f" CSV is the smallest: {ctx.prefix}export csv." if fmt != "csv" else ""
+        operator = " An operator can write the whole record with `peerbot export`."
+        return Reply(refusal + smaller + operator, is_error=True)
+    file = Attachment(file_name(record, fmt, ctx.now), data, FORMATS[fmt].mimetype)
+    return Reply(summary(record, fmt, file.size), file=file)

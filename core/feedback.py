@@ -101,7 +101,7 @@ class PollService:
                 due = await uow.tx.polls.due(now, limit, self.platforms)
             for poll in due:
                 try:
-                    async with self.work(now) as uow:
+                    async with self.work(now, unprompted=True) as uow:
                         closed += await self.close(uow, poll)
                 except Exception:
                     log.exception("could not close poll %d", poll.id)

@@ -116,7 +116,7 @@ class NudgeService:
         """
         delivered = 0
         while True:
-            async with self.work(now) as uow:
+            async with self.work(now, unprompted=True) as uow:
                 tx = uow.tx
                 due = await tx.schedules.due(now, BATCH, self.platforms)
                 plans = []
@@ -185,7 +185,7 @@ class NudgeService:
         days = self.settings.heartbeat_days
         if not days:
             return 0
-        async with self.work(now) as uow:
+        async with self.work(now, unprompted=True) as uow:
             quiet = await uow.tx.groups.quiet(now - timedelta(days=days), 100, self.platforms)
             claimed = [g for g in quiet if await uow.tx.groups.claim_heartbeat(g.id, now)]
             for group in claimed:
@@ -194,19 +194,26 @@ class NudgeService:
         return len(claimed)
 
     async def on_phase_entered(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
-        """Subscriber: entering Cooperating adds a weekly check-in, unless the group switched that off."""
+        """Subscriber: the schedules of the phase the group left end with it; entering Cooperating
+        adds a weekly check-in, unless the group switched that off."""
         assert isinstance(event, PhaseEntered)
-        group = event.group
-        if event.change.to_phase is not Phase.COOPERATING or not group.auto_checkin:
-            return None
-        if any(s.kind is ScheduleKind.CHECKIN for s in await uow.tx.schedules.in_group(group.id)):
-            return None
-        schedule, _ = await self.add(uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, BOT, uow.now)
-        prefix = command_prefix(self.chats, group.channel.platform)
-        return (
-            f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
-            f" see {prefix}nudge list."
-        )
+        group, change = event.group, event.change
+        notes = []
+        for s in await uow.tx.schedules.in_group(group.id):
+            if s.kind.phase is not None and s.kind.phase is change.from_phase:
+                await uow.tx.schedules.delete(s.id)
+                notes.append(f"Check-in {s.id} ({s.description}) ended with {s.kind.phase.title}.")
+        kinds = {s.kind for s in await uow.tx.schedules.in_group(group.id)}
+        if change.to_phase is Phase.COOPERATING and group.auto_checkin and ScheduleKind.CHECKIN not in kinds:
+            schedule, _ = await self.add(
+                uow.tx, group, ScheduleKind.CHECKIN, self.settings.checkin, BOT, uow.now
+            )
+            prefix = command_prefix(self.chats, group.channel.platform)
+            notes.append(
+                f"A weekly check-in is scheduled ({schedule.description}, {group.timezone});"
+                f" see {prefix}nudge list."
+            )
+        return "\n".join(notes) or None
 
     # Commands ----------------------------------------------------------------------------------
 
@@ -305,7 +312,7 @@ class NudgeService:
             return Reply("Quiet hours are off.")
         return Reply(
             f"Quiet hours set to {quiet} ({ctx.group.timezone}):"
-            f" nudges due then wait until {quiet.end:%H:%M}."
+            f" what the bot posts on its own then (nudges, results) waits until {quiet.end:%H:%M}."
         )
 
     async def _auto(self, ctx: Context, inv: Invocation) -> Reply:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from core.events import InboundEvent, Reply
+from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
@@ -50,6 +50,15 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
+class FileTooLarge(DeliveryFailed):
+    """The platform takes no file this big here: `limit` is its limit in bytes, when it said."""
+
+    def __init__(self, size: int, limit: int | None, reason: str = "") -> None:
+        super().__init__(reason or f"a file of {size} bytes is over the platform's limit", permanent=True)
+        self.size = size
+        self.limit = limit
+
+
 class ChatPort(Protocol):
     """What the engine may do on one chat platform.
 
@@ -88,6 +97,28 @@ class ChatPort(Protocol):
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool: ...
 
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """Post a file with its one-line summary, in the platform's idiom: an attachment (Discord),
+        an uploaded `m.file` after the summary (Matrix), a file written to disk whose path the summary
+        line shows (console). Returns the message that holds the file.
+
+        Files do not go through the outbox (see `Engine.run_command`). Raises `FileTooLarge` when the
+        platform refuses the file's size, `DeliveryFailed` for other refusals.
+        """
+        ...
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        """The largest file `send_file` can post in the channel, in bytes; None when none is known."""
+        ...
+
 
 class EventSink(Protocol):
     """What an adapter may call on the core: the engine, or in tests a recorder around it.
@@ -119,6 +150,11 @@ class EventSink(Protocol):
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message; the number of votes changed."""
+        ...
+
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        """The poll posted as `message`, else the polls open in its channel: to tell a member that a
+        reaction landed on no poll."""
         ...
 
 
@@ -261,7 +297,7 @@ class GroupRepo(Protocol):
     async def touch_activity(self, group_id: int, at: datetime) -> None: ...
 
     async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
-        """Groups on these platforms with no activity since `silent_since` whose silence has not had
+        """Groups on these platforms with no activity after `silent_since` whose silence has not had
         its heartbeat."""
         ...
 
@@ -491,10 +527,31 @@ class StoreTx(Protocol):
         """Bookkeeping of one adapter ("matrix", "discord", "console") or of the core ("core")."""
         ...
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
-        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing."""
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
+        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing,
+        a post waiting in the outbox (held for quiet hours, or to be retried), and with
+        `heartbeat_after` (the silence that earns a heartbeat) a group's heartbeat."""
         ...
 
 
+class ReadOnly(Exception):
+    """Something tried to write in a read transaction (`Store.read`): a bug in the code, never a
+    member's doing. Nothing of the write is kept."""
+
+
 class Store(Protocol):
-    def transaction(self) -> AbstractAsyncContextManager[StoreTx]: ...
+    def transaction(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-write transaction. On SQLite, the store's transactions take turns (one writer)."""
+        ...
+
+    def read(self) -> AbstractAsyncContextManager[StoreTx]:
+        """A read-only transaction on one snapshot of the data, for long reads (an export).
+
+        It never waits for writers and never makes them wait: on SQLite it does not take the store's
+        write turn, and WAL lets writers commit while it reads; on PostgreSQL it is READ ONLY and
+        REPEATABLE READ. What commits after its first read is not seen in it. A write in it raises
+        `ReadOnly`.
+        """
+        ...

@@ -22,6 +22,7 @@ from core.reflections import (
     render_summary,
 )
 from core.refs import UserRef
+from core.schedules import due_time
 from core.uow import DomainEvent, PhaseEntered, ReviewClosed, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -50,13 +51,19 @@ class ReviewService:
             ("reflect",): self._reflect,
         }
 
-    async def start(self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta) -> Review | None:
-        """Start a review and queue its questions; None when one is open already."""
+    async def start(
+        self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta, *, automatic: bool = False
+    ) -> Review | None:
+        """Start a review and queue its questions; None when one is open already.
+
+        `automatic`: the bot starts it on its own (a move to Assessing): the questions follow the answer
+        to the command that moved the group, and wait out quiet hours."""
         if await uow.tx.reviews.open(group.id) is not None:
             return None
         review = await uow.tx.reviews.create(group.id, by, uow.now, uow.now + duration)
         text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
-        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
+        post = Post(PostKind.SEND, group.channel, text, group_id=group.id)
+        uow.post(post, after_answer=automatic, unprompted=automatic)
         return review
 
     async def on_phase_entered(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
@@ -65,11 +72,14 @@ class ReviewService:
         group = event.group
         if event.change.to_phase is not Phase.ASSESSING or not group.auto_review:
             return None
-        review = await self.start(uow, group, event.by, self.default_time)
+        review = await self.start(uow, group, event.by, self.default_time, automatic=True)
         if review is None:
             return None
         prefix = command_prefix(self.chats, group.channel.platform)
-        return f"Action review {review.id} has started: answer with {prefix}reflect <number> <answer>."
+        note = f"Action review {review.id} has started: answer with {prefix}reflect <number> <answer>."
+        if group.quiet is not None and (end := due_time(uow.now, group.timezone, group.quiet)) > uow.now:
+            note += f" Its questions come at {format_time(end, group.timezone)}, when quiet hours end."
+        return note
 
     async def close(self, uow: UnitOfWork, review: Review) -> bool:
         """Close once and queue the summary, with what the group's signals now suggest."""
@@ -91,7 +101,7 @@ class ReviewService:
         closed = 0
         for review in due:
             try:
-                async with self.work(now) as uow:
+                async with self.work(now, unprompted=True) as uow:
                     closed += await self.close(uow, review)
             except Exception:
                 log.exception("could not close review %d", review.id)

@@ -44,6 +44,11 @@ class ScheduleKind(Enum):
     CHECKIN = "checkin"  # the weekly check-in added when a group starts Cooperating
     DIGEST = "digest"  # the weekly digest
 
+    @property
+    def phase(self) -> Phase | None:
+        """The phase a schedule of this kind belongs to: it ends when the group leaves that phase."""
+        return Phase.COOPERATING if self is ScheduleKind.CHECKIN else None
+
 
 @dataclass(frozen=True, slots=True)
 class Schedule:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from core import faults
@@ -24,6 +24,7 @@ from core.polls import Poll, Tally
 from core.ports import Store, StoreTx
 from core.reflections import Review
 from core.refs import UserRef
+from core.schedules import due_time
 
 # Domain events ---------------------------------------------------------------------------------
 
@@ -76,15 +77,31 @@ class Bus:
 
 
 class UnitOfWork:
-    def __init__(self, tx: StoreTx, now: datetime, bus: Bus) -> None:
+    def __init__(self, tx: StoreTx, now: datetime, bus: Bus, *, unprompted: bool = False) -> None:
         self.tx = tx
         self.now = now
         self.bus = bus
-        self.posts: list[Post] = []
+        # No member's command started this unit of work (a tick step): what it posts in a group waits
+        # out the group's quiet hours. The answer to a command, and what the command posts, go at once.
+        self.unprompted = unprompted
+        self._posts: list[tuple[Post, bool]] = []  # (post, posted on the bot's own initiative)
+        self._after_answer: list[tuple[Post, bool]] = []
 
-    def post(self, post: Post) -> None:
-        """Queue a message to send once this unit of work commits."""
-        self.posts.append(post)
+    def post(self, post: Post, *, after_answer: bool = False, unprompted: bool = False) -> None:
+        """Queue a message to send once this unit of work commits.
+
+        `after_answer`: it follows the answer to the command that started this unit of work, which is
+        queued last (rows are sent in order per channel): a move is announced before what it starts.
+        `unprompted`: the bot posts it on its own initiative though a command started this unit of work
+        (the review that entering Assessing starts), so it waits out quiet hours as a tick step's posts do.
+        """
+        (self._after_answer if after_answer else self._posts).append((post, unprompted or self.unprompted))
+
+    async def queued(self) -> list[Post]:
+        """Everything to post, in the order it goes out; what is unprompted held until quiet hours end."""
+        items = self._posts + self._after_answer
+        held = iter(await after_quiet_hours(self.tx, [p for p, unprompted in items if unprompted], self.now))
+        return [next(held) if unprompted else post for post, unprompted in items]
 
     async def publish(self, event: DomainEvent) -> list[str]:
         """Run the event's subscribers now, in this transaction; the lines they return, in order."""
@@ -94,6 +111,22 @@ class UnitOfWork:
             if note:
                 notes.append(note)
         return notes
+
+
+async def after_quiet_hours(tx: StoreTx, posts: Sequence[Post], now: datetime) -> list[Post]:
+    """The posts, each held (`not_before`) until its group's quiet hours end if it would go out in them;
+    the outbox's maximum age then counts from the end of quiet hours."""
+    groups = await tx.groups.many(sorted({p.group_id for p in posts if p.group_id is not None}))
+    held = []
+    for post in posts:
+        group = groups.get(post.group_id) if post.group_id is not None else None
+        if group is not None and group.quiet is not None:
+            earliest = post.not_before or now
+            until = due_time(earliest, group.timezone, group.quiet)
+            if until > earliest:
+                post = replace(post, not_before=until)
+        held.append(post)
+    return held
 
 
 class Work:
@@ -106,13 +139,17 @@ class Work:
         self.on_commit = on_commit  # told when a committed unit of work queued posts
 
     @asynccontextmanager
-    async def __call__(self, now: datetime | None = None) -> AsyncIterator[UnitOfWork]:
+    async def __call__(
+        self, now: datetime | None = None, *, unprompted: bool = False
+    ) -> AsyncIterator[UnitOfWork]:
+        """A unit of work; `unprompted` for tick steps, whose posts wait out quiet hours."""
         async with self.store.transaction() as tx:
-            uow = UnitOfWork(tx, now or self.clock.now(), self.bus)
+            uow = UnitOfWork(tx, now or self.clock.now(), self.bus, unprompted=unprompted)
             yield uow
-            if uow.posts:
-                await tx.outbox.add(uow.posts, uow.now)
+            posts = await uow.queued()
+            if posts:
+                await tx.outbox.add(posts, uow.now)
                 faults.reached("uow.before_commit")
-        if uow.posts:
+        if posts:
             faults.reached("uow.after_commit")
             self.on_commit()

@@ -15,6 +15,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from core.activity import touch
 from core.clock import Clock
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
@@ -113,8 +114,9 @@ async def reconcile_poll(
 async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:
     """Turn reaction events into vote changes, in order, each event at most once.
 
-    Reactions on messages that are not polls are ignored without a trace; so are reactions that
-    are not one of the poll's options and reactions once the poll has closed.
+    Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
+    the poll's options and reactions once the poll has closed. Every reaction in a group's channel
+    counts as activity there (the heartbeat measures silence).
     """
     now = clock.now()
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
@@ -138,3 +140,6 @@ async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: C
             changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
+        for channel in dict.fromkeys(e.message.channel for e in platform_events):
+            if (group := await tx.groups.get(channel)) is not None:
+                await touch(tx, group, now)

@@ -17,13 +17,13 @@ from typing import Any
 from bot.recurrence import CronRecurrence
 from core.commands import CommandSpec
 from core.engine import Engine
-from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, Outbound, StateChanges, state_prefix
+from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -87,6 +87,9 @@ class SinkProxy:
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         return await self.engine.reconcile(message, present)
 
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        return await self.engine.polls_near(message)
+
 
 @dataclass
 class Sent:
@@ -95,6 +98,16 @@ class Sent:
     mentions: bool
     ref: MessageRef
     reply_to: MessageRef | None = None
+
+
+@dataclass
+class SentFile:
+    channel: ChannelRef
+    file: Attachment
+    summary: str
+    ref: MessageRef
+    reply_to: MessageRef | None = None
+    key: str | None = None
 
 
 @dataclass
@@ -110,6 +123,9 @@ class FakeChat:
     edits: list[tuple[MessageRef, str]] = field(default_factory=list)
     direct: list[tuple[UserRef, str]] = field(default_factory=list)
     down: bool = False  # the platform answers every post with a server error
+    files: list[SentFile] = field(default_factory=list)
+    file_limit: int | None = None  # what max_file_size says
+    refuses_size: int | None = None  # refuse files over this size when sent (a limit it did not tell)
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _ref(self, channel: ChannelRef) -> MessageRef:
@@ -140,6 +156,24 @@ class FakeChat:
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id in self.facilitators
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        if self.refuses_size is not None and file.size > self.refuses_size:
+            raise FileTooLarge(file.size, self.refuses_size)
+        ref = self._ref(channel)
+        self.files.append(SentFile(channel, file, summary.text, ref, reply_to, key))
+        return ref
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        return self.file_limit
 
 
 class MemoryOutbox:
@@ -302,7 +336,8 @@ class MemoryGroups(_MemoryPart):
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         self._update(group_id, last_activity_at=at)
 
-    def _silence_unanswered(self, g: Group) -> bool:
+    @staticmethod
+    def _silence_unanswered(g: Group) -> bool:
         # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
         return g.heartbeat_sent_at is None or (
             g.last_activity_at is not None and g.heartbeat_sent_at < g.last_activity_at
@@ -315,7 +350,7 @@ class MemoryGroups(_MemoryPart):
             if g.channel.platform in platforms
             and self._silence_unanswered(g)
             and g.last_activity_at is not None
-            and g.last_activity_at < silent_since
+            and g.last_activity_at <= silent_since
         ][:limit]
 
     async def claim_heartbeat(self, group_id: int, at: datetime) -> bool:
@@ -682,7 +717,9 @@ class MemoryTx(_MemoryPart):
     def state(self, namespace: str) -> MemoryState:
         return MemoryState(self.d, namespace)
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
         times = [
             s.next_due_at
             for s in self.d.schedules.values()
@@ -698,6 +735,20 @@ class MemoryTx(_MemoryPart):
             for r in self.d.reviews.values()
             if r.closed_at is None and self._on(r.group_id, platforms)
         ]
+        times += [
+            r.next_attempt
+            for r in self.d.outbox.values()
+            if r.row.state in (PostState.PENDING, PostState.POSTED)
+            and r.row.post.channel.platform in platforms
+        ]
+        if heartbeat_after is not None:
+            times += [
+                g.last_activity_at + heartbeat_after
+                for g in self.d.groups.values()
+                if g.channel.platform in platforms
+                and g.last_activity_at is not None
+                and MemoryGroups._silence_unanswered(g)
+            ]
         return min(times) if times else None
 
 
@@ -738,6 +789,15 @@ class MemoryStore:
         except BaseException:
             self.data = snapshot
             raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[MemoryTx]:
+        """A copy of the data as it is now; a write in it raises ReadOnly when the read ends."""
+        snapshot = copy.deepcopy(self.data)
+        view = copy.deepcopy(snapshot)
+        yield MemoryTx(view)
+        if view != snapshot:
+            raise ReadOnly("a write in a read transaction")
 
 
 class Harness:

@@ -59,6 +59,8 @@ def write_config(directory: Path, port: int) -> Path:
         "report_stats": False,
         "signing_key_path": str(key_path),
         "media_store_path": str(directory / "media"),
+        # Small, so that a test can make an export over the limit (m.upload.size) without megabytes.
+        "max_upload_size": "1M",
         "registration_shared_secret": SHARED_SECRET,
         "macaroon_secret_key": uuid.uuid4().hex,
         "form_secret": uuid.uuid4().hex,

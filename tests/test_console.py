@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import pty
 import select
@@ -21,6 +23,7 @@ from adapters.console.lines import (
     Say,
     parse_line,
     render_message,
+    render_not_a_poll,
 )
 from tests.support import peerbot
 
@@ -56,13 +59,26 @@ def test_malformed_lines_are_refused_with_a_hint(line: str, message: str) -> Non
         parse_line(line)
 
 
+def test_a_reaction_that_is_no_vote_is_answered_with_the_polls_it_may_have_meant() -> None:
+    assert render_not_a_poll("m3", []) == "! m3 is not a poll, so that reaction is no vote."
+    assert render_not_a_poll("m9", [(1, "m2"), (2, "m5"), (3, "m7"), (4, "m8")]) == (
+        "! m9 is not a poll, so that reaction is no vote."
+        " React on the poll itself: poll 2 is m5, poll 3 is m7, poll 4 is m8."
+    )
+
+
 def test_multi_line_messages_are_indented() -> None:
     assert render_message("#general", "m4", "peerbot", "one\ntwo") == ("#general [m4] peerbot: one\n  two")
 
 
 def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """The console with the example config, except that /export writes under data/exports in `cwd`
+    whatever the database: the SQLite and PostgreSQL runs of a session print the same path."""
+    example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
+    config = cwd / "config.yaml"
+    config.write_text(example.replace("\nconsole:\n", "\nconsole:\n  export_dir: data/exports\n", 1))
     env = {"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME}
-    return peerbot("console", "--config", str(ROOT / "config.example.yaml"), cwd=cwd, env=env, stdin=script)
+    return peerbot("console", "--config", str(config), cwd=cwd, env=env, stdin=script)
 
 
 EXAMPLES = sorted((ROOT / "docs" / "examples").glob("*.txt"))
@@ -96,11 +112,122 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
     ]
 
 
+class RunningConsole:
+    """A console process that stays up, fed line by line."""
+
+    def __init__(self, db_url: str, cwd: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+        env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME})
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            cwd=cwd,
+            env=env,
+            text=True,
+        )
+
+    async def says(self, line: str, answer: str) -> list[str]:
+        """Send `name: text`; the lines printed from its echo until one holds `answer`."""
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(line + "\n")
+        self.proc.stdin.flush()
+        name, text = line.split(": ", 1)
+        printed: list[str] = []
+        while not printed or answer not in printed[-1]:
+            read = await asyncio.wait_for(asyncio.to_thread(self.proc.stdout.readline), 60)
+            assert read, f"the console ended; it printed {printed}"
+            if printed or read.rstrip("\n").endswith(f"] {name}: {text}"):  # earlier lines: earlier answers
+                printed.append(read.rstrip("\n"))
+        return printed
+
+    def end(self) -> int:
+        assert self.proc.stdin is not None
+        self.proc.stdin.close()
+        return self.proc.wait(timeout=60)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()  # SIGKILL: no chance to clean up
+        self.proc.wait(timeout=60)
+
+
+async def test_a_second_console_on_the_same_database_is_refused(db_url: str, tmp_path: Path) -> None:
+    first = RunningConsole(db_url, tmp_path)
+    try:
+        await first.says("alice: /status", "peerbot: Phase: Convening")
+        second = run_console("bob: /reflect This one is mine\n", db_url, tmp_path)
+        assert second.returncode == 1
+        assert second.stdout == ""
+        (line,) = second.stderr.splitlines()
+        assert line.startswith("peerbot: another console is using the database at ")
+        # The first carries on, with ids nobody else took.
+        assert (await first.says("carol: /status", "peerbot: Phase"))[0] == "#general [m3] carol: /status"
+        assert first.end() == 0
+    finally:
+        first.kill()
+
+
+async def test_a_console_killed_with_sigkill_restarts_at_once(db_url: str, tmp_path: Path) -> None:
+    first = RunningConsole(db_url, tmp_path)
+    try:
+        await first.says("alice: /phase set organizing", "moved the group")
+    finally:
+        first.kill()
+    again = run_console("bob: /status\n", db_url, tmp_path)
+    assert again.returncode == 0, again.stderr
+    # Killed before it recorded the answer as sent, the first console left it to be printed again,
+    # under its own id m2 (docs/decisions.md, the outbox); the ids go on from there.
+    lines = again.stdout.splitlines()
+    bob = lines.index("#general [m3] bob: /status")
+    assert lines[bob + 1].startswith("#general [m4] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC")
+
+
 def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:
     result = peerbot("console", cwd=tmp_path, stdin="alice: /status\n")
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "data" / "peerbot.db").exists()
     assert "Phase: Convening" in result.stdout
+
+
+def test_export_writes_a_file_under_data_exports_and_shows_its_path(tmp_path: Path) -> None:
+    script = (
+        "bob: /reflect Keep going\nalice: /goal propose Learn Rust\nbob: /export json\nbob: /export json\n"
+    )
+    result = peerbot("console", cwd=tmp_path, env={"PEERBOT_FAKE_TIME": FAKE_TIME}, stdin=script)
+    assert result.returncode == 0, result.stderr
+    first, second = [line for line in result.stdout.splitlines() if "📦" in line]
+    assert first.startswith(
+        "#general [m7] peerbot: 📦 #general: the group's record as JSON, 1 goal, 1 poll, 0 reviews,"
+        " 1 reflection ("
+    )
+    assert first.endswith("). Written to data/exports/peerbot-general-2026-03-02-0900.json")
+    # The same minute again: a new file beside the first, never over it.
+    assert second.endswith("). Written to data/exports/peerbot-general-2026-03-02-0900-2.json")
+    written = (tmp_path / "data" / "exports" / "peerbot-general-2026-03-02-0900.json").read_text("utf-8")
+    cli = peerbot("export", "--group", "console:general", "--format", "json", cwd=tmp_path, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    assert written + "\n" == cli.stdout  # the whole record, as `peerbot export` writes it
+    assert json.loads(written)["reflections"][0]["text"] == "Keep going"
+
+
+def test_exports_go_beside_the_sqlite_database_or_where_the_config_says(tmp_path: Path) -> None:
+    work = tmp_path / "work"
+    work.mkdir()
+    env = {
+        "PEERBOT_DATABASE_URL": f"sqlite+aiosqlite:///{work / 'var' / 'peerbot.db'}",
+        "PEERBOT_FAKE_TIME": FAKE_TIME,
+    }
+    beside = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
+    assert beside.returncode == 0, beside.stderr
+    assert beside.stdout.rstrip().endswith(" Written to var/exports/peerbot-general-2026-03-02-0900.csv")
+    (work / "config.yaml").write_text(f"console:\n  export_dir: {tmp_path / 'out'}\n")
+    configured = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
+    assert configured.returncode == 0, configured.stderr
+    outside = tmp_path / "out" / "peerbot-general-2026-03-02-0900.csv"  # not under the working directory
+    assert configured.stdout.rstrip().endswith(f" Written to {outside}")
+    assert outside.read_text(encoding="utf-8").startswith("kind,id,at")
 
 
 def test_by_hand_on_a_terminal(tmp_path: Path) -> None:
@@ -150,8 +277,6 @@ def test_export_from_the_command_line(tmp_path: Path) -> None:
 
     as_json = export("--group", "console:general", "--format", "json")
     assert as_json.returncode == 0, as_json.stderr
-    import json
-
     data = json.loads(as_json.stdout)
     assert data["reflections"][0]["text"] == "Keep going" and data["goals"][0]["text"] == "Learn Rust"
     to_file = export("--group", "console:general", "--format", "md", "--output", str(tmp_path / "g.md"))

@@ -21,8 +21,8 @@ async def open_poll(h: Harness, text: str, who: str = "alice") -> MessageRef:
 
 async def export(h: Harness, fmt: str) -> str:
     reply = await h.member("bob").says(f"/export {fmt}")
-    assert reply is not None and not reply.is_error, reply
-    return reply.text
+    assert reply is not None and not reply.is_error and reply.file is not None, reply
+    return reply.file.data.decode("utf-8")
 
 
 @pytest.fixture

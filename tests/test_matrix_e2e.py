@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nio import DownloadResponse
 
 from adapters.matrix.adapter import (
     ENCRYPTED_NOTICE,
@@ -30,9 +32,17 @@ from bot.config import parse_config
 from core.commands import CommandSpec, Invocation
 from core.context import Context, Handler
 from core.dead_letters import SORRY
-from core.events import CommandInvoked, InboundEvent, MemberJoined, ReactionAdded, ReactionRemoved, Reply
+from core.events import (
+    Attachment,
+    CommandInvoked,
+    InboundEvent,
+    MemberJoined,
+    ReactionAdded,
+    ReactionRemoved,
+    Reply,
+)
 from core.outbox import Post, PostKind
-from core.ports import DeliveryFailed, Outbound
+from core.ports import DeliveryFailed, FileTooLarge, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.fake_discord.scene import restore_discord_addresses
 from tests.fake_discord.server import FakeDiscord
@@ -1059,3 +1069,81 @@ async def test_a_bot_killed_during_a_send_posts_it_once_after_restart(
     events = await timeline_until_marker(alice, room)
     assert bodies_from(bot.user_id, events) == [(sent.id, text)]
     assert {s.txn_id for s in matrix_proxy.sends if s.event_type == "m.room.message"} == {held.txn_id}
+
+
+# Files --------------------------------------------------------------------------------------------
+
+
+async def test_export_posts_its_summary_and_the_file_as_an_m_file_upload(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    await alice.says(room, "!peer reflect Pairing works")
+    command = await alice.says(room, "!peer export json")
+    summary = await alice.sees(room, reply_to(command))
+    assert summary["sender"] == bot.user_id and summary["content"]["msgtype"] == "m.notice"
+    body = summary["content"]["body"]
+    assert "the group's record as JSON, 0 goals, 0 polls, 0 reviews, 1 reflection (" in body
+    assert "\n" not in body and summary["content"]["m.mentions"] == {}
+    posted = await alice.sees(room, from_bot(bot.user_id, "m.file"))
+    content = posted["content"]
+    assert content["body"] == content["filename"]
+    assert content["filename"].startswith("peerbot-") and content["filename"].endswith(
+        "-2026-03-02-0900.json"
+    )
+    assert content["info"]["mimetype"] == "application/json"
+    assert content["url"].startswith("mxc://")
+    downloaded = await alice.client.download(mxc=content["url"])
+    assert isinstance(downloaded, DownloadResponse), downloaded
+    assert content["info"]["size"] == len(downloaded.body)
+    data = json.loads(downloaded.body)
+    assert [r["text"] for r in data["reflections"]] == ["Pairing works"]
+    assert data["group"]["channel"] == room
+
+
+async def test_an_export_over_the_homeservers_upload_limit_is_refused_clearly(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    first = await alice.says(room, "!peer status")  # the group exists from here
+    await alice.sees(room, reply_to(first))
+    async with bot.store.transaction() as tx:  # a long record: the test Synapse takes 1 MiB at most
+        group = await tx.groups.get(ChannelRef("matrix", room))
+        assert group is not None
+        for n in range(1200):
+            author = UserRef("matrix", alice.user_id, "alice")
+            await tx.reviews.add_reflection(
+                group.id, None, None, author, f"{n} " + "x" * 900, bot.clock.now()
+            )
+    command = await alice.says(room, "!peer export json")
+    refusal = await alice.sees(room, reply_to(command))
+    assert refusal["content"]["body"].startswith("The JSON export is 1.")
+    assert (
+        ", over the 1.0 MB a file may have here, so it was not sent. CSV is the smallest: !peer export csv."
+        in (refusal["content"]["body"])
+    )
+    assert not alice.find(room, from_bot(bot.user_id, "m.file"))
+
+
+async def test_send_file_reads_the_limit_from_the_homeserver_and_maps_its_refusal(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice = people()
+    bot = await bot_factory()
+    room = ChannelRef("matrix", await room_with_bot(alice, bot))
+    assert await bot.chat.max_file_size(room) == 1024 * 1024  # m.upload.size of the test Synapse
+    big = Attachment("big.csv", b"x" * (1024 * 1024 + 1), "text/csv")
+    with pytest.raises(FileTooLarge) as refused:
+        await bot.chat.send_file(room, big, Outbound("📦 too big"), key="f1")
+    assert refused.value.limit == 1024 * 1024 and "M_TOO_LARGE" in refused.value.reason
+    small = Attachment("small.csv", b"a,b\r\n1,2\r\n", "text/csv")
+    sent = await bot.chat.send_file(room, small, Outbound("📦 small"), key="f2")
+    again = await bot.chat.send_file(room, small, Outbound("📦 small"), key="f2")
+    assert again == sent  # the same transaction ids: nothing posted twice
+    posted = await alice.sees(room.id, from_bot(bot.user_id, "m.file"))
+    assert posted["event_id"] == sent.id and posted["content"]["info"] == {"mimetype": "text/csv", "size": 10}
+    assert not alice.find(room.id, lambda e: e.get("content", {}).get("body") == "📦 too big")

@@ -6,7 +6,8 @@ from datetime import datetime, timedelta
 
 from core.lifecycle import Phase
 from core.prompts import PROMPT_BANK
-from tests.support import Harness
+from core.refs import MessageRef
+from tests.support import START, Harness
 
 
 def nudges(h: Harness) -> list[str]:
@@ -152,6 +153,24 @@ async def test_a_silent_group_gets_one_heartbeat(harness: Harness) -> None:
     assert len([s for s in harness.chat.sent if "quiet here" in s.text]) == 2
 
 
+async def test_the_clock_stops_at_a_heartbeat_instead_of_posting_it_late(harness: Harness) -> None:
+    await harness.member("bob").says("/status")
+    await run_for(harness, timedelta(days=10))
+    async with harness.store.transaction() as tx:
+        group = await tx.groups.get(harness.channel)
+    assert group is not None and group.heartbeat_sent_at == START + timedelta(days=7)
+
+
+async def test_a_reaction_in_the_channel_counts_as_activity(harness: Harness) -> None:
+    await harness.member("bob").says("/status")
+    harness.clock.advance(timedelta(days=5))
+    await harness.member("carol").reacts(MessageRef(harness.channel, "not-a-poll"), "👍")
+    await run_for(harness, timedelta(days=6, hours=23))  # a week after /status: not silent
+    assert not [s for s in harness.chat.sent if "quiet here" in s.text]
+    await run_for(harness, timedelta(hours=2))  # a week after the reaction
+    assert len([s for s in harness.chat.sent if "quiet here" in s.text]) == 1
+
+
 async def test_the_weekly_digest(harness: Harness) -> None:
     alice = harness.member("alice")
     await alice.says("/auto digest on")
@@ -163,3 +182,14 @@ async def test_the_weekly_digest(harness: Harness) -> None:
     assert digests[0].splitlines()[0] == "📬 Weekly digest — phase Convening."
     assert "Reflections this week: 1 from 1 people." in digests[0]
     assert "Coming up: daily 20:00 (Mon 2026-03-09 20:00 UTC)." in digests[0]
+
+
+async def test_the_check_in_of_cooperating_ends_when_the_group_leaves_cooperating(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/phase set cooperating")
+    reply = await alice.says("/phase set changing")
+    assert reply is not None and "Check-in 1 (weekly mon 18:00) ended with Cooperating." in reply.text
+    listing = await alice.says("/nudge list")
+    assert listing is not None and "Check-in" not in listing.text
+    await run_for(harness, timedelta(days=8))  # past two Mondays 18:00
+    assert nudges(harness) == []

@@ -106,9 +106,7 @@ async def prepare_record(h: Harness) -> None:
 
 async def test_export_in_json_markdown_and_csv(harness: Harness) -> None:
     await prepare_record(harness)
-    raw = await harness.member("bob").says("/export json")
-    assert raw is not None
-    data = json.loads(raw.text)
+    data = json.loads(await exported(harness, "/export json"))
     assert data["group"]["phase"] == "convening"
     assert [g["text"] for g in data["goals"]] == ["Learn Rust"]
     assert data["polls"][1]["options"] == [
@@ -116,17 +114,18 @@ async def test_export_in_json_markdown_and_csv(harness: Harness) -> None:
         {"emoji": "2️⃣", "label": "fast", "votes": 1},
     ]
     assert [(r["question"], r["author"]) for r in data["reflections"]] == [(4, "carol"), (None, "bob")]
-    md = await harness.member("bob").says("/export")
-    assert (
-        md is not None
-        and "## Action reviews" in md.text
-        and "   - carol: Ownership finally clicked" in md.text
-    )
-    table = await harness.member("bob").says("/export csv")
-    assert table is not None
-    rows = list(csv.reader(io.StringIO(table.text)))
+    md = await exported(harness, "/export")
+    assert "## Action reviews" in md and "   - carol: Ownership finally clicked" in md
+    rows = list(csv.reader(io.StringIO(await exported(harness, "/export csv"))))
     assert rows[0] == ["kind", "id", "at", "who", "text", "status", "details"]
     assert [r[0] for r in rows[1:]] == ["goal", "poll", "poll", "review", "reflection", "reflection"]
+
+
+async def exported(harness: Harness, command: str) -> str:
+    """The text of the file an export command answers with."""
+    reply = await harness.member("bob").says(command)
+    assert reply is not None and reply.file is not None, reply
+    return reply.file.data.decode("utf-8")
 
 
 async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: Harness) -> None:
@@ -145,3 +144,13 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
         assert [r.user_name for r in await tx.reviews.reflections(1)] == ["bob"]
     results = await harness.member("bob").says("/poll results 2")
     assert results is not None and "0 voters." in results.text
+
+
+async def test_entering_assessing_announces_the_move_before_the_review_questions(harness: Harness) -> None:
+    harness.chat.interactive_replies = False  # answers go through the outbox, as on Matrix and the console
+    await harness.member("alice").says("/phase set assessing")
+    posted = [s.text.splitlines()[0] for s in harness.chat.sent]
+    assert posted == [
+        "alice moved the group from Convening to Assessing.",
+        "Action review 1: five questions for the group.",
+    ]

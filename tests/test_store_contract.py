@@ -8,6 +8,7 @@ one small reader per store.
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import re
 from collections.abc import AsyncIterator, Callable
@@ -35,6 +36,7 @@ from core.ports import (
     MemberRepo,
     OutboxRepo,
     PollRepo,
+    ReadOnly,
     ReviewRepo,
     ScheduleRepo,
     StateRepo,
@@ -685,6 +687,45 @@ async def test_the_next_due_time_is_the_earliest_on_the_platforms_asked(store: S
         assert await tx.next_due_time(["discord", "matrix"]) == T0
 
 
+async def test_the_next_due_time_counts_heartbeats_when_asked(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    week = timedelta(days=7)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"], week) is None  # never active: no silence to answer
+        await tx.groups.touch_activity(general, T0 + HOUR)
+        await tx.groups.touch_activity(study, T0 + 2 * HOUR)
+        await tx.groups.touch_activity(room, T0)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) is None
+        assert await tx.next_due_time(["discord"], week) == T0 + HOUR + week
+        assert await tx.next_due_time(["matrix"], week) == T0 + week
+        # Due then, and found then: the silence is `week` long at that moment.
+        assert [g.id for g in await tx.groups.quiet(T0 + HOUR, 10, ["discord"])] == [general]
+        assert await tx.groups.claim_heartbeat(general, T0 + HOUR + week)
+        assert await tx.next_due_time(["discord"], week) == T0 + 2 * HOUR + week
+
+
+async def test_the_next_due_time_counts_posts_waiting_in_the_outbox(store: Store) -> None:
+    await make_group(store, GENERAL)
+    async with store.transaction() as tx:
+        held, now = await tx.outbox.add(
+            [
+                Post(PostKind.SEND, GENERAL, "held for quiet hours", not_before=T0 + 2 * HOUR),
+                Post(PostKind.SEND, GENERAL, "at once"),
+            ],
+            T0,
+        )
+        await tx.outbox.add([Post(PostKind.SEND, ROOM, "elsewhere")], T0 - HOUR)
+        assert await tx.next_due_time(["discord"]) == T0
+        await tx.outbox.sent([now])
+        assert await tx.next_due_time(["discord"]) == T0 + 2 * HOUR
+        await tx.outbox.retry_at(held, 1, T0 + 3 * HOUR, "503")
+        assert await tx.next_due_time(["discord"]) == T0 + 3 * HOUR
+        await tx.outbox.finish(held, PostState.FAILED, T0, "gone")
+        assert await tx.next_due_time(["discord"]) is None
+        assert await tx.next_due_time(["matrix"]) == T0 - HOUR
+
+
 # Reviews and reflections --------------------------------------------------------------------------
 
 
@@ -941,6 +982,34 @@ async def test_a_failed_transaction_leaves_nothing_behind(store: Store, peek: Pe
         assert await tx.groups.signals(group_id, T0) == []
         assert await tx.outbox.rows() == []
     assert await peek.deliveries() == set()
+
+
+async def test_a_write_commits_while_a_read_is_open_and_the_read_keeps_its_snapshot(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.read() as reading:
+        assert await reading.goals.in_group(group_id) == []  # the read's snapshot is taken here
+
+        async def write() -> None:
+            async with store.transaction() as tx:
+                await tx.goals.create(group_id, "Learn Rust", ALICE, T0)
+
+        # A read holding the write turn would make this wait for ever: the bound only stops a hang.
+        await asyncio.wait_for(write(), 60)
+        async with store.read() as fresh:
+            assert [g.text for g in await fresh.goals.in_group(group_id)] == ["Learn Rust"]
+        assert await reading.goals.in_group(group_id) == []
+
+
+async def test_a_write_in_a_read_is_refused_and_kept_nowhere(store: Store) -> None:
+    group_id = await make_group(store)
+    with pytest.raises(ReadOnly):
+        async with store.read() as tx:
+            await tx.goals.create(group_id, "not here", ALICE, T0)
+    async with store.transaction() as tx:
+        assert await tx.goals.in_group(group_id) == []
+        await tx.goals.create(group_id, "here", ALICE, T0)  # the connection may write again
+    async with store.read() as tx:
+        assert [g.text for g in await tx.goals.in_group(group_id)] == ["here"]
 
 
 # The suite keeps up with the port -----------------------------------------------------------------

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 import json
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import TextIO
 
 from adapters.console.lines import (
@@ -20,9 +22,12 @@ from adapters.console.lines import (
     Say,
     parse_line,
     render_message,
+    render_no_message,
+    render_not_a_poll,
     render_reaction,
 )
 from core.events import (
+    Attachment,
     CommandInvoked,
     InboundEvent,
     MessagePosted,
@@ -30,7 +35,8 @@ from core.events import (
     ReactionRemoved,
     Reply,
 )
-from core.ports import EventSink, Outbound, Store
+from core.polls import Poll
+from core.ports import DeliveryFailed, EventSink, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -41,6 +47,8 @@ COUNTER_KEY = "last_message_id"
 # again after a crash keeps its id.
 RECENT_KEYS = "recent_keys"
 KEYS_REMEMBERED = 1000
+# Where /export writes its files when the configuration says nothing (see bot/config.py).
+DEFAULT_EXPORT_DIR = Path("data/exports")
 
 
 class ConsoleChat:
@@ -54,8 +62,10 @@ class ConsoleChat:
         facilitators: list[str],
         bot_name: str = "peerbot",
         default_channel: str = "general",
+        export_dir: Path = DEFAULT_EXPORT_DIR,
     ) -> None:
         self.store = store
+        self.export_dir = export_dir
         self.out = out
         self.facilitators = {name.casefold() for name in facilitators}
         self.bot_name = bot_name
@@ -103,6 +113,16 @@ class ConsoleChat:
         self._channel_of[message_id] = channel.id
         return message_id
 
+    async def is_message(self, message_id: str) -> bool:
+        """Whether a message has this id: ids are given in order, m1 up to the last one given."""
+        number = int(message_id[1:]) if message_id[1:].isdecimal() else 0
+        if message_id != f"m{number}" or number < 1:
+            return False
+        if self._last_id is not None and number <= self._last_id:
+            return True
+        async with self.store.transaction() as tx:
+            return number <= int(await tx.state(PLATFORM).get(COUNTER_KEY) or 0)
+
     def print(self, text: str) -> None:
         self.out.write(text + "\n")
         self.out.flush()
@@ -136,8 +156,55 @@ class ConsoleChat:
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id.casefold() in self.facilitators
 
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """Write the file under the export directory and post the summary with its path."""
+        try:
+            path = await asyncio.to_thread(write_new_file, self.export_dir, file.filename, file.data)
+        except OSError as error:
+            reason = f"cannot write to {self.export_dir}: {error.strerror or error}"
+            raise DeliveryFailed(reason, permanent=True) from error
+        return await self.post(channel, self.bot_name, f"{summary.text} Written to {shown(path)}", key)
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        return None  # a file on disk
+
+
+def write_new_file(directory: Path, filename: str, data: bytes) -> Path:
+    """Write a new file in the directory (made if missing), never over an earlier one: a name taken
+    already gets -2, -3 ... before its extension."""
+    directory.mkdir(parents=True, exist_ok=True)
+    filename = Path(filename).name  # a name, never a path elsewhere
+    stem, dot, extension = filename.rpartition(".") if "." in filename else (filename, "", "")
+    for n in itertools.count(1):
+        path = directory / (filename if n == 1 else f"{stem}-{n}{dot}{extension}")
+        try:
+            with path.open("xb") as out:
+                out.write(data)
+        except FileExistsError:
+            continue
+        return path
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def shown(path: Path) -> str:
+    """A path as the console shows it: relative to the working directory when it lies under it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
+
 
 Handle = Callable[[InboundEvent], Awaitable[Reply | None]]
+# The poll posted as a message, else the polls open in its channel (Engine.polls_near).
+PollsNear = Callable[[MessageRef], Awaitable[tuple[Poll | None, list[Poll]]]]
 
 
 class ConsoleSession:
@@ -149,11 +216,14 @@ class ConsoleSession:
         handle: Handle,
         advance: Callable[[timedelta], Awaitable[None]],
         settle: Callable[[], Awaitable[None]],
+        *,
+        polls_near: PollsNear,
     ) -> None:
         self.chat = chat
         self.handle = handle
         self.advance = advance  # moves the clock, firing in order everything that comes due
         self.settle = settle  # sends what the line queued, so it is printed before the next line
+        self.polls_near = polls_near  # to tell a member their reaction landed on no poll
 
     async def feed(self, line: str) -> None:
         """Handle one line to completion. Bad lines get a short error; nothing changes."""
@@ -184,6 +254,9 @@ class ConsoleSession:
         await self.handle(event)  # its answer comes through the outbox
 
     async def _react(self, item: React) -> None:
+        if not await self.chat.is_message(item.message_id):
+            self.chat.print(render_no_message(item.message_id))
+            return
         channel = self.chat.channel_of(item.message_id, item.channel)
         message = MessageRef(channel, item.message_id)
         user = UserRef(PLATFORM, item.user, item.user)
@@ -191,6 +264,11 @@ class ConsoleSession:
         event_id = f"react-{uuid.uuid4().hex}"
         kind = ReactionAdded if item.add else ReactionRemoved
         await self.handle(kind(event_id, message, user, item.emoji))
+        if item.add:
+            poll, open_polls = await self.polls_near(message)
+            if poll is None:
+                named = [(p.id, p.message.id) for p in open_polls if p.message is not None]
+                self.chat.print(render_not_a_poll(item.message_id, named))
 
     async def run(self, stdin: TextIO, interactive: bool) -> None:
         loop = asyncio.get_running_loop()
@@ -222,6 +300,7 @@ class ConsoleSettings:
     facilitators: tuple[str, ...] = ()
     bot_name: str = "peerbot"
     default_channel: str = "general"
+    export_dir: Path = DEFAULT_EXPORT_DIR  # where /export writes its files
 
 
 def tolerate_bad_bytes(stdin: TextIO) -> None:
@@ -253,8 +332,9 @@ class ConsoleAdapter:
             facilitators=list(settings.facilitators),
             bot_name=settings.bot_name,
             default_channel=settings.default_channel,
+            export_dir=settings.export_dir,
         )
-        self.session = ConsoleSession(self.chat, sink.handle, advance, settle)
+        self.session = ConsoleSession(self.chat, sink.handle, advance, settle, polls_near=sink.polls_near)
 
     async def start(self) -> None:
         tolerate_bad_bytes(self.settings.stdin)

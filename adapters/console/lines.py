@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -30,6 +31,8 @@ USAGE = (
 MAX_LINE = 12_000
 # `:advance` walks through everything due on the way; a year of it is plenty for trying things out.
 MAX_ADVANCE = timedelta(days=366)
+# A reaction that is no vote is answered with at most this many open polls (the newest).
+MAX_POLLS_NAMED = 3
 # Bidirectional embeddings, overrides and isolates: they reorder what a terminal shows after them.
 _BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
@@ -135,3 +138,17 @@ def render_message(place: str, message_id: str, author: str, text: str) -> str:
 
 def render_reaction(channel: str, message_id: str, user: str, emoji: str, add: bool) -> str:
     return printable(f"#{channel} [{message_id}] {user} {'+' if add else '-'}{emoji}")
+
+
+def render_no_message(message_id: str) -> str:
+    return f"! There is no message {message_id}; the reaction went nowhere."
+
+
+def render_not_a_poll(message_id: str, open_polls: Sequence[tuple[int, str]]) -> str:
+    """The answer to a reaction on a message that is not a poll, naming the polls open in the channel
+    (poll id, message id) that it was perhaps meant for."""
+    line = f"! {message_id} is not a poll, so that reaction is no vote."
+    if open_polls:
+        shown = [f"poll {poll_id} is {message}" for poll_id, message in open_polls[-MAX_POLLS_NAMED:]]
+        line += " React on the poll itself: " + ", ".join(shown) + "."
+    return line

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import logging
 from collections import OrderedDict
@@ -40,10 +41,12 @@ from adapters.discord.translate import (
     reaction_users,
     slash_command,
     split_text,
+    too_large,
 )
 from adapters.pacing import Pacer
-from core.events import ReactionEvent, Reply
-from core.ports import AdapterFailed, DeliveryFailed, EventSink, Outbound, Store
+from core.events import Attachment, ReactionEvent, Reply
+from core.export import too_big
+from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -332,6 +335,7 @@ class DiscordAdapter:
         event = command.event
         if command.access is not None:
             self._remember_access(event.user.id, event.channel.id, command.access, command.guild_id)
+        self.chat.remember_file_limit(event.channel.id, interaction.filesize_limit)
         work = asyncio.ensure_future(self.sink.handle(event))
         done, _ = await asyncio.wait({work}, timeout=self.settings.defer_after)
         deferred = not done
@@ -357,6 +361,9 @@ class DiscordAdapter:
             if deferred:
                 await interaction.delete_original_response()
             return
+        if reply.file is not None:
+            await self._deliver_file(interaction, reply.text, reply.file, deferred)
+            return
         parts = split_text(reply.text)
         if not deferred:
             await interaction.response.send_message(
@@ -370,6 +377,37 @@ class DiscordAdapter:
             await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
         for part in parts[1:]:
             await interaction.followup.send(part, ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS)
+
+    async def _deliver_file(
+        self, interaction: discord.Interaction, summary: str, file: Attachment, deferred: bool
+    ) -> None:
+        """An answer with a file: the response message carries the summary and the attachment.
+
+        It is deferred first when it was not: uploading may take longer than the 3 s Discord gives
+        the first response, and a deferred one may be completed for 15 minutes. A refused upload is
+        answered privately with why.
+        """
+        if not deferred:
+            await interaction.response.defer(thinking=True)
+        upload = discord.File(io.BytesIO(file.data), filename=file.filename)
+        try:
+            await interaction.edit_original_response(
+                content=cut_text(summary), attachments=[upload], allowed_mentions=NO_MENTIONS
+            )
+            return
+        except discord.HTTPException as error:
+            if too_large(error.status, error.code):
+                limit = await self.chat.max_file_size(ChannelRef(PLATFORM, str(interaction.channel_id)))
+                why = too_big(file.size, limit)
+            else:
+                why = (
+                    f"Sorry, the file could not be sent ({error.status} {error.text[:100]}). Try again later."
+                )
+            log.warning("could not attach %s to an answer: %s", file.filename, error)
+        except (aiohttp.ClientError, OSError) as error:  # TimeoutError is an OSError
+            log.warning("could not attach %s to an answer: %s", file.filename, error)
+            why = "Sorry, the file could not be sent (no answer from Discord). Try again later."
+        await self._deliver(interaction, Reply(why, is_error=True), deferred=True)
 
     def _remember_access(
         self, user_id: str, channel_id: str, access: MemberAccess, guild: str | None
@@ -553,6 +591,7 @@ class DiscordChat:
         self.client = adapter.client
         self.pacer = Pacer(adapter.settings.rest_rate, burst=10)
         self._reacted: OrderedDict[str, set[str]] = OrderedDict()
+        self._file_limits: OrderedDict[str, int] = OrderedDict()  # channel id -> bytes, from interactions
 
     @property
     def platform(self) -> str:
@@ -638,3 +677,51 @@ class DiscordChat:
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return self.adapter.may_facilitate(user, channel)
+
+    def remember_file_limit(self, channel_id: str, limit: int) -> None:
+        """The attachment size limit an interaction in the channel gave (it follows the server's boosts)."""
+        self._file_limits[channel_id] = limit
+        self._file_limits.move_to_end(channel_id)
+        while len(self._file_limits) > ACCESS_MEMORY:
+            self._file_limits.popitem(last=False)
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        """What the latest interaction in the channel said; else the server's tier; else Discord's default."""
+        known = self._file_limits.get(channel.id)
+        if known is not None:
+            return known
+        guild = getattr(self.client.get_channel(int(channel.id)), "guild", None)
+        return guild.filesize_limit if guild is not None else discord.utils.DEFAULT_FILE_SIZE_LIMIT_BYTES
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """One message: the summary as its content, the file as its attachment (a multipart create)."""
+        options: dict[str, Any] = {
+            "allowed_mentions": NO_MENTIONS,
+            "file": discord.File(io.BytesIO(file.data), filename=file.filename),
+        }
+        if key is not None:
+            options["nonce"] = part_nonce(key, 0)
+        if reply_to is not None:
+            options["reference"] = discord.MessageReference(
+                message_id=int(reply_to.id), channel_id=int(reply_to.channel.id), fail_if_not_exists=False
+            )
+            options["mention_author"] = False
+        await self.pacer.wait()
+        try:
+            with refusals():
+                sent = await self._channel(channel).send(cut_text(summary.text), **options)
+        except DeliveryFailed as failure:
+            cause = failure.__cause__
+            if isinstance(cause, discord.HTTPException) and too_large(cause.status, cause.code):
+                limit = await self.max_file_size(channel)
+                raise FileTooLarge(file.size, limit, failure.reason) from cause
+            raise
+        return MessageRef(channel, str(sent.id))

@@ -385,3 +385,8 @@ def delivery_failure(
     reason = f"{status} {message or 'error'}" + (f" (code {code})" if code else "")
     permanent = 400 <= status < 500 and status not in RETRYABLE_CLIENT_ERRORS
     return DeliveryFailed(reason, permanent=permanent, retry_after=None if permanent else retry_after)
+
+
+def too_large(status: int, code: int) -> bool:
+    """Discord refused a file for its size: 413 Request entity too large, code 40005."""
+    return status == 413 or code == 40005

@@ -8,6 +8,7 @@ recorded with that batch, never before it. Replayed events are deduplicated by e
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 import secrets
 import uuid
@@ -21,6 +22,7 @@ import aiohttp
 from nio import (
     AsyncClient,
     AsyncClientConfig,
+    ContentRepositoryConfigError,
     ErrorResponse,
     InviteInfo,
     JoinError,
@@ -41,6 +43,7 @@ from adapters.matrix.translate import (
     Room,
     defuse_mentions,
     edit_content,
+    file_content,
     inviter_allowed,
     inviter_of,
     is_facilitator,
@@ -58,9 +61,9 @@ from adapters.matrix.translate import (
     translate_timeline,
 )
 from adapters.pacing import Pacer
-from core.events import InboundEvent
+from core.events import Attachment, InboundEvent
 from core.outbox import Post, PostKind
-from core.ports import AdapterFailed, DeliveryFailed, EventSink, Outbound, StateChanges, Store
+from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -163,6 +166,8 @@ class MatrixChat:
         self.txn_scope = ""
         self._creates: dict[str, Json] = {}
         self._threads: OrderedDict[str, str] = OrderedDict()
+        self._upload_size: int | None = None  # m.upload.size, once the homeserver told it
+        self._upload_size_known = False
 
     @property
     def platform(self) -> str:
@@ -279,6 +284,74 @@ class MatrixChat:
             f"create a direct room with {user_id}",
         )
         return str(response.room_id)
+
+    # Files -------------------------------------------------------------------------------------
+
+    async def max_file_size(self, channel: ChannelRef) -> int | None:
+        return await self.upload_size()
+
+    async def upload_size(self) -> int | None:
+        """`m.upload.size` from the homeserver's media config, asked once; None when it sets no limit
+        or cannot be asked now (the upload then says)."""
+        if self._upload_size_known:
+            return self._upload_size
+        try:
+            response = await self.call(self.client.content_repository_config, "read the media config")
+        except (RateLimited, aiohttp.ClientError, OSError, TimeoutError) as error:
+            log.warning("cannot read the homeserver's media config: %s", error)
+            return None
+        if isinstance(response, ContentRepositoryConfigError):
+            log.warning(
+                "the homeserver refused its media config: %s %s", response.status_code, response.message
+            )
+            return None
+        self._upload_size, self._upload_size_known = response.upload_size, True
+        return self._upload_size
+
+    async def send_file(
+        self,
+        channel: ChannelRef,
+        file: Attachment,
+        summary: Outbound,
+        *,
+        reply_to: MessageRef | None = None,
+        key: str | None = None,
+    ) -> MessageRef:
+        """Upload the file, then post the summary (a notice, in reply to the command) and an m.file
+        event with the mxc:// url, the file's name, type and size.
+
+        The two events are keyed (a retry posts neither twice); the upload is not, so a retry after
+        a lost answer may leave an unused copy in the media repository.
+        """
+        url = await self._upload(file)
+        answered = reply_to.id if reply_to is not None else None
+        thread = self._threads.get(answered) if answered else None
+        notice = notice_content(summary.text, reply_to=answered, in_thread=thread)
+        summary_id = await self.send_event(channel.id, "m.room.message", notice, self.txn(key, 0))
+        content = file_content(
+            file.filename, url, file.mimetype, file.size, in_thread=thread, after=summary_id
+        )
+        return MessageRef(
+            channel, await self.send_event(channel.id, "m.room.message", content, self.txn(key, 1))
+        )
+
+    async def _upload(self, file: Attachment) -> str:
+        """Put the file in the homeserver's media repository; its mxc:// url."""
+
+        async def attempt() -> Any:
+            response, _ = await self.client.upload(
+                io.BytesIO(file.data), content_type=file.mimetype, filename=file.filename, filesize=file.size
+            )
+            return response
+
+        try:
+            response = await self.deliver(attempt, f"upload {file.filename}")
+        except Refused as refused:
+            if refused.errcode != "M_TOO_LARGE":
+                raise
+            self._upload_size_known = False  # the limit changed since it was read: read it again
+            raise FileTooLarge(file.size, await self.upload_size(), refused.reason) from refused
+        return str(response.content_uri)
 
     # Power -------------------------------------------------------------------------------------
 

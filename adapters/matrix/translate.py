@@ -440,6 +440,29 @@ def notice_content(text: str, reply_to: str | None = None, in_thread: str | None
     return content
 
 
+def file_content(
+    filename: str, url: str, mimetype: str, size: int, in_thread: str | None = None, after: str | None = None
+) -> dict[str, Any]:
+    """An m.file event for an uploaded file (its mxc:// url), mentioning nobody. In a thread, it goes
+    into the thread after the event `after` (the summary sent with it)."""
+    content: dict[str, Any] = {
+        "msgtype": "m.file",
+        "body": filename,
+        "filename": filename,
+        "url": url,
+        "info": {"mimetype": mimetype, "size": size},
+        "m.mentions": {},
+    }
+    if in_thread is not None:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": in_thread,
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": after or in_thread},
+        }
+    return content
+
+
 def edit_content(target: str, text: str) -> dict[str, Any]:
     new = notice_content(text)
     return {

@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import Table, and_, delete, event, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from adapters.sql.process_lock import ProcessLock
 from adapters.sql.schema import (
     adapter_state,
     deliveries,
@@ -43,7 +45,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
-from core.ports import state_prefix
+from core.ports import ReadOnly, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -79,6 +81,12 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     stmt = dialect.insert(table).values(**values)
     changed = {k: v for k, v in values.items() if k not in keys}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
+# A group's silence has not had its heartbeat (no heartbeat yet, or activity since the last one).
+_SILENCE_UNANSWERED = or_(
+    groups.c.heartbeat_sent_at.is_(None), groups.c.heartbeat_sent_at < groups.c.last_activity_at
+)
 
 
 def _group(row: Any) -> Group:
@@ -467,11 +475,8 @@ class SqlGroups(_SqlPart):
             select(groups)
             .where(
                 groups.c.platform.in_(list(platforms)),
-                groups.c.last_activity_at < silent_since,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
+                groups.c.last_activity_at <= silent_since,
+                _SILENCE_UNANSWERED,
             )
             .order_by(groups.c.id)
             .limit(limit)
@@ -483,10 +488,7 @@ class SqlGroups(_SqlPart):
             update(groups)
             .where(
                 groups.c.id == group_id,
-                or_(
-                    groups.c.heartbeat_sent_at.is_(None),
-                    groups.c.heartbeat_sent_at < groups.c.last_activity_at,
-                ),
+                _SILENCE_UNANSWERED,
             )
             .values(heartbeat_sent_at=at)
         )
@@ -1054,7 +1056,9 @@ class SqlTx:
     def state(self, namespace: str) -> SqlState:
         return SqlState(self.conn, namespace)
 
-    async def next_due_time(self, platforms: Collection[str]) -> datetime | None:
+    async def next_due_time(
+        self, platforms: Collection[str], heartbeat_after: timedelta | None = None
+    ) -> datetime | None:
         served = list(platforms)
         on_platforms = select(groups.c.id).where(groups.c.platform.in_(served))
         candidates = [
@@ -1067,20 +1071,41 @@ class SqlTx:
             select(func.min(reviews.c.closes_at)).where(
                 reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
             ),
+            select(func.min(outbox.c.next_attempt_at)).where(
+                outbox.c.state.in_([PostState.PENDING.value, PostState.POSTED.value]),
+                outbox.c.platform.in_(served),
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
+        if heartbeat_after is not None:
+            silent = select(func.min(groups.c.last_activity_at)).where(
+                groups.c.platform.in_(served), _SILENCE_UNANSWERED
+            )
+            if (since := (await self.conn.execute(silent)).scalar()) is not None:
+                times.append(utc(since) + heartbeat_after)
         return min(times) if times else None
 
 
+def _is_read_only_refusal(error: DBAPIError) -> bool:
+    """The database refused a write because the transaction is read-only."""
+    if getattr(error.orig, "sqlstate", None) == "25006":  # PostgreSQL: read_only_sql_transaction
+        return True
+    return "attempt to write a readonly database" in str(error.orig)  # SQLite with query_only
+
+
 class SqlStore:
-    """The store port. Transactions on SQLite are serialised in-process: SQLite has one writer."""
+    """The store port. Transactions on SQLite are serialised in-process: SQLite has one writer.
+    Read transactions (`read`) are not: WAL gives each its snapshot while the writer goes on."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
-        self._write_lock: AbstractAsyncContextManager[Any] = (
-            asyncio.Lock() if engine.dialect.name == "sqlite" else nullcontext()
-        )
+        sqlite = engine.dialect.name == "sqlite"
+        self._write_lock: AbstractAsyncContextManager[Any] = asyncio.Lock() if sqlite else nullcontext()
+        # An in-memory SQLite database is one connection: a read must not run beside a write on it.
+        in_memory = sqlite and engine.url.database in (None, "", ":memory:")
+        self._read_lock = self._write_lock if in_memory else nullcontext()
+        self._held: list[ProcessLock] = []
 
     @classmethod
     def from_url(cls, url: str) -> SqlStore:
@@ -1091,5 +1116,50 @@ class SqlStore:
         async with self._write_lock, self.engine.begin() as conn:
             yield SqlTx(conn)
 
+    async def hold(self, name: str) -> None:
+        """Hold the lock `name` on the database until this store closes, so that no other process
+        holds it meanwhile (adapters/sql/process_lock.py); LockTaken if another does."""
+        lock = ProcessLock(self.engine, name)
+        await lock.acquire()
+        self._held.append(lock)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[SqlTx]:
+        async with self._read_lock, self.engine.connect() as conn:
+            try:
+                if conn.dialect.name == "sqlite":
+                    async with self._sqlite_snapshot(conn):
+                        yield SqlTx(conn)
+                else:
+                    await conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+                    await conn.begin()
+                    yield SqlTx(conn)
+            except DBAPIError as error:
+                if _is_read_only_refusal(error):
+                    raise ReadOnly(f"a write in a read transaction: {error.orig}") from error
+                raise
+
+    @staticmethod
+    @asynccontextmanager
+    async def _sqlite_snapshot(conn: AsyncConnection) -> AsyncIterator[None]:
+        """BEGIN by hand: the sqlite3 module begins a transaction only before a write, so without it
+        every SELECT would see the database as it is at that moment. `query_only` makes a write fail
+        at once instead of taking SQLite's write lock behind the store's back; it belongs to the
+        connection, so it is switched off again before the connection goes back to the pool."""
+        await conn.exec_driver_sql("PRAGMA query_only = ON")
+        try:
+            await conn.exec_driver_sql("BEGIN")
+            yield
+        finally:
+            try:
+                await conn.rollback()
+                await conn.exec_driver_sql("PRAGMA query_only = OFF")
+                await conn.commit()
+            except BaseException:
+                await conn.invalidate()  # never hand a read-only connection to a writer
+                raise
+
     async def close(self) -> None:
+        while self._held:
+            await self._held.pop().release()
         await self.engine.dispose()

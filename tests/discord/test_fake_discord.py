@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import aiohttp
@@ -44,6 +45,55 @@ async def test_json_content_type_auth_and_an_injected_429(fake_discord: FakeDisc
             assert r.status == 200
             assert r.headers["X-RateLimit-Remaining"] == "4"
             assert r.headers["X-RateLimit-Bucket"]
+
+
+def multipart(payload: dict[str, Any], *files: tuple[str, bytes]) -> aiohttp.FormData:
+    """A body as Discord takes one with files: payload_json, then files[0], files[1] ..."""
+    form = aiohttp.FormData(quote_fields=False)
+    form.add_field("payload_json", json.dumps(payload))
+    for index, (filename, data) in enumerate(files):
+        form.add_field(f"files[{index}]", data, filename=filename, content_type="application/octet-stream")
+    return form
+
+
+async def test_a_message_with_files_is_multipart_and_its_attachments_are_kept(
+    fake_discord: FakeDiscord,
+) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    url = f"{fake.api_base_url}/channels/{channel.id}/messages"
+    payload = {
+        "content": "two files",
+        "attachments": [{"id": 0, "filename": "a.json"}, {"id": 1, "filename": "b.csv"}],
+    }
+    form = multipart(payload, ("upload-a", b'{"a": 1}'), ("upload-b", b"x,y\r\n"))
+    async with aiohttp.ClientSession() as http:
+        async with http.post(url, data=form, headers=auth(fake)) as r:
+            assert r.status == 200
+            message = await r.json()
+        assert message["content"] == "two files"
+        first, second = message["attachments"]
+        assert (first["filename"], first["size"], first["content_type"]) == ("a.json", 8, "application/json")
+        assert (second["filename"], second["content_type"]) == ("b.csv", "text/csv; charset=utf-8")
+        (request,) = fake.bodies("create_message")
+        assert request == payload
+        async with http.get(second["url"]) as r:
+            assert await r.read() == b"x,y\r\n"
+    assert fake.sent_messages(channel)[0]["attachments"] == message["attachments"]
+
+
+async def test_a_file_over_the_attachment_limit_is_refused_with_413(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    fake.attachment_size_limit = 10
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    form = multipart({"content": "big"}, ("big.json", b"x" * 11))
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(f"{fake.api_base_url}/channels/{channel.id}/messages", data=form, headers=auth(fake)) as r,
+    ):
+        assert r.status == 413
+        assert (await r.json())["code"] == 40005
+    assert fake.sent_messages(channel) == []
 
 
 async def receive(ws: aiohttp.ClientWebSocketResponse) -> dict[str, Any]:

@@ -5,6 +5,12 @@ and reactions, records every request the bot makes, answers unknown routes with 
 (the fixture then fails the test), and can inject faults: a 429 with `retry_after`, a 5xx, a held request
 (applied or not, answered when the test says so, or never), a dropped gateway connection, an invalidated
 session. Message create honours `nonce` with `enforce_nonce`, as Discord does.
+
+Bodies with files come as Discord takes them: `multipart/form-data` with the JSON body in `payload_json`
+and each file in a `files[n]` part, referenced from the body's `attachments` by `"id": n`. Messages made
+from them (message create, interaction responses, their edits and follow-ups) carry attachment objects
+whose bytes the fake keeps and serves at their `url`; a file over `attachment_size_limit` (10 MiB, as in
+interaction payloads) is refused with 413, code 40005, as Discord does.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import asyncio
 import itertools
 import json
 import math
+import mimetypes
 import re
 import time
 import uuid
@@ -21,7 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from aiohttp import WSMsgType, web
+from aiohttp import BodyPartReader, WSMsgType, web
 
 API = "/api/v10"
 DISCORD_EPOCH_MS = 1420070400000
@@ -40,6 +47,9 @@ BUCKET_SLACK = 0.005
 SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
 MAX_NONCE = 25
 NONCE_WINDOW = 300.0  # "a few minutes": how long Discord remembers an enforced nonce
+
+
+FILES: web.RequestKey[list[Any]] = web.RequestKey("files", list)  # a request's uploads (`Upload`s)
 
 
 class Snowflakes:
@@ -122,6 +132,16 @@ class Guild:
         return ALL_PERMISSIONS if perms & ADMINISTRATOR else perms
 
 
+@dataclass(frozen=True)
+class Upload:
+    """One `files[n]` part of a multipart request, as it arrived."""
+
+    field: str
+    filename: str
+    content_type: str
+    data: bytes = field(repr=False)
+
+
 @dataclass
 class Recorded:
     """One REST request the bot made; `status` 0 while no answer has reached the bot (held, or cut)."""
@@ -132,6 +152,7 @@ class Recorded:
     body: Any
     status: int
     at: float
+    files: list[Upload] = field(default_factory=list)
 
 
 @dataclass
@@ -329,6 +350,8 @@ class FakeDiscord:
         self._holds: list[Hold] = []  # waiting for their request, in the order the test asked
         self._held: list[Hold] = []  # holding a request
         self.nonce_window = NONCE_WINDOW
+        self.attachment_size_limit = 10 * 1024 * 1024  # bytes per file; sent in interaction payloads
+        self.attachment_data: dict[str, bytes] = {}  # attachment id -> the bytes uploaded
         self._nonces: dict[tuple[str, str], tuple[str, float]] = {}  # (author, nonce) -> (message, when)
         self._dm_channels: dict[str, Channel] = {}  # recipient id -> the bot's DM channel with them
         self._changed = asyncio.Condition()
@@ -343,6 +366,7 @@ class FakeDiscord:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/gateway", self._gateway)
+        app.router.add_get("/attachments/{channel}/{attachment}/{filename}", self._download)
         app.router.add_route("*", "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -706,18 +730,22 @@ class FakeDiscord:
     async def _rest(self, request: web.Request) -> web.StreamResponse:
         path = request.path
         body: Any = None
-        if request.can_read_body:
+        files: list[Upload] = []
+        if request.content_type == "multipart/form-data":
+            body, files = await self._read_multipart(request)
+        elif request.can_read_body:
             raw = await request.read()
             body = (
                 json.loads(raw)
                 if request.content_type == "application/json"
                 else raw.decode("utf-8", "replace")
             )
+        request[FILES] = files
         for method, pattern, name, auth, handler in self._routes:
             match = pattern.match(request.raw_path.split("?")[0])
             if method != request.method or match is None:
                 continue
-            record = Recorded(request.method, path, name, body, 0, time.monotonic())
+            record = Recorded(request.method, path, name, body, 0, time.monotonic(), files)
             self.requests.append(record)
             if auth and request.headers.get("Authorization") != f"Bot {self.token}":
                 return self._finish(record, 401, {"message": "401: Unauthorized", "code": 0})
@@ -733,6 +761,9 @@ class FakeDiscord:
             if bucket is not None and bucket[0] is not None:
                 self.rate_limited.append(record)
                 return self._finish(record, 429, bucket[0], bucket[1])
+            too_large = next((f for f in files if len(f.data) > self.attachment_size_limit), None)
+            if too_large is not None:
+                return self._finish(record, 413, {"message": "Request entity too large", "code": 40005})
             try:
                 response = await handler(request, params, body)
             finally:
@@ -747,6 +778,76 @@ class FakeDiscord:
         self.requests.append(Recorded(request.method, path, "unknown", body, 404, time.monotonic()))
         await self._notify()
         return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    @staticmethod
+    async def _read_multipart(request: web.Request) -> tuple[Any, list[Upload]]:
+        """`payload_json` and the `files[n]` parts of a multipart body (other fields are ignored,
+        as Discord reads the JSON body only from `payload_json` when files come with it)."""
+        body: Any = {}
+        files: list[Upload] = []
+        reader = await request.multipart()
+        while (part := await reader.next()) is not None:
+            assert isinstance(part, BodyPartReader)
+            data = await part.read()
+            if part.name == "payload_json":
+                body = json.loads(data)
+            elif part.name and re.fullmatch(r"files\[\d+\]", part.name):
+                kind = part.headers.get("Content-Type", "application/octet-stream")
+                files.append(Upload(part.name, part.filename or "", kind, bytes(data)))
+        return body, files
+
+    def _attachments(
+        self,
+        channel_id: str,
+        body: dict[str, Any],
+        files: list[Upload],
+        existing: list[dict[str, Any]] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The attachment objects of a message made (or edited) from `body` and its uploads.
+
+        An entry `{"id": n, "filename": ...}` of the body's `attachments` names the upload `files[n]`;
+        in an edit, an entry with the id of an attachment the message has keeps it, and those not
+        listed go. Uploads the body does not list are attached as they came.
+        """
+        uploads = {int(f.field[len("files[") : -1]): f for f in files}
+        kept = {a["id"]: a for a in existing or []}
+        listed = body.get("attachments")
+        entries = listed if isinstance(listed, list) else [{"id": n} for n in sorted(uploads)]
+        out: list[dict[str, Any]] = []
+        for entry in entries:
+            if str(entry.get("id")) in kept:
+                out.append(kept[str(entry["id"])])
+                continue
+            upload = uploads.get(int(entry["id"]))
+            if upload is None:
+                continue
+            attachment_id = self.ids()
+            filename = str(entry.get("filename") or upload.filename)
+            self.attachment_data[attachment_id] = upload.data
+            url = f"http://127.0.0.1:{self.port}/attachments/{channel_id}/{attachment_id}/{filename}"
+            attachment: dict[str, Any] = {
+                "id": attachment_id,
+                "filename": filename,
+                "size": len(upload.data),
+                "url": url,
+                "proxy_url": url,
+            }
+            guessed = mimetypes.guess_type(filename)[0]  # Discord types a file by its name
+            if guessed is not None:
+                attachment["content_type"] = guessed + (
+                    "; charset=utf-8" if guessed.startswith("text/") else ""
+                )
+            if entry.get("description"):
+                attachment["description"] = entry["description"]
+            out.append(attachment)
+        return out
+
+    async def _download(self, request: web.Request) -> web.Response:
+        """The CDN: an attachment's bytes at its url."""
+        data = self.attachment_data.get(request.match_info["attachment"])
+        if data is None:
+            return web.Response(status=404)
+        return web.Response(body=data, content_type="application/octet-stream")
 
     def _take_fault(self, route: str) -> Fault | None:
         for fault in self._faults:
@@ -873,7 +974,14 @@ class FakeDiscord:
         self.commands[guild] = stored
         return self._json(stored)
 
-    def _message(self, channel_id: str, author: User, body: dict[str, Any], flags: int = 0) -> dict[str, Any]:
+    def _message(
+        self,
+        channel_id: str,
+        author: User,
+        body: dict[str, Any],
+        flags: int = 0,
+        files: list[Upload] | None = None,
+    ) -> dict[str, Any]:
         message = {
             "id": self.ids(),
             "channel_id": channel_id,
@@ -885,7 +993,7 @@ class FakeDiscord:
             "mention_everyone": False,
             "mentions": [],
             "mention_roles": [],
-            "attachments": [],
+            "attachments": self._attachments(channel_id, body, files or []),
             "embeds": [],
             "pinned": False,
             "type": 0 if "message_reference" not in body else 19,
@@ -920,7 +1028,7 @@ class FakeDiscord:
                 if first[0] not in self.messages:
                     return self._json({"message": "Unknown Message", "code": 10008}, 404)
                 return self._json(self.messages[first[0]])
-        message = self._message(channel.id, self.bot, body)
+        message = self._message(channel.id, self.bot, body, files=request[FILES])
         if nonce is not None:
             message["nonce"] = nonce
         self.messages[message["id"]] = message
@@ -1037,7 +1145,7 @@ class FakeDiscord:
         interaction.callback_at = time.monotonic()
         data = body.get("data") or {}
         flags = int(data.get("flags") or 0)
-        message = self._message(interaction.channel.id, self.bot, data, flags)
+        message = self._message(interaction.channel.id, self.bot, data, flags, request[FILES])
         message.update(
             type=20,
             interaction={"id": interaction.id, "type": 2, "name": "", "user": interaction.user.payload()},
@@ -1070,6 +1178,10 @@ class FakeDiscord:
         interaction.original.update(
             content=body.get("content", ""), allowed_mentions=body.get("allowed_mentions")
         )
+        if "attachments" in body or request[FILES]:
+            interaction.original["attachments"] = self._attachments(
+                interaction.channel.id, body, request[FILES], interaction.original["attachments"]
+            )
         interaction.original["flags"] = int(interaction.original["flags"]) & ~(1 << 7)
         return self._json(interaction.original)
 
@@ -1084,7 +1196,8 @@ class FakeDiscord:
         interaction = self._interaction_by_token(params)
         if interaction is None or interaction.callback is None:
             return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
-        message = self._message(interaction.channel.id, self.bot, body, int(body.get("flags") or 0))
+        flags = int(body.get("flags") or 0)
+        message = self._message(interaction.channel.id, self.bot, body, flags, request[FILES])
         interaction.followups.append(message)
         if request.query.get("wait") in ("true", "1"):
             return self._json(message)
@@ -1192,7 +1305,7 @@ class FakeDiscord:
             "entitlements": [],
             "authorizing_integration_owners": {"0": guild.id},
             "context": 0,
-            "attachment_size_limit": 10485760,
+            "attachment_size_limit": self.attachment_size_limit,
             "data": {
                 "id": command["id"],
                 "name": command["name"],
