@@ -4,26 +4,24 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import io
 import logging
 import os
 import signal
 import socket
 import sys
 import uuid
-from collections.abc import Awaitable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO, TypeVar
 
-import aiohttp
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from adapters.console.adapter import ConsoleChat, ConsoleSession
-from adapters.discord.adapter import DiscordAdapter, DiscordSettings, DiscordStartError
-from adapters.matrix.adapter import LoginFailed, MatrixAdapter, MatrixSettings
+from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings
+from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
@@ -35,7 +33,7 @@ from core import faults
 from core.clock import Clock, SystemClock, utc
 from core.engine import Engine
 from core.nudging import NudgeSettings
-from core.ports import ChatPort, Store
+from core.ports import Adapter, AdapterFailed, ChatPort, EventSink, Store
 from core.roadmap import GoalRules
 
 log = logging.getLogger(__name__)
@@ -89,8 +87,16 @@ def make_clock() -> SystemClock:
     return SystemClock(start) if start is not None else SystemClock()
 
 
-def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[ChatPort]) -> Engine:
-    """The engine with every setting from the config and the real cron maths."""
+def instance_name() -> str:
+    """This bot instance's name for outbox leases: PEERBOT_INSTANCE, else the host name."""
+    return os.environ.get(INSTANCE_ENV) or socket.gethostname()
+
+
+def build_engine(
+    config: Config, store: Store, clock: Clock, chats: Sequence[ChatPort] = (), instance: str | None = None
+) -> Engine:
+    """The engine with every setting from the config and the real cron maths. Without an instance
+    name it makes up one (see `Engine`)."""
     n = config.nudges
     return Engine(
         store,
@@ -101,9 +107,123 @@ def build_engine(config: Config, store: Store, clock: Clock, chats: Sequence[Cha
         nudges=NudgeSettings(n.grace, n.checkin, n.digest, n.heartbeat_days),
         review_time=config.reviews.duration,
         outbox_max_age=config.outbox.max_age,
-        instance=os.environ.get(INSTANCE_ENV) or socket.gethostname(),
+        instance=instance,
         retention=config.events.retention,
     )
+
+
+class MovableClock(Clock, Protocol):
+    """A clock the console's `:advance` can move forward: the system clock, or a test's fake."""
+
+    def advance(self, delta: timedelta) -> None: ...
+
+
+A = TypeVar("A")
+TICK_SECONDS = 1.0
+
+
+class Bot:
+    """What `bootstrap` builds: the engine, the adapters that feed it, and the ticker that drives time."""
+
+    def __init__(
+        self, engine: Engine, sink: EventSink, adapters: Sequence[Adapter], tick_every: float | None
+    ) -> None:
+        self.engine = engine
+        self.sink = sink  # what the adapters were given: the engine, or a test's recorder around it
+        self.adapters = tuple(adapters)
+        self.ticker = Ticker(engine, tick_every) if tick_every is not None else None
+
+    def adapter(self, kind: type[A]) -> A:
+        """The adapter of a kind, for tools and tests that use its own methods."""
+        for adapter in self.adapters:
+            if isinstance(adapter, kind):
+                return adapter
+        raise LookupError(f"this bot runs no {kind.__name__}")
+
+    async def run(self) -> None:
+        """Start, serve until the first adapter stops, and stop: on every way out, a failed start
+        included, every adapter is closed and the engine drained."""
+        try:
+            await self.start()
+            await self.serve()
+        finally:
+            await self.stop()
+
+    async def start(self) -> None:
+        """Start every adapter (`AdapterFailed` for what the operator must fix), then do what came due
+        while the bot was down (polls that closed, posts left unsent), then tick on."""
+        for adapter in self.adapters:
+            await adapter.start()
+        await self.engine.tick()
+        if self.ticker is not None:
+            self.ticker.start()
+
+    async def serve(self) -> None:
+        """Serve every adapter at once until one stops: then the others are stopped too, and its
+        failure, if it failed, is raised."""
+        serving = [asyncio.create_task(adapter.serve()) for adapter in self.adapters]
+        if not serving:
+            return
+        try:
+            done, _ = await asyncio.wait(serving, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in serving:
+                task.cancel()
+            await asyncio.gather(*serving, return_exceptions=True)
+        for task in done:
+            task.result()
+
+    async def stop(self) -> None:
+        """Stop ticking; send the outbox while the adapters can still post; close every adapter; then
+        finish pending work (the votes they apply as they close).
+
+        A row whose request the stop cut off is sent again now, with its key, and not at a start the
+        platform may no longer know the key by.
+        """
+        if self.ticker is not None:
+            self.ticker.stop()
+        await self.engine.settle()
+        for adapter in self.adapters:
+            await adapter.close()
+        await self.engine.drain()
+
+
+def bootstrap(
+    config: Config,
+    store: Store,
+    clock: MovableClock,
+    *,
+    discord: DiscordSettings | None = None,
+    matrix: MatrixSettings | None = None,
+    console: ConsoleSettings | None = None,
+    instance: str | None = None,
+    sink: Callable[[Engine], EventSink] | None = None,
+    tick_every: float | None = TICK_SECONDS,
+) -> Bot:
+    """The bot: the engine from the config, and an adapter for each platform given settings.
+
+    `peerbot run`, `peerbot console` and the tests build it here. Tests pass `sink` to wrap the engine
+    in a recorder before the adapters are given it, and `tick_every=None` to tick by hand.
+    """
+    engine = build_engine(config, store, clock, instance=instance)
+    fed = sink(engine) if sink is not None else engine
+    adapters: list[Adapter] = []
+    if discord is not None:
+        adapters.append(DiscordAdapter(discord, store, fed))
+    if matrix is not None:
+        adapters.append(MatrixAdapter(matrix, store, fed))
+    if console is not None:
+
+        def move_to(when: datetime) -> None:
+            clock.advance(max(when - clock.now(), timedelta()))
+
+        async def advance(delta: timedelta) -> None:
+            await engine.run_until(clock.now() + delta, move_to)
+
+        adapters.append(ConsoleAdapter(console, store, fed, advance, engine.settle))
+    for adapter in adapters:
+        engine.attach(adapter.chat)
+    return Bot(engine, fed, adapters, tick_every)
 
 
 class StartFailed(Exception):
@@ -205,44 +325,44 @@ def database_problem(url: str, error: OSError | DBAPIError) -> str:
     return f"database error at {where}: {detail}"
 
 
-def tolerate_bad_bytes(stdin: TextIO) -> None:
-    """Let a line that is not UTF-8 through as lone surrogates, for the console to refuse that line;
-    strict decoding would raise UnicodeDecodeError and end the whole session."""
-    if isinstance(stdin, io.TextIOWrapper):
-        stdin.reconfigure(errors="surrogateescape")
+async def run(
+    config: Config, *, console: bool = False, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout
+) -> int:
+    """Run every configured adapter; the console when asked for, or when no chat platform is configured.
 
-
-async def run_console(config: Config, stdin: TextIO = sys.stdin, stdout: TextIO = sys.stdout) -> int:
-    tolerate_bad_bytes(stdin)
+    An adapter's failure the operator must fix (a refused login) is one line on stderr and exit code 1.
+    """
+    as_console = console or not config.platforms()
     # One console per database: two would share message ids and print each other's answers.
-    store = await open_store(config, hold="console")
+    store = await open_store(config, hold="console" if as_console else None)
     try:
-        clock = make_clock()
-        chat = ConsoleChat(
-            store,
-            stdout,
-            facilitators=config.console.facilitators,
-            bot_name=config.console.bot_name,
-            default_channel=config.console.default_channel,
-            export_dir=config.export_dir(),
-        )
-        engine = build_engine(config, store, clock, [chat])
-
-        async def advance(delta: timedelta) -> None:
-            await engine.run_until(clock.now() + delta, clock.move_to)
-
-        session = ConsoleSession(chat, engine.handle, advance, engine.settle, polls_near=engine.polls_near)
-        await engine.tick()  # polls that closed while the bot was down, posts left unsent
-        ticker = Ticker(engine)
-        ticker.start()
+        clock, instance = make_clock(), instance_name()
+        if as_console:
+            terminal = console_settings(config, stdin, stdout)
+            bot = bootstrap(config, store, clock, console=terminal, instance=instance)
+        else:
+            discord = discord_settings(config.discord) if config.discord else None
+            matrix = matrix_settings(config.matrix) if config.matrix else None
+            bot = bootstrap(config, store, clock, discord=discord, matrix=matrix, instance=instance)
         try:
-            await session.run(stdin, interactive=stdin.isatty())
-            await engine.drain()
-        finally:
-            ticker.stop()
+            await bot.run()
+        except AdapterFailed as error:
+            print(f"peerbot: {error}", file=sys.stderr)
+            return 1
     finally:
         await store.close()
     return 0
+
+
+def console_settings(config: Config, stdin: TextIO, stdout: TextIO) -> ConsoleSettings:
+    return ConsoleSettings(
+        stdin,
+        stdout,
+        facilitators=tuple(config.console.facilitators),
+        bot_name=config.console.bot_name,
+        default_channel=config.console.default_channel,
+        export_dir=config.export_dir(),
+    )
 
 
 def discord_settings(config: DiscordConfig) -> DiscordSettings:
@@ -257,68 +377,8 @@ def discord_settings(config: DiscordConfig) -> DiscordSettings:
     )
 
 
-async def run(config: Config) -> int:
-    """Run every configured adapter; with no chat platform configured, the console."""
-    if not config.platforms():
-        return await run_console(config)
-    store = await open_store(config)
-    try:
-        engine = build_engine(config, store, make_clock(), [])
-        discord = DiscordAdapter(discord_settings(config.discord), engine, store) if config.discord else None
-        matrix = matrix_adapter(config.matrix, store, engine) if config.matrix else None
-        ticker = Ticker(engine)
-        serving: list[asyncio.Task[None]] = []
-        try:
-            if discord is not None:
-                await _reaching("Discord", discord_api(config), discord.start())
-            if matrix is not None:
-                assert config.matrix is not None
-                await _reaching("the Matrix homeserver", config.matrix.homeserver, matrix.login())
-            await engine.tick()  # polls that closed while the bot was down
-            ticker.start()
-            if discord is not None:
-                serving.append(asyncio.create_task(discord.serve()))
-            if matrix is not None:
-                serving.append(asyncio.create_task(matrix.sync_forever()))
-            await asyncio.gather(*serving)
-        except (DiscordStartError, LoginFailed) as error:  # LoginFailed: at start, or later
-            print(f"peerbot: {error}", file=sys.stderr)
-            return 1
-        finally:
-            for task in serving:  # when one adapter fails, the others stop too
-                task.cancel()
-            ticker.stop()
-            # The outbox goes out while the adapters can still post: a row whose request the stop cut
-            # off is sent again now, with its key, and not at a start the platform may no longer know
-            # the key by. (The drain after closing them is for the votes they apply as they close.)
-            await engine.settle()
-            # Closed on every way out, a failed start included: no "Unclosed client session" after.
-            if discord is not None:
-                await discord.close()
-            if matrix is not None:
-                await matrix.close()
-            await engine.drain()
-    finally:
-        await store.close()
-    return 0
-
-
-def discord_api(config: Config) -> str:
-    assert config.discord is not None
-    return config.discord.api_base_url or "https://discord.com/api"
-
-
-async def _reaching(what: str, where: str, starting: Awaitable[None]) -> None:
-    """Start an adapter; a network failure becomes one line naming the service, not the database."""
-    try:
-        await starting
-    except (OSError, aiohttp.ClientError) as error:
-        reason = str(error) or type(error).__name__
-        raise StartFailed(f"cannot reach {what} at {where}: {reason}") from None
-
-
-def matrix_adapter(config: MatrixConfig, store: SqlStore, engine: Engine) -> MatrixAdapter:
-    settings = MatrixSettings(
+def matrix_settings(config: MatrixConfig) -> MatrixSettings:
+    return MatrixSettings(
         homeserver=config.homeserver,
         user_id=config.user_id,
         access_token=config.access_token.get_secret_value() if config.access_token else None,
@@ -330,6 +390,3 @@ def matrix_adapter(config: MatrixConfig, store: SqlStore, engine: Engine) -> Mat
         send_per_second=config.send_per_second,
         send_burst=config.send_burst,
     )
-    adapter = MatrixAdapter(settings, store, engine)
-    engine.attach(adapter.chat)
-    return adapter

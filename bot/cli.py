@@ -151,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "events":
             return asyncio.run(_failed_events(config, args.limit))
         if args.command == "console":
-            return asyncio.run(app.run_console(config))
+            return asyncio.run(app.run(config, console=True))
         return asyncio.run(app.run(config))
     except (migrate.SchemaTooNew, app.StartFailed) as error:
         print(f"peerbot: {error}", file=sys.stderr)

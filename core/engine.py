@@ -2,28 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime, timedelta
 
+from core import dead_letters
 from core.activity import touch
+from core.batches import Batches
 from core.clock import Clock
-from core.commands import (
-    COMMANDS,
-    LIST_SEPARATOR,
-    ArgKind,
-    CommandSpec,
-    Invocation,
-    UsageError,
-    command_groups,
-    find_spec,
-    parse_options,
-    parse_text,
-    refusal,
-)
+from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
 from core.context import Context, Handler, Reader, Reading
 from core.events import (
     Attachment,
@@ -37,6 +26,7 @@ from core.events import (
 from core.export import export, too_big
 from core.feedback import PollService
 from core.forgetting import forget_me
+from core.help import Help, usage_reply, visible_on
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.nudging import NudgeService, NudgeSettings
@@ -62,9 +52,7 @@ from core.votes import VoteRecorder, reconcile_poll
 
 log = logging.getLogger(__name__)
 
-EVENT_ATTEMPTS = 3  # an event that fails this often is recorded as failed and skipped
 DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
-SORRY = "Sorry, something went wrong while handling that command. Nothing was changed."
 
 
 class MissingHandler(Exception):
@@ -83,6 +71,9 @@ async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group
 
 
 class Engine:
+    """The services wired to one bus and one handler table: the `EventSink` the adapters feed, and what
+    the ticker drives."""
+
     def __init__(
         self,
         store: Store,
@@ -115,6 +106,7 @@ class Engine:
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
+        self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
             GoalDecided: (self.lifecycle.on_goal_decided,),
@@ -123,7 +115,7 @@ class Engine:
             ReviewClosed: (self.lifecycle.on_review_closed,),
         }
         self.handlers: dict[tuple[str, ...], Handler] = {
-            ("help",): self._help,
+            **Help(self.specs).handlers(),
             **self.lifecycle.handlers(),
             **self.polls.handlers(),
             **self.goals.handlers(),
@@ -144,7 +136,7 @@ class Engine:
         self.chats[chat.platform] = chat
 
     def visible_specs(self, platform: str) -> list[CommandSpec]:
-        return [s for s in self.specs if not s.platforms or platform in s.platforms]
+        return visible_on(self.specs, platform)
 
     # Inbound -----------------------------------------------------------------------------------
 
@@ -163,30 +155,18 @@ class Engine:
 
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
         """Run a command; one that keeps failing is recorded as failed, and the member told so."""
-        failure: Exception | None = None
-        for attempt in range(1, EVENT_ATTEMPTS + 1):
-            try:
-                return await self.run_command(event)
-            except Exception as error:
-                failure = error
-                log.exception("command %s failed (attempt %d of %d)", event.event_id, attempt, EVENT_ATTEMPTS)
-        assert failure is not None
-        return await self._dead_letter(event, failure)
+        try:
+            return await dead_letters.attempts(lambda: self.run_command(event), event)
+        except dead_letters.GaveUp as gave_up:
+            return await self._dead_letter(event, gave_up.failure)
 
-    async def _dead_letter(self, event: InboundEvent, failure: Exception) -> Reply | None:
-        platform = (
-            event.message.channel.platform
-            if isinstance(event, ReactionAdded | ReactionRemoved)
-            else event.channel.platform
-        )
-        reason = f"{type(failure).__name__}: {failure}"[:500]
+    async def _dead_letter(self, event: CommandInvoked, failure: Exception) -> Reply:
+        """Record a command that cannot be applied as failed, and tell the member so."""
+        reply = Reply(dead_letters.SORRY, is_error=True)
         async with self.work() as uow:
-            await uow.tx.events.record_failed(platform, event.event_id, uow.now, reason)
-            if isinstance(event, CommandInvoked):
-                reply = Reply(SORRY, is_error=True)
-                self._answer(uow, event, reply)
-                return reply
-        return None
+            await dead_letters.record(uow.tx, event, failure, uow.now)
+            self._answer(uow, event, reply)
+        return reply
 
     async def handle_batch(
         self,
@@ -194,68 +174,10 @@ class Engine:
         state: StateChanges | None = None,
         posts: Sequence[Post] = (),
     ) -> list[Reply | None]:
-        """Apply events in order, then record adapter state (a sync token) that covers them.
-
-        A state value of None deletes the key (bookkeeping the adapter no longer needs). Each event
-        is applied at most once (dedupe on its id), so a batch replayed after a crash before its state
-        was saved changes nothing twice. An event that keeps failing is recorded as failed and
-        skipped: the others are applied and answered, and the state moves on. `posts` are what the
-        adapter has to say on its own (a notice to a room it will not serve): they are queued in the
-        transaction that records the state, so the state can say they were queued, and a batch
-        replayed after a crash queues them once.
-        """
-        replies: list[Reply | None] = []
-        reactions: list[ReactionAdded | ReactionRemoved] = []
-
-        async def flush_reactions(with_state: StateChanges | None) -> None:
-            # A run of reactions goes in together: group commit puts them in one transaction.
-            if not reactions:
-                return
-            states = [None] * (len(reactions) - 1) + [with_state]
-            try:
-                await asyncio.gather(
-                    *(self.votes.submit(r, s) for r, s in zip(reactions, states, strict=True))
-                )
-            except Exception:
-                # One bad event fails its whole batch: apply them one at a time to find it.
-                for reaction, s in zip(reactions, states, strict=True):
-                    await self._apply_reaction(reaction, s)
-            replies.extend([None] * len(reactions))
-            reactions.clear()
-
-        for event in events:
-            if isinstance(event, ReactionAdded | ReactionRemoved):
-                reactions.append(event)
-                continue
-            await flush_reactions(None)
-            replies.append(await self.handle(event))
-        if reactions and not posts:
-            await flush_reactions(state)
-            return replies
-        await flush_reactions(None)
-        if state or posts:
-            async with self.work() as uow:
-                if state:
-                    await state.save(uow.tx)
-                for post in posts:
-                    uow.post(post)
-        return replies
-
-    async def _apply_reaction(
-        self, event: ReactionAdded | ReactionRemoved, state: StateChanges | None
-    ) -> None:
-        failure: Exception | None = None
-        for _ in range(EVENT_ATTEMPTS):
-            try:
-                await self.votes.submit(event, state)
-                return
-            except Exception as error:
-                failure = error
-        assert failure is not None
-        await self._dead_letter(event, failure)
-        if state:
-            async with self.work() as uow:
-                await state.save(uow.tx)
+        """Apply a batch from one read of a platform, in order, saving the adapter's state (a sync
+        token) after the events it covers, with the posts the adapter has to make on its own: see
+        core/batches.py."""
+        return await self.batches.apply(events, state, posts)
 
     async def run_command(self, event: CommandInvoked) -> Reply | None:
         chat = self.chats[event.channel.platform]
@@ -267,7 +189,7 @@ class Engine:
             else:
                 invocation = parse_options(specs, event.text, event.options)
         except UsageError as error:
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix, structured))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
         spec = invocation.spec
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
         facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
@@ -289,7 +211,7 @@ class Engine:
                 self._answer(uow, event, reply)
                 return reply
         except UsageError as error:  # nothing the handler did is kept
-            return await self._answer_only(event, self.usage_reply(error, chat.command_prefix, structured))
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
 
     async def _run_reader(
         self, reader: Reader, event: CommandInvoked, chat: ChatPort, inv: Invocation, facilitator: bool
@@ -313,7 +235,7 @@ class Engine:
             async with self.store.read() as tx:
                 reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)
         except UsageError as error:
-            reply = self.usage_reply(error, chat.command_prefix, event.options is not None)
+            reply = usage_reply(error, chat.command_prefix, event.options is not None)
         except Exception as error:  # the event is claimed already: trying again would skip it
             log.exception("command %s failed while reading", event.event_id)
             return await self._dead_letter(event, error)
@@ -360,14 +282,6 @@ class Engine:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
         else:
             uow.post(Post(PostKind.SEND, event.channel, reply.text))
-
-    @staticmethod
-    def usage_reply(error: UsageError, prefix: str, structured: bool = False) -> Reply:
-        """The error and the usage line, in the form the member used (typed, or structured options)."""
-        text = error.message
-        if error.spec is not None:
-            text += f"\nUsage: {error.spec.usage(prefix, structured=structured)}"
-        return Reply(text, is_error=True)
 
     # Time --------------------------------------------------------------------------------------
 
@@ -443,55 +357,3 @@ class Engine:
             if not polls:
                 return 0
             return await reconcile_poll(uow.tx, polls[0], present, uow.now)
-
-    # Commands ----------------------------------------------------------------------------------
-
-    async def _help(self, ctx: Context, inv: Invocation) -> Reply:
-        specs = self.visible_specs(ctx.chat.platform)
-        structured = ctx.event.options is not None
-        wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()
-        if not wanted:
-            lines = ["Peerbot commands (★ facilitators only):"]
-            for s in specs:
-                star = " ★" if s.facilitator_only else ""
-                lines.append(f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}{star}")
-            lines.append(f"Say {ctx.prefix}help <command> for details.")
-            return Reply("\n".join(lines))
-        words = wanted.split()
-        spec = find_spec(specs, words)
-        if spec is None or len(spec.path) < len(words):
-            group = command_groups(specs).get(words[0].casefold())
-            if group is None or len(words) > 1:
-                raise UsageError(
-                    f"No command '{wanted[:40]}'. Say {ctx.prefix}help for the list.",
-                    inv.spec,
-                )
-            lines = [f"{s.usage(ctx.prefix, structured=structured)} — {s.summary}" for s in group]
-            lines += [s.details for s in group if s.details]
-            return Reply("\n".join(lines))
-        return Reply(describe(spec, ctx.prefix, structured=structured))
-
-
-def describe(spec: CommandSpec, prefix: str, *, structured: bool = False) -> str:
-    """Help for one command, in the form members use here (typed, or structured options)."""
-    lines = [f"Usage: {spec.usage(prefix, structured=structured)}", spec.summary]
-    for arg in spec.args:
-        name = arg.name
-        if arg.kind is ArgKind.LIST:
-            names = arg.option_names()
-            name = f"{names[0]} … {names[-1]}" if structured else name
-            optional = f", {arg.min_count} to {arg.max_count}" + (
-                "" if structured else f", separated by {LIST_SEPARATOR}"
-            )
-        else:
-            name = f"--{name}" if arg.by_name and not structured else name
-            optional = "" if arg.required or arg.kind is ArgKind.FLAG else ", optional"
-        extra = f" (one of: {', '.join(arg.choices)})" if arg.kind is ArgKind.CHOICE else ""
-        lines.append(f"  {name}: {arg.help}{extra}{optional}")
-    if spec.details:
-        lines.append(spec.details)
-    if spec.example and not structured:
-        lines.append(f"Example: {prefix}{spec.example}")
-    if who := spec.who_may():
-        lines.append(who)
-    return "\n".join(lines)

@@ -6,9 +6,9 @@ from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from core.events import Attachment
+from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
@@ -18,6 +18,7 @@ from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 if TYPE_CHECKING:
+    from core.commands import CommandSpec
     from core.outbox import OutboxRow, Post, PostState
 
 
@@ -117,6 +118,71 @@ class ChatPort(Protocol):
     async def max_file_size(self, channel: ChannelRef) -> int | None:
         """The largest file `send_file` can post in the channel, in bytes; None when none is known."""
         ...
+
+
+class EventSink(Protocol):
+    """What an adapter may call on the core: the engine, or in tests a recorder around it.
+
+    Adapters depend on this, never on the engine itself.
+    """
+
+    async def handle(self, event: InboundEvent) -> Reply | None:
+        """Apply one event. Commands get a reply; None means nothing to say (or seen before)."""
+        ...
+
+    async def handle_batch(
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
+    ) -> list[Reply | None]:
+        """Apply events in order, then save the adapter's state that covers them (a sync token) with
+        the posts the adapter has to make on its own."""
+        ...
+
+    def visible_specs(self, platform: str) -> list[CommandSpec]:
+        """The commands members of a platform can use, to register or render them."""
+        ...
+
+    async def open_poll_messages(self, platform: str) -> list[MessageRef]:
+        """The messages of the polls still open on a platform, to reconcile after a gap."""
+        ...
+
+    async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
+        """Set a poll's votes to the reactions now on its message; the number of votes changed."""
+        ...
+
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        """The poll posted as `message`, else the polls open in its channel: to tell a member that a
+        reaction landed on no poll."""
+        ...
+
+
+class AdapterFailed(Exception):
+    """An adapter cannot go on for a reason the operator must fix (a refused login, a server it cannot
+    reach); the message is one line for them."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    """One chat platform as the composition root runs it.
+
+    `start` logs in or connects, and raises `AdapterFailed` for what the operator must fix. `serve` runs
+    until the adapter stops for good (the gateway closed, the console's input ended), feeding its
+    `EventSink`; it is cancelled to stop early. `close` releases everything, after a failed start too,
+    or with no start at all.
+    """
+
+    @property
+    def chat(self) -> ChatPort:
+        """How the engine posts on this platform."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def serve(self) -> None: ...
+
+    async def close(self) -> None: ...
 
 
 def command_prefix(chats: Mapping[str, ChatPort], platform: str) -> str:

@@ -13,9 +13,9 @@ import sys
 from pathlib import Path
 
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
-from bot.recurrence import CronRecurrence
+from bot.app import bootstrap
+from bot.config import parse_config
 from core.clock import SystemClock
-from core.engine import Engine
 from core.ports import Outbound
 from core.refs import ChannelRef
 from tests.matrix_support import open_sqlite
@@ -24,8 +24,9 @@ from tests.matrix_support import open_sqlite
 async def main(homeserver: str, user_id: str, db: str, room_id: str, key: str, text: str) -> None:
     settings = MatrixSettings(homeserver, user_id, password=os.environ["PEERBOT_MATRIX_PASSWORD"])
     store = await open_sqlite(Path(db))
-    adapter = MatrixAdapter(settings, store, Engine(store, SystemClock(), recurrence=CronRecurrence()))
-    await adapter.login()
+    bot = bootstrap(parse_config({}, env={}), store, SystemClock(), matrix=settings)
+    adapter = bot.adapter(MatrixAdapter)
+    await adapter.start()
     print("logged in", flush=True)
     sent = await adapter.chat.send(ChannelRef("matrix", room_id), Outbound(text), key=key)
     print(f"sent {sent.id}", flush=True)

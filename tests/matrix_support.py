@@ -18,14 +18,15 @@ from nio import AsyncClient, RoomCreateError, RoomPutStateError, RoomRedactError
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from bot.recurrence import CronRecurrence
+from bot.app import bootstrap
+from bot.config import parse_config
 from core.commands import CommandSpec
 from core.context import Handler
 from core.engine import Engine
 from core.events import InboundEvent, ReactionAdded, Reply
 from core.outbox import Post
 from core.ports import StateChanges
-from tests.support import FakeClock
+from tests.support import FakeClock, SinkProxy
 from tests.synapse import Account, Homeserver
 
 WAIT = 30.0
@@ -165,11 +166,12 @@ def membership(user_id: str, state: str) -> Callable[[Event], bool]:
     return match
 
 
-class RecordingEngine:
-    """The real engine, with a record of every batch the adapter handed it (and a way to wait)."""
+class RecordingEngine(SinkProxy):
+    """The real engine (`.engine`), with a record of every batch the adapter handed it (and a way to
+    wait)."""
 
     def __init__(self, engine: Engine) -> None:
-        self.engine = engine
+        super().__init__(engine)
         self.received: list[InboundEvent] = []
         self.batches: list[list[InboundEvent]] = []  # as handed over, one list per sync
         self.states: list[dict[str, str | None]] = []
@@ -229,12 +231,12 @@ class RunningBot:
         return self.adapter.chat
 
     async def stop(self) -> None:
+        """Stop it as SIGINT stops `peerbot run`: the adapter closed, the engine drained."""
         if self.task is not None:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
             self.task = None
-        await self.adapter.close()
 
 
 async def open_store(url: str) -> SqlStore:
@@ -254,19 +256,22 @@ async def start_bot(
     clock: FakeClock | None = None,
     commands: Mapping[CommandSpec, Handler] | None = None,
 ) -> RunningBot:
-    """Start the adapter the way bot/app.py does: one engine, the Matrix chat attached.
+    """Run the bot as `peerbot run` does (bot/app.py `bootstrap`), with the engine wrapped in a recorder
+    and ticked by hand.
 
     `commands` are declared beside the built-in ones, with their handlers: a test's own commands
     (one that fails, say), so that no such command has to exist in the bot itself.
     """
     clock = clock or FakeClock()
-    engine = Engine(store, clock, recurrence=CronRecurrence())
-    for spec, handler in (commands or {}).items():
-        engine.specs = (*engine.specs, spec)
-        engine.handlers[spec.path] = handler
-    recording = RecordingEngine(engine)
-    adapter = MatrixAdapter(settings, store, recording)
-    engine.attach(adapter.chat)
-    bot = RunningBot(settings, store, recording, adapter, clock=clock)
-    bot.task = asyncio.create_task(adapter.run())
+
+    def recorded(engine: Engine) -> RecordingEngine:
+        for spec, handler in (commands or {}).items():
+            engine.specs = (*engine.specs, spec)
+            engine.handlers[spec.path] = handler
+        return RecordingEngine(engine)
+
+    app = bootstrap(parse_config({}, env={}), store, clock, matrix=settings, sink=recorded, tick_every=None)
+    assert isinstance(app.sink, RecordingEngine)
+    bot = RunningBot(settings, store, app.sink, app.adapter(MatrixAdapter), clock=clock)
+    bot.task = asyncio.create_task(app.run())
     return bot

@@ -7,7 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -15,14 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from bot.recurrence import CronRecurrence
+from core.commands import CommandSpec
 from core.engine import Engine
-from core.events import Attachment, CommandInvoked, ReactionAdded, ReactionRemoved, Reply
+from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, state_prefix
+from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
@@ -57,6 +58,37 @@ class FakeClock:
 
     def advance(self, delta: timedelta) -> None:
         self.current += delta
+
+
+class SinkProxy:
+    """An EventSink that passes everything on to the engine; test recorders override what they watch
+    and are given to `bot.app.bootstrap` as its `sink`."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    async def handle(self, event: InboundEvent) -> Reply | None:
+        return await self.engine.handle(event)
+
+    async def handle_batch(
+        self,
+        events: Sequence[InboundEvent],
+        state: StateChanges | None = None,
+        posts: Sequence[Post] = (),
+    ) -> list[Reply | None]:
+        return await self.engine.handle_batch(events, state, posts)
+
+    def visible_specs(self, platform: str) -> list[CommandSpec]:
+        return self.engine.visible_specs(platform)
+
+    async def open_poll_messages(self, platform: str) -> list[MessageRef]:
+        return await self.engine.open_poll_messages(platform)
+
+    async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
+        return await self.engine.reconcile(message, present)
+
+    async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
+        return await self.engine.polls_near(message)
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from core.engine import SORRY
+from core.dead_letters import SORRY
 from core.events import CommandInvoked
 from core.export import say_size
 from core.ports import DeliveryFailed

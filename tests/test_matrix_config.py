@@ -6,11 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import matrix_adapter
+from bot.app import matrix_settings
 from bot.config import ConfigError, MatrixConfig, load_config, parse_config
-from bot.recurrence import CronRecurrence
-from core.engine import Engine
-from tests.support import FakeClock, MemoryStore
 
 ROOT = Path(__file__).resolve().parent.parent
 MINIMAL = {"homeserver": "https://matrix.example.org", "user_id": "@peerbot:example.org"}
@@ -23,10 +20,7 @@ def test_a_matrix_section_runs_matrix_instead_of_the_console() -> None:
     assert config.matrix.command_prefix == "!peer"
     assert config.matrix.facilitator_power_level == 50
     assert "syt_secret" not in repr(config)
-    store = MemoryStore()
-    settings = matrix_adapter(
-        config.matrix, store, Engine(store, FakeClock(), recurrence=CronRecurrence())
-    ).settings  # type: ignore[arg-type]
+    settings = matrix_settings(config.matrix)
     assert settings.access_token == "syt_secret" and settings.password is None
     assert parse_config({}, env={}).platforms() == []
     both = parse_config({"matrix": {**MINIMAL, "password": "x"}, "discord": {"token": "t"}}, env={})

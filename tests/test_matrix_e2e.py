@@ -29,10 +29,9 @@ from adapters.matrix.adapter import (
 from adapters.matrix.translate import WORD_JOINER, reaction_state_key
 from bot import app
 from bot.config import parse_config
-from bot.recurrence import CronRecurrence
 from core.commands import CommandSpec, Invocation
 from core.context import Context, Handler
-from core.engine import SORRY, Engine
+from core.dead_letters import SORRY
 from core.events import (
     Attachment,
     CommandInvoked,
@@ -50,7 +49,6 @@ from tests.fake_discord.server import FakeDiscord
 from tests.matrix_proxy import HoldMode, MatrixProxy
 from tests.matrix_support import (
     Member,
-    RecordingEngine,
     RunningBot,
     from_bot,
     membership,
@@ -706,15 +704,14 @@ async def test_a_token_for_someone_else_is_refused(homeserver: Homeserver, tmp_p
         homeserver=homeserver.url, user_id=mine.user_id, access_token=theirs.access_token
     )
     store = await open_sqlite(tmp_path / "bot.db")
-    adapter = MatrixAdapter(
-        settings, store, RecordingEngine(Engine(store, FakeClock(), recurrence=CronRecurrence()))
-    )
+    bot = app.bootstrap(parse_config({}, env={}), store, FakeClock(), matrix=settings)
+    adapter = bot.adapter(MatrixAdapter)
     try:
         with pytest.raises(LoginFailed, match="belongs to"):
-            await adapter.login()
+            await adapter.start()
         adapter.settings = replace(settings, access_token="syt_not_a_token")
         with pytest.raises(LoginFailed, match="access token was refused"):
-            await adapter.login()
+            await adapter.start()
     finally:
         await adapter.close()
         await store.close()

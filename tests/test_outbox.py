@@ -10,7 +10,8 @@ import pytest
 from bot.recurrence import CronRecurrence
 from core import faults
 from core.commands import COMMANDS, CommandSpec
-from core.engine import SORRY, Engine, MissingHandler
+from core.dead_letters import SORRY
+from core.engine import Engine, MissingHandler
 from core.events import CommandInvoked, ReactionAdded
 from core.outbox import Post, PostKind, PostState
 from core.ports import DeliveryFailed, Outbound, StateChanges

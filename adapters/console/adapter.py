@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import itertools
 import json
 import logging
-import sys
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TextIO
@@ -35,7 +36,7 @@ from core.events import (
     Reply,
 )
 from core.polls import Poll
-from core.ports import DeliveryFailed, Outbound, Store
+from core.ports import DeliveryFailed, EventSink, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -290,5 +291,58 @@ class ConsoleSession:
                 self.chat.print("! Something went wrong handling that line; see the log.")
 
 
-def stdin_is_terminal() -> bool:
-    return sys.stdin.isatty()
+@dataclass(frozen=True, slots=True)
+class ConsoleSettings:
+    """Where the console reads members' lines and prints the conversation, and who is who in it."""
+
+    stdin: TextIO
+    stdout: TextIO
+    facilitators: tuple[str, ...] = ()
+    bot_name: str = "peerbot"
+    default_channel: str = "general"
+    export_dir: Path = DEFAULT_EXPORT_DIR  # where /export writes its files
+
+
+def tolerate_bad_bytes(stdin: TextIO) -> None:
+    """Let a line that is not UTF-8 through as lone surrogates, for the console to refuse that line;
+    strict decoding would raise UnicodeDecodeError and end the whole session."""
+    if isinstance(stdin, io.TextIOWrapper):
+        stdin.reconfigure(errors="surrogateescape")
+
+
+class ConsoleAdapter:
+    """The console as an `Adapter`: serving reads lines until the input ends.
+
+    `advance` moves the bot's clock for `:advance`, doing in order everything that comes due; `settle`
+    sends what a line queued, so that it is printed before the next line is read.
+    """
+
+    def __init__(
+        self,
+        settings: ConsoleSettings,
+        store: Store,
+        sink: EventSink,
+        advance: Callable[[timedelta], Awaitable[None]],
+        settle: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.chat = ConsoleChat(
+            store,
+            settings.stdout,
+            facilitators=list(settings.facilitators),
+            bot_name=settings.bot_name,
+            default_channel=settings.default_channel,
+            export_dir=settings.export_dir,
+        )
+        self.session = ConsoleSession(self.chat, sink.handle, advance, settle, polls_near=sink.polls_near)
+
+    async def start(self) -> None:
+        tolerate_bad_bytes(self.settings.stdin)
+
+    async def serve(self) -> None:
+        """Until the end of the input (Ctrl-D, or the end of a script)."""
+        stdin = self.settings.stdin
+        await self.session.run(stdin, interactive=stdin.isatty())
+
+    async def close(self) -> None:
+        """Nothing to release: the streams belong to the caller."""

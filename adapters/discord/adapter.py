@@ -1,4 +1,4 @@
-"""The Discord adapter: a discord.py client that feeds the engine and the ChatPort it posts through.
+"""The Discord adapter: a discord.py client that feeds the core and the ChatPort it posts through.
 
 Translation between Discord payloads and neutral events lives in `translate.py`; this module does the
 I/O: login, command sync, the gateway, interaction responses and REST calls.
@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 import discord
@@ -46,15 +46,13 @@ from adapters.discord.translate import (
 from adapters.pacing import Pacer
 from core.events import Attachment, ReactionEvent, Reply
 from core.export import too_big
-from core.ports import DeliveryFailed, FileTooLarge, Outbound, Store
+from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
-
-if TYPE_CHECKING:
-    from core.engine import Engine
 
 log = logging.getLogger(__name__)
 
 NO_MENTIONS = discord.AllowedMentions.none()
+DEFAULT_API = "https://discord.com/api"
 BATCH_LIMIT = 256
 ACCESS_MEMORY = 4096
 REACTION_MEMORY = 4096
@@ -65,7 +63,7 @@ MISSING_PERMISSIONS = (
 )
 
 
-class DiscordStartError(Exception):
+class DiscordStartError(AdapterFailed):
     """The adapter could not start; the message is one line for the operator."""
 
 
@@ -229,15 +227,14 @@ class PeerbotClient(discord.AutoShardedClient):
 
 
 class DiscordAdapter:
-    """Runs one discord.py client for the engine: commands in, replies out, reactions to votes."""
+    """Runs one discord.py client: commands in, replies out, reactions to votes (an `Adapter`)."""
 
-    def __init__(self, settings: DiscordSettings, engine: Engine, store: Store) -> None:
+    def __init__(self, settings: DiscordSettings, store: Store, sink: EventSink) -> None:
         self.settings = settings
-        self.engine = engine
         self.store = store
+        self.sink = sink
         self.client = PeerbotClient(self, settings)
         self.chat = DiscordChat(self)
-        engine.attach(self.chat)
         self.reactions: asyncio.Queue[ReactionEvent] = asyncio.Queue()
         self.pending: dict[str, SlashCommand] = {}
         self.ready = asyncio.Event()
@@ -248,12 +245,14 @@ class DiscordAdapter:
         self._reconciling: dict[int, asyncio.Task[None]] = {}  # shard id -> its reconcile pass
         self.reconciled: list[Reconciled] = []  # finished passes, oldest first (diagnostics and tests)
         self._reconciled_changed = asyncio.Condition()
+        self._logging_in = False
 
     # Life cycle --------------------------------------------------------------------------------
 
     async def start(self) -> None:
         """Log in (LoginRejected for a bad token), sync the commands, connect the gateway."""
         point_at(self.settings.api_base_url, self.settings.gateway_url)
+        self._logging_in = True
         try:
             await self.client.login(self.settings.token)
         except discord.LoginFailure:
@@ -265,6 +264,11 @@ class DiscordAdapter:
         except discord.HTTPException as error:  # the command sync in setup_hook
             await self.client.close()
             raise DiscordStartError(f"Discord refused to register the commands: {error}") from None
+        except (OSError, aiohttp.ClientError) as error:
+            await self.client.close()
+            where = self.settings.api_base_url or DEFAULT_API
+            reason = str(error) or type(error).__name__
+            raise DiscordStartError(f"cannot reach Discord at {where}: {reason}") from None
         self._tasks = [
             asyncio.create_task(self.client.connect(), name="discord-gateway"),
             asyncio.create_task(self._apply_reactions(), name="discord-reactions"),
@@ -283,7 +287,8 @@ class DiscordAdapter:
             task.cancel()
         await asyncio.gather(*self._reconciling.values(), return_exceptions=True)
         self._reconciling.clear()
-        await self.client.close()
+        if self._logging_in:  # discord.py's client cannot be closed before its login
+            await self.client.close()
         if self._tasks:
             try:
                 await asyncio.wait_for(self.reactions.join(), drain_timeout)
@@ -304,7 +309,7 @@ class DiscordAdapter:
         """
         app_id = self.client.application_id
         assert app_id is not None
-        payload = command_payloads(self.engine.visible_specs(PLATFORM))
+        payload = command_payloads(self.sink.visible_specs(PLATFORM))
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         scopes: list[int | None] = list(self.settings.guild_ids) or [None]
         for guild_id in scopes:
@@ -323,7 +328,7 @@ class DiscordAdapter:
             )
 
     async def answer(self, interaction: discord.Interaction) -> None:
-        """Run the command and answer within Discord's 3 s: directly if the engine is quick, else defer."""
+        """Run the command and answer within Discord's 3 s: directly if the core is quick, else defer."""
         command = self.pending.pop(str(interaction.id), None)
         if command is None:
             return
@@ -331,7 +336,7 @@ class DiscordAdapter:
         if command.access is not None:
             self._remember_access(event.user.id, event.channel.id, command.access, command.guild_id)
         self.chat.remember_file_limit(event.channel.id, interaction.filesize_limit)
-        work = asyncio.ensure_future(self.engine.handle(event))
+        work = asyncio.ensure_future(self.sink.handle(event))
         done, _ = await asyncio.wait({work}, timeout=self.settings.defer_after)
         deferred = not done
         if deferred:
@@ -443,7 +448,7 @@ class DiscordAdapter:
                 for attempt in range(1, APPLY_ATTEMPTS + 1):
                     try:
                         async with self._applying:
-                            await self.engine.handle_batch(batch)
+                            await self.sink.handle_batch(batch)
                         break
                     except Exception:
                         # Each event is applied at most once, so trying the whole batch again is safe.
@@ -485,7 +490,7 @@ class DiscordAdapter:
         try:
             # Events of the previous session first: they are older than the snapshots taken below.
             await self.reactions.join()
-            messages = await self.engine.open_poll_messages(PLATFORM)
+            messages = await self.sink.open_poll_messages(PLATFORM)
             for message in messages:
                 if not self._serves(shard_id, message):
                     continue
@@ -493,7 +498,7 @@ class DiscordAdapter:
                 try:
                     async with self._applying:
                         present = await self._reactions_now(message)
-                        report.changed += await self.engine.reconcile(message, present)
+                        report.changed += await self.sink.reconcile(message, present)
                 except discord.NotFound:
                     report.skipped += 1
                     log.info("poll message %s is gone (404): not reconciled", message.id)
@@ -552,7 +557,7 @@ class DiscordAdapter:
         try:
             async with self._applying:
                 present = await self._reactions_now(message)
-                changed = await self.engine.reconcile(message, present)
+                changed = await self.sink.reconcile(message, present)
         except discord.NotFound:
             return  # deleted already: its reactions fail for good too
         except Exception:

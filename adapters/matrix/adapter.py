@@ -1,4 +1,4 @@
-"""The Matrix adapter: a matrix-nio client that syncs rooms into the engine and posts its answers.
+"""The Matrix adapter: a matrix-nio client that syncs rooms into the core's event sink and posts its answers.
 
 Exactly once, across restarts: each /sync response (with a `limited` timeline back-filled from
 `prev_batch` down to the previous token) becomes one batch for the engine, and the new sync token is
@@ -13,9 +13,9 @@ import logging
 import secrets
 import uuid
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -61,9 +61,9 @@ from adapters.matrix.translate import (
     translate_timeline,
 )
 from adapters.pacing import Pacer
-from core.events import Attachment, InboundEvent, Reply
+from core.events import Attachment, InboundEvent
 from core.outbox import Post, PostKind
-from core.ports import DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store
+from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -90,7 +90,7 @@ class MatrixError(Exception):
     """A request the homeserver refused; the message says which and why."""
 
 
-class LoginFailed(MatrixError):
+class LoginFailed(MatrixError, AdapterFailed):
     """The credentials do not work: the bot cannot go on."""
 
 
@@ -124,17 +124,6 @@ class MatrixSettings:
     request_timeout: float = 60.0
     # First pause after a failed sync; it doubles up to a minute while failures go on.
     retry_pause: float = 1.0
-
-
-class EventSink(Protocol):
-    """What the adapter feeds: the engine's batch entry point."""
-
-    async def handle_batch(
-        self,
-        events: Sequence[InboundEvent],
-        state: StateChanges | None = None,
-        posts: Sequence[Post] = (),
-    ) -> list[Reply | None]: ...
 
 
 def make_client(settings: MatrixSettings) -> AsyncClient:
@@ -436,7 +425,8 @@ class _Batch:
 
 
 class MatrixAdapter:
-    """Logs in, syncs, accepts invites and feeds every room's events to the engine in batches."""
+    """Logs in, syncs, accepts invites and feeds every room's events to its sink in batches (an
+    `Adapter`)."""
 
     def __init__(
         self,
@@ -460,8 +450,12 @@ class MatrixAdapter:
 
     # Start and stop ----------------------------------------------------------------------------
 
-    async def login(self) -> None:
-        """Log in with the access token or the password; resume from the stored sync token."""
+    async def start(self) -> None:
+        """Log in with the access token or the password; resume from the stored sync token.
+
+        `LoginFailed` when the credentials do not work; `AdapterFailed` when the homeserver cannot be
+        reached.
+        """
         async with self.store.transaction() as tx:
             state = tx.state(PLATFORM)
             stored_user = await state.get(USER_KEY)
@@ -476,7 +470,7 @@ class MatrixAdapter:
         txn_scope = txn_scope or secrets.token_hex(4)
         if self.settings.access_token:
             self.client.restore_login(self.user_id, device_id or "", self.settings.access_token)
-            who = await self.chat.call(self.client.whoami, "whoami")
+            who = await self._reach(self.client.whoami, "whoami")
             if isinstance(who, WhoamiError):
                 raise LoginFailed(f"the access token was refused: {who.status_code} {who.message}")
             if who.user_id != self.user_id:
@@ -492,7 +486,7 @@ class MatrixAdapter:
             # and Synapse keeps transaction ids per device, so keyed sends stay idempotent over restarts.
             self.client.device_id = device_id or ""
             password, device_name = self.settings.password, self.settings.device_name
-            response = await self.chat.call(
+            response = await self._reach(
                 lambda: self.client.login(password, device_name=device_name), "password login"
             )
             if isinstance(response, LoginError):
@@ -517,14 +511,18 @@ class MatrixAdapter:
             "resuming from the stored sync token" if since else "first start: history is ignored",
         )
 
-    async def run(self) -> None:
-        """Log in, then sync until cancelled."""
-        await self.login()
-        await self.sync_forever()
+    async def _reach(self, request: Callable[[], Awaitable[T]], what: str) -> T:
+        """A request at start, when a homeserver that cannot be reached is for the operator to fix."""
+        try:
+            return await self.chat.call(request, what)
+        except (OSError, aiohttp.ClientError) as error:
+            reason = str(error) or type(error).__name__
+            where = self.settings.homeserver
+            raise AdapterFailed(f"cannot reach the Matrix homeserver at {where}: {reason}") from None
 
-    async def sync_forever(self) -> None:
-        """Sync until cancelled. A failed sync is retried from the same token after a growing
-        pause, so nothing is skipped; only a refused login ends the loop."""
+    async def serve(self) -> None:
+        """After start(): sync until cancelled. A failed sync is retried from the same token after a
+        growing pause, so nothing is skipped; only a refused login ends the loop."""
         pause = self.settings.retry_pause
         while True:
             try:

@@ -14,7 +14,7 @@ async def advance(scene: DiscordScene, delta: timedelta) -> None:
     def move_to(when: datetime) -> None:
         scene.clock.current = max(scene.clock.current, when)
 
-    await scene.engine.run_until(scene.clock.now() + delta, move_to)
+    await scene.engine.engine.run_until(scene.clock.now() + delta, move_to)
 
 
 async def test_a_scheduled_nudge_is_posted_at_its_time_without_pings(discord_bot: DiscordScene) -> None:

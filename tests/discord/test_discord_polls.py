@@ -47,7 +47,7 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
     assert "✅" in await results(scene, 1)
 
     scene.clock.advance(timedelta(hours=48))
-    await scene.engine.tick()
+    await scene.engine.engine.tick()
     outcome = fake.sent_messages(scene.channel)[-1]
     assert outcome["content"] == (
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
@@ -66,7 +66,7 @@ async def test_a_block_by_reaction_blocks_the_goal(discord_bot: DiscordScene) ->
     scene.carol.reacts(poll, "⛔")
     await votes_applied(scene, 3)
     scene.clock.advance(timedelta(hours=48))
-    await scene.engine.tick()
+    await scene.engine.engine.tick()
     outcome = scene.fake.sent_messages(scene.channel)[-1]["content"]
     assert outcome.startswith("Goal 1 is blocked")
 
@@ -182,7 +182,7 @@ async def test_a_poll_closed_by_the_scheduler_posts_its_results(discord_bot: Dis
     scene.carol.reacts(poll, yes)
     await votes_applied(scene, 2)
     scene.clock.advance(timedelta(hours=2))
-    await scene.engine.tick()
+    await scene.engine.engine.tick()
     posted = scene.fake.sent_messages(scene.channel)
     assert _names(posted) == ["Poll 1: Meet on Friday?", "Poll 1 closed: Meet on Friday?"]
     assert "2 voters." in posted[-1]["content"]

@@ -19,21 +19,23 @@ import discord.http
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
-from bot.recurrence import CronRecurrence
+from bot.app import Bot, bootstrap
+from bot.config import parse_config
 from core.engine import Engine
-from core.events import CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
+from core.events import CommandInvoked, InboundEvent, Reply
 from core.outbox import Post
 from core.ports import StateChanges
 from core.refs import UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
-from tests.support import FakeClock
+from tests.support import FakeClock, SinkProxy
 
 
-class RecordingEngine(Engine):
-    """The real engine, recording every event it was given (after applying it)."""
+class RecordingEngine(SinkProxy):
+    """The real engine (`.engine`) as the adapter sees it, recording every event it was given (after
+    applying it)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
         self.received: list[InboundEvent] = []
         self.changed = asyncio.Condition()
         self.delay = 0.0  # seconds to take over each command, to make the adapter defer
@@ -65,8 +67,7 @@ class RecordingEngine(Engine):
         if self.batch_delay:
             await asyncio.sleep(self.batch_delay)
         replies = await super().handle_batch(events, state, posts)
-        # Other events went through handle() and are recorded there.
-        self.received.extend(e for e in events if isinstance(e, ReactionAdded | ReactionRemoved))
+        self.received.extend(events)
         async with self.changed:
             self.changed.notify_all()
         return replies
@@ -147,7 +148,7 @@ class Member:
         interaction = fake.run_command(self.user, channel or self.scene.channel, path, options)
         await fake.until(lambda: answered(interaction))
         if self.scene.engine is not None:  # what the command queued (a poll) is posted after the answer
-            await self.scene.engine.settle()
+            await self.scene.engine.engine.settle()
         return Answer(interaction)
 
     def reacts(self, message: dict[str, Any], emoji: str) -> None:
@@ -159,7 +160,8 @@ class Member:
 
 class DiscordScene:
     """A fake Discord with one guild (#general, #study), alice (Manage Server), bob and carol,
-    and Peerbot connected to it with a SQLite store and an injected clock."""
+    and Peerbot connected to it (built by `bootstrap`, as `peerbot run` builds it) with a SQLite store and
+    an injected clock."""
 
     def __init__(self, fake: FakeDiscord, db_path: Path) -> None:
         self.fake = fake
@@ -174,6 +176,7 @@ class DiscordScene:
         self.carol = Member(self, fake.add_member(self.guild, "carol", (self.facilitators_role,)))
         self.clock = FakeClock()
         self.store: SqlStore | None = None
+        self.app: Bot | None = None
         self.engine: RecordingEngine | None = None
         self.bot: DiscordAdapter | None = None
 
@@ -192,16 +195,22 @@ class DiscordScene:
             engine = make_engine(self.db_url)
             await migrate.upgrade(engine)
             self.store = SqlStore(engine)
-        self.engine = RecordingEngine(self.store, self.clock, recurrence=CronRecurrence())
-        self.bot = DiscordAdapter(self.settings(**overrides), self.engine, self.store)
-        await self.bot.start()
+        config, settings = parse_config({}, env={}), self.settings(**overrides)
+        self.app = bootstrap(
+            config, self.store, self.clock, discord=settings, sink=RecordingEngine, tick_every=None
+        )
+        assert isinstance(self.app.sink, RecordingEngine)
+        self.engine = self.app.sink
+        self.bot = self.app.adapter(DiscordAdapter)
+        await self.app.start()
         await asyncio.wait_for(self.bot.wait_until_ready(), 10)
         return self.bot
 
     async def stop_bot(self) -> None:
-        if self.bot is not None:
-            await self.bot.close()
-            self.bot = None
+        """Stop the bot the way `peerbot run` does: close the adapter, then drain the engine."""
+        if self.app is not None:
+            app, self.app, self.bot = self.app, None, None
+            await app.stop()
 
     async def close(self) -> None:
         await self.stop_bot()
