@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -10,7 +11,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
@@ -345,13 +346,43 @@ async def run(
             matrix = matrix_settings(config.matrix) if config.matrix else None
             bot = bootstrap(config, store, clock, discord=discord, matrix=matrix, instance=instance)
         try:
-            await bot.run()
+            with stopped_by_sigterm() as terminated:
+                await bot.run()
         except AdapterFailed as error:
             print(f"peerbot: {error}", file=sys.stderr)
             return 1
+        except asyncio.CancelledError:
+            if not terminated:
+                raise
+            log.info("stopped by SIGTERM")
     finally:
         await store.close()
     return 0
+
+
+@contextlib.contextmanager
+def stopped_by_sigterm() -> Iterator[list[bool]]:
+    """SIGTERM (`docker stop`, systemd) stops the bot as Ctrl-C does: the running task is cancelled, so
+    the outbox is sent and every adapter closed before the process exits with 0. The list says whether
+    it came."""
+    came: list[bool] = []
+    task = asyncio.current_task()
+    loop = asyncio.get_running_loop()
+
+    def terminate() -> None:
+        came.append(True)
+        if task is not None:
+            task.cancel()
+
+    try:
+        loop.add_signal_handler(signal.SIGTERM, terminate)
+    except (NotImplementedError, RuntimeError):  # not on this platform, or not the main thread
+        yield came
+        return
+    try:
+        yield came
+    finally:
+        loop.remove_signal_handler(signal.SIGTERM)
 
 
 def console_settings(config: Config, stdin: TextIO, stdout: TextIO) -> ConsoleSettings:

@@ -85,10 +85,11 @@ class PeerbotProcess:
         fake = self.fake
         await fake.until(lambda: not any(s.connection for s in fake.sessions.values()), 10)
 
-    async def stop(self) -> None:
-        """Interrupt the bot as an operator would: it drains the outbox and exits with 0."""
+    async def stop(self, how: signal.Signals = signal.SIGINT) -> None:
+        """Stop the bot as an operator would (Ctrl-C, or SIGTERM from `docker stop`): it drains the
+        outbox and exits with 0."""
         assert self.process is not None
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(how)
         code = await asyncio.wait_for(self.process.wait(), 20)
         self.process = None
         assert code == 0, self.log.read_text()[-3000:]
@@ -281,18 +282,19 @@ async def test_a_nudge_whose_bot_was_killed_while_posting_it_is_posted_once(
     nudge_posted_once(scene, bot)
 
 
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 async def test_a_post_cut_off_by_an_interrupt_is_finished_before_the_bot_exits(
-    scene: DiscordScene, bot: PeerbotProcess
+    scene: DiscordScene, bot: PeerbotProcess, how: signal.Signals
 ) -> None:
-    """SIGINT while the restarted bot sends the nudge again: the bot gives up on that request and, before
-    it closes its Discord client, sends the row once more with its key. Left for the next start instead,
-    it would post twice once that start came later than Discord remembers the nonce."""
+    """SIGINT or SIGTERM while the restarted bot sends the nudge again: the bot gives up on that request
+    and, before it closes its Discord client, sends the row once more with its key. Left for the next
+    start instead, it would post twice once that start came later than Discord remembers the nonce."""
     fake = scene.fake
     await killed_while_posting_a_nudge(scene, bot, applied=True)
     held = fake.hold("create_message", applied=True)
     await bot.start(at=NUDGE_DUE)
     await asyncio.wait_for(held.reached, 10)
-    await bot.stop()
+    await bot.stop(how)
     held.cut()
     assert [r.status for r in creates(fake, "🔔 Nudge 1:")] == [0, 0, 200]
     nudge_posted_once(scene, bot)
