@@ -125,7 +125,7 @@ async def main(events: int) -> None:
                     .where(processed_events.c.event_id.like("b%"))
                 )
             ).scalar()
-        single = VoteRecorder(store, SystemClock(), max_batch=1)
+        single = VoteRecorder(run.engine.work, run.engine.members.reacted, max_batch=1)
         per_event = await closed_loop(run, single, 3000, in_flight=2000)
         await store.close()
     print(f"sustained (group commit, 2000 submitters): {sustained:,.0f} votes/s over {events:,} events")

@@ -17,6 +17,8 @@ from enum import Enum
 from typing import Any
 
 from core.lifecycle import PHASE_ORDER
+from core.members import MAX_INTRO
+from core.newcomers import MAX_WELCOME_TEXT
 
 MAX_WORD = 100
 MAX_TEXT = 1000
@@ -458,6 +460,55 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ),
         details="reflect q2 <answer> answers question 2 of the open action review; anything else,"
         " even text that starts with a number, is kept as a free reflection.",
+    ),
+    CommandSpec(
+        ("join",),
+        "Join the group's roster, with a few words about yourself.",
+        (
+            Arg(
+                "intro",
+                ArgKind.TEXT,
+                "a few words about you and what you hope to learn",
+                required=False,
+                max_length=MAX_INTRO,
+            ),
+        ),
+        details="Writing, reacting or running a command in the channel puts you on the roster too;"
+        " join again with new words to change your introduction.",
+        example="join New to Rust, here to learn by doing the exercises together",
+    ),
+    CommandSpec(("leave",), "Leave the group's roster; what you did stays, and join brings you back."),
+    CommandSpec(
+        ("members",),
+        "List the members: since when, last active, what they did in 30 days.",
+        (
+            Arg(
+                "setting",
+                ArgKind.CHOICE,
+                "private: how the roster lists you",
+                required=False,
+                choices=("private",),
+            ),
+            Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),
+            PAGE,
+        ),
+        details="members private on lists you by name only; members private off lists your activity again.",
+    ),
+    CommandSpec(
+        ("welcome", "set"),
+        "Set the group's own words at the start of newcomers' welcome.",
+        (Arg("text", ArgKind.TEXT, "your words for newcomers", max_length=MAX_WELCOME_TEXT),),
+        access=Access.FACILITATORS,
+    ),
+    CommandSpec(("welcome", "show"), "Show the welcome newcomers get now."),
+    CommandSpec(
+        ("welcome", "reset"), "Take the group's own words out of the welcome.", access=Access.FACILITATORS
+    ),
+    CommandSpec(
+        ("buddy",),
+        "Show your buddy, or offer (on) or stop offering (off) to be a newcomer's buddy.",
+        (Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),),
+        details="Each newcomer is paired with one active buddy, taking turns; both hear by direct message.",
     ),
     CommandSpec(
         ("export",),

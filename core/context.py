@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -44,6 +44,32 @@ class Context:
 
 
 Handler = Callable[[Context, Invocation], Awaitable[Reply]]
+
+
+@dataclass(frozen=True, slots=True)
+class PrivateContext:
+    """What a command written to the bot privately is given when it concerns the member rather than
+    one group (`help`, `forget-me`): the groups whose roster they are on, on that platform."""
+
+    event: CommandInvoked
+    chat: ChatPort
+    uow: UnitOfWork
+    groups: Sequence[Group]
+
+    @property
+    def prefix(self) -> str:
+        return self.chat.command_prefix
+
+    @property
+    def tx(self) -> StoreTx:
+        return self.uow.tx
+
+    @property
+    def now(self) -> datetime:
+        return self.uow.now
+
+
+PrivateHandler = Callable[[PrivateContext, Invocation], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,11 +13,13 @@ from core.activity import touch
 from core.batches import Batches
 from core.clock import Clock
 from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
-from core.context import Context, Handler, Reader, Reading
+from core.context import Context, Handler, PrivateContext, PrivateHandler, Reader, Reading
 from core.events import (
     Attachment,
     CommandInvoked,
     InboundEvent,
+    MemberJoined,
+    MemberLeft,
     MessagePosted,
     ReactionAdded,
     ReactionRemoved,
@@ -29,6 +31,8 @@ from core.forgetting import forget_me
 from core.help import Help, usage_reply, visible_on
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
+from core.member_service import MemberService
+from core.newcomer_service import NewcomerService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
 from core.polls import Poll
@@ -42,6 +46,7 @@ from core.uow import (
     Bus,
     GoalDecided,
     GoalFinished,
+    MemberArrived,
     PhaseEntered,
     PollClosed,
     ReviewClosed,
@@ -53,10 +58,22 @@ from core.votes import VoteRecorder, reconcile_poll
 log = logging.getLogger(__name__)
 
 DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
+# Commands that do not count as activity in the group, so never put the member on its roster: `join`
+# does that itself, with the member's words; `leave` and `forget-me` must never add them back.
+NOT_ACTIVITY = frozenset({("join",), ("leave",), ("forget-me",)})
 
 
 class MissingHandler(Exception):
     """A command is declared without a handler: the bot must not start."""
+
+
+class _Refused(Exception):
+    """A handler answered with an error: its unit of work is rolled back, so that a refusal or bad input
+    changes nothing (not even the member's place on the roster), and the answer is given on its own."""
+
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(reply.text)
+        self.reply = reply
 
 
 async def ensure_group(tx: StoreTx, channel: ChannelRef, now: datetime) -> Group:
@@ -100,7 +117,9 @@ class Engine:
         self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age)
         bus = Bus()
         self.work = Work(store, clock, bus, self.dispatcher.kick)
-        self.votes = VoteRecorder(store, clock)
+        self.members = MemberService()
+        self.newcomers = NewcomerService(self.work, self.chats, platforms)
+        self.votes = VoteRecorder(self.work, self.members.reacted)
         self.lifecycle = LifecycleService(self.chats)
         self.polls = PollService(self.work, platforms)
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
@@ -113,14 +132,23 @@ class Engine:
             GoalFinished: (self.lifecycle.on_goal_finished,),
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
             ReviewClosed: (self.lifecycle.on_review_closed,),
+            MemberArrived: (self.newcomers.on_member_arrived,),
         }
+        help_ = Help(self.specs)
         self.handlers: dict[tuple[str, ...], Handler] = {
-            **Help(self.specs).handlers(),
+            **help_.handlers(),
             **self.lifecycle.handlers(),
             **self.polls.handlers(),
             **self.goals.handlers(),
             **self.nudges.handlers(),
             **self.reviews.handlers(),
+            **self.members.handlers(),
+            **self.newcomers.handlers(),
+            ("forget-me",): forget_me,
+        }
+        # Commands written privately that concern the member, not one group: they need no group.
+        self.private_handlers: dict[tuple[str, ...], PrivateHandler] = {
+            **help_.private_handlers(),
             ("forget-me",): forget_me,
         }
         # Commands that only read: they run in a read transaction, never making writers wait.
@@ -151,7 +179,22 @@ class Engine:
                 group = await uow.tx.groups.get(event.channel)
                 if group is not None:
                     await touch(uow.tx, group, uow.now)
+                    await self.members.seen(uow, group, event.user)
+        elif isinstance(event, MemberJoined | MemberLeft):
+            await self._membership(event)
         return None
+
+    async def _membership(self, event: MemberJoined | MemberLeft) -> None:
+        """A member joined or left the channel on the platform. A join in a channel without a group
+        starts one, as a command does; a leave there changes nothing."""
+        async with self.work() as uow:
+            if not await uow.tx.events.claim(event.channel.platform, event.event_id, uow.now):
+                return
+            if isinstance(event, MemberJoined):
+                group = await ensure_group(uow.tx, event.channel, uow.now)
+                await self.members.joined(uow, group, event.user)
+            elif (left := await uow.tx.groups.get(event.channel)) is not None:
+                await self.members.left(uow, left, event.user)
 
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
         """Run a command; one that keeps failing is recorded as failed, and the member told so."""
@@ -191,30 +234,103 @@ class Engine:
         except UsageError as error:
             return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
         spec = invocation.spec
+        channel = event.channel
+        if event.direct:
+            private = self.private_handlers.get(spec.path)
+            if private is not None:
+                return await self._run_private(private, event, chat, invocation)
+            found = await self._direct_group(event, chat, invocation)
+            if isinstance(found, Reply):
+                return await self._answer_only(event, found)
+            channel = found.channel  # the command is the group's, answered privately
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
-        facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, event.channel)
+        facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, channel)
         if spec.facilitator_only and not facilitator:
             refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
             return await self._answer_only(event, refused)
         reader = self.readers.get(spec.path)
         if reader is not None:
-            return await self._run_reader(reader, event, chat, invocation, facilitator)
+            return await self._run_reader(reader, event, chat, invocation, facilitator, channel)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
                 if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                     log.info("skipping event %s seen before", event.event_id)
                     return None
-                group = await ensure_group(uow.tx, event.channel, uow.now)
-                await touch(uow.tx, group, uow.now)
+                group = await self._enter(uow, event, channel, spec.path)
                 reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
+                if reply.is_error:
+                    raise _Refused(reply)
                 self._answer(uow, event, reply)
                 return reply
         except UsageError as error:  # nothing the handler did is kept
             return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
+        except _Refused as refused:  # nor is anything when it answers with an error (a refusal)
+            return await self._answer_only(event, refused.reply)
+
+    async def _enter(
+        self, uow: UnitOfWork, event: CommandInvoked, channel: ChannelRef, path: tuple[str, ...]
+    ) -> Group:
+        """The group a command runs in (started on first use), with the command noted as activity in
+        it, unless it was written privately."""
+        group = await ensure_group(uow.tx, channel, uow.now)
+        if not event.direct:
+            await touch(uow.tx, group, uow.now)
+            if path not in NOT_ACTIVITY:
+                await self.members.seen(uow, group, event.user)
+        return group
+
+    async def _run_private(
+        self, handler: PrivateHandler, event: CommandInvoked, chat: ChatPort, inv: Invocation
+    ) -> Reply | None:
+        """A command written privately that concerns the member, not one group (`help`, `forget-me`)."""
+        try:
+            async with self.work() as uow:
+                if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
+                    return None
+                groups = await self._groups_of(uow.tx, event.user)
+                reply = await handler(PrivateContext(event, chat, uow, groups), inv)
+                self._answer(uow, event, reply)
+                return reply
+        except UsageError as error:
+            return await self._answer_only(event, usage_reply(error, chat.command_prefix))
+
+    @staticmethod
+    async def _groups_of(tx: StoreTx, user: UserRef) -> list[Group]:
+        """The groups whose roster the member is on, on their platform, in the order they joined."""
+        places = await tx.members.of_user(user)
+        groups = await tx.groups.many([m.group_id for m in places])
+        return [groups[m.group_id] for m in places if m.group_id in groups]
+
+    async def _direct_group(self, event: CommandInvoked, chat: ChatPort, inv: Invocation) -> Group | Reply:
+        """The group a group's command written privately is for: the member's one group on the
+        platform; else the answer that says why there is none."""
+        async with self.work() as uow:
+            groups = await self._groups_of(uow.tx, event.user)
+        if len(groups) == 1:
+            return groups[0]
+        command = f"{chat.command_prefix}{inv.spec.name}"
+        if not groups:
+            return Reply(
+                f"You are on no group's roster here yet, so {command} has no group to work on: say it in"
+                f" the group's channel (or {chat.command_prefix}join there first).",
+                is_error=True,
+            )
+        names = ", ".join(g.channel.name for g in groups)
+        return Reply(
+            f"You are in {len(groups)} groups here ({names}): say {command} in the channel of the group"
+            " you mean.",
+            is_error=True,
+        )
 
     async def _run_reader(
-        self, reader: Reader, event: CommandInvoked, chat: ChatPort, inv: Invocation, facilitator: bool
+        self,
+        reader: Reader,
+        event: CommandInvoked,
+        chat: ChatPort,
+        inv: Invocation,
+        facilitator: bool,
+        channel: ChannelRef,
     ) -> Reply | None:
         """Run a command that only reads (an export).
 
@@ -228,8 +344,7 @@ class Engine:
             if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                 log.info("skipping event %s seen before", event.event_id)
                 return None
-            group = await ensure_group(uow.tx, event.channel, uow.now)
-            await touch(uow.tx, group, uow.now)
+            group = await self._enter(uow, event, channel, inv.spec.path)
             now = uow.now
         try:
             async with self.store.read() as tx:
@@ -278,7 +393,9 @@ class Engine:
         """Queue the answer, unless the adapter answers in its own idiom (Discord interactions)."""
         if self.chats[event.channel.platform].interactive_replies:
             return
-        if event.message is not None:
+        if event.direct:
+            uow.post(Post(PostKind.DIRECT, event.channel, reply.text, user=event.user))
+        elif event.message is not None:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
         else:
             uow.post(Post(PostKind.SEND, event.channel, reply.text))
@@ -286,8 +403,11 @@ class Engine:
     # Time --------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats; send."""
+        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats, welcomes
+        shared by several newcomers; send."""
         now = self.clock.now()
+        # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
+        await self.newcomers.welcome_due(now)
         await self.polls.close_due(now)
         await self.reviews.close_due(now)
         await self.nudges.deliver_due(now)

@@ -28,6 +28,9 @@ class CommandInvoked:
     text: str
     options: Mapping[str, str | bool] | None = None
     message: MessageRef | None = None
+    # Written to the bot privately (a direct message): `channel` is the direct conversation, the answer
+    # goes there, and it is no activity in any group.
+    direct: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,13 +61,25 @@ class MessagePosted:
 
 @dataclass(frozen=True, slots=True)
 class MemberJoined:
+    """A member joined the channel on the platform (a Matrix room join; a Discord server join, in the
+    server's welcome channel)."""
+
+    event_id: str
+    channel: ChannelRef
+    user: UserRef
+
+
+@dataclass(frozen=True, slots=True)
+class MemberLeft:
+    """A member left the channel on the platform (left the Matrix room, or was removed from it)."""
+
     event_id: str
     channel: ChannelRef
     user: UserRef
 
 
 ReactionEvent = ReactionAdded | ReactionRemoved
-InboundEvent = CommandInvoked | ReactionAdded | ReactionRemoved | MessagePosted | MemberJoined
+InboundEvent = CommandInvoked | ReactionAdded | ReactionRemoved | MessagePosted | MemberJoined | MemberLeft
 
 
 @dataclass(frozen=True, slots=True)

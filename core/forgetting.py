@@ -1,11 +1,12 @@
 """Forgetting a member (`forget-me`): what goes, what stays in the group's record, and how it then reads.
 
-Their own words go (reflections), and so do their votes in polls still open. What belongs to the group
-stays, by "a former member": goals they proposed, polls they opened, phase changes, nudges and reviews
-they started, and their votes in closed polls, so that past decisions read the same. Every key that
-stood for them is replaced by a fresh anonymous key, one per item, so the items link to nothing and
-to each other no more. The bot's own records go or are cleaned: adapter state that names them, unsent
-posts to them, and their names and ids in queued texts and failure reasons.
+Their own words go (reflections), and so do their votes in polls still open, and their places on the
+groups' rosters with what they said about themselves there; nobody has them as a buddy any more. What
+belongs to the group stays, by "a former member": goals they proposed, polls they opened, phase changes,
+nudges and reviews they started, and their votes in closed polls, so that past decisions read the same.
+Every key that stood for them is replaced by a fresh anonymous key, one per item, so the items link to
+nothing and to each other no more. The bot's own records go or are cleaned: adapter state that names
+them, unsent posts to them, and their names and ids in queued texts and failure reasons.
 
 Inbound event ids are the platforms' ids of messages and gateway dispatches (see the adapters'
 translate modules), never user ids, so the records of applied and failed events keep their ids.
@@ -25,7 +26,7 @@ from core.refs import UserRef
 
 if TYPE_CHECKING:
     from core.commands import Invocation
-    from core.context import Context
+    from core.context import Context, PrivateContext
 
 FORMER_MEMBER = "a former member"
 ANONYMOUS_PREFIX = "former:"
@@ -45,6 +46,8 @@ class Forgotten:
     closed_votes: int = 0  # kept in closed polls' tallies under an anonymous key
     renamed: int = 0  # goals, polls, phase changes, schedules and reviews now by "a former member"
     records: int = 0  # adapter state, outbox rows and failed events deleted or cleaned
+    rosters: int = 0  # places on groups' rosters deleted
+    buddies: int = 0  # members whose buddy they were, who now have none
 
 
 def identifiers(user: UserRef, stored_names: Iterable[str]) -> list[str]:
@@ -112,17 +115,20 @@ def report(done: Forgotten) -> str:
         f" {'counts' if done.closed_votes == 1 else 'count'}, without your name.\n"
         f"Goals, polls, nudges, reviews and phase changes of yours now say “{FORMER_MEMBER}”"
         f" ({done.renamed}); {_count(done.records, 'record', 'records')} the bot kept about you"
-        " deleted or cleaned."
+        f" deleted or cleaned.\nYou are off {_count(done.rosters, 'roster', 'rosters')}, and out of"
+        f" {_count(done.buddies, 'buddy pair', 'buddy pairs')}."
     )
 
 
-async def forget_me(ctx: Context, inv: Invocation) -> Reply:
+async def forget_me(ctx: Context | PrivateContext, inv: Invocation) -> Reply:
+    """Forget the member on this platform (every group): in a group's channel, or written privately."""
     if inv.args.get("confirm") != "confirm":
         return Reply(
             "This deletes your reflections and your votes in open polls, in every group this bot serves"
             f" on {ctx.chat.platform}. Your votes in closed polls stay in their tallies without your name;"
             f" goals, polls, nudges and reviews you started stay, by “{FORMER_MEMBER}”. Messages and"
             " reactions on the chat itself are not changed: take your reactions off open polls there too."
+            " You leave every group's roster, and nobody has you as a buddy any more."
             f" To go ahead, say {ctx.prefix}forget-me confirm."
         )
     return Reply(report(await ctx.tx.members.forget(ctx.event.user)))

@@ -13,7 +13,7 @@ from core.commands import (
     command_groups,
     find_spec,
 )
-from core.context import Context, Handler
+from core.context import Context, Handler, PrivateContext, PrivateHandler
 from core.events import Reply
 
 
@@ -31,7 +31,11 @@ class Help:
     def handlers(self) -> dict[tuple[str, ...], Handler]:
         return {("help",): self._help}
 
-    async def _help(self, ctx: Context, inv: Invocation) -> Reply:
+    def private_handlers(self) -> dict[tuple[str, ...], PrivateHandler]:
+        """Help in a direct message: it needs no group."""
+        return {("help",): self._help}
+
+    async def _help(self, ctx: Context | PrivateContext, inv: Invocation) -> Reply:
         specs = visible_on(self.specs, ctx.chat.platform)
         structured = ctx.event.options is not None
         wanted = inv.text("command").removeprefix(ctx.prefix.strip()).strip()

@@ -106,6 +106,9 @@ class Group:
     auto_checkin: bool = True  # entering Cooperating adds a weekly check-in nudge
     last_activity_at: datetime | None = None
     heartbeat_sent_at: datetime | None = None
+    welcome_text: str = ""  # the group's own words for newcomers (`welcome set`)
+    # Joins until then wait for one shared welcome (core/newcomers.py); None: none is waiting.
+    welcome_until: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.members import Contributions, Member
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -294,6 +295,15 @@ class GroupRepo(Protocol):
 
     async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None: ...
 
+    async def set_welcome_text(self, group_id: int, text: str) -> None:
+        """The group's own words for newcomers; empty for none."""
+        ...
+
+    async def claim_welcome(self, group_id: int, now: datetime, until: datetime) -> bool:
+        """Open a welcome window until `until`, unless one is open at `now` (then False): of two joins
+        at once, in one process or two, exactly one is welcomed at once."""
+        ...
+
     async def touch_activity(self, group_id: int, at: datetime) -> None: ...
 
     async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
@@ -482,10 +492,59 @@ class ReviewRepo(Protocol):
 
 
 class MemberRepo(Protocol):
-    """The group's members, across every aggregate that names them."""
+    """The group's members: the roster (core/members.py), and what they did across every aggregate
+    that names them."""
+
+    async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> Member:
+        """Put a newcomer on the roster, active `at`."""
+        ...
+
+    async def get(self, group_id: int, key: str) -> Member | None:
+        """The member with this key, on the roster or once on it."""
+        ...
+
+    async def roster(self, group_id: int) -> list[Member]:
+        """The members on the group's roster, in the order they first joined."""
+        ...
+
+    async def of_user(self, user: UserRef) -> list[Member]:
+        """The member's places on rosters of groups on their platform, in the order they joined."""
+        ...
+
+    async def set_left(self, member_id: int, at: datetime | None) -> None:
+        """Off the roster from `at`; None puts them back on it (their first join is kept)."""
+        ...
+
+    async def record_activity(self, group_id: int, keys: Collection[str], at: datetime) -> set[str]:
+        """Note that these members were active `at` (those on the roster); returns the keys the group
+        knows, on its roster or once on it, so the caller can tell newcomers."""
+        ...
+
+    async def save_settings(self, member: Member) -> None:
+        """Keep a member's name, intro, and private, buddy and reminders flags as given."""
+        ...
+
+    async def pair(self, newcomer_id: int, buddy: Member, at: datetime) -> None:
+        """Make `buddy` the newcomer's buddy; the buddy was last given a newcomer `at`."""
+        ...
+
+    async def hold_welcome(self, member_id: int, until: datetime) -> None:
+        """The member's welcome waits until then (see `claim_welcomes`)."""
+        ...
+
+    async def claim_welcomes(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Member]:
+        """The members on these platforms whose welcome is due by `now`, no longer waiting: of two
+        processes, each gets a member at most once. Ordered by group, then by when they joined."""
+        ...
+
+    async def contributions(self, group_id: int, since: datetime) -> dict[str, Contributions]:
+        """What each member did in the group since then, by key: goals proposed, polls voted in
+        (opened since then), reflections. Members who did nothing are left out."""
+        ...
 
     async def forget(self, user: UserRef) -> Forgotten:
-        """Forget a member on their platform, as core/forgetting.py describes.
+        """Forget a member on their platform, as core/forgetting.py describes: off every roster and
+        out of every buddy pair, among the rest.
 
         Rows are found by the member's key; rows kept before keys were stored beside names (schedules
         and reviews of databases older than revision 0005) by the names the member is stored under.
@@ -536,7 +595,8 @@ class StoreTx(Protocol):
         self, platforms: Collection[str], heartbeat_after: timedelta | None = None
     ) -> datetime | None:
         """The earliest moment anything on these platforms is due: a schedule, a poll or review closing,
-        a post waiting in the outbox (held for quiet hours, or to be retried), and with
+        a post waiting in the outbox (held for quiet hours, or to be retried), a welcome waiting for
+        the joins that share it, and with
         `heartbeat_after` (the silence that earns a heartbeat) a group's heartbeat."""
         ...
 

@@ -19,6 +19,7 @@ from core import faults
 from core.clock import Clock
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, PhaseChange
+from core.members import Member
 from core.outbox import Post
 from core.polls import Poll, Tally
 from core.ports import Store, StoreTx
@@ -63,7 +64,16 @@ class ReviewClosed:
     review: Review
 
 
-DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed
+@dataclass(frozen=True, slots=True)
+class MemberArrived:
+    """A member came onto the group's roster: for the first time, or back after leaving."""
+
+    group: Group
+    member: Member
+    first_time: bool
+
+
+DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MemberArrived
 
 # A subscriber may return a line to add to the answer of the command that caused the event.
 Subscriber = Callable[["UnitOfWork", DomainEvent], Awaitable[str | None]]

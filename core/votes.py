@@ -11,20 +11,24 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 from core.activity import touch
-from core.clock import Clock
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
-from core.ports import StateChanges, Store, StoreTx
+from core.ports import StateChanges, StoreTx
 from core.refs import UserRef
+from core.uow import UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
+
+
+# What else a batch of reactions means, in its unit of work (members' activity on the roster).
+Activity = Callable[[UnitOfWork, Sequence[ReactionEvent]], Awaitable[None]]
 
 
 @dataclass(slots=True)
@@ -35,9 +39,9 @@ class _Pending:
 
 
 class VoteRecorder:
-    def __init__(self, store: Store, clock: Clock, max_batch: int = MAX_BATCH) -> None:
-        self.store = store
-        self.clock = clock
+    def __init__(self, work: Work, activity: Activity | None = None, max_batch: int = MAX_BATCH) -> None:
+        self.work = work
+        self.activity = activity
         self.max_batch = max_batch
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -60,11 +64,14 @@ class VoteRecorder:
         while self._queue:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                async with self.store.transaction() as tx:
-                    await apply_reactions(tx, [p.event for p in batch], self.clock)
+                async with self.work() as uow:
+                    events = [p.event for p in batch]
+                    await apply_reactions(uow.tx, events, uow.now)
+                    if self.activity is not None:
+                        await self.activity(uow, events)
                     for p in batch:
                         if p.state is not None:
-                            await p.state.save(tx)
+                            await p.state.save(uow.tx)
             except Exception as error:
                 log.exception("could not record %d reaction events", len(batch))
                 for p in batch:
@@ -111,14 +118,13 @@ async def reconcile_poll(
     return len(changes)
 
 
-async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:
+async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], now: datetime) -> None:
     """Turn reaction events into vote changes, in order, each event at most once.
 
     Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
     counts as activity there (the heartbeat measures silence).
     """
-    now = clock.now()
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
     for e in events:
         by_platform[e.message.channel.platform].append(e)

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from bot.recurrence import CronRecurrence
+from core import members as roster
 from core.commands import CommandSpec
-from core.engine import Engine
+from core.engine import Engine, ensure_group
 from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
 from core.goals import Goal, GoalStatus
@@ -339,6 +340,16 @@ class MemoryGroups(_MemoryPart):
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         self._update(group_id, last_activity_at=at)
 
+    async def set_welcome_text(self, group_id: int, text: str) -> None:
+        self._update(group_id, welcome_text=text)
+
+    async def claim_welcome(self, group_id: int, now: datetime, until: datetime) -> bool:
+        current = self.d.groups[group_id].welcome_until
+        if current is not None and current > now:
+            return False
+        self._update(group_id, welcome_until=until)
+        return True
+
     @staticmethod
     def _silence_unanswered(g: Group) -> bool:
         # Like SQL's NULL comparison: no heartbeat yet counts as unanswered, even with no activity.
@@ -642,6 +653,100 @@ class MemoryReviews(_MemoryPart):
 
 
 class MemoryMembers(_MemoryPart):
+    async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> roster.Member:
+        if any(m.group_id == group_id and m.key == user.key for m in self.d.members.values()):
+            raise ValueError(f"{user.key} is a member of group {group_id} already")  # as the unique key
+        self.d.last_member += 1
+        member = roster.Member(
+            self.d.last_member, group_id, user.key, user.name, at, last_active_at=at, intro=intro
+        )
+        self.d.members[member.id] = member
+        return member
+
+    async def get(self, group_id: int, key: str) -> roster.Member | None:
+        return next((m for m in self.d.members.values() if m.group_id == group_id and m.key == key), None)
+
+    @staticmethod
+    def _joined(found: list[roster.Member]) -> list[roster.Member]:
+        return sorted(found, key=lambda m: (m.joined_at, m.id))
+
+    async def roster(self, group_id: int) -> list[roster.Member]:
+        return self._joined([m for m in self.d.members.values() if m.group_id == group_id and m.on_roster])
+
+    async def of_user(self, user: UserRef) -> list[roster.Member]:
+        return self._joined([m for m in self.d.members.values() if m.key == user.key and m.on_roster])
+
+    def _update(self, member_id: int, **changes: Any) -> None:
+        self.d.members[member_id] = replace(self.d.members[member_id], **changes)
+
+    async def set_left(self, member_id: int, at: datetime | None) -> None:
+        self._update(member_id, left_at=at)
+
+    async def record_activity(self, group_id: int, keys: Collection[str], at: datetime) -> set[str]:
+        known = set()
+        for m in list(self.d.members.values()):
+            if m.group_id == group_id and m.key in keys:
+                known.add(m.key)
+                if m.on_roster:
+                    self._update(m.id, last_active_at=at)
+        return known
+
+    async def save_settings(self, member: roster.Member) -> None:
+        self._update(
+            member.id,
+            name=member.name,
+            intro=member.intro,
+            private=member.private,
+            buddy=member.buddy,
+            reminders=member.reminders,
+        )
+
+    async def pair(self, newcomer_id: int, buddy: roster.Member, at: datetime) -> None:
+        self._update(newcomer_id, buddy_key=buddy.key)
+        self._update(buddy.id, paired_at=at)
+
+    async def hold_welcome(self, member_id: int, until: datetime) -> None:
+        self._update(member_id, welcome_due_at=until)
+
+    async def claim_welcomes(
+        self, now: datetime, limit: int, platforms: Collection[str]
+    ) -> list[roster.Member]:
+        due = [
+            m
+            for m in self.d.members.values()
+            if m.welcome_due_at is not None and m.welcome_due_at <= now and self._on(m.group_id, platforms)
+        ]
+        claimed = sorted(due, key=lambda m: (m.welcome_due_at, m.id))[:limit]
+        for m in claimed:
+            self._update(m.id, welcome_due_at=None)
+        return sorted(
+            (replace(m, welcome_due_at=None) for m in claimed), key=lambda m: (m.group_id, m.joined_at, m.id)
+        )
+
+    async def contributions(self, group_id: int, since: datetime) -> dict[str, roster.Contributions]:
+        counts: dict[str, dict[str, int]] = {}
+
+        def count(key: str, what: str) -> None:
+            done = counts.setdefault(key, {})
+            done[what] = done.get(what, 0) + 1
+
+        for g in self.d.goals.values():
+            if g.group_id == group_id and g.created_at >= since:
+                count(g.proposer_key, "proposals")
+        voted = {
+            (poll_id, r.user_key)
+            for (poll_id, _, _), r in self.d.reactions.items()
+            if r.present
+            and self.d.polls[poll_id].group_id == group_id
+            and self.d.polls[poll_id].created_at >= since
+        }
+        for _, user_key in voted:
+            count(user_key, "votes")
+        for r in self.d.reflections.values():
+            if r.group_id == group_id and r.at >= since:
+                count(r.user_key, "reflections")
+        return {key: roster.Contributions(**done) for key, done in counts.items()}
+
     async def forget(self, user: UserRef) -> Forgotten:
         d, key = self.d, user.key
         stored_names = {g.proposer_name for g in d.goals.values() if g.proposer_key == key}
@@ -652,6 +757,7 @@ class MemoryMembers(_MemoryPart):
         stored_names |= {c.by for c in d.changes if c.by_key == key}
         stored_names |= {s.created_by for s in d.schedules.values() if s.created_by_key == key}
         stored_names |= {r.started_by for r in d.reviews.values() if r.started_by_key == key}
+        stored_names |= {m.name for m in d.members.values() if m.key == key}
         words = identifiers(user, stored_names)
         names = {user.name, *stored_names} - {FORMER_MEMBER}
 
@@ -711,6 +817,15 @@ class MemoryMembers(_MemoryPart):
             d.reviews[r.id] = replace(r, started_by_key=anonymous_key(), started_by=FORMER_MEMBER)
             renamed += 1
 
+        # Off every roster, and out of every buddy pair: nobody's buddy is them any more.
+        rosters = buddies = 0
+        for m in list(d.members.values()):
+            if m.key == key:
+                del d.members[m.id]
+                rosters += 1
+            elif m.buddy_key == key:
+                d.members[m.id] = replace(m, buddy_key="")
+                buddies += 1
         records = 0
         for state_key in [k for k, v in d.state.items() if names_user(k, v, user)]:
             del d.state[state_key]
@@ -731,7 +846,7 @@ class MemoryMembers(_MemoryPart):
             if event[0] == user.platform and scrub(reason, words) != reason:
                 d.failed[event] = (at, scrub(reason, words))
                 records += 1
-        return Forgotten(len(mine), open_votes, closed_votes, renamed, records)
+        return Forgotten(len(mine), open_votes, closed_votes, renamed, records, rosters, buddies)
 
 
 class MemoryTx(_MemoryPart):
@@ -773,6 +888,11 @@ class MemoryTx(_MemoryPart):
             if r.row.state in (PostState.PENDING, PostState.POSTED)
             and r.row.post.channel.platform in platforms
         ]
+        times += [
+            m.welcome_due_at
+            for m in self.d.members.values()
+            if m.welcome_due_at is not None and self._on(m.group_id, platforms)
+        ]
         if heartbeat_after is not None:
             times += [
                 g.last_activity_at + heartbeat_after
@@ -805,6 +925,8 @@ class MemoryData:
     outbox: dict[int, _Row] = field(default_factory=dict)
     last_post: int = 0
     failed: dict[tuple[str, str], tuple[datetime, str]] = field(default_factory=dict)
+    members: dict[int, roster.Member] = field(default_factory=dict)
+    last_member: int = 0
 
 
 class MemoryStore:
@@ -854,6 +976,14 @@ class Harness:
             assert poll is not None
             return tally(poll, await tx.polls.reactions(poll.id))
 
+    async def regulars(self, *names: str) -> None:
+        """Members on the group's roster from before the test begins, welcomed long ago: for tests of
+        something else than joining, whose members' first commands would otherwise welcome them."""
+        async with self.store.transaction() as tx:
+            group = await ensure_group(tx, self.channel, self.clock.now())
+            for name in names:
+                await tx.members.add(group.id, self.member(name).user, self.clock.now())
+
     def member(self, name: str, user_id: str | None = None) -> Member:
         """A member called `name`, whose platform id is `user_id` (by default the name itself)."""
         return Member(self, UserRef(self.chat.platform, user_id or name, name))
@@ -870,6 +1000,15 @@ class Member:
     async def says(self, text: str, channel: ChannelRef | None = None) -> Reply | None:
         assert text.startswith("/")
         event = CommandInvoked(self.h.next_event_id(), channel or self.h.channel, self.user, text[1:])
+        reply = await self.h.engine.handle(event)
+        await self.h.engine.settle()
+        return reply
+
+    async def whispers(self, text: str) -> Reply | None:
+        """Write a command to the bot privately (a direct message)."""
+        assert text.startswith("/")
+        channel = ChannelRef(self.h.chat.platform, f"dm-{self.user.id}")
+        event = CommandInvoked(self.h.next_event_id(), channel, self.user, text[1:], direct=True)
         reply = await self.h.engine.handle(event)
         await self.h.engine.settle()
         return reply

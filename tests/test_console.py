@@ -104,12 +104,11 @@ async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path
     assert second.returncode == 0, second.stderr
     # The fake time restarts with each process; the phase, the ids and the weekly check-in that
     # entering Cooperating scheduled (Monday 18:00, passed during the 2 days) come from the database.
+    # The first console used m1 to m3 (alice's line, her welcome, the answer).
     lines = second.stdout.splitlines()
-    assert lines[0].startswith("#general [m3] peerbot: 🔔 Weekly check-in: ")
-    assert lines[2:4] == [
-        "#general [m4] bob: /status",
-        "#general [m5] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days).",
-    ]
+    assert lines[0].startswith("#general [m4] peerbot: 🔔 Weekly check-in: ")
+    assert lines[2:4] == ["#general [m5] bob: /status", "#general [m6] peerbot: Welcome, bob! 👋"]
+    assert "#general [m7] peerbot: Phase: Cooperating, since 2026-03-02 09:00 UTC (2 days)." in lines
 
 
 class RunningConsole:
@@ -162,8 +161,8 @@ async def test_a_second_console_on_the_same_database_is_refused(db_url: str, tmp
         assert second.stdout == ""
         (line,) = second.stderr.splitlines()
         assert line.startswith("peerbot: another console is using the database at ")
-        # The first carries on, with ids nobody else took.
-        assert (await first.says("carol: /status", "peerbot: Phase"))[0] == "#general [m3] carol: /status"
+        # The first carries on, with ids nobody else took (m2 was alice's welcome, m3 the answer).
+        assert (await first.says("carol: /status", "peerbot: Phase"))[0] == "#general [m4] carol: /status"
         assert first.end() == 0
     finally:
         first.kill()
@@ -178,10 +177,11 @@ async def test_a_console_killed_with_sigkill_restarts_at_once(db_url: str, tmp_p
     again = run_console("bob: /status\n", db_url, tmp_path)
     assert again.returncode == 0, again.stderr
     # Killed before it recorded the answer as sent, the first console left it to be printed again,
-    # under its own id m2 (docs/decisions.md, the outbox); the ids go on from there.
+    # under its own id m3 (after alice's welcome, m2: docs/decisions.md, the outbox); the ids go on from
+    # there. Bob's welcome waits for the joins of the next ten minutes.
     lines = again.stdout.splitlines()
-    bob = lines.index("#general [m3] bob: /status")
-    assert lines[bob + 1].startswith("#general [m4] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC")
+    bob = lines.index("#general [m4] bob: /status")
+    assert lines[bob + 1].startswith("#general [m5] peerbot: Phase: Organizing, since 2026-03-02 09:00 UTC")
 
 
 def test_sqlite_file_lands_under_data_by_default(tmp_path: Path) -> None:
@@ -199,7 +199,7 @@ def test_export_writes_a_file_under_data_exports_and_shows_its_path(tmp_path: Pa
     assert result.returncode == 0, result.stderr
     first, second = [line for line in result.stdout.splitlines() if "📦" in line]
     assert first.startswith(
-        "#general [m7] peerbot: 📦 #general: the group's record as JSON, 1 goal, 1 poll, 0 reviews,"
+        "#general [m8] peerbot: 📦 #general: the group's record as JSON, 1 goal, 1 poll, 0 reviews,"
         " 1 reflection ("
     )
     assert first.endswith("). Written to data/exports/peerbot-general-2026-03-02-0900.json")

@@ -81,4 +81,4 @@ def test_a_huge_advance_in_a_session_changes_nothing(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     lines = result.stdout.decode("utf-8").splitlines()
     assert lines[0] == "! Cannot advance by more than 366d at a time."
-    assert lines[2] == "#general [m2] peerbot: Phase: Convening, since 2026-03-02 09:00 UTC (just now)."
+    assert "#general [m3] peerbot: Phase: Convening, since 2026-03-02 09:00 UTC (just now)." in lines

@@ -55,8 +55,12 @@ async def tables_naming_zed(store: SqlStore) -> dict[str, list[str]]:
 async def fill_with_zed(h: Harness) -> None:
     """Zed takes part in everything the bot keeps, through the engine."""
     alice, carol, zed = h.member("alice"), h.member("carol"), h.member(ZED_NAME, ZED_ID)
+    await carol.says("/buddy on")  # on the roster first, so she is Zed's buddy
     await alice.says("/goal rules 2 1d")
     await zed.says("/phase set organizing")
+    await zed.says(f"/join I am {ZED_NAME}, here for the glossary")
+    await zed.says("/buddy on")
+    await h.member("dora").says("/join")  # Zed is her buddy: his turn, Carol had two newcomers
     await zed.says("/goal propose Write a shared glossary")  # goal 1, consent poll 1
     consent = h.chat.sent[-1].ref
     for member in (alice, carol, zed):
@@ -119,19 +123,23 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
         "adapter_state",
         "outbox",
         "failed_events",
+        "members",
     }
     assert set(await tables_naming_zed(store)) == everywhere  # every table that can name a member does
     consent_before, evenings_before = await h.tally(1), await h.tally(2)
     results_before = await h.member("alice").says("/poll results 1")
     assert (await h.tally(3)).counts == (1, 1)
-    sent_before = len(h.chat.sent)
+    sent_before, direct_before = len(h.chat.sent), len(h.chat.direct)
+    # Each pair was told: Carol is buddy to Alice and to Zed, Zed to Dora.
+    assert [u.id for u, _ in h.chat.direct] == ["alice", "carol", ZED_ID, "carol", "dora", ZED_ID]
 
     done = await h.member(ZED_NAME, ZED_ID).says("/forget-me confirm")
 
     assert done is not None and done.text == (
         "Done: 2 reflections and 1 vote in open polls deleted; 3 votes in closed polls still count,"
         " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
-        " “a former member” (12); 4 records the bot kept about you deleted or cleaned."
+        " “a former member” (12); 4 records the bot kept about you deleted or cleaned.\n"
+        "You are off 1 roster, and out of 1 buddy pair."
     )
     assert await tables_naming_zed(store) == {}
     for form in ("md", "json", "csv"):
@@ -176,7 +184,9 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
     assert made_from_zeds is not None and made_from_zeds.question == (
         "Goal 3: Pairing helps me (proposed by a former member). Do you consent?"
     )
-    assert not any(ZED_NAME in t for t in announcements) and h.chat.direct == []
+    assert not any(ZED_NAME in t for t in announcements) and h.chat.direct[direct_before:] == []
+    dora = await h.member("dora").says("/buddy")
+    assert dora is not None and dora.text.startswith("You have no buddy in #general.")
 
 
 async def test_rows_kept_before_keys_were_stored_are_found_by_name(db_url: str) -> None:

@@ -123,6 +123,7 @@ async def test_done_and_drop_are_for_the_proposer_or_a_facilitator(harness: Harn
 
 
 async def test_dropping_a_proposal_closes_its_poll_quietly(harness: Harness) -> None:
+    await harness.regulars("alice", "bob", "carol")
     msg = await propose(harness)
     posted = len(harness.chat.sent)
     reply = await harness.member("alice").says("/goal drop 1")

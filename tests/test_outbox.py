@@ -42,6 +42,7 @@ async def test_a_post_that_fails_for_a_while_is_sent_once_with_the_same_key() ->
     h = Harness()
     h.chat = FlakyChat(facilitators={"alice"})
     h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    await h.regulars("alice")
     h.chat.refusals = [TimeoutError("no answer"), DeliveryFailed("busy", permanent=False, retry_after=30)]
     await h.member("alice").says("/poll create Tea? | yes | no")
     assert h.chat.sent == [] and [r.state for r in await outbox_rows(h)] == [PostState.PENDING]
@@ -63,6 +64,7 @@ async def test_a_post_the_platform_will_never_take_is_marked_failed_and_the_lane
     h = Harness()
     h.chat = FlakyChat(facilitators={"alice"})
     h.engine = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    await h.regulars("alice")
     h.chat.refusals = [DeliveryFailed("Missing Permissions", permanent=True)]
     await h.member("alice").says("/poll create First? | a | b")
     await h.member("alice").says("/poll create Second? | a | b")
@@ -77,6 +79,7 @@ async def test_a_post_not_sent_within_the_maximum_age_is_dropped_not_posted_late
     h.engine = Engine(
         h.store, h.clock, [h.chat], recurrence=CronRecurrence(), outbox_max_age=timedelta(minutes=10)
     )
+    await h.regulars("alice")
     h.chat.refusals = [DeliveryFailed("down", permanent=False, retry_after=60 * 60)]
     await h.member("alice").says("/pulse")
     h.clock.advance(timedelta(hours=2))

@@ -94,6 +94,7 @@ async def test_a_bad_poll_is_refused_alike_typed_or_as_options(
 
 
 async def test_a_poll_from_options_is_the_poll_typed(harness: Harness) -> None:
+    await harness.regulars("bob")
     await harness.member("bob").says("/poll create --multiple --closes 2h Pace? | 🐢 slower | same")
     await harness.member("bob").runs(
         "poll create", question="Pace?", option1="🐢 slower", option2="same", multiple=True, closes="2h"

@@ -30,6 +30,8 @@ ATTEMPTS = {
     "quiet-hours": "/quiet-hours 22:00-08:00",
     "auto": "/auto digest on",
     "review summary": "/review summary",
+    "welcome set": "/welcome set Hi there, read the pinned notes first.",
+    "welcome reset": "/welcome reset",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

@@ -141,7 +141,8 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
     assert done is not None and done.text == (
         "Done: 1 reflection and 2 votes in open polls deleted; 0 votes in closed polls still count,"
         " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
-        " “a former member” (0); 0 records the bot kept about you deleted or cleaned."
+        " “a former member” (0); 0 records the bot kept about you deleted or cleaned.\n"
+        "You are off 1 roster, and out of 0 buddy pairs."
     )
     async with harness.store.transaction() as tx:
         assert [r.user_name for r in await tx.reviews.reflections(1)] == ["bob"]
@@ -151,6 +152,7 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
 
 async def test_entering_assessing_announces_the_move_before_the_review_questions(harness: Harness) -> None:
     harness.chat.interactive_replies = False  # answers go through the outbox, as on Matrix and the console
+    await harness.regulars("alice")
     await harness.member("alice").says("/phase set assessing")
     posted = [s.text.splitlines()[0] for s in harness.chat.sent]
     assert posted == [

@@ -14,6 +14,7 @@ from adapters.sql.schema import metadata
 from adapters.sql.store import SqlStore, make_engine
 from core.lifecycle import Phase, PhaseChange
 from core.refs import ChannelRef
+from tests.support import Harness
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -90,6 +91,55 @@ async def test_goals_kept_before_0007_were_put_forward_by_their_proposer(db_url:
         async with engine.connect() as conn:
             columns = await conn.run_sync(lambda c: [col["name"] for col in inspect(c).get_columns("goals")])
         assert "put_forward_by_key" not in columns and "proposer_key" in columns
+    finally:
+        await engine.dispose()
+
+
+async def test_members_who_took_part_before_0008_are_on_the_roster_and_not_welcomed(db_url: str) -> None:
+    engine = make_engine(db_url)
+    later = T0 + timedelta(days=2)
+    rows = [
+        "INSERT INTO groups (id, platform, channel_id, phase, phase_since, created_at)"
+        " VALUES (1, 'fake', 'general', 'organizing', :t0, :t0)",
+        "INSERT INTO goals (group_id, text, status, proposer_key, proposer_name, created_at, updated_at)"
+        " VALUES (1, 'Learn Rust', 'accepted', 'fake:bob', 'Bob', :t0, :t0)",
+        "INSERT INTO polls (id, group_id, kind, question, options, multiple, hidden, author_key, author_name,"
+        " created_at, closes_at, platform, channel_id) VALUES (1, 1, 'poll', 'Tea?', '[]', false, false,"
+        " 'fake:alice', 'Alice', :t1, :t1, 'fake', 'general')",
+        "INSERT INTO poll_reactions (poll_id, user_key, option, user_name, present, seq)"
+        " VALUES (1, 'fake:carol', 0, 'Carol', true, 1), (1, 'former:0a1b', 0, 'a former member', true, 2)",
+        "INSERT INTO reflections (group_id, user_key, user_name, text, at)"
+        " VALUES (1, 'fake:bob', 'Bob', 'Pairing helps', :later)",
+        # What the bot did itself, and a name from before keys were kept: nobody to put on the roster.
+        "INSERT INTO phase_changes (group_id, from_phase, to_phase, at, by_name, by_key)"
+        " VALUES (1, NULL, 'convening', :t0, 'peerbot', '')",
+        "INSERT INTO schedules (group_id, kind, cron, description, created_by, created_at, created_by_key)"
+        " VALUES (1, 'checkin', '0 18 * * MON', 'weekly mon 18:00', 'peerbot', :t0, 'peerbot:peerbot')",
+    ]
+    try:
+        await migrate.upgrade(engine, "0007")
+        async with engine.begin() as conn:
+            for row in rows:
+                await conn.execute(text(row), {"t0": T0, "t1": T0 + timedelta(hours=1), "later": later})
+        await migrate.upgrade(engine)
+        store = SqlStore(engine)
+        async with store.transaction() as tx:
+            seeded = sorted(
+                (m.key, m.name, m.joined_at, m.last_active_at) for m in await tx.members.roster(1)
+            )
+        assert seeded == [
+            ("fake:alice", "Alice", T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
+            ("fake:bob", "Bob", T0, later),
+            ("fake:carol", "Carol", T0 + timedelta(hours=1), T0 + timedelta(hours=1)),
+        ]
+        h = Harness(store=store)
+        h.clock.current = later
+        await h.member("bob", "bob").says("/status")
+        assert h.chat.sent == []  # no welcome for Bob: he was there before
+        await migrate.downgrade(engine, "0007")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert "members" not in tables
     finally:
         await engine.dispose()
 

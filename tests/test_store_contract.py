@@ -28,6 +28,7 @@ from core.clock import utc
 from core.forgetting import FORMER_MEMBER, Forgotten
 from core.goals import GoalStatus
 from core.lifecycle import Phase, PhaseChange, QuietHours
+from core.members import Contributions
 from core.outbox import Post, PostKind, PostState
 from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import (
@@ -868,6 +869,179 @@ async def test_forgetting_a_member_deletes_their_reflections_and_votes_only(stor
         assert await tx.reviews.reflections(study) == []
         assert [r.user_key for r in await tx.polls.reactions(poll.id)] == [BOB.key]
         assert await tx.polls.reactions(elsewhere.id) == []
+
+
+# The roster ---------------------------------------------------------------------------------------
+
+CAROL = UserRef("discord", "carol", "Carol")
+DAY = timedelta(days=1)
+
+
+async def test_a_member_joins_leaves_and_comes_back_with_their_first_join(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0, "Rust beginner")
+        bob = await tx.members.add(general, BOB, T0 + MINUTE)
+        in_study = await tx.members.add(study, ALICE, T0 + HOUR)
+        in_room = await tx.members.add(room, UserRef("matrix", "alice", "Alice"), T0)
+    assert (alice.group_id, alice.key, alice.name, alice.joined_at, alice.intro) == (
+        general,
+        ALICE.key,
+        "Alice",
+        T0,
+        "Rust beginner",
+    )
+    assert (alice.left_at, alice.last_active_at, alice.private, alice.buddy, alice.reminders) == (
+        None,
+        T0,
+        False,
+        False,
+        True,
+    )
+    assert (alice.buddy_key, alice.paired_at, alice.welcome_due_at) == ("", None, None)
+    assert alice.user == ALICE and alice.on_roster
+    async with store.transaction() as tx:
+        assert await tx.members.get(general, ALICE.key) == alice
+        assert await tx.members.get(general, CAROL.key) is None
+        assert await tx.members.roster(general) == [alice, bob]
+        assert await tx.members.of_user(ALICE) == [alice, in_study]  # on her platform only
+        await tx.members.set_left(alice.id, T0 + DAY)
+    async with store.transaction() as tx:
+        assert await tx.members.roster(general) == [bob]
+        assert await tx.members.of_user(ALICE) == [in_study]
+        left = await tx.members.get(general, ALICE.key)
+        assert left == replace(alice, left_at=T0 + DAY) and not left.on_roster
+        await tx.members.set_left(alice.id, None)
+    async with store.transaction() as tx:
+        assert await tx.members.roster(general) == [alice, bob]  # in the order they first joined
+        assert await tx.members.of_user(UserRef("matrix", "alice")) == [in_room]
+
+
+async def test_activity_is_noted_on_the_roster_and_the_known_members_are_told(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0)
+        elsewhere = await tx.members.add(study, CAROL, T0)
+        await tx.members.set_left(bob.id, T0 + MINUTE)
+    async with store.transaction() as tx:
+        known = await tx.members.record_activity(general, [ALICE.key, BOB.key, CAROL.key], T0 + HOUR)
+        assert known == {ALICE.key, BOB.key}  # Carol is in another group only
+        assert await tx.members.record_activity(study, [], T0 + HOUR) == set()
+    async with store.transaction() as tx:
+        assert await tx.members.get(general, ALICE.key) == replace(alice, last_active_at=T0 + HOUR)
+        assert await tx.members.get(general, BOB.key) == replace(bob, left_at=T0 + MINUTE)  # not active
+        assert await tx.members.get(study, CAROL.key) == elsewhere
+
+
+async def test_a_members_settings_and_their_buddy_are_kept(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(group_id, ALICE, T0)
+        bob = await tx.members.add(group_id, BOB, T0 + DAY)
+        changed = replace(
+            alice, name="Alice B.", intro="Here for Go", private=True, buddy=True, reminders=False
+        )
+        await tx.members.save_settings(replace(changed, last_active_at=T0 + DAY, left_at=T0 + DAY))
+        await tx.members.pair(bob.id, changed, T0 + DAY)
+    async with store.transaction() as tx:
+        # Only the settings are written: her activity and place on the roster are not.
+        assert await tx.members.get(group_id, ALICE.key) == replace(changed, paired_at=T0 + DAY)
+        assert await tx.members.get(group_id, BOB.key) == replace(bob, buddy_key=ALICE.key)
+
+
+async def test_the_welcome_window_opens_once_until_it_ends_with_the_groups_own_words(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        assert await tx.groups.claim_welcome(general, T0, T0 + 10 * MINUTE)
+        assert not await tx.groups.claim_welcome(general, T0 + MINUTE, T0 + 11 * MINUTE)  # open still
+        assert await tx.groups.claim_welcome(study, T0 + MINUTE, T0 + 11 * MINUTE)  # another group's
+        await tx.groups.set_welcome_text(general, "Read the pinned notes first.")
+    async with store.transaction() as tx:
+        group = await tx.groups.by_id(general)
+        assert group is not None and group.welcome_until == T0 + 10 * MINUTE
+        assert group.welcome_text == "Read the pinned notes first."
+        assert await tx.groups.claim_welcome(general, T0 + 10 * MINUTE, T0 + 20 * MINUTE)  # it ended
+        await tx.groups.set_welcome_text(general, "")
+    async with store.transaction() as tx:
+        group = await tx.groups.get(GENERAL)
+        assert group is not None and (group.welcome_text, group.welcome_until) == ("", T0 + 20 * MINUTE)
+
+
+async def test_held_welcomes_fall_due_and_are_claimed_once_on_the_platforms_asked(store: Store) -> None:
+    general, room = await make_group(store, GENERAL), await make_group(store, ROOM)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0 + MINUTE)
+        carol = await tx.members.add(general, CAROL, T0 + 2 * MINUTE)
+        in_room = await tx.members.add(room, UserRef("matrix", "dora", "Dora"), T0)
+        for member in (alice, bob, in_room):
+            await tx.members.hold_welcome(member.id, T0 + 10 * MINUTE)
+        await tx.members.hold_welcome(carol.id, T0 + 20 * MINUTE)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) == T0 + 10 * MINUTE
+        assert (await tx.members.get(general, BOB.key)) == replace(bob, welcome_due_at=T0 + 10 * MINUTE)
+        assert await tx.members.claim_welcomes(T0 + 9 * MINUTE, 10, ["discord"]) == []
+        assert await tx.members.claim_welcomes(T0 + 10 * MINUTE, 1, ["discord"]) == [alice]
+        assert await tx.members.claim_welcomes(T0 + 10 * MINUTE, 10, ["discord"]) == [bob]  # once each
+        assert await tx.members.claim_welcomes(T0 + 10 * MINUTE, 10, ["discord"]) == []
+        assert await tx.next_due_time(["discord"]) == T0 + 20 * MINUTE
+        assert await tx.members.claim_welcomes(T0 + 30 * MINUTE, 10, ["discord", "matrix"]) == [
+            carol,
+            in_room,
+        ]
+        assert await tx.next_due_time(["discord", "matrix"]) is None
+
+
+async def test_contributions_count_proposals_votes_and_reflections_since_a_time(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.goals.create(general, "Old goal", ALICE, T0 - 40 * DAY)
+        await tx.goals.create(general, "Learn Rust", ALICE, T0)
+        await tx.goals.create(general, "Learn Go", BOB, T0 + HOUR)
+        await tx.goals.create(study, "Elsewhere", ALICE, T0)
+        old = await tx.polls.create(general, PollKind.POLL, YES_NO, BOB, T0 - 40 * DAY)
+        first = await tx.polls.create(general, PollKind.POLL, YES_NO, BOB, T0)
+        second = await tx.polls.create(general, PollKind.CONSENT, YES_NO, BOB, T0)
+        await tx.polls.record_reactions(old.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        # Two options of one poll are one vote; a reaction taken back is none.
+        await tx.polls.record_reactions(
+            first.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, True),
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(BOB.key, "Bob", 0, False),
+            ],
+        )
+        await tx.polls.record_reactions(second.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        await tx.reviews.add_reflection(general, None, None, CAROL, "A thought", T0)
+        await tx.reviews.add_reflection(general, None, None, CAROL, "An old one", T0 - 40 * DAY)
+    async with store.transaction() as tx:
+        assert await tx.members.contributions(general, T0 - 30 * DAY) == {
+            ALICE.key: Contributions(proposals=1, votes=2),
+            BOB.key: Contributions(proposals=1),
+            CAROL.key: Contributions(reflections=1),
+        }
+        assert await tx.members.contributions(study, T0 + DAY) == {}
+
+
+async def test_forgetting_a_member_takes_them_off_every_roster_and_buddy_pair(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0, "Alice, here for Rust")
+        await tx.members.add(study, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0)
+        carol = await tx.members.add(general, CAROL, T0)
+        await tx.members.pair(bob.id, alice, T0)
+        await tx.members.pair(alice.id, carol, T0)
+    async with store.transaction() as tx:
+        done = await tx.members.forget(ALICE)
+        assert (done.rosters, done.buddies) == (2, 1)
+    async with store.transaction() as tx:
+        assert await tx.members.of_user(ALICE) == []
+        assert await tx.members.get(general, ALICE.key) is None
+        assert await tx.members.roster(general) == [bob, replace(carol, paired_at=T0)]  # Bob has no buddy
 
 
 # The outbox ---------------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ groups = Table(
     Column("auto_checkin", Boolean, nullable=False, server_default=true()),
     Column("last_activity_at", DateTime(timezone=True), nullable=True),
     Column("heartbeat_sent_at", DateTime(timezone=True), nullable=True),
+    Column("welcome_text", Text, nullable=False, server_default=""),
+    Column("welcome_until", DateTime(timezone=True), nullable=True),
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -232,4 +234,25 @@ failed_events = Table(
     Column("event_id", String(255), primary_key=True),
     Column("at", DateTime(timezone=True), nullable=False, index=True),
     Column("reason", Text, nullable=False),
+)
+
+# The roster (core/members.py): one row per member and group, kept when they leave.
+members = Table(
+    "members",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False),
+    Column("user_key", String(300), nullable=False, index=True),
+    Column("name", Text, nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    Column("left_at", DateTime(timezone=True), nullable=True),
+    Column("last_active_at", DateTime(timezone=True), nullable=True),
+    Column("intro", Text, nullable=False, server_default=""),
+    Column("private", Boolean, nullable=False, server_default=false()),
+    Column("buddy", Boolean, nullable=False, server_default=false()),
+    Column("reminders", Boolean, nullable=False, server_default=true()),
+    Column("buddy_key", String(300), nullable=False, server_default=""),
+    Column("paired_at", DateTime(timezone=True), nullable=True),
+    Column("welcome_due_at", DateTime(timezone=True), nullable=True, index=True),
+    UniqueConstraint("group_id", "user_key"),
 )

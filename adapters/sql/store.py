@@ -21,6 +21,7 @@ from adapters.sql.schema import (
     failed_events,
     goals,
     groups,
+    members,
     outbox,
     phase_changes,
     poll_reactions,
@@ -43,6 +44,7 @@ from core.forgetting import (
 )
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.members import Contributions, Member
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
@@ -106,6 +108,27 @@ def _group(row: Any) -> Group:
         auto_checkin=bool(row.auto_checkin),
         last_activity_at=_maybe_utc(row.last_activity_at),
         heartbeat_sent_at=_maybe_utc(row.heartbeat_sent_at),
+        welcome_text=row.welcome_text,
+        welcome_until=_maybe_utc(row.welcome_until),
+    )
+
+
+def _member(row: Any) -> Member:
+    return Member(
+        id=row.id,
+        group_id=row.group_id,
+        key=row.user_key,
+        name=row.name,
+        joined_at=utc(row.joined_at),
+        left_at=_maybe_utc(row.left_at),
+        last_active_at=_maybe_utc(row.last_active_at),
+        intro=row.intro,
+        private=bool(row.private),
+        buddy=bool(row.buddy),
+        reminders=bool(row.reminders),
+        buddy_key=row.buddy_key,
+        paired_at=_maybe_utc(row.paired_at),
+        welcome_due_at=_maybe_utc(row.welcome_due_at),
     )
 
 
@@ -469,6 +492,20 @@ class SqlGroups(_SqlPart):
 
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         await self._set(group_id, last_activity_at=at)
+
+    async def set_welcome_text(self, group_id: int, text: str) -> None:
+        await self._set(group_id, welcome_text=text)
+
+    async def claim_welcome(self, group_id: int, now: datetime, until: datetime) -> bool:
+        result = await self.conn.execute(
+            update(groups)
+            .where(
+                groups.c.id == group_id,
+                or_(groups.c.welcome_until.is_(None), groups.c.welcome_until <= now),
+            )
+            .values(welcome_until=until)
+        )
+        return bool(result.rowcount)
 
     async def quiet(self, silent_since: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
         rows = await self.conn.execute(
@@ -954,6 +991,114 @@ class SqlReviews(_SqlPart):
 
 
 class SqlMembers(_SqlPart):
+    async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> Member:
+        values = {"group_id": group_id, "user_key": user.key, "name": user.name, "joined_at": at}
+        result = await self.conn.execute(
+            members.insert().values(**values, last_active_at=at, intro=intro).returning(*members.c)
+        )
+        return _member(result.one())
+
+    async def get(self, group_id: int, key: str) -> Member | None:
+        query = select(members).where(members.c.group_id == group_id, members.c.user_key == key)
+        row = (await self.conn.execute(query)).first()
+        return _member(row) if row else None
+
+    async def roster(self, group_id: int) -> list[Member]:
+        rows = await self.conn.execute(
+            select(members)
+            .where(members.c.group_id == group_id, members.c.left_at.is_(None))
+            .order_by(members.c.joined_at, members.c.id)
+        )
+        return [_member(r) for r in rows]
+
+    async def of_user(self, user: UserRef) -> list[Member]:
+        rows = await self.conn.execute(
+            select(members)
+            .where(members.c.user_key == user.key, members.c.left_at.is_(None))
+            .order_by(members.c.joined_at, members.c.id)
+        )
+        return [_member(r) for r in rows]
+
+    async def set_left(self, member_id: int, at: datetime | None) -> None:
+        await self.conn.execute(update(members).where(members.c.id == member_id).values(left_at=at))
+
+    async def record_activity(self, group_id: int, keys: Collection[str], at: datetime) -> set[str]:
+        known: set[str] = set()
+        wanted = sorted(set(keys))
+        for start in range(0, len(wanted), 500):
+            part = wanted[start : start + 500]
+            in_group = and_(members.c.group_id == group_id, members.c.user_key.in_(part))
+            rows = await self.conn.execute(select(members.c.user_key).where(in_group))
+            known.update(r.user_key for r in rows)
+            await self.conn.execute(
+                update(members).where(in_group, members.c.left_at.is_(None)).values(last_active_at=at)
+            )
+        return known
+
+    async def save_settings(self, member: Member) -> None:
+        await self.conn.execute(
+            update(members)
+            .where(members.c.id == member.id)
+            .values(
+                name=member.name,
+                intro=member.intro,
+                private=member.private,
+                buddy=member.buddy,
+                reminders=member.reminders,
+            )
+        )
+
+    async def pair(self, newcomer_id: int, buddy: Member, at: datetime) -> None:
+        await self.conn.execute(
+            update(members).where(members.c.id == newcomer_id).values(buddy_key=buddy.key)
+        )
+        await self.conn.execute(update(members).where(members.c.id == buddy.id).values(paired_at=at))
+
+    async def hold_welcome(self, member_id: int, until: datetime) -> None:
+        await self.conn.execute(update(members).where(members.c.id == member_id).values(welcome_due_at=until))
+
+    async def claim_welcomes(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Member]:
+        due = and_(members.c.welcome_due_at.is_not(None), members.c.welcome_due_at <= now)
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
+        query = (
+            select(members.c.id)
+            .where(due, members.c.group_id.in_(on_platforms))
+            .order_by(members.c.welcome_due_at, members.c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = [r.id for r in await self.conn.execute(query)]
+        if not ids:
+            return []
+        # The claim is the change: a member another process cleared meanwhile is not returned here.
+        rows = await self.conn.execute(
+            update(members)
+            .where(members.c.id.in_(ids), due)
+            .values(welcome_due_at=None)
+            .returning(*members.c)
+        )
+        return sorted((_member(r) for r in rows), key=lambda m: (m.group_id, m.joined_at, m.id))
+
+    async def contributions(self, group_id: int, since: datetime) -> dict[str, Contributions]:
+        counts: dict[str, dict[str, int]] = {}
+        queries = {
+            "proposals": select(goals.c.proposer_key, func.count())
+            .where(goals.c.group_id == group_id, goals.c.created_at >= since)
+            .group_by(goals.c.proposer_key),
+            "votes": select(poll_reactions.c.user_key, func.count(poll_reactions.c.poll_id.distinct()))
+            .join(polls, polls.c.id == poll_reactions.c.poll_id)
+            .where(polls.c.group_id == group_id, polls.c.created_at >= since, poll_reactions.c.present)
+            .group_by(poll_reactions.c.user_key),
+            "reflections": select(reflections.c.user_key, func.count())
+            .where(reflections.c.group_id == group_id, reflections.c.at >= since)
+            .group_by(reflections.c.user_key),
+        }
+        for what, query in queries.items():
+            for key, n in (await self.conn.execute(query)).all():
+                counts.setdefault(key, {})[what] = n
+        return {key: Contributions(**done) for key, done in counts.items()}
+
     async def forget(self, user: UserRef) -> Forgotten:
         key = user.key
         stored_names: set[str] = set()
@@ -966,6 +1111,7 @@ class SqlMembers(_SqlPart):
             (phase_changes.c.by_name, phase_changes.c.by_key),
             (schedules.c.created_by, schedules.c.created_by_key),
             (reviews.c.started_by, reviews.c.started_by_key),
+            (members.c.name, members.c.user_key),
         ):
             rows = await self.conn.execute(select(name_column).where(key_column == key).distinct())
             stored_names.update(r[0] for r in rows)
@@ -1031,6 +1177,11 @@ class SqlMembers(_SqlPart):
                     )
                 )
 
+        # Off every roster, and out of every buddy pair: nobody's buddy is them any more.
+        roster = await self.conn.execute(delete(members).where(members.c.user_key == key))
+        paired = await self.conn.execute(
+            update(members).where(members.c.buddy_key == key).values(buddy_key="")
+        )
         records = 0
         candidates = await self.conn.execute(
             select(adapter_state).where(
@@ -1066,7 +1217,15 @@ class SqlMembers(_SqlPart):
                     .values(reason=reason)
                 )
                 records += 1
-        return Forgotten(gone.rowcount, open_votes.rowcount, closed_votes, len(renamed), records)
+        return Forgotten(
+            gone.rowcount,
+            open_votes.rowcount,
+            closed_votes,
+            len(renamed),
+            records,
+            roster.rowcount,
+            paired.rowcount,
+        )
 
 
 class SqlTx:
@@ -1105,6 +1264,7 @@ class SqlTx:
                 outbox.c.state.in_([PostState.PENDING.value, PostState.POSTED.value]),
                 outbox.c.platform.in_(served),
             ),
+            select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]

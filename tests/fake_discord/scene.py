@@ -21,11 +21,11 @@ from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.app import Bot, bootstrap
 from bot.config import parse_config
-from core.engine import Engine
+from core.engine import Engine, ensure_group
 from core.events import CommandInvoked, InboundEvent, Reply
 from core.outbox import Post
 from core.ports import StateChanges
-from core.refs import UserRef
+from core.refs import ChannelRef, UserRef
 from tests.fake_discord.server import MANAGE_GUILD, Channel, FakeDiscord, Interaction, User
 from tests.support import FakeClock, SinkProxy
 
@@ -195,6 +195,7 @@ class DiscordScene:
             engine = make_engine(self.db_url)
             await migrate.upgrade(engine)
             self.store = SqlStore(engine)
+            await self.seed_regulars()
         config, settings = parse_config({}, env={}), self.settings(**overrides)
         self.app = bootstrap(
             config, self.store, self.clock, discord=settings, sink=RecordingEngine, tick_every=None
@@ -205,6 +206,16 @@ class DiscordScene:
         await self.app.start()
         await asyncio.wait_for(self.bot.wait_until_ready(), 10)
         return self.bot
+
+    async def seed_regulars(self) -> None:
+        """alice, bob and carol are on the roster of #general from before, welcomed long ago: tests of
+        other features see no welcome for them."""
+        assert self.store is not None
+        now = self.clock.now()
+        async with self.store.transaction() as tx:
+            group = await ensure_group(tx, ChannelRef("discord", self.channel.id, "#general"), now)
+            for member in (self.alice, self.bob, self.carol):
+                await tx.members.add(group.id, member.user_ref(), now)
 
     async def stop_bot(self) -> None:
         """Stop the bot the way `peerbot run` does: close the adapter, then drain the engine."""
