@@ -18,7 +18,9 @@ import pytest
 from adapters.console.lines import (
     Advance,
     BadLine,
+    Membership,
     Nothing,
+    Private,
     React,
     Say,
     parse_line,
@@ -40,6 +42,11 @@ def test_lines_are_read_as_messages_reactions_and_tools() -> None:
     assert parse_line("   ") == Nothing()
     assert parse_line(":advance 3d") == Advance(timedelta(days=3))
     assert parse_line("alice: it is 10:00 now") == Say(None, "alice", "it is 10:00 now")
+    assert parse_line(":join frank") == Membership(None, "frank", joins=True)
+    assert parse_line(":join frank #study") == Membership("study", "frank", joins=True)
+    assert parse_line(":leave frank") == Membership(None, "frank", joins=False)
+    assert parse_line("@frank: /pending") == Private("frank", "/pending")
+    assert parse_line("@frank:hello") == Private("frank", "hello")
 
 
 @pytest.mark.parametrize(
@@ -51,6 +58,11 @@ def test_lines_are_read_as_messages_reactions_and_tools() -> None:
         ("alice:", "alice said nothing"),
         (":advance soon", "Cannot advance by 'soon'"),
         (":rewind 3d", "Console tools"),
+        (":join", "Console tools"),
+        (":join frank study", "Console tools"),
+        (":leave frank #study now", "Console tools"),
+        ("@frank:", "frank said nothing"),
+        ("@frank /help", "Cannot read that line"),
         ("alice: " + "x" * 20_000, "too long"),
     ],
 )

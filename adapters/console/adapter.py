@@ -17,10 +17,14 @@ from typing import TextIO
 from adapters.console.lines import (
     Advance,
     BadLine,
+    Membership,
     Nothing,
+    Private,
     React,
     Say,
     parse_line,
+    place_of,
+    render_membership,
     render_message,
     render_no_message,
     render_not_a_poll,
@@ -30,6 +34,8 @@ from core.events import (
     Attachment,
     CommandInvoked,
     InboundEvent,
+    MemberJoined,
+    MemberLeft,
     MessagePosted,
     ReactionAdded,
     ReactionRemoved,
@@ -89,6 +95,11 @@ class ConsoleChat:
         name = name or self.default_channel
         return ChannelRef(PLATFORM, name, f"#{name}")
 
+    @staticmethod
+    def direct_channel(user: str) -> ChannelRef:
+        """The direct conversation between a member and the bot."""
+        return ChannelRef(PLATFORM, f"@{user}", f"@{user}")
+
     def channel_of(self, message_id: str, fallback: str | None) -> ChannelRef:
         return self.channel(self._channel_of.get(message_id, fallback))
 
@@ -129,7 +140,7 @@ class ConsoleChat:
 
     async def post(self, channel: ChannelRef, author: str, text: str, key: str | None = None) -> MessageRef:
         message_id = await self.next_message_id(channel, key)
-        self.print(render_message(f"#{channel.id}", message_id, author, text))
+        self.print(render_message(place_of(channel.id), message_id, author, text))
         return MessageRef(channel, message_id)
 
     # ChatPort ----------------------------------------------------------------------------------
@@ -148,10 +159,7 @@ class ConsoleChat:
         self.print(render_message(f"#{message.channel.id}", message.id, author, new.text))
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        channel = self.channel(None)
-        message_id = await self.next_message_id(channel, key)
-        self.print(render_message(f"@{user.id}", message_id, self.bot_name, message.text))
-        return MessageRef(channel, message_id)
+        return await self.post(self.direct_channel(user.id), self.bot_name, message.text, key)
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         return user.id.casefold() in self.facilitators
@@ -238,6 +246,10 @@ class ConsoleSession:
             await self.advance(item.delta)
         elif isinstance(item, React):
             await self._react(item)
+        elif isinstance(item, Membership):
+            await self._membership(item)
+        elif isinstance(item, Private):
+            await self._private(item)
         else:
             await self._say(item)
         await self.settle()
@@ -252,6 +264,24 @@ class ConsoleSession:
         else:
             event = MessagePosted(f"msg-{message.id}", channel, user, message)
         await self.handle(event)  # its answer comes through the outbox
+
+    async def _membership(self, item: Membership) -> None:
+        channel = self.chat.channel(item.channel)
+        self.chat.print(render_membership(channel.id, item.user, item.joins))
+        kind = MemberJoined if item.joins else MemberLeft
+        await self.handle(
+            kind(f"member-{uuid.uuid4().hex}", channel, UserRef(PLATFORM, item.user, item.user))
+        )
+
+    async def _private(self, item: Private) -> None:
+        """A direct message to the bot: a command is answered there; other words are for nobody."""
+        channel = self.chat.direct_channel(item.user)
+        message = await self.chat.post(channel, item.user, item.text)
+        if item.text.startswith("/"):
+            user = UserRef(PLATFORM, item.user, item.user)
+            await self.handle(
+                CommandInvoked(f"msg-{message.id}", channel, user, item.text[1:], None, message, direct=True)
+            )
 
     async def _react(self, item: React) -> None:
         if not await self.chat.is_message(item.message_id):
@@ -275,7 +305,8 @@ class ConsoleSession:
         if interactive:
             self.chat.print(
                 "Peerbot console. Type 'alice: /help' to start; Ctrl-D to leave.\n"
-                "Lines: 'name: text', '#channel name: text', 'name +👍 m3', ':advance 1h'."
+                "Lines: 'name: text', '#channel name: text', '@name: /help' (to the bot privately),"
+                " 'name +👍 m3', ':join name', ':leave name', ':advance 1h'."
             )
         while True:
             if interactive:

@@ -2,7 +2,10 @@
 
 alice: /phase show          a message from alice in the default channel
 #study bob: /help           a message from bob in #study
+@frank: /pending            frank writes to the bot privately (a direct message)
 bob +👍 m3                  bob adds the reaction 👍 to message m3 (bob -👍 m3 takes it back)
+:join frank                 frank joins the default channel (:join frank #study: another one)
+:leave frank                frank leaves it (:leave frank #study)
 :advance 3d                 move the bot's clock forward (s, m, h, d; at most 366d at a time)
 -- a comment                ignored
 """
@@ -23,10 +26,16 @@ _REACT = re.compile(
     rf"^(?:#(?P<channel>[\w-]{{1,80}})\s+)?(?P<user>{NAME})\s+(?P<sign>[+-])(?P<emoji>\S+)\s+(?P<message>m\d+)$"
 )
 _ADVANCE = re.compile(r"^:advance\s+(?P<amount>\S+)$")
+_MEMBERSHIP = re.compile(rf"^:(?P<what>join|leave)\s+(?P<user>{NAME})(?:\s+#(?P<channel>[\w-]{{1,80}}))?$")
+_PRIVATE = re.compile(rf"^@(?P<user>{NAME}):\s?(?P<text>.*)$")
 
 USAGE = (
-    "Lines look like 'alice: /help', '#study bob: hello', 'bob +👍 m3', 'bob -👍 m3',"
-    " ':advance 2h' or '-- a comment'."
+    "Lines look like 'alice: /help', '#study bob: hello', '@bob: /help', 'bob +👍 m3', 'bob -👍 m3',"
+    " ':join bob', ':leave bob #study', ':advance 2h' or '-- a comment'."
+)
+TOOLS = (
+    "Console tools: ':advance <duration>' (':advance 3d'), ':join <name> [#channel]',"
+    " ':leave <name> [#channel]'."
 )
 MAX_LINE = 12_000
 # `:advance` walks through everything due on the way; a year of it is plenty for trying things out.
@@ -63,11 +72,28 @@ class Advance:
 
 
 @dataclass(frozen=True, slots=True)
+class Membership:
+    """A member joins or leaves a channel, as a platform tells the bot (a Matrix room join)."""
+
+    channel: str | None
+    user: str
+    joins: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Private:
+    """A member writes to the bot privately."""
+
+    user: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class Nothing:
     """A blank line or a comment."""
 
 
-ConsoleInput = Say | React | Advance | Nothing
+ConsoleInput = Say | React | Advance | Membership | Private | Nothing
 
 
 def parse_line(line: str) -> ConsoleInput:
@@ -81,9 +107,11 @@ def parse_line(line: str) -> ConsoleInput:
     if len(line) > MAX_LINE:
         raise BadLine(f"That line is too long ({len(line)} characters, at most {MAX_LINE}).")
     if line.startswith(":"):
+        if member := _MEMBERSHIP.match(line):
+            return Membership(member["channel"], member["user"], member["what"] == "join")
         match = _ADVANCE.match(line)
         if not match:
-            raise BadLine("Console tools: ':advance <duration>', for example ':advance 3d'.")
+            raise BadLine(TOOLS)
         too_long = BadLine(f"Cannot advance by more than {MAX_ADVANCE.days}d at a time.")
         try:
             delta = parse_duration(match["amount"])
@@ -102,6 +130,10 @@ def parse_line(line: str) -> ConsoleInput:
         if is_blank(match["text"]):
             raise BadLine(f"{match['user']} said nothing. {USAGE}")
         return Say(match["channel"], match["user"], match["text"].strip())
+    if match := _PRIVATE.match(line):
+        if is_blank(match["text"]):
+            raise BadLine(f"{match['user']} said nothing. {USAGE}")
+        return Private(match["user"], match["text"].strip())
     raise BadLine(f"Cannot read that line. {USAGE}")
 
 
@@ -137,7 +169,17 @@ def render_message(place: str, message_id: str, author: str, text: str) -> str:
 
 
 def render_reaction(channel: str, message_id: str, user: str, emoji: str, add: bool) -> str:
-    return printable(f"#{channel} [{message_id}] {user} {'+' if add else '-'}{emoji}")
+    return printable(f"{place_of(channel)} [{message_id}] {user} {'+' if add else '-'}{emoji}")
+
+
+def render_membership(channel: str, user: str, joins: bool) -> str:
+    """`#general * frank joined`: a member joined or left the channel."""
+    return f"#{channel} * {user} {'joined' if joins else 'left'}"
+
+
+def place_of(channel_id: str) -> str:
+    """Where a message is shown: `#general`, or `@frank` for a direct conversation with frank."""
+    return channel_id if channel_id.startswith("@") else f"#{channel_id}"
 
 
 def render_no_message(message_id: str) -> str:
