@@ -82,6 +82,10 @@ class Member:
         response = await self.client.join(room_id)
         assert getattr(response, "status_code", None) is None, response
 
+    async def leaves(self, room_id: str) -> None:
+        response = await self.client.room_leave(room_id)
+        assert getattr(response, "status_code", None) is None, response
+
     async def sends(self, room_id: str, content: dict[str, Any], event_type: str = "m.room.message") -> str:
         response = await self.client.room_send(room_id, event_type, content)
         assert not isinstance(response, RoomSendError), response

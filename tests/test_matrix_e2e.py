@@ -37,6 +37,7 @@ from core.events import (
     CommandInvoked,
     InboundEvent,
     MemberJoined,
+    MemberLeft,
     ReactionAdded,
     ReactionRemoved,
     Reply,
@@ -267,6 +268,50 @@ async def test_member_text_in_a_reply_pings_nobody(
     async with asyncio.timeout(30):
         while bob.highlights.get(room, 0) == 0:
             await bob.sync()
+
+
+async def roster_of(bot: RunningBot, room_id: str) -> list[str]:
+    async with bot.store.transaction() as tx:
+        group = await tx.groups.get(ChannelRef("matrix", room_id))
+        return [m.key for m in await tx.members.roster(group.id)] if group else []
+
+
+async def test_joining_the_room_is_joining_the_group_welcomed_by_name_without_a_ping(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    await bob.is_named("Bob Builder")
+    await alice.invites(room, bob.user_id)
+    await bob.joins(room)
+
+    def welcome(event: dict[str, Any]) -> bool:
+        return from_bot(bot.user_id)(event) and event["content"]["body"].startswith("Welcome, Bob Builder!")
+
+    found = await bob.sees(room, welcome)
+    assert found["content"]["m.mentions"] == {}
+    await bob.sync(timeout_ms=0)
+    assert bob.highlights.get(room, 0) == 0  # his display name in a notice with empty m.mentions
+    assert await roster_of(bot, room) == [f"matrix:{bob.user_id}"]
+    # His name in a message that does not say whom it mentions does highlight him: the check can see it.
+    await alice.says(room, "Bob Builder, hello")  # alice's first words here: she joins the roster too
+    async with asyncio.timeout(30):
+        while bob.highlights.get(room, 0) == 0:
+            await bob.sync()
+
+    await bob.leaves(room)
+    await bot.engine.wait_for(lambda got: any(isinstance(e, MemberLeft) for e in got))
+    assert await roster_of(bot, room) == [f"matrix:{alice.user_id}"]
+    await alice.invites(room, bob.user_id)
+    await bob.joins(room)
+    await bot.engine.wait_for(lambda got: sum(isinstance(e, MemberJoined) for e in got) >= 2)
+    assert await roster_of(bot, room) == [f"matrix:{bob.user_id}", f"matrix:{alice.user_id}"]  # back
+    async with bot.store.transaction() as tx:
+        group = await tx.groups.get(ChannelRef("matrix", room))
+        assert group is not None
+        back = await tx.members.get(group.id, f"matrix:{bob.user_id}")
+    assert back is not None and back.name == "Bob Builder" and back.joined_at == bot.clock.now()
 
 
 async def test_an_encrypted_room_is_refused_once_and_ignored(

@@ -33,7 +33,14 @@ from adapters.matrix.translate import (
     translate_timeline,
 )
 from adapters.pacing import Pacer
-from core.events import CommandInvoked, MemberJoined, MessagePosted, ReactionAdded, ReactionRemoved
+from core.events import (
+    CommandInvoked,
+    MemberJoined,
+    MemberLeft,
+    MessagePosted,
+    ReactionAdded,
+    ReactionRemoved,
+)
 from core.refs import ChannelRef, MessageRef, UserRef
 
 RECORDED = json.loads((Path(__file__).parent / "recorded" / "matrix_timeline.json").read_text())
@@ -115,6 +122,41 @@ def test_the_bots_own_events_and_repeats_are_skipped() -> None:
     proposal = event("m.room.message", "!peer goal propose Learn Rust")
     result = translate([mine, proposal, proposal])
     assert [e.event_id for e in result.events] == [proposal["event_id"]]
+
+
+def member_event(event_id: str, sender: str, member: str, state: str, before: str | None) -> dict[str, Any]:
+    """An m.room.member event as a sync gives it, with the membership it replaces."""
+    unsigned = {"prev_content": {"membership": before}} if before else {}
+    content = {"membership": state, "displayname": "carol"}
+    return {
+        "type": "m.room.member",
+        "event_id": event_id,
+        "sender": sender,
+        "state_key": member,
+        "content": content,
+        "unsigned": unsigned,
+    }
+
+
+def test_joining_and_leaving_the_room_are_membership_events() -> None:
+    carol = "@carol:peerbot.test"
+    result = translate(
+        [
+            member_event("$in", carol, carol, "join", "invite"),  # by the name her join carries
+            member_event("$out", carol, carol, "leave", "join"),
+            member_event("$kicked", ALICE, BOB, "leave", "join"),  # removed by someone else: gone too
+            member_event("$banned", ALICE, carol, "ban", "join"),
+            member_event("$declined", carol, carol, "leave", "invite"),  # was never in the room
+            member_event("$invited", ALICE, carol, "invite", None),
+        ]
+    )
+    assert result.events == [
+        MemberJoined("$in", CHANNEL, UserRef("matrix", carol, "carol")),
+        MemberLeft("$out", CHANNEL, UserRef("matrix", carol)),
+        MemberLeft("$kicked", CHANNEL, UserRef("matrix", BOB)),
+        MemberLeft("$banned", CHANNEL, UserRef("matrix", carol)),
+    ]
+    assert result.events[0].user.display == "carol"
 
 
 def test_history_before_the_bots_join_is_dropped() -> None:

@@ -16,6 +16,7 @@ from core.events import (
     CommandInvoked,
     InboundEvent,
     MemberJoined,
+    MemberLeft,
     MessagePosted,
     ReactionAdded,
     ReactionRemoved,
@@ -264,12 +265,26 @@ def _translate_one(
             event_id, MessageRef(channel, record.target), room.user(record.sender), record.key
         )
     if kind == "m.room.member":
-        member = event.get("state_key")
-        if member != sender or content.get("membership") != "join":
-            return None
-        if _previous_membership(event) == "join":
-            return None  # a profile change, not a join
-        return MemberJoined(event_id, channel, room.user(sender))
+        return _membership(room, event, event_id, sender, content)
+    return None
+
+
+def _membership(
+    room: Room, event: Json, event_id: str, sender: str, content: Mapping[str, Any]
+) -> InboundEvent | None:
+    """A member joining the room, or leaving it (of their own accord, kicked or banned)."""
+    member = event.get("state_key")
+    if not isinstance(member, str):
+        return None
+    state, before = content.get("membership"), _previous_membership(event)
+    if state == "join" and member == sender and before != "join":  # join after join: a profile change
+        user = room.user(sender)
+        name = content.get("displayname")
+        if not user.display and isinstance(name, str):
+            user = UserRef(PLATFORM, sender, name)
+        return MemberJoined(event_id, room.channel, user)
+    if state in ("leave", "ban") and before == "join":  # an invite declined was never a join
+        return MemberLeft(event_id, room.channel, room.user(member))
     return None
 
 
