@@ -405,6 +405,7 @@ def discord_settings(config: DiscordConfig) -> DiscordSettings:
         shard_ids=tuple(config.shard_ids) if config.shard_ids is not None else None,
         api_base_url=config.api_base_url,
         gateway_url=config.gateway_url,
+        server_joins=config.server_joins,
     )
 
 

@@ -185,6 +185,8 @@ class DiscordConfig(Section):
     shard_ids: list[int] | None = None
     api_base_url: str | None = Field(default=None, pattern=r"^https?://\S+$")
     gateway_url: str | None = Field(default=None, pattern=r"^wss?://\S+$")
+    # Members joining the server join the group of its welcome channel (needs the members intent).
+    server_joins: bool = False
 
     @field_validator("token")
     @classmethod

@@ -25,12 +25,13 @@ from adapters.discord.translate import (
     reaction_event,
     reaction_event_id,
     reaction_users,
+    server_member_event,
     slash_command,
     split_text,
 )
 from adapters.pacing import Pacer
 from core.commands import COMMANDS, Access, Arg, ArgKind, CommandSpec, flag, parse_options, parse_text
-from core.events import ReactionAdded, ReactionRemoved
+from core.events import MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef, MessageRef, UserRef
 
 # An INTERACTION_CREATE payload as Discord sends it (ids shortened; fields the adapter ignores kept).
@@ -153,6 +154,24 @@ def test_reaction_add_and_remove_become_neutral_events() -> None:
 
 def test_the_bots_own_reactions_are_ignored() -> None:
     assert reaction_event("MESSAGE_REACTION_ADD", REACTION_ADD, "gw:s:1", "1220000000000000000") is None
+
+
+def test_joining_and_leaving_the_server_join_and_leave_its_welcome_channels_group() -> None:
+    user = {"id": "42", "username": "erin", "global_name": "Erin E.", "bot": False}
+    added = {"guild_id": "7", "user": user, "nick": "erin the reader", "roles": []}
+    welcome = ChannelRef("discord", "99")
+    assert server_member_event("GUILD_MEMBER_ADD", added, "gw:s:5", "99") == MemberJoined(
+        "gw:s:5", welcome, UserRef("discord", "42")
+    )
+    joined = server_member_event("GUILD_MEMBER_ADD", added, "gw:s:5", "99")
+    assert joined is not None and joined.user.display == "erin the reader"  # as the server names them
+    removed = {"guild_id": "7", "user": user}
+    assert server_member_event("GUILD_MEMBER_REMOVE", removed, "gw:s:6", "99") == MemberLeft(
+        "gw:s:6", welcome, UserRef("discord", "42")
+    )
+    assert server_member_event("GUILD_MEMBER_ADD", added, "gw:s:5", None) is None  # no welcome channel
+    robot = {**added, "user": {**user, "bot": True}}
+    assert server_member_event("GUILD_MEMBER_ADD", robot, "gw:s:5", "99") is None
 
 
 def test_reaction_ids_name_one_delivery_within_a_session() -> None:

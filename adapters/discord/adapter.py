@@ -39,12 +39,13 @@ from adapters.discord.translate import (
     reaction_event,
     reaction_event_id,
     reaction_users,
+    server_member_event,
     slash_command,
     split_text,
     too_large,
 )
 from adapters.pacing import Pacer
-from core.events import Attachment, ReactionEvent, Reply
+from core.events import Attachment, InboundEvent, Reply
 from core.export import too_big
 from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -87,6 +88,8 @@ class DiscordSettings:
     guild_ready_timeout: float = 2.0
     # The global REST limit is 50/s; the bot's own calls stay under it.
     rest_rate: float = 40.0
+    # Ask for the server members intent, so that joining a server joins the group of its welcome channel.
+    server_joins: bool = False
 
 
 @dataclass(slots=True)
@@ -142,12 +145,14 @@ def lacks_permission(error: BaseException) -> bool:
     return isinstance(error, discord.Forbidden) or isinstance(error.__cause__, discord.Forbidden)
 
 
-def minimal_intents() -> discord.Intents:
+def minimal_intents(server_joins: bool = False) -> discord.Intents:
     """Guilds (channels and roles for the facilitator role) and guild reactions (votes). No message
-    content, no members: slash commands carry their own member data."""
+    content; no members (slash commands carry their own member data) unless `server_joins` asks for
+    the privileged members intent, for members joining and leaving the server."""
     intents = discord.Intents.none()
     intents.guilds = True
     intents.guild_reactions = True
+    intents.members = server_joins
     return intents
 
 
@@ -168,7 +173,7 @@ class PeerbotClient(discord.AutoShardedClient):
         if settings.shard_ids is not None:
             sharding["shard_ids"] = list(settings.shard_ids)
         super().__init__(
-            intents=minimal_intents(),
+            intents=minimal_intents(settings.server_joins),
             **sharding,
             allowed_mentions=NO_MENTIONS,
             guild_ready_timeout=settings.guild_ready_timeout,
@@ -181,6 +186,26 @@ class PeerbotClient(discord.AutoShardedClient):
         for kind in ("MESSAGE_REACTION_ADD", "MESSAGE_REACTION_REMOVE"):
             parsers[kind] = self._tap_reaction(kind, parsers[kind])
         parsers["INTERACTION_CREATE"] = self._tap_interaction(parsers["INTERACTION_CREATE"])
+        if settings.server_joins:
+            for kind in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_REMOVE"):
+                parsers[kind] = self._tap_member(kind, parsers[kind])
+
+    def _tap_member(self, kind: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
+        def tapped(data: Any) -> None:
+            try:
+                guild = self.get_guild(int(data["guild_id"]))
+                welcome = guild.system_channel if guild is not None else None
+                ws = self._get_websocket(int(data["guild_id"]))
+                # Member events carry no id either: (session, sequence) names them as it names reactions.
+                event_id = reaction_event_id(str(ws.session_id), int(ws.sequence or 0))
+                event = server_member_event(kind, data, event_id, str(welcome.id) if welcome else None)
+                if event is not None:
+                    self.adapter.reactions.put_nowait(event)
+            except Exception:
+                log.exception("could not read a %s event", kind)
+            parse(data)
+
+        return tapped
 
     def _tap_reaction(self, kind: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
         def tapped(data: Any) -> None:
@@ -235,7 +260,8 @@ class DiscordAdapter:
         self.sink = sink
         self.client = PeerbotClient(self, settings)
         self.chat = DiscordChat(self)
-        self.reactions: asyncio.Queue[ReactionEvent] = asyncio.Queue()
+        # Gateway events applied in order, in batches: reactions, and members joining or leaving the server.
+        self.reactions: asyncio.Queue[InboundEvent] = asyncio.Queue()
         self.pending: dict[str, SlashCommand] = {}
         self.ready = asyncio.Event()
         self._access: OrderedDict[tuple[str, str], tuple[MemberAccess, str | None]] = OrderedDict()
@@ -279,7 +305,14 @@ class DiscordAdapter:
 
     async def serve(self) -> None:
         """After start(): run until the gateway stops for good (it reconnects and resumes by itself)."""
-        await self._tasks[0]
+        try:
+            await self._tasks[0]
+        except discord.PrivilegedIntentsRequired:
+            raise DiscordStartError(
+                "Discord refused the server members intent that discord.server_joins asks for: switch on"
+                " Server Members Intent for the bot in the Developer Portal, or set discord.server_joins"
+                " to false"
+            ) from None
 
     async def close(self, drain_timeout: float = 10.0) -> None:
         """Disconnect, then apply the reactions already received: the gateway will not send them again."""

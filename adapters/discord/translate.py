@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from core.commands import ArgKind, CommandSpec
-from core.events import CommandInvoked, ReactionAdded, ReactionRemoved
+from core.events import CommandInvoked, MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
 from core.ports import DeliveryFailed
 from core.refs import ChannelRef, MessageRef, UserRef
 
@@ -262,6 +262,23 @@ def reaction_event(
     if kind == "MESSAGE_REACTION_REMOVE":
         return ReactionRemoved(event_id, message, user, emoji)
     raise ValueError(f"not a reaction event: {kind}")
+
+
+def server_member_event(
+    kind: str, data: Mapping[str, Any], event_id: str, welcome_channel_id: str | None
+) -> MemberJoined | MemberLeft | None:
+    """GUILD_MEMBER_ADD / GUILD_MEMBER_REMOVE as joining or leaving the group of the server's welcome
+    channel (its system channel, where Discord greets newcomers). None where the server has no welcome
+    channel, and for bots, which are no members of a learning group."""
+    user = data.get("user")
+    if welcome_channel_id is None or not isinstance(user, Mapping) or user.get("bot"):
+        return None
+    channel = channel_ref(welcome_channel_id)
+    if kind == "GUILD_MEMBER_ADD":
+        return MemberJoined(event_id, channel, user_ref(user, data))
+    if kind == "GUILD_MEMBER_REMOVE":
+        return MemberLeft(event_id, channel, user_ref(user))
+    raise ValueError(f"not a server member event: {kind}")
 
 
 # Reactions on a message now (REST) -----------------------------------------------------------------

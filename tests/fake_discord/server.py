@@ -39,6 +39,7 @@ EVERYONE_PERMISSIONS = (1 << 10) | (1 << 11) | (1 << 6) | (1 << 16)  # view, sen
 
 # Gateway intents (bit numbers).
 GUILDS = 0
+GUILD_MEMBERS = 1  # privileged: the application must have it switched on, as the fake's does
 GUILD_MESSAGES = 9
 GUILD_MESSAGE_REACTIONS = 10
 
@@ -123,6 +124,7 @@ class Guild:
     channels: list[Channel] = field(default_factory=list)
     roles: list[Role] = field(default_factory=list)
     members: dict[str, list[str]] = field(default_factory=dict)  # user id -> role ids
+    system_channel_id: str | None = None  # where Discord greets new members: the welcome channel
 
     def permissions(self, user_id: str) -> int:
         perms = 0
@@ -340,6 +342,8 @@ class FakeDiscord:
         self.resumes: list[dict[str, Any]] = []
         self.gateway_queries: list[dict[str, str]] = []
         self.resume_overlap = 0  # replay this many already-delivered events too on RESUME
+        # The application may ask for the privileged server members intent (the Developer Portal's switch).
+        self.members_intent = True
         self.heartbeat_interval_ms = 41250
         self.buckets: dict[str, tuple[int, float]] = {  # route -> (limit, window seconds), per channel
             "create_message": (5, 5.0),
@@ -418,6 +422,18 @@ class FakeDiscord:
         guild.members[user.id] = [r.id for r in roles]
         return user
 
+    def joins_guild(self, guild: Guild, name: str) -> User:
+        """Someone joins the server: the gateway tells sessions with the server members intent."""
+        user = self.add_member(guild, name)
+        data = {**self.member_payload(guild, user), "guild_id": guild.id}
+        self.dispatch("GUILD_MEMBER_ADD", data, guild_id=guild.id, intent=GUILD_MEMBERS)
+        return user
+
+    def leaves_guild(self, guild: Guild, user: User) -> None:
+        del guild.members[user.id]
+        data = {"guild_id": guild.id, "user": user.payload()}
+        self.dispatch("GUILD_MEMBER_REMOVE", data, guild_id=guild.id, intent=GUILD_MEMBERS)
+
     def member_payload(self, guild: Guild, user: User) -> dict[str, Any]:
         return {
             "user": user.payload(),
@@ -461,6 +477,7 @@ class FakeDiscord:
             "nsfw_level": 0,
             "preferred_locale": "en-US",
             "joined_at": "2026-01-01T00:00:00+00:00",
+            "system_channel_id": guild.system_channel_id,
             "system_channel_flags": 0,
         }
 
@@ -575,6 +592,9 @@ class FakeDiscord:
                 if op == 1:
                     conn.send({"op": 11, "s": None, "t": None, "d": None})
                 elif op == 2:
+                    if int(data.get("intents", 0)) & (1 << GUILD_MEMBERS) and not self.members_intent:
+                        await ws.close(code=4014, message=b"Disallowed intent(s).")
+                        continue
                     session = self._identify(conn, data)
                     if session is None:
                         await ws.close(code=4004, message=b"Authentication failed.")
