@@ -205,6 +205,7 @@ class Engine:
                 if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                     log.info("skipping event %s seen before", event.event_id)
                     return None
+                uow.answered_apart = chat.interactive_replies
                 group = await ensure_group(uow.tx, event.channel, uow.now)
                 await touch(uow.tx, group, uow.now)
                 reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
