@@ -15,16 +15,17 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.activity import touch
+from core.activity import ACTIVITY_RESOLUTION, touch
 from core.clock import Clock
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
 from core.ports import StateChanges, Store, StoreTx
-from core.refs import UserRef
+from core.refs import ChannelRef, UserRef
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
+MAX_NOTED = 10_000
 
 
 @dataclass(slots=True)
@@ -42,6 +43,9 @@ class VoteRecorder:
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for benchmarks and tests
+        # Channels whose activity this process noted lately (committed), and when: a batch of votes
+        # then skips the group lookup, as the activity would not be written again so soon anyway.
+        self._noted: dict[ChannelRef, datetime] = {}
 
     async def submit(self, event: ReactionEvent, state: StateChanges | None = None) -> None:
         """Queue one reaction event (with adapter state to save alongside); return once durable."""
@@ -60,8 +64,10 @@ class VoteRecorder:
         while self._queue:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
+                now = self.clock.now()
+                recent = {c for c, at in self._noted.items() if now - at < ACTIVITY_RESOLUTION}
                 async with self.store.transaction() as tx:
-                    await apply_reactions(tx, [p.event for p in batch], self.clock)
+                    noted = await apply_reactions(tx, [p.event for p in batch], self.clock, recent)
                     for p in batch:
                         if p.state is not None:
                             await p.state.save(tx)
@@ -72,6 +78,9 @@ class VoteRecorder:
                         p.done.set_exception(error)
             else:
                 self.batches += 1
+                if len(self._noted) > MAX_NOTED:
+                    self._noted.clear()
+                self._noted.update(dict.fromkeys(noted, now))
                 for p in batch:
                     if not p.done.done():
                         p.done.set_result(None)
@@ -111,14 +120,18 @@ async def reconcile_poll(
     return len(changes)
 
 
-async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock) -> None:
+async def apply_reactions(
+    tx: StoreTx, events: Sequence[ReactionEvent], clock: Clock, active: Collection[ChannelRef] = ()
+) -> set[ChannelRef]:
     """Turn reaction events into vote changes, in order, each event at most once.
 
     Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
-    counts as activity there (the heartbeat measures silence).
+    counts as activity there (the heartbeat measures silence), except in the `active` channels, whose
+    activity was noted moments ago. Returns the channels whose activity it noted.
     """
     now = clock.now()
+    noted: set[ChannelRef] = set()
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
     for e in events:
         by_platform[e.message.channel.platform].append(e)
@@ -141,5 +154,9 @@ async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], clock: C
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
         for channel in dict.fromkeys(e.message.channel for e in platform_events):
+            if channel in active:
+                continue
             if (group := await tx.groups.get(channel)) is not None:
                 await touch(tx, group, now)
+            noted.add(channel)
+    return noted
