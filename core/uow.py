@@ -95,15 +95,19 @@ class UnitOfWork:
         # answer waits out the adapter's answer window instead of queueing behind it.
         self.answered_apart = False
 
-    def post(self, post: Post, *, after_answer: bool = False, unprompted: bool = False) -> None:
+    def post(
+        self, post: Post, *, after_answer: bool = False, unprompted: bool = False, placed: bool = False
+    ) -> None:
         """Queue a message to send once this unit of work commits.
 
         `after_answer`: it follows the answer to the command that started this unit of work, which is
         queued last (rows are sent in order per channel): a move is announced before what it starts.
         `unprompted`: the bot posts it on its own initiative though a command started this unit of work
         (the review that entering Assessing starts), so it waits out quiet hours as a tick step's posts do.
+        `placed`: the caller has already held it past quiet hours (a nudge knows its group's).
         """
-        (self._after_answer if after_answer else self._posts).append((post, unprompted or self.unprompted))
+        held = (unprompted or self.unprompted) and not placed
+        (self._after_answer if after_answer else self._posts).append((post, held))
 
     async def queued(self) -> list[Post]:
         """Everything to post, in the order it goes out; what is unprompted held until quiet hours end."""
@@ -128,6 +132,8 @@ class UnitOfWork:
 async def after_quiet_hours(tx: StoreTx, posts: Sequence[Post], now: datetime) -> list[Post]:
     """The posts, each held (`not_before`) until its group's quiet hours end if it would go out in them;
     the outbox's maximum age then counts from the end of quiet hours."""
+    if not posts:
+        return []
     groups = await tx.groups.many(sorted({p.group_id for p in posts if p.group_id is not None}))
     held = []
     for post in posts:
