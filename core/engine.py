@@ -257,6 +257,7 @@ class Engine:
                 if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                     log.info("skipping event %s seen before", event.event_id)
                     return None
+                uow.answered_apart = chat.interactive_replies
                 group = await self._enter(uow, event, channel, spec.path)
                 reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
                 if reply.is_error:

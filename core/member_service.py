@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import datetime
 
+from core.activity import ACTIVITY_RESOLUTION
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import ReactionAdded, ReactionEvent, Reply
@@ -14,8 +16,18 @@ from core.paging import Item, Listing
 from core.refs import ChannelRef, UserRef
 from core.uow import MemberArrived, UnitOfWork
 
+# Members whose activity in a channel this process noted, at most this many remembered.
+MAX_NOTED = 10_000
+
 
 class MemberService:
+    def __init__(self) -> None:
+        # (channel, member key) -> when their reaction there was noted, for members the store knew then:
+        # their next reactions within ACTIVITY_RESOLUTION skip the store (votes come in bursts). Members
+        # added by a batch are remembered only once a later batch finds them, so a batch rolled back
+        # never hides a newcomer.
+        self._noted: dict[tuple[ChannelRef, str], datetime] = {}
+
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
         return {
             ("join",): self._join,
@@ -41,17 +53,25 @@ class MemberService:
     async def reacted(self, uow: UnitOfWork, events: Sequence[ReactionEvent]) -> None:
         """Members reacted in groups' channels (votes or not): the first reaction puts a member on the
         roster. Taking a reaction back is no activity."""
+        now = uow.now
         by_channel: dict[ChannelRef, dict[str, UserRef]] = {}
         for event in events:
-            if isinstance(event, ReactionAdded):
+            if not isinstance(event, ReactionAdded):
+                continue
+            noted = self._noted.get((event.message.channel, event.user.key))
+            if noted is None or now - noted >= ACTIVITY_RESOLUTION:
                 by_channel.setdefault(event.message.channel, {})[event.user.key] = event.user
+        if len(self._noted) > MAX_NOTED:
+            self._noted.clear()
         for channel, users in by_channel.items():
             group = await uow.tx.groups.get(channel)
             if group is None:
                 continue
-            known = await uow.tx.members.record_activity(group.id, users.keys(), uow.now)
+            known = await uow.tx.members.record_activity(group.id, users.keys(), now)
             for key, user in users.items():
-                if key not in known:
+                if key in known:
+                    self._noted[(channel, key)] = now
+                else:
                     await self._arrive(uow, group, user, None, Step.ADD)
 
     async def joined(self, uow: UnitOfWork, group: Group, user: UserRef) -> None:

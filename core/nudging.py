@@ -26,6 +26,7 @@ from core.schedules import (
     Schedule,
     ScheduleKind,
     check_timezone,
+    due_time,
     first_occurrence,
     parse_quiet_hours,
     parse_schedule,
@@ -145,7 +146,10 @@ class NudgeService:
                 await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
                     text = await self._text(tx, s, now)
-                    uow.post(Post(PostKind.SEND, s.channel, text, group_id=s.group_id))
+                    # Late (the bot was down) is no reason to post in quiet hours: held until they end.
+                    held = due_time(now, s.timezone, s.quiet)
+                    post = Post(PostKind.SEND, s.channel, text, group_id=s.group_id, not_before=held)
+                    uow.post(post, placed=True)
             delivered += len(won)
             if len(due) < BATCH:
                 self.delivered += delivered

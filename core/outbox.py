@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = timedelta(hours=1)
 LEASE = timedelta(seconds=60)
-BATCH = 200
+BATCH = 500
 FIRST_RETRY = timedelta(seconds=1)
 LAST_RETRY = timedelta(minutes=5)
 
@@ -177,8 +177,10 @@ class Dispatcher:
                     if not await self._deliver(row, report, done):
                         blocked.add(row.lane)
                 async with self.store.transaction() as tx:
-                    await tx.outbox.sent(done)
-                    await tx.outbox.release(self.owner_of(platforms), [r.id for r in rows])
+                    await tx.outbox.sent(done)  # deleted: nothing left to release
+                    sent = set(done)
+                    unfinished = [r.id for r in rows if r.id not in sent]
+                    await tx.outbox.release(self.owner_of(platforms), unfinished)
                 if len(rows) < BATCH or report.deferred:
                     break
         self.total.sent += report.sent

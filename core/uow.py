@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from core import faults
 from core.clock import Clock
@@ -86,6 +86,11 @@ class Bus:
     table: Mapping[type, Sequence[Subscriber]] = field(default_factory=dict)
 
 
+# How long an adapter that answers commands itself may take to answer (Discord's interaction window:
+# the answer, or the deferral that holds its place, is in the channel by then).
+ANSWER_WINDOW = timedelta(seconds=3)
+
+
 class UnitOfWork:
     def __init__(self, tx: StoreTx, now: datetime, bus: Bus, *, unprompted: bool = False) -> None:
         self.tx = tx
@@ -96,20 +101,31 @@ class UnitOfWork:
         self.unprompted = unprompted
         self._posts: list[tuple[Post, bool]] = []  # (post, posted on the bot's own initiative)
         self._after_answer: list[tuple[Post, bool]] = []
+        # The adapter sends the command's answer itself, not the outbox (Discord): what follows the
+        # answer waits out the adapter's answer window instead of queueing behind it.
+        self.answered_apart = False
 
-    def post(self, post: Post, *, after_answer: bool = False, unprompted: bool = False) -> None:
+    def post(
+        self, post: Post, *, after_answer: bool = False, unprompted: bool = False, placed: bool = False
+    ) -> None:
         """Queue a message to send once this unit of work commits.
 
         `after_answer`: it follows the answer to the command that started this unit of work, which is
         queued last (rows are sent in order per channel): a move is announced before what it starts.
         `unprompted`: the bot posts it on its own initiative though a command started this unit of work
         (the review that entering Assessing starts), so it waits out quiet hours as a tick step's posts do.
+        `placed`: the caller has already held it past quiet hours (a nudge knows its group's).
         """
-        (self._after_answer if after_answer else self._posts).append((post, unprompted or self.unprompted))
+        held = (unprompted or self.unprompted) and not placed
+        (self._after_answer if after_answer else self._posts).append((post, held))
 
     async def queued(self) -> list[Post]:
         """Everything to post, in the order it goes out; what is unprompted held until quiet hours end."""
-        items = self._posts + self._after_answer
+        after = self._after_answer
+        if self.answered_apart:
+            later = self.now + ANSWER_WINDOW
+            after = [(replace(p, not_before=max(p.not_before or later, later)), u) for p, u in after]
+        items = self._posts + after
         held = iter(await after_quiet_hours(self.tx, [p for p, unprompted in items if unprompted], self.now))
         return [next(held) if unprompted else post for post, unprompted in items]
 
@@ -126,6 +142,8 @@ class UnitOfWork:
 async def after_quiet_hours(tx: StoreTx, posts: Sequence[Post], now: datetime) -> list[Post]:
     """The posts, each held (`not_before`) until its group's quiet hours end if it would go out in them;
     the outbox's maximum age then counts from the end of quiet hours."""
+    if not posts:
+        return []
     groups = await tx.groups.many(sorted({p.group_id for p in posts if p.group_id is not None}))
     held = []
     for post in posts:

@@ -15,17 +15,17 @@ from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from core.activity import touch
+from core.activity import ACTIVITY_RESOLUTION, touch
 from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
 from core.ports import StateChanges, StoreTx
-from core.refs import UserRef
+from core.refs import ChannelRef, UserRef
 from core.uow import UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 1024
-
+MAX_NOTED = 10_000
 
 # What else a batch of reactions means, in its unit of work (members' activity on the roster).
 Activity = Callable[[UnitOfWork, Sequence[ReactionEvent]], Awaitable[None]]
@@ -46,6 +46,9 @@ class VoteRecorder:
         self._queue: list[_Pending] = []
         self._flusher: asyncio.Task[None] | None = None
         self.batches = 0  # commits made, for benchmarks and tests
+        # Channels whose activity this process noted lately (committed), and when: a batch of votes
+        # then skips the group lookup, as the activity would not be written again so soon anyway.
+        self._noted: dict[ChannelRef, datetime] = {}
 
     async def submit(self, event: ReactionEvent, state: StateChanges | None = None) -> None:
         """Queue one reaction event (with adapter state to save alongside); return once durable."""
@@ -64,9 +67,11 @@ class VoteRecorder:
         while self._queue:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
-                async with self.work() as uow:
+                now = self.work.clock.now()
+                recent = {c for c, at in self._noted.items() if now - at < ACTIVITY_RESOLUTION}
+                async with self.work(now) as uow:
                     events = [p.event for p in batch]
-                    await apply_reactions(uow.tx, events, uow.now)
+                    noted = await apply_reactions(uow.tx, events, now, recent)
                     if self.activity is not None:
                         await self.activity(uow, events)
                     for p in batch:
@@ -79,6 +84,9 @@ class VoteRecorder:
                         p.done.set_exception(error)
             else:
                 self.batches += 1
+                if len(self._noted) > MAX_NOTED:
+                    self._noted.clear()
+                self._noted.update(dict.fromkeys(noted, now))
                 for p in batch:
                     if not p.done.done():
                         p.done.set_result(None)
@@ -118,13 +126,17 @@ async def reconcile_poll(
     return len(changes)
 
 
-async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], now: datetime) -> None:
+async def apply_reactions(
+    tx: StoreTx, events: Sequence[ReactionEvent], now: datetime, active: Collection[ChannelRef] = ()
+) -> set[ChannelRef]:
     """Turn reaction events into vote changes, in order, each event at most once.
 
     Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
-    counts as activity there (the heartbeat measures silence).
+    counts as activity there (the heartbeat measures silence), except in the `active` channels, whose
+    activity was noted moments ago. Returns the channels whose activity it noted.
     """
+    noted: set[ChannelRef] = set()
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
     for e in events:
         by_platform[e.message.channel.platform].append(e)
@@ -147,5 +159,9 @@ async def apply_reactions(tx: StoreTx, events: Sequence[ReactionEvent], now: dat
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
         for channel in dict.fromkeys(e.message.channel for e in platform_events):
+            if channel in active:
+                continue
             if (group := await tx.groups.get(channel)) is not None:
                 await touch(tx, group, now)
+            noted.add(channel)
+    return noted

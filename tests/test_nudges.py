@@ -171,6 +171,21 @@ async def test_a_reaction_in_the_channel_counts_as_activity(harness: Harness) ->
     assert len([s for s in harness.chat.sent if "quiet here" in s.text]) == 1
 
 
+async def test_reactions_keep_counting_as_activity_after_the_first_in_a_while(harness: Harness) -> None:
+    """A burst of votes looks the group up once; reactions later on are noted again."""
+    carol = harness.member("carol")
+    await harness.member("bob").says("/status")
+    elsewhere = MessageRef(harness.channel, "not-a-poll")
+    await carol.reacts(elsewhere, "👍")
+    for minutes in (5, 30, 24 * 60):  # within the activity resolution, past it, a day on
+        harness.clock.advance(timedelta(minutes=minutes))
+        await carol.reacts(elsewhere, "👍")
+        async with harness.store.transaction() as tx:
+            group = await tx.groups.get(harness.channel)
+        assert group is not None and group.last_activity_at is not None
+        assert harness.clock.now() - group.last_activity_at < timedelta(minutes=10), minutes
+
+
 async def test_the_weekly_digest(harness: Harness) -> None:
     alice = harness.member("alice")
     await alice.says("/auto digest on")

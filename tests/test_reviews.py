@@ -242,6 +242,7 @@ async def test_a_question_needs_an_answer(harness: Harness) -> None:
 
 
 async def test_the_bot_tells_members_to_answer_with_q_and_the_number(harness: Harness) -> None:
+    harness.chat.interactive_replies = False  # the questions go out at once, after the answer
     entered = await harness.member("alice").says("/phase set assessing")
     assert entered is not None and "answer with /reflect q<number> <your answer>." in entered.text
     posted = harness.chat.sent[-1].text

@@ -243,6 +243,13 @@ class SqlOutbox:
             }
             for p in posts
         ]
+        if self.conn.dialect.name == "sqlite":
+            # One writer at a time (SqlStore's lock, SQLite's own), and AUTOINCREMENT ids only grow:
+            # the rows just added are the newest. A plain executemany is many times faster than
+            # INSERT ... RETURNING in parameter order, which SQLite runs a row at a time.
+            await self.conn.execute(outbox.insert(), values)
+            newest = select(outbox.c.id).order_by(outbox.c.id.desc()).limit(len(values))
+            return sorted(r.id for r in await self.conn.execute(newest))
         result = await self.conn.execute(
             outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), values
         )
@@ -327,6 +334,7 @@ class SqlOutbox:
 
 
 def _outbox_row(row: Any) -> OutboxRow:
+    not_before = utc(row.not_before)
     channel = ChannelRef(row.platform, row.channel_id, row.channel_name)
     user = UserRef(row.platform, row.user_id, row.user_name or "") if row.user_id is not None else None
     post = Post(
@@ -335,17 +343,17 @@ def _outbox_row(row: Any) -> OutboxRow:
         text=row.text,
         reply_to=row.reply_to,
         user=user,
-        reactions=tuple(json.loads(row.reactions)),
+        reactions=tuple(json.loads(row.reactions)) if row.reactions != "[]" else (),
         poll_id=row.poll_id,
         group_id=row.group_id,
-        not_before=utc(row.not_before),
+        not_before=not_before,
     )
     return OutboxRow(
         id=row.id,
         post=post,
         state=PostState(row.state),
         created_at=utc(row.created_at),
-        not_before=utc(row.not_before),
+        not_before=not_before,
         attempts=row.attempts,
         message_id=row.message_id,
     )

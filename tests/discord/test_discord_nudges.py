@@ -38,3 +38,23 @@ async def test_members_cannot_schedule_nudges(discord_bot: DiscordScene) -> None
     refused = await discord_bot.bob.runs("/nudge add", schedule="daily 10:00 hello")
     assert refused.ephemeral
     assert "only facilitators" in refused.content
+
+
+async def test_a_move_to_assessing_is_answered_before_its_review_questions_are_posted(
+    discord_bot: DiscordScene,
+) -> None:
+    """Discord answers the command itself while the outbox posts the questions: they wait out the
+    answer's window, so the move is announced first."""
+    scene = discord_bot
+    answer = await scene.alice.runs("/phase set", phase="assessing")
+    assert "moved the group" in answer.content, answer.content
+    assert scene.engine is not None
+    await scene.engine.engine.settle()
+    assert scene.fake.sent_messages(scene.channel) == []  # not yet: the answer goes first
+
+    await advance(scene, timedelta(seconds=3))
+    (questions,) = scene.fake.sent_messages(scene.channel)
+    assert "q1" in questions["content"]
+    routes = [r.route for r in scene.fake.requests]
+    answered = max(i for i, route in enumerate(routes) if route == "interaction_callback")
+    assert answered < routes.index("create_message")
