@@ -13,16 +13,12 @@ from core.ports import ChatPort, StoreTx
 from core.uow import UnitOfWork
 
 
-@dataclass(frozen=True, slots=True)
-class Context:
-    """Everything a command handler needs to know about the command it runs, and its unit of work."""
+class _InUnitOfWork:
+    """What every handler's context offers: the platform's command prefix, the transaction, the time."""
 
-    event: CommandInvoked
+    __slots__ = ()
     chat: ChatPort
-    group: Group
     uow: UnitOfWork
-    # Asked of the platform before the transaction began, for commands whose spec needs it.
-    is_facilitator: bool = False
 
     @property
     def prefix(self) -> str:
@@ -35,6 +31,18 @@ class Context:
     @property
     def now(self) -> datetime:
         return self.uow.now
+
+
+@dataclass(frozen=True, slots=True)
+class Context(_InUnitOfWork):
+    """Everything a command handler needs to know about the command it runs, and its unit of work."""
+
+    event: CommandInvoked
+    chat: ChatPort
+    group: Group
+    uow: UnitOfWork
+    # Asked of the platform before the transaction began, for commands whose spec needs it.
+    is_facilitator: bool = False
 
     def refuse(self, inv: Invocation, *, owner: str = "", facilitators_only: bool = False) -> Reply:
         """This member may not do this (see `refusal`): the answer, and nothing changes."""
@@ -47,7 +55,7 @@ Handler = Callable[[Context, Invocation], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, slots=True)
-class PrivateContext:
+class PrivateContext(_InUnitOfWork):
     """What a command written to the bot privately is given when it concerns the member rather than
     one group (`help`, `forget-me`): the groups whose roster they are on, on that platform."""
 
@@ -55,18 +63,6 @@ class PrivateContext:
     chat: ChatPort
     uow: UnitOfWork
     groups: Sequence[Group]
-
-    @property
-    def prefix(self) -> str:
-        return self.chat.command_prefix
-
-    @property
-    def tx(self) -> StoreTx:
-        return self.uow.tx
-
-    @property
-    def now(self) -> datetime:
-        return self.uow.now
 
 
 PrivateHandler = Callable[[PrivateContext, Invocation], Awaitable[Reply]]

@@ -184,37 +184,23 @@ class PeerbotClient(discord.AutoShardedClient):
         self.adapter = adapter
         parsers: dict[str, Callable[[Any], None]] = self._connection.parsers
         for kind in ("MESSAGE_REACTION_ADD", "MESSAGE_REACTION_REMOVE"):
-            parsers[kind] = self._tap_reaction(kind, parsers[kind])
+            parsers[kind] = self._tap_gateway(kind, parsers[kind], self._reaction)
         parsers["INTERACTION_CREATE"] = self._tap_interaction(parsers["INTERACTION_CREATE"])
         if settings.server_joins:
             for kind in ("GUILD_MEMBER_ADD", "GUILD_MEMBER_REMOVE"):
-                parsers[kind] = self._tap_member(kind, parsers[kind])
+                parsers[kind] = self._tap_gateway(kind, parsers[kind], self._server_member)
 
-    def _tap_member(self, kind: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
-        def tapped(data: Any) -> None:
-            try:
-                guild = self.get_guild(int(data["guild_id"]))
-                welcome = guild.system_channel if guild is not None else None
-                ws = self._get_websocket(int(data["guild_id"]))
-                # Member events carry no id either: (session, sequence) names them as it names reactions.
-                event_id = reaction_event_id(str(ws.session_id), int(ws.sequence or 0))
-                event = server_member_event(kind, data, event_id, str(welcome.id) if welcome else None)
-                if event is not None:
-                    self.adapter.reactions.put_nowait(event)
-            except Exception:
-                log.exception("could not read a %s event", kind)
-            parse(data)
+    def _tap_gateway(
+        self, kind: str, parse: Callable[[Any], None], read: Callable[[str, Any, str], InboundEvent | None]
+    ) -> Callable[[Any], None]:
+        """Queue the neutral event `read` makes of a dispatch (reactions, server members), in gateway
+        order. These dispatches carry no id: (session, sequence) names each delivery."""
 
-        return tapped
-
-    def _tap_reaction(self, kind: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
         def tapped(data: Any) -> None:
             try:
                 guild_id = data.get("guild_id")
                 ws = self._get_websocket(int(guild_id)) if guild_id else self._get_websocket(shard_id=0)
-                event_id = reaction_event_id(str(ws.session_id), int(ws.sequence or 0))
-                bot_id = str(self.user.id) if self.user else None
-                event = reaction_event(kind, data, event_id, bot_id)
+                event = read(kind, data, reaction_event_id(str(ws.session_id), int(ws.sequence or 0)))
                 if event is not None:
                     self.adapter.reactions.put_nowait(event)
             except Exception:
@@ -222,6 +208,14 @@ class PeerbotClient(discord.AutoShardedClient):
             parse(data)
 
         return tapped
+
+    def _reaction(self, kind: str, data: Any, event_id: str) -> InboundEvent | None:
+        return reaction_event(kind, data, event_id, str(self.user.id) if self.user else None)
+
+    def _server_member(self, kind: str, data: Any, event_id: str) -> InboundEvent | None:
+        guild = self.get_guild(int(data["guild_id"]))
+        welcome = guild.system_channel if guild is not None else None
+        return server_member_event(kind, data, event_id, str(welcome.id) if welcome else None)
 
     def _tap_interaction(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
         def tapped(data: Any) -> None:
