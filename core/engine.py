@@ -46,7 +46,7 @@ from core.uow import (
     Bus,
     GoalDecided,
     GoalFinished,
-    MemberArrived,
+    MembersArrived,
     PhaseEntered,
     PollClosed,
     ReviewClosed,
@@ -132,7 +132,7 @@ class Engine:
             GoalFinished: (self.lifecycle.on_goal_finished,),
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
             ReviewClosed: (self.lifecycle.on_review_closed,),
-            MemberArrived: (self.newcomers.on_member_arrived,),
+            MembersArrived: (self.newcomers.on_members_arrived,),
         }
         help_ = Help(self.specs)
         self.handlers: dict[tuple[str, ...], Handler] = {

@@ -14,7 +14,7 @@ from core.lifecycle import Group
 from core.members import CONTRIBUTION_WINDOW, Member, Step, local, on_activity, on_join, roster_entries
 from core.paging import Item, Listing
 from core.refs import ChannelRef, UserRef
-from core.uow import MemberArrived, UnitOfWork
+from core.uow import MembersArrived, UnitOfWork
 
 # Members whose activity in a channel this process noted, at most this many remembered.
 MAX_NOTED = 10_000
@@ -68,11 +68,11 @@ class MemberService:
             if group is None:
                 continue
             known = await uow.tx.members.record_activity(group.id, users.keys(), now)
-            for key, user in users.items():
-                if key in known:
-                    self._noted[(channel, key)] = now
-                else:
-                    await self._arrive(uow, group, user, None, Step.ADD)
+            self._noted.update(((channel, key), now) for key in known)
+            newcomers = [user for key, user in users.items() if key not in known]
+            if newcomers:  # a burst of first votes: added, welcomed and paired together
+                added = await uow.tx.members.add_many(group.id, newcomers, now)
+                await uow.publish(MembersArrived(group, tuple(added), first_time=True))
 
     async def joined(self, uow: UnitOfWork, group: Group, user: UserRef) -> None:
         """The platform says a member joined the channel (a room join)."""
@@ -102,7 +102,7 @@ class MemberService:
             intro = intro or member.intro
             member = replace(member, left_at=None, last_active_at=uow.now, name=name, intro=intro)
             await tx.members.save_settings(member)
-        return await uow.publish(MemberArrived(group, member, first_time=step is Step.ADD))
+        return await uow.publish(MembersArrived(group, (member,), first_time=step is Step.ADD))
 
     # Commands ----------------------------------------------------------------------------------
 

@@ -93,14 +93,12 @@ def is_active(member: Member, now: datetime) -> bool:
     return member.on_roster and last is not None and now - last <= ACTIVE_WITHIN
 
 
-def choose_buddy(members: Sequence[Member], newcomer: Member, now: datetime) -> Member | None:
-    """The buddy for a newcomer: of the active members who offer to be one, the one whose last newcomer
-    is the longest ago (those never paired first), so that pairings go round fairly; ties by who
-    joined first."""
-    candidates = [m for m in members if m.buddy and m.key != newcomer.key and is_active(m, now)]
-    if not candidates:
-        return None
-    return min(candidates, key=lambda m: (m.paired_at is not None, m.paired_at or now, m.joined_at, m.id))
+def buddies_in_turn(members: Sequence[Member], now: datetime) -> list[Member]:
+    """The active members who offer to be a buddy, in the order they take newcomers: the one whose last
+    newcomer is the longest ago first (those never paired before them), so that pairings go round
+    fairly; ties by who joined first."""
+    candidates = [m for m in members if m.buddy and is_active(m, now)]
+    return sorted(candidates, key=lambda m: (m.paired_at is not None, m.paired_at or now, m.joined_at, m.id))
 
 
 def local(dt: datetime, tz: str, fmt: str = "%Y-%m-%d %H:%M") -> str:

@@ -13,12 +13,12 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.goals import GoalStatus
 from core.lifecycle import Group
-from core.members import Member, choose_buddy
+from core.members import ACTIVE_WITHIN, Member, buddies_in_turn
 from core.newcomers import GroupPicture, welcome_text, window_end
 from core.outbox import Post, PostKind
 from core.ports import ChatPort, StoreTx, command_prefix
 from core.schedules import ScheduleKind
-from core.uow import DomainEvent, MemberArrived, UnitOfWork, Work
+from core.uow import DomainEvent, MembersArrived, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
@@ -73,27 +73,33 @@ class NewcomerService:
 
     # Subscribers -------------------------------------------------------------------------------
 
-    async def on_member_arrived(self, uow: UnitOfWork, event: DomainEvent) -> None:
-        """Welcome the member, at once or with the joins that follow (see core/newcomers.py); a first
-        arrival gets a buddy too, if an active one offers."""
-        assert isinstance(event, MemberArrived)
-        group, member, now = event.group, event.member, uow.now
+    async def on_members_arrived(self, uow: UnitOfWork, event: DomainEvent) -> None:
+        """Welcome the members, at once or with the joins that follow (see core/newcomers.py): members
+        who arrive together share a welcome either way. A first arrival gets a buddy too, if an active
+        one offers."""
+        assert isinstance(event, MembersArrived)
+        group, arrived, now = event.group, event.members, uow.now
         tx = uow.tx
         if await tx.groups.claim_welcome(group.id, now, window_end(now)):
-            # After the answer to the command that brought them, if one did.
-            uow.post(await self._welcome(tx, group, [member], now))
+            uow.post(await self._welcome(tx, group, arrived, now))
         else:
             current = await tx.groups.by_id(group.id)
             assert current is not None and current.welcome_until is not None
-            await tx.members.hold_welcome(member.id, current.welcome_until)
+            await tx.members.hold_welcomes([m.id for m in arrived], current.welcome_until)
         if event.first_time:
-            await self._pair(uow, group, member)
+            await self._pair(uow, group, arrived)
 
-    async def _pair(self, uow: UnitOfWork, group: Group, newcomer: Member) -> None:
-        buddy = choose_buddy(await uow.tx.members.roster(group.id), newcomer, uow.now)
-        if buddy is None:
-            return
-        await uow.tx.members.pair(newcomer.id, buddy, uow.now)
+    async def _pair(self, uow: UnitOfWork, group: Group, newcomers: Sequence[Member]) -> None:
+        """Each newcomer gets the buddy whose turn it is; newcomers who arrive together go round them."""
+        volunteers = await uow.tx.members.buddies(group.id, uow.now - ACTIVE_WITHIN)
+        arriving = {m.key for m in newcomers}
+        turn = [b for b in buddies_in_turn(volunteers, uow.now) if b.key not in arriving]
+        for index, newcomer in enumerate(newcomers if turn else ()):
+            buddy = turn[index % len(turn)]
+            await uow.tx.members.pair(newcomer.id, buddy, uow.now)
+            self._tell_pair(uow, group, newcomer, buddy)
+
+    def _tell_pair(self, uow: UnitOfWork, group: Group, newcomer: Member, buddy: Member) -> None:
         where, prefix = group.channel.name, self._prefix(group)
         to_newcomer = (
             f"Hello {newcomer.name}, and welcome to {where}! {buddy.name} offered to be a buddy for"
@@ -112,18 +118,22 @@ class NewcomerService:
     # Time --------------------------------------------------------------------------------------
 
     async def welcome_due(self, now: datetime) -> int:
-        """Post the shared welcomes whose window has ended: one message per group. Returns how many."""
-        posted = 0
-        while True:
-            async with self.work(now, unprompted=True) as uow:
+        """Post the shared welcomes whose window has ended: one message per group, however many joined
+        in its window. Returns how many."""
+        async with self.work(now, unprompted=True) as uow:
+            waiting: list[Member] = []
+            while True:
                 claimed = await uow.tx.members.claim_welcomes(now, BATCH, self.platforms)
-                waiting = [m for m in claimed if m.on_roster]  # who left meanwhile is not welcomed
-                groups = await uow.tx.groups.many(sorted({m.group_id for m in waiting}))
-                for group_id, members in groupby(waiting, key=lambda m: m.group_id):
-                    uow.post(await self._welcome(uow.tx, groups[group_id], list(members), now))
-                    posted += 1
-            if len(claimed) < BATCH:
-                return posted
+                waiting += [m for m in claimed if m.on_roster]  # who left meanwhile is not welcomed
+                if len(claimed) < BATCH:
+                    break
+            waiting.sort(key=lambda m: (m.group_id, m.joined_at, m.id))
+            groups = await uow.tx.groups.many(sorted({m.group_id for m in waiting}))
+            posted = 0
+            for group_id, members in groupby(waiting, key=lambda m: m.group_id):
+                uow.post(await self._welcome(uow.tx, groups[group_id], list(members), now))
+                posted += 1
+        return posted
 
     # Commands ----------------------------------------------------------------------------------
 

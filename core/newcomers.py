@@ -18,6 +18,7 @@ from core.lifecycle import PHASE_FOCUS, Phase
 
 WELCOME_WINDOW = timedelta(minutes=10)
 MAX_WELCOME_TEXT = 500
+MAX_NAMED = 10  # newcomers a shared welcome names; the others are counted
 
 # The second and third first steps, by phase: what a newcomer can usefully do there and then.
 PHASE_STEPS: dict[Phase, tuple[str, str]] = {
@@ -63,7 +64,9 @@ class GroupPicture:
 
 
 def names(people: Sequence[str]) -> str:
-    """`frank`, `frank and grace`, `frank, grace and heidi`."""
+    """`frank`, `frank and grace`, `frank, grace and heidi`; past `MAX_NAMED`, `... and 12 more`."""
+    if len(people) > MAX_NAMED:
+        return f"{', '.join(people[:MAX_NAMED])} and {len(people) - MAX_NAMED} more"
     if len(people) <= 1:
         return "".join(people)
     return f"{', '.join(people[:-1])} and {people[-1]}"

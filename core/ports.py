@@ -499,12 +499,20 @@ class MemberRepo(Protocol):
         """Put a newcomer on the roster, active `at`."""
         ...
 
+    async def add_many(self, group_id: int, users: Sequence[UserRef], at: datetime) -> list[Member]:
+        """Put newcomers on the roster, active `at`, in one go (a burst of first votes); in order."""
+        ...
+
     async def get(self, group_id: int, key: str) -> Member | None:
         """The member with this key, on the roster or once on it."""
         ...
 
     async def roster(self, group_id: int) -> list[Member]:
         """The members on the group's roster, in the order they first joined."""
+        ...
+
+    async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
+        """The members on the roster who offer to be a buddy and were active since then."""
         ...
 
     async def of_user(self, user: UserRef) -> list[Member]:
@@ -528,8 +536,8 @@ class MemberRepo(Protocol):
         """Make `buddy` the newcomer's buddy; the buddy was last given a newcomer `at`."""
         ...
 
-    async def hold_welcome(self, member_id: int, until: datetime) -> None:
-        """The member's welcome waits until then (see `claim_welcomes`)."""
+    async def hold_welcomes(self, member_ids: Sequence[int], until: datetime) -> None:
+        """The members' welcome waits until then (see `claim_welcomes`)."""
         ...
 
     async def claim_welcomes(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Member]:

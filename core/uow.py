@@ -65,15 +65,16 @@ class ReviewClosed:
 
 
 @dataclass(frozen=True, slots=True)
-class MemberArrived:
-    """A member came onto the group's roster: for the first time, or back after leaving."""
+class MembersArrived:
+    """Members came onto the group's roster at once (one command, one batch of reactions): for the
+    first time, or back after leaving."""
 
     group: Group
-    member: Member
+    members: tuple[Member, ...]
     first_time: bool
 
 
-DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MemberArrived
+DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived
 
 # A subscriber may return a line to add to the answer of the command that caused the event.
 Subscriber = Callable[["UnitOfWork", DomainEvent], Awaitable[str | None]]

@@ -663,6 +663,9 @@ class MemoryMembers(_MemoryPart):
         self.d.members[member.id] = member
         return member
 
+    async def add_many(self, group_id: int, users: Sequence[UserRef], at: datetime) -> list[roster.Member]:
+        return [await self.add(group_id, user, at) for user in users]
+
     async def get(self, group_id: int, key: str) -> roster.Member | None:
         return next((m for m in self.d.members.values() if m.group_id == group_id and m.key == key), None)
 
@@ -672,6 +675,15 @@ class MemoryMembers(_MemoryPart):
 
     async def roster(self, group_id: int) -> list[roster.Member]:
         return self._joined([m for m in self.d.members.values() if m.group_id == group_id and m.on_roster])
+
+    async def buddies(self, group_id: int, active_since: datetime) -> list[roster.Member]:
+        return self._joined(
+            [
+                m
+                for m in await self.roster(group_id)
+                if m.buddy and m.last_active_at is not None and m.last_active_at >= active_since
+            ]
+        )
 
     async def of_user(self, user: UserRef) -> list[roster.Member]:
         return self._joined([m for m in self.d.members.values() if m.key == user.key and m.on_roster])
@@ -705,8 +717,9 @@ class MemoryMembers(_MemoryPart):
         self._update(newcomer_id, buddy_key=buddy.key)
         self._update(buddy.id, paired_at=at)
 
-    async def hold_welcome(self, member_id: int, until: datetime) -> None:
-        self._update(member_id, welcome_due_at=until)
+    async def hold_welcomes(self, member_ids: Sequence[int], until: datetime) -> None:
+        for member_id in member_ids:
+            self._update(member_id, welcome_due_at=until)
 
     async def claim_welcomes(
         self, now: datetime, limit: int, platforms: Collection[str]

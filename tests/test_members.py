@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
+
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from bot.recurrence import CronRecurrence
+from core import newcomer_service
 from core.engine import Engine
-from core.events import MemberJoined, MemberLeft, MessagePosted
-from core.members import Member, Step, choose_buddy, on_activity, on_join
+from core.events import MemberJoined, MemberLeft, MessagePosted, ReactionAdded
+from core.members import Member, Step, buddies_in_turn, on_activity, on_join
 from core.refs import ChannelRef, MessageRef
 from tests.support import START, Harness
 
@@ -45,18 +48,15 @@ def test_joining_on_purpose_brings_a_member_back_activity_does_not() -> None:
     assert (on_activity(None), on_activity(on), on_activity(gone)) == (Step.ADD, Step.TOUCH, Step.NONE)
 
 
-def test_the_buddy_is_the_active_volunteer_whose_last_newcomer_is_longest_ago() -> None:
+def test_buddies_take_turns_by_whose_last_newcomer_is_longest_ago() -> None:
     now = START + 30 * DAY
-    newcomer = Member(9, 1, "fake:new", "new", now)
     ann = Member(1, 1, "fake:ann", "ann", START, last_active_at=now, buddy=True, paired_at=now - DAY)
     ben = Member(2, 1, "fake:ben", "ben", START, last_active_at=now, buddy=True, paired_at=now - 2 * DAY)
     cid = Member(3, 1, "fake:cid", "cid", START + DAY, last_active_at=now, buddy=True)
     dee = Member(4, 1, "fake:dee", "dee", START, last_active_at=now - 15 * DAY, buddy=True)  # inactive
     eve = Member(5, 1, "fake:eve", "eve", START, last_active_at=now)  # does not offer
-    assert choose_buddy([ann, ben, cid, dee, eve], newcomer, now) == cid  # never paired yet
-    assert choose_buddy([ann, ben, dee, eve], newcomer, now) == ben
-    assert choose_buddy([dee, eve], newcomer, now) is None
-    assert choose_buddy([newcomer], newcomer, now) is None
+    assert buddies_in_turn([ann, ben, cid, dee, eve], now) == [cid, ben, ann]  # cid was never paired
+    assert buddies_in_turn([dee, eve], now) == []
 
 
 # Joining and leaving ------------------------------------------------------------------------------
@@ -126,6 +126,42 @@ async def test_joins_within_ten_minutes_share_one_welcome_when_they_end(harness:
     harness.clock.advance(MINUTE)
     await harness.member("dave").says("/status")  # after the window: welcomed at once again
     assert welcomes(harness)[-1].splitlines()[0] == "Welcome, dave! 👋"
+
+
+async def test_a_burst_of_first_votes_puts_every_voter_on_the_roster_with_one_welcome(
+    harness: Harness,
+) -> None:
+    await harness.regulars("alice", "bob", "carol")
+    await harness.member("alice").says("/poll create Tea? | yes | no")
+    poll = harness.chat.sent[-1].ref
+    for name in ("bob", "carol"):
+        await harness.member(name).says("/buddy on")
+    votes = [ReactionAdded(f"v{n}", poll, harness.member(name).user, "1️⃣") for n, name in enumerate("uvwx")]
+    await harness.engine.handle_batch(votes)
+    await harness.engine.settle()
+    assert await roster(harness) == ["alice", "bob", "carol", "u", "v", "w", "x"]
+    assert (await harness.tally(1)).counts == (4, 0)
+    assert [w.splitlines()[0] for w in welcomes(harness)] == ["Welcome, u, v, w and x! 👋"]
+    # Arriving together, they go round the buddies in turn.
+    told = [(user.id, text.split()[0]) for user, text in harness.chat.direct if text.startswith("Hello")]
+    assert [user for user, _ in told] == ["u", "v", "w", "x"]
+    buddies = [(await member(harness, n)).buddy_key for n in "uvwx"]
+    assert buddies == ["fake:bob", "fake:carol", "fake:bob", "fake:carol"]
+
+
+async def test_a_crowd_gets_one_welcome_that_names_ten_and_counts_the_rest(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(newcomer_service, "BATCH", 4)  # claimed in several batches, posted as one
+    await harness.member("alice").says("/join")
+    for n in range(1, 13):
+        await harness.member(f"m{n:02}").says("/status")
+    harness.clock.advance(10 * MINUTE)
+    await harness.engine.tick()
+    assert [w.splitlines()[0] for w in welcomes(harness)] == [
+        "Welcome, alice! 👋",
+        "Welcome, m01, m02, m03, m04, m05, m06, m07, m08, m09, m10 and 2 more! 👋",
+    ]
 
 
 async def test_a_shared_welcome_waits_in_the_database_across_a_restart(db_url: str) -> None:

@@ -917,6 +917,20 @@ async def test_a_member_joins_leaves_and_comes_back_with_their_first_join(store:
         assert await tx.members.of_user(UserRef("matrix", "alice")) == [in_room]
 
 
+async def test_newcomers_are_added_many_at_once_in_order(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        assert await tx.members.add_many(group_id, [], T0) == []
+        added = await tx.members.add_many(group_id, [CAROL, ALICE, BOB], T0)
+    assert [(m.key, m.name, m.joined_at, m.last_active_at, m.intro) for m in added] == [
+        (CAROL.key, "Carol", T0, T0, ""),
+        (ALICE.key, "Alice", T0, T0, ""),
+        (BOB.key, "Bob", T0, T0, ""),
+    ]
+    async with store.transaction() as tx:
+        assert await tx.members.roster(group_id) == added  # joined together: in the order added
+
+
 async def test_activity_is_noted_on_the_roster_and_the_known_members_are_told(store: Store) -> None:
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
@@ -950,6 +964,27 @@ async def test_a_members_settings_and_their_buddy_are_kept(store: Store) -> None
         assert await tx.members.get(group_id, BOB.key) == replace(bob, buddy_key=ALICE.key)
 
 
+async def test_the_buddies_are_the_active_volunteers_on_the_roster(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    dora = UserRef("discord", "dora", "Dora")
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0 - DAY)  # joined first, active longer ago
+        carol = await tx.members.add(general, CAROL, T0)
+        gone = await tx.members.add(general, dora, T0)
+        elsewhere = await tx.members.add(study, dora, T0)
+        for member in (alice, bob, gone, elsewhere):
+            await tx.members.save_settings(replace(member, buddy=True))
+        await tx.members.set_left(gone.id, T0 + HOUR)
+        await tx.members.record_activity(general, [ALICE.key, CAROL.key], T0 + DAY)
+    async with store.transaction() as tx:
+        assert await tx.members.buddies(general, T0 + HOUR) == [
+            replace(alice, buddy=True, last_active_at=T0 + DAY)
+        ]
+        assert [m.key for m in await tx.members.buddies(general, T0 - DAY)] == [BOB.key, ALICE.key]
+        assert carol.key not in [m.key for m in await tx.members.buddies(general, T0 - DAY)]
+
+
 async def test_the_welcome_window_opens_once_until_it_ends_with_the_groups_own_words(store: Store) -> None:
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
@@ -975,9 +1010,9 @@ async def test_held_welcomes_fall_due_and_are_claimed_once_on_the_platforms_aske
         bob = await tx.members.add(general, BOB, T0 + MINUTE)
         carol = await tx.members.add(general, CAROL, T0 + 2 * MINUTE)
         in_room = await tx.members.add(room, UserRef("matrix", "dora", "Dora"), T0)
-        for member in (alice, bob, in_room):
-            await tx.members.hold_welcome(member.id, T0 + 10 * MINUTE)
-        await tx.members.hold_welcome(carol.id, T0 + 20 * MINUTE)
+        await tx.members.hold_welcomes([alice.id, bob.id, in_room.id], T0 + 10 * MINUTE)
+        await tx.members.hold_welcomes([carol.id], T0 + 20 * MINUTE)
+        await tx.members.hold_welcomes([], T0)
     async with store.transaction() as tx:
         assert await tx.next_due_time(["discord"]) == T0 + 10 * MINUTE
         assert (await tx.members.get(general, BOB.key)) == replace(bob, welcome_due_at=T0 + 10 * MINUTE)

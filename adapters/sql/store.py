@@ -1006,6 +1006,24 @@ class SqlMembers(_SqlPart):
         )
         return _member(result.one())
 
+    async def add_many(self, group_id: int, users: Sequence[UserRef], at: datetime) -> list[Member]:
+        if not users:
+            return []  # no rows: SQLAlchemy would run INSERT ... DEFAULT VALUES
+        values = [
+            {"group_id": group_id, "user_key": u.key, "name": u.name, "joined_at": at, "last_active_at": at}
+            for u in users
+        ]
+        # A plain executemany, read back after: with RETURNING in a given order, SQLite inserts row by row.
+        await self.conn.execute(members.insert(), values)
+        added: dict[str, Member] = {}
+        keys = [u.key for u in users]
+        for start in range(0, len(keys), 500):
+            query = select(members).where(
+                members.c.group_id == group_id, members.c.user_key.in_(keys[start : start + 500])
+            )
+            added.update((r.user_key, _member(r)) for r in await self.conn.execute(query))
+        return [added[key] for key in keys]
+
     async def get(self, group_id: int, key: str) -> Member | None:
         query = select(members).where(members.c.group_id == group_id, members.c.user_key == key)
         row = (await self.conn.execute(query)).first()
@@ -1015,6 +1033,19 @@ class SqlMembers(_SqlPart):
         rows = await self.conn.execute(
             select(members)
             .where(members.c.group_id == group_id, members.c.left_at.is_(None))
+            .order_by(members.c.joined_at, members.c.id)
+        )
+        return [_member(r) for r in rows]
+
+    async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
+        rows = await self.conn.execute(
+            select(members)
+            .where(
+                members.c.group_id == group_id,
+                members.c.left_at.is_(None),
+                members.c.buddy.is_(True),
+                members.c.last_active_at >= active_since,
+            )
             .order_by(members.c.joined_at, members.c.id)
         )
         return [_member(r) for r in rows]
@@ -1062,8 +1093,11 @@ class SqlMembers(_SqlPart):
         )
         await self.conn.execute(update(members).where(members.c.id == buddy.id).values(paired_at=at))
 
-    async def hold_welcome(self, member_id: int, until: datetime) -> None:
-        await self.conn.execute(update(members).where(members.c.id == member_id).values(welcome_due_at=until))
+    async def hold_welcomes(self, member_ids: Sequence[int], until: datetime) -> None:
+        ids = list(member_ids)
+        for start in range(0, len(ids), 500):
+            held = update(members).where(members.c.id.in_(ids[start : start + 500]))
+            await self.conn.execute(held.values(welcome_due_at=until))
 
     async def claim_welcomes(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Member]:
         due = and_(members.c.welcome_due_at.is_not(None), members.c.welcome_due_at <= now)
