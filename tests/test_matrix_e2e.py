@@ -314,6 +314,37 @@ async def test_joining_the_room_is_joining_the_group_welcomed_by_name_without_a_
     assert back is not None and back.name == "Bob Builder" and back.joined_at == bot.clock.now()
 
 
+async def test_a_newcomer_hears_of_their_buddy_privately_and_asks_the_bot_there(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot)
+    offer = await alice.says(room, "!peer buddy on")
+    await alice.sees(room, reply_to(offer))
+    await alice.invites(room, bob.user_id)
+    await bob.joins(room)
+
+    async with asyncio.timeout(30):  # the bot makes a room to tell bob who his buddy is
+        while not [r for r in bob.invited if r != room]:
+            await bob.sync()
+    (direct,) = [r for r in bob.invited if r != room]
+    await bob.joins(direct)
+    told = await bob.sees(direct, lambda e: "is yours" in e.get("content", {}).get("body", ""))
+    assert told["sender"] == bot.user_id and told["content"]["m.mentions"] == {}
+    asked = await bob.says(direct, "!peer buddy")
+    answer = await bob.sees(direct, lambda e: "Your buddy" in e.get("content", {}).get("body", ""))
+    assert answer["sender"] == bot.user_id and answer["content"]["body"].startswith("Your buddy in ")
+    # The conversation is no group: no roster, no welcome there, and bob's words there are no activity.
+    await bob.says(direct, "thanks!")
+    await bot.engine.wait_for(lambda got: any(e.event_id == asked for e in got))
+    async with bot.store.transaction() as tx:
+        assert await tx.groups.get(ChannelRef("matrix", direct)) is None
+    assert not bob.find(direct, lambda e: e.get("content", {}).get("body", "").startswith("Welcome"))
+    asked_event = next(e for e in bot.engine.received if e.event_id == asked)
+    assert isinstance(asked_event, CommandInvoked) and asked_event.direct
+
+
 async def test_an_encrypted_room_is_refused_once_and_ignored(
     bot_factory: StartBot, people: Callable[[], Member], caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -20,6 +20,7 @@ from adapters.matrix.translate import (
     fit_body,
     inviter_allowed,
     inviter_of,
+    is_direct_invite,
     is_facilitator,
     json_size,
     notice_content,
@@ -157,6 +158,28 @@ def test_joining_and_leaving_the_room_are_membership_events() -> None:
         MemberLeft("$banned", CHANNEL, UserRef("matrix", carol)),
     ]
     assert result.events[0].user.display == "carol"
+
+
+def test_in_a_room_made_for_a_direct_conversation_only_commands_count_written_privately() -> None:
+    room = Room(ROOM_ID, "", {})
+    result = translate_timeline(
+        room, TIMELINE, bot_user_id=BOT, prefix="!peer", known_reactions={}, direct=True
+    )
+    assert [(type(e), e.direct) for e in result.events if isinstance(e, CommandInvoked)] == [
+        (CommandInvoked, True),
+        (CommandInvoked, True),
+    ]
+    assert all(isinstance(e, CommandInvoked) for e in result.events)  # no joins, messages or votes
+    assert result.reactions == {}
+    invite = {
+        "type": "m.room.member",
+        "sender": BOT,
+        "state_key": BOB,
+        "content": {"membership": "invite", "is_direct": True},
+    }
+    assert is_direct_invite(invite, BOT)
+    assert not is_direct_invite({**invite, "content": {"membership": "invite"}}, BOT)
+    assert not is_direct_invite({**invite, "sender": ALICE}, BOT)  # a member's direct room is not the bot's
 
 
 def test_history_before_the_bots_join_is_dropped() -> None:

@@ -42,10 +42,12 @@ from adapters.matrix.translate import (
     ReactionRecord,
     Room,
     defuse_mentions,
+    direct_room_key,
     edit_content,
     file_content,
     inviter_allowed,
     inviter_of,
+    is_direct_invite,
     is_facilitator,
     normalise_prefix,
     notice_content,
@@ -443,6 +445,7 @@ class MatrixAdapter:
         self.since: str | None = None
         self._full_state = True
         self._filter = sync_filter(settings.timeline_limit)
+        self._direct: dict[str, bool] = {}  # room id -> made by the bot for a direct conversation
 
     @property
     def user_id(self) -> str:
@@ -584,6 +587,9 @@ class MatrixAdapter:
                 if event.get("type") == "m.room.create" and "sender" in event:
                     self.chat.remember_create(room_id, event)
             room = self.client.rooms.get(room_id)
+            direct, newly = await self._is_direct(room_id, [*states, *timeline])
+            if newly:
+                batch.state[direct_room_key(room_id)] = "made"
             if self._is_encrypted(room, states, timeline):
                 if await self._not_yet_warned(room_id):
                     log.warning(
@@ -608,6 +614,7 @@ class MatrixAdapter:
                 bot_user_id=self.user_id,
                 prefix=self.settings.command_prefix,
                 known_reactions=known,
+                direct=direct,
             )
             batch.events.extend(translation.events)
             for event_id, record in translation.reactions.items():
@@ -615,6 +622,22 @@ class MatrixAdapter:
             for event_id in translation.forgotten:
                 batch.state[reaction_state_key(event_id)] = None
         return batch
+
+    async def _is_direct(self, room_id: str, events: list[Json]) -> tuple[bool, bool]:
+        """Whether the bot made the room for a direct conversation (its invite said `is_direct`), and
+        whether that is news in these events, to be remembered with the batch."""
+        if self._direct.get(room_id):
+            return True, False
+        # The invite may come a sync after the room (the bot may see its new room before inviting).
+        if any(is_direct_invite(event, self.user_id) for event in events):
+            self._direct[room_id] = True
+            return True, True
+        if room_id in self._direct:
+            return False, False
+        async with self.store.transaction() as tx:
+            known = await tx.state(PLATFORM).get(direct_room_key(room_id)) is not None
+        self._direct[room_id] = known
+        return known, False
 
     @staticmethod
     def _is_encrypted(room: MatrixRoom | None, states: list[Json], timeline: list[Json]) -> bool:

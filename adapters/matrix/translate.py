@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.events import (
@@ -66,6 +66,22 @@ class ReactionRecord:
 
 def reaction_state_key(event_id: str) -> str:
     return f"reaction.{event_id}"
+
+
+def direct_room_key(room_id: str) -> str:
+    """Marks a room the bot made for a direct conversation with a member."""
+    return f"direct.{room_id}"
+
+
+def is_direct_invite(event: Json, bot_user_id: str) -> bool:
+    """The bot's invite into a room it made for a direct conversation (`createRoom` with `is_direct`)."""
+    content = _content(event)
+    return (
+        event.get("type") == "m.room.member"
+        and event.get("sender") == bot_user_id
+        and content.get("membership") == "invite"
+        and content.get("is_direct") is True
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,12 +210,15 @@ def translate_timeline(
     bot_user_id: str,
     prefix: str,
     known_reactions: Mapping[str, ReactionRecord],
+    direct: bool = False,
 ) -> Translation:
     """Turn one room's timeline (oldest first) into neutral events.
 
     `known_reactions` holds the reactions remembered from earlier batches that redactions in
     `events` may name; reactions seen here are added to the result so the caller can remember them.
-    The bot's own events, edits, notices and events already redacted are skipped.
+    The bot's own events, edits, notices and events already redacted are skipped. In a `direct` room
+    (a conversation between the bot and one member) only commands count, written privately: what else
+    happens there is no activity in any group.
     """
     out = Translation()
     seen: set[str] = set()
@@ -211,8 +230,12 @@ def translate_timeline(
         seen.add(event_id)
         if sender == bot_user_id or is_redacted(event):
             continue
+        if direct and event.get("type") != "m.room.message":
+            continue
         neutral = _translate_one(room, event, event_id, sender, prefix, known_reactions, out)
-        if neutral is not None:
+        if isinstance(neutral, CommandInvoked) and direct:
+            out.events.append(replace(neutral, direct=True))
+        elif neutral is not None and not direct:
             out.events.append(neutral)
     return out
 
