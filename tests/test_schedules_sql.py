@@ -63,6 +63,7 @@ async def test_a_restart_neither_loses_nor_repeats_a_nudge(store: SqlStore, db_u
 
 async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     h = Harness(store=store)
+    await h.regulars("alice", "bob")  # no welcome waits: the review's close is the next thing due
     alice = h.member("alice")
     await alice.says("/timezone Europe/Berlin")
     await alice.says("/quiet-hours 22:00-07:00")
