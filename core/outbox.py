@@ -200,8 +200,7 @@ class Dispatcher:
                 self.max_age,
                 row.not_before.isoformat(),
             )
-            async with self.store.transaction() as tx:
-                await tx.outbox.finish(row.id, PostState.DROPPED, now, "older than the outbox's maximum age")
+            await self._finish(row, PostState.DROPPED, now, "older than the outbox's maximum age")
             report.dropped += 1
             return True
         chat = self.chats[post.channel.platform]
@@ -230,8 +229,7 @@ class Dispatcher:
             for index, emoji in enumerate(post.reactions):
                 await chat.react(target, emoji, key=f"{row.key}r{index}")
                 faults.reached("outbox.after_reaction")
-            async with self.store.transaction() as tx:
-                await tx.outbox.finish(row.id, PostState.SENT, now)
+            await self._finish(row, PostState.SENT, now)
             report.sent += 1
             return True
         except DeliveryFailed as failure:
@@ -243,8 +241,7 @@ class Dispatcher:
                     post.channel.id,
                     failure.reason,
                 )
-                async with self.store.transaction() as tx:
-                    await tx.outbox.finish(row.id, PostState.FAILED, now, failure.reason[:500])
+                await self._finish(row, PostState.FAILED, now, failure.reason)
                 report.failed += 1
                 return True
             wait = timedelta(seconds=failure.retry_after) if failure.retry_after else None
@@ -256,6 +253,10 @@ class Dispatcher:
             await self._later(row, now, None, str(error) or type(error).__name__)
         report.deferred += 1
         return False
+
+    async def _finish(self, row: OutboxRow, state: PostState, now: datetime, reason: str = "") -> None:
+        async with self.store.transaction() as tx:
+            await tx.outbox.finish(row.id, state, now, reason[:500])
 
     async def _later(self, row: OutboxRow, now: datetime, wait: timedelta | None, reason: str) -> None:
         attempts = row.attempts + 1
