@@ -109,6 +109,14 @@ class Group:
     welcome_text: str = ""  # the group's own words for newcomers (`welcome set`)
     # Joins until then wait for one shared welcome (core/newcomers.py); None: none is waiting.
     welcome_until: datetime | None = None
+    # Reminders in the last share of a consent poll's or review's time, in percent (0: off); None: the
+    # default (core/reminders.py).
+    remind_window: int | None = None
+    auto_radar: bool = True  # the weekly radar runs (core/radar.py)
+    # The group's own radar thresholds, (name, value) pairs; the rest are the defaults.
+    radar_limits: tuple[tuple[str, int], ...] = ()
+    radar_next_at: datetime | None = None  # when the weekly radar runs next; None: not planned yet
+    advised_at: datetime | None = None  # the last phase advice: at most one a week
 
 
 @dataclass(frozen=True, slots=True)

@@ -110,7 +110,19 @@ def _group(row: Any) -> Group:
         heartbeat_sent_at=_maybe_utc(row.heartbeat_sent_at),
         welcome_text=row.welcome_text,
         welcome_until=_maybe_utc(row.welcome_until),
+        remind_window=row.remind_window,
+        auto_radar=bool(row.auto_radar),
+        radar_limits=_limits(row.radar_limits),
+        radar_next_at=_maybe_utc(row.radar_next_at),
+        advised_at=_maybe_utc(row.advised_at),
     )
+
+
+def _limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """A group's own radar thresholds, as stored (a JSON object of whole numbers)."""
+    if not raw:
+        return ()
+    return tuple(sorted((str(k), int(v)) for k, v in json.loads(raw).items()))
 
 
 def _member(row: Any) -> Member:
