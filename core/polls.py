@@ -56,6 +56,7 @@ class Poll:
     closes_at: datetime
     closed_at: datetime | None = None
     message: MessageRef | None = None
+    remind_at: datetime | None = None  # when its reminders are due (core/reminders.py); None: none due
 
     def option_index(self, emoji: str) -> int | None:
         wanted = canonical(emoji)

@@ -16,6 +16,7 @@ from core.members import Contributions, Member
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import RosterEntry
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 if TYPE_CHECKING:
@@ -295,6 +296,11 @@ class GroupRepo(Protocol):
 
     async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None: ...
 
+    async def set_remind_window(self, group_id: int, percent: int | None) -> None:
+        """The last share of a consent poll's or review's time in which members are reminded, in percent;
+        0 for none, None for the default (core/reminders.py)."""
+        ...
+
     async def set_welcome_text(self, group_id: int, text: str) -> None:
         """The group's own words for newcomers; empty for none."""
         ...
@@ -356,7 +362,10 @@ class PollRepo(Protocol):
         request: PollRequest,
         author: UserRef,
         at: datetime,
-    ) -> Poll: ...
+        remind_at: datetime | None = None,
+    ) -> Poll:
+        """A poll open from `at` for the request's duration; its reminders due at `remind_at`."""
+        ...
 
     async def set_message(self, poll_id: int, message: MessageRef) -> None: ...
 
@@ -375,7 +384,31 @@ class PollRepo(Protocol):
     async def reactions(self, poll_id: int) -> list[PollReaction]: ...
 
     async def close(self, poll_id: int, at: datetime) -> bool:
-        """Close an open poll; False when it was closed already (by us or another process)."""
+        """Close an open poll, with no reminder due any more; False when it was closed already (by us or
+        another process)."""
+        ...
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        """(poll id, when its reminders are due; None: none): replan after the window changed."""
+        ...
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        """The polls on these platforms, still open at `now`, whose reminders are due by then, their
+        reminder time cleared: the earliest first.
+
+        The clearing is the claim, a compare-and-swap: a poll whose reminder another process claimed
+        meanwhile (or that was replanned to later) is not returned, so of two processes exactly one
+        reminds. The polls come back as they are after the claim.
+        """
+        ...
+
+    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
+        """The keys of the members with a vote (a present reaction) on each of these polls, in one read;
+        every poll asked is a key."""
+        ...
+
+    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
+        """How many members have a vote on each of these polls; every poll asked is a key."""
         ...
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
@@ -406,6 +439,10 @@ class GoalRepo(Protocol):
     async def get(self, group_id: int, goal_id: int) -> Goal | None: ...
 
     async def for_poll(self, poll_id: int) -> Goal | None: ...
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        """The goals whose consent polls these are, by poll id; polls of no goal are left out."""
+        ...
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None: ...
 
@@ -464,11 +501,28 @@ class ScheduleRepo(Protocol):
 class ReviewRepo(Protocol):
     """Action reviews and the reflections members write, in a review or on their own."""
 
-    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review: ...
+    async def create(
+        self, group_id: int, by: UserRef, at: datetime, closes_at: datetime, remind_at: datetime | None = None
+    ) -> Review: ...
 
     async def open(self, group_id: int) -> Review | None: ...
 
-    async def close(self, review_id: int, at: datetime) -> bool: ...
+    async def close(self, review_id: int, at: datetime) -> bool:
+        """Close an open review, with no reminder due any more; False when it was closed already."""
+        ...
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        """(review id, when its reminders are due; None: none): replan after the window changed."""
+        ...
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+        """As `PollRepo.claim_reminders`, for the reviews of groups on these platforms."""
+        ...
+
+    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
+        """The keys of the members who answered a question of each of these reviews, in one read; every
+        review asked is a key."""
+        ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
 
@@ -509,6 +563,15 @@ class MemberRepo(Protocol):
 
     async def roster(self, group_id: int) -> list[Member]:
         """The members on the group's roster, in the order they first joined."""
+        ...
+
+    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
+        """The rosters of these groups, in one read, with just what reminders need; in the order members
+        first joined; every group asked is a key."""
+        ...
+
+    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
+        """How many members are on each of these groups' rosters; every group asked is a key."""
         ...
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
@@ -602,10 +665,10 @@ class StoreTx(Protocol):
     async def next_due_time(
         self, platforms: Collection[str], heartbeat_after: timedelta | None = None
     ) -> datetime | None:
-        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing,
-        a post waiting in the outbox (held for quiet hours, or to be retried), a welcome waiting for
-        the joins that share it, and with
-        `heartbeat_after` (the silence that earns a heartbeat) a group's heartbeat."""
+        """The earliest moment anything on these platforms is due: a schedule, a poll or review closing
+        or its reminders, a post waiting in the outbox (held for quiet hours, or to be retried), a welcome
+        waiting for the joins that share it, and with `heartbeat_after` (the silence that earns a
+        heartbeat) a group's heartbeat."""
         ...
 
 

@@ -24,6 +24,7 @@ class Review:
     closes_at: datetime
     closed_at: datetime | None = None
     started_by_key: str = ""
+    remind_at: datetime | None = None  # when its reminders are due (core/reminders.py); None: none due
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,6 +27,7 @@ from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import RosterEntry
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -340,6 +341,9 @@ class MemoryGroups(_MemoryPart):
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         self._update(group_id, last_activity_at=at)
 
+    async def set_remind_window(self, group_id: int, percent: int | None) -> None:
+        self._update(group_id, remind_window=percent)
+
     async def set_welcome_text(self, group_id: int, text: str) -> None:
         self._update(group_id, welcome_text=text)
 
@@ -394,7 +398,13 @@ class MemoryState(_MemoryPart):
 
 class MemoryPolls(_MemoryPart):
     async def create(
-        self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
+        self,
+        group_id: int,
+        kind: PollKind,
+        request: PollRequest,
+        author: UserRef,
+        at: datetime,
+        remind_at: datetime | None = None,
     ) -> Poll:
         self.d.last_poll += 1  # ids are never taken again, as by the database's sequence
         poll = Poll(
@@ -409,6 +419,7 @@ class MemoryPolls(_MemoryPart):
             author.name,
             at,
             at + request.duration,
+            remind_at=remind_at,
         )
         self.d.polls[poll.id] = poll
         self.d.seq[poll.id] = 0
@@ -457,8 +468,37 @@ class MemoryPolls(_MemoryPart):
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
             return False
-        self.d.polls[poll_id] = replace(poll, closed_at=at)
+        self.d.polls[poll_id] = replace(poll, closed_at=at, remind_at=None)
         return True
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        for poll_id, when in updates:
+            self.d.polls[poll_id] = replace(self.d.polls[poll_id], remind_at=when)
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        due = [
+            p
+            for p in self.d.polls.values()
+            if p.remind_at is not None
+            and p.remind_at <= now
+            and p.is_open(now)
+            and self._on(p.group_id, platforms)
+        ]
+        claimed = []
+        for p in sorted(due, key=lambda p: (p.remind_at, p.id))[:limit]:
+            self.d.polls[p.id] = replace(p, remind_at=None)
+            claimed.append(self.d.polls[p.id])
+        return claimed
+
+    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {poll_id: set() for poll_id in poll_ids}
+        for (poll_id, user_key, _), r in self.d.reactions.items():
+            if poll_id in found and r.present:
+                found[poll_id].add(user_key)
+        return found
+
+    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
+        return {poll_id: len(keys) for poll_id, keys in (await self.voters(poll_ids)).items()}
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         return [
@@ -508,6 +548,11 @@ class MemoryGoals(_MemoryPart):
 
     async def for_poll(self, poll_id: int) -> Goal | None:
         return next((g for g in self.d.goals.values() if g.poll_id == poll_id), None)
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        return {
+            g.poll_id: g for g in self.d.goals.values() if g.poll_id is not None and g.poll_id in poll_ids
+        }
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         self.d.goals[goal_id] = replace(self.d.goals[goal_id], status=status, updated_at=at)
@@ -597,8 +642,10 @@ class MemorySchedules(_MemoryPart):
 
 
 class MemoryReviews(_MemoryPart):
-    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
-        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at, None, by.key)
+    async def create(
+        self, group_id: int, by: UserRef, at: datetime, closes_at: datetime, remind_at: datetime | None = None
+    ) -> Review:
+        review = Review(len(self.d.reviews) + 1, group_id, by.name, at, closes_at, None, by.key, remind_at)
         self.d.reviews[review.id] = review
         return review
 
@@ -610,8 +657,34 @@ class MemoryReviews(_MemoryPart):
         review = self.d.reviews.get(review_id)
         if review is None or review.closed_at is not None:
             return False
-        self.d.reviews[review_id] = replace(review, closed_at=at)
+        self.d.reviews[review_id] = replace(review, closed_at=at, remind_at=None)
         return True
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        for review_id, when in updates:
+            self.d.reviews[review_id] = replace(self.d.reviews[review_id], remind_at=when)
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+        due = [
+            r
+            for r in self.d.reviews.values()
+            if r.remind_at is not None
+            and r.remind_at <= now < r.closes_at
+            and r.closed_at is None
+            and self._on(r.group_id, platforms)
+        ]
+        claimed = []
+        for r in sorted(due, key=lambda r: (r.remind_at, r.id))[:limit]:
+            self.d.reviews[r.id] = replace(r, remind_at=None)
+            claimed.append(self.d.reviews[r.id])
+        return claimed
+
+    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
+        found: dict[int, set[str]] = {review_id: set() for review_id in review_ids}
+        for r in self.d.reflections.values():
+            if r.review_id in found and r.question is not None:
+                found[r.review_id].add(r.user_key)
+        return found
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         due = [
@@ -675,6 +748,15 @@ class MemoryMembers(_MemoryPart):
 
     async def roster(self, group_id: int) -> list[roster.Member]:
         return self._joined([m for m in self.d.members.values() if m.group_id == group_id and m.on_roster])
+
+    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
+        return {
+            group_id: [RosterEntry(m.key, m.name, m.reminders) for m in await self.roster(group_id)]
+            for group_id in group_ids
+        }
+
+    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
+        return {group_id: len(await self.roster(group_id)) for group_id in group_ids}
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[roster.Member]:
         return self._joined(
@@ -894,6 +976,11 @@ class MemoryTx(_MemoryPart):
             r.closes_at
             for r in self.d.reviews.values()
             if r.closed_at is None and self._on(r.group_id, platforms)
+        ]
+        times += [
+            item.remind_at
+            for item in (*self.d.polls.values(), *self.d.reviews.values())
+            if item.closed_at is None and item.remind_at is not None and self._on(item.group_id, platforms)
         ]
         times += [
             r.next_attempt

@@ -46,6 +46,7 @@ from core.ports import (
     StoreTx,
 )
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import RosterEntry
 from core.schedules import DueSchedule, ScheduleKind
 from tests.support import MemoryStore
 
@@ -516,6 +517,12 @@ async def test_a_goal_is_proposed_linked_to_its_poll_and_decided(store: Store) -
     assert (goal.created_at, goal.updated_at, goal.poll_id) == (T0, T0, None)
     async with store.transaction() as tx:
         assert await tx.goals.for_poll(poll.id) == replace(goal, poll_id=poll.id)
+        assert await tx.goals.for_polls([poll.id, poll.id + 1]) == {poll.id: replace(goal, poll_id=poll.id)}
+        # Asked about more polls than one query binds: all of them are looked at.
+        assert await tx.goals.for_polls(range(poll.id - 600, poll.id + 600)) == {
+            poll.id: replace(goal, poll_id=poll.id)
+        }
+        assert await tx.goals.for_polls([]) == {}
         assert await tx.goals.get(study, goal.id) is None
         await tx.goals.set_status(goal.id, GoalStatus.ACCEPTED, T0 + HOUR)
     async with store.transaction() as tx:
@@ -1280,6 +1287,186 @@ async def test_a_write_in_a_read_is_refused_and_kept_nowhere(store: Store) -> No
         await tx.goals.create(group_id, "here", ALICE, T0)  # the connection may write again
     async with store.read() as tx:
         assert [g.text for g in await tx.goals.in_group(group_id)] == ["here"]
+
+
+# Reminders ----------------------------------------------------------------------------------------
+
+
+async def test_a_groups_reminder_window_is_kept(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.groups.set_remind_window(general, 40)
+        await tx.groups.set_remind_window(study, 0)
+    async with store.transaction() as tx:
+        groups = await tx.groups.many([general, study])
+        assert (groups[general].remind_window, groups[study].remind_window) == (40, 0)
+        await tx.groups.set_remind_window(general, None)
+        back = await tx.groups.by_id(general)
+        assert back is not None and back.remind_window is None
+
+
+async def test_a_polls_reminder_is_kept_replanned_and_claimed_once_while_it_is_open(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        late = await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + 45 * MINUTE)
+        early = await tx.polls.create(study, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + 30 * MINUTE)
+        never = await tx.polls.create(general, PollKind.POLL, YES_NO, ALICE, T0)
+        closed = await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + MINUTE)
+        gone = await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + 35 * MINUTE)
+        elsewhere = await tx.polls.create(room, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + MINUTE)
+        await tx.polls.close(closed.id, T0 + MINUTE)
+    assert (late.remind_at, never.remind_at) == (T0 + 45 * MINUTE, None)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) == T0 + 30 * MINUTE
+        # Closing takes its reminder with it.
+        assert await tx.polls.get(general, closed.id) == replace(
+            closed, closed_at=T0 + MINUTE, remind_at=None
+        )
+        assert await tx.polls.claim_reminders(T0 + 10 * MINUTE, 10, ["discord"]) == []
+        await tx.polls.set_remind_at([(early.id, T0 + 50 * MINUTE), (gone.id, None)])
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) == T0 + 45 * MINUTE
+        assert await tx.next_due_time(["matrix"]) == T0 + MINUTE
+        assert await tx.polls.claim_reminders(T0 + 40 * MINUTE, 10, ["discord"]) == []
+        assert await tx.polls.claim_reminders(T0 + 50 * MINUTE, 1, ["discord"]) == [
+            replace(late, remind_at=None)
+        ]
+        assert await tx.polls.claim_reminders(T0 + 50 * MINUTE, 10, ["discord"]) == [
+            replace(early, remind_at=None)
+        ]
+        assert await tx.polls.claim_reminders(T0 + 50 * MINUTE, 10, ["discord"]) == []  # claimed once
+        assert await tx.next_due_time(["discord"]) == T0 + HOUR  # the polls closing
+        # Due, but no longer open at that moment: not reminded.
+        assert await tx.polls.claim_reminders(T0 + HOUR, 10, ["matrix"]) == []
+        assert await tx.polls.claim_reminders(T0 + 50 * MINUTE, 10, ["matrix"]) == [
+            replace(elsewhere, remind_at=None)
+        ]
+        assert await tx.polls.get(general, gone.id) == replace(gone, remind_at=None)
+
+
+async def test_of_two_transactions_claiming_a_reminder_exactly_one_gets_it(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        poll = await tx.polls.create(group_id, PollKind.CONSENT, YES_NO, ALICE, T0, T0 + MINUTE)
+        review = await tx.reviews.create(group_id, ALICE, T0, T0 + HOUR, T0 + MINUTE)
+
+    async def claim() -> tuple[list[int], list[int]]:
+        async with store.transaction() as tx:
+            polls = await tx.polls.claim_reminders(T0 + MINUTE, 10, ["discord"])
+            await asyncio.sleep(0.01)  # the other one tries meanwhile
+            reviews = await tx.reviews.claim_reminders(T0 + MINUTE, 10, ["discord"])
+            return [p.id for p in polls], [r.id for r in reviews]
+
+    first, second = await asyncio.gather(claim(), claim())
+    assert sorted(first[0] + second[0]) == [poll.id]
+    assert sorted(first[1] + second[1]) == [review.id]
+
+
+async def test_voters_and_their_counts_are_read_for_many_polls_at_once(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        poll = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
+        other = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
+        quiet = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
+        await tx.polls.record_reactions(
+            poll.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, True),  # two options, one voter
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(BOB.key, "Bob", 0, False),  # taken back: no vote
+                ReactionChange(CAROL.key, "Carol", 1, True),
+            ],
+        )
+        await tx.polls.record_reactions(other.id, [ReactionChange(BOB.key, "Bob", 1, True)])
+    async with store.transaction() as tx:
+        asked = [poll.id, other.id, quiet.id]
+        assert await tx.polls.voters(asked) == {
+            poll.id: {ALICE.key, CAROL.key},
+            other.id: {BOB.key},
+            quiet.id: set(),
+        }
+        assert await tx.polls.voter_counts(asked) == {poll.id: 2, other.id: 1, quiet.id: 0}
+        # More polls than one query binds: all of them are looked at.
+        many = range(poll.id - 600, poll.id + 600)
+        assert (await tx.polls.voters(many))[poll.id] == {ALICE.key, CAROL.key}
+        assert (await tx.polls.voter_counts(many))[other.id] == 1
+        assert await tx.polls.voters([]) == {}
+        assert await tx.polls.voter_counts([]) == {}
+
+
+async def test_a_reviews_reminder_is_kept_replanned_and_claimed_once_while_it_is_open(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        slow = await tx.reviews.create(general, ALICE, T0, T0 + 2 * HOUR, T0 + 90 * MINUTE)
+        quick = await tx.reviews.create(study, BOB, T0, T0 + HOUR, T0 + 45 * MINUTE)
+        in_room = await tx.reviews.create(room, ALICE, T0, T0 + HOUR, T0 + 45 * MINUTE)
+        plain = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
+    assert (slow.remind_at, plain.remind_at) == (T0 + 90 * MINUTE, None)
+    async with store.transaction() as tx:
+        assert await tx.reviews.open(general) == plain
+        assert await tx.reviews.in_group(study) == [quick]
+        assert await tx.next_due_time(["discord"]) == T0 + 45 * MINUTE
+        await tx.reviews.set_remind_at([(quick.id, T0 + 30 * MINUTE)])
+        await tx.reviews.close(in_room.id, T0 + MINUTE)
+    async with store.transaction() as tx:
+        assert await tx.next_due_time(["discord"]) == T0 + 30 * MINUTE
+        assert await tx.next_due_time(["matrix"]) is None  # closed, and its reminder with it
+        assert await tx.reviews.claim_reminders(T0 + 20 * MINUTE, 10, ["discord"]) == []
+        assert await tx.reviews.claim_reminders(T0 + 50 * MINUTE, 10, ["discord"]) == [
+            replace(quick, remind_at=None)
+        ]
+        assert await tx.reviews.claim_reminders(T0 + 50 * MINUTE, 10, ["discord"]) == []
+        assert await tx.reviews.claim_reminders(T0 + 90 * MINUTE, 10, ["matrix"]) == []
+        await tx.reviews.set_remind_at([(slow.id, T0 + 100 * MINUTE)])
+    async with store.transaction() as tx:
+        assert await tx.reviews.claim_reminders(T0 + 2 * HOUR, 10, ["discord"]) == []  # closing time
+        assert await tx.reviews.claim_reminders(T0 + 100 * MINUTE, 1, ["discord"]) == [
+            replace(slow, remind_at=None)
+        ]
+
+
+async def test_the_members_who_answered_are_read_for_many_reviews_at_once(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        review = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
+        other = await tx.reviews.create(study, ALICE, T0, T0 + HOUR)
+        await tx.reviews.add_reflection(general, review.id, 1, ALICE, "one", T0)
+        await tx.reviews.add_reflection(general, review.id, 2, ALICE, "two", T0)
+        await tx.reviews.add_reflection(general, None, None, BOB, "free, not an answer", T0)
+        await tx.reviews.add_reflection(study, other.id, 5, BOB, "five", T0)
+    async with store.transaction() as tx:
+        assert await tx.reviews.answerers([review.id, other.id, other.id + 1]) == {
+            review.id: {ALICE.key},
+            other.id: {BOB.key},
+            other.id + 1: set(),
+        }
+        assert (await tx.reviews.answerers(range(review.id - 600, review.id + 600)))[other.id] == {BOB.key}
+        assert await tx.reviews.answerers([]) == {}
+
+
+async def test_rosters_and_their_sizes_are_read_for_many_groups_at_once(store: Store) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        await tx.members.add(general, BOB, T0 + MINUTE)
+        alice = await tx.members.add(general, ALICE, T0)
+        carol = await tx.members.add(general, CAROL, T0 + HOUR)
+        await tx.members.add(study, CAROL, T0)
+        await tx.members.set_left(carol.id, T0 + DAY)
+        await tx.members.save_settings(replace(alice, reminders=False))
+    async with store.transaction() as tx:
+        assert await tx.members.rosters([general, study, room]) == {
+            general: [RosterEntry(ALICE.key, "Alice", False), RosterEntry(BOB.key, "Bob", True)],
+            study: [RosterEntry(CAROL.key, "Carol", True)],
+            room: [],
+        }
+        assert await tx.members.roster_sizes([general, study, room]) == {general: 2, study: 1, room: 0}
+        many = range(general - 600, general + 600)
+        assert len((await tx.members.rosters(many))[general]) == 2
+        assert (await tx.members.roster_sizes(many))[study] == 1
+        assert await tx.members.rosters([]) == {}
+        assert await tx.members.roster_sizes([]) == {}
+    assert RosterEntry(ALICE.key, "Alice").user == ALICE
 
 
 # The suite keeps up with the port -----------------------------------------------------------------

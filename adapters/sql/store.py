@@ -50,6 +50,7 @@ from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, Re
 from core.ports import ReadOnly, state_prefix
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import RosterEntry
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -182,6 +183,7 @@ def _review(row: Any) -> Review:
         utc(row.closes_at),
         _maybe_utc(row.closed_at),
         row.started_by_key,
+        _maybe_utc(row.remind_at),
     )
 
 
@@ -207,6 +209,7 @@ def _poll(row: Any) -> Poll:
         closes_at=utc(row.closes_at),
         closed_at=utc(row.closed_at) if row.closed_at is not None else None,
         message=MessageRef(channel, row.message_id) if row.message_id is not None else None,
+        remind_at=_maybe_utc(row.remind_at),
     )
 
 
@@ -513,6 +516,9 @@ class SqlGroups(_SqlPart):
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         await self._set(group_id, last_activity_at=at)
 
+    async def set_remind_window(self, group_id: int, percent: int | None) -> None:
+        await self._set(group_id, remind_window=percent)
+
     async def set_welcome_text(self, group_id: int, text: str) -> None:
         await self._set(group_id, welcome_text=text)
 
@@ -580,7 +586,13 @@ class SqlState(_SqlPart):
 
 class SqlPolls(_SqlPart):
     async def create(
-        self, group_id: int, kind: PollKind, request: PollRequest, author: UserRef, at: datetime
+        self,
+        group_id: int,
+        kind: PollKind,
+        request: PollRequest,
+        author: UserRef,
+        at: datetime,
+        remind_at: datetime | None = None,
     ) -> Poll:
         group = await SqlGroups(self.conn).by_id(group_id)
         assert group is not None
@@ -597,6 +609,7 @@ class SqlPolls(_SqlPart):
             "closes_at": at + request.duration,
             "platform": group.channel.platform,
             "channel_id": group.channel.id,
+            "remind_at": remind_at,
         }
         result = await self.conn.execute(polls.insert().values(**values))
         (poll_id,) = result.inserted_primary_key or (None,)
@@ -667,9 +680,65 @@ class SqlPolls(_SqlPart):
 
     async def close(self, poll_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
-            update(polls).where(polls.c.id == poll_id, polls.c.closed_at.is_(None)).values(closed_at=at)
+            update(polls)
+            .where(polls.c.id == poll_id, polls.c.closed_at.is_(None))
+            .values(closed_at=at, remind_at=None)
         )
         return bool(result.rowcount)
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        for poll_id, when in updates:
+            await self.conn.execute(update(polls).where(polls.c.id == poll_id).values(remind_at=when))
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
+        due = and_(
+            polls.c.remind_at.is_not(None),
+            polls.c.remind_at <= now,
+            polls.c.closed_at.is_(None),
+            polls.c.closes_at > now,
+        )
+        query = (
+            select(polls.c.id)
+            .where(due, polls.c.platform.in_(list(platforms)))
+            .order_by(polls.c.remind_at, polls.c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = [r.id for r in await self.conn.execute(query)]
+        if not ids:
+            return []
+        # The claim is the change: a poll another process cleared (or a replan moved) meanwhile stays out.
+        rows = await self.conn.execute(
+            update(polls).where(polls.c.id.in_(ids), due).values(remind_at=None).returning(*polls.c)
+        )
+        order = {poll_id: n for n, poll_id in enumerate(ids)}
+        return sorted((_poll(r) for r in rows), key=lambda p: order[p.id])
+
+    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
+        wanted = sorted(set(poll_ids))
+        found: dict[int, set[str]] = {poll_id: set() for poll_id in wanted}
+        for start in range(0, len(wanted), 500):
+            rows = await self.conn.execute(
+                select(poll_reactions.c.poll_id, poll_reactions.c.user_key)
+                .where(poll_reactions.c.poll_id.in_(wanted[start : start + 500]), poll_reactions.c.present)
+                .distinct()
+            )
+            for poll_id, key in rows.all():
+                found[poll_id].add(key)
+        return found
+
+    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
+        wanted = sorted(set(poll_ids))
+        found = dict.fromkeys(wanted, 0)
+        for start in range(0, len(wanted), 500):
+            rows = await self.conn.execute(
+                select(poll_reactions.c.poll_id, func.count(poll_reactions.c.user_key.distinct()))
+                .where(poll_reactions.c.poll_id.in_(wanted[start : start + 500]), poll_reactions.c.present)
+                .group_by(poll_reactions.c.poll_id)
+            )
+            found.update((poll_id, n) for poll_id, n in rows.all())
+        return found
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         rows = await self.conn.execute(
@@ -740,6 +809,16 @@ class SqlGoals(_SqlPart):
     async def for_poll(self, poll_id: int) -> Goal | None:
         row = (await self.conn.execute(select(goals).where(goals.c.poll_id == poll_id))).first()
         return _goal(row) if row else None
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        wanted = sorted(set(poll_ids))
+        found: dict[int, Goal] = {}
+        for start in range(0, len(wanted), 500):  # within every database's limit of bound parameters
+            rows = await self.conn.execute(
+                select(goals).where(goals.c.poll_id.in_(wanted[start : start + 500]))
+            )
+            found.update((r.poll_id, _goal(r)) for r in rows)
+        return found
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         await self.conn.execute(
@@ -916,7 +995,9 @@ class SqlSchedules(_SqlPart):
 
 
 class SqlReviews(_SqlPart):
-    async def create(self, group_id: int, by: UserRef, at: datetime, closes_at: datetime) -> Review:
+    async def create(
+        self, group_id: int, by: UserRef, at: datetime, closes_at: datetime, remind_at: datetime | None = None
+    ) -> Review:
         result = await self.conn.execute(
             reviews.insert().values(
                 group_id=group_id,
@@ -924,11 +1005,12 @@ class SqlReviews(_SqlPart):
                 started_by_key=by.key,
                 started_at=at,
                 closes_at=closes_at,
+                remind_at=remind_at,
             )
         )
         (review_id,) = result.inserted_primary_key or (None,)
         assert review_id is not None
-        return Review(review_id, group_id, by.name, at, closes_at, None, by.key)
+        return Review(review_id, group_id, by.name, at, closes_at, None, by.key, remind_at)
 
     async def open(self, group_id: int) -> Review | None:
         row = (
@@ -944,9 +1026,54 @@ class SqlReviews(_SqlPart):
         result = await self.conn.execute(
             update(reviews)
             .where(reviews.c.id == review_id, reviews.c.closed_at.is_(None))
-            .values(closed_at=at)
+            .values(closed_at=at, remind_at=None)
         )
         return bool(result.rowcount)
+
+    async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
+        for review_id, when in updates:
+            await self.conn.execute(update(reviews).where(reviews.c.id == review_id).values(remind_at=when))
+
+    async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
+        due = and_(
+            reviews.c.remind_at.is_not(None),
+            reviews.c.remind_at <= now,
+            reviews.c.closed_at.is_(None),
+            reviews.c.closes_at > now,
+        )
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
+        query = (
+            select(reviews.c.id)
+            .where(due, reviews.c.group_id.in_(on_platforms))
+            .order_by(reviews.c.remind_at, reviews.c.id)
+            .limit(limit)
+        )
+        if self.conn.dialect.name == "postgresql":
+            query = query.with_for_update(skip_locked=True)
+        ids = [r.id for r in await self.conn.execute(query)]
+        if not ids:
+            return []
+        rows = await self.conn.execute(
+            update(reviews).where(reviews.c.id.in_(ids), due).values(remind_at=None).returning(*reviews.c)
+        )
+        order = {review_id: n for n, review_id in enumerate(ids)}
+        return sorted((_review(r) for r in rows), key=lambda r: order[r.id])
+
+    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
+        wanted = sorted(set(review_ids))
+        found: dict[int, set[str]] = {review_id: set() for review_id in wanted}
+        for start in range(0, len(wanted), 500):
+            rows = await self.conn.execute(
+                select(reflections.c.review_id, reflections.c.user_key)
+                .where(
+                    reflections.c.review_id.in_(wanted[start : start + 500]),
+                    reflections.c.question.is_not(None),
+                )
+                .distinct()
+            )
+            for review_id, key in rows.all():
+                found[review_id].add(key)
+        return found
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
@@ -1048,6 +1175,32 @@ class SqlMembers(_SqlPart):
             .order_by(members.c.joined_at, members.c.id)
         )
         return [_member(r) for r in rows]
+
+    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
+        wanted = sorted(set(group_ids))
+        found: dict[int, list[RosterEntry]] = {group_id: [] for group_id in wanted}
+        for start in range(0, len(wanted), 500):
+            # Only the columns reminders need: at 200,000 members, making whole members is the cost.
+            rows = await self.conn.execute(
+                select(members.c.group_id, members.c.user_key, members.c.name, members.c.reminders)
+                .where(members.c.group_id.in_(wanted[start : start + 500]), members.c.left_at.is_(None))
+                .order_by(members.c.group_id, members.c.joined_at, members.c.id)
+            )
+            for group_id, key, name, reminders in rows.all():
+                found[group_id].append(RosterEntry(key, name, bool(reminders)))
+        return found
+
+    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
+        wanted = sorted(set(group_ids))
+        found = dict.fromkeys(wanted, 0)
+        for start in range(0, len(wanted), 500):
+            rows = await self.conn.execute(
+                select(members.c.group_id, func.count())
+                .where(members.c.group_id.in_(wanted[start : start + 500]), members.c.left_at.is_(None))
+                .group_by(members.c.group_id)
+            )
+            found.update((group_id, n) for group_id, n in rows.all())
+        return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
         rows = await self.conn.execute(
@@ -1312,6 +1465,12 @@ class SqlTx:
                 polls.c.closed_at.is_(None), polls.c.platform.in_(served)
             ),
             select(func.min(reviews.c.closes_at)).where(
+                reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
+            ),
+            select(func.min(polls.c.remind_at)).where(
+                polls.c.closed_at.is_(None), polls.c.platform.in_(served)
+            ),
+            select(func.min(reviews.c.remind_at)).where(
                 reviews.c.closed_at.is_(None), reviews.c.group_id.in_(on_platforms)
             ),
             select(func.min(outbox.c.next_attempt_at)).where(
