@@ -511,6 +511,30 @@ COMMANDS: tuple[CommandSpec, ...] = (
         details="Each newcomer is paired with one active buddy, taking turns; both hear by direct message.",
     ),
     CommandSpec(
+        ("remind", "window"),
+        "Show or set (facilitators) when members who have not voted or answered are reminded.",
+        (
+            Arg(
+                "percent",
+                ArgKind.WORD,
+                "the last share of a goal's or review's time, like 25%, or off",
+                required=False,
+                max_length=10,
+            ),
+        ),
+        access=Access.FACILITATORS_TO_CHANGE,
+        action="change the reminder window",
+        details="In the last 25% of a consent poll's or action review's time (the default), each member"
+        " on the roster who has not voted or answered gets one direct message, and the group one line"
+        " that names nobody. Any whole percent from 1 to 90, or off.",
+        example="remind window 40%",
+    ),
+    CommandSpec(
+        ("remind", "me"),
+        "Show, or switch on or off, your own reminders by direct message.",
+        (Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),),
+    ),
+    CommandSpec(
         ("export",),
         "Send the group's goals, polls, reviews and reflections as a Markdown, JSON or CSV file.",
         (

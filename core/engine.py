@@ -39,6 +39,7 @@ from core.polls import Poll
 from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminder_service import ReminderService
 from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
 from core.schedules import Recurrence
@@ -125,6 +126,7 @@ class Engine:
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
+        self.reminders = ReminderService(self.work, self.chats, platforms)
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
@@ -144,6 +146,7 @@ class Engine:
             **self.reviews.handlers(),
             **self.members.handlers(),
             **self.newcomers.handlers(),
+            **self.reminders.handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
@@ -404,13 +407,14 @@ class Engine:
     # Time --------------------------------------------------------------------------------------
 
     async def tick(self) -> None:
-        """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats, welcomes
-        shared by several newcomers; send."""
+        """Do what has come due by now: close polls and reviews, remind members who have not voted or
+        answered, deliver nudges, heartbeats, welcomes shared by several newcomers; send."""
         now = self.clock.now()
         # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
         await self.newcomers.welcome_due(now)
         await self.polls.close_due(now)
         await self.reviews.close_due(now)
+        await self.reminders.remind_due(now)  # after the closing: what closed is not reminded
         await self.nudges.deliver_due(now)
         await self.nudges.heartbeats(now)
         await self.prune(now)

@@ -59,10 +59,18 @@ class PollService:
         }
 
     async def open(
-        self, uow: UnitOfWork, group: Group, kind: PollKind, request: PollRequest, author: UserRef
+        self,
+        uow: UnitOfWork,
+        group: Group,
+        kind: PollKind,
+        request: PollRequest,
+        author: UserRef,
+        *,
+        remind_at: datetime | None = None,
     ) -> Poll:
-        """Store the poll and queue its message, with a reaction for each option, to become its message."""
-        poll = await uow.tx.polls.create(group.id, kind, request, author, uow.now)
+        """Store the poll and queue its message, with a reaction for each option, to become its message;
+        its reminders are due at `remind_at`."""
+        poll = await uow.tx.polls.create(group.id, kind, request, author, uow.now, remind_at)
         uow.post(
             Post(
                 PostKind.SEND,

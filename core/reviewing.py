@@ -24,6 +24,7 @@ from core.reflections import (
     render_summary,
 )
 from core.refs import UserRef
+from core.reminders import percent, remind_time
 from core.schedules import due_time
 from core.uow import DomainEvent, PhaseEntered, ReviewClosed, UnitOfWork, Work
 
@@ -65,7 +66,9 @@ class ReviewService:
         to the command that moved the group, and wait out quiet hours."""
         if await uow.tx.reviews.open(group.id) is not None:
             return None
-        review = await uow.tx.reviews.create(group.id, by, uow.now, uow.now + duration)
+        closes = uow.now + duration
+        remind_at = remind_time(uow.now, closes, percent(group))
+        review = await uow.tx.reviews.create(group.id, by, uow.now, closes, remind_at)
         text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
         post = Post(PostKind.SEND, group.channel, text, group_id=group.id)
         uow.post(post, after_answer=automatic, unprompted=automatic)

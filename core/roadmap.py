@@ -29,6 +29,7 @@ from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.polls import PollKind, PollRequest, render_results
 from core.ports import StoreTx
+from core.reminders import percent, remind_time
 from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork
 
 _REFLECTION_REF = re.compile(r"^r(\d{1,12})$", re.IGNORECASE)
@@ -120,7 +121,10 @@ class GoalService:
             CONSENT_OPTIONS,
             duration=rules.window,
         )
-        poll = await self.polls.open(ctx.uow, ctx.group, PollKind.CONSENT, request, proposer)
+        remind_at = remind_time(ctx.now, ctx.now + rules.window, percent(ctx.group))
+        poll = await self.polls.open(
+            ctx.uow, ctx.group, PollKind.CONSENT, request, proposer, remind_at=remind_at
+        )
         await ctx.tx.goals.set_poll(goal.id, poll.id)
         return Reply(
             f"Goal {goal.id} proposed{source}. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
