@@ -282,7 +282,8 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Propose a shared goal; the group decides by consent.",
         (Arg("text", ArgKind.TEXT, "the goal, in a sentence", max_length=300),),
         details="The bot opens a poll: ✅ agree, 🤔 concerns, ⛔ block. A goal is accepted with"
-        " enough ✅ and no ⛔ when the decision window ends.",
+        " enough ✅ and no ⛔ when the decision window ends, or at once when everyone on the roster"
+        " has voted.",
     ),
     CommandSpec(
         ("goal", "list"),

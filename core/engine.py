@@ -52,6 +52,7 @@ from core.uow import (
     PollClosed,
     ReviewClosed,
     UnitOfWork,
+    VotesRecorded,
     Work,
 )
 from core.votes import VoteRecorder, reconcile_poll
@@ -130,6 +131,7 @@ class Engine:
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
+            VotesRecorded: (self.goals.decide_early,),
             GoalDecided: (self.lifecycle.on_goal_decided,),
             GoalFinished: (self.lifecycle.on_goal_finished,),
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
@@ -481,4 +483,7 @@ class Engine:
             polls = await uow.tx.polls.for_messages(message.channel.platform, [message.id])
             if not polls:
                 return 0
-            return await reconcile_poll(uow.tx, polls[0], present, uow.now)
+            changed = await reconcile_poll(uow.tx, polls[0], present, uow.now)
+            if changed:
+                await uow.publish(VotesRecorded((polls[0],)))
+            return changed

@@ -83,12 +83,13 @@ class PollService:
         )
         return poll
 
-    async def close(self, uow: UnitOfWork, poll: Poll, *, announce: bool = True) -> bool:
-        """Close the poll once (whoever gets here first wins) and publish its final tally."""
+    async def close(self, uow: UnitOfWork, poll: Poll, *, announce: bool = True, early: str = "") -> bool:
+        """Close the poll once (whoever gets here first wins) and publish its final tally; `early` says
+        why it closes before its time, for the result."""
         if not await uow.tx.polls.close(poll.id, uow.now):
             return False
         result = tally(poll, await uow.tx.polls.reactions(poll.id))
-        await uow.publish(PollClosed(poll, result, announce))
+        await uow.publish(PollClosed(poll, result, announce, early))
         return True
 
     async def announce(self, uow: UnitOfWork, event: DomainEvent) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
@@ -71,6 +72,21 @@ def decide(t: Tally, quorum: int) -> Decision:
     else:
         status = GoalStatus.LAPSED
     return Decision(status, agree, concerns, blockers)
+
+
+def decided_early(t: Tally, quorum: int, roster: Collection[str], voters: Collection[str]) -> bool:
+    """A consent poll need not wait for the end of its window when every member on the roster (`roster`:
+    their keys; there is at least one) has voted (`voters`: the keys with a vote), nobody blocks, and it
+    has its quorum of ✅: it is accepted then, whatever the window's remaining time would bring."""
+    if not roster or any(key not in voters for key in roster):
+        return False
+    return decide(t, quorum).status is GoalStatus.ACCEPTED
+
+
+def early_note(roster_size: int) -> str:
+    """Why a decision came before the end of its window, for the result."""
+    everyone = "the one member" if roster_size == 1 else f"all {roster_size} members"
+    return f"Decided early: {everyone} on the roster {'has' if roster_size == 1 else 'have'} voted."
 
 
 def render_decision(goal: Goal, d: Decision, quorum: int) -> str:

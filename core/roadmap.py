@@ -21,16 +21,18 @@ from core.goals import (
     Goal,
     GoalStatus,
     decide,
+    decided_early,
+    early_note,
     render_decision,
     roadmap,
 )
 from core.lifecycle import Group
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
-from core.polls import PollKind, PollRequest, render_results
+from core.polls import PollKind, PollRequest, render_results, tally
 from core.ports import StoreTx
 from core.reminders import percent, remind_time
-from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork
+from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork, VotesRecorded
 
 _REFLECTION_REF = re.compile(r"^r(\d{1,12})$", re.IGNORECASE)
 MAX_QUORUM = 100
@@ -95,7 +97,34 @@ class GoalService:
             await uow.tx.goals.set_status(goal.id, decision.status, uow.now)
             await uow.publish(GoalDecided(group, goal, decision.status))
             text = render_decision(goal, decision, rules.quorum)
-        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
+        if event.early:
+            text = f"{text}\n{event.early}"
+        # An early decision follows a member's vote, not a command: it waits out quiet hours, as the
+        # result at the end of the window does.
+        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id), unprompted=bool(event.early))
+
+    async def decide_early(self, uow: UnitOfWork, event: DomainEvent) -> None:
+        """Subscriber: votes changed. A consent poll that everyone on its group's roster has voted on,
+        with no ⛔ and its quorum, is decided now (core/goals.py `decided_early`), in the same unit of
+        work. Counting the voters against the roster's size comes first: most batches stop there."""
+        assert isinstance(event, VotesRecorded)
+        tx, now = uow.tx, uow.now
+        consent = {p.id: p for p in event.polls if p.kind is PollKind.CONSENT and p.is_open(now)}
+        if not consent:
+            return
+        counts = await tx.polls.voter_counts(list(consent))
+        sizes = await tx.members.roster_sizes({p.group_id for p in consent.values()})
+        for poll in consent.values():
+            size = sizes[poll.group_id]
+            if not 0 < size <= counts[poll.id]:
+                continue
+            group = await tx.groups.by_id(poll.group_id)
+            assert group is not None
+            reactions = await tx.polls.reactions(poll.id)
+            voters = {r.user_key for r in reactions if r.present}
+            roster = [m.key for m in await tx.members.roster(group.id)]
+            if decided_early(tally(poll, reactions), self.rules.for_group(group).quorum, roster, voters):
+                await self.polls.close(uow, poll, early=early_note(len(roster)))
 
     # Commands ----------------------------------------------------------------------------------
 

@@ -35,6 +35,14 @@ class PollClosed:
     poll: Poll
     result: Tally
     announce: bool = True  # False when the poll closes silently (its goal was dropped)
+    early: str = ""  # why it closed before its time, for the result (a consent poll decided early)
+
+
+@dataclass(frozen=True, slots=True)
+class VotesRecorded:
+    """Votes on these polls changed (a batch of reactions, or a poll reconciled with its message)."""
+
+    polls: tuple[Poll, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +82,9 @@ class MembersArrived:
     first_time: bool
 
 
-DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived
+DomainEvent = (
+    PollClosed | VotesRecorded | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived
+)
 
 # A subscriber may return a line to add to the answer of the command that caused the event.
 Subscriber = Callable[["UnitOfWork", DomainEvent], Awaitable[str | None]]

@@ -20,7 +20,7 @@ from core.events import ReactionAdded, ReactionEvent
 from core.polls import Poll, ReactionChange
 from core.ports import StateChanges, StoreTx
 from core.refs import ChannelRef, UserRef
-from core.uow import UnitOfWork, Work
+from core.uow import UnitOfWork, VotesRecorded, Work
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +71,11 @@ class VoteRecorder:
                 recent = {c for c, at in self._noted.items() if now - at < ACTIVITY_RESOLUTION}
                 async with self.work(now) as uow:
                     events = [p.event for p in batch]
-                    noted = await apply_reactions(uow.tx, events, now, recent)
+                    noted, voted = await apply_reactions(uow.tx, events, now, recent)
                     if self.activity is not None:
                         await self.activity(uow, events)
+                    if voted:  # after the activity, which may have put the voters on the roster
+                        await uow.publish(VotesRecorded(tuple(voted)))
                     for p in batch:
                         if p.state is not None:
                             await p.state.save(uow.tx)
@@ -128,15 +130,17 @@ async def reconcile_poll(
 
 async def apply_reactions(
     tx: StoreTx, events: Sequence[ReactionEvent], now: datetime, active: Collection[ChannelRef] = ()
-) -> set[ChannelRef]:
+) -> tuple[set[ChannelRef], list[Poll]]:
     """Turn reaction events into vote changes, in order, each event at most once.
 
     Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
     counts as activity there (the heartbeat measures silence), except in the `active` channels, whose
-    activity was noted moments ago. Returns the channels whose activity it noted.
+    activity was noted moments ago. Returns the channels whose activity it noted, and the polls whose
+    votes changed.
     """
     noted: set[ChannelRef] = set()
+    voted: list[Poll] = []
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
     for e in events:
         by_platform[e.message.channel.platform].append(e)
@@ -158,10 +162,11 @@ async def apply_reactions(
             changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
+        voted += [p for p in polls if p.id in changes]
         for channel in dict.fromkeys(e.message.channel for e in platform_events):
             if channel in active:
                 continue
             if (group := await tx.groups.get(channel)) is not None:
                 await touch(tx, group, now)
             noted.add(channel)
-    return noted
+    return noted, voted

@@ -236,6 +236,7 @@ async def test_rows_kept_before_keys_were_stored_are_found_by_name(db_url: str) 
 async def test_forget_me_on_the_memory_store_follows_a_member_who_changed_name() -> None:
     h = Harness(facilitators=("alice", "zq"))
     zed_then, zed_now, carol = h.member("Zed Q", "zq"), h.member(ZED_NAME, "zq"), h.member("carol")
+    await h.regulars("alice")  # on the roster and not voting: consent poll 1 is not decided early
     await zed_then.says("/phase set organizing")
     await zed_then.says("/goal propose Read the book")  # consent poll 1 (closes in 3 days)
     await zed_then.reacts(h.chat.sent[-1].ref, "✅")

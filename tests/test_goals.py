@@ -57,6 +57,7 @@ async def test_acceptance_outside_organizing_records_no_signal(harness: Harness)
 
 
 async def test_a_block_blocks_and_the_bot_asks_the_blockers(harness: Harness) -> None:
+    await harness.regulars("alice")  # on the roster and not voting: no early decision before the block
     msg = await propose(harness)
     for name in ("bob", "carol", "dave"):
         await harness.member(name).reacts(msg, "✅")

@@ -1,4 +1,5 @@
-"""Reminders before a consent poll or an action review closes, on in-memory fakes."""
+"""Reminders before a consent poll or an action review closes, and consent polls decided early, on
+in-memory fakes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ from datetime import datetime, timedelta
 import pytest
 
 from core.commands import UsageError
-from core.goals import GoalStatus
+from core.goals import GoalStatus, decided_early, early_note
+from core.polls import Tally
 from core.refs import MessageRef
 from core.reminders import (
     OFF,
@@ -110,6 +112,21 @@ def test_the_group_line_counts_without_names() -> None:
     )
     ann, ben = RosterEntry("fake:ann", "ann"), RosterEntry("fake:ben", "ben", reminders=False)
     assert not_responded([ann, ben], {"fake:ann", "fake:zed"}) == [ben]
+
+
+def test_a_poll_is_decided_early_only_when_everyone_voted_nobody_blocks_and_the_quorum_is_met() -> None:
+    def votes(agree: int, concerns: int, block: int) -> Tally:
+        return Tally((agree, concerns, block), agree + concerns + block, ((), (), ("x",) * block))
+
+    everyone = ["fake:a", "fake:b", "fake:c"]
+    assert decided_early(votes(2, 1, 0), 2, everyone, set(everyone))
+    assert decided_early(votes(3, 0, 0), 2, everyone, {*everyone, "fake:gone"})
+    assert not decided_early(votes(2, 0, 1), 2, everyone, set(everyone))  # a block
+    assert not decided_early(votes(1, 2, 0), 2, everyone, set(everyone))  # no quorum
+    assert not decided_early(votes(3, 0, 0), 2, everyone, {"fake:a", "fake:b", "fake:gone"})
+    assert not decided_early(votes(0, 0, 0), 0, [], set())  # nobody on the roster
+    assert early_note(5) == "Decided early: all 5 members on the roster have voted."
+    assert early_note(1) == "Decided early: the one member on the roster has voted."
 
 
 # Reminders of a goal's consent poll ---------------------------------------------------------------
@@ -381,3 +398,87 @@ async def test_a_reminder_that_quiet_hours_would_hold_past_the_closing_is_droppe
     await at(h, 12 * HOUR)  # 09:00 the next day: the result came, and no reminder for a closed goal
     assert h.chat.sent[-1].text.startswith("Goal 1 lapsed")
     assert reminded(h) == [] and lines(h) == []
+
+
+# Early decisions ---------------------------------------------------------------------------------
+
+
+async def test_a_goal_is_decided_early_when_everyone_on_the_roster_agrees(harness: Harness) -> None:
+    h = harness
+    await h.regulars("alice", "bob", "carol")
+    message = await propose(h)
+    await h.member("alice").reacts(message, "✅")
+    await h.member("bob").reacts(message, "🤔")
+    assert await status_of(h) is GoalStatus.PROPOSED
+    await h.member("carol").reacts(message, "✅")
+    await h.engine.settle()
+    assert await status_of(h) is GoalStatus.ACCEPTED
+    assert h.chat.sent[-1].text == (
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now.\n"
+        "Decided early: all 3 members on the roster have voted."
+    )
+    await at(h, 3 * DAY)  # nothing more: no reminder, no second result
+    assert reminded(h) == []
+    assert h.chat.sent[-1].text.endswith("Decided early: all 3 members on the roster have voted.")
+
+
+async def test_a_goal_is_not_decided_early_with_a_block(harness: Harness) -> None:
+    h = harness
+    await h.regulars("alice", "bob", "carol")
+    message = await propose(h)
+    for name, emoji in (("alice", "✅"), ("bob", "✅"), ("carol", "⛔")):
+        await h.member(name).reacts(message, emoji)
+    assert await status_of(h) is GoalStatus.PROPOSED
+    await at(h, 2 * DAY)
+    assert await status_of(h) is GoalStatus.BLOCKED
+
+
+async def test_a_goal_is_not_decided_early_without_its_quorum(harness: Harness) -> None:
+    h = harness
+    await h.regulars("alice", "bob")
+    await h.member("alice").says("/goal rules 3")
+    message = await propose(h)
+    for name in ("alice", "bob"):
+        await h.member(name).reacts(message, "✅")
+    assert await status_of(h) is GoalStatus.PROPOSED
+
+
+async def test_a_goal_is_not_decided_early_while_one_member_on_the_roster_has_not_voted(
+    harness: Harness,
+) -> None:
+    h = harness
+    await h.regulars("alice", "bob", "carol", "dave")
+    message = await propose(h)
+    for name in ("alice", "bob", "carol", "zed"):  # zed's first vote puts him on the roster
+        await h.member(name).reacts(message, "✅")
+    assert await status_of(h) is GoalStatus.PROPOSED
+    await h.member("dave").says("/leave")  # leaving decides nothing by itself ...
+    assert await status_of(h) is GoalStatus.PROPOSED
+    await h.member("bob").reacts(message, "🤔")  # ... the next vote does: all four on the roster voted
+    await h.engine.settle()
+    assert await status_of(h) is GoalStatus.ACCEPTED
+    assert h.chat.sent[-1].text.endswith("Decided early: all 4 members on the roster have voted.")
+
+
+async def test_a_vote_from_someone_off_the_roster_does_not_stand_in_for_one_on_it(harness: Harness) -> None:
+    h = harness
+    await h.regulars("alice", "bob", "carol")
+    message = await propose(h)
+    await h.member("carol").says("/leave")
+    await h.member("carol").reacts(message, "✅")  # a vote, but no return to the roster
+    await h.member("alice").reacts(message, "✅")  # two votes, two on the roster: bob has not voted
+    assert await status_of(h) is GoalStatus.PROPOSED
+
+
+async def test_an_early_decision_in_quiet_hours_is_announced_when_they_end(harness: Harness) -> None:
+    h = harness
+    await h.regulars("alice", "bob")
+    message = await propose(h)
+    await h.member("alice").says("/quiet-hours 08:00-10:00")  # it is 09:00
+    await h.member("alice").reacts(message, "✅")
+    await h.member("bob").reacts(message, "✅")
+    await h.engine.settle()
+    assert await status_of(h) is GoalStatus.ACCEPTED
+    assert not h.chat.sent[-1].text.startswith("Goal 1 accepted")
+    await at(h, HOUR)
+    assert h.chat.sent[-1].text.startswith("Goal 1 accepted")

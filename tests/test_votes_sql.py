@@ -143,3 +143,34 @@ async def test_reconcile_on_the_real_store(sql: Harness) -> None:
     assert await sql.engine.reconcile(msg, {"🐇": [carol]}) == 2
     assert (await current(sql)).counts == (0, 1)
     assert await sql.engine.open_poll_messages("fake") == [msg]
+
+
+async def test_the_batch_that_completes_the_roster_decides_a_goal_early(sql: Harness) -> None:
+    from core.events import ReactionAdded
+
+    await sql.regulars("alice", "bob", "carol")
+    await sql.member("alice").says("/goal propose Ship a study guide")
+    msg = sql.chat.sent[-1].ref
+    await sql.member("alice").reacts(msg, "✅")
+    votes = [ReactionAdded(f"v{n}", msg, sql.member(n).user, e) for n, e in (("bob", "✅"), ("carol", "🤔"))]
+    await sql.engine.handle_batch(votes)
+    await sql.engine.settle()
+    async with sql.store.transaction() as tx:
+        goal = await tx.goals.get(1, 1)
+        poll = await tx.polls.get(1, 1)
+    assert goal is not None and goal.status is GoalStatus.ACCEPTED
+    assert poll is not None and poll.closed_at == sql.clock.now() and poll.remind_at is None
+    assert sql.chat.sent[-1].text == (
+        "Goal 1 accepted by consent: Ship a study guide (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now.\n"
+        "Decided early: all 3 members on the roster have voted."
+    )
+
+
+async def test_a_poll_reconciled_with_its_message_is_decided_early_too(sql: Harness) -> None:
+    await sql.regulars("alice", "bob")
+    await sql.member("alice").says("/goal propose Ship a study guide")
+    msg = sql.chat.sent[-1].ref
+    everyone = [sql.member(n).user for n in ("alice", "bob")]
+    assert await sql.engine.reconcile(msg, {"✅": everyone}) == 2
+    await sql.engine.settle()
+    assert sql.chat.sent[-1].text.endswith("Decided early: all 2 members on the roster have voted.")
