@@ -1,10 +1,12 @@
 """Vote recording benchmark: reaction events through the engine into SQLite (WAL, synchronous=FULL).
 
-    python bench/votes.py [--events 50000]
+    python bench/votes.py [--events 50000] [--consent]
 
 Prints: sustained votes/s (while 5,000 voters join the roster, then with all of them on it); p50/p99
 time from event to durable at a steady 5,000 events/s; a 20,000-event burst until all durable; and the
-same load with one transaction per event, as a ratio.
+same load with one transaction per event, as a ratio. With `--consent` the votes go to a goal's consent
+poll (✅ 🤔 ⛔) instead of a multiple-choice poll: every batch then asks whether the goal is decided
+early (its proposer never votes, so it never is).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from bot.recurrence import CronRecurrence
 from core.clock import SystemClock
 from core.engine import Engine
 from core.events import ReactionAdded, ReactionRemoved
+from core.goals import CONSENT_OPTIONS
 from core.polls import NUMBER_EMOJI
 from core.refs import MessageRef, UserRef
 from core.votes import VoteRecorder
@@ -36,27 +39,32 @@ from tests.support import FakeChat, Harness
 
 
 class Run:
-    def __init__(self, store: SqlStore, message: MessageRef) -> None:
+    def __init__(self, store: SqlStore, message: MessageRef, consent: bool = False) -> None:
         self.store = store
         self.message = message
         self.engine = Engine(store, SystemClock(), [FakeChat()], recurrence=CronRecurrence())
         self.counter = 0
+        self.emoji = [o.emoji for o in CONSENT_OPTIONS] if consent else list(NUMBER_EMOJI[:5])
 
     def event(self) -> ReactionAdded | ReactionRemoved:
         self.counter += 1
         n = self.counter
         user = UserRef("fake", f"u{n % 5000}", f"u{n % 5000}")
         kind = ReactionAdded if n % 4 else ReactionRemoved
-        return kind(f"b{n}", self.message, user, NUMBER_EMOJI[n % 5])
+        return kind(f"b{n}", self.message, user, self.emoji[n % len(self.emoji)])
 
 
-async def setup(path: Path) -> tuple[SqlStore, MessageRef]:
+async def setup(path: Path, consent: bool) -> tuple[SqlStore, MessageRef]:
     engine = make_engine(f"sqlite+aiosqlite:///{path}")
     await migrate.upgrade(engine)
     store = SqlStore(engine)
     h = Harness(store=store)
     h.clock.current = datetime.now(UTC)
-    await h.member("alice").says("/poll create --multiple --closes 30d Bench? | a | b | c | d | e")
+    if consent:
+        await h.member("alice").says("/goal rules 2 30d")
+        await h.member("alice").says("/goal propose Bench the votes")
+    else:
+        await h.member("alice").says("/poll create --multiple --closes 30d Bench? | a | b | c | d | e")
     return store, h.chat.sent[-1].ref
 
 
@@ -110,10 +118,10 @@ def pct(values: list[float], p: float) -> float:
     )
 
 
-async def main(events: int) -> None:
+async def main(events: int, consent: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
-        store, message = await setup(Path(tmp) / "bench.db")
-        run = Run(store, message)
+        store, message = await setup(Path(tmp) / "bench.db", consent)
+        run = Run(store, message, consent)
         sustained = await closed_loop(run, run.engine.votes, events, in_flight=2000)
         # The same again, every voter now on the group's roster: votes as a group makes them day to day.
         known = await closed_loop(run, run.engine.votes, events, in_flight=2000)
@@ -150,4 +158,6 @@ async def main(events: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=50_000)
-    asyncio.run(main(parser.parse_args().events))
+    parser.add_argument("--consent", action="store_true", help="vote on a goal's consent poll")
+    args = parser.parse_args()
+    asyncio.run(main(args.events, args.consent))
