@@ -407,8 +407,10 @@ class PollRepo(Protocol):
         every poll asked is a key."""
         ...
 
-    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
-        """How many members have a vote on each of these polls; every poll asked is a key."""
+    async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
+        """Of these polls, those on which every member on their group's roster (one at least) has a vote,
+        in one read. It stops at the first member without one, so that a poll far from complete, the
+        common case, costs next to nothing however large its group."""
         ...
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
@@ -568,10 +570,6 @@ class MemberRepo(Protocol):
     async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
         """The rosters of these groups, in one read, with just what reminders need; in the order members
         first joined; every group asked is a key."""
-        ...
-
-    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
-        """How many members are on each of these groups' rosters; every group asked is a key."""
         ...
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:

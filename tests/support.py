@@ -497,8 +497,15 @@ class MemoryPolls(_MemoryPart):
                 found[poll_id].add(user_key)
         return found
 
-    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
-        return {poll_id: len(keys) for poll_id, keys in (await self.voters(poll_ids)).items()}
+    async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
+        voters = await self.voters([p for p in poll_ids if p in self.d.polls])
+        complete = set()
+        for poll_id, keys in voters.items():
+            roster = [m for m in self.d.members.values() if m.group_id == self.d.polls[poll_id].group_id]
+            on_roster = [m.key for m in roster if m.on_roster]
+            if on_roster and all(key in keys for key in on_roster):
+                complete.add(poll_id)
+        return complete
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         return [
@@ -754,9 +761,6 @@ class MemoryMembers(_MemoryPart):
             group_id: [RosterEntry(m.key, m.name, m.reminders) for m in await self.roster(group_id)]
             for group_id in group_ids
         }
-
-    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
-        return {group_id: len(await self.roster(group_id)) for group_id in group_ids}
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[roster.Member]:
         return self._joined(

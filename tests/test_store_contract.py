@@ -1362,7 +1362,7 @@ async def test_of_two_transactions_claiming_a_reminder_exactly_one_gets_it(store
     assert sorted(first[1] + second[1]) == [review.id]
 
 
-async def test_voters_and_their_counts_are_read_for_many_polls_at_once(store: Store) -> None:
+async def test_voters_are_read_for_many_polls_at_once(store: Store) -> None:
     group_id = await make_group(store)
     async with store.transaction() as tx:
         poll = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
@@ -1386,13 +1386,41 @@ async def test_voters_and_their_counts_are_read_for_many_polls_at_once(store: St
             other.id: {BOB.key},
             quiet.id: set(),
         }
-        assert await tx.polls.voter_counts(asked) == {poll.id: 2, other.id: 1, quiet.id: 0}
         # More polls than one query binds: all of them are looked at.
         many = range(poll.id - 600, poll.id + 600)
         assert (await tx.polls.voters(many))[poll.id] == {ALICE.key, CAROL.key}
-        assert (await tx.polls.voter_counts(many))[other.id] == 1
         assert await tx.polls.voters([]) == {}
-        assert await tx.polls.voter_counts([]) == {}
+
+
+async def test_the_polls_everyone_on_the_roster_voted_on_are_found_in_one_read(store: Store) -> None:
+    general, room = await make_group(store, GENERAL), await make_group(store, ROOM)
+    dave = UserRef("discord", "dave", "Dave")
+    async with store.transaction() as tx:
+        await tx.members.add(general, ALICE, T0)
+        await tx.members.add(general, BOB, T0)
+        carol = await tx.members.add(general, CAROL, T0)
+        await tx.members.set_left(carol.id, T0 + HOUR)  # off the roster: her vote is not awaited
+        polls = [await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0) for _ in range(5)]
+        complete, partial, taken_back, stand_in, two_options = (p.id for p in polls)
+        nobody_there = (await tx.polls.create(room, PollKind.CONSENT, YES_NO, ALICE, T0)).id
+
+        def votes(*who: tuple[UserRef, int, bool]) -> list[ReactionChange]:
+            return [ReactionChange(u.key, u.name, option, present) for u, option, present in who]
+
+        await tx.polls.record_reactions(complete, votes((ALICE, 0, True), (BOB, 1, True)))
+        await tx.polls.record_reactions(partial, votes((ALICE, 0, True), (CAROL, 0, True)))
+        await tx.polls.record_reactions(taken_back, votes((ALICE, 0, True), (BOB, 1, True), (BOB, 1, False)))
+        await tx.polls.record_reactions(stand_in, votes((ALICE, 0, True), (dave, 0, True)))
+        await tx.polls.record_reactions(
+            two_options, votes((ALICE, 0, True), (ALICE, 1, True), (BOB, 0, True))
+        )
+        room_vote = ReactionChange("matrix:alice", "Alice", 0, True)
+        await tx.polls.record_reactions(nobody_there, [room_vote])
+    async with store.transaction() as tx:
+        asked = [*(p.id for p in polls), nobody_there, nobody_there + 1]
+        assert await tx.polls.everyone_voted(asked) == {complete, two_options}
+        assert await tx.polls.everyone_voted(range(complete - 600, complete + 600)) == {complete, two_options}
+        assert await tx.polls.everyone_voted([]) == set()
 
 
 async def test_a_reviews_reminder_is_kept_replanned_and_claimed_once_while_it_is_open(store: Store) -> None:
@@ -1445,7 +1473,7 @@ async def test_the_members_who_answered_are_read_for_many_reviews_at_once(store:
         assert await tx.reviews.answerers([]) == {}
 
 
-async def test_rosters_and_their_sizes_are_read_for_many_groups_at_once(store: Store) -> None:
+async def test_rosters_are_read_for_many_groups_at_once(store: Store) -> None:
     general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
     async with store.transaction() as tx:
         await tx.members.add(general, BOB, T0 + MINUTE)
@@ -1460,12 +1488,9 @@ async def test_rosters_and_their_sizes_are_read_for_many_groups_at_once(store: S
             study: [RosterEntry(CAROL.key, "Carol", True)],
             room: [],
         }
-        assert await tx.members.roster_sizes([general, study, room]) == {general: 2, study: 1, room: 0}
         many = range(general - 600, general + 600)
         assert len((await tx.members.rosters(many))[general]) == 2
-        assert (await tx.members.roster_sizes(many))[study] == 1
         assert await tx.members.rosters([]) == {}
-        assert await tx.members.roster_sizes([]) == {}
     assert RosterEntry(ALICE.key, "Alice").user == ALICE
 
 

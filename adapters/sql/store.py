@@ -9,7 +9,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, func, literal, or_, select, update
+from sqlalchemy import Table, and_, delete, event, exists, func, literal, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -728,17 +728,30 @@ class SqlPolls(_SqlPart):
                 found[poll_id].add(key)
         return found
 
-    async def voter_counts(self, poll_ids: Collection[int]) -> dict[int, int]:
+    async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
         wanted = sorted(set(poll_ids))
-        found = dict.fromkeys(wanted, 0)
+        on_roster = and_(members.c.group_id == polls.c.group_id, members.c.left_at.is_(None))
+        voted = (
+            select(poll_reactions.c.poll_id)
+            .where(
+                poll_reactions.c.poll_id == polls.c.id,
+                poll_reactions.c.user_key == members.c.user_key,
+                poll_reactions.c.present,
+            )
+            .correlate(polls, members)  # two levels up and one: not made a FROM of its own
+            .exists()
+        )
+        complete: set[int] = set()
         for start in range(0, len(wanted), 500):
             rows = await self.conn.execute(
-                select(poll_reactions.c.poll_id, func.count(poll_reactions.c.user_key.distinct()))
-                .where(poll_reactions.c.poll_id.in_(wanted[start : start + 500]), poll_reactions.c.present)
-                .group_by(poll_reactions.c.poll_id)
+                select(polls.c.id).where(
+                    polls.c.id.in_(wanted[start : start + 500]),
+                    exists().where(on_roster),
+                    ~exists().where(on_roster, ~voted),
+                )
             )
-            found.update((poll_id, n) for poll_id, n in rows.all())
-        return found
+            complete.update(r.id for r in rows)
+        return complete
 
     async def open_on(self, platform: str, now: datetime) -> list[Poll]:
         rows = await self.conn.execute(
@@ -1188,18 +1201,6 @@ class SqlMembers(_SqlPart):
             )
             for group_id, key, name, reminders in rows.all():
                 found[group_id].append(RosterEntry(key, name, bool(reminders)))
-        return found
-
-    async def roster_sizes(self, group_ids: Collection[int]) -> dict[int, int]:
-        wanted = sorted(set(group_ids))
-        found = dict.fromkeys(wanted, 0)
-        for start in range(0, len(wanted), 500):
-            rows = await self.conn.execute(
-                select(members.c.group_id, func.count())
-                .where(members.c.group_id.in_(wanted[start : start + 500]), members.c.left_at.is_(None))
-                .group_by(members.c.group_id)
-            )
-            found.update((group_id, n) for group_id, n in rows.all())
         return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
