@@ -63,7 +63,7 @@ async def test_a_restart_neither_loses_nor_repeats_a_nudge(store: SqlStore, db_u
 
 async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     h = Harness(store=store)
-    await h.regulars("alice", "bob")  # no welcome waits: the review's close is the next thing due
+    await h.regulars("alice", "bob")  # no welcome waits: the review's reminder is the next thing due
     alice = h.member("alice")
     await alice.says("/timezone Europe/Berlin")
     await alice.says("/quiet-hours 22:00-07:00")
@@ -82,7 +82,8 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
         assert review is not None
         (answer,) = await tx.reviews.reflections(group.id, review.id)
         assert (answer.question, answer.text) == (5, "Fewer meetings")
-        assert await tx.next_due_time(["fake"]) == review.closes_at
+        assert review.remind_at == review.closes_at - timedelta(hours=6)  # the last quarter of a day
+        assert await tx.next_due_time(["fake"]) == review.remind_at
     done = await h.member("bob").says("/forget-me confirm")
     assert done is not None and done.text.startswith("Done: 1 reflection and")
     async with store.transaction() as tx:
