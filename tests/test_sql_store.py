@@ -7,12 +7,13 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import insert, inspect, select, text
 
 from adapters.sql import migrate
-from adapters.sql.schema import metadata
+from adapters.sql.schema import metadata, outbox
 from adapters.sql.store import SqlStore, make_engine
 from core.lifecycle import Phase, PhaseChange
+from core.outbox import Post, PostKind
 from core.refs import ChannelRef
 from tests.support import Harness
 
@@ -308,3 +309,37 @@ async def test_sqlite_runs_in_wal_mode(tmp_path) -> None:  # type: ignore[no-unt
         assert (mode, sync) == ("wal", 2)  # 2 is FULL: a committed vote survives a crash
     finally:
         await engine.dispose()
+
+
+async def test_outbox_rows_keep_their_times_as_sqlalchemy_writes_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """SQLite's outbox rows go to the driver as tuples, their times converted apart: stored exactly as
+    SQLAlchemy stores a time, or comparing them with a due time (text, on SQLite) would go wrong."""
+    store = SqlStore(make_engine(f"sqlite+aiosqlite:///{tmp_path / 'times.db'}"))
+    await migrate.upgrade(store.engine)
+    channel = ChannelRef("fake", "general", "#general")
+    later = T0 + timedelta(hours=1, microseconds=5)
+    try:
+        async with store.transaction() as tx:
+            await tx.outbox.add([Post(PostKind.SEND, channel, "held", not_before=later)], T0)
+            reference = {
+                "platform": "fake",
+                "channel_id": "general",
+                "kind": "send",
+                "text": "by SQLAlchemy",
+                "state": "pending",
+                "created_at": T0,
+                "not_before": later,
+                "next_attempt_at": later,
+            }
+            await tx.conn.execute(insert(outbox).values(**reference))
+            raw = await tx.conn.exec_driver_sql(
+                "SELECT created_at, not_before, next_attempt_at FROM outbox ORDER BY id"
+            )
+            ours, theirs = raw.all()
+            assert tuple(ours) == tuple(theirs)
+            due = select(outbox.c.text).where(outbox.c.next_attempt_at <= later).order_by(outbox.c.id)
+            assert list((await tx.conn.execute(due)).scalars()) == ["held", "by SQLAlchemy"]
+            (row, _) = await tx.outbox.rows()
+            assert (row.created_at, row.not_before) == (T0, later)
+    finally:
+        await store.close()

@@ -238,35 +238,20 @@ class SqlOutbox:
     async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
         if not posts:
             return []  # no rows: SQLAlchemy would run INSERT ... DEFAULT VALUES, one row of NULLs
-        values = [
-            {
-                "group_id": p.group_id,
-                "platform": p.channel.platform,
-                "channel_id": p.channel.id,
-                "channel_name": p.channel.display,
-                "kind": p.kind.value,
-                "text": p.text,
-                "reply_to": p.reply_to,
-                "user_id": p.user.id if p.user else None,
-                "user_name": p.user.display if p.user else None,
-                "reactions": json.dumps(list(p.reactions), ensure_ascii=False),
-                "poll_id": p.poll_id,
-                "state": PostState.PENDING.value,
-                "created_at": at,
-                "not_before": p.not_before or at,
-                "next_attempt_at": p.not_before or at,
-            }
-            for p in posts
-        ]
+        rows = [_outbox_values(p, at) for p in posts]
         if self.conn.dialect.name == "sqlite":
             # One writer at a time (SqlStore's lock, SQLite's own), and AUTOINCREMENT ids only grow:
             # the rows just added are the newest. A plain executemany is many times faster than
-            # INSERT ... RETURNING in parameter order, which SQLite runs a row at a time.
-            await self.conn.execute(outbox.insert(), values)
-            newest = select(outbox.c.id).order_by(outbox.c.id.desc()).limit(len(values))
+            # INSERT ... RETURNING in parameter order, which SQLite runs a row at a time; and handed to
+            # the driver as tuples, each distinct time converted once by the column's own type, it
+            # takes a third of the time of SQLAlchemy's processing of each row's parameters (170,000
+            # reminders: 3.6 s before).
+            await self.conn.exec_driver_sql(_SQLITE_OUTBOX_INSERT, _with_sqlite_times(self.conn, rows))
+            newest = select(outbox.c.id).order_by(outbox.c.id.desc()).limit(len(rows))
             return sorted(r.id for r in await self.conn.execute(newest))
         result = await self.conn.execute(
-            outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True), values
+            outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True),
+            [dict(zip(_OUTBOX_COLUMNS, row, strict=True)) for row in rows],
         )
         return [r.id for r in result]
 
@@ -346,6 +331,69 @@ class SqlOutbox:
         if states:
             query = query.where(outbox.c.state.in_([s.value for s in states]))
         return [_outbox_row(r) for r in await self.conn.execute(query)]
+
+
+_OUTBOX_COLUMNS = (
+    "group_id",
+    "platform",
+    "channel_id",
+    "channel_name",
+    "kind",
+    "text",
+    "reply_to",
+    "user_id",
+    "user_name",
+    "reactions",
+    "poll_id",
+    "state",
+    "created_at",
+    "not_before",
+    "next_attempt_at",
+)
+_SQLITE_OUTBOX_INSERT = (
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
+)
+
+
+_FIRST_TIME = _OUTBOX_COLUMNS.index("created_at")  # the times come last
+
+
+def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
+    """A new outbox row's values, in the order of `_OUTBOX_COLUMNS` (its times last)."""
+    return (
+        p.group_id,
+        p.channel.platform,
+        p.channel.id,
+        p.channel.display,
+        p.kind.value,
+        p.text,
+        p.reply_to,
+        p.user.id if p.user else None,
+        p.user.display if p.user else None,
+        # Most posts have none: a JSON call per row was a tenth of queueing 170,000 reminders.
+        json.dumps(list(p.reactions), ensure_ascii=False) if p.reactions else "[]",
+        p.poll_id,
+        PostState.PENDING.value,
+        at,
+        p.not_before or at,
+        p.not_before or at,
+    )
+
+
+def _with_sqlite_times(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """The rows with their times as SQLite stores them: converted by the DateTime column's own bind
+    processor, as SQLAlchemy would, but each distinct time once."""
+    process = outbox.c.created_at.type.dialect_impl(conn.dialect).bind_processor(conn.dialect)
+    assert process is not None
+    stamps: dict[tuple[datetime, Any], Any] = {}
+
+    def stamp(value: datetime) -> Any:
+        key = (value, value.tzinfo)  # equal instants in two zones are stored apart, as they were
+        if (done := stamps.get(key)) is None:
+            done = stamps[key] = process(value)
+        return done
+
+    return [(*row[:_FIRST_TIME], *(stamp(t) for t in row[_FIRST_TIME:])) for row in rows]
 
 
 def _outbox_row(row: Any) -> OutboxRow:
