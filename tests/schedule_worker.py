@@ -1,6 +1,7 @@
-"""A bot process for the two-process test: walks a manual clock from START to END in STEP seconds,
-ticking at each step, and prints every message it posts as `sent <channel> <time> <key> <text>`
-(the key is the outbox row's idempotency key). It serves one platform, "fake" unless given.
+"""A bot process for the two-process tests: walks a manual clock from START to END in STEP seconds,
+ticking at each step, and prints every message it posts as `sent <channel> <time> <key> <text>`, a
+direct message as `sent @<member id> ...` (the key is the outbox row's idempotency key). It serves one
+platform, "fake" unless given.
 
     python -m tests.schedule_worker <database url> <start ISO> <end ISO> <step seconds> [platform]
 """
@@ -15,7 +16,7 @@ from adapters.sql.store import SqlStore
 from bot.recurrence import CronRecurrence
 from core.engine import Engine
 from core.ports import Outbound
-from core.refs import ChannelRef, MessageRef
+from core.refs import ChannelRef, MessageRef, UserRef
 from tests.support import FakeChat, FakeClock
 
 
@@ -26,6 +27,11 @@ class PrintingChat(FakeChat):
         assert self.clock is not None
         sys.stdout.write(f"sent {channel.id} {self.clock.now().isoformat()} {key} {message.text}\n")
         return await super().send(channel, message)
+
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        assert self.clock is not None
+        sys.stdout.write(f"sent @{user.id} {self.clock.now().isoformat()} {key} {message.text}\n")
+        return await super().direct_message(user, message)
 
 
 async def main(url: str, start: str, end: str, step: float, platform: str) -> None:

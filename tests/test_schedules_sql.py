@@ -91,9 +91,10 @@ async def test_group_settings_and_reviews_survive(store: SqlStore) -> None:
     assert (review.started_by, review.started_by_key) == ("alice", "fake:alice")  # not bob's: kept
 
 
-def run_workers(url: str, platforms: list[str], hours: int) -> list[str]:
-    """Run one schedule worker per platform on the same database; the `sent` lines of all."""
-    start, end = START.isoformat(), (START + timedelta(hours=hours)).isoformat()
+def run_workers(url: str, platforms: list[str], hours: int, since: timedelta = timedelta()) -> list[str]:
+    """Run one schedule worker per platform on the same database, for `hours` from START + `since`; the
+    `sent` lines of all."""
+    start, end = (START + since).isoformat(), (START + since + timedelta(hours=hours)).isoformat()
     workers = [
         subprocess.Popen(
             [sys.executable, "-m", "tests.schedule_worker", url, start, end, "60", platform],
