@@ -42,7 +42,7 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
     scene.carol.reacts(poll, "✅")
     scene.bob.reacts(poll, "⛔")
     scene.bob.unreacts(poll, "⛔")  # bob takes his block back
-    scene.bob.reacts(poll, "🤔")
+    scene.bob.reacts(poll, "🤔")  # the last of the three on the roster: decided at once
     await votes_applied(scene, 5)
     assert "✅" in await results(scene, 1)
 
@@ -50,7 +50,8 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
     await scene.engine.engine.tick()
     outcome = fake.sent_messages(scene.channel)[-1]
     assert outcome["content"] == (
-        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now.\n"
+        "Decided early: all 3 members on the roster have voted."
     )
     roadmap = await scene.bob.runs("/goal list")
     assert "Learn Rust together" in roadmap.content

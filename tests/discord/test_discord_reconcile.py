@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from core.events import ReactionAdded, ReactionRemoved
+from core.refs import ChannelRef
 from tests.fake_discord.scene import DiscordScene, Member
 from tests.fake_discord.server import FakeDiscord
 
@@ -53,6 +54,11 @@ async def test_votes_changed_while_the_bot_was_stopped_are_reconciled_on_start(
     scene = discord_bot
     fake = scene.fake
     dave = Member(scene, fake.add_member(scene.guild, "dave"))
+    assert scene.store is not None
+    async with scene.store.transaction() as tx:  # on the roster and not voting yet: no early decision
+        group = await tx.groups.get(ChannelRef("discord", scene.channel.id))
+        assert group is not None
+        await tx.members.add(group.id, dave.user_ref(), scene.clock.now())
     await scene.bob.runs("/goal propose", text="Learn Rust together")
     (poll,) = fake.sent_messages(scene.channel)
     scene.alice.reacts(poll, "✅")
