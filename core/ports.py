@@ -390,6 +390,20 @@ class PollRepo(Protocol):
         """All the group's polls, oldest first."""
         ...
 
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Poll]:
+        """The polls open at `now` in these groups, in one read: closing soonest first, then by id."""
+        ...
+
+    async def open_voted_by(self, group_ids: Collection[int], user: UserRef, now: datetime) -> set[int]:
+        """Of the polls open at `now` in these groups, the ids of those the member has voted on (a
+        present reaction on any option), in one read."""
+        ...
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        """How many members have voted (a present reaction) on each poll open at `now` in these groups,
+        in one read; polls nobody has voted on are left out."""
+        ...
+
 
 class GoalRepo(Protocol):
     """The group's goals."""
@@ -406,6 +420,10 @@ class GoalRepo(Protocol):
     async def get(self, group_id: int, goal_id: int) -> Goal | None: ...
 
     async def for_poll(self, poll_id: int) -> Goal | None: ...
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        """The goals whose consent polls these are, by poll id; polls of no goal are left out."""
+        ...
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None: ...
 
@@ -473,6 +491,15 @@ class ReviewRepo(Protocol):
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
 
     async def in_group(self, group_id: int) -> list[Review]: ...
+
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Review]:
+        """The reviews open at `now` (not closed, and before their closing time) in these groups, in one
+        read: closing soonest first, then by id."""
+        ...
+
+    async def answered_by(self, review_ids: Collection[int], user: UserRef) -> set[int]:
+        """Of these reviews, the ids of those the member has answered any question of."""
+        ...
 
     async def add_reflection(
         self,

@@ -478,6 +478,26 @@ class MemoryPolls(_MemoryPart):
     async def in_group(self, group_id: int) -> list[Poll]:
         return [p for p in self.d.polls.values() if p.group_id == group_id]
 
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Poll]:
+        found = [p for p in self.d.polls.values() if p.group_id in group_ids and p.is_open(now)]
+        return sorted(found, key=lambda p: (p.closes_at, p.id))
+
+    async def open_voted_by(self, group_ids: Collection[int], user: UserRef, now: datetime) -> set[int]:
+        open_ids = {p.id for p in await self.open_in(group_ids, now)}
+        return {
+            p
+            for (p, key, _), r in self.d.reactions.items()
+            if p in open_ids and key == user.key and r.present
+        }
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        open_ids = {p.id for p in await self.open_in(group_ids, now)}
+        voters: dict[int, set[str]] = {}
+        for (poll_id, key, _), r in self.d.reactions.items():
+            if poll_id in open_ids and r.present:
+                voters.setdefault(poll_id, set()).add(key)
+        return {poll_id: len(keys) for poll_id, keys in voters.items()}
+
 
 class MemoryGoals(_MemoryPart):
     async def create(
@@ -508,6 +528,11 @@ class MemoryGoals(_MemoryPart):
 
     async def for_poll(self, poll_id: int) -> Goal | None:
         return next((g for g in self.d.goals.values() if g.poll_id == poll_id), None)
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        return {
+            g.poll_id: g for g in self.d.goals.values() if g.poll_id is not None and g.poll_id in poll_ids
+        }
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         self.d.goals[goal_id] = replace(self.d.goals[goal_id], status=status, updated_at=at)
@@ -623,6 +648,21 @@ class MemoryReviews(_MemoryPart):
 
     async def in_group(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
+
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Review]:
+        found = [
+            r
+            for r in self.d.reviews.values()
+            if r.group_id in group_ids and r.closed_at is None and now < r.closes_at
+        ]
+        return sorted(found, key=lambda r: (r.closes_at, r.id))
+
+    async def answered_by(self, review_ids: Collection[int], user: UserRef) -> set[int]:
+        return {
+            r.review_id
+            for r in self.d.reflections.values()
+            if r.review_id is not None and r.review_id in review_ids and r.user_key == user.key
+        }
 
     async def add_reflection(
         self,

@@ -495,6 +495,59 @@ async def test_open_and_due_polls_are_those_of_the_platforms_asked(store: Store)
         assert [p.id for p in await tx.polls.due(T0 + HOUR, 10, ["console"])] == []
 
 
+async def test_the_open_polls_of_several_groups_their_voters_and_a_members_votes_are_read_at_once(
+    store: Store,
+) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    soon = replace(YES_NO, duration=2 * MINUTE)
+    async with store.transaction() as tx:
+        late = await tx.polls.create(general, PollKind.POLL, YES_NO, ALICE, T0)  # closes T0+1h
+        early = await tx.polls.create(general, PollKind.CONSENT, soon, BOB, T0)  # closes T0+2m
+        ended = await tx.polls.create(general, PollKind.POLL, replace(YES_NO, duration=MINUTE), BOB, T0)
+        closed = await tx.polls.create(general, PollKind.POLL, YES_NO, BOB, T0)
+        studied = await tx.polls.create(study, PollKind.PULSE, soon, BOB, T0)  # closes T0+2m too
+        in_room = await tx.polls.create(room, PollKind.POLL, YES_NO, ALICE, T0)
+        await tx.polls.close(closed.id, T0)
+        await tx.polls.record_reactions(late.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        # alice takes her vote on `early` back; bob's stays.
+        await tx.polls.record_reactions(
+            early.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 1, True),
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, False),
+            ],
+        )
+        for poll in (ended, closed, in_room):  # votes on polls that are not open, or not asked about
+            await tx.polls.record_reactions(poll.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        # bob picks two options: one voter.
+        await tx.polls.record_reactions(
+            studied.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 2, True),
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(BOB.key, "Bob", 1, True),
+            ],
+        )
+    now = T0 + MINUTE  # `ended` closes at this very moment: it is no longer open
+    groups = [general, study]
+    async with store.transaction() as tx:
+        # Closing soonest first, then by id.
+        assert [p.id for p in await tx.polls.open_in(groups, now)] == [early.id, studied.id, late.id]
+        assert await tx.polls.open_in([study], now) == [studied]
+        assert await tx.polls.open_in([], now) == []
+        assert [p.id for p in await tx.polls.open_in(groups, T0 + 2 * MINUTE)] == [late.id]
+        assert await tx.polls.open_voted_by(groups, ALICE, now) == {late.id, studied.id}
+        assert await tx.polls.open_voted_by(groups, BOB, now) == {early.id, studied.id}
+        assert await tx.polls.open_voted_by([general], BOB, now) == {early.id}
+        assert await tx.polls.open_voted_by(groups, UserRef("matrix", "alice"), now) == set()
+        assert await tx.polls.open_voted_by([], ALICE, now) == set()
+        assert await tx.polls.open_voted_by(groups, ALICE, T0 + 2 * MINUTE) == {late.id}
+        assert await tx.polls.open_voter_counts(groups, now) == {late.id: 1, early.id: 1, studied.id: 2}
+        assert await tx.polls.open_voter_counts([room], now) == {in_room.id: 1}
+        assert await tx.polls.open_voter_counts([], now) == {}
+
+
 # Goals --------------------------------------------------------------------------------------------
 
 
@@ -516,6 +569,12 @@ async def test_a_goal_is_proposed_linked_to_its_poll_and_decided(store: Store) -
     assert (goal.created_at, goal.updated_at, goal.poll_id) == (T0, T0, None)
     async with store.transaction() as tx:
         assert await tx.goals.for_poll(poll.id) == replace(goal, poll_id=poll.id)
+        assert await tx.goals.for_polls([poll.id, poll.id + 1]) == {poll.id: replace(goal, poll_id=poll.id)}
+        # Asked about more polls than one query binds: all of them are looked at.
+        assert await tx.goals.for_polls(range(poll.id - 600, poll.id + 600)) == {
+            poll.id: replace(goal, poll_id=poll.id)
+        }
+        assert await tx.goals.for_polls([]) == {}
         assert await tx.goals.get(study, goal.id) is None
         await tx.goals.set_status(goal.id, GoalStatus.ACCEPTED, T0 + HOUR)
     async with store.transaction() as tx:
@@ -819,6 +878,33 @@ async def test_reviews_open_close_once_and_fall_due_on_their_platform(store: Sto
         assert await tx.reviews.open(general) == newer
         assert [r.id for r in await tx.reviews.due(T0 + 5 * HOUR, 10, ["discord"])] == [quick.id, newer.id]
         assert await tx.reviews.in_group(general) == [replace(slow, closed_at=T0 + 2 * HOUR), newer]
+
+
+async def test_the_open_reviews_of_several_groups_and_those_a_member_answered_are_read_at_once(
+    store: Store,
+) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        old = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
+        await tx.reviews.close(old.id, T0 + MINUTE)
+        current = await tx.reviews.create(general, ALICE, T0 + MINUTE, T0 + 3 * HOUR)
+        studied = await tx.reviews.create(study, BOB, T0, T0 + 2 * HOUR)
+        in_room = await tx.reviews.create(room, BOB, T0, T0 + HOUR)
+        await tx.reviews.add_reflection(general, old.id, 1, BOB, "Old answer", T0)
+        await tx.reviews.add_reflection(general, current.id, 4, ALICE, "We paired more", T0 + MINUTE)
+        await tx.reviews.add_reflection(general, None, None, BOB, "A free thought", T0 + MINUTE)
+        await tx.reviews.add_reflection(study, studied.id, 2, BOB, "Slowly", T0 + MINUTE)
+    now = T0 + HOUR
+    async with store.transaction() as tx:
+        assert await tx.reviews.open_in([general, study], now) == [studied, current]
+        assert await tx.reviews.open_in([general, study], T0 + 2 * HOUR) == [current]  # studied is due
+        assert await tx.reviews.open_in([room], now) == []  # it closes at this very moment
+        assert await tx.reviews.open_in([], now) == []
+        everything = [old.id, current.id, studied.id, in_room.id]
+        assert await tx.reviews.answered_by(everything, ALICE) == {current.id}
+        assert await tx.reviews.answered_by(everything, BOB) == {old.id, studied.id}  # not a free one
+        assert await tx.reviews.answered_by([current.id], BOB) == set()
+        assert await tx.reviews.answered_by([], BOB) == set()
 
 
 async def test_reflections_are_kept_per_group_and_review(store: Store) -> None:

@@ -682,6 +682,44 @@ class SqlPolls(_SqlPart):
         rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
         return [_poll(r) for r in rows]
 
+    @staticmethod
+    def _open_in(group_ids: Collection[int], now: datetime) -> Any:
+        return and_(
+            polls.c.group_id.in_(list(group_ids)), polls.c.closed_at.is_(None), polls.c.closes_at > now
+        )
+
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Poll]:
+        if not group_ids:
+            return []
+        rows = await self.conn.execute(
+            select(polls).where(self._open_in(group_ids, now)).order_by(polls.c.closes_at, polls.c.id)
+        )
+        return [_poll(r) for r in rows]
+
+    async def open_voted_by(self, group_ids: Collection[int], user: UserRef, now: datetime) -> set[int]:
+        if not group_ids:
+            return set()
+        rows = await self.conn.execute(
+            select(poll_reactions.c.poll_id)
+            .distinct()
+            .join(polls, polls.c.id == poll_reactions.c.poll_id)
+            .where(
+                self._open_in(group_ids, now), poll_reactions.c.user_key == user.key, poll_reactions.c.present
+            )
+        )
+        return set(rows.scalars())
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        if not group_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(poll_reactions.c.poll_id, func.count(poll_reactions.c.user_key.distinct()))
+            .join(polls, polls.c.id == poll_reactions.c.poll_id)
+            .where(self._open_in(group_ids, now), poll_reactions.c.present)
+            .group_by(poll_reactions.c.poll_id)
+        )
+        return {poll_id: count for poll_id, count in rows.all()}
+
 
 class SqlGoals(_SqlPart):
     async def create(
@@ -728,6 +766,16 @@ class SqlGoals(_SqlPart):
     async def for_poll(self, poll_id: int) -> Goal | None:
         row = (await self.conn.execute(select(goals).where(goals.c.poll_id == poll_id))).first()
         return _goal(row) if row else None
+
+    async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
+        wanted = sorted(set(poll_ids))
+        found: dict[int, Goal] = {}
+        for start in range(0, len(wanted), 500):  # within every database's limit of bound parameters
+            rows = await self.conn.execute(
+                select(goals).where(goals.c.poll_id.in_(wanted[start : start + 500]))
+            )
+            found.update((r.poll_id, _goal(r)) for r in rows)
+        return found
 
     async def set_status(self, goal_id: int, status: GoalStatus, at: datetime) -> None:
         await self.conn.execute(
@@ -955,6 +1003,30 @@ class SqlReviews(_SqlPart):
             select(reviews).where(reviews.c.group_id == group_id).order_by(reviews.c.id)
         )
         return [_review(r) for r in rows]
+
+    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Review]:
+        if not group_ids:
+            return []
+        rows = await self.conn.execute(
+            select(reviews)
+            .where(
+                reviews.c.group_id.in_(list(group_ids)),
+                reviews.c.closed_at.is_(None),
+                reviews.c.closes_at > now,
+            )
+            .order_by(reviews.c.closes_at, reviews.c.id)
+        )
+        return [_review(r) for r in rows]
+
+    async def answered_by(self, review_ids: Collection[int], user: UserRef) -> set[int]:
+        if not review_ids:
+            return set()
+        rows = await self.conn.execute(
+            select(reflections.c.review_id)
+            .distinct()
+            .where(reflections.c.review_id.in_(list(review_ids)), reflections.c.user_key == user.key)
+        )
+        return set(rows.scalars())
 
     async def add_reflection(
         self,
