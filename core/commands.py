@@ -260,6 +260,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (Arg("command", ArgKind.TEXT, "the command to explain", required=False, max_length=60),),
     ),
     CommandSpec(("status",), "Show the group's phase and since when."),
+    CommandSpec(
+        ("pending",),
+        "Show what needs you: open polls you have not voted on, a review you have not answered.",
+        (PAGE,),
+        details="The answer is for you alone. Written to the bot privately, it covers all your groups.",
+    ),
     CommandSpec(("phase", "show"), "Show the current phase and what it is for."),
     CommandSpec(
         ("phase", "set"),
@@ -359,6 +365,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ),
         details=POLL_HELP,
         example="poll create --closes 2d Which day suits? | Monday | Thursday",
+    ),
+    CommandSpec(
+        ("poll", "list"),
+        "Show the open polls: closing time and voters so far.",
+        (PAGE,),
     ),
     CommandSpec(
         ("poll", "close"),

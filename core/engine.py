@@ -35,6 +35,7 @@ from core.member_service import MemberService
 from core.newcomer_service import NewcomerService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
+from core.pending_service import PendingService
 from core.polls import Poll
 from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
 from core.reflections import DEFAULT_REVIEW_TIME
@@ -135,6 +136,7 @@ class Engine:
             MembersArrived: (self.newcomers.on_members_arrived,),
         }
         help_ = Help(self.specs)
+        pending = PendingService()
         self.handlers: dict[tuple[str, ...], Handler] = {
             **help_.handlers(),
             **self.lifecycle.handlers(),
@@ -144,11 +146,13 @@ class Engine:
             **self.reviews.handlers(),
             **self.members.handlers(),
             **self.newcomers.handlers(),
+            **pending.handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
         self.private_handlers: dict[tuple[str, ...], PrivateHandler] = {
             **help_.private_handlers(),
+            **pending.private_handlers(),
             ("forget-me",): forget_me,
         }
         # Commands that only read: they run in a read transaction, never making writers wait.
@@ -284,7 +288,8 @@ class Engine:
     async def _run_private(
         self, handler: PrivateHandler, event: CommandInvoked, chat: ChatPort, inv: Invocation
     ) -> Reply | None:
-        """A command written privately that concerns the member, not one group (`help`, `forget-me`)."""
+        """A command written privately that concerns the member, not one group (`help`, `pending`,
+        `forget-me`)."""
         try:
             async with self.work() as uow:
                 if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
@@ -391,10 +396,11 @@ class Engine:
         return reply
 
     def _answer(self, uow: UnitOfWork, event: CommandInvoked, reply: Reply) -> None:
-        """Queue the answer, unless the adapter answers in its own idiom (Discord interactions)."""
+        """Queue the answer, unless the adapter answers in its own idiom (Discord interactions). A
+        private answer to a command written in a channel goes to the member by direct message."""
         if self.chats[event.channel.platform].interactive_replies:
             return
-        if event.direct:
+        if event.direct or reply.private:
             uow.post(Post(PostKind.DIRECT, event.channel, reply.text, user=event.user))
         elif event.message is not None:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
