@@ -392,18 +392,18 @@ class DiscordAdapter:
             await self._deliver_file(interaction, reply.text, reply.file, deferred)
             return
         parts = split_text(reply.text)
+        # Errors, and answers meant for the member alone (`pending`), are seen by them only.
+        private = reply.is_error or reply.private
         if not deferred:
-            await interaction.response.send_message(
-                parts[0], ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS
-            )
-        elif reply.is_error:
-            # A deferred response keeps the visibility of the defer; an error must be private.
+            await interaction.response.send_message(parts[0], ephemeral=private, allowed_mentions=NO_MENTIONS)
+        elif private:
+            # A deferred response keeps the visibility of the defer; a private answer must be private.
             await interaction.delete_original_response()
             await interaction.followup.send(parts[0], ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
         for part in parts[1:]:
-            await interaction.followup.send(part, ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(part, ephemeral=private, allowed_mentions=NO_MENTIONS)
 
     async def _deliver_file(
         self, interaction: discord.Interaction, summary: str, file: Attachment, deferred: bool
