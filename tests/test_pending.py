@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from core.lifecycle import Group, Phase
 from core.pending import pending
 from core.polls import Poll, PollKind, PollRequest, poll_request
 from core.reflections import Review
-from core.refs import ChannelRef, MessageRef
+from core.refs import ChannelRef, MessageRef, UserRef
 from tests.support import START, Harness, Member
 
 STUDY = ChannelRef("fake", "study", "#study")
@@ -364,3 +365,37 @@ async def test_pending_and_poll_list_read_the_same_number_of_times_for_3_polls_a
 
 def test_a_reply_is_public_unless_it_says_it_is_private() -> None:
     assert not Reply("hello").private
+
+
+async def test_on_sqlite_a_groups_open_polls_and_review_are_found_by_the_groups_index(tmp_path: Path) -> None:
+    """Not by the index of every open poll (the tick's), which SQLite, planning without statistics, would
+    walk otherwise: a member's pending would then grow with every other group's open polls."""
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'plan.db'}")
+    await migrate.upgrade(engine)
+    store = SqlStore(engine)
+    statements: list[tuple[str, Any]] = []
+
+    def keep(_conn: Any, _cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
+        statements.append((statement, parameters))
+
+    try:
+        async with store.transaction() as tx:
+            event.listen(engine.sync_engine, "before_cursor_execute", keep)
+            await tx.polls.open_in([1, 2], START)
+            await tx.polls.open_voted_by([1, 2], UserRef("fake", "alice"), START)
+            await tx.polls.open_voter_counts([1], START)
+            await tx.reviews.open_in([1, 2], START)
+            event.remove(engine.sync_engine, "before_cursor_execute", keep)
+        async with engine.connect() as conn:
+            plans = [
+                " ".join(
+                    str(step[-1]) for step in await conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args)
+                )
+                for sql, args in statements
+            ]
+    finally:
+        await store.close()
+    assert len(plans) == 4
+    for plan in plans[:3]:
+        assert "USING INDEX ix_polls_group_id" in plan and "ix_polls_due" not in plan, plan
+    assert "USING INDEX ix_reviews_group_id" in plans[3], plans[3]
