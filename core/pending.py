@@ -4,7 +4,7 @@ and how to respond."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,22 +40,17 @@ class Pending:
 
 
 def pending(
-    groups: Sequence[Group],
-    open_polls: Sequence[Poll],
-    voted: Collection[int],
-    goals: Mapping[int, Goal],
-    open_reviews: Sequence[Review],
-    answered: Collection[int],
+    groups: Sequence[Group], polls: Sequence[Poll], goals: Mapping[int, Goal], reviews: Sequence[Review]
 ) -> list[Pending]:
-    """For each group, in the order given: the open polls the member has not voted on (`voted`: the ids
-    of those they have), with the goal of each consent poll (`goals`, by poll id), and the open reviews
-    they have answered no question of (`answered`: the ids of those they have)."""
+    """For each group, in the order given, what waits for the member: of the open `polls` and `reviews`
+    given (those they have not voted on, or answered), the ones of that group, closing soonest first;
+    each consent poll with its goal (`goals`, by poll id)."""
     waiting: dict[int, list[Waiting]] = {g.id: [] for g in groups}
-    for poll in open_polls:
-        if poll.id not in voted and poll.group_id in waiting:
+    for poll in polls:
+        if poll.group_id in waiting:
             waiting[poll.group_id].append(Waiting(poll.closes_at, poll=poll, goal=goals.get(poll.id)))
-    for review in open_reviews:
-        if review.id not in answered and review.group_id in waiting:
+    for review in reviews:
+        if review.group_id in waiting:
             waiting[review.group_id].append(Waiting(review.closes_at, review=review))
     return [Pending(g, tuple(sorted(waiting[g.id], key=_soonest_first))) for g in groups]
 

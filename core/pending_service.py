@@ -22,16 +22,14 @@ from core.refs import UserRef
 async def find_pending(
     tx: StoreTx, groups: Sequence[Group], user: UserRef, now: datetime
 ) -> list[rules.Pending]:
-    """What waits for the member in these groups, in a fixed number of reads however many polls are
-    open: never one per poll."""
+    """What waits for the member in these groups, in at most three reads however many polls are open:
+    never one per poll. The polls they voted on are not even read."""
     ids = [g.id for g in groups]
-    polls = await tx.polls.open_in(ids, now)
-    voted = await tx.polls.open_voted_by(ids, user, now)
-    consent = [p.id for p in polls if p.kind is PollKind.CONSENT and p.id not in voted]
+    polls = await tx.polls.open_in(ids, now, not_voted_by=user)
+    consent = [p.id for p in polls if p.kind is PollKind.CONSENT]
     goals = await tx.goals.for_polls(consent) if consent else {}
-    reviews = await tx.reviews.open_in(ids, now)
-    answered = await tx.reviews.answered_by([r.id for r in reviews], user) if reviews else set()
-    return rules.pending(groups, polls, voted, goals, reviews, answered)
+    reviews = await tx.reviews.open_in(ids, now, not_answered_by=user)
+    return rules.pending(groups, polls, goals, reviews)
 
 
 class PendingService:

@@ -390,13 +390,11 @@ class PollRepo(Protocol):
         """All the group's polls, oldest first."""
         ...
 
-    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Poll]:
-        """The polls open at `now` in these groups, in one read: closing soonest first, then by id."""
-        ...
-
-    async def open_voted_by(self, group_ids: Collection[int], user: UserRef, now: datetime) -> set[int]:
-        """Of the polls open at `now` in these groups, the ids of those the member has voted on (a
-        present reaction on any option), in one read."""
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
+    ) -> list[Poll]:
+        """The polls open at `now` in these groups, in one read: closing soonest first, then by id.
+        With `not_voted_by`, only those the member has not voted on (no present reaction on any option)."""
         ...
 
     async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
@@ -492,13 +490,12 @@ class ReviewRepo(Protocol):
 
     async def in_group(self, group_id: int) -> list[Review]: ...
 
-    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Review]:
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_answered_by: UserRef | None = None
+    ) -> list[Review]:
         """The reviews open at `now` (not closed, and before their closing time) in these groups, in one
-        read: closing soonest first, then by id."""
-        ...
-
-    async def answered_by(self, review_ids: Collection[int], user: UserRef) -> set[int]:
-        """Of these reviews, the ids of those the member has answered any question of."""
+        read: closing soonest first, then by id. With `not_answered_by`, only those the member has
+        answered no question of (a free reflection answers none)."""
         ...
 
     async def add_reflection(

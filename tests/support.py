@@ -478,17 +478,20 @@ class MemoryPolls(_MemoryPart):
     async def in_group(self, group_id: int) -> list[Poll]:
         return [p for p in self.d.polls.values() if p.group_id == group_id]
 
-    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Poll]:
-        found = [p for p in self.d.polls.values() if p.group_id in group_ids and p.is_open(now)]
-        return sorted(found, key=lambda p: (p.closes_at, p.id))
-
-    async def open_voted_by(self, group_ids: Collection[int], user: UserRef, now: datetime) -> set[int]:
-        open_ids = {p.id for p in await self.open_in(group_ids, now)}
-        return {
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
+    ) -> list[Poll]:
+        voted = (
+            {p for (p, key, _), r in self.d.reactions.items() if key == not_voted_by.key and r.present}
+            if not_voted_by is not None
+            else set()
+        )
+        found = [
             p
-            for (p, key, _), r in self.d.reactions.items()
-            if p in open_ids and key == user.key and r.present
-        }
+            for p in self.d.polls.values()
+            if p.group_id in group_ids and p.is_open(now) and p.id not in voted
+        ]
+        return sorted(found, key=lambda p: (p.closes_at, p.id))
 
     async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
         open_ids = {p.id for p in await self.open_in(group_ids, now)}
@@ -649,20 +652,20 @@ class MemoryReviews(_MemoryPart):
     async def in_group(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
 
-    async def open_in(self, group_ids: Collection[int], now: datetime) -> list[Review]:
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_answered_by: UserRef | None = None
+    ) -> list[Review]:
+        answered = (
+            {r.review_id for r in self.d.reflections.values() if r.user_key == not_answered_by.key}
+            if not_answered_by is not None
+            else set()
+        )
         found = [
             r
             for r in self.d.reviews.values()
-            if r.group_id in group_ids and r.closed_at is None and now < r.closes_at
+            if r.group_id in group_ids and r.closed_at is None and now < r.closes_at and r.id not in answered
         ]
         return sorted(found, key=lambda r: (r.closes_at, r.id))
-
-    async def answered_by(self, review_ids: Collection[int], user: UserRef) -> set[int]:
-        return {
-            r.review_id
-            for r in self.d.reflections.values()
-            if r.review_id is not None and r.review_id in review_ids and r.user_key == user.key
-        }
 
     async def add_reflection(
         self,

@@ -12,8 +12,9 @@ from sqlalchemy import event
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from core.events import Reply
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase
-from core.pending import pending
+from core.pending import pending, waiting_line
 from core.polls import Poll, PollKind, PollRequest, poll_request
 from core.reflections import Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -70,30 +71,43 @@ async def a_busy_group(h: Harness) -> None:
 # The rules --------------------------------------------------------------------------------------
 
 
-def test_what_waits_is_each_groups_unvoted_polls_and_unanswered_review_closing_soonest_first() -> None:
+def test_what_waits_is_each_groups_share_closing_soonest_first_with_the_goals_of_consent_polls() -> None:
     general = Group(1, ChannelRef("fake", "general", "#general"), Phase.ORGANIZING, START, START)
     study = Group(2, STUDY, Phase.ORGANIZING, START, START)
     asked = poll_request("Which day?", ["Monday", "Friday"])
 
-    def a_poll(poll_id: int, group: Group, closes: timedelta) -> Poll:
+    def a_poll(poll_id: int, group: Group, closes: timedelta, kind: PollKind = PollKind.POLL) -> Poll:
         return Poll(
-            poll_id, group.id, PollKind.POLL, asked.question, asked.options, False, False, "fake:bob", "bob",
+            poll_id, group.id, kind, asked.question, asked.options, False, False, "fake:bob", "bob",
             START, START + closes,
         )  # fmt: skip
 
-    voted, late, early, elsewhere = (
-        a_poll(1, general, HOUR),
+    late, early, elsewhere = (
         a_poll(2, general, 3 * HOUR),
         a_poll(3, general, 2 * HOUR),
         a_poll(4, study, HOUR),
     )
-    answered = Review(1, 2, "bob", START, START + HOUR)
+    consent = a_poll(5, general, HOUR, PollKind.CONSENT)
+    goal = Goal(7, 1, "Learn Rust", GoalStatus.PROPOSED, "fake:bob", "bob", START, START, poll_id=5)
     review = Review(2, 1, "bob", START, START + 2 * HOUR)  # closes with `early`, and comes after it
-    found = pending([general, study], [voted, elsewhere, early, late], {1}, {}, [answered, review], {1})
+    found = pending([general, study], [elsewhere, early, late, consent], {5: goal}, [review])
     assert [p.group for p in found] == [general, study]
-    assert [(i.poll, i.review) for i in found[0].items] == [(early, None), (None, review), (late, None)]
+    assert [(i.poll, i.goal, i.review) for i in found[0].items] == [
+        (consent, goal, None),
+        (early, None, None),
+        (None, None, review),
+        (late, None, None),
+    ]
     assert [(i.poll, i.review) for i in found[1].items] == [(elsewhere, None)]
-    assert pending([study], [late], set(), {}, [review], set())[0].items == ()  # another group's
+    assert pending([study], [late], {}, [review])[0].items == ()  # another group's
+    # In the group's timezone, with the platform's prefix.
+    assert waiting_line(found[0].items[0], "Europe/Berlin", "!peer ") == (
+        "Goal 7: Learn Rust. Closes 2026-03-02 11:00 CET. React on poll 5: 1️⃣ Monday, 2️⃣ Friday."
+    )
+    assert waiting_line(found[0].items[2], "Europe/Berlin", "!peer ") == (
+        "Action review 2: five questions for the group. Closes 2026-03-02 12:00 CET."
+        " Answer with !peer reflect q<number> <your answer> (q1 to q5)."
+    )
 
 
 # pending in a group's channel ----------------------------------------------------------------------
@@ -382,9 +396,9 @@ async def test_on_sqlite_a_groups_open_polls_and_review_are_found_by_the_groups_
         async with store.transaction() as tx:
             event.listen(engine.sync_engine, "before_cursor_execute", keep)
             await tx.polls.open_in([1, 2], START)
-            await tx.polls.open_voted_by([1, 2], UserRef("fake", "alice"), START)
+            await tx.polls.open_in([1, 2], START, not_voted_by=UserRef("fake", "alice"))
             await tx.polls.open_voter_counts([1], START)
-            await tx.reviews.open_in([1, 2], START)
+            await tx.reviews.open_in([1, 2], START, not_answered_by=UserRef("fake", "alice"))
             event.remove(engine.sync_engine, "before_cursor_execute", keep)
         async with engine.connect() as conn:
             plans = [
@@ -398,4 +412,4 @@ async def test_on_sqlite_a_groups_open_polls_and_review_are_found_by_the_groups_
     assert len(plans) == 4
     for plan in plans[:3]:
         assert "USING INDEX ix_polls_group_id" in plan and "ix_polls_due" not in plan, plan
-    assert "USING INDEX ix_reviews_group_id" in plans[3], plans[3]
+    assert "USING INDEX ix_reviews_group_id" in plans[3] and "ix_reviews_due" not in plans[3], plans[3]

@@ -537,12 +537,19 @@ async def test_the_open_polls_of_several_groups_their_voters_and_a_members_votes
         assert await tx.polls.open_in([study], now) == [studied]
         assert await tx.polls.open_in([], now) == []
         assert [p.id for p in await tx.polls.open_in(groups, T0 + 2 * MINUTE)] == [late.id]
-        assert await tx.polls.open_voted_by(groups, ALICE, now) == {late.id, studied.id}
-        assert await tx.polls.open_voted_by(groups, BOB, now) == {early.id, studied.id}
-        assert await tx.polls.open_voted_by([general], BOB, now) == {early.id}
-        assert await tx.polls.open_voted_by(groups, UserRef("matrix", "alice"), now) == set()
-        assert await tx.polls.open_voted_by([], ALICE, now) == set()
-        assert await tx.polls.open_voted_by(groups, ALICE, T0 + 2 * MINUTE) == {late.id}
+        # Those a member has not voted on: a vote taken back is no vote; alice elsewhere is someone else.
+        assert await tx.polls.open_in(groups, now, not_voted_by=ALICE) == [early]
+        assert await tx.polls.open_in(groups, now, not_voted_by=BOB) == [late]
+        assert await tx.polls.open_in([study], now, not_voted_by=BOB) == []
+        assert [
+            p.id for p in await tx.polls.open_in(groups, now, not_voted_by=UserRef("matrix", "alice"))
+        ] == [
+            early.id,
+            studied.id,
+            late.id,
+        ]
+        assert await tx.polls.open_in([], now, not_voted_by=ALICE) == []
+        assert await tx.polls.open_in(groups, T0 + 2 * MINUTE, not_voted_by=BOB) == [late]
         assert await tx.polls.open_voter_counts(groups, now) == {late.id: 1, early.id: 1, studied.id: 2}
         assert await tx.polls.open_voter_counts([room], now) == {in_room.id: 1}
         assert await tx.polls.open_voter_counts([], now) == {}
@@ -880,7 +887,7 @@ async def test_reviews_open_close_once_and_fall_due_on_their_platform(store: Sto
         assert await tx.reviews.in_group(general) == [replace(slow, closed_at=T0 + 2 * HOUR), newer]
 
 
-async def test_the_open_reviews_of_several_groups_and_those_a_member_answered_are_read_at_once(
+async def test_the_open_reviews_of_several_groups_and_those_a_member_has_not_answered_are_read_at_once(
     store: Store,
 ) -> None:
     general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
@@ -889,7 +896,7 @@ async def test_the_open_reviews_of_several_groups_and_those_a_member_answered_ar
         await tx.reviews.close(old.id, T0 + MINUTE)
         current = await tx.reviews.create(general, ALICE, T0 + MINUTE, T0 + 3 * HOUR)
         studied = await tx.reviews.create(study, BOB, T0, T0 + 2 * HOUR)
-        in_room = await tx.reviews.create(room, BOB, T0, T0 + HOUR)
+        await tx.reviews.create(room, BOB, T0, T0 + HOUR)  # closes at `now`: not open
         await tx.reviews.add_reflection(general, old.id, 1, BOB, "Old answer", T0)
         await tx.reviews.add_reflection(general, current.id, 4, ALICE, "We paired more", T0 + MINUTE)
         await tx.reviews.add_reflection(general, None, None, BOB, "A free thought", T0 + MINUTE)
@@ -900,11 +907,13 @@ async def test_the_open_reviews_of_several_groups_and_those_a_member_answered_ar
         assert await tx.reviews.open_in([general, study], T0 + 2 * HOUR) == [current]  # studied is due
         assert await tx.reviews.open_in([room], now) == []  # it closes at this very moment
         assert await tx.reviews.open_in([], now) == []
-        everything = [old.id, current.id, studied.id, in_room.id]
-        assert await tx.reviews.answered_by(everything, ALICE) == {current.id}
-        assert await tx.reviews.answered_by(everything, BOB) == {old.id, studied.id}  # not a free one
-        assert await tx.reviews.answered_by([current.id], BOB) == set()
-        assert await tx.reviews.answered_by([], BOB) == set()
+        assert await tx.reviews.open_in([general, study], now, not_answered_by=ALICE) == [studied]
+        # bob answered the closed review and wrote a free reflection: neither answers the current one.
+        assert await tx.reviews.open_in([general, study], now, not_answered_by=BOB) == [current]
+        assert await tx.reviews.open_in([general], now, not_answered_by=UserRef("matrix", "alice")) == [
+            current
+        ]
+        assert await tx.reviews.open_in([], now, not_answered_by=BOB) == []
 
 
 async def test_reflections_are_kept_per_group_and_review(store: Store) -> None:
