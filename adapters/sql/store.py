@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -27,6 +27,7 @@ from adapters.sql.schema import (
     poll_reactions,
     polls,
     processed_events,
+    radar_findings,
     reflections,
     reviews,
     schedules,
@@ -34,6 +35,7 @@ from adapters.sql.schema import (
 )
 from core.clock import utc
 from core.forgetting import (
+    ANONYMOUS_PREFIX,
     FORMER_MEMBER,
     Forgotten,
     anonymous_key,
@@ -43,13 +45,14 @@ from core.forgetting import (
     state_value_needle,
 )
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
+from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
-from core.refs import ChannelRef, MessageRef, UserRef
+from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -559,6 +562,71 @@ class SqlGroups(_SqlPart):
         )
         return [(r.kind, utc(r.at), r.detail) for r in rows]
 
+    async def signals_in_phase(self, group_ids: Sequence[int]) -> dict[int, list[str]]:
+        rows = await self.conn.execute(
+            select(signals.c.group_id, signals.c.kind)
+            .join(groups, groups.c.id == signals.c.group_id)
+            .where(
+                signals.c.group_id.in_(list(group_ids)),
+                signals.c.at >= groups.c.phase_since,
+                signals.c.kind != CLOSING,
+            )
+            .order_by(signals.c.id)
+        )
+        found: dict[int, list[str]] = {}
+        for group_id, kind in rows:
+            found.setdefault(group_id, []).append(kind)
+        return found
+
+    async def set_advised(self, group_id: int, at: datetime) -> None:
+        await self._set(group_id, advised_at=at)
+
+    async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
+        await self._set(group_id, auto_radar=auto, radar_limits=limits_json(limits))
+
+    async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        rows = await self.conn.execute(
+            select(groups)
+            .where(
+                groups.c.platform.in_(list(platforms)),
+                groups.c.auto_radar.is_(True),
+                or_(groups.c.radar_next_at.is_(None), groups.c.radar_next_at <= now),
+            )
+            .order_by(groups.c.id)
+            .limit(limit)
+        )
+        return [_group(r) for r in rows]
+
+    async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
+        moved = set()
+        for group_id, seen, new in moves:
+            same = groups.c.radar_next_at.is_(None) if seen is None else groups.c.radar_next_at == seen
+            result = await self.conn.execute(
+                update(groups).where(groups.c.id == group_id, same).values(radar_next_at=new)
+            )
+            if result.rowcount:
+                moved.add(group_id)
+        return moved
+
+    async def record_findings(self, group_id: int, findings: Sequence[tuple[str, str]], at: datetime) -> None:
+        if findings:
+            rows = [{"group_id": group_id, "kind": k, "subject_key": s, "at": at} for k, s in findings]
+            await self.conn.execute(radar_findings.insert(), rows)
+
+    async def told(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, dict[tuple[str, str], datetime]]:
+        f = radar_findings.c
+        rows = await self.conn.execute(
+            select(f.group_id, f.kind, f.subject_key, func.max(f.at))
+            .where(f.group_id.in_(list(group_ids)), f.at >= since)
+            .group_by(f.group_id, f.kind, f.subject_key)
+        )
+        found: dict[int, dict[tuple[str, str], datetime]] = {}
+        for group_id, kind, subject, at in rows:
+            found.setdefault(group_id, {})[(kind, subject)] = utc(at)
+        return found
+
 
 class SqlState(_SqlPart):
     def __init__(self, conn: AsyncConnection, namespace: str) -> None:
@@ -665,6 +733,18 @@ class SqlPolls(_SqlPart):
         )
         return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
 
+    async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        rows = await self.conn.execute(
+            select(poll_reactions)
+            .where(poll_reactions.c.poll_id.in_(list(poll_ids)))
+            .order_by(poll_reactions.c.poll_id, poll_reactions.c.seq)
+        )
+        found: dict[int, list[PollReaction]] = {}
+        for r in rows:
+            reaction = PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq)
+            found.setdefault(r.poll_id, []).append(reaction)
+        return found
+
     async def close(self, poll_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
             update(polls).where(polls.c.id == poll_id, polls.c.closed_at.is_(None)).values(closed_at=at)
@@ -749,6 +829,19 @@ class SqlGoals(_SqlPart):
     async def in_group(self, group_id: int) -> list[Goal]:
         rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
         return [_goal(r) for r in rows]
+
+    async def of_groups(
+        self, group_ids: Sequence[int], statuses: Collection[GoalStatus]
+    ) -> dict[int, list[Goal]]:
+        rows = await self.conn.execute(
+            select(goals)
+            .where(goals.c.group_id.in_(list(group_ids)), goals.c.status.in_([s.value for s in statuses]))
+            .order_by(goals.c.id)
+        )
+        found: dict[int, list[Goal]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_goal(r))
+        return found
 
 
 class SqlSchedules(_SqlPart):
@@ -1009,6 +1102,19 @@ class SqlReviews(_SqlPart):
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection(r) for r in rows]
 
+    async def reflections_since(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[Reflection]]:
+        rows = await self.conn.execute(
+            select(reflections)
+            .where(reflections.c.group_id.in_(list(group_ids)), reflections.c.at >= since)
+            .order_by(reflections.c.id)
+        )
+        found: dict[int, list[Reflection]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_reflection(r))
+        return found
+
 
 class SqlMembers(_SqlPart):
     async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> Member:
@@ -1048,6 +1154,49 @@ class SqlMembers(_SqlPart):
             .order_by(members.c.joined_at, members.c.id)
         )
         return [_member(r) for r in rows]
+
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+        rows = await self.conn.execute(
+            select(members)
+            .where(members.c.group_id.in_(list(group_ids)), members.c.left_at.is_(None))
+            .order_by(members.c.group_id, members.c.joined_at, members.c.id)
+        )
+        found: dict[int, list[Member]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_member(r))
+        return found
+
+    async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
+        ids = list(group_ids)
+        by = func.coalesce(func.nullif(goals.c.put_forward_by_key, ""), goals.c.proposer_key)
+        parts = [
+            (
+                ActKind.PROPOSAL,
+                select(goals.c.group_id, by, goals.c.created_at).where(
+                    goals.c.group_id.in_(ids), goals.c.created_at >= since
+                ),
+            ),
+            (
+                ActKind.CLOSING,
+                select(signals.c.group_id, signals.c.detail, signals.c.at).where(
+                    signals.c.group_id.in_(ids), signals.c.kind == CLOSING, signals.c.at >= since
+                ),
+            ),
+            (
+                ActKind.PHASE_MOVE,
+                select(phase_changes.c.group_id, phase_changes.c.by_key, phase_changes.c.at).where(
+                    phase_changes.c.group_id.in_(ids), phase_changes.c.at >= since
+                ),
+            ),
+        ]
+        found: dict[int, list[Act]] = {}
+        for kind, query in parts:
+            for group_id, key, at in await self.conn.execute(query):
+                if key and key != BOT.key and not key.startswith(ANONYMOUS_PREFIX):
+                    found.setdefault(group_id, []).append(Act(kind, key, utc(at)))
+        for listed in found.values():
+            listed.sort(key=lambda a: a.at)
+        return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
         rows = await self.conn.execute(
@@ -1236,6 +1385,9 @@ class SqlMembers(_SqlPart):
         paired = await self.conn.execute(
             update(members).where(members.c.buddy_key == key).values(buddy_key="")
         )
+        # Out of the radar's record: what it told of them, and what they closed.
+        await self.conn.execute(delete(radar_findings).where(radar_findings.c.subject_key == key))
+        await self.conn.execute(delete(signals).where(signals.c.kind == CLOSING, signals.c.detail == key))
         records = 0
         candidates = await self.conn.execute(
             select(adapter_state).where(
@@ -1319,6 +1471,9 @@ class SqlTx:
                 outbox.c.platform.in_(served),
             ),
             select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
+            select(func.min(groups.c.radar_next_at)).where(
+                groups.c.platform.in_(served), groups.c.auto_radar.is_(True)
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
