@@ -340,9 +340,9 @@ class GroupRepo(Protocol):
         processes exactly one runs a group's radar. Returns the ids that moved."""
         ...
 
-    async def record_findings(self, group_id: int, findings: Sequence[tuple[str, str]], at: datetime) -> None:
-        """Keep what the radar told: (kind, subject) pairs; a subject is a member's key, "goal:<id>"
-        or ""."""
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        """Keep what the radar told: (group id, kind, subject); a subject is a member's key,
+        "goal:<id>" or ""."""
         ...
 
     async def told(

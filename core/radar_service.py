@@ -160,6 +160,7 @@ class RadarService:
                         planned[key] = first_occurrence(self.cron, *key, now, self.recurrence)[1]
                     moves.append((group.id, group.radar_next_at, planned[key]))
                 won = await uow.tx.groups.plan_radar(moves)
+                told_now: list[tuple[int, str, str]] = []
                 for group in running:
                     if group.id in won:
                         findings, facilitators = found[group.id]
@@ -168,8 +169,9 @@ class RadarService:
                         signs = Signs(
                             group.phase, signals.get(group.id, []), introduced, stalled, group.advised_at
                         )
-                        await self._tell(uow, group, findings, facilitators, signs)
+                        told_now += await self._tell(uow, group, findings, facilitators, signs)
                         ran += 1
+                await uow.tx.groups.record_findings(told_now, now)
             if len(due) < BATCH:
                 return ran
 
@@ -188,9 +190,10 @@ class RadarService:
         findings: Sequence[Finding],
         facilitators: Sequence[Member],
         signs: Signs,
-    ) -> None:
+    ) -> list[tuple[int, str, str]]:
         """Findings to facilitators by direct message; to the group, what names nobody, with phase
-        advice. What was told is kept, so the next weeks do not repeat it."""
+        advice. Returns what was told, (group id, kind, subject), to keep so the next weeks do not
+        repeat it."""
         prefix = self._prefix(group)
         told = [f for f in findings if facilitators or f.group_text]
         if facilitators and told:
@@ -201,7 +204,7 @@ class RadarService:
         shared = "\n".join(t for t in (group_report(findings, prefix), advice) if t)
         if shared:
             uow.post(Post(PostKind.SEND, group.channel, shared, group_id=group.id))
-        await uow.tx.groups.record_findings(group.id, [(f.kind.value, f.subject) for f in told], uow.now)
+        return [(group.id, f.kind.value, f.subject) for f in told]
 
     # Commands ----------------------------------------------------------------------------------
 

@@ -417,8 +417,8 @@ class MemoryGroups(_MemoryPart):
                 moved.add(group_id)
         return moved
 
-    async def record_findings(self, group_id: int, findings: Sequence[tuple[str, str]], at: datetime) -> None:
-        self.d.findings += [(group_id, kind, subject, at) for kind, subject in findings]
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        self.d.findings += [(group_id, kind, subject, at) for group_id, kind, subject in findings]
 
     async def told(
         self, group_ids: Sequence[int], since: datetime

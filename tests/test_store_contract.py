@@ -1105,13 +1105,14 @@ async def test_the_radar_is_planned_once_per_group_due_on_the_platforms_asked(st
 async def test_findings_are_told_by_kind_and_subject_latest_first(store: Store) -> None:
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
-        await tx.groups.record_findings(general, [("silence", ALICE.key), ("stasis", "")], T0)
-        await tx.groups.record_findings(general, [("silence", ALICE.key)], T0 + HOUR)
-        await tx.groups.record_findings(study, [("blocks", "goal:3")], T0)
+        await tx.groups.record_findings([(general, "silence", ALICE.key), (general, "stasis", "")], T0)
+        await tx.groups.record_findings(
+            [(general, "silence", ALICE.key), (study, "blocks", "goal:3")], T0 + HOUR
+        )
     async with store.transaction() as tx:
         assert await tx.groups.told([general, study], T0) == {
             general: {("silence", ALICE.key): T0 + HOUR, ("stasis", ""): T0},
-            study: {("blocks", "goal:3"): T0},
+            study: {("blocks", "goal:3"): T0 + HOUR},
         }
         assert await tx.groups.told([general], T0 + MINUTE) == {general: {("silence", ALICE.key): T0 + HOUR}}
         await tx.members.add(general, ALICE, T0)

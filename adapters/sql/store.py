@@ -88,6 +88,9 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
+# The most ids in one `IN (...)` list (SQLite allows 32,766 bound values; PostgreSQL 65,535).
+IN_CHUNK = 5000
+
 # A group's silence has not had its heartbeat (no heartbeat yet, or activity since the last one).
 _SILENCE_UNANSWERED = or_(
     groups.c.heartbeat_sent_at.is_(None), groups.c.heartbeat_sent_at < groups.c.last_activity_at
@@ -598,19 +601,26 @@ class SqlGroups(_SqlPart):
         return [_group(r) for r in rows]
 
     async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
-        moved = set()
+        # Groups due together mostly saw the same time and move to the same one: one statement for each.
+        together: dict[tuple[datetime | None, datetime | None], list[int]] = {}
         for group_id, seen, new in moves:
+            together.setdefault((seen, new), []).append(group_id)
+        moved: set[int] = set()
+        for (seen, new), ids in together.items():
             same = groups.c.radar_next_at.is_(None) if seen is None else groups.c.radar_next_at == seen
-            result = await self.conn.execute(
-                update(groups).where(groups.c.id == group_id, same).values(radar_next_at=new)
-            )
-            if result.rowcount:
-                moved.add(group_id)
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(groups)
+                    .where(groups.c.id.in_(ids[start : start + IN_CHUNK]), same)
+                    .values(radar_next_at=new)
+                    .returning(groups.c.id)
+                )
+                moved.update(result.scalars())
         return moved
 
-    async def record_findings(self, group_id: int, findings: Sequence[tuple[str, str]], at: datetime) -> None:
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
         if findings:
-            rows = [{"group_id": group_id, "kind": k, "subject_key": s, "at": at} for k, s in findings]
+            rows = [{"group_id": g, "kind": k, "subject_key": s, "at": at} for g, k, s in findings]
             await self.conn.execute(radar_findings.insert(), rows)
 
     async def told(
@@ -1156,14 +1166,36 @@ class SqlMembers(_SqlPart):
         return [_member(r) for r in rows]
 
     async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+        # Many at once (a radar over thousands of groups): the columns by position, not by name.
+        m = members.c
+        columns = (m.id, m.group_id, m.user_key, m.name, m.joined_at, m.last_active_at, m.intro)
         rows = await self.conn.execute(
-            select(members)
-            .where(members.c.group_id.in_(list(group_ids)), members.c.left_at.is_(None))
-            .order_by(members.c.group_id, members.c.joined_at, members.c.id)
+            select(*columns, m.private, m.buddy, m.reminders, m.buddy_key, m.paired_at, m.welcome_due_at)
+            .where(m.group_id.in_(list(group_ids)), m.left_at.is_(None))
+            .order_by(m.group_id, m.joined_at, m.id)
         )
         found: dict[int, list[Member]] = {}
-        for r in rows:
-            found.setdefault(r.group_id, []).append(_member(r))
+        for row in rows.tuples():
+            member_id, group_id, key, name, joined, active, intro, private, buddy, reminders = row[:10]
+            buddy_key, paired, welcome = row[10:]
+            found.setdefault(group_id, []).append(
+                Member(
+                    member_id,
+                    group_id,
+                    key,
+                    name,
+                    utc(joined),
+                    None,
+                    None if active is None else utc(active),
+                    intro,
+                    bool(private),
+                    bool(buddy),
+                    bool(reminders),
+                    buddy_key,
+                    None if paired is None else utc(paired),
+                    None if welcome is None else utc(welcome),
+                )
+            )
         return found
 
     async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
