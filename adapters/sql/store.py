@@ -1175,7 +1175,7 @@ class SqlMembers(_SqlPart):
             .order_by(m.group_id, m.joined_at, m.id)
         )
         found: dict[int, list[Member]] = {}
-        for row in rows.tuples():
+        for row in rows:
             member_id, group_id, key, name, joined, active, intro, private, buddy, reminders = row[:10]
             buddy_key, paired, welcome = row[10:]
             found.setdefault(group_id, []).append(
