@@ -38,6 +38,7 @@ from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
 from core.pending_service import PendingService
 from core.polls import Poll
 from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
+from core.radar_service import RadarService
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reviewing import ReviewService
@@ -47,6 +48,7 @@ from core.uow import (
     Bus,
     GoalDecided,
     GoalFinished,
+    MemberIntroduced,
     MembersArrived,
     PhaseEntered,
     PollClosed,
@@ -126,6 +128,9 @@ class Engine:
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
+        self.radar = RadarService(
+            self.work, self.chats, platforms, recurrence, self.nudges.settings.digest, self.lifecycle
+        )
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
@@ -134,6 +139,7 @@ class Engine:
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
             ReviewClosed: (self.lifecycle.on_review_closed,),
             MembersArrived: (self.newcomers.on_members_arrived,),
+            MemberIntroduced: (self.lifecycle.on_introduced,),
         }
         help_ = Help(self.specs)
         pending = PendingService()
@@ -147,6 +153,7 @@ class Engine:
             **self.members.handlers(),
             **self.newcomers.handlers(),
             **pending.handlers(),
+            **self.radar.handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
@@ -411,7 +418,7 @@ class Engine:
 
     async def tick(self) -> None:
         """Do what has come due by now: close polls and reviews, deliver nudges, heartbeats, welcomes
-        shared by several newcomers; send."""
+        shared by several newcomers, weekly radars; send."""
         now = self.clock.now()
         # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
         await self.newcomers.welcome_due(now)
@@ -419,6 +426,7 @@ class Engine:
         await self.reviews.close_due(now)
         await self.nudges.deliver_due(now)
         await self.nudges.heartbeats(now)
+        await self.radar.weekly(now)
         await self.prune(now)
         await self.dispatcher.dispatch()
 
@@ -432,6 +440,7 @@ class Engine:
 
     async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
         """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
+        await self.tick()  # what is due now first: it plans what is not planned yet (a new group's radar)
         last: datetime | None = None
         days = self.nudges.settings.heartbeat_days
         heartbeat_after = timedelta(days=days) if days else None

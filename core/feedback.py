@@ -10,7 +10,7 @@ from core.clock import format_time
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
-from core.lifecycle import Group
+from core.lifecycle import CLOSING, Group
 from core.outbox import Post, PostKind
 from core.polls import (
     Poll,
@@ -152,6 +152,7 @@ class PollService:
         if not (own or ctx.is_facilitator):
             return ctx.refuse(inv, owner=poll.author_name, facilitators_only=poll.kind is PollKind.CONSENT)
         await self.close(ctx.uow, poll)
+        await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
         return Reply(f"Poll {poll.id} is closed.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:

@@ -24,7 +24,7 @@ from core.goals import (
     render_decision,
     roadmap,
 )
-from core.lifecycle import Group
+from core.lifecycle import CLOSING, Group
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.polls import PollKind, PollRequest, render_results
@@ -92,8 +92,8 @@ class GoalService:
             rules = self.rules.for_group(group)
             decision = decide(event.result, rules.quorum)
             await uow.tx.goals.set_status(goal.id, decision.status, uow.now)
-            await uow.publish(GoalDecided(group, goal, decision.status))
-            text = render_decision(goal, decision, rules.quorum)
+            notes = await uow.publish(GoalDecided(group, goal, decision.status))
+            text = "\n".join([render_decision(goal, decision, rules.quorum), *notes])
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
 
     # Commands ----------------------------------------------------------------------------------
@@ -191,6 +191,7 @@ class GoalService:
             poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)
             await self.polls.close(ctx.uow, poll, announce=False)
         await ctx.tx.goals.set_status(goal.id, status, ctx.now)
+        await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
         notes = await ctx.uow.publish(GoalFinished(ctx.group, goal, status))
         if status is GoalStatus.DONE:
             text = f"Goal {goal.id} is done: {goal.text}. Well done, everyone!"

@@ -74,7 +74,17 @@ class MembersArrived:
     first_time: bool
 
 
-DomainEvent = PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived
+@dataclass(frozen=True, slots=True)
+class MemberIntroduced:
+    """A member on the roster said a few words about themselves (`join <intro>`)."""
+
+    group: Group
+    member: Member
+
+
+DomainEvent = (
+    PollClosed | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived | MemberIntroduced
+)
 
 # A subscriber may return a line to add to the answer of the command that caused the event.
 Subscriber = Callable[["UnitOfWork", DomainEvent], Awaitable[str | None]]

@@ -85,7 +85,8 @@ async def test_unknown_command_lists_the_commands(harness: Harness) -> None:
     assert reply is not None and reply.is_error
     assert reply.text == (
         "Unknown command 'dance'. Commands: help, status, pending, phase, goal, poll, pulse, nudge,"
-        " timezone, quiet-hours, auto, review, reflect, join, leave, members, welcome, buddy, export,"
+        " timezone, quiet-hours, auto, review, reflect, join, leave, members, welcome, buddy, radar,"
+        " patterns, export,"
         " forget-me."
     )
 

@@ -32,6 +32,7 @@ ATTEMPTS = {
     "review summary": "/review summary",
     "welcome set": "/welcome set Hi there, read the pinned notes first.",
     "welcome reset": "/welcome reset",
+    "radar": "/radar silence 21",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

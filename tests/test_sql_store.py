@@ -144,6 +144,67 @@ async def test_members_who_took_part_before_0008_are_on_the_roster_and_not_welco
         await engine.dispose()
 
 
+async def test_consent_polls_and_reviews_open_at_0009_are_reminded_in_their_last_quarter(db_url: str) -> None:
+    engine = make_engine(db_url)
+    closes = T0 + timedelta(hours=48)
+    poll = (
+        "INSERT INTO polls (id, group_id, kind, question, options, multiple, hidden, author_key, author_name,"
+        " created_at, closes_at, closed_at, platform, channel_id) VALUES (:id, 1, :kind, 'Q?', '[]', false,"
+        " false, 'fake:alice', 'Alice', :t0, :closes, :closed, 'fake', 'general')"
+    )
+    try:
+        await migrate.upgrade(engine, "0008")
+        async with engine.begin() as conn:
+            await conn.execute(
+                text(
+                    "INSERT INTO groups (id, platform, channel_id, phase, phase_since, created_at)"
+                    " VALUES (1, 'fake', 'general', 'organizing', :t0, :t0)"
+                ),
+                {"t0": T0},
+            )
+            for poll_id, kind, closed in ((1, "consent", None), (2, "poll", None), (3, "consent", T0)):
+                await conn.execute(
+                    text(poll), {"id": poll_id, "kind": kind, "t0": T0, "closes": closes, "closed": closed}
+                )
+            await conn.execute(
+                text(
+                    "INSERT INTO reviews (id, group_id, started_by, started_at, closes_at)"
+                    " VALUES (1, 1, 'Alice', :t0, :closes)"
+                ),
+                {"t0": T0, "closes": closes},
+            )
+            await conn.execute(
+                text(
+                    "INSERT INTO goals (group_id, text, status, proposer_key, proposer_name, created_at,"
+                    " updated_at, poll_id) VALUES (1, 'Rust', 'proposed', 'fake:bob', 'Bob', :t0, :t0, 1)"
+                ),
+                {"t0": T0},
+            )
+        await migrate.upgrade(engine)
+        async with engine.connect() as conn:
+            polls = (await conn.execute(text("SELECT id, remind_at FROM polls ORDER BY id"))).all()
+            reviews = (await conn.execute(text("SELECT remind_at FROM reviews"))).scalars().all()
+            goals = (await conn.execute(text("SELECT count(*) FROM goals"))).scalar()
+        as_utc = [(i, None if at is None else _utc(at)) for i, at in polls]
+        assert as_utc == [(1, T0 + timedelta(hours=36)), (2, None), (3, None)]
+        assert [_utc(at) for at in reviews] == [T0 + timedelta(hours=36)]
+        assert goals == 1  # rebuilding the groups table on SQLite deletes none of what refers to it
+        async with SqlStore(engine).transaction() as tx:
+            group = await tx.groups.by_id(1)
+        assert group is not None and group.auto_radar and group.remind_window is None
+        await migrate.downgrade(engine, "0008")
+        async with engine.connect() as conn:
+            tables = await conn.run_sync(lambda c: inspect(c).get_table_names())
+        assert "radar_findings" not in tables
+    finally:
+        await engine.dispose()
+
+
+def _utc(value: datetime | str) -> datetime:
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
 async def test_the_core_s_prompt_rotation_moves_into_its_namespace_and_back(db_url: str) -> None:
     engine = make_engine(db_url)
     try:

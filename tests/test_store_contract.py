@@ -578,7 +578,7 @@ async def test_a_goal_is_proposed_linked_to_its_poll_and_decided(store: Store) -
         assert await tx.goals.for_poll(poll.id) == replace(goal, poll_id=poll.id)
         assert await tx.goals.for_polls([poll.id, poll.id + 1]) == {poll.id: replace(goal, poll_id=poll.id)}
         # Asked about more polls than one query binds: all of them are looked at.
-        assert await tx.goals.for_polls(range(poll.id - 600, poll.id + 600)) == {
+        assert await tx.goals.for_polls(range(poll.id - 6000, poll.id + 6000)) == {
             poll.id: replace(goal, poll_id=poll.id)
         }
         assert await tx.goals.for_polls([]) == {}
@@ -1172,6 +1172,102 @@ async def test_forgetting_a_member_takes_them_off_every_roster_and_buddy_pair(st
         assert await tx.members.of_user(ALICE) == []
         assert await tx.members.get(general, ALICE.key) is None
         assert await tx.members.roster(general) == [bob, replace(carol, paired_at=T0)]  # Bob has no buddy
+
+
+# The radar ----------------------------------------------------------------------------------------
+
+
+async def test_the_radar_is_planned_once_per_group_due_on_the_platforms_asked(store: Store) -> None:
+    general, room = await make_group(store, GENERAL), await make_group(store, ROOM)
+    async with store.transaction() as tx:
+        assert [g.id for g in await tx.groups.radar_due(T0, 10, ["discord", "matrix"])] == [general, room]
+        assert await tx.groups.plan_radar([(general, None, T0 + HOUR), (room, T0, T0 + HOUR)]) == {general}
+        assert await tx.groups.plan_radar([(general, None, T0 + 2 * HOUR)]) == set()  # someone moved it
+        assert [g.id for g in await tx.groups.radar_due(T0, 10, ["discord"])] == []
+        assert [g.id for g in await tx.groups.radar_due(T0 + HOUR, 10, ["discord"])] == [general]
+        assert await tx.next_due_time(["discord"]) == T0 + HOUR
+        await tx.groups.set_radar(general, False, {"silence": 21, "stasis": 28})
+        assert await tx.groups.radar_due(T0 + HOUR, 10, ["discord"]) == []
+        assert await tx.next_due_time(["discord"]) is None
+        group = await tx.groups.by_id(general)
+        assert group is not None and not group.auto_radar
+        assert group.radar_limits == (("silence", 21),)  # a default is no setting of the group's
+        assert group.radar_next_at == T0 + HOUR
+        await tx.groups.set_advised(general, T0)
+        assert (await tx.groups.by_id(general)).advised_at == T0  # type: ignore[union-attr]
+
+
+async def test_findings_are_told_by_kind_and_subject_latest_first(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.groups.record_findings([(general, "silence", ALICE.key), (general, "stasis", "")], T0)
+        await tx.groups.record_findings(
+            [(general, "silence", ALICE.key), (study, "blocks", "goal:3")], T0 + HOUR
+        )
+    async with store.transaction() as tx:
+        assert await tx.groups.told([general, study], T0) == {
+            general: {("silence", ALICE.key): T0 + HOUR, ("stasis", ""): T0},
+            study: {("blocks", "goal:3"): T0 + HOUR},
+        }
+        assert await tx.groups.told([general], T0 + MINUTE) == {general: {("silence", ALICE.key): T0 + HOUR}}
+        await tx.members.add(general, ALICE, T0)
+        await tx.groups.record_signal(general, "closing", T0, ALICE.key)
+        await tx.members.forget(ALICE)
+    async with store.transaction() as tx:
+        assert await tx.groups.told([general], T0) == {general: {("stasis", ""): T0}}
+        assert await tx.groups.signals(general, T0) == []  # what she closed is forgotten too
+
+
+async def test_signals_since_the_phase_began_leave_out_closings(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.groups.record_signal(general, "goal_accepted", T0 - HOUR, "1")  # before the phase
+        await tx.groups.record_signal(general, "goal_accepted", T0 + HOUR, "2")
+        await tx.groups.record_signal(general, "closing", T0 + HOUR, ALICE.key)
+        await tx.groups.record_signal(general, "all_goals_done", T0 + 2 * HOUR, "")
+        assert await tx.groups.signals_in_phase([general, study]) == {
+            general: ["goal_accepted", "all_goals_done"]
+        }
+
+
+async def test_the_radar_reads_many_groups_at_once(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0 + MINUTE)
+        await tx.members.add(study, BOB, T0)
+        await tx.members.set_left((await tx.members.get(study, BOB.key)).id, T0)  # type: ignore[union-attr]
+        goal = await tx.goals.create(general, "Learn Rust", ALICE, T0 + HOUR)
+        await tx.goals.create(general, "From a reflection", BOB, T0 + HOUR, put_forward_by=ALICE)
+        await tx.goals.set_status(goal.id, GoalStatus.ACCEPTED, T0 + HOUR)
+        await tx.groups.record_signal(general, "closing", T0 + 2 * HOUR, BOB.key)
+        await tx.groups.record_phase_change(
+            PhaseChange(general, Phase.CONVENING, Phase.ORGANIZING, T0, "Bob", "", BOB.key)
+        )
+        await tx.groups.record_phase_change(
+            PhaseChange(study, None, Phase.CONVENING, T0, "peerbot", "", "peerbot:peerbot")
+        )
+        poll = await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0)
+        await tx.polls.record_reactions(poll.id, [ReactionChange(BOB.key, "Bob", 1, True)])
+        free = await tx.reviews.add_reflection(general, None, None, BOB, "goal 1 worries me", T0 + HOUR)
+        await tx.reviews.add_reflection(study, None, None, BOB, "earlier", T0 - HOUR)
+    async with store.transaction() as tx:
+        assert await tx.members.rosters([general, study]) == {general: [alice, bob]}
+        acts = await tx.members.acts([general, study], T0)
+        assert sorted((a.kind.value, a.key, a.at) for a in acts[general]) == [
+            ("closing", BOB.key, T0 + 2 * HOUR),
+            ("phase move", BOB.key, T0),
+            ("proposal", ALICE.key, T0 + HOUR),
+            ("proposal", ALICE.key, T0 + HOUR),  # she put Bob's reflection forward
+        ]
+        assert study not in acts  # the bot's own moves are nobody's acts
+        assert await tx.members.acts([general], T0 + 3 * HOUR) == {}
+        accepted = await tx.goals.of_groups([general, study], [GoalStatus.ACCEPTED])
+        assert [g.id for g in accepted[general]] == [goal.id] and study not in accepted
+        assert await tx.polls.reactions_of([poll.id, poll.id + 1]) == {
+            poll.id: [PollReaction(BOB.key, "Bob", 1, True, 1)]
+        }
+        assert await tx.reviews.reflections_since([general, study], T0) == {general: [free]}
 
 
 # The outbox ---------------------------------------------------------------------------------------

@@ -56,14 +56,36 @@ def _run(connection: Connection, target: str, downgrade: bool) -> None:
         command.upgrade(cfg, target)
 
 
+async def _migrate(engine: AsyncEngine, target: str, downgrade: bool) -> None:
+    """Run the migrations in one transaction.
+
+    On SQLite, foreign keys are off while they run: batch mode rebuilds a table by copying it and
+    dropping the old one, and with foreign keys on, dropping a parent table (groups) deletes every row
+    that refers to it. The keys are checked once the copy is done, and the migration is undone if any
+    row refers to nothing.
+    """
+    async with engine.connect() as conn:
+        sqlite = conn.dialect.name == "sqlite"
+        if sqlite:  # outside a transaction, or SQLite ignores it
+            await conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            await conn.commit()
+        try:
+            async with conn.begin():
+                await conn.run_sync(_run, target, downgrade)
+                if sqlite and (broken := (await conn.exec_driver_sql("PRAGMA foreign_key_check")).all()):
+                    raise RuntimeError(f"the migration left rows that refer to nothing: {broken[:5]}")
+        finally:
+            if sqlite:
+                await conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                await conn.commit()
+
+
 async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_run, target, False)
+    await _migrate(engine, target, False)
 
 
 async def downgrade(engine: AsyncEngine, target: str = "base") -> None:
-    async with engine.begin() as conn:
-        await conn.run_sync(_run, target, True)
+    await _migrate(engine, target, True)
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:

@@ -53,6 +53,12 @@ groups = Table(
     Column("heartbeat_sent_at", DateTime(timezone=True), nullable=True),
     Column("welcome_text", Text, nullable=False, server_default=""),
     Column("welcome_until", DateTime(timezone=True), nullable=True),
+    # Reminders in the last share of a consent poll's or review's time, in percent; NULL: the default.
+    Column("remind_window", Integer, nullable=True),
+    Column("auto_radar", Boolean, nullable=False, server_default=true()),
+    Column("radar_limits", Text, nullable=False, server_default=""),  # JSON: the group's own thresholds
+    Column("radar_next_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("advised_at", DateTime(timezone=True), nullable=True),  # the last phase advice
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -113,6 +119,7 @@ polls = Table(
     Column("channel_id", Text, nullable=False),
     Column("message_id", Text, nullable=True),
     Column("vote_seq", BigInteger, nullable=False, server_default="0"),
+    Column("remind_at", DateTime(timezone=True), nullable=True, index=True),
     Index("ix_polls_message", "platform", "message_id"),
     Index("ix_polls_due", "closed_at", "closes_at"),
 )
@@ -181,6 +188,7 @@ reviews = Table(
     Column("closes_at", DateTime(timezone=True), nullable=False),
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("started_by_key", String(300), nullable=False, server_default=""),
+    Column("remind_at", DateTime(timezone=True), nullable=True, index=True),
     Index("ix_reviews_due", "closed_at", "closes_at"),
 )
 
@@ -255,4 +263,18 @@ members = Table(
     Column("paired_at", DateTime(timezone=True), nullable=True),
     Column("welcome_due_at", DateTime(timezone=True), nullable=True, index=True),
     UniqueConstraint("group_id", "user_key"),
+)
+
+
+# What the radar found (core/radar.py): the record that keeps it from saying the same thing twice, and
+# that forget-me clears of a member.
+radar_findings = Table(
+    "radar_findings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("kind", String(32), nullable=False),
+    Column("subject_key", String(300), nullable=False, server_default="", index=True),
+    Column("detail", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

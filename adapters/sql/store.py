@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from adapters.sql.schema import (
     poll_reactions,
     polls,
     processed_events,
+    radar_findings,
     reflections,
     reviews,
     schedules,
@@ -36,6 +37,7 @@ from adapters.sql.schema import (
 )
 from core.clock import utc
 from core.forgetting import (
+    ANONYMOUS_PREFIX,
     FORMER_MEMBER,
     Forgotten,
     anonymous_key,
@@ -45,13 +47,14 @@ from core.forgetting import (
     state_value_needle,
 )
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
+from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
-from core.refs import ChannelRef, MessageRef, UserRef
+from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -87,6 +90,9 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
+# The most ids in one `IN (...)` list (SQLite allows 32,766 bound values; PostgreSQL 65,535).
+IN_CHUNK = 5000
+
 # A group's silence has not had its heartbeat (no heartbeat yet, or activity since the last one).
 _SILENCE_UNANSWERED = or_(
     groups.c.heartbeat_sent_at.is_(None), groups.c.heartbeat_sent_at < groups.c.last_activity_at
@@ -112,7 +118,19 @@ def _group(row: Any) -> Group:
         heartbeat_sent_at=_maybe_utc(row.heartbeat_sent_at),
         welcome_text=row.welcome_text,
         welcome_until=_maybe_utc(row.welcome_until),
+        remind_window=row.remind_window,
+        auto_radar=bool(row.auto_radar),
+        radar_limits=_limits(row.radar_limits),
+        radar_next_at=_maybe_utc(row.radar_next_at),
+        advised_at=_maybe_utc(row.advised_at),
     )
+
+
+def _limits(raw: str) -> tuple[tuple[str, int], ...]:
+    """A group's own radar thresholds, as stored (a JSON object of whole numbers)."""
+    if not raw:
+        return ()
+    return tuple(sorted((str(k), int(v)) for k, v in json.loads(raw).items()))
 
 
 def _member(row: Any) -> Member:
@@ -557,6 +575,78 @@ class SqlGroups(_SqlPart):
         )
         return [(r.kind, utc(r.at), r.detail) for r in rows]
 
+    async def signals_in_phase(self, group_ids: Sequence[int]) -> dict[int, list[str]]:
+        rows = await self.conn.execute(
+            select(signals.c.group_id, signals.c.kind)
+            .join(groups, groups.c.id == signals.c.group_id)
+            .where(
+                signals.c.group_id.in_(list(group_ids)),
+                signals.c.at >= groups.c.phase_since,
+                signals.c.kind != CLOSING,
+            )
+            .order_by(signals.c.id)
+        )
+        found: dict[int, list[str]] = {}
+        for group_id, kind in rows:
+            found.setdefault(group_id, []).append(kind)
+        return found
+
+    async def set_advised(self, group_id: int, at: datetime) -> None:
+        await self._set(group_id, advised_at=at)
+
+    async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
+        await self._set(group_id, auto_radar=auto, radar_limits=limits_json(limits))
+
+    async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        rows = await self.conn.execute(
+            select(groups)
+            .where(
+                groups.c.platform.in_(list(platforms)),
+                groups.c.auto_radar.is_(True),
+                or_(groups.c.radar_next_at.is_(None), groups.c.radar_next_at <= now),
+            )
+            .order_by(groups.c.id)
+            .limit(limit)
+        )
+        return [_group(r) for r in rows]
+
+    async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
+        # Groups due together mostly saw the same time and move to the same one: one statement for each.
+        together: dict[tuple[datetime | None, datetime | None], list[int]] = {}
+        for group_id, seen, new in moves:
+            together.setdefault((seen, new), []).append(group_id)
+        moved: set[int] = set()
+        for (seen, new), ids in together.items():
+            same = groups.c.radar_next_at.is_(None) if seen is None else groups.c.radar_next_at == seen
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(groups)
+                    .where(groups.c.id.in_(ids[start : start + IN_CHUNK]), same)
+                    .values(radar_next_at=new)
+                    .returning(groups.c.id)
+                )
+                moved.update(result.scalars())
+        return moved
+
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        if findings:
+            rows = [{"group_id": g, "kind": k, "subject_key": s, "at": at} for g, k, s in findings]
+            await self.conn.execute(radar_findings.insert(), rows)
+
+    async def told(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, dict[tuple[str, str], datetime]]:
+        f = radar_findings.c
+        rows = await self.conn.execute(
+            select(f.group_id, f.kind, f.subject_key, func.max(f.at))
+            .where(f.group_id.in_(list(group_ids)), f.at >= since)
+            .group_by(f.group_id, f.kind, f.subject_key)
+        )
+        found: dict[int, dict[tuple[str, str], datetime]] = {}
+        for group_id, kind, subject, at in rows:
+            found.setdefault(group_id, {})[(kind, subject)] = utc(at)
+        return found
+
 
 class SqlState(_SqlPart):
     def __init__(self, conn: AsyncConnection, namespace: str) -> None:
@@ -662,6 +752,18 @@ class SqlPolls(_SqlPart):
             select(poll_reactions).where(poll_reactions.c.poll_id == poll_id).order_by(poll_reactions.c.seq)
         )
         return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
+
+    async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        rows = await self.conn.execute(
+            select(poll_reactions)
+            .where(poll_reactions.c.poll_id.in_(list(poll_ids)))
+            .order_by(poll_reactions.c.poll_id, poll_reactions.c.seq)
+        )
+        found: dict[int, list[PollReaction]] = {}
+        for r in rows:
+            reaction = PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq)
+            found.setdefault(r.poll_id, []).append(reaction)
+        return found
 
     async def close(self, poll_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
@@ -779,9 +881,9 @@ class SqlGoals(_SqlPart):
     async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
         wanted = sorted(set(poll_ids))
         found: dict[int, Goal] = {}
-        for start in range(0, len(wanted), 500):  # within every database's limit of bound parameters
+        for start in range(0, len(wanted), IN_CHUNK):
             rows = await self.conn.execute(
-                select(goals).where(goals.c.poll_id.in_(wanted[start : start + 500]))
+                select(goals).where(goals.c.poll_id.in_(wanted[start : start + IN_CHUNK]))
             )
             found.update((r.poll_id, _goal(r)) for r in rows)
         return found
@@ -794,6 +896,19 @@ class SqlGoals(_SqlPart):
     async def in_group(self, group_id: int) -> list[Goal]:
         rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
         return [_goal(r) for r in rows]
+
+    async def of_groups(
+        self, group_ids: Sequence[int], statuses: Collection[GoalStatus]
+    ) -> dict[int, list[Goal]]:
+        rows = await self.conn.execute(
+            select(goals)
+            .where(goals.c.group_id.in_(list(group_ids)), goals.c.status.in_([s.value for s in statuses]))
+            .order_by(goals.c.id)
+        )
+        found: dict[int, list[Goal]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_goal(r))
+        return found
 
 
 class SqlSchedules(_SqlPart):
@@ -1072,6 +1187,19 @@ class SqlReviews(_SqlPart):
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection(r) for r in rows]
 
+    async def reflections_since(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[Reflection]]:
+        rows = await self.conn.execute(
+            select(reflections)
+            .where(reflections.c.group_id.in_(list(group_ids)), reflections.c.at >= since)
+            .order_by(reflections.c.id)
+        )
+        found: dict[int, list[Reflection]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_reflection(r))
+        return found
+
 
 class SqlMembers(_SqlPart):
     async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> Member:
@@ -1111,6 +1239,71 @@ class SqlMembers(_SqlPart):
             .order_by(members.c.joined_at, members.c.id)
         )
         return [_member(r) for r in rows]
+
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+        # Many at once (a radar over thousands of groups): the columns by position, not by name.
+        m = members.c
+        columns = (m.id, m.group_id, m.user_key, m.name, m.joined_at, m.last_active_at, m.intro)
+        rows = await self.conn.execute(
+            select(*columns, m.private, m.buddy, m.reminders, m.buddy_key, m.paired_at, m.welcome_due_at)
+            .where(m.group_id.in_(list(group_ids)), m.left_at.is_(None))
+            .order_by(m.group_id, m.joined_at, m.id)
+        )
+        found: dict[int, list[Member]] = {}
+        for row in rows:
+            member_id, group_id, key, name, joined, active, intro, private, buddy, reminders = row[:10]
+            buddy_key, paired, welcome = row[10:]
+            found.setdefault(group_id, []).append(
+                Member(
+                    member_id,
+                    group_id,
+                    key,
+                    name,
+                    utc(joined),
+                    None,
+                    None if active is None else utc(active),
+                    intro,
+                    bool(private),
+                    bool(buddy),
+                    bool(reminders),
+                    buddy_key,
+                    None if paired is None else utc(paired),
+                    None if welcome is None else utc(welcome),
+                )
+            )
+        return found
+
+    async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
+        ids = list(group_ids)
+        by = func.coalesce(func.nullif(goals.c.put_forward_by_key, ""), goals.c.proposer_key)
+        parts = [
+            (
+                ActKind.PROPOSAL,
+                select(goals.c.group_id, by, goals.c.created_at).where(
+                    goals.c.group_id.in_(ids), goals.c.created_at >= since
+                ),
+            ),
+            (
+                ActKind.CLOSING,
+                select(signals.c.group_id, signals.c.detail, signals.c.at).where(
+                    signals.c.group_id.in_(ids), signals.c.kind == CLOSING, signals.c.at >= since
+                ),
+            ),
+            (
+                ActKind.PHASE_MOVE,
+                select(phase_changes.c.group_id, phase_changes.c.by_key, phase_changes.c.at).where(
+                    phase_changes.c.group_id.in_(ids), phase_changes.c.at >= since
+                ),
+            ),
+        ]
+        found: dict[int, list[Act]] = {}
+        for kind, query in parts:
+            for group_id, key, at in await self.conn.execute(query):
+                if key and key != BOT.key and not key.startswith(ANONYMOUS_PREFIX):
+                    found.setdefault(group_id, []).append(Act(kind, key, utc(at)))
+        for listed in found.values():
+            listed.sort(key=lambda a: a.at)
+        return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
         rows = await self.conn.execute(
@@ -1299,6 +1492,9 @@ class SqlMembers(_SqlPart):
         paired = await self.conn.execute(
             update(members).where(members.c.buddy_key == key).values(buddy_key="")
         )
+        # Out of the radar's record: what it told of them, and what they closed.
+        await self.conn.execute(delete(radar_findings).where(radar_findings.c.subject_key == key))
+        await self.conn.execute(delete(signals).where(signals.c.kind == CLOSING, signals.c.detail == key))
         records = 0
         candidates = await self.conn.execute(
             select(adapter_state).where(
@@ -1382,6 +1578,9 @@ class SqlTx:
                 outbox.c.platform.in_(served),
             ),
             select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
+            select(func.min(groups.c.radar_next_at)).where(
+                groups.c.platform.in_(served), groups.c.auto_radar.is_(True)
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]
