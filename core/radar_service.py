@@ -216,7 +216,7 @@ class RadarService:
         facts = (await gather(ctx.tx, [group], ctx.now))[group.id]
         findings = scan(facts, ctx.now)
         text = "\n".join([private_report(group, findings, prefix, weekly=False), _limits_line(group, prefix)])
-        return Reply(text)
+        return Reply(text, private=True)  # it may name members: for the facilitator who asked alone
 
     async def _threshold(self, ctx: Context, inv: Invocation, name: str, value: str | None) -> Reply:
         group, limit = ctx.group, LIMITS[name]

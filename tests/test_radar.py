@@ -66,7 +66,7 @@ async def test_the_radar_on_demand_shows_what_stands_out_now_with_the_thresholds
     h.clock.advance(15 * DAY)
     await busy_week(h, "alice", "bob")
     reply = await h.member("alice").says("/radar")
-    assert reply is not None and not reply.is_error
+    assert reply is not None and not reply.is_error and reply.private  # ephemeral, or a direct message
     assert "carol has done nothing in the group for 15 days." in reply.text
     assert "Thresholds: silence 14d, concentration 50%" in reply.text
     refused = await h.member("bob").says("/radar")
