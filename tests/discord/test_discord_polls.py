@@ -49,9 +49,10 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
     scene.clock.advance(timedelta(hours=48))
     await scene.engine.engine.tick()
     outcome = fake.sent_messages(scene.channel)[-1]
-    assert outcome["content"] == (
+    assert outcome["content"].split("\n")[0] == (
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
     )
+    assert "Suggestion: the group has a goal it agreed on." in outcome["content"]  # phase advice
     roadmap = await scene.bob.runs("/goal list")
     assert "Learn Rust together" in roadmap.content
 
