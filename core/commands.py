@@ -134,6 +134,9 @@ def flag(name: str, help: str, *aliases: str) -> Arg:
     return Arg(name, ArgKind.FLAG, help, required=False, aliases=aliases)
 
 
+# The thresholds of the radar a group may set (core/radar.py LIMITS says what each means).
+RADAR_THRESHOLDS = ("silence", "concentration", "stasis", "blocks", "concerns")
+
 # The page of a listing that can grow (see core/paging.py).
 PAGE = Arg("page", ArgKind.INT, "which page of the list, from 1", required=False)
 # `goal list <filter>`; core/goals.py says which statuses each shows.
@@ -260,6 +263,12 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (Arg("command", ArgKind.TEXT, "the command to explain", required=False, max_length=60),),
     ),
     CommandSpec(("status",), "Show the group's phase and since when."),
+    CommandSpec(
+        ("pending",),
+        "Show what needs you: open polls you have not voted on, a review you have not answered.",
+        (PAGE,),
+        details="The answer is for you alone. Written to the bot privately, it covers all your groups.",
+    ),
     CommandSpec(("phase", "show"), "Show the current phase and what it is for."),
     CommandSpec(
         ("phase", "set"),
@@ -362,6 +371,11 @@ COMMANDS: tuple[CommandSpec, ...] = (
         example="poll create --closes 2d Which day suits? | Monday | Thursday",
     ),
     CommandSpec(
+        ("poll", "list"),
+        "Show the open polls: closing time and voters so far.",
+        (PAGE,),
+    ),
+    CommandSpec(
         ("poll", "close"),
         "Close a poll early (its author or a facilitator).",
         (Arg("id", ArgKind.INT, "the poll's number"),),
@@ -422,12 +436,13 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 ArgKind.CHOICE,
                 "which feature",
                 required=False,
-                choices=("review", "checkin", "digest"),
+                choices=("review", "checkin", "digest", "radar"),
             ),
             Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),
         ),
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
-        " a weekly check-in nudge. digest: a weekly summary of the group's week.",
+        " a weekly check-in nudge. digest: a weekly summary of the group's week. radar: a weekly look"
+        " for silence and imbalance, sent to facilitators.",
         access=Access.FACILITATORS_TO_CHANGE,
         action="change automatic features",
     ),
@@ -534,6 +549,38 @@ COMMANDS: tuple[CommandSpec, ...] = (
         ("remind", "me"),
         "Show, or switch on or off, your own reminders by direct message.",
         (Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),),
+    ),
+    CommandSpec(
+        ("radar",),
+        "Look for silence and imbalance now (answered privately), or show or set a threshold.",
+        (
+            Arg(
+                "setting",
+                ArgKind.CHOICE,
+                "a threshold to show or set",
+                required=False,
+                choices=RADAR_THRESHOLDS,
+            ),
+            Arg(
+                "value",
+                ArgKind.WORD,
+                "its new value, like 21 or 60%, or default",
+                required=False,
+                max_length=20,
+            ),
+        ),
+        access=Access.FACILITATORS,
+        details="The radar looks for members silent for 14 days, one member making more than half the"
+        " proposals, closings and phase moves, 4 weeks without a goal done or a phase move, goals blocked"
+        " for 7 days and not reshaped, and concerns nobody followed up. It runs weekly by itself unless"
+        " a facilitator says auto radar off.",
+        example="radar silence 21",
+    ),
+    CommandSpec(
+        ("patterns",),
+        "List the catalogue of patterns (what helps) and anti-patterns, or show one.",
+        (Arg("name", ArgKind.WORD, "a pattern's name, like start-small", required=False, max_length=60),),
+        example="patterns start-small",
     ),
     CommandSpec(
         ("export",),

@@ -35,8 +35,10 @@ from core.member_service import MemberService
 from core.newcomer_service import NewcomerService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
+from core.pending_service import PendingService
 from core.polls import Poll
 from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
+from core.radar_service import RadarService
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reminder_service import ReminderService
@@ -47,6 +49,7 @@ from core.uow import (
     Bus,
     GoalDecided,
     GoalFinished,
+    MemberIntroduced,
     MembersArrived,
     PhaseEntered,
     PollClosed,
@@ -128,6 +131,9 @@ class Engine:
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
         self.reminders = ReminderService(self.work, self.chats, platforms)
+        self.radar = RadarService(
+            self.work, self.chats, platforms, recurrence, self.nudges.settings.digest, self.lifecycle
+        )
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
@@ -137,8 +143,10 @@ class Engine:
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
             ReviewClosed: (self.lifecycle.on_review_closed,),
             MembersArrived: (self.newcomers.on_members_arrived,),
+            MemberIntroduced: (self.lifecycle.on_introduced,),
         }
         help_ = Help(self.specs)
+        pending = PendingService()
         self.handlers: dict[tuple[str, ...], Handler] = {
             **help_.handlers(),
             **self.lifecycle.handlers(),
@@ -149,11 +157,14 @@ class Engine:
             **self.members.handlers(),
             **self.newcomers.handlers(),
             **self.reminders.handlers(),
+            **pending.handlers(),
+            **self.radar.handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
         self.private_handlers: dict[tuple[str, ...], PrivateHandler] = {
             **help_.private_handlers(),
+            **pending.private_handlers(),
             ("forget-me",): forget_me,
         }
         # Commands that only read: they run in a read transaction, never making writers wait.
@@ -289,7 +300,8 @@ class Engine:
     async def _run_private(
         self, handler: PrivateHandler, event: CommandInvoked, chat: ChatPort, inv: Invocation
     ) -> Reply | None:
-        """A command written privately that concerns the member, not one group (`help`, `forget-me`)."""
+        """A command written privately that concerns the member, not one group (`help`, `pending`,
+        `forget-me`)."""
         try:
             async with self.work() as uow:
                 if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
@@ -396,10 +408,11 @@ class Engine:
         return reply
 
     def _answer(self, uow: UnitOfWork, event: CommandInvoked, reply: Reply) -> None:
-        """Queue the answer, unless the adapter answers in its own idiom (Discord interactions)."""
+        """Queue the answer, unless the adapter answers in its own idiom (Discord interactions). A
+        private answer to a command written in a channel goes to the member by direct message."""
         if self.chats[event.channel.platform].interactive_replies:
             return
-        if event.direct:
+        if event.direct or reply.private:
             uow.post(Post(PostKind.DIRECT, event.channel, reply.text, user=event.user))
         elif event.message is not None:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
@@ -410,7 +423,7 @@ class Engine:
 
     async def tick(self) -> None:
         """Do what has come due by now: close polls and reviews, remind members who have not voted or
-        answered, deliver nudges, heartbeats, welcomes shared by several newcomers; send."""
+        answered, deliver nudges, heartbeats, welcomes shared by several newcomers, weekly radars; send."""
         now = self.clock.now()
         # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
         await self.newcomers.welcome_due(now)
@@ -419,6 +432,7 @@ class Engine:
         await self.reminders.remind_due(now)  # after the closing: what closed is not reminded
         await self.nudges.deliver_due(now)
         await self.nudges.heartbeats(now)
+        await self.radar.weekly(now)
         await self.prune(now)
         await self.dispatcher.dispatch()
 
@@ -432,6 +446,7 @@ class Engine:
 
     async def run_until(self, target: datetime, move_clock: Callable[[datetime], None]) -> None:
         """Move a manual clock to `target`, doing everything that comes due on the way, in order."""
+        await self.tick()  # what is due now first: it plans what is not planned yet (a new group's radar)
         last: datetime | None = None
         days = self.nudges.settings.heartbeat_days
         heartbeat_after = timedelta(days=days) if days else None

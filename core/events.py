@@ -99,9 +99,12 @@ class Attachment:
 class Reply:
     """The engine's answer to a command, delivered by the adapter in its own idiom.
 
-    With a `file` (an export), the text is the one-line summary that goes with it.
+    With a `file` (an export), the text is the one-line summary that goes with it. A `private` answer
+    is for the member alone wherever the command was written: a direct message, or on Discord an
+    ephemeral interaction response (errors are always shown to the member alone there).
     """
 
     text: str
     is_error: bool = False
     file: Attachment | None = None
+    private: bool = False

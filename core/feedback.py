@@ -10,7 +10,7 @@ from core.clock import format_time
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
-from core.lifecycle import Group
+from core.lifecycle import CLOSING, Group
 from core.outbox import Post, PostKind
 from core.polls import (
     Poll,
@@ -18,6 +18,7 @@ from core.polls import (
     PollOption,
     PollRequest,
     Tally,
+    open_polls_listing,
     poll_request,
     render_poll,
     render_results,
@@ -53,6 +54,7 @@ class PollService:
     def handlers(self) -> dict[tuple[str, ...], Handler]:
         return {
             ("poll", "create"): self._create,
+            ("poll", "list"): self._list,
             ("poll", "close"): self._close,
             ("poll", "results"): self._results,
             ("pulse",): self._pulse,
@@ -159,7 +161,18 @@ class PollService:
         if not (own or ctx.is_facilitator):
             return ctx.refuse(inv, owner=poll.author_name, facilitators_only=poll.kind is PollKind.CONSENT)
         await self.close(ctx.uow, poll)
+        await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
         return Reply(f"Poll {poll.id} is closed.")
+
+    async def _list(self, ctx: Context, inv: Invocation) -> Reply:
+        """The open polls, with the voters of each so far, in a fixed number of reads."""
+        group = [ctx.group.id]
+        polls = await ctx.tx.polls.open_in(group, ctx.now)
+        voters = await ctx.tx.polls.open_voter_counts(group, ctx.now)
+        consent = [p.id for p in polls if p.kind is PollKind.CONSENT]
+        goals = await ctx.tx.goals.for_polls(consent) if consent else {}
+        listing = open_polls_listing(ctx.group, polls, goals, voters, ctx.prefix)
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 
     async def _results(self, ctx: Context, inv: Invocation) -> Reply:
         poll = await self.find(ctx.tx, ctx.group, inv.args["id"])

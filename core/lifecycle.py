@@ -153,11 +153,27 @@ def change_phase(group: Group, to: Phase, *, at: datetime, by: str, by_key: str,
 GOAL_ACCEPTED = "goal_accepted"
 ALL_GOALS_DONE = "all_goals_done"
 REVIEW_CLOSED = "review_closed"
+# A member closed something (a poll early, a review, a goal done or dropped): `detail` is their key.
+# The radar counts these among the acts that steer the group (core/radar.py).
+CLOSING = "closing"
+
+# Convening has done its work when this many members on the roster have introduced themselves.
+ENOUGH_INTRODUCED = 3
+# Never more than one suggestion in this long.
+ADVICE_EVERY = timedelta(days=7)
 
 ADVICE: dict[Phase, str] = {
+    Phase.ORGANIZING: (
+        "Suggestion: {introduced} members have introduced themselves. The group may be ready for"
+        " Organizing: agreeing on what to learn together. A facilitator can say {prefix}phase set organizing."
+    ),
+    Phase.COOPERATING: (
+        "Suggestion: the group has a goal it agreed on. It may be time for Cooperating: working on it"
+        " together. A facilitator can say {prefix}phase set cooperating."
+    ),
     Phase.ASSESSING: (
-        "Every accepted goal is done. Suggestion: this may be a good moment for Assessing, to look"
-        " back together. A facilitator can say {prefix}phase set assessing."
+        "{why}. Suggestion: this may be a good moment for Assessing, to look back together."
+        " A facilitator can say {prefix}phase set assessing."
     ),
     Phase.CHANGING: (
         "Suggestion: with the review done, the group may be ready for Changing: deciding what"
@@ -166,12 +182,41 @@ ADVICE: dict[Phase, str] = {
 }
 
 
-def advise(phase: Phase, signals: Sequence[str]) -> Phase | None:
-    """The phase the group's latest signal points to, if it is not the one the group is in.
+@dataclass(frozen=True, slots=True)
+class Signs:
+    """What phase advice reads: the group's phase, the signals since it entered it (oldest first), how
+    many members on the roster introduced themselves, whether the work has stalled (the radar's stasis),
+    and when advice was last given."""
 
-    Advice is a suggestion, never a move: a facilitator decides. `signals` are the kinds recorded
-    since the group entered its phase, oldest first.
+    phase: Phase
+    since_phase: Sequence[str]
+    introduced: int = 0
+    stalled: bool = False
+    advised_at: datetime | None = None
+
+
+def advise(signs: Signs, now: datetime) -> Phase | None:
+    """The phase the group's record points to, if it is not the one the group is in.
+
+    Advice is a suggestion, never a move: a facilitator decides. At most one a week.
     """
-    latest = signals[-1] if signals else None
-    suggested = {ALL_GOALS_DONE: Phase.ASSESSING, REVIEW_CLOSED: Phase.CHANGING}.get(latest or "")
+    if signs.advised_at is not None and now - signs.advised_at < ADVICE_EVERY:
+        return None
+    latest = signs.since_phase[-1] if signs.since_phase else None
+    phase = signs.phase
+    suggested: Phase | None = None
+    if latest == REVIEW_CLOSED:
+        suggested = Phase.CHANGING
+    elif latest == ALL_GOALS_DONE or (signs.stalled and phase is Phase.COOPERATING):
+        suggested = Phase.ASSESSING
+    elif GOAL_ACCEPTED in signs.since_phase and phase in (Phase.CONVENING, Phase.ORGANIZING):
+        suggested = Phase.COOPERATING
+    elif phase is Phase.CONVENING and signs.introduced >= ENOUGH_INTRODUCED:
+        suggested = Phase.ORGANIZING
     return suggested if suggested is not phase else None
+
+
+def advice_text(suggested: Phase, signs: Signs, prefix: str) -> str:
+    done = ALL_GOALS_DONE in signs.since_phase[-1:]
+    why = "Every accepted goal is done" if done else "The work seems to have stalled"
+    return ADVICE[suggested].format(prefix=prefix, introduced=signs.introduced, why=why)

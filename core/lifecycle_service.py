@@ -10,7 +10,6 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.goals import GoalStatus
 from core.lifecycle import (
-    ADVICE,
     ALL_GOALS_DONE,
     GOAL_ACCEPTED,
     PHASE_FOCUS,
@@ -18,13 +17,23 @@ from core.lifecycle import (
     Group,
     Phase,
     SamePhase,
+    Signs,
+    advice_text,
     advise,
     change_phase,
     welcome,
 )
 from core.paging import Item, Listing
 from core.ports import ChatPort, command_prefix
-from core.uow import DomainEvent, GoalDecided, GoalFinished, PhaseEntered, ReviewClosed, UnitOfWork
+from core.uow import (
+    DomainEvent,
+    GoalDecided,
+    GoalFinished,
+    MemberIntroduced,
+    PhaseEntered,
+    ReviewClosed,
+    UnitOfWork,
+)
 
 
 class LifecycleService:
@@ -39,23 +48,35 @@ class LifecycleService:
             ("phase", "history"): self._phase_history,
         }
 
+    async def advice(self, uow: UnitOfWork, group: Group, *, stalled: bool = False) -> str | None:
+        """The phase the group's record points to now, as a suggestion, at most one a week (then noted
+        as given); None when there is nothing to suggest."""
+        fresh = await uow.tx.groups.by_id(group.id) or group
+        since_phase = (await uow.tx.groups.signals_in_phase([group.id])).get(group.id, [])
+        introduced = sum(1 for m in await uow.tx.members.roster(group.id) if m.intro)
+        signs = Signs(fresh.phase, since_phase, introduced, stalled, fresh.advised_at)
+        return await self.give_advice(uow, fresh, signs)
+
+    async def give_advice(self, uow: UnitOfWork, group: Group, signs: Signs) -> str | None:
+        """The suggestion these signs lead to, noted as given; None when there is none."""
+        suggested = advise(signs, uow.now)
+        if suggested is None:
+            return None
+        await uow.tx.groups.set_advised(group.id, uow.now)
+        return advice_text(suggested, signs, command_prefix(self.chats, group.channel.platform))
+
     async def _advice(self, uow: UnitOfWork, group: Group, signal: str, detail: str) -> str | None:
         """Record a signal; the suggestion it leads to, if any."""
         await uow.tx.groups.record_signal(group.id, signal, uow.now, detail)
-        since_phase = [kind for kind, _, _ in await uow.tx.groups.signals(group.id, group.phase_since)]
-        suggested = advise(group.phase, since_phase)
-        return (
-            ADVICE[suggested].format(prefix=command_prefix(self.chats, group.channel.platform))
-            if suggested in ADVICE
-            else None
-        )
+        return await self.advice(uow, group)
 
     # Subscribers -------------------------------------------------------------------------------
 
-    async def on_goal_decided(self, uow: UnitOfWork, event: DomainEvent) -> None:
+    async def on_goal_decided(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
         assert isinstance(event, GoalDecided)
-        if event.status is GoalStatus.ACCEPTED and event.group.phase is Phase.ORGANIZING:
-            await uow.tx.groups.record_signal(event.group.id, GOAL_ACCEPTED, uow.now, str(event.goal.id))
+        if event.status is GoalStatus.ACCEPTED:
+            return await self._advice(uow, event.group, GOAL_ACCEPTED, str(event.goal.id))
+        return None
 
     async def on_goal_finished(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
         """When every accepted goal is done, Assessing may be next."""
@@ -66,6 +87,13 @@ class LifecycleService:
         if any(g.status is GoalStatus.ACCEPTED for g in goals):
             return None
         return await self._advice(uow, event.group, ALL_GOALS_DONE, "")
+
+    async def on_introduced(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
+        """A member said a few words about themselves: enough introductions may end Convening."""
+        assert isinstance(event, MemberIntroduced)
+        if event.group.phase is not Phase.CONVENING:
+            return None
+        return await self.advice(uow, event.group)
 
     async def on_review_closed(self, uow: UnitOfWork, event: DomainEvent) -> str | None:
         assert isinstance(event, ReviewClosed)

@@ -14,7 +14,7 @@ from core.lifecycle import Group
 from core.members import CONTRIBUTION_WINDOW, Member, Step, local, on_activity, on_join, roster_entries
 from core.paging import Item, Listing
 from core.refs import ChannelRef, UserRef
-from core.uow import MembersArrived, UnitOfWork
+from core.uow import MemberIntroduced, MembersArrived, UnitOfWork
 
 # Members whose activity in a channel this process noted, at most this many remembered.
 MAX_NOTED = 10_000
@@ -119,9 +119,15 @@ class MemberService:
                     f"You are on the roster of {where} already, since {since}. To say a few words about"
                     f" yourself: {ctx.prefix}join <intro>."
                 )
-            await ctx.tx.members.save_settings(replace(member, name=user.name, intro=intro))
-            return Reply("Thank you: your introduction is updated.")
+            updated = replace(member, name=user.name, intro=intro)
+            await ctx.tx.members.save_settings(updated)
+            notes = await ctx.uow.publish(MemberIntroduced(ctx.group, updated))
+            return Reply("\n".join(["Thank you: your introduction is updated.", *notes]))
         notes = await self._arrive(ctx.uow, ctx.group, user, member, step, intro)
+        if intro:
+            arrived = await ctx.tx.members.get(ctx.group.id, user.key)
+            assert arrived is not None
+            notes += await ctx.uow.publish(MemberIntroduced(ctx.group, arrived))
         if step is Step.ADD:
             lines = [f"You are on the roster of {where} now, {user.name}."]
         else:

@@ -335,7 +335,8 @@ class NudgeService:
             onoff = {True: "on", False: "off"}
             return Reply(
                 f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
-                f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]}."
+                f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]};"
+                f" weekly radar {onoff[g.auto_radar]}."
             )
         if not ctx.is_facilitator:
             return ctx.refuse(inv)
@@ -345,6 +346,10 @@ class NudgeService:
             await tx.groups.set_auto(g.id, on, g.auto_checkin)
         elif what == "checkin":
             await tx.groups.set_auto(g.id, g.auto_review, on)
+        elif what == "radar":
+            await tx.groups.set_radar(g.id, on, dict(g.radar_limits))
+            if on and not g.auto_radar:  # planned anew from now, not run at once for the weeks it was off
+                await tx.groups.plan_radar([(g.id, g.radar_next_at, None)])
         elif on and not digest:
             await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user, ctx.now)
         elif not on:

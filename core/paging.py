@@ -122,6 +122,12 @@ class Listing:
         return f"{line} {self.hint}" if self.hint else line
 
 
+def one_line(text: str, limit: int) -> str:
+    """Member text in a listing's line: its whitespace made single spaces, at most `limit` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + ELLIPSIS
+
+
 def _shortened(item: Item, longest: int) -> Item:
     if len(item.text) <= longest:
         return item

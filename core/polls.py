@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import TYPE_CHECKING
 
 from core.clock import format_time
 from core.commands import UsageError
 from core.emoji import canonical, looks_like_emoji
+from core.paging import Item, Listing, one_line
 from core.refs import MessageRef
+
+if TYPE_CHECKING:
+    from core.goals import Goal
+    from core.lifecycle import Group
 
 NUMBER_EMOJI = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣", "7️⃣", "8️⃣", "9️⃣", "🔟")
 MAX_OPTION = 100  # an option's label; the command spec bounds the question, the count and the time
@@ -164,3 +170,63 @@ def render_results(poll: Poll, t: Tally, *, final: bool) -> str:
         lines.append(f"{option.emoji} {option.label}  {_bar(count, total)} {count} ({share})")
     lines.append(f"{t.voters} {'voter' if t.voters == 1 else 'voters'}.")
     return "\n".join(lines)
+
+
+# Listing lines show this much of a poll's question (or a goal's text), and of an option's label.
+SHOWN_QUESTION = 80
+SHOWN_LABEL = 40
+
+
+def as_sentence(text: str) -> str:
+    return text if text.endswith((".", "?", "!", "…")) else text + "."
+
+
+def poll_title(poll: Poll, goal: Goal | None = None) -> str:
+    """`Poll 3: Which day?`, `Pulse check 4: How is the group doing?`, and for a consent poll its
+    goal: `Goal 2: Learn Rust together`."""
+    if goal is not None:
+        return f"Goal {goal.id}: {one_line(goal.text, SHOWN_QUESTION)}"
+    label = "Pulse check" if poll.kind is PollKind.PULSE else "Poll"
+    return f"{label} {poll.id}: {one_line(poll.question, SHOWN_QUESTION)}"
+
+
+def how_to_vote(poll: Poll) -> str:
+    """`✅ agree, 🤔 concerns, ⛔ block`: the emoji to react with, and what each means."""
+    return ", ".join(f"{o.emoji} {one_line(o.label, SHOWN_LABEL)}" for o in poll.options)
+
+
+def open_poll_line(poll: Poll, goal: Goal | None, voters: int, tz: str) -> str:
+    """An open poll as `poll list` shows it: its number and kind, question, closing time and voters so
+    far. A hidden poll's voters are counted too: who voted is no secret until it closes, only how."""
+    if goal is not None:
+        kind, about = f"goal {goal.id}", one_line(goal.text, SHOWN_QUESTION)
+    else:
+        kind = {PollKind.PULSE: "pulse check", PollKind.CONSENT: "consent"}.get(poll.kind, "poll")
+        about = one_line(poll.question, SHOWN_QUESTION)
+    if poll.hidden:
+        kind = f"hidden {kind}"
+    so_far = f"{voters} {'voter' if voters == 1 else 'voters'} so far"
+    return (
+        f"Poll {poll.id} ({kind}): {as_sentence(about)} Closes {format_time(poll.closes_at, tz)}; {so_far}."
+    )
+
+
+def open_polls_listing(
+    group: Group,
+    polls: Sequence[Poll],
+    goals: Mapping[int, Goal],
+    voters: Mapping[int, int],
+    prefix: str,
+) -> Listing:
+    """`poll list`: the group's open polls, closing soonest first, with the goals of consent polls and
+    the voters of each (by poll id)."""
+    tz = group.timezone
+    return Listing(
+        what="open polls",
+        head=f"Open polls in {group.channel.name}, closing soonest first:",
+        items=[Item("  " + open_poll_line(p, goals.get(p.id), voters.get(p.id, 0), tz)) for p in polls],
+        command=f"{prefix}poll list",
+        empty=f"No poll is open in {group.channel.name}. Ask the group with"
+        f" {prefix}poll create <question> | <option> | <option>.",
+        foot=f"Vote by reacting on a poll. What still needs your vote: {prefix}pending.",
+    )

@@ -14,9 +14,9 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
+from core.radar import Act
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
-from core.reminders import RosterEntry
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 if TYPE_CHECKING:
@@ -323,6 +323,39 @@ class GroupRepo(Protocol):
 
     async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]: ...
 
+    async def signals_in_phase(self, group_ids: Sequence[int]) -> dict[int, list[str]]:
+        """The kinds of the signals each group recorded since it entered its phase, oldest first."""
+        ...
+
+    async def set_advised(self, group_id: int, at: datetime) -> None:
+        """Phase advice was given then (at most one a week)."""
+        ...
+
+    async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
+        """Whether the weekly radar runs, and the group's own thresholds (the rest are defaults)."""
+        ...
+
+    async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        """Groups on these platforms with the radar on whose weekly radar is due by `now`, or is not
+        planned yet; by id."""
+        ...
+
+    async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
+        """(group id, the radar time we saw, the next one): a compare-and-swap, so that of two
+        processes exactly one runs a group's radar. Returns the ids that moved."""
+        ...
+
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        """Keep what the radar told: (group id, kind, subject); a subject is a member's key,
+        "goal:<id>" or ""."""
+        ...
+
+    async def told(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, dict[tuple[str, str], datetime]]:
+        """What the radar told each group since then: (kind, subject) -> when last."""
+        ...
+
 
 class StateRepo(Protocol):
     """Bookkeeping of one namespace (an adapter's sync tokens, records), kept in the same
@@ -425,6 +458,22 @@ class PollRepo(Protocol):
         """All the group's polls, oldest first."""
         ...
 
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
+    ) -> list[Poll]:
+        """The polls open at `now` in these groups, in one read: closing soonest first, then by id.
+        With `not_voted_by`, only those the member has not voted on (no present reaction on any option)."""
+        ...
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        """How many members have voted (a present reaction) on each poll open at `now` in these groups,
+        in one read; polls nobody has voted on are left out."""
+        ...
+
+    async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        """The reactions of many polls at once (polls without any are left out)."""
+        ...
+
 
 class GoalRepo(Protocol):
     """The group's goals."""
@@ -450,6 +499,12 @@ class GoalRepo(Protocol):
 
     async def in_group(self, group_id: int) -> list[Goal]:
         """All the group's goals, oldest first."""
+        ...
+
+    async def of_groups(
+        self, group_ids: Sequence[int], statuses: Collection[GoalStatus]
+    ) -> dict[int, list[Goal]]:
+        """The goals of many groups in these statuses, oldest first (groups without any left out)."""
         ...
 
 
@@ -530,6 +585,14 @@ class ReviewRepo(Protocol):
 
     async def in_group(self, group_id: int) -> list[Review]: ...
 
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_answered_by: UserRef | None = None
+    ) -> list[Review]:
+        """The reviews open at `now` (not closed, and before their closing time) in these groups, in one
+        read: closing soonest first, then by id. With `not_answered_by`, only those the member has
+        answered no question of (a free reflection answers none)."""
+        ...
+
     async def add_reflection(
         self,
         group_id: int,
@@ -544,6 +607,12 @@ class ReviewRepo(Protocol):
 
     async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
         """The group's reflections (of one review when given), oldest first."""
+        ...
+
+    async def reflections_since(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[Reflection]]:
+        """The reflections of many groups written since then, oldest first (groups without any left out)."""
         ...
 
 
@@ -567,9 +636,14 @@ class MemberRepo(Protocol):
         """The members on the group's roster, in the order they first joined."""
         ...
 
-    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
-        """The rosters of these groups, in one read, with just what reminders need; in the order members
-        first joined; every group asked is a key."""
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+        """The rosters of many groups at once, each in the order members first joined (empty ones left
+        out)."""
+        ...
+
+    async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
+        """What members did since then that steers each group (core/radar.py): goals they put forward,
+        what they closed, phase moves. The bot's and forgotten members' acts are left out."""
         ...
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
@@ -612,8 +686,9 @@ class MemberRepo(Protocol):
         ...
 
     async def forget(self, user: UserRef) -> Forgotten:
-        """Forget a member on their platform, as core/forgetting.py describes: off every roster and
-        out of every buddy pair, among the rest.
+        """Forget a member on their platform, as core/forgetting.py describes: off every roster, out of
+        every buddy pair, and out of the radar's record (what it told of them, what they closed), among
+        the rest.
 
         Rows are found by the member's key; rows kept before keys were stored beside names (schedules
         and reviews of databases older than revision 0005) by the names the member is stored under.

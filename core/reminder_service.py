@@ -12,6 +12,7 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.goals import GoalStatus
 from core.lifecycle import Group
+from core.members import Member
 from core.outbox import Post, PostKind
 from core.polls import PollKind
 from core.ports import ChatPort, command_prefix
@@ -19,7 +20,6 @@ from core.reminders import (
     DEFAULT_PERCENT,
     OFF,
     Planned,
-    RosterEntry,
     describe_window,
     goal_line,
     goal_reminder,
@@ -82,11 +82,11 @@ class ReminderService:
         undecided = [p for p in consent if p.id in goals and goals[p.id].status is GoalStatus.PROPOSED]
         groups = await tx.groups.many(sorted({p.group_id for p in undecided}))
         due = [p for p in undecided if self._in_time(groups[p.group_id], p.closes_at, now)]
-        rosters = await tx.members.rosters({p.group_id for p in due})
+        rosters = await tx.members.rosters(sorted({p.group_id for p in due}))
         voters = await tx.polls.voters([p.id for p in due])
         done = 0
         for poll in due:
-            group, goal, roster = groups[poll.group_id], goals[poll.id], rosters[poll.group_id]
+            group, goal, roster = groups[poll.group_id], goals[poll.id], rosters.get(poll.group_id, [])
             missing = not_responded(roster, voters[poll.id])
             if missing:
                 where, tz = group.channel.name, group.timezone
@@ -104,11 +104,11 @@ class ReminderService:
         reviews = await tx.reviews.claim_reminders(now, BATCH, self.platforms)
         groups = await tx.groups.many(sorted({r.group_id for r in reviews}))
         due = [r for r in reviews if self._in_time(groups[r.group_id], r.closes_at, now)]
-        rosters = await tx.members.rosters({r.group_id for r in due})
+        rosters = await tx.members.rosters(sorted({r.group_id for r in due}))
         answerers = await tx.reviews.answerers([r.id for r in due])
         done = 0
         for review in due:
-            group, roster = groups[review.group_id], rosters[review.group_id]
+            group, roster = groups[review.group_id], rosters.get(review.group_id, [])
             missing = not_responded(roster, answerers[review.id])
             if missing:
                 where, tz = group.channel.name, group.timezone
@@ -128,7 +128,7 @@ class ReminderService:
         return False
 
     @staticmethod
-    def _send(uow: UnitOfWork, group: Group, missing: Sequence[RosterEntry], line: str, direct: str) -> None:
+    def _send(uow: UnitOfWork, group: Group, missing: Sequence[Member], line: str, direct: str) -> None:
         """Queue the group's line, and the direct message to each member who has not responded and takes
         reminders; both held until the group's quiet hours end."""
         when = due_time(uow.now, group.timezone, group.quiet)

@@ -18,27 +18,13 @@ from core.clock import format_time
 from core.commands import UsageError
 from core.goals import AGREE, BLOCK, CONCERNS
 from core.lifecycle import Group
+from core.members import Member
 from core.prompts import REVIEW_QUESTIONS
-from core.refs import UserRef
 
 DEFAULT_PERCENT = 25
 MAX_PERCENT = 90
 OFF = 0
 _PERCENT = re.compile(r"([0-9]{1,3})\s*%?")
-
-
-@dataclass(frozen=True, slots=True)
-class RosterEntry:
-    """A member on a group's roster, as reminders need them: who, and whether they take reminders."""
-
-    key: str  # UserRef.key: "<platform>:<id>"
-    name: str
-    reminders: bool = True
-
-    @property
-    def user(self) -> UserRef:
-        platform, _, user_id = self.key.partition(":")
-        return UserRef(platform, user_id, self.name)
 
 
 def percent(group: Group) -> int:
@@ -101,7 +87,7 @@ def replan(items: Sequence[Planned], old: int, new: int, now: datetime) -> list[
     return changes
 
 
-def not_responded(roster: Sequence[RosterEntry], responded: Collection[str]) -> list[RosterEntry]:
+def not_responded(roster: Sequence[Member], responded: Collection[str]) -> list[Member]:
     """The members on the roster who have not responded (voted, answered), in roster order."""
     return [m for m in roster if m.key not in responded]
 

@@ -11,7 +11,7 @@ from core.clock import format_time
 from core.commands import Invocation, UsageError, is_blank
 from core.context import Context, Handler
 from core.events import Reply
-from core.lifecycle import Group, Phase
+from core.lifecycle import CLOSING, Group, Phase
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.ports import ChatPort, command_prefix
@@ -136,6 +136,7 @@ class ReviewService:
         if review is None:
             return Reply(f"No review is open. Start one with {ctx.prefix}review start.", is_error=True)
         await self.close(ctx.uow, review)
+        await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
         return Reply(f"Action review {review.id} is closed; its summary is above.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:

@@ -26,7 +26,7 @@ from core.goals import (
     render_decision,
     roadmap,
 )
-from core.lifecycle import Group
+from core.lifecycle import CLOSING, Group
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.polls import PollKind, PollRequest, render_results, tally
@@ -95,10 +95,14 @@ class GoalService:
             rules = self.rules.for_group(group)
             decision = decide(event.result, rules.quorum)
             await uow.tx.goals.set_status(goal.id, decision.status, uow.now)
-            await uow.publish(GoalDecided(group, goal, decision.status))
-            text = render_decision(goal, decision, rules.quorum)
-        if event.early:
-            text = f"{text}\n{event.early}"
+            notes = await uow.publish(GoalDecided(group, goal, decision.status))
+            text = "\n".join(
+                [
+                    render_decision(goal, decision, rules.quorum),
+                    *([event.early] if event.early else []),
+                    *notes,
+                ]
+            )
         # An early decision follows a member's vote, not a command: it waits out quiet hours, as the
         # result at the end of the window does.
         uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id), unprompted=bool(event.early))
@@ -221,6 +225,7 @@ class GoalService:
             poll = await self.polls.find(ctx.tx, ctx.group, goal.poll_id)
             await self.polls.close(ctx.uow, poll, announce=False)
         await ctx.tx.goals.set_status(goal.id, status, ctx.now)
+        await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
         notes = await ctx.uow.publish(GoalFinished(ctx.group, goal, status))
         if status is GoalStatus.DONE:
             text = f"Goal {goal.id} is done: {goal.text}. Well done, everyone!"

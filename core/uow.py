@@ -82,8 +82,23 @@ class MembersArrived:
     first_time: bool
 
 
+@dataclass(frozen=True, slots=True)
+class MemberIntroduced:
+    """A member on the roster said a few words about themselves (`join <intro>`)."""
+
+    group: Group
+    member: Member
+
+
 DomainEvent = (
-    PollClosed | VotesRecorded | GoalDecided | GoalFinished | PhaseEntered | ReviewClosed | MembersArrived
+    PollClosed
+    | VotesRecorded
+    | GoalDecided
+    | GoalFinished
+    | PhaseEntered
+    | ReviewClosed
+    | MembersArrived
+    | MemberIntroduced
 )
 
 # A subscriber may return a line to add to the answer of the command that caused the event.

@@ -19,15 +19,23 @@ from core import members as roster
 from core.commands import CommandSpec
 from core.engine import Engine, ensure_group
 from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
-from core.forgetting import FORMER_MEMBER, Forgotten, anonymous_key, identifiers, names_user, scrub
+from core.forgetting import (
+    ANONYMOUS_PREFIX,
+    FORMER_MEMBER,
+    Forgotten,
+    anonymous_key,
+    identifiers,
+    names_user,
+    scrub,
+)
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
 from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
+from core.radar import LIMITS, Act, ActKind
 from core.reflections import Reflection, Review
-from core.refs import ChannelRef, MessageRef, UserRef
-from core.reminders import RosterEntry
+from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -380,6 +388,51 @@ class MemoryGroups(_MemoryPart):
     async def signals(self, group_id: int, since: datetime) -> list[tuple[str, datetime, str]]:
         return [(k, at, d) for g, k, at, d in self.d.signals if g == group_id and at >= since]
 
+    async def signals_in_phase(self, group_ids: Sequence[int]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for g, kind, at, _ in self.d.signals:
+            if g in group_ids and kind != CLOSING and at >= self.d.groups[g].phase_since:
+                found.setdefault(g, []).append(kind)
+        return found
+
+    async def set_advised(self, group_id: int, at: datetime) -> None:
+        self._update(group_id, advised_at=at)
+
+    async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
+        kept = tuple(sorted((k, v) for k, v in limits.items() if v != LIMITS[k].default))
+        self._update(group_id, auto_radar=auto, radar_limits=kept)
+
+    async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        due = [
+            g
+            for g in sorted(self.d.groups.values(), key=lambda g: g.id)
+            if g.channel.platform in platforms
+            and g.auto_radar
+            and (g.radar_next_at is None or g.radar_next_at <= now)
+        ]
+        return due[:limit]
+
+    async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
+        moved = set()
+        for group_id, seen, new in moves:
+            if self.d.groups[group_id].radar_next_at == seen:
+                self._update(group_id, radar_next_at=new)
+                moved.add(group_id)
+        return moved
+
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        self.d.findings += [(group_id, kind, subject, at) for group_id, kind, subject in findings]
+
+    async def told(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, dict[tuple[str, str], datetime]]:
+        found: dict[int, dict[tuple[str, str], datetime]] = {}
+        for g, kind, subject, at in self.d.findings:
+            if g in group_ids and at >= since:
+                mine = found.setdefault(g, {})
+                mine[(kind, subject)] = max(at, mine.get((kind, subject), at))
+        return found
+
 
 class MemoryState(_MemoryPart):
     def __init__(self, data: MemoryData, namespace: str) -> None:
@@ -464,6 +517,10 @@ class MemoryPolls(_MemoryPart):
         found = [r for (p, _, _), r in self.d.reactions.items() if p == poll_id]
         return sorted(found, key=lambda r: r.seq)
 
+    async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        found = {poll_id: await self.reactions(poll_id) for poll_id in poll_ids}
+        return {poll_id: listed for poll_id, listed in found.items() if listed}
+
     async def close(self, poll_id: int, at: datetime) -> bool:
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
@@ -525,6 +582,29 @@ class MemoryPolls(_MemoryPart):
     async def in_group(self, group_id: int) -> list[Poll]:
         return [p for p in self.d.polls.values() if p.group_id == group_id]
 
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
+    ) -> list[Poll]:
+        voted = (
+            {p for (p, key, _), r in self.d.reactions.items() if key == not_voted_by.key and r.present}
+            if not_voted_by is not None
+            else set()
+        )
+        found = [
+            p
+            for p in self.d.polls.values()
+            if p.group_id in group_ids and p.is_open(now) and p.id not in voted
+        ]
+        return sorted(found, key=lambda p: (p.closes_at, p.id))
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        open_ids = {p.id for p in await self.open_in(group_ids, now)}
+        voters: dict[int, set[str]] = {}
+        for (poll_id, key, _), r in self.d.reactions.items():
+            if poll_id in open_ids and r.present:
+                voters.setdefault(poll_id, set()).add(key)
+        return {poll_id: len(keys) for poll_id, keys in voters.items()}
+
 
 class MemoryGoals(_MemoryPart):
     async def create(
@@ -566,6 +646,15 @@ class MemoryGoals(_MemoryPart):
 
     async def in_group(self, group_id: int) -> list[Goal]:
         return [g for g in self.d.goals.values() if g.group_id == group_id]
+
+    async def of_groups(
+        self, group_ids: Sequence[int], statuses: Collection[GoalStatus]
+    ) -> dict[int, list[Goal]]:
+        found: dict[int, list[Goal]] = {}
+        for g in sorted(self.d.goals.values(), key=lambda g: g.id):
+            if g.group_id in group_ids and g.status in statuses:
+                found.setdefault(g.group_id, []).append(g)
+        return found
 
 
 class MemorySchedules(_MemoryPart):
@@ -704,6 +793,21 @@ class MemoryReviews(_MemoryPart):
     async def in_group(self, group_id: int) -> list[Review]:
         return [r for r in self.d.reviews.values() if r.group_id == group_id]
 
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_answered_by: UserRef | None = None
+    ) -> list[Review]:
+        answered = (
+            {r.review_id for r in self.d.reflections.values() if r.user_key == not_answered_by.key}
+            if not_answered_by is not None
+            else set()
+        )
+        found = [
+            r
+            for r in self.d.reviews.values()
+            if r.group_id in group_ids and r.closed_at is None and now < r.closes_at and r.id not in answered
+        ]
+        return sorted(found, key=lambda r: (r.closes_at, r.id))
+
     async def add_reflection(
         self,
         group_id: int,
@@ -731,6 +835,15 @@ class MemoryReviews(_MemoryPart):
             if r.group_id == group_id and (review_id is None or r.review_id == review_id)
         ]
 
+    async def reflections_since(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[Reflection]]:
+        found: dict[int, list[Reflection]] = {}
+        for r in sorted(self.d.reflections.values(), key=lambda r: r.id):
+            if r.group_id in group_ids and r.at >= since:
+                found.setdefault(r.group_id, []).append(r)
+        return found
+
 
 class MemoryMembers(_MemoryPart):
     async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> roster.Member:
@@ -756,11 +869,26 @@ class MemoryMembers(_MemoryPart):
     async def roster(self, group_id: int) -> list[roster.Member]:
         return self._joined([m for m in self.d.members.values() if m.group_id == group_id and m.on_roster])
 
-    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
-        return {
-            group_id: [RosterEntry(m.key, m.name, m.reminders) for m in await self.roster(group_id)]
-            for group_id in group_ids
-        }
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[roster.Member]]:
+        found = {group_id: await self.roster(group_id) for group_id in group_ids}
+        return {group_id: listed for group_id, listed in found.items() if listed}
+
+    async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
+        d = self.d
+        raw = [
+            (g.group_id, ActKind.PROPOSAL, g.put_forward_by_key or g.proposer_key, g.created_at)
+            for g in d.goals.values()
+        ]
+        raw += [(g, ActKind.CLOSING, detail, at) for g, kind, at, detail in d.signals if kind == CLOSING]
+        raw += [(c.group_id, ActKind.PHASE_MOVE, c.by_key, c.at) for c in d.changes]
+        found: dict[int, list[Act]] = {}
+        for group_id, kind, key, at in raw:
+            ours = key and key != BOT.key and not key.startswith(ANONYMOUS_PREFIX)
+            if group_id in group_ids and at >= since and ours:
+                found.setdefault(group_id, []).append(Act(kind, key, at))
+        for listed in found.values():
+            listed.sort(key=lambda a: a.at)
+        return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[roster.Member]:
         return self._joined(
@@ -925,6 +1053,8 @@ class MemoryMembers(_MemoryPart):
             elif m.buddy_key == key:
                 d.members[m.id] = replace(m, buddy_key="")
                 buddies += 1
+        d.findings = [f for f in d.findings if f[2] != key]
+        d.signals = [s for s in d.signals if not (s[1] == CLOSING and s[3] == key)]
         records = 0
         for state_key in [k for k, v in d.state.items() if names_user(k, v, user)]:
             del d.state[state_key]
@@ -997,6 +1127,11 @@ class MemoryTx(_MemoryPart):
             for m in self.d.members.values()
             if m.welcome_due_at is not None and self._on(m.group_id, platforms)
         ]
+        times += [
+            g.radar_next_at
+            for g in self.d.groups.values()
+            if g.channel.platform in platforms and g.auto_radar and g.radar_next_at is not None
+        ]
         if heartbeat_after is not None:
             times += [
                 g.last_activity_at + heartbeat_after
@@ -1031,6 +1166,7 @@ class MemoryData:
     failed: dict[tuple[str, str], tuple[datetime, str]] = field(default_factory=dict)
     members: dict[int, roster.Member] = field(default_factory=dict)
     last_member: int = 0
+    findings: list[tuple[int, str, str, datetime]] = field(default_factory=list)
 
 
 class MemoryStore:

@@ -6,15 +6,18 @@ mypy checks the same protocol statically where bot/app.py hands the concrete ada
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import io
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
 from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
+from bot import app
 from bot.app import Bot, bootstrap
 from bot.config import parse_config
 from bot.recurrence import CronRecurrence
@@ -181,3 +184,15 @@ async def test_a_refused_start_closes_every_adapter_and_serves_none() -> None:
     with pytest.raises(AdapterFailed, match="second refused the login"):
         await Bot(engine, engine, adapters, tick_every=None).run()
     assert log == ["first start", "second start", "settle", "first close", "second close", "drain"]
+
+
+async def test_peerbot_run_keeps_what_start_up_made_out_of_the_collectors_full_passes(tmp_path: Path) -> None:
+    config = parse_config({"database": {"url": f"sqlite+aiosqlite:///{tmp_path / 'bot.db'}"}}, env={})
+    out = io.StringIO()
+    gc.unfreeze()
+    try:
+        assert await app.run(config, console=True, stdin=io.StringIO("alice: /status\n"), stdout=out) == 0
+        assert gc.get_freeze_count() > 10_000  # the modules and clients, at least
+    finally:
+        gc.unfreeze()  # this test process goes on
+    assert "alice: /status" in out.getvalue()

@@ -105,8 +105,29 @@ async def test_the_documented_sessions_give_their_transcripts(
     assert result.stdout == script.with_suffix(".transcript").read_text(encoding="utf-8")
 
 
+async def test_pending_is_answered_by_direct_message_in_the_channel_and_written_privately(
+    db_url: str, tmp_path: Path
+) -> None:
+    script = "bob: /poll create Which day? | Monday | Friday\nfrank: /pending\n@frank: /pending\n"
+    result = run_console(script, db_url, tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    asked = lines.index("#general [m5] frank: /pending")
+    assert lines[asked + 1 : asked + 3] == [
+        "@frank [m6] peerbot: What needs you in #general, closing soonest first:",
+        "    Poll 1: Which day? Closes 2026-03-03 09:00 UTC. React on poll 1: 1️⃣ Monday, 2️⃣ Friday.",
+    ]
+    assert lines[asked + 3 : asked + 7] == [
+        "@frank [m7] frank: /pending",
+        "@frank [m8] peerbot: What needs you, closing soonest first:",
+        "  #general:",
+        "    Poll 1: Which day? Closes 2026-03-03 09:00 UTC. React on poll 1: 1️⃣ Monday, 2️⃣ Friday.",
+    ]
+    assert not [line for line in lines if line.startswith("#general") and "What needs you" in line]
+
+
 def test_there_are_documented_sessions() -> None:
-    assert {p.stem for p in EXAMPLES} >= {"lifecycle", "goals-and-polls"}
+    assert {p.stem for p in EXAMPLES} >= {"lifecycle", "goals-and-polls", "what-needs-me"}
 
 
 async def test_the_phase_and_message_ids_survive_a_restart(db_url: str, tmp_path: Path) -> None:

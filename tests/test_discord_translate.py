@@ -25,6 +25,7 @@ from adapters.discord.translate import (
     reaction_event,
     reaction_event_id,
     reaction_users,
+    server_access,
     server_member_event,
     slash_command,
     split_text,
@@ -472,3 +473,18 @@ def test_refusals_that_will_never_succeed_are_permanent(
     assert failure.permanent is permanent
     assert failure.reason == f"{status} {message}" + (f" (code {code})" if code else "")
     assert failure.retry_after == (None if permanent else 2.0)
+
+
+def test_server_access_adds_up_everyone_and_the_members_roles_and_the_owner_has_all() -> None:
+    roles = {"10": 1 << 10, "20": MANAGE_GUILD, "30": 1 << 11}  # "10" is @everyone (the server's id)
+
+    def member(user_id: str, *role_ids: str) -> dict[str, Any]:
+        return {"user": {"id": user_id}, "roles": list(role_ids)}
+
+    plain = server_access(member("1", "30"), roles, "10", owner_id="9")
+    assert plain == MemberAccess((1 << 10) | (1 << 11), frozenset({"30"}))
+    assert not may_facilitate(plain, [])
+    assert may_facilitate(plain, ["30"])  # the configured facilitator role
+    assert may_facilitate(server_access(member("2", "20"), roles, "10", owner_id="9"), [])
+    assert may_facilitate(server_access(member("9"), roles, "10", owner_id="9"), [])  # the owner
+    assert server_access(member("3", "404"), roles, "10", owner_id="9").permissions == 1 << 10

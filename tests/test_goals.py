@@ -32,7 +32,7 @@ async def test_a_proposal_opens_a_consent_poll(harness: Harness) -> None:
     assert [e for _, e in harness.chat.reactions] == ["✅", "🤔", "⛔"]
 
 
-async def test_quorum_and_no_block_accepts_and_records_the_organizing_signal(harness: Harness) -> None:
+async def test_quorum_and_no_block_accepts_and_suggests_cooperating(harness: Harness) -> None:
     await harness.member("alice").says("/phase set organizing")
     msg = await propose(harness)
     for name in ("bob", "carol"):
@@ -40,20 +40,27 @@ async def test_quorum_and_no_block_accepts_and_records_the_organizing_signal(har
     await harness.member("dave").reacts(msg, "🤔")
     harness.clock.advance(timedelta(hours=48))
     await harness.engine.tick()
-    assert harness.chat.sent[-1].text == (
+    decision, suggestion = harness.chat.sent[-1].text.split("\n")
+    assert decision == (
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
     )
+    assert suggestion.startswith("Suggestion: the group has a goal it agreed on.")
+    assert "/phase set cooperating" in suggestion
     assert await status_of(harness, 1) is GoalStatus.ACCEPTED
     assert [(kind, detail) for _, kind, _, detail in harness.store.data.signals] == [("goal_accepted", "1")]
 
 
-async def test_acceptance_outside_organizing_records_no_signal(harness: Harness) -> None:
+async def test_acceptance_in_cooperating_suggests_no_move(harness: Harness) -> None:
+    await harness.member("alice").says("/phase set cooperating")
     msg = await propose(harness)
     for name in ("bob", "carol"):
         await harness.member(name).reacts(msg, "✅")
     await harness.member("alice").says("/poll close 1")
     assert await status_of(harness, 1) is GoalStatus.ACCEPTED
-    assert harness.store.data.signals == []
+    assert "Suggestion" not in harness.chat.sent[-1].text
+    async with harness.store.transaction() as tx:
+        group = await tx.groups.get(harness.channel)
+    assert group is not None and group.advised_at is None
 
 
 async def test_a_block_blocks_and_the_bot_asks_the_blockers(harness: Harness) -> None:

@@ -33,6 +33,7 @@ ATTEMPTS = {
     "welcome set": "/welcome set Hi there, read the pinned notes first.",
     "welcome reset": "/welcome reset",
     "remind window": "/remind window 50%",
+    "radar": "/radar silence 21",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

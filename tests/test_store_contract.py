@@ -46,7 +46,6 @@ from core.ports import (
     StoreTx,
 )
 from core.refs import ChannelRef, MessageRef, UserRef
-from core.reminders import RosterEntry
 from core.schedules import DueSchedule, ScheduleKind
 from tests.support import MemoryStore
 
@@ -496,6 +495,66 @@ async def test_open_and_due_polls_are_those_of_the_platforms_asked(store: Store)
         assert [p.id for p in await tx.polls.due(T0 + HOUR, 10, ["console"])] == []
 
 
+async def test_the_open_polls_of_several_groups_their_voters_and_a_members_votes_are_read_at_once(
+    store: Store,
+) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    soon = replace(YES_NO, duration=2 * MINUTE)
+    async with store.transaction() as tx:
+        late = await tx.polls.create(general, PollKind.POLL, YES_NO, ALICE, T0)  # closes T0+1h
+        early = await tx.polls.create(general, PollKind.CONSENT, soon, BOB, T0)  # closes T0+2m
+        ended = await tx.polls.create(general, PollKind.POLL, replace(YES_NO, duration=MINUTE), BOB, T0)
+        closed = await tx.polls.create(general, PollKind.POLL, YES_NO, BOB, T0)
+        studied = await tx.polls.create(study, PollKind.PULSE, soon, BOB, T0)  # closes T0+2m too
+        in_room = await tx.polls.create(room, PollKind.POLL, YES_NO, ALICE, T0)
+        await tx.polls.close(closed.id, T0)
+        await tx.polls.record_reactions(late.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        # alice takes her vote on `early` back; bob's stays.
+        await tx.polls.record_reactions(
+            early.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 1, True),
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, False),
+            ],
+        )
+        for poll in (ended, closed, in_room):  # votes on polls that are not open, or not asked about
+            await tx.polls.record_reactions(poll.id, [ReactionChange(ALICE.key, "Alice", 0, True)])
+        # bob picks two options: one voter.
+        await tx.polls.record_reactions(
+            studied.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 2, True),
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(BOB.key, "Bob", 1, True),
+            ],
+        )
+    now = T0 + MINUTE  # `ended` closes at this very moment: it is no longer open
+    groups = [general, study]
+    async with store.transaction() as tx:
+        # Closing soonest first, then by id.
+        assert [p.id for p in await tx.polls.open_in(groups, now)] == [early.id, studied.id, late.id]
+        assert await tx.polls.open_in([study], now) == [studied]
+        assert await tx.polls.open_in([], now) == []
+        assert [p.id for p in await tx.polls.open_in(groups, T0 + 2 * MINUTE)] == [late.id]
+        # Those a member has not voted on: a vote taken back is no vote; alice elsewhere is someone else.
+        assert await tx.polls.open_in(groups, now, not_voted_by=ALICE) == [early]
+        assert await tx.polls.open_in(groups, now, not_voted_by=BOB) == [late]
+        assert await tx.polls.open_in([study], now, not_voted_by=BOB) == []
+        assert [
+            p.id for p in await tx.polls.open_in(groups, now, not_voted_by=UserRef("matrix", "alice"))
+        ] == [
+            early.id,
+            studied.id,
+            late.id,
+        ]
+        assert await tx.polls.open_in([], now, not_voted_by=ALICE) == []
+        assert await tx.polls.open_in(groups, T0 + 2 * MINUTE, not_voted_by=BOB) == [late]
+        assert await tx.polls.open_voter_counts(groups, now) == {late.id: 1, early.id: 1, studied.id: 2}
+        assert await tx.polls.open_voter_counts([room], now) == {in_room.id: 1}
+        assert await tx.polls.open_voter_counts([], now) == {}
+
+
 # Goals --------------------------------------------------------------------------------------------
 
 
@@ -519,7 +578,7 @@ async def test_a_goal_is_proposed_linked_to_its_poll_and_decided(store: Store) -
         assert await tx.goals.for_poll(poll.id) == replace(goal, poll_id=poll.id)
         assert await tx.goals.for_polls([poll.id, poll.id + 1]) == {poll.id: replace(goal, poll_id=poll.id)}
         # Asked about more polls than one query binds: all of them are looked at.
-        assert await tx.goals.for_polls(range(poll.id - 600, poll.id + 600)) == {
+        assert await tx.goals.for_polls(range(poll.id - 6000, poll.id + 6000)) == {
             poll.id: replace(goal, poll_id=poll.id)
         }
         assert await tx.goals.for_polls([]) == {}
@@ -828,6 +887,35 @@ async def test_reviews_open_close_once_and_fall_due_on_their_platform(store: Sto
         assert await tx.reviews.in_group(general) == [replace(slow, closed_at=T0 + 2 * HOUR), newer]
 
 
+async def test_the_open_reviews_of_several_groups_and_those_a_member_has_not_answered_are_read_at_once(
+    store: Store,
+) -> None:
+    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
+    async with store.transaction() as tx:
+        old = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
+        await tx.reviews.close(old.id, T0 + MINUTE)
+        current = await tx.reviews.create(general, ALICE, T0 + MINUTE, T0 + 3 * HOUR)
+        studied = await tx.reviews.create(study, BOB, T0, T0 + 2 * HOUR)
+        await tx.reviews.create(room, BOB, T0, T0 + HOUR)  # closes at `now`: not open
+        await tx.reviews.add_reflection(general, old.id, 1, BOB, "Old answer", T0)
+        await tx.reviews.add_reflection(general, current.id, 4, ALICE, "We paired more", T0 + MINUTE)
+        await tx.reviews.add_reflection(general, None, None, BOB, "A free thought", T0 + MINUTE)
+        await tx.reviews.add_reflection(study, studied.id, 2, BOB, "Slowly", T0 + MINUTE)
+    now = T0 + HOUR
+    async with store.transaction() as tx:
+        assert await tx.reviews.open_in([general, study], now) == [studied, current]
+        assert await tx.reviews.open_in([general, study], T0 + 2 * HOUR) == [current]  # studied is due
+        assert await tx.reviews.open_in([room], now) == []  # it closes at this very moment
+        assert await tx.reviews.open_in([], now) == []
+        assert await tx.reviews.open_in([general, study], now, not_answered_by=ALICE) == [studied]
+        # bob answered the closed review and wrote a free reflection: neither answers the current one.
+        assert await tx.reviews.open_in([general, study], now, not_answered_by=BOB) == [current]
+        assert await tx.reviews.open_in([general], now, not_answered_by=UserRef("matrix", "alice")) == [
+            current
+        ]
+        assert await tx.reviews.open_in([], now, not_answered_by=BOB) == []
+
+
 async def test_reflections_are_kept_per_group_and_review(store: Store) -> None:
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
@@ -1084,6 +1172,102 @@ async def test_forgetting_a_member_takes_them_off_every_roster_and_buddy_pair(st
         assert await tx.members.of_user(ALICE) == []
         assert await tx.members.get(general, ALICE.key) is None
         assert await tx.members.roster(general) == [bob, replace(carol, paired_at=T0)]  # Bob has no buddy
+
+
+# The radar ----------------------------------------------------------------------------------------
+
+
+async def test_the_radar_is_planned_once_per_group_due_on_the_platforms_asked(store: Store) -> None:
+    general, room = await make_group(store, GENERAL), await make_group(store, ROOM)
+    async with store.transaction() as tx:
+        assert [g.id for g in await tx.groups.radar_due(T0, 10, ["discord", "matrix"])] == [general, room]
+        assert await tx.groups.plan_radar([(general, None, T0 + HOUR), (room, T0, T0 + HOUR)]) == {general}
+        assert await tx.groups.plan_radar([(general, None, T0 + 2 * HOUR)]) == set()  # someone moved it
+        assert [g.id for g in await tx.groups.radar_due(T0, 10, ["discord"])] == []
+        assert [g.id for g in await tx.groups.radar_due(T0 + HOUR, 10, ["discord"])] == [general]
+        assert await tx.next_due_time(["discord"]) == T0 + HOUR
+        await tx.groups.set_radar(general, False, {"silence": 21, "stasis": 28})
+        assert await tx.groups.radar_due(T0 + HOUR, 10, ["discord"]) == []
+        assert await tx.next_due_time(["discord"]) is None
+        group = await tx.groups.by_id(general)
+        assert group is not None and not group.auto_radar
+        assert group.radar_limits == (("silence", 21),)  # a default is no setting of the group's
+        assert group.radar_next_at == T0 + HOUR
+        await tx.groups.set_advised(general, T0)
+        assert (await tx.groups.by_id(general)).advised_at == T0  # type: ignore[union-attr]
+
+
+async def test_findings_are_told_by_kind_and_subject_latest_first(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.groups.record_findings([(general, "silence", ALICE.key), (general, "stasis", "")], T0)
+        await tx.groups.record_findings(
+            [(general, "silence", ALICE.key), (study, "blocks", "goal:3")], T0 + HOUR
+        )
+    async with store.transaction() as tx:
+        assert await tx.groups.told([general, study], T0) == {
+            general: {("silence", ALICE.key): T0 + HOUR, ("stasis", ""): T0},
+            study: {("blocks", "goal:3"): T0 + HOUR},
+        }
+        assert await tx.groups.told([general], T0 + MINUTE) == {general: {("silence", ALICE.key): T0 + HOUR}}
+        await tx.members.add(general, ALICE, T0)
+        await tx.groups.record_signal(general, "closing", T0, ALICE.key)
+        await tx.members.forget(ALICE)
+    async with store.transaction() as tx:
+        assert await tx.groups.told([general], T0) == {general: {("stasis", ""): T0}}
+        assert await tx.groups.signals(general, T0) == []  # what she closed is forgotten too
+
+
+async def test_signals_since_the_phase_began_leave_out_closings(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        await tx.groups.record_signal(general, "goal_accepted", T0 - HOUR, "1")  # before the phase
+        await tx.groups.record_signal(general, "goal_accepted", T0 + HOUR, "2")
+        await tx.groups.record_signal(general, "closing", T0 + HOUR, ALICE.key)
+        await tx.groups.record_signal(general, "all_goals_done", T0 + 2 * HOUR, "")
+        assert await tx.groups.signals_in_phase([general, study]) == {
+            general: ["goal_accepted", "all_goals_done"]
+        }
+
+
+async def test_the_radar_reads_many_groups_at_once(store: Store) -> None:
+    general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        alice = await tx.members.add(general, ALICE, T0)
+        bob = await tx.members.add(general, BOB, T0 + MINUTE)
+        await tx.members.add(study, BOB, T0)
+        await tx.members.set_left((await tx.members.get(study, BOB.key)).id, T0)  # type: ignore[union-attr]
+        goal = await tx.goals.create(general, "Learn Rust", ALICE, T0 + HOUR)
+        await tx.goals.create(general, "From a reflection", BOB, T0 + HOUR, put_forward_by=ALICE)
+        await tx.goals.set_status(goal.id, GoalStatus.ACCEPTED, T0 + HOUR)
+        await tx.groups.record_signal(general, "closing", T0 + 2 * HOUR, BOB.key)
+        await tx.groups.record_phase_change(
+            PhaseChange(general, Phase.CONVENING, Phase.ORGANIZING, T0, "Bob", "", BOB.key)
+        )
+        await tx.groups.record_phase_change(
+            PhaseChange(study, None, Phase.CONVENING, T0, "peerbot", "", "peerbot:peerbot")
+        )
+        poll = await tx.polls.create(general, PollKind.CONSENT, YES_NO, ALICE, T0)
+        await tx.polls.record_reactions(poll.id, [ReactionChange(BOB.key, "Bob", 1, True)])
+        free = await tx.reviews.add_reflection(general, None, None, BOB, "goal 1 worries me", T0 + HOUR)
+        await tx.reviews.add_reflection(study, None, None, BOB, "earlier", T0 - HOUR)
+    async with store.transaction() as tx:
+        assert await tx.members.rosters([general, study]) == {general: [alice, bob]}
+        acts = await tx.members.acts([general, study], T0)
+        assert sorted((a.kind.value, a.key, a.at) for a in acts[general]) == [
+            ("closing", BOB.key, T0 + 2 * HOUR),
+            ("phase move", BOB.key, T0),
+            ("proposal", ALICE.key, T0 + HOUR),
+            ("proposal", ALICE.key, T0 + HOUR),  # she put Bob's reflection forward
+        ]
+        assert study not in acts  # the bot's own moves are nobody's acts
+        assert await tx.members.acts([general], T0 + 3 * HOUR) == {}
+        accepted = await tx.goals.of_groups([general, study], [GoalStatus.ACCEPTED])
+        assert [g.id for g in accepted[general]] == [goal.id] and study not in accepted
+        assert await tx.polls.reactions_of([poll.id, poll.id + 1]) == {
+            poll.id: [PollReaction(BOB.key, "Bob", 1, True, 1)]
+        }
+        assert await tx.reviews.reflections_since([general, study], T0) == {general: [free]}
 
 
 # The outbox ---------------------------------------------------------------------------------------
@@ -1387,7 +1571,7 @@ async def test_voters_are_read_for_many_polls_at_once(store: Store) -> None:
             quiet.id: set(),
         }
         # More polls than one query binds: all of them are looked at.
-        many = range(poll.id - 600, poll.id + 600)
+        many = range(poll.id - 6000, poll.id + 6000)
         assert (await tx.polls.voters(many))[poll.id] == {ALICE.key, CAROL.key}
         assert await tx.polls.voters([]) == {}
 
@@ -1419,7 +1603,10 @@ async def test_the_polls_everyone_on_the_roster_voted_on_are_found_in_one_read(s
     async with store.transaction() as tx:
         asked = [*(p.id for p in polls), nobody_there, nobody_there + 1]
         assert await tx.polls.everyone_voted(asked) == {complete, two_options}
-        assert await tx.polls.everyone_voted(range(complete - 600, complete + 600)) == {complete, two_options}
+        assert await tx.polls.everyone_voted(range(complete - 6000, complete + 6000)) == {
+            complete,
+            two_options,
+        }
         assert await tx.polls.everyone_voted([]) == set()
 
 
@@ -1469,29 +1656,8 @@ async def test_the_members_who_answered_are_read_for_many_reviews_at_once(store:
             other.id: {BOB.key},
             other.id + 1: set(),
         }
-        assert (await tx.reviews.answerers(range(review.id - 600, review.id + 600)))[other.id] == {BOB.key}
+        assert (await tx.reviews.answerers(range(review.id - 6000, review.id + 6000)))[other.id] == {BOB.key}
         assert await tx.reviews.answerers([]) == {}
-
-
-async def test_rosters_are_read_for_many_groups_at_once(store: Store) -> None:
-    general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
-    async with store.transaction() as tx:
-        await tx.members.add(general, BOB, T0 + MINUTE)
-        alice = await tx.members.add(general, ALICE, T0)
-        carol = await tx.members.add(general, CAROL, T0 + HOUR)
-        await tx.members.add(study, CAROL, T0)
-        await tx.members.set_left(carol.id, T0 + DAY)
-        await tx.members.save_settings(replace(alice, reminders=False))
-    async with store.transaction() as tx:
-        assert await tx.members.rosters([general, study, room]) == {
-            general: [RosterEntry(ALICE.key, "Alice", False), RosterEntry(BOB.key, "Bob", True)],
-            study: [RosterEntry(CAROL.key, "Carol", True)],
-            room: [],
-        }
-        many = range(general - 600, general + 600)
-        assert len((await tx.members.rosters(many))[general]) == 2
-        assert await tx.members.rosters([]) == {}
-    assert RosterEntry(ALICE.key, "Alice").user == ALICE
 
 
 # The suite keeps up with the port -----------------------------------------------------------------

@@ -39,6 +39,7 @@ from adapters.discord.translate import (
     reaction_event,
     reaction_event_id,
     reaction_users,
+    server_access,
     server_member_event,
     slash_command,
     split_text,
@@ -245,6 +246,11 @@ class PeerbotClient(discord.AutoShardedClient):
         self.adapter.new_session(shard_id)
 
 
+def _snowflake(value: str) -> int:
+    """A Discord id from its text; 0 for text that is no id (never sent to Discord)."""
+    return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else 0
+
+
 class DiscordAdapter:
     """Runs one discord.py client: commands in, replies out, reactions to votes (an `Adapter`)."""
 
@@ -361,7 +367,7 @@ class DiscordAdapter:
             return
         event = command.event
         if command.access is not None:
-            self._remember_access(event.user.id, event.channel.id, command.access, command.guild_id)
+            self.remember_access(event.user.id, event.channel.id, command.access, command.guild_id)
         self.chat.remember_file_limit(event.channel.id, interaction.filesize_limit)
         work = asyncio.ensure_future(self.sink.handle(event))
         done, _ = await asyncio.wait({work}, timeout=self.settings.defer_after)
@@ -392,18 +398,18 @@ class DiscordAdapter:
             await self._deliver_file(interaction, reply.text, reply.file, deferred)
             return
         parts = split_text(reply.text)
+        # Errors, and answers meant for the member alone (`pending`), are seen by them only.
+        private = reply.is_error or reply.private
         if not deferred:
-            await interaction.response.send_message(
-                parts[0], ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS
-            )
-        elif reply.is_error:
-            # A deferred response keeps the visibility of the defer; an error must be private.
+            await interaction.response.send_message(parts[0], ephemeral=private, allowed_mentions=NO_MENTIONS)
+        elif private:
+            # A deferred response keeps the visibility of the defer; a private answer must be private.
             await interaction.delete_original_response()
             await interaction.followup.send(parts[0], ephemeral=True, allowed_mentions=NO_MENTIONS)
         else:
             await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
         for part in parts[1:]:
-            await interaction.followup.send(part, ephemeral=reply.is_error, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(part, ephemeral=private, allowed_mentions=NO_MENTIONS)
 
     async def _deliver_file(
         self, interaction: discord.Interaction, summary: str, file: Attachment, deferred: bool
@@ -436,9 +442,7 @@ class DiscordAdapter:
             why = "Sorry, the file could not be sent (no answer from Discord). Try again later."
         await self._deliver(interaction, Reply(why, is_error=True), deferred=True)
 
-    def _remember_access(
-        self, user_id: str, channel_id: str, access: MemberAccess, guild: str | None
-    ) -> None:
+    def remember_access(self, user_id: str, channel_id: str, access: MemberAccess, guild: str | None) -> None:
         key = (user_id, channel_id)
         self._access[key] = (access, guild)
         self._access.move_to_end(key)
@@ -455,6 +459,9 @@ class DiscordAdapter:
         if guild is None:
             return set()
         return {str(r.id) for r in guild.roles if r.name.casefold() == role.casefold()}
+
+    def knows_access(self, user: UserRef, channel: ChannelRef) -> bool:
+        return (user.id, channel.id) in self._access
 
     def may_facilitate(self, user: UserRef, channel: ChannelRef) -> bool:
         known = self._access.get((user.id, channel.id))
@@ -703,7 +710,27 @@ class DiscordChat:
         return MessageRef(ChannelRef(PLATFORM, str(dm.id)), str(sent.id))
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
+        """What the member's latest interaction in the channel said; for a member the bot has not
+        heard from (the weekly radar looks for a group's facilitators), their server roles, read once
+        over REST and remembered like an interaction's."""
+        if not self.adapter.knows_access(user, channel):
+            await self._look_up_access(user, channel)
         return self.adapter.may_facilitate(user, channel)
+
+    async def _look_up_access(self, user: UserRef, channel: ChannelRef) -> None:
+        guild = getattr(self.client.get_channel(_snowflake(channel.id)), "guild", None)
+        user_id = _snowflake(user.id)
+        if guild is None or not user_id:
+            return
+        await self.pacer.wait()
+        try:
+            member = await self.client.http.get_member(guild.id, user_id)
+        except (discord.HTTPException, aiohttp.ClientError, OSError) as error:
+            log.info("cannot read the roles of %s in server %s: %s", user.id, guild.id, error)
+            return
+        roles = {str(r.id): r.permissions.value for r in guild.roles}
+        access = server_access(member, roles, str(guild.id), str(guild.owner_id))
+        self.adapter.remember_access(user.id, channel.id, access, str(guild.id))
 
     def remember_file_limit(self, channel_id: str, limit: int) -> None:
         """The attachment size limit an interaction in the channel gave (it follows the server's boosts)."""

@@ -222,6 +222,22 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     return SlashCommand(event, access, str(guild_id) if guild_id else None)
 
 
+def server_access(
+    member: Mapping[str, Any], role_permissions: Mapping[str, int], guild_id: str, owner_id: str
+) -> MemberAccess:
+    """A member's server-wide access from a REST member object: the permissions of @everyone (the role
+    whose id is the server's) and of each of their roles; the owner has them all. Channel overwrites
+    are left out: they cannot take Manage Server away, and the facilitator role is a role."""
+    roles = frozenset(str(r) for r in member.get("roles", ()))
+    user_id = str((member.get("user") or {}).get("id", ""))
+    if user_id and user_id == owner_id:
+        return MemberAccess(ADMINISTRATOR, roles)
+    permissions = role_permissions.get(guild_id, 0)
+    for role in roles:
+        permissions |= role_permissions.get(role, 0)
+    return MemberAccess(permissions, roles)
+
+
 def may_facilitate(access: MemberAccess, facilitator_role_ids: Iterable[str]) -> bool:
     """Manage Server (or Administrator) in the channel, or the configured facilitator role."""
     if access.permissions & (MANAGE_GUILD | ADMINISTRATOR):

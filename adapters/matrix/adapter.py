@@ -157,6 +157,10 @@ class _Answer:
         return value if isinstance(value, int) else None
 
 
+async def _no_direct_room(room_id: str) -> bool:
+    return False
+
+
 class MatrixChat:
     """The ChatPort on Matrix: notices in reply, reactions, edits, direct rooms, power levels."""
 
@@ -170,6 +174,9 @@ class MatrixChat:
         self._threads: OrderedDict[str, str] = OrderedDict()
         self._upload_size: int | None = None  # m.upload.size, once the homeserver told it
         self._upload_size_known = False
+        # Whether the bot made a room to write to a member privately: the adapter, which sees the bot's
+        # invites and keeps what it learned, answers. Until it does, no room is taken for one.
+        self.is_direct_room: Callable[[str], Awaitable[bool]] = _no_direct_room
 
     @property
     def platform(self) -> str:
@@ -271,12 +278,19 @@ class MatrixChat:
         await self.send_event(message.channel.id, "m.room.message", edit_content(message.id, new.text))
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        room_id = self._direct_room(user.id) or await self._create_direct_room(user.id)
+        room_id = await self._direct_room(user.id) or await self._create_direct_room(user.id)
         return await self.send(ChannelRef(PLATFORM, room_id), message, key=key)
 
-    def _direct_room(self, user_id: str) -> str | None:
+    async def _direct_room(self, user_id: str) -> str | None:
+        """A room the bot made to write to the member, with only the two of them in it. Not merely a room
+        of the two: a group's room where the member is alone with the bot is no private conversation,
+        and whoever joins it later would read what was meant for them alone."""
         for room in self.client.rooms.values():
-            if not room.encrypted and set(room.users) == {self.settings.user_id, user_id}:
+            if (
+                not room.encrypted
+                and set(room.users) == {self.settings.user_id, user_id}
+                and await self.is_direct_room(room.room_id)
+            ):
                 return str(room.room_id)
         return None
 
@@ -446,6 +460,7 @@ class MatrixAdapter:
         self._full_state = True
         self._filter = sync_filter(settings.timeline_limit)
         self._direct: dict[str, bool] = {}  # room id -> made by the bot for a direct conversation
+        self.chat.is_direct_room = self._made_for_a_member
 
     @property
     def user_id(self) -> str:
@@ -638,6 +653,15 @@ class MatrixAdapter:
             known = await tx.state(PLATFORM).get(direct_room_key(room_id)) is not None
         self._direct[room_id] = known
         return known, False
+
+    async def _made_for_a_member(self, room_id: str) -> bool:
+        """Whether the bot made the room for a direct conversation, as far as it knows: from this
+        process's syncs, else from what earlier ones kept in the database."""
+        known = self._direct.get(room_id)
+        if known is None:
+            async with self.store.read() as tx:
+                known = await tx.state(PLATFORM).get(direct_room_key(room_id)) is not None
+        return known
 
     @staticmethod
     def _is_encrypted(room: MatrixRoom | None, states: list[Json], timeline: list[Json]) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Collection, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -13,6 +13,8 @@ from sqlalchemy import Table, and_, delete, event, exists, func, literal, or_, s
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 from adapters.sql.process_lock import ProcessLock
 from adapters.sql.schema import (
@@ -27,6 +29,7 @@ from adapters.sql.schema import (
     poll_reactions,
     polls,
     processed_events,
+    radar_findings,
     reflections,
     reviews,
     schedules,
@@ -34,6 +37,7 @@ from adapters.sql.schema import (
 )
 from core.clock import utc
 from core.forgetting import (
+    ANONYMOUS_PREFIX,
     FORMER_MEMBER,
     Forgotten,
     anonymous_key,
@@ -43,14 +47,14 @@ from core.forgetting import (
     state_value_needle,
 )
 from core.goals import Goal, GoalStatus
-from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
+from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
-from core.refs import ChannelRef, MessageRef, UserRef
-from core.reminders import RosterEntry
+from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -85,6 +89,9 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     changed = {k: v for k, v in values.items() if k not in keys}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
 
+
+# The most ids in one `IN (...)` list (SQLite allows 32,766 bound values; PostgreSQL 65,535).
+IN_CHUNK = 5000
 
 # A group's silence has not had its heartbeat (no heartbeat yet, or activity since the last one).
 _SILENCE_UNANSWERED = or_(
@@ -428,6 +435,14 @@ class _SqlPart:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
+    def _unindexed(self, column: Any) -> Any:
+        """`column` kept out of SQLite's choice of index (`+column`). SQLite plans without statistics:
+        asked for a group's open polls it walks the index of every open poll (`ix_polls_due`, the tick's)
+        rather than the group's own, and that grows with every group. PostgreSQL plans by its statistics."""
+        if self.conn.dialect.name != "sqlite":
+            return column
+        return UnaryExpression(column, operator=operators.custom_op("+"), type_=column.type)
+
 
 class SqlEvents(_SqlPart):
     async def claim(self, platform: str, event_id: str, at: datetime) -> bool:
@@ -613,6 +628,78 @@ class SqlGroups(_SqlPart):
         )
         return [(r.kind, utc(r.at), r.detail) for r in rows]
 
+    async def signals_in_phase(self, group_ids: Sequence[int]) -> dict[int, list[str]]:
+        rows = await self.conn.execute(
+            select(signals.c.group_id, signals.c.kind)
+            .join(groups, groups.c.id == signals.c.group_id)
+            .where(
+                signals.c.group_id.in_(list(group_ids)),
+                signals.c.at >= groups.c.phase_since,
+                signals.c.kind != CLOSING,
+            )
+            .order_by(signals.c.id)
+        )
+        found: dict[int, list[str]] = {}
+        for group_id, kind in rows:
+            found.setdefault(group_id, []).append(kind)
+        return found
+
+    async def set_advised(self, group_id: int, at: datetime) -> None:
+        await self._set(group_id, advised_at=at)
+
+    async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
+        await self._set(group_id, auto_radar=auto, radar_limits=limits_json(limits))
+
+    async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
+        rows = await self.conn.execute(
+            select(groups)
+            .where(
+                groups.c.platform.in_(list(platforms)),
+                groups.c.auto_radar.is_(True),
+                or_(groups.c.radar_next_at.is_(None), groups.c.radar_next_at <= now),
+            )
+            .order_by(groups.c.id)
+            .limit(limit)
+        )
+        return [_group(r) for r in rows]
+
+    async def plan_radar(self, moves: Sequence[tuple[int, datetime | None, datetime | None]]) -> set[int]:
+        # Groups due together mostly saw the same time and move to the same one: one statement for each.
+        together: dict[tuple[datetime | None, datetime | None], list[int]] = {}
+        for group_id, seen, new in moves:
+            together.setdefault((seen, new), []).append(group_id)
+        moved: set[int] = set()
+        for (seen, new), ids in together.items():
+            same = groups.c.radar_next_at.is_(None) if seen is None else groups.c.radar_next_at == seen
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(groups)
+                    .where(groups.c.id.in_(ids[start : start + IN_CHUNK]), same)
+                    .values(radar_next_at=new)
+                    .returning(groups.c.id)
+                )
+                moved.update(result.scalars())
+        return moved
+
+    async def record_findings(self, findings: Sequence[tuple[int, str, str]], at: datetime) -> None:
+        if findings:
+            rows = [{"group_id": g, "kind": k, "subject_key": s, "at": at} for g, k, s in findings]
+            await self.conn.execute(radar_findings.insert(), rows)
+
+    async def told(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, dict[tuple[str, str], datetime]]:
+        f = radar_findings.c
+        rows = await self.conn.execute(
+            select(f.group_id, f.kind, f.subject_key, func.max(f.at))
+            .where(f.group_id.in_(list(group_ids)), f.at >= since)
+            .group_by(f.group_id, f.kind, f.subject_key)
+        )
+        found: dict[int, dict[tuple[str, str], datetime]] = {}
+        for group_id, kind, subject, at in rows:
+            found.setdefault(group_id, {})[(kind, subject)] = utc(at)
+        return found
+
 
 class SqlState(_SqlPart):
     def __init__(self, conn: AsyncConnection, namespace: str) -> None:
@@ -726,6 +813,18 @@ class SqlPolls(_SqlPart):
         )
         return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
 
+    async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        rows = await self.conn.execute(
+            select(poll_reactions)
+            .where(poll_reactions.c.poll_id.in_(list(poll_ids)))
+            .order_by(poll_reactions.c.poll_id, poll_reactions.c.seq)
+        )
+        found: dict[int, list[PollReaction]] = {}
+        for r in rows:
+            reaction = PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq)
+            found.setdefault(r.poll_id, []).append(reaction)
+        return found
+
     async def close(self, poll_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
             update(polls)
@@ -766,10 +865,12 @@ class SqlPolls(_SqlPart):
     async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
         wanted = sorted(set(poll_ids))
         found: dict[int, set[str]] = {poll_id: set() for poll_id in wanted}
-        for start in range(0, len(wanted), 500):
+        for start in range(0, len(wanted), IN_CHUNK):
             rows = await self.conn.execute(
                 select(poll_reactions.c.poll_id, poll_reactions.c.user_key)
-                .where(poll_reactions.c.poll_id.in_(wanted[start : start + 500]), poll_reactions.c.present)
+                .where(
+                    poll_reactions.c.poll_id.in_(wanted[start : start + IN_CHUNK]), poll_reactions.c.present
+                )
                 .distinct()
             )
             for poll_id, key in rows.all():
@@ -790,10 +891,10 @@ class SqlPolls(_SqlPart):
             .exists()
         )
         complete: set[int] = set()
-        for start in range(0, len(wanted), 500):
+        for start in range(0, len(wanted), IN_CHUNK):
             rows = await self.conn.execute(
                 select(polls.c.id).where(
-                    polls.c.id.in_(wanted[start : start + 500]),
+                    polls.c.id.in_(wanted[start : start + IN_CHUNK]),
                     exists().where(on_roster),
                     ~exists().where(on_roster, ~voted),
                 )
@@ -823,6 +924,43 @@ class SqlPolls(_SqlPart):
     async def in_group(self, group_id: int) -> list[Poll]:
         rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
         return [_poll(r) for r in rows]
+
+    def _open_in(self, group_ids: Collection[int], now: datetime) -> Any:
+        """Open at `now`, in these groups: found by the groups' index (see `_unindexed`)."""
+        return and_(
+            polls.c.group_id.in_(list(group_ids)),
+            self._unindexed(polls.c.closed_at).is_(None),
+            self._unindexed(polls.c.closes_at) > now,
+        )
+
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
+    ) -> list[Poll]:
+        if not group_ids:
+            return []
+        query = select(polls).where(self._open_in(group_ids, now))
+        if not_voted_by is not None:
+            # The polls the member voted on are never read, let alone turned into objects: with hundreds
+            # open, that is most of the cost of `pending`.
+            voted = select(poll_reactions.c.poll_id).where(
+                poll_reactions.c.poll_id == polls.c.id,
+                poll_reactions.c.user_key == not_voted_by.key,
+                poll_reactions.c.present,
+            )
+            query = query.where(~voted.exists())
+        rows = await self.conn.execute(query.order_by(polls.c.closes_at, polls.c.id))
+        return [_poll(r) for r in rows]
+
+    async def open_voter_counts(self, group_ids: Collection[int], now: datetime) -> dict[int, int]:
+        if not group_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(poll_reactions.c.poll_id, func.count(poll_reactions.c.user_key.distinct()))
+            .join(polls, polls.c.id == poll_reactions.c.poll_id)
+            .where(self._open_in(group_ids, now), poll_reactions.c.present)
+            .group_by(poll_reactions.c.poll_id)
+        )
+        return {poll_id: count for poll_id, count in rows.all()}
 
 
 class SqlGoals(_SqlPart):
@@ -874,9 +1012,9 @@ class SqlGoals(_SqlPart):
     async def for_polls(self, poll_ids: Collection[int]) -> dict[int, Goal]:
         wanted = sorted(set(poll_ids))
         found: dict[int, Goal] = {}
-        for start in range(0, len(wanted), 500):  # within every database's limit of bound parameters
+        for start in range(0, len(wanted), IN_CHUNK):
             rows = await self.conn.execute(
-                select(goals).where(goals.c.poll_id.in_(wanted[start : start + 500]))
+                select(goals).where(goals.c.poll_id.in_(wanted[start : start + IN_CHUNK]))
             )
             found.update((r.poll_id, _goal(r)) for r in rows)
         return found
@@ -889,6 +1027,19 @@ class SqlGoals(_SqlPart):
     async def in_group(self, group_id: int) -> list[Goal]:
         rows = await self.conn.execute(select(goals).where(goals.c.group_id == group_id).order_by(goals.c.id))
         return [_goal(r) for r in rows]
+
+    async def of_groups(
+        self, group_ids: Sequence[int], statuses: Collection[GoalStatus]
+    ) -> dict[int, list[Goal]]:
+        rows = await self.conn.execute(
+            select(goals)
+            .where(goals.c.group_id.in_(list(group_ids)), goals.c.status.in_([s.value for s in statuses]))
+            .order_by(goals.c.id)
+        )
+        found: dict[int, list[Goal]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_goal(r))
+        return found
 
 
 class SqlSchedules(_SqlPart):
@@ -1123,11 +1274,11 @@ class SqlReviews(_SqlPart):
     async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
         wanted = sorted(set(review_ids))
         found: dict[int, set[str]] = {review_id: set() for review_id in wanted}
-        for start in range(0, len(wanted), 500):
+        for start in range(0, len(wanted), IN_CHUNK):
             rows = await self.conn.execute(
                 select(reflections.c.review_id, reflections.c.user_key)
                 .where(
-                    reflections.c.review_id.in_(wanted[start : start + 500]),
+                    reflections.c.review_id.in_(wanted[start : start + IN_CHUNK]),
                     reflections.c.question.is_not(None),
                 )
                 .distinct()
@@ -1154,6 +1305,24 @@ class SqlReviews(_SqlPart):
         rows = await self.conn.execute(
             select(reviews).where(reviews.c.group_id == group_id).order_by(reviews.c.id)
         )
+        return [_review(r) for r in rows]
+
+    async def open_in(
+        self, group_ids: Collection[int], now: datetime, not_answered_by: UserRef | None = None
+    ) -> list[Review]:
+        if not group_ids:
+            return []
+        query = select(reviews).where(
+            reviews.c.group_id.in_(list(group_ids)),
+            self._unindexed(reviews.c.closed_at).is_(None),
+            self._unindexed(reviews.c.closes_at) > now,
+        )
+        if not_answered_by is not None:
+            answered = select(reflections.c.id).where(
+                reflections.c.review_id == reviews.c.id, reflections.c.user_key == not_answered_by.key
+            )
+            query = query.where(~answered.exists())
+        rows = await self.conn.execute(query.order_by(reviews.c.closes_at, reviews.c.id))
         return [_review(r) for r in rows]
 
     async def add_reflection(
@@ -1197,6 +1366,19 @@ class SqlReviews(_SqlPart):
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection(r) for r in rows]
 
+    async def reflections_since(
+        self, group_ids: Sequence[int], since: datetime
+    ) -> dict[int, list[Reflection]]:
+        rows = await self.conn.execute(
+            select(reflections)
+            .where(reflections.c.group_id.in_(list(group_ids)), reflections.c.at >= since)
+            .order_by(reflections.c.id)
+        )
+        found: dict[int, list[Reflection]] = {}
+        for r in rows:
+            found.setdefault(r.group_id, []).append(_reflection(r))
+        return found
+
 
 class SqlMembers(_SqlPart):
     async def add(self, group_id: int, user: UserRef, at: datetime, intro: str = "") -> Member:
@@ -1237,18 +1419,69 @@ class SqlMembers(_SqlPart):
         )
         return [_member(r) for r in rows]
 
-    async def rosters(self, group_ids: Collection[int]) -> dict[int, list[RosterEntry]]:
-        wanted = sorted(set(group_ids))
-        found: dict[int, list[RosterEntry]] = {group_id: [] for group_id in wanted}
-        for start in range(0, len(wanted), 500):
-            # Only the columns reminders need: at 200,000 members, making whole members is the cost.
-            rows = await self.conn.execute(
-                select(members.c.group_id, members.c.user_key, members.c.name, members.c.reminders)
-                .where(members.c.group_id.in_(wanted[start : start + 500]), members.c.left_at.is_(None))
-                .order_by(members.c.group_id, members.c.joined_at, members.c.id)
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+        # Many at once (a radar over thousands of groups): the columns by position, not by name.
+        m = members.c
+        columns = (m.id, m.group_id, m.user_key, m.name, m.joined_at, m.last_active_at, m.intro)
+        rows = await self.conn.execute(
+            select(*columns, m.private, m.buddy, m.reminders, m.buddy_key, m.paired_at, m.welcome_due_at)
+            .where(m.group_id.in_(list(group_ids)), m.left_at.is_(None))
+            .order_by(m.group_id, m.joined_at, m.id)
+        )
+        found: dict[int, list[Member]] = {}
+        for row in rows:
+            member_id, group_id, key, name, joined, active, intro, private, buddy, reminders = row[:10]
+            buddy_key, paired, welcome = row[10:]
+            found.setdefault(group_id, []).append(
+                Member(
+                    member_id,
+                    group_id,
+                    key,
+                    name,
+                    utc(joined),
+                    None,
+                    None if active is None else utc(active),
+                    intro,
+                    bool(private),
+                    bool(buddy),
+                    bool(reminders),
+                    buddy_key,
+                    None if paired is None else utc(paired),
+                    None if welcome is None else utc(welcome),
+                )
             )
-            for group_id, key, name, reminders in rows.all():
-                found[group_id].append(RosterEntry(key, name, bool(reminders)))
+        return found
+
+    async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
+        ids = list(group_ids)
+        by = func.coalesce(func.nullif(goals.c.put_forward_by_key, ""), goals.c.proposer_key)
+        parts = [
+            (
+                ActKind.PROPOSAL,
+                select(goals.c.group_id, by, goals.c.created_at).where(
+                    goals.c.group_id.in_(ids), goals.c.created_at >= since
+                ),
+            ),
+            (
+                ActKind.CLOSING,
+                select(signals.c.group_id, signals.c.detail, signals.c.at).where(
+                    signals.c.group_id.in_(ids), signals.c.kind == CLOSING, signals.c.at >= since
+                ),
+            ),
+            (
+                ActKind.PHASE_MOVE,
+                select(phase_changes.c.group_id, phase_changes.c.by_key, phase_changes.c.at).where(
+                    phase_changes.c.group_id.in_(ids), phase_changes.c.at >= since
+                ),
+            ),
+        ]
+        found: dict[int, list[Act]] = {}
+        for kind, query in parts:
+            for group_id, key, at in await self.conn.execute(query):
+                if key and key != BOT.key and not key.startswith(ANONYMOUS_PREFIX):
+                    found.setdefault(group_id, []).append(Act(kind, key, utc(at)))
+        for listed in found.values():
+            listed.sort(key=lambda a: a.at)
         return found
 
     async def buddies(self, group_id: int, active_since: datetime) -> list[Member]:
@@ -1438,6 +1671,9 @@ class SqlMembers(_SqlPart):
         paired = await self.conn.execute(
             update(members).where(members.c.buddy_key == key).values(buddy_key="")
         )
+        # Out of the radar's record: what it told of them, and what they closed.
+        await self.conn.execute(delete(radar_findings).where(radar_findings.c.subject_key == key))
+        await self.conn.execute(delete(signals).where(signals.c.kind == CLOSING, signals.c.detail == key))
         records = 0
         candidates = await self.conn.execute(
             select(adapter_state).where(
@@ -1527,6 +1763,9 @@ class SqlTx:
                 outbox.c.platform.in_(served),
             ),
             select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
+            select(func.min(groups.c.radar_next_at)).where(
+                groups.c.platform.in_(served), groups.c.auto_radar.is_(True)
+            ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
         times = [utc(t) for t in found if t is not None]

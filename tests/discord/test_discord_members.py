@@ -4,6 +4,7 @@ with `server_joins` joining the server is joining the group of its welcome chann
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 
@@ -91,3 +92,26 @@ async def test_a_members_intent_discord_refuses_stops_the_bot_with_what_to_do(sc
             await asyncio.wait_for(app.run(), 30)
     finally:
         await store.close()
+
+
+async def test_the_weekly_radar_tells_a_facilitator_known_by_their_roles_by_direct_message(
+    discord_bot: DiscordScene,
+) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    engine = scene.engine.engine
+    await engine.tick()  # plans the group's first weekly radar
+    scene.clock.advance(timedelta(days=15))  # nobody has done anything since they were seeded
+    await engine.tick()
+    await engine.settle()
+    # alice has Manage Server through a role; nobody ran a command, so the bot read their roles.
+    looked_up = {r.path.rsplit("/", 1)[-1] for r in scene.fake.requests if r.route == "get_member"}
+    assert looked_up == {scene.alice.user.id, scene.bob.user.id, scene.carol.user.id}
+    assert [str(b["recipient_id"]) for b in scene.fake.bodies("create_dm")] == [scene.alice.user.id]
+    dm = scene.fake.dm_channel(scene.alice.user)
+    assert dm is not None
+    (told,) = scene.fake.sent_messages(dm)
+    assert "bob has done nothing in the group for 15 days" in told["content"]
+    (body,) = [r.body for r in scene.fake.requests if r.route == "create_message" and dm.id in r.path]
+    assert body["allowed_mentions"] == {"parse": []}
+    assert not any("has done nothing" in m["content"] for m in scene.fake.sent_messages(scene.channel))

@@ -49,10 +49,11 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
     scene.clock.advance(timedelta(hours=48))
     await scene.engine.engine.tick()
     outcome = fake.sent_messages(scene.channel)[-1]
-    assert outcome["content"] == (
-        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now.\n"
-        "Decided early: all 3 members on the roster have voted."
+    assert outcome["content"].split("\n")[0] == (
+        "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
     )
+    assert outcome["content"].split("\n")[1] == "Decided early: all 3 members on the roster have voted."
+    assert "Suggestion: the group has a goal it agreed on." in outcome["content"]  # phase advice
     roadmap = await scene.bob.runs("/goal list")
     assert "Learn Rust together" in roadmap.content
 
@@ -223,3 +224,41 @@ async def test_votes_received_before_shutdown_are_applied(discord_bot: DiscordSc
     await scene.stop_bot()
     assert queued
     assert reactions_received(scene) == len(queued)
+
+
+async def test_pending_is_seen_by_the_member_alone_and_poll_list_by_everyone(
+    discord_bot: DiscordScene,
+) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    await scene.bob.runs("/goal propose", text="Learn Rust together")
+    await scene.bob.runs("/poll create", question="Which day?", option1="Monday", option2="Friday")
+    consent, _ = scene.fake.sent_messages(scene.channel)
+    scene.alice.reacts(consent, "✅")
+    await votes_applied(scene, 1)
+    mine = await scene.alice.runs("/pending")
+    assert mine.ephemeral and not mine.deferred
+    assert mine.bodies[0]["flags"] & 64 and mine.bodies[0]["allowed_mentions"] == {"parse": []}
+    assert mine.content == (
+        "What needs you in #general, closing soonest first:\n"
+        "  Poll 2: Which day? Closes 2026-03-03 09:00 UTC. React on poll 2: 1️⃣ Monday, 2️⃣ Friday."
+    )
+    theirs = await scene.carol.runs("/pending", page=1)
+    assert theirs.ephemeral and "Goal 1: Learn Rust together." in theirs.content
+    listed = await scene.carol.runs("/poll list")
+    assert not listed.ephemeral
+    assert "Poll 1 (goal 1): Learn Rust together. Closes 2026-03-04 09:00 UTC; 1 voter so far." in listed
+    # Answered in the interaction: no direct message, nothing posted in the channel.
+    assert scene.fake.dm_channel(scene.alice.user) is None
+    assert len(scene.fake.sent_messages(scene.channel)) == 2
+
+
+async def test_a_slow_pending_is_still_private(discord_bot: DiscordScene) -> None:
+    scene = discord_bot
+    assert scene.bot is not None and scene.engine is not None
+    scene.engine.delay = 0.3
+    object.__setattr__(scene.bot.settings, "defer_after", 0.05)
+    answer = await scene.bob.runs("/pending")
+    assert answer.deferred and answer.interaction.original_deleted
+    assert answer.ephemeral
+    assert answer.content.startswith("You are all caught up in #general")

@@ -744,6 +744,13 @@ class FakeDiscord:
                 self._get_reactions,
             ),
             ("POST", "/users/@me/channels", "create_dm", True, self._create_dm),
+            (
+                "GET",
+                f"/guilds/{snow.format('guild')}/members/{snow.format('user')}",
+                "get_member",
+                True,
+                self._get_member,
+            ),
         ]
         self._routes = [(m, re.compile(f"^{API}{p}$"), name, auth, h) for m, p, name, auth, h in table]
 
@@ -1070,6 +1077,15 @@ class FakeDiscord:
     def _reacted(self, message_id: str) -> list[tuple[str, set[str]]]:
         """The emoji on a message with their users, in the order they were first added."""
         return [(e, users) for (m, e), users in self.reactions.items() if m == message_id and users]
+
+    async def _get_member(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        guild = self.guilds.get(params["guild"])
+        if guild is None:
+            return self._json({"message": "Unknown Guild", "code": 10004}, 404)
+        user = self.users.get(params["user"])
+        if user is None or user.id not in guild.members:
+            return self._json({"message": "Unknown Member", "code": 10007}, 404)
+        return self._json(self.member_payload(guild, user))
 
     async def _get_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         message = self.messages.get(params["message"])

@@ -1,0 +1,227 @@
+"""People benchmark: the weekly radar over 10,000 groups of 20 members each, in one tick, on SQLite.
+
+    python bench/people.py [--groups 10000] [--members 20] [--database-url URL]
+
+Every group's weekly radar is due. Each group has two members silent for 20 days, one member who made
+most of the group's moves, a goal blocked 10 days ago and a goal accepted with 🤔 votes that nobody
+followed up, so every radar finds something and asks the platform who facilitates. Prints how long the
+tick took (reading, deciding, queueing and sending every post), what was posted, whether each group's
+radar ran exactly once, and the peak RSS of the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import resource
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from sqlalchemy import insert
+
+from adapters.sql.schema import goals, groups, members, phase_changes, poll_reactions, polls
+from bot.app import build_engine, open_store
+from bot.config import parse_config
+from core.ports import Outbound
+from core.refs import ChannelRef, MessageRef, UserRef
+from tests.support import FakeClock
+
+DUE = datetime(2026, 3, 30, 9, 0, tzinfo=UTC)  # a Monday, the default digest time
+CHUNK = 5000
+CONSENT = json.dumps([["✅", "agree"], ["🤔", "concerns"], ["⛔", "block"]])
+
+
+class CountingChat:
+    """An in-memory ChatPort that counts what the engine posted; member 1 of each group facilitates."""
+
+    platform = "fake"
+    command_prefix = "/"
+    interactive_replies = True
+
+    def __init__(self) -> None:
+        self.sent = 0
+        self.direct = 0
+        self.asked = 0
+
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        self.sent += 1
+        return MessageRef(channel, f"s{self.sent}")
+
+    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        return await self.send(to.channel, message)
+
+    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
+
+    async def edit(self, message: MessageRef, new: Outbound) -> None: ...
+
+    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        self.direct += 1
+        return MessageRef(ChannelRef("fake", f"dm-{user.id}"), f"d{self.direct}")
+
+    async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
+        self.asked += 1
+        return user.id.endswith("-1")
+
+
+async def insert_chunked(tx: object, table: object, rows: list[dict[str, object]]) -> None:
+    for start in range(0, len(rows), CHUNK):
+        await tx.conn.execute(insert(table), rows[start : start + CHUNK])  # type: ignore[attr-defined]
+
+
+async def fill(url: str, count: int, size: int) -> None:
+    config = parse_config({"database": {"url": url}}, env={})
+    store = await open_store(config)
+    start = DUE - timedelta(days=40)
+    for first in range(1, count + 1, 1000):
+        ids = range(first, min(first + 1000, count + 1))
+        group_rows, member_rows, goal_rows, poll_rows, vote_rows, change_rows = [], [], [], [], [], []
+        for g in ids:
+            group_rows.append(
+                {
+                    "id": g,
+                    "platform": "fake",
+                    "channel_id": f"c{g}",
+                    "channel_name": f"#c{g}",
+                    "phase": "cooperating",
+                    "phase_since": DUE - timedelta(days=20),
+                    "created_at": start,
+                    "last_activity_at": DUE - timedelta(hours=1),
+                    "radar_next_at": DUE - timedelta(minutes=1),
+                }
+            )
+            for m in range(1, size + 1):
+                silent = m > size - 2
+                member_rows.append(
+                    {
+                        "group_id": g,
+                        "user_key": f"fake:u{g}-{m}",
+                        "name": f"member {m}",
+                        "joined_at": start,
+                        "last_active_at": DUE - timedelta(days=20 if silent else 1),
+                        "intro": "here to learn",
+                    }
+                )
+            poll_id = g
+            poll_rows.append(
+                {
+                    "id": poll_id,
+                    "group_id": g,
+                    "kind": "consent",
+                    "question": "Goal: read together?",
+                    "options": CONSENT,
+                    "multiple": False,
+                    "hidden": False,
+                    "author_key": f"fake:u{g}-1",
+                    "author_name": "member 1",
+                    "created_at": DUE - timedelta(days=12),
+                    "closes_at": DUE - timedelta(days=10),
+                    "closed_at": DUE - timedelta(days=10),
+                    "platform": "fake",
+                    "channel_id": f"c{g}",
+                }
+            )
+            vote_rows += [
+                {
+                    "poll_id": poll_id,
+                    "user_key": f"fake:u{g}-{m}",
+                    "option": 0 if m < 4 else 1,
+                    "user_name": f"member {m}",
+                    "present": True,
+                    "seq": m,
+                }
+                for m in range(1, 6)
+            ]
+            for n, status in enumerate(("accepted", "blocked", "proposed", "proposed", "proposed")):
+                goal_rows.append(
+                    {
+                        "group_id": g,
+                        "text": f"goal {n}",
+                        "status": status,
+                        "proposer_key": f"fake:u{g}-1",
+                        "proposer_name": "member 1",
+                        "put_forward_by_key": f"fake:u{g}-1",
+                        "created_at": DUE - timedelta(days=12 + n),
+                        "updated_at": DUE - timedelta(days=10),
+                        "poll_id": poll_id if status == "accepted" else None,
+                    }
+                )
+            change_rows.append(
+                {
+                    "group_id": g,
+                    "from_phase": "organizing",
+                    "to_phase": "cooperating",
+                    "at": DUE - timedelta(days=20),
+                    "by_name": "member 1",
+                    "by_key": f"fake:u{g}-1",
+                }
+            )
+            change_rows.append(
+                {
+                    "group_id": g,
+                    "from_phase": "convening",
+                    "to_phase": "organizing",
+                    "at": DUE - timedelta(days=25),
+                    "by_name": "member 2",
+                    "by_key": f"fake:u{g}-2",
+                }
+            )
+        async with store.transaction() as tx:
+            for table, rows in (
+                (groups, group_rows),
+                (members, member_rows),
+                (polls, poll_rows),
+                (poll_reactions, vote_rows),
+                (goals, goal_rows),
+                (phase_changes, change_rows),
+            ):
+                await insert_chunked(tx, table, rows)
+    await store.close()
+
+
+async def main(count: int, size: int, url: str | None) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
+        filling = time.perf_counter()
+        await fill(url, count, size)
+        filled = time.perf_counter() - filling
+        config = parse_config({"database": {"url": url}}, env={})
+        store = await open_store(config)
+        clock = FakeClock(DUE)
+        chat = CountingChat()
+        engine = build_engine(config, store, clock, [chat])
+        started = time.perf_counter()
+        await engine.tick()
+        took = time.perf_counter() - started
+        await engine.tick()  # a second tick must find no radar due
+        async with store.transaction() as tx:
+            told = Counter(
+                kind for g in (await tx.groups.told(list(range(1, count + 1)), DUE)).values() for kind, _ in g
+            )
+        await store.close()
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{count:,} groups of {size} members written in {filled:.1f} s")
+    print(f"one tick with every weekly radar due: {took:.2f} s")
+    print(
+        f"posted: {chat.direct:,} direct messages to facilitators, {chat.sent:,} group posts;"
+        f" the platform was asked {chat.asked:,} times who facilitates"
+    )
+    print("findings kept: " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(told.items())))
+    once = chat.direct == count and chat.sent == count
+    print(f"every group's radar ran exactly once: {once}")
+    print(f"peak RSS: {peak_mb:.0f} MB")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=10_000)
+    parser.add_argument("--members", type=int, default=20)
+    parser.add_argument("--database-url", default=None)
+    args = parser.parse_args()
+    asyncio.run(main(args.groups, args.members, args.database_url))
