@@ -6,6 +6,7 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import TypeVar
 
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
@@ -14,8 +15,9 @@ from core.goals import GoalStatus
 from core.lifecycle import Group
 from core.members import Member
 from core.outbox import Post, PostKind
-from core.polls import PollKind
+from core.polls import Poll, PollKind
 from core.ports import ChatPort, command_prefix
+from core.reflections import Review
 from core.reminders import (
     DEFAULT_PERCENT,
     OFF,
@@ -34,6 +36,8 @@ from core.schedules import due_time
 from core.uow import UnitOfWork, Work
 
 log = logging.getLogger(__name__)
+
+_Item = TypeVar("_Item", Poll, Review)  # an item with reminders
 
 BATCH = 500
 
@@ -81,7 +85,7 @@ class ReminderService:
         goals = await tx.goals.for_polls([p.id for p in consent])
         undecided = [p for p in consent if p.id in goals and goals[p.id].status is GoalStatus.PROPOSED]
         groups = await tx.groups.many(sorted({p.group_id for p in undecided}))
-        due = [p for p in undecided if self._in_time(groups[p.group_id], p.closes_at, now)]
+        due = self._in_time(undecided, groups, now)
         rosters = await tx.members.rosters(sorted({p.group_id for p in due}))
         voters = await tx.polls.voters([p.id for p in due])
         done = 0
@@ -103,7 +107,7 @@ class ReminderService:
         tx, now = uow.tx, uow.now
         reviews = await tx.reviews.claim_reminders(now, BATCH, self.platforms)
         groups = await tx.groups.many(sorted({r.group_id for r in reviews}))
-        due = [r for r in reviews if self._in_time(groups[r.group_id], r.closes_at, now)]
+        due = self._in_time(reviews, groups, now)
         rosters = await tx.members.rosters(sorted({r.group_id for r in due}))
         answerers = await tx.reviews.answerers([r.id for r in due])
         done = 0
@@ -119,13 +123,17 @@ class ReminderService:
         return len(reviews), done
 
     @staticmethod
-    def _in_time(group: Group, closes: datetime, now: datetime) -> bool:
-        """False when the group's quiet hours would hold the reminder until the item has closed: such a
-        reminder is dropped (docs/decisions.md)."""
-        if due_time(now, group.timezone, group.quiet) < closes:
-            return True
-        log.info("group %d: quiet hours last past the closing time; its reminder is dropped", group.id)
-        return False
+    def _in_time(items: Sequence[_Item], groups: Mapping[int, Group], now: datetime) -> list[_Item]:
+        """The items whose reminders can go out before they close: one that its group's quiet hours would
+        hold until it has closed is dropped (docs/decisions.md)."""
+        kept = [
+            i
+            for i in items
+            if due_time(now, groups[i.group_id].timezone, groups[i.group_id].quiet) < i.closes_at
+        ]
+        if len(kept) < len(items):
+            log.info("%d reminders dropped: quiet hours last past their closing", len(items) - len(kept))
+        return kept
 
     @staticmethod
     def _send(uow: UnitOfWork, group: Group, missing: Sequence[Member], line: str, direct: str) -> None:
