@@ -1,12 +1,15 @@
-"""People benchmark: the weekly radar over 10,000 groups of 20 members each, in one tick, on SQLite.
+"""People benchmark: the weekly radar and the reminders over 10,000 groups of 20 members, in one tick.
 
     python bench/people.py [--groups 10000] [--members 20] [--database-url URL]
 
-Every group's weekly radar is due. Each group has two members silent for 20 days, one member who made
-most of the group's moves, a goal blocked 10 days ago and a goal accepted with 🤔 votes that nobody
-followed up, so every radar finds something and asks the platform who facilitates. Prints how long the
-tick took (reading, deciding, queueing and sending every post), what was posted, whether each group's
-radar ran exactly once, and the peak RSS of the process.
+Every group's weekly radar is due, and so are the reminders of its open consent poll (3 of its members
+voted). Each group has two members silent for 20 days, one member who made most of the group's moves, a
+goal blocked 10 days ago and a goal accepted with 🤔 votes that nobody followed up, so every radar finds
+something and asks the platform who facilitates. The database is filled in a child process, so that
+the peak RSS printed is the bot's alone. Prints how long the tick took to decide and queue everything
+(the outbox's sending held back, as a running bot sends while the next batch is decided), how long
+sending it all to an in-memory port took after, what was posted, that each radar ran and each reminder
+went exactly once, and the peak RSS.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import resource
 import sys
 import tempfile
@@ -108,6 +112,38 @@ async def fill(url: str, count: int, size: int) -> None:
                         "intro": "here to learn",
                     }
                 )
+            poll_rows.append(
+                {
+                    "id": count + g,
+                    "group_id": g,
+                    "kind": "consent",
+                    "question": "Goal: pair every week?",
+                    "options": CONSENT,
+                    "multiple": False,
+                    "hidden": False,
+                    "author_key": f"fake:u{g}-2",
+                    "author_name": "member 2",
+                    "created_at": DUE - timedelta(hours=36),
+                    "closes_at": DUE + timedelta(hours=12),
+                    "platform": "fake",
+                    "channel_id": f"c{g}",
+                    "message_id": f"m{g}",
+                    "vote_seq": 3,
+                    "remind_at": DUE - timedelta(minutes=1),
+                    "closed_at": None,
+                }
+            )
+            vote_rows += [
+                {
+                    "poll_id": count + g,
+                    "user_key": f"fake:u{g}-{m}",
+                    "option": 0,
+                    "user_name": f"member {m}",
+                    "present": True,
+                    "seq": m,
+                }
+                for m in range(1, 4)
+            ]
             poll_id = g
             poll_rows.append(
                 {
@@ -125,6 +161,9 @@ async def fill(url: str, count: int, size: int) -> None:
                     "closed_at": DUE - timedelta(days=10),
                     "platform": "fake",
                     "channel_id": f"c{g}",
+                    "message_id": f"old{g}",
+                    "vote_seq": 5,
+                    "remind_at": None,
                 }
             )
             vote_rows += [
@@ -138,7 +177,20 @@ async def fill(url: str, count: int, size: int) -> None:
                 }
                 for m in range(1, 6)
             ]
-            for n, status in enumerate(("accepted", "blocked", "proposed", "proposed", "proposed")):
+            goal_rows.append(
+                {
+                    "group_id": g,
+                    "text": "Pair every week",
+                    "status": "proposed",
+                    "proposer_key": f"fake:u{g}-2",
+                    "proposer_name": "member 2",
+                    "put_forward_by_key": f"fake:u{g}-2",
+                    "created_at": DUE - timedelta(hours=36),
+                    "updated_at": DUE - timedelta(hours=36),
+                    "poll_id": count + g,
+                }
+            )
+            for n, status in enumerate(("accepted", "blocked", "proposed", "proposed")):
                 goal_rows.append(
                     {
                         "group_id": g,
@@ -185,37 +237,58 @@ async def fill(url: str, count: int, size: int) -> None:
     await store.close()
 
 
+def fill_apart(url: str, count: int, size: int) -> None:
+    asyncio.run(fill(url, count, size))
+
+
 async def main(count: int, size: int, url: str | None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = url or f"sqlite+aiosqlite:///{Path(tmp) / 'bench.db'}"
         filling = time.perf_counter()
-        await fill(url, count, size)
+        child = multiprocessing.get_context("spawn").Process(target=fill_apart, args=(url, count, size))
+        child.start()
+        child.join()
+        assert child.exitcode == 0, "filling the database failed"
         filled = time.perf_counter() - filling
         config = parse_config({"database": {"url": url}}, env={})
         store = await open_store(config)
         clock = FakeClock(DUE)
         chat = CountingChat()
         engine = build_engine(config, store, clock, [chat])
+        engine.work.on_commit = lambda: None  # sending waits until the tick has queued everything
+        dispatch, engine.dispatcher.dispatch = engine.dispatcher.dispatch, _nothing  # type: ignore[method-assign]
         started = time.perf_counter()
         await engine.tick()
         took = time.perf_counter() - started
-        await engine.tick()  # a second tick must find no radar due
+        engine.dispatcher.dispatch = dispatch  # type: ignore[method-assign]
+        sending = time.perf_counter()
+        await engine.settle()
+        sent = time.perf_counter() - sending
+        posted = (chat.direct, chat.sent)
+        await engine.tick()  # a second tick must find no radar and no reminder due
+        await engine.settle()
         async with store.transaction() as tx:
             told = Counter(
                 kind for g in (await tx.groups.told(list(range(1, count + 1)), DUE)).values() for kind, _ in g
             )
         await store.close()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{count:,} groups of {size} members written in {filled:.1f} s")
-    print(f"one tick with every weekly radar due: {took:.2f} s")
+    reminders = count * (size - 3)
+    print(f"{count:,} groups of {size} members written in {filled:.1f} s (a child process)")
+    print(f"one tick, every weekly radar and every reminder due, decided and queued: {took:.2f} s")
+    print(f"sending the {sum(posted):,} posts after, to an in-memory port: {sent:.2f} s")
     print(
-        f"posted: {chat.direct:,} direct messages to facilitators, {chat.sent:,} group posts;"
-        f" the platform was asked {chat.asked:,} times who facilitates"
+        f"posted: {chat.direct:,} direct messages ({reminders:,} reminders, {count:,} radar reports),"
+        f" {chat.sent:,} group posts; the platform was asked {chat.asked:,} times who facilitates"
     )
-    print("findings kept: " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(told.items())))
-    once = chat.direct == count and chat.sent == count
-    print(f"every group's radar ran exactly once: {once}")
+    print("radar findings kept: " + ", ".join(f"{kind} {n:,}" for kind, n in sorted(told.items())))
+    once = posted == (reminders + count, 2 * count) and (chat.direct, chat.sent) == posted
+    print(f"each radar ran and each reminder went exactly once: {once}")
     print(f"peak RSS: {peak_mb:.0f} MB")
+
+
+async def _nothing() -> None:
+    return None
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from enum import Enum
 
 from core.commands import RADAR_THRESHOLDS
-from core.goals import Goal
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group
 from core.members import Member
 
@@ -212,7 +212,7 @@ def _stasis(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
 def _blocks(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
     found = []
     for goal in facts.goals:
-        if goal.status.value != "blocked" or now - goal.updated_at < limits.days("blocks"):
+        if goal.status is not GoalStatus.BLOCKED or now - goal.updated_at < limits.days("blocks"):
             continue
         reshaped = any(
             g.id != goal.id and g.proposer_key == goal.proposer_key and g.created_at >= goal.updated_at
@@ -234,7 +234,7 @@ def _concerns(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
     found = []
     for goal in facts.goals:
         votes = facts.concern_votes.get(goal.id, 0)
-        if goal.status.value != "accepted" or not votes or goal.id in facts.followed_up:
+        if goal.status is not GoalStatus.ACCEPTED or not votes or goal.id in facts.followed_up:
             continue
         if now - goal.updated_at < limits.days("concerns"):
             continue
