@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from core.clock import utc
@@ -47,6 +48,24 @@ class Member:
     @property
     def on_roster(self) -> bool:
         return self.left_at is None
+
+    @property
+    def user(self) -> UserRef:
+        platform, _, user_id = self.key.partition(":")
+        return UserRef(platform, user_id, self.name)
+
+
+class RosterEntry(NamedTuple):
+    """A member on a roster as the weekly radar reads thousands of them at once: what it weighs, and no
+    more (a tuple, cheap to make)."""
+
+    id: int
+    group_id: int
+    key: str
+    name: str
+    last_seen: datetime  # last active in the group, or when they joined if never since
+    introduced: bool  # said a few words about themselves (`join <intro>`)
+    private: bool  # listed by name only: never named for what they did or did not do
 
     @property
     def user(self) -> UserRef:

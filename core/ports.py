@@ -12,11 +12,12 @@ from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
-from core.members import Contributions, Member
+from core.members import Contributions, Member, RosterEntry
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.radar import Act
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import Unresponded
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 if TYPE_CHECKING:
@@ -435,9 +436,9 @@ class PollRepo(Protocol):
         """
         ...
 
-    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
-        """The keys of the members with a vote (a present reaction) on each of these polls, in one read;
-        every poll asked is a key."""
+    async def unvoted(self, poll_ids: Collection[int]) -> dict[int, Unresponded]:
+        """For each of these polls, in one read: how many are on its group's roster, and who of them has
+        no vote (a present reaction) on it, in the order they joined; every poll asked is a key."""
         ...
 
     async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
@@ -576,9 +577,8 @@ class ReviewRepo(Protocol):
         """As `PollRepo.claim_reminders`, for the reviews of groups on these platforms."""
         ...
 
-    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
-        """The keys of the members who answered a question of each of these reviews, in one read; every
-        review asked is a key."""
+    async def unanswered(self, review_ids: Collection[int]) -> dict[int, Unresponded]:
+        """As `PollRepo.unvoted`, for the members who answered no question of each review."""
         ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]: ...
@@ -636,9 +636,9 @@ class MemberRepo(Protocol):
         """The members on the group's roster, in the order they first joined."""
         ...
 
-    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[RosterEntry]]:
         """The rosters of many groups at once, each in the order members first joined (empty ones left
-        out)."""
+        out), with what the radar weighs."""
         ...
 
     async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:

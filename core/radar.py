@@ -29,7 +29,7 @@ from enum import Enum
 from core.commands import RADAR_THRESHOLDS
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group
-from core.members import Member
+from core.members import RosterEntry
 
 WINDOW = timedelta(days=30)  # what "recent" acts and active members mean
 MIN_ACTS = 5
@@ -120,7 +120,7 @@ class Facts:
     """What the radar reads of one group."""
 
     group: Group
-    roster: Sequence[Member]
+    roster: Sequence[RosterEntry]  # the members on the roster
     acts: Sequence[Act]  # of the last WINDOW
     goals: Sequence[Goal]
     last_done: datetime | None  # the latest goal marked done
@@ -159,18 +159,18 @@ def scan(facts: Facts, now: datetime) -> list[Finding]:
 def _silence(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
     silent_since = now - limits.days("silence")
     found = []
-    for m in sorted(facts.roster, key=lambda m: (m.joined_at, m.id)):
-        if not m.on_roster or m.private:
+    for m in facts.roster:  # in the order they joined
+        if m.private:
             continue
-        last = m.last_active_at or m.joined_at
+        last = m.last_seen
         if last <= silent_since:
             text = f"{m.name} has done nothing in the group for {_days(now - last)} days."
             found.append(Finding(Kind.SILENCE, m.key, text))
     return found
 
 
-def _active(facts: Facts, now: datetime) -> list[Member]:
-    return [m for m in facts.roster if m.on_roster and m.last_active_at and now - m.last_active_at <= WINDOW]
+def _active(facts: Facts, now: datetime) -> list[RosterEntry]:
+    return [m for m in facts.roster if now - m.last_seen <= WINDOW]
 
 
 def _concentration(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:

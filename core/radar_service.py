@@ -17,7 +17,7 @@ from core.events import Reply
 from core.goals import GoalStatus
 from core.lifecycle import Group, QuietHours, Signs
 from core.lifecycle_service import LifecycleService
-from core.members import Member
+from core.members import RosterEntry
 from core.outbox import Post, PostKind
 from core.patterns import BY_NAME, NAME, catalogue_listing
 from core.ports import ChatPort, StoreTx, command_prefix
@@ -35,7 +35,7 @@ from core.radar import (
     private_report,
     scan,
 )
-from core.schedules import Recurrence, first_occurrence, parse_schedule
+from core.schedules import Recurrence, due_time, first_occurrence, parse_schedule
 from core.uow import UnitOfWork, Work
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ async def gather(tx: StoreTx, groups: Sequence[Group], now: datetime) -> dict[in
             acts=acts.get(group.id, []),
             goals=[g for g in listed if g.status is not GoalStatus.DONE],
             last_done=max(done) if done else None,
-            concern_votes={g: n for g, n in votes.items() if g in decided},
+            concern_votes={g: votes[g] for g in decided},
             followed_up=followed,
         )
     return facts
@@ -146,7 +146,7 @@ class RadarService:
                 facts = await gather(uow.tx, running, now)
                 told = await uow.tx.groups.told([g.id for g in running], now - REPEAT_AFTER)
                 signals = await uow.tx.groups.signals_in_phase([g.id for g in running])
-            found: dict[int, tuple[list[Finding], list[Member]]] = {}
+            found: dict[int, tuple[list[Finding], list[RosterEntry]]] = {}
             for group in running:
                 findings = fresh(scan(facts[group.id], now), told.get(group.id, {}), now)
                 personal = any(f.kind.personal for f in findings)
@@ -164,7 +164,7 @@ class RadarService:
                 for group in running:
                     if group.id in won:
                         findings, facilitators = found[group.id]
-                        introduced = sum(1 for m in facts[group.id].roster if m.intro)
+                        introduced = sum(1 for m in facts[group.id].roster if m.introduced)
                         stalled = any(f.kind is Kind.STASIS for f in findings)
                         signs = Signs(
                             group.phase, signals.get(group.id, []), introduced, stalled, group.advised_at
@@ -175,7 +175,7 @@ class RadarService:
             if len(due) < BATCH:
                 return ran
 
-    async def _facilitators(self, group: Group, roster: Sequence[Member]) -> list[Member]:
+    async def _facilitators(self, group: Group, roster: Sequence[RosterEntry]) -> list[RosterEntry]:
         """The members on the roster the platform says facilitate the group (asked outside any
         transaction: a platform may need a request to know)."""
         chat = self.chats.get(group.channel.platform)
@@ -188,7 +188,7 @@ class RadarService:
         uow: UnitOfWork,
         group: Group,
         findings: Sequence[Finding],
-        facilitators: Sequence[Member],
+        facilitators: Sequence[RosterEntry],
         signs: Signs,
     ) -> list[tuple[int, str, str]]:
         """Findings to facilitators by direct message; to the group, what names nobody, with phase
@@ -196,14 +196,22 @@ class RadarService:
         repeat it."""
         prefix = self._prefix(group)
         told = [f for f in findings if facilitators or f.group_text]
+        # Held past the group's quiet hours here: the group is at hand, the unit of work need not read it.
+        when = due_time(uow.now, group.timezone, group.quiet)
+        held = when if when > uow.now else None
         if facilitators and told:
             text = private_report(group, told, prefix, weekly=True)
             for member in facilitators:
-                uow.post(Post(PostKind.DIRECT, group.channel, text, user=member.user, group_id=group.id))
+                dm = Post(
+                    PostKind.DIRECT, group.channel, text, user=member.user, group_id=group.id, not_before=held
+                )
+                uow.post(dm, placed=True)
         advice = await self.lifecycle.give_advice(uow, group, signs)
         shared = "\n".join(t for t in (group_report(findings, prefix), advice) if t)
         if shared:
-            uow.post(Post(PostKind.SEND, group.channel, shared, group_id=group.id))
+            uow.post(
+                Post(PostKind.SEND, group.channel, shared, group_id=group.id, not_before=held), placed=True
+            )
         return [(group.id, f.kind.value, f.subject) for f in told]
 
     # Commands ----------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.goals import GoalStatus
 from core.lifecycle import Group
-from core.members import Member
 from core.outbox import Post, PostKind
 from core.polls import Poll, PollKind
 from core.ports import ChatPort, command_prefix
@@ -21,11 +20,11 @@ from core.reflections import Review
 from core.reminders import (
     DEFAULT_PERCENT,
     OFF,
+    Absent,
     Planned,
     describe_window,
     goal_line,
     goal_reminder,
-    not_responded,
     parse_window,
     percent,
     replan,
@@ -86,15 +85,14 @@ class ReminderService:
         undecided = [p for p in consent if p.id in goals and goals[p.id].status is GoalStatus.PROPOSED]
         groups = await tx.groups.many(sorted({p.group_id for p in undecided}))
         due = self._in_time(undecided, groups, now)
-        rosters = await tx.members.rosters(sorted({p.group_id for p in due}))
-        voters = await tx.polls.voters([p.id for p in due])
+        unvoted = await tx.polls.unvoted([p.id for p in due])
         done = 0
         for poll in due:
-            group, goal, roster = groups[poll.group_id], goals[poll.id], rosters.get(poll.group_id, [])
-            missing = not_responded(roster, voters[poll.id])
+            group, goal, waiting = groups[poll.group_id], goals[poll.id], unvoted[poll.id]
+            missing = waiting.absent
             if missing:
                 where, tz = group.channel.name, group.timezone
-                line = goal_line(goal.id, len(missing), len(roster), poll.closes_at, tz)
+                line = goal_line(goal.id, len(missing), waiting.roster, poll.closes_at, tz)
                 dm = goal_reminder(
                     goal.id, goal.text, poll.id, where, poll.closes_at, tz, self._prefix(group)
                 )
@@ -108,15 +106,14 @@ class ReminderService:
         reviews = await tx.reviews.claim_reminders(now, BATCH, self.platforms)
         groups = await tx.groups.many(sorted({r.group_id for r in reviews}))
         due = self._in_time(reviews, groups, now)
-        rosters = await tx.members.rosters(sorted({r.group_id for r in due}))
-        answerers = await tx.reviews.answerers([r.id for r in due])
+        unanswered = await tx.reviews.unanswered([r.id for r in due])
         done = 0
         for review in due:
-            group, roster = groups[review.group_id], rosters.get(review.group_id, [])
-            missing = not_responded(roster, answerers[review.id])
+            group, waiting = groups[review.group_id], unanswered[review.id]
+            missing = waiting.absent
             if missing:
                 where, tz = group.channel.name, group.timezone
-                line = review_line(review.id, len(missing), len(roster), review.closes_at, tz)
+                line = review_line(review.id, len(missing), waiting.roster, review.closes_at, tz)
                 dm = review_reminder(review.id, where, review.closes_at, tz, self._prefix(group))
                 self._send(uow, group, missing, line, dm)
                 done += 1
@@ -136,7 +133,7 @@ class ReminderService:
         return kept
 
     @staticmethod
-    def _send(uow: UnitOfWork, group: Group, missing: Sequence[Member], line: str, direct: str) -> None:
+    def _send(uow: UnitOfWork, group: Group, missing: Sequence[Absent], line: str, direct: str) -> None:
         """Queue the group's line, and the direct message to each member who has not responded and takes
         reminders; both held until the group's quiet hours end."""
         when = due_time(uow.now, group.timezone, group.quiet)

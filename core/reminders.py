@@ -10,7 +10,7 @@ tick that sends them clears it, so they are sent once.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -18,8 +18,8 @@ from core.clock import format_time
 from core.commands import UsageError
 from core.goals import AGREE, BLOCK, CONCERNS
 from core.lifecycle import Group
-from core.members import Member
 from core.prompts import REVIEW_QUESTIONS
+from core.refs import UserRef
 
 DEFAULT_PERCENT = 25
 MAX_PERCENT = 90
@@ -87,9 +87,27 @@ def replan(items: Sequence[Planned], old: int, new: int, now: datetime) -> list[
     return changes
 
 
-def not_responded(roster: Sequence[Member], responded: Collection[str]) -> list[Member]:
-    """The members on the roster who have not responded (voted, answered), in roster order."""
-    return [m for m in roster if m.key not in responded]
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """A member on the roster who has not responded to an item (voted, answered)."""
+
+    key: str
+    name: str
+    reminders: bool  # takes reminders by direct message
+
+    @property
+    def user(self) -> UserRef:
+        platform, _, user_id = self.key.partition(":")
+        return UserRef(platform, user_id, self.name)
+
+
+@dataclass(frozen=True, slots=True)
+class Unresponded:
+    """Of an item's group: how many are on the roster now, and who of them has not responded, in the
+    order they joined."""
+
+    roster: int
+    absent: tuple[Absent, ...]
 
 
 def _members(missing: int, total: int) -> str:

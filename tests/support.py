@@ -36,6 +36,7 @@ from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateCh
 from core.radar import LIMITS, Act, ActKind
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
+from core.reminders import Absent, Unresponded
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -547,15 +548,20 @@ class MemoryPolls(_MemoryPart):
             claimed.append(self.d.polls[p.id])
         return claimed
 
-    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
+    def _voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
         found: dict[int, set[str]] = {poll_id: set() for poll_id in poll_ids}
         for (poll_id, user_key, _), r in self.d.reactions.items():
             if poll_id in found and r.present:
                 found[poll_id].add(user_key)
         return found
 
+    async def unvoted(self, poll_ids: Collection[int]) -> dict[int, Unresponded]:
+        voters = self._voters(poll_ids)
+        groups = {p: self.d.polls[p].group_id for p in poll_ids if p in self.d.polls}
+        return {p: _unresponded(self.d, groups.get(p), voters[p]) for p in poll_ids}
+
     async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
-        voters = await self.voters([p for p in poll_ids if p in self.d.polls])
+        voters = self._voters([p for p in poll_ids if p in self.d.polls])
         complete = set()
         for poll_id, keys in voters.items():
             roster = [m for m in self.d.members.values() if m.group_id == self.d.polls[poll_id].group_id]
@@ -775,12 +781,13 @@ class MemoryReviews(_MemoryPart):
             claimed.append(self.d.reviews[r.id])
         return claimed
 
-    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
+    async def unanswered(self, review_ids: Collection[int]) -> dict[int, Unresponded]:
         found: dict[int, set[str]] = {review_id: set() for review_id in review_ids}
         for r in self.d.reflections.values():
             if r.review_id in found and r.question is not None:
                 found[r.review_id].add(r.user_key)
-        return found
+        groups = {r: self.d.reviews[r].group_id for r in review_ids if r in self.d.reviews}
+        return {r: _unresponded(self.d, groups.get(r), found[r]) for r in review_ids}
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         due = [
@@ -869,8 +876,16 @@ class MemoryMembers(_MemoryPart):
     async def roster(self, group_id: int) -> list[roster.Member]:
         return self._joined([m for m in self.d.members.values() if m.group_id == group_id and m.on_roster])
 
-    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[roster.Member]]:
-        found = {group_id: await self.roster(group_id) for group_id in group_ids}
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[roster.RosterEntry]]:
+        found = {
+            group_id: [
+                roster.RosterEntry(
+                    m.id, m.group_id, m.key, m.name, m.last_active_at or m.joined_at, bool(m.intro), m.private
+                )
+                for m in await self.roster(group_id)
+            ]
+            for group_id in group_ids
+        }
         return {group_id: listed for group_id, listed in found.items() if listed}
 
     async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
@@ -1076,6 +1091,15 @@ class MemoryMembers(_MemoryPart):
                 d.failed[event] = (at, scrub(reason, words))
                 records += 1
         return Forgotten(len(mine), open_votes, closed_votes, renamed, records, rosters, buddies)
+
+
+def _unresponded(d: MemoryData, group_id: int | None, responded: set[str]) -> Unresponded:
+    roster = sorted(
+        (m for m in d.members.values() if m.group_id == group_id and m.on_roster),
+        key=lambda m: (m.joined_at, m.id),
+    )
+    absent = tuple(Absent(m.key, m.name, m.reminders) for m in roster if m.key not in responded)
+    return Unresponded(len(roster), absent)
 
 
 class MemoryTx(_MemoryPart):

@@ -28,7 +28,7 @@ from core.clock import utc
 from core.forgetting import FORMER_MEMBER, Forgotten
 from core.goals import GoalStatus
 from core.lifecycle import Phase, PhaseChange, QuietHours
-from core.members import Contributions
+from core.members import Contributions, RosterEntry
 from core.outbox import Post, PostKind, PostState
 from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import (
@@ -46,6 +46,7 @@ from core.ports import (
     StoreTx,
 )
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.reminders import Absent, Unresponded
 from core.schedules import DueSchedule, ScheduleKind
 from tests.support import MemoryStore
 
@@ -1252,7 +1253,11 @@ async def test_the_radar_reads_many_groups_at_once(store: Store) -> None:
         free = await tx.reviews.add_reflection(general, None, None, BOB, "goal 1 worries me", T0 + HOUR)
         await tx.reviews.add_reflection(study, None, None, BOB, "earlier", T0 - HOUR)
     async with store.transaction() as tx:
-        assert await tx.members.rosters([general, study]) == {general: [alice, bob]}
+        entries = [
+            RosterEntry(m.id, general, m.key, m.name, m.last_active_at or T0, bool(m.intro), m.private)
+            for m in (alice, bob)
+        ]
+        assert await tx.members.rosters([general, study]) == {general: entries}
         acts = await tx.members.acts([general, study], T0)
         assert sorted((a.kind.value, a.key, a.at) for a in acts[general]) == [
             ("closing", BOB.key, T0 + 2 * HOUR),
@@ -1546,12 +1551,19 @@ async def test_of_two_transactions_claiming_a_reminder_exactly_one_gets_it(store
     assert sorted(first[1] + second[1]) == [review.id]
 
 
-async def test_voters_are_read_for_many_polls_at_once(store: Store) -> None:
-    group_id = await make_group(store)
+async def test_who_on_the_roster_has_not_voted_is_read_for_many_polls_at_once(store: Store) -> None:
+    group_id, room = await make_group(store), await make_group(store, ROOM)
+    dave = UserRef("discord", "dave", "Dave")
     async with store.transaction() as tx:
+        await tx.members.add(group_id, ALICE, T0)
+        await tx.members.add(group_id, BOB, T0 + MINUTE)
+        carol = await tx.members.add(group_id, CAROL, T0 + 2 * MINUTE)
+        await tx.members.save_settings(replace(carol, reminders=False))
+        gone = await tx.members.add(group_id, dave, T0)
+        await tx.members.set_left(gone.id, T0)  # off the roster: nobody waits for him
         poll = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
         other = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
-        quiet = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
+        empty = await tx.polls.create(room, PollKind.POLL, YES_NO, ALICE, T0)
         await tx.polls.record_reactions(
             poll.id,
             [
@@ -1559,21 +1571,23 @@ async def test_voters_are_read_for_many_polls_at_once(store: Store) -> None:
                 ReactionChange(ALICE.key, "Alice", 1, True),  # two options, one voter
                 ReactionChange(BOB.key, "Bob", 0, True),
                 ReactionChange(BOB.key, "Bob", 0, False),  # taken back: no vote
-                ReactionChange(CAROL.key, "Carol", 1, True),
+                ReactionChange(dave.key, "Dave", 1, True),
             ],
         )
-        await tx.polls.record_reactions(other.id, [ReactionChange(BOB.key, "Bob", 1, True)])
+        await tx.polls.record_reactions(other.id, [ReactionChange(CAROL.key, "Carol", 1, True)])
     async with store.transaction() as tx:
-        asked = [poll.id, other.id, quiet.id]
-        assert await tx.polls.voters(asked) == {
-            poll.id: {ALICE.key, CAROL.key},
-            other.id: {BOB.key},
-            quiet.id: set(),
+        asked = [poll.id, other.id, empty.id, empty.id + 1]
+        bob, carol_absent = Absent(BOB.key, "Bob", True), Absent(CAROL.key, "Carol", False)
+        assert await tx.polls.unvoted(asked) == {
+            poll.id: Unresponded(3, (bob, carol_absent)),
+            other.id: Unresponded(3, (Absent(ALICE.key, "Alice", True), bob)),
+            empty.id: Unresponded(0, ()),
+            empty.id + 1: Unresponded(0, ()),
         }
         # More polls than one query binds: all of them are looked at.
         many = range(poll.id - 6000, poll.id + 6000)
-        assert (await tx.polls.voters(many))[poll.id] == {ALICE.key, CAROL.key}
-        assert await tx.polls.voters([]) == {}
+        assert (await tx.polls.unvoted(many))[poll.id] == Unresponded(3, (bob, carol_absent))
+        assert await tx.polls.unvoted([]) == {}
 
 
 async def test_the_polls_everyone_on_the_roster_voted_on_are_found_in_one_read(store: Store) -> None:
@@ -1641,9 +1655,12 @@ async def test_a_reviews_reminder_is_kept_replanned_and_claimed_once_while_it_is
         ]
 
 
-async def test_the_members_who_answered_are_read_for_many_reviews_at_once(store: Store) -> None:
+async def test_who_on_the_roster_has_not_answered_is_read_for_many_reviews_at_once(store: Store) -> None:
     general, study = await make_group(store, GENERAL), await make_group(store, STUDY)
     async with store.transaction() as tx:
+        await tx.members.add(general, ALICE, T0)
+        await tx.members.add(general, BOB, T0 + MINUTE)
+        await tx.members.add(study, BOB, T0)
         review = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
         other = await tx.reviews.create(study, ALICE, T0, T0 + HOUR)
         await tx.reviews.add_reflection(general, review.id, 1, ALICE, "one", T0)
@@ -1651,13 +1668,14 @@ async def test_the_members_who_answered_are_read_for_many_reviews_at_once(store:
         await tx.reviews.add_reflection(general, None, None, BOB, "free, not an answer", T0)
         await tx.reviews.add_reflection(study, other.id, 5, BOB, "five", T0)
     async with store.transaction() as tx:
-        assert await tx.reviews.answerers([review.id, other.id, other.id + 1]) == {
-            review.id: {ALICE.key},
-            other.id: {BOB.key},
-            other.id + 1: set(),
+        assert await tx.reviews.unanswered([review.id, other.id, other.id + 1]) == {
+            review.id: Unresponded(2, (Absent(BOB.key, "Bob", True),)),
+            other.id: Unresponded(1, ()),
+            other.id + 1: Unresponded(0, ()),
         }
-        assert (await tx.reviews.answerers(range(review.id - 6000, review.id + 6000)))[other.id] == {BOB.key}
-        assert await tx.reviews.answerers([]) == {}
+        many = range(review.id - 6000, review.id + 6000)
+        assert (await tx.reviews.unanswered(many))[other.id] == Unresponded(1, ())
+        assert await tx.reviews.unanswered([]) == {}
 
 
 # The suite keeps up with the port -----------------------------------------------------------------

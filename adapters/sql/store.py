@@ -9,7 +9,20 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcon
 from datetime import datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Table, and_, delete, event, exists, func, literal, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    delete,
+    event,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    type_coerce,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -48,13 +61,14 @@ from core.forgetting import (
 )
 from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
-from core.members import Contributions, Member
+from core.members import Contributions, Member, RosterEntry
 from core.outbox import OutboxRow, Post, PostKind, PostState
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
 from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
+from core.reminders import Absent, Unresponded
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -701,6 +715,31 @@ class SqlGroups(_SqlPart):
         return found
 
 
+async def _unresponded(
+    conn: AsyncConnection, items: Table, item_ids: Collection[int], responded: Select[Any]
+) -> dict[int, Unresponded]:
+    """For polls or reviews (`items`): the size of each one's group roster, and the members on it with
+    no row in `responded` (a subquery on the item and the member), in the order they joined."""
+    wanted = sorted(set(item_ids))
+    m = members.c
+    on_roster = items.join(members, and_(m.group_id == items.c.group_id, m.left_at.is_(None)))
+    sizes: dict[int, int] = dict.fromkeys(wanted, 0)
+    absent: dict[int, list[Absent]] = {item_id: [] for item_id in wanted}
+    for start in range(0, len(wanted), IN_CHUNK):
+        chunk = items.c.id.in_(wanted[start : start + IN_CHUNK])
+        counted = select(items.c.id, func.count()).select_from(on_roster).where(chunk).group_by(items.c.id)
+        sizes.update((item_id, n) for item_id, n in await conn.execute(counted))
+        missing = (
+            select(items.c.id, m.user_key, m.name, m.reminders)
+            .select_from(on_roster)
+            .where(chunk, ~responded.correlate(items, members).exists())
+            .order_by(items.c.id, m.joined_at, m.id)
+        )
+        for item_id, key, name, reminders in await conn.execute(missing):
+            absent[item_id].append(Absent(key, name, bool(reminders)))
+    return {item_id: Unresponded(sizes[item_id], tuple(absent[item_id])) for item_id in wanted}
+
+
 class SqlState(_SqlPart):
     def __init__(self, conn: AsyncConnection, namespace: str) -> None:
         super().__init__(conn)
@@ -862,20 +901,10 @@ class SqlPolls(_SqlPart):
         order = {poll_id: n for n, poll_id in enumerate(ids)}
         return sorted((_poll(r) for r in rows), key=lambda p: order[p.id])
 
-    async def voters(self, poll_ids: Collection[int]) -> dict[int, set[str]]:
-        wanted = sorted(set(poll_ids))
-        found: dict[int, set[str]] = {poll_id: set() for poll_id in wanted}
-        for start in range(0, len(wanted), IN_CHUNK):
-            rows = await self.conn.execute(
-                select(poll_reactions.c.poll_id, poll_reactions.c.user_key)
-                .where(
-                    poll_reactions.c.poll_id.in_(wanted[start : start + IN_CHUNK]), poll_reactions.c.present
-                )
-                .distinct()
-            )
-            for poll_id, key in rows.all():
-                found[poll_id].add(key)
-        return found
+    async def unvoted(self, poll_ids: Collection[int]) -> dict[int, Unresponded]:
+        r = poll_reactions.c
+        voted = select(r.poll_id).where(r.poll_id == polls.c.id, r.user_key == members.c.user_key, r.present)
+        return await _unresponded(self.conn, polls, poll_ids, voted)
 
     async def everyone_voted(self, poll_ids: Collection[int]) -> set[int]:
         wanted = sorted(set(poll_ids))
@@ -1271,21 +1300,12 @@ class SqlReviews(_SqlPart):
         order = {review_id: n for n, review_id in enumerate(ids)}
         return sorted((_review(r) for r in rows), key=lambda r: order[r.id])
 
-    async def answerers(self, review_ids: Collection[int]) -> dict[int, set[str]]:
-        wanted = sorted(set(review_ids))
-        found: dict[int, set[str]] = {review_id: set() for review_id in wanted}
-        for start in range(0, len(wanted), IN_CHUNK):
-            rows = await self.conn.execute(
-                select(reflections.c.review_id, reflections.c.user_key)
-                .where(
-                    reflections.c.review_id.in_(wanted[start : start + IN_CHUNK]),
-                    reflections.c.question.is_not(None),
-                )
-                .distinct()
-            )
-            for review_id, key in rows.all():
-                found[review_id].add(key)
-        return found
+    async def unanswered(self, review_ids: Collection[int]) -> dict[int, Unresponded]:
+        f = reflections.c
+        answered = select(f.review_id).where(
+            f.review_id == reviews.c.id, f.user_key == members.c.user_key, f.question.is_not(None)
+        )
+        return await _unresponded(self.conn, reviews, review_ids, answered)
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
         on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
@@ -1419,37 +1439,22 @@ class SqlMembers(_SqlPart):
         )
         return [_member(r) for r in rows]
 
-    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[Member]]:
-        # Many at once (a radar over thousands of groups): the columns by position, not by name.
+    async def rosters(self, group_ids: Sequence[int]) -> dict[int, list[RosterEntry]]:
         m = members.c
-        columns = (m.id, m.group_id, m.user_key, m.name, m.joined_at, m.last_active_at, m.intro)
-        rows = await self.conn.execute(
-            select(*columns, m.private, m.buddy, m.reminders, m.buddy_key, m.paired_at, m.welcome_due_at)
-            .where(m.group_id.in_(list(group_ids)), m.left_at.is_(None))
-            .order_by(m.group_id, m.joined_at, m.id)
-        )
-        found: dict[int, list[Member]] = {}
-        for row in rows:
-            member_id, group_id, key, name, joined, active, intro, private, buddy, reminders = row[:10]
-            buddy_key, paired, welcome = row[10:]
-            found.setdefault(group_id, []).append(
-                Member(
-                    member_id,
-                    group_id,
-                    key,
-                    name,
-                    utc(joined),
-                    None,
-                    None if active is None else utc(active),
-                    intro,
-                    bool(private),
-                    bool(buddy),
-                    bool(reminders),
-                    buddy_key,
-                    None if paired is None else utc(paired),
-                    None if welcome is None else utc(welcome),
-                )
+        last_seen = type_coerce(func.coalesce(m.last_active_at, m.joined_at), m.joined_at.type)
+        found: dict[int, list[RosterEntry]] = {}
+        wanted = list(group_ids)
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(m.id, m.group_id, m.user_key, m.name, last_seen, m.intro != "", m.private)
+                .where(m.group_id.in_(wanted[start : start + IN_CHUNK]), m.left_at.is_(None))
+                .order_by(m.group_id, m.joined_at, m.id)
             )
+            for member_id, group_id, key, name, seen, introduced, private in rows:
+                entry = RosterEntry(
+                    member_id, group_id, key, name, utc(seen), bool(introduced), bool(private)
+                )
+                found.setdefault(group_id, []).append(entry)
         return found
 
     async def acts(self, group_ids: Sequence[int], since: datetime) -> dict[int, list[Act]]:
