@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
     Table,
     and_,
@@ -715,6 +716,27 @@ class SqlGroups(_SqlPart):
         return found
 
 
+async def _claim_reminders(
+    conn: AsyncConnection, items: Table, served: ColumnElement[bool], now: datetime, limit: int
+) -> list[Any]:
+    """Claim the polls or reviews (`items`) whose reminders are due by `now`, still open, on the served
+    platforms: their rows as they are after the claim, the earliest reminder first.
+
+    The claim is the change: an item another process cleared (or a replan moved) meanwhile stays out.
+    """
+    c = items.c
+    due = and_(c.remind_at.is_not(None), c.remind_at <= now, c.closed_at.is_(None), c.closes_at > now)
+    query = select(c.id).where(due, served).order_by(c.remind_at, c.id).limit(limit)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    ids = [r.id for r in await conn.execute(query)]
+    if not ids:
+        return []
+    rows = await conn.execute(update(items).where(c.id.in_(ids), due).values(remind_at=None).returning(*c))
+    order = {item_id: n for n, item_id in enumerate(ids)}
+    return sorted(rows, key=lambda r: order[r.id])
+
+
 async def _unresponded(
     conn: AsyncConnection, items: Table, item_ids: Collection[int], responded: Select[Any]
 ) -> dict[int, Unresponded]:
@@ -877,29 +899,8 @@ class SqlPolls(_SqlPart):
             await self.conn.execute(update(polls).where(polls.c.id == poll_id).values(remind_at=when))
 
     async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
-        due = and_(
-            polls.c.remind_at.is_not(None),
-            polls.c.remind_at <= now,
-            polls.c.closed_at.is_(None),
-            polls.c.closes_at > now,
-        )
-        query = (
-            select(polls.c.id)
-            .where(due, polls.c.platform.in_(list(platforms)))
-            .order_by(polls.c.remind_at, polls.c.id)
-            .limit(limit)
-        )
-        if self.conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = [r.id for r in await self.conn.execute(query)]
-        if not ids:
-            return []
-        # The claim is the change: a poll another process cleared (or a replan moved) meanwhile stays out.
-        rows = await self.conn.execute(
-            update(polls).where(polls.c.id.in_(ids), due).values(remind_at=None).returning(*polls.c)
-        )
-        order = {poll_id: n for n, poll_id in enumerate(ids)}
-        return sorted((_poll(r) for r in rows), key=lambda p: order[p.id])
+        rows = await _claim_reminders(self.conn, polls, polls.c.platform.in_(list(platforms)), now, limit)
+        return [_poll(r) for r in rows]
 
     async def unvoted(self, poll_ids: Collection[int]) -> dict[int, Unresponded]:
         r = poll_reactions.c
@@ -1276,29 +1277,10 @@ class SqlReviews(_SqlPart):
             await self.conn.execute(update(reviews).where(reviews.c.id == review_id).values(remind_at=when))
 
     async def claim_reminders(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Review]:
-        due = and_(
-            reviews.c.remind_at.is_not(None),
-            reviews.c.remind_at <= now,
-            reviews.c.closed_at.is_(None),
-            reviews.c.closes_at > now,
+        on_platforms = reviews.c.group_id.in_(
+            select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
         )
-        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
-        query = (
-            select(reviews.c.id)
-            .where(due, reviews.c.group_id.in_(on_platforms))
-            .order_by(reviews.c.remind_at, reviews.c.id)
-            .limit(limit)
-        )
-        if self.conn.dialect.name == "postgresql":
-            query = query.with_for_update(skip_locked=True)
-        ids = [r.id for r in await self.conn.execute(query)]
-        if not ids:
-            return []
-        rows = await self.conn.execute(
-            update(reviews).where(reviews.c.id.in_(ids), due).values(remind_at=None).returning(*reviews.c)
-        )
-        order = {review_id: n for n, review_id in enumerate(ids)}
-        return sorted((_review(r) for r in rows), key=lambda r: order[r.id])
+        return [_review(r) for r in await _claim_reminders(self.conn, reviews, on_platforms, now, limit)]
 
     async def unanswered(self, review_ids: Collection[int]) -> dict[int, Unresponded]:
         f = reflections.c
