@@ -27,14 +27,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import reminders
 from sqlalchemy import insert
 
 from adapters.sql.schema import goals, groups, members, phase_changes, poll_reactions, polls
 from bot.app import build_engine, open_store
 from bot.config import parse_config
-from core.ports import Outbound
-from core.refs import ChannelRef, MessageRef, UserRef
+from core.refs import ChannelRef, UserRef
 from tests.support import FakeClock
 
 DUE = datetime(2026, 3, 30, 9, 0, tzinfo=UTC)  # a Monday, the default digest time
@@ -42,32 +43,12 @@ CHUNK = 5000
 CONSENT = json.dumps([["✅", "agree"], ["🤔", "concerns"], ["⛔", "block"]])
 
 
-class CountingChat:
-    """An in-memory ChatPort that counts what the engine posted; member 1 of each group facilitates."""
-
-    platform = "fake"
-    command_prefix = "/"
-    interactive_replies = True
+class CountingChat(reminders.CountingChat):
+    """The reminder benchmark's chat, where member 1 of each group facilitates."""
 
     def __init__(self) -> None:
-        self.sent = 0
-        self.direct = 0
+        super().__init__()
         self.asked = 0
-
-    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        self.sent += 1
-        return MessageRef(channel, f"s{self.sent}")
-
-    async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        return await self.send(to.channel, message)
-
-    async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
-
-    async def edit(self, message: MessageRef, new: Outbound) -> None: ...
-
-    async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        self.direct += 1
-        return MessageRef(ChannelRef("fake", f"dm-{user.id}"), f"d{self.direct}")
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:
         self.asked += 1
