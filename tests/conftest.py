@@ -10,6 +10,8 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
+from adapters.sql import migrate
+from adapters.sql.store import SqlStore, make_engine
 from tests.matrix_proxy import MatrixProxy
 from tests.support import Harness
 from tests.synapse import Homeserver, start_homeserver, synapse_missing_reason
@@ -101,6 +103,16 @@ async def db_url(request: pytest.FixtureRequest, empty_database: EmptyDatabase) 
 @pytest.fixture
 def harness() -> Harness:
     return Harness()
+
+
+@pytest.fixture
+async def sql(db_url: str) -> AsyncIterator[Harness]:
+    """The engine on fakes with the SQL store of each supported kind."""
+    engine = make_engine(db_url)
+    await migrate.upgrade(engine)
+    store = SqlStore(engine)
+    yield Harness(store=store)
+    await store.close()
 
 
 @pytest.fixture(scope="session")

@@ -4,10 +4,7 @@ PostgreSQL reminding each member once."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import timedelta
-
-import pytest
 
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
@@ -16,15 +13,6 @@ from tests.support import Harness
 from tests.test_schedules_sql import run_workers
 
 LAST_QUARTER = timedelta(hours=36)  # of the default 48 hours
-
-
-@pytest.fixture
-async def sql(db_url: str) -> AsyncIterator[Harness]:
-    engine = make_engine(db_url)
-    await migrate.upgrade(engine)
-    store = SqlStore(engine)
-    yield Harness(store=store)
-    await store.close()
 
 
 async def at(h: Harness, delta: timedelta) -> None:

@@ -4,27 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import pytest
-
-from adapters.sql import migrate
-from adapters.sql.store import SqlStore, make_engine
 from core.goals import GoalStatus
 from core.polls import NUMBER_EMOJI, Tally
 from core.ports import StateChanges
 from core.refs import MessageRef
 from tests.support import Harness
-
-
-@pytest.fixture
-async def sql(db_url: str) -> AsyncIterator[Harness]:
-    engine = make_engine(db_url)
-    await migrate.upgrade(engine)
-    store = SqlStore(engine)
-    yield Harness(store=store)
-    await store.close()
 
 
 async def open_poll(h: Harness, text: str) -> MessageRef:
