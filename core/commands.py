@@ -140,7 +140,7 @@ RADAR_THRESHOLDS = ("silence", "concentration", "stasis", "blocks", "concerns")
 # The page of a listing that can grow (see core/paging.py).
 PAGE = Arg("page", ArgKind.INT, "which page of the list, from 1", required=False)
 # `goal list <filter>`; core/goals.py says which statuses each shows.
-GOAL_FILTERS = ("open", "accepted", "proposed", "blocked", "done", "lapsed", "dropped", "all")
+GOAL_FILTERS = ("open", "accepted", "proposed", "blocked", "done", "lapsed", "dropped", "superseded", "all")
 
 
 class Access(Enum):

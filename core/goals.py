@@ -27,6 +27,7 @@ class GoalStatus(Enum):
     LAPSED = "lapsed"
     DONE = "done"
     DROPPED = "dropped"
+    SUPERSEDED = "superseded"  # reshaped by a later goal (`goal amend`)
 
 
 OPEN_STATUSES = (GoalStatus.PROPOSED, GoalStatus.ACCEPTED)
@@ -47,6 +48,7 @@ class Goal:
     # reflection (`goal propose r3`), whoever put their reflection forward. The proposer owns the goal.
     put_forward_by_key: str = ""
     put_forward_by_name: str = ""
+    reshapes_id: int | None = None  # the goal this one reshapes (`goal amend`)
 
     @property
     def put_forward_by_another(self) -> bool:
@@ -114,6 +116,7 @@ SECTIONS = (
     (GoalStatus.DONE, "Done"),
     (GoalStatus.LAPSED, "Lapsed"),
     (GoalStatus.DROPPED, "Dropped"),
+    (GoalStatus.SUPERSEDED, "Superseded (reshaped)"),
 )
 # What `goal list <filter>` shows, for each filter of the command (core/commands.py GOAL_FILTERS).
 SHOWN_BY_FILTER: dict[str, tuple[GoalStatus, ...]] = {

@@ -480,10 +480,16 @@ class GoalRepo(Protocol):
     """The group's goals."""
 
     async def create(
-        self, group_id: int, text: str, proposer: UserRef, at: datetime, put_forward_by: UserRef | None = None
+        self,
+        group_id: int,
+        text: str,
+        proposer: UserRef,
+        at: datetime,
+        put_forward_by: UserRef | None = None,
+        reshapes: int | None = None,
     ) -> Goal:
         """A proposed goal, owned by `proposer`; put forward by them, or by `put_forward_by` for them
-        (a goal made from their reflection)."""
+        (a goal made from their reflection); a new version of goal `reshapes` (`goal amend`)."""
         ...
 
     async def set_poll(self, goal_id: int, poll_id: int | None) -> None: ...

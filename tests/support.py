@@ -614,7 +614,13 @@ class MemoryPolls(_MemoryPart):
 
 class MemoryGoals(_MemoryPart):
     async def create(
-        self, group_id: int, text: str, proposer: UserRef, at: datetime, put_forward_by: UserRef | None = None
+        self,
+        group_id: int,
+        text: str,
+        proposer: UserRef,
+        at: datetime,
+        put_forward_by: UserRef | None = None,
+        reshapes: int | None = None,
     ) -> Goal:
         by = put_forward_by or proposer
         goal = Goal(
@@ -628,6 +634,7 @@ class MemoryGoals(_MemoryPart):
             at,
             put_forward_by_key=by.key,
             put_forward_by_name=by.name,
+            reshapes_id=reshapes,
         )
         self.d.goals[goal.id] = goal
         return goal
@@ -1006,6 +1013,15 @@ class MemoryMembers(_MemoryPart):
         def theirs(row_key: str, row_name: str, group_id: int) -> bool:
             on_platform = d.groups[group_id].channel.platform == user.platform
             return row_key == key or (row_key == "" and row_name in names and on_platform)
+
+        # A reshaped goal's consent poll names who blocked the goal it reshapes: scrubbed before their
+        # votes lose their key.
+        voted_on = {poll_id for poll_id, user_key, _ in d.reactions if user_key == key}
+        for g in d.goals.values():
+            old = d.goals.get(g.reshapes_id) if g.reshapes_id is not None else None
+            if old is not None and old.poll_id in voted_on and g.poll_id is not None:
+                p = d.polls[g.poll_id]
+                d.polls[p.id] = replace(p, question=scrub(p.question, words))
 
         mine = [i for i, r in d.reflections.items() if r.user_key == key]
         for i in mine:

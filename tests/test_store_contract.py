@@ -613,6 +613,47 @@ async def test_a_goal_put_forward_for_another_member_is_theirs(store: Store) -> 
         assert await tx.goals.in_group(group_id) == [goal]
 
 
+async def test_a_goal_reshapes_another_and_is_read_back_with_the_link(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        first = await tx.goals.create(group_id, "Read the whole book", ALICE, T0)
+        second = await tx.goals.create(group_id, "Read three chapters", BOB, T0 + HOUR, reshapes=first.id)
+        await tx.goals.set_status(first.id, GoalStatus.SUPERSEDED, T0 + HOUR)
+    assert (first.reshapes_id, second.reshapes_id) == (None, first.id)
+    async with store.transaction() as tx:
+        assert await tx.goals.get(group_id, second.id) == second
+        old = await tx.goals.get(group_id, first.id)
+        assert old is not None and old.status is GoalStatus.SUPERSEDED
+        assert await tx.goals.in_group(group_id) == [old, second]
+        assert await tx.goals.of_groups([group_id], [GoalStatus.SUPERSEDED]) == {group_id: [old]}
+
+
+async def test_forgetting_a_blocker_scrubs_them_from_the_reshaped_goal_s_poll(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        first = await tx.goals.create(group_id, "Read the whole book", ALICE, T0)
+        old_poll = await tx.polls.create(group_id, PollKind.CONSENT, YES_NO, ALICE, T0)
+        await tx.goals.set_poll(first.id, old_poll.id)
+        await tx.polls.record_reactions(old_poll.id, [ReactionChange(BOB.key, "Bob", 1, True)])
+        await tx.polls.close(old_poll.id, T0 + HOUR)
+        second = await tx.goals.create(group_id, "Read three chapters", ALICE, T0 + HOUR, reshapes=first.id)
+        question = PollRequest(
+            "Goal 2: Read three chapters (reshapes goal 1, blocked by Bob). Consent?",
+            YES_NO.options,
+            duration=HOUR,
+        )
+        new_poll = await tx.polls.create(group_id, PollKind.CONSENT, question, ALICE, T0 + HOUR)
+        await tx.goals.set_poll(second.id, new_poll.id)
+    async with store.transaction() as tx:
+        await tx.members.forget(BOB)
+    async with store.transaction() as tx:
+        kept = await tx.polls.get(group_id, new_poll.id)
+        assert kept is not None
+        assert kept.question == (
+            "Goal 2: Read three chapters (reshapes goal 1, blocked by a former member). Consent?"
+        )
+
+
 async def test_forgetting_a_member_renames_the_goals_they_proposed_or_put_forward(store: Store) -> None:
     group_id = await make_group(store)
     carol = UserRef("discord", "carol", "Carol")

@@ -150,6 +150,8 @@ goals = Table(
     # Who ran the command: the proposer, or whoever put a member's reflection forward as a goal.
     Column("put_forward_by_key", String(300), nullable=False, server_default=""),
     Column("put_forward_by_name", Text, nullable=False, server_default=""),
+    # The goal this one reshapes (`goal amend`); that goal is superseded.
+    Column("reshapes_id", Id, ForeignKey("goals.id", ondelete="SET NULL"), nullable=True, index=True),
 )
 
 schedules = Table(

@@ -248,6 +248,7 @@ def _goal(row: Any) -> Goal:
         poll_id=row.poll_id,
         put_forward_by_key=row.put_forward_by_key,
         put_forward_by_name=row.put_forward_by_name,
+        reshapes_id=row.reshapes_id,
     )
 
 
@@ -995,7 +996,13 @@ class SqlPolls(_SqlPart):
 
 class SqlGoals(_SqlPart):
     async def create(
-        self, group_id: int, text: str, proposer: UserRef, at: datetime, put_forward_by: UserRef | None = None
+        self,
+        group_id: int,
+        text: str,
+        proposer: UserRef,
+        at: datetime,
+        put_forward_by: UserRef | None = None,
+        reshapes: int | None = None,
     ) -> Goal:
         by = put_forward_by or proposer
         result = await self.conn.execute(
@@ -1009,6 +1016,7 @@ class SqlGoals(_SqlPart):
                 updated_at=at,
                 put_forward_by_key=by.key,
                 put_forward_by_name=by.name,
+                reshapes_id=reshapes,
             )
         )
         (goal_id,) = result.inserted_primary_key or (None,)
@@ -1024,6 +1032,7 @@ class SqlGoals(_SqlPart):
             at,
             put_forward_by_key=by.key,
             put_forward_by_name=by.name,
+            reshapes_id=reshapes,
         )
 
     async def set_poll(self, goal_id: int, poll_id: int | None) -> None:
@@ -1593,6 +1602,22 @@ class SqlMembers(_SqlPart):
             stored_names.update(r[0] for r in rows)
         words = identifiers(user, stored_names)
         names = sorted({user.name, *stored_names} - {FORMER_MEMBER})
+
+        # A reshaped goal's consent poll names who blocked the goal it reshapes (`goal amend`): scrubbed
+        # before their votes lose their key.
+        old_goal = goals.alias("old_goal")
+        named_blocker = (
+            select(goals.c.poll_id)
+            .join(old_goal, old_goal.c.id == goals.c.reshapes_id)
+            .join(poll_reactions, poll_reactions.c.poll_id == old_goal.c.poll_id)
+            .where(goals.c.poll_id.is_not(None), poll_reactions.c.user_key == key)
+        )
+        reshaped = await self.conn.execute(
+            select(polls.c.id, polls.c.question).where(polls.c.id.in_(named_blocker))
+        )
+        for row in reshaped.all():
+            if (question := scrub(row.question, words)) != row.question:
+                await self.conn.execute(update(polls).where(polls.c.id == row.id).values(question=question))
 
         gone = await self.conn.execute(delete(reflections).where(reflections.c.user_key == key))
         open_polls = select(polls.c.id).where(polls.c.closed_at.is_(None))
