@@ -295,6 +295,16 @@ COMMANDS: tuple[CommandSpec, ...] = (
         " has voted.",
     ),
     CommandSpec(
+        ("goal", "amend"),
+        "Reshape a proposed or blocked goal; the group decides the new version by consent.",
+        (
+            Arg("id", ArgKind.INT, "the goal's number"),
+            Arg("text", ArgKind.TEXT, "the reshaped goal, in a sentence", max_length=300),
+        ),
+        details="Anyone may amend. The new goal gets its own consent poll and the old one is superseded;"
+        " whoever blocked it is told. Example: goal amend 4 Read the first three chapters",
+    ),
+    CommandSpec(
         ("goal", "list"),
         "Show the goals: the roadmap and proposals first, then the rest.",
         (

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
 
-from core.polls import PollOption, Tally
+from core.polls import Poll, PollOption, PollReaction, Tally
 
 AGREE, CONCERNS, BLOCK = "✅", "🤔", "⛔"
 CONSENT_OPTIONS = (
@@ -15,6 +15,7 @@ CONSENT_OPTIONS = (
     PollOption(CONCERNS, "concerns"),
     PollOption(BLOCK, "block"),
 )
+BLOCK_OPTION = 2  # ⛔'s place among CONSENT_OPTIONS
 DEFAULT_QUORUM = 2
 DEFAULT_WINDOW = timedelta(hours=48)
 MAX_GOAL = 300
@@ -76,6 +77,16 @@ def decide(t: Tally, quorum: int) -> Decision:
     return Decision(status, agree, concerns, blockers)
 
 
+def blocking_votes(poll: Poll, reactions: Sequence[PollReaction]) -> list[PollReaction]:
+    """The ⛔ that count on a consent poll, as `tally` counts them (a member's latest present reaction),
+    by name: who blocked, with their keys to write to them."""
+    latest: dict[str, PollReaction] = {}
+    for r in sorted(reactions, key=lambda r: r.seq):
+        if r.present and 0 <= r.option < len(poll.options):
+            latest[r.user_key] = r
+    return sorted((r for r in latest.values() if r.option == BLOCK_OPTION), key=lambda r: r.user_name)
+
+
 def decided_early(t: Tally, quorum: int, roster: Collection[str], voters: Collection[str]) -> bool:
     """A consent poll need not wait for the end of its window when every member on the roster (`roster`:
     their keys; there is at least one) has voted (`voters`: the keys with a vote), nobody blocks, and it
@@ -89,6 +100,16 @@ def early_note(roster_size: int) -> str:
     """Why a decision came before the end of its window, for the result."""
     everyone = "the one member" if roster_size == 1 else f"all {roster_size} members"
     return f"Decided early: {everyone} on the roster {'has' if roster_size == 1 else 'have'} voted."
+
+
+def reshape_label(old: Goal, blockers: Sequence[str]) -> str:
+    """What follows a reshaped goal's number: " (reshapes goal 4, blocked by dave)". Blockers of a
+    proposal still open have blocked it so far."""
+    who = ", ".join(blockers)
+    if not blockers:
+        return f" (reshapes goal {old.id})"
+    so_far = " so far" if old.status is GoalStatus.PROPOSED else ""
+    return f" (reshapes goal {old.id}, blocked{so_far} by {who})"
 
 
 def render_decision(goal: Goal, d: Decision, quorum: int) -> str:

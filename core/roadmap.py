@@ -12,6 +12,7 @@ from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
 from core.feedback import PollService
+from core.forgetting import ANONYMOUS_PREFIX
 from core.goals import (
     CONSENT_OPTIONS,
     DEFAULT_QUORUM,
@@ -20,20 +21,24 @@ from core.goals import (
     SHOWN_BY_FILTER,
     Goal,
     GoalStatus,
+    blocking_votes,
     decide,
     decided_early,
     early_note,
     render_decision,
+    reshape_label,
     roadmap,
 )
 from core.lifecycle import CLOSING, Group
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
-from core.polls import PollKind, PollRequest, render_results, tally
+from core.polls import Poll, PollKind, PollReaction, PollRequest, render_results, tally
 from core.ports import StoreTx
+from core.refs import UserRef
 from core.reminders import percent, remind_time
 from core.uow import DomainEvent, GoalDecided, GoalFinished, PollClosed, UnitOfWork, VotesRecorded
 
+AMENDABLE = (GoalStatus.PROPOSED, GoalStatus.BLOCKED)
 _REFLECTION_REF = re.compile(r"^r(\d{1,12})$", re.IGNORECASE)
 MAX_QUORUM = 100
 MAX_WINDOW = timedelta(days=32)
@@ -53,6 +58,14 @@ class GoalRules:
         )
 
 
+def _user(vote: PollReaction) -> UserRef | None:
+    """Who cast a vote, to write to them; None for a forgotten member."""
+    if vote.user_key.startswith(ANONYMOUS_PREFIX):
+        return None
+    platform, _, user_id = vote.user_key.partition(":")
+    return UserRef(platform, user_id, vote.user_name)
+
+
 def _hours(window: timedelta) -> str:
     hours = window.total_seconds() / 3600
     return f"{hours:g} hours"
@@ -66,6 +79,7 @@ class GoalService:
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
         return {
             ("goal", "propose"): self._propose,
+            ("goal", "amend"): self._amend,
             ("goal", "list"): self._list,
             ("goal", "show"): self._show,
             ("goal", "done"): self._done,
@@ -144,10 +158,32 @@ class GoalService:
             # The goal is the author's: they may mark it done or drop it; the record keeps who put it forward.
             proposer = reflection.author
             source = f", from reflection r{reflection.id} by {reflection.user_name}"
+        goal, poll = await self._open_round(ctx, text, proposer, put_forward_by=ctx.event.user)
+        return self._proposed(ctx, f"Goal {goal.id} proposed{source}", poll)
+
+    async def _open_round(
+        self,
+        ctx: Context,
+        text: str,
+        proposer: UserRef,
+        *,
+        put_forward_by: UserRef,
+        reshapes: Goal | None = None,
+        label: str = "",
+    ) -> tuple[Goal, Poll]:
+        """Store a proposed goal and open its consent poll; `label` follows the goal's number in the
+        poll's question (what it reshapes)."""
         rules = self.rules.for_group(ctx.group)
-        goal = await ctx.tx.goals.create(ctx.group.id, text, proposer, ctx.now, put_forward_by=ctx.event.user)
+        goal = await ctx.tx.goals.create(
+            ctx.group.id,
+            text,
+            proposer,
+            ctx.now,
+            put_forward_by=put_forward_by,
+            reshapes=reshapes.id if reshapes is not None else None,
+        )
         request = PollRequest(
-            f"Goal {goal.id}: {text} (proposed by {goal.proposer_name}). Do you consent?",
+            f"Goal {goal.id}{label}: {text} (proposed by {goal.proposer_name}). Do you consent?",
             CONSENT_OPTIONS,
             duration=rules.window,
         )
@@ -156,11 +192,69 @@ class GoalService:
             ctx.uow, ctx.group, PollKind.CONSENT, request, proposer, remind_at=remind_at
         )
         await ctx.tx.goals.set_poll(goal.id, poll.id)
+        return goal, poll
+
+    def _proposed(self, ctx: Context, what: str, poll: Poll) -> Reply:
+        rules = self.rules.for_group(ctx.group)
         return Reply(
-            f"Goal {goal.id} proposed{source}. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
+            f"{what}. React on poll {poll.id}: ✅ agree, 🤔 concerns, ⛔ block."
             f" The group decides by {format_time(poll.closes_at, ctx.group.timezone)};"
             f" it needs {rules.quorum} ✅ and no ⛔."
         )
+
+    async def _amend(self, ctx: Context, inv: Invocation) -> Reply:
+        """A new version of a proposed or blocked goal, in a consent round of its own; the old goal is
+        superseded, its open poll closed without a decision, and whoever blocked it is told."""
+        old = await self._find(ctx.tx, ctx.group, inv.args["id"])
+        if old.status not in AMENDABLE:
+            if old.status is GoalStatus.SUPERSEDED:
+                newer = await self._reshaped_as(ctx.tx, ctx.group, old)
+                later = f"; amend goal {newer.id} instead" if newer is not None else ""
+                return Reply(
+                    f"Goal {old.id} was reshaped already{later}. Nothing was changed.", is_error=True
+                )
+            return Reply(
+                f"Goal {old.id} is {old.status.value}; only a proposed or blocked goal can be reshaped."
+                " Nothing was changed.",
+                is_error=True,
+            )
+        text = " ".join(inv.text("text").split())
+        old_poll = None
+        blockers: list[PollReaction] = []
+        if old.poll_id is not None:
+            old_poll = await self.polls.find(ctx.tx, ctx.group, old.poll_id)
+            blockers = blocking_votes(old_poll, await ctx.tx.polls.reactions(old_poll.id))
+        label = reshape_label(old, [b.user_name for b in blockers])
+        if old_poll is not None and old_poll.closed_at is None:
+            await self.polls.close(ctx.uow, old_poll, announce=False)
+        await ctx.tx.goals.set_status(old.id, GoalStatus.SUPERSEDED, ctx.now)
+        goal, poll = await self._open_round(
+            ctx, text, ctx.event.user, put_forward_by=ctx.event.user, reshapes=old, label=label
+        )
+        channel = ctx.group.channel
+        if old.status is GoalStatus.PROPOSED and old_poll is not None:
+            closed = (
+                f"Poll {old_poll.id} of goal {old.id} is closed without a decision:"
+                f" goal {goal.id} reshapes it (poll {poll.id})."
+            )
+            ctx.uow.post(Post(PostKind.SEND, channel, closed, group_id=ctx.group.id))
+        for blocker in blockers:
+            user = _user(blocker)
+            if user is None or user.key == ctx.event.user.key:
+                continue
+            told = (
+                f"You blocked goal {old.id} ({old.text}) in {channel.name}. {ctx.event.user.name} has"
+                f" reshaped it as goal {goal.id}: {text}. Poll {poll.id} there asks for your consent"
+                " again: ✅ agree, 🤔 concerns, ⛔ block."
+            )
+            ctx.uow.post(Post(PostKind.DIRECT, channel, told, user=user, group_id=ctx.group.id))
+        return self._proposed(ctx, f"Goal {goal.id}{label} proposed", poll)
+
+    @staticmethod
+    async def _reshaped_as(tx: StoreTx, group: Group, goal: Goal) -> Goal | None:
+        """The goal that reshapes `goal`, if any (the latest, should there ever be two)."""
+        later = [g for g in await tx.goals.in_group(group.id) if g.reshapes_id == goal.id]
+        return later[-1] if later else None
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
         wanted: str | None = inv.args.get("filter")
@@ -206,6 +300,12 @@ class GoalService:
             lines.append(
                 f"Consent poll {poll.id} ({state}): ✅ {t.counts[0]}, 🤔 {t.counts[1]}, ⛔ {t.counts[2]}."
             )
+        if goal.reshapes_id is not None:
+            lines.append(f"It reshapes goal {goal.reshapes_id}.")
+        if goal.status is GoalStatus.SUPERSEDED and (
+            newer := await self._reshaped_as(ctx.tx, ctx.group, goal)
+        ):
+            lines.append(f"It was reshaped as goal {newer.id}.")
         return Reply("\n".join(lines))
 
     async def _finish(self, ctx: Context, inv: Invocation, status: GoalStatus) -> Reply:

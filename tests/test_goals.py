@@ -217,6 +217,129 @@ async def test_a_filter_shows_the_goals_of_one_kind(harness: Harness) -> None:
     assert bad is not None and bad.is_error
     assert bad.text.splitlines() == [
         "'someday' is not a valid filter. Choose one of: open, accepted, proposed, blocked, done, lapsed,"
-        " dropped, all.",
+        " dropped, superseded, all.",
         "Usage: /goal list [filter] [page]",
     ]
+
+
+# Reshaping a goal (`goal amend`) -----------------------------------------------------------------
+
+
+async def blocked_by_dave(h: Harness) -> MessageRef:
+    await h.regulars("alice")  # on the roster and not voting: no early decision
+    msg = await propose(h, "Read the whole book in a month")
+    await h.member("carol").reacts(msg, "✅")
+    await h.member("dave").reacts(msg, "⛔")
+    await h.member("alice").says("/poll close 1")
+    assert await status_of(h, 1) is GoalStatus.BLOCKED
+    return msg
+
+
+async def test_amending_a_blocked_goal_opens_a_linked_round_and_tells_the_blocker(harness: Harness) -> None:
+    await blocked_by_dave(harness)
+    reply = await harness.member("carol").says("/goal amend 1   Read the first three chapters ")
+    assert reply is not None and not reply.is_error, reply
+    assert reply.text.startswith(
+        "Goal 2 (reshapes goal 1, blocked by dave) proposed. React on poll 2: ✅ agree, 🤔 concerns,"
+        " ⛔ block."
+    )
+    poll = harness.chat.sent[-1]
+    assert poll.text.startswith(
+        "Poll 2: Goal 2 (reshapes goal 1, blocked by dave): Read the first three chapters"
+        " (proposed by carol). Do you consent?"
+    )
+    assert [(user.id, text) for user, text in harness.chat.direct] == [
+        (
+            "dave",
+            "You blocked goal 1 (Read the whole book in a month) in #general. carol has reshaped it as"
+            " goal 2: Read the first three chapters. Poll 2 there asks for your consent again:"
+            " ✅ agree, 🤔 concerns, ⛔ block.",
+        )
+    ]
+    assert await status_of(harness, 1) is GoalStatus.SUPERSEDED
+    assert await status_of(harness, 2) is GoalStatus.PROPOSED
+    old = await harness.member("bob").says("/goal show 1")
+    new = await harness.member("bob").says("/goal show 2")
+    assert old is not None and "Status: superseded" in old.text and "It was reshaped as goal 2." in old.text
+    assert new is not None and "It reshapes goal 1." in new.text and "reshaped as" not in new.text
+    listed = await harness.member("bob").says("/goal list superseded")
+    assert listed is not None and "Goal 1: Read the whole book in a month" in listed.text
+
+
+async def test_the_reshaped_goal_is_decided_as_any_proposal(harness: Harness) -> None:
+    await blocked_by_dave(harness)
+    await harness.member("carol").says("/goal amend 1 Read the first three chapters")
+    msg = harness.chat.sent[-1].ref
+    for name in ("carol", "dave"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("alice").says("/poll close 2")
+    assert harness.chat.sent[-1].text.startswith("Goal 2 accepted by consent: Read the first three chapters")
+    assert (await status_of(harness, 1), await status_of(harness, 2)) == (
+        GoalStatus.SUPERSEDED,
+        GoalStatus.ACCEPTED,
+    )
+
+
+async def test_amending_a_proposal_closes_its_poll_without_a_decision(harness: Harness) -> None:
+    await harness.regulars("alice")
+    msg = await propose(harness, "Read the whole book in a month")
+    await harness.member("erin").reacts(msg, "⛔")
+    await harness.member("carol").reacts(msg, "✅")
+    before = len(harness.chat.sent)
+    reply = await harness.member("erin").says("/goal amend 1 Read the first three chapters")
+    assert reply is not None and reply.text.startswith(
+        "Goal 2 (reshapes goal 1, blocked so far by erin) proposed."
+    )
+    texts = [m.text for m in harness.chat.sent[before:]]
+    assert "Poll 1 of goal 1 is closed without a decision: goal 2 reshapes it (poll 2)." in texts
+    assert not any("accepted" in t or "lapsed" in t or "is blocked" in t for t in texts)
+    assert harness.chat.direct == []  # the only blocker amended it
+    async with harness.store.transaction() as tx:
+        poll = await tx.polls.get(1, 1)
+    assert poll is not None and poll.closed_at is not None
+    assert await status_of(harness, 1) is GoalStatus.SUPERSEDED
+    # Its time passing decides nothing any more.
+    harness.clock.advance(timedelta(hours=49))
+    await harness.engine.tick()
+    assert await status_of(harness, 1) is GoalStatus.SUPERSEDED
+
+
+async def test_amending_a_proposal_with_no_block_names_nobody(harness: Harness) -> None:
+    await propose(harness, "Read the whole book")
+    reply = await harness.member("dave").says("/goal amend 1 Read half the book")
+    assert reply is not None and reply.text.startswith("Goal 2 (reshapes goal 1) proposed.")
+    assert harness.chat.direct == []
+
+
+async def test_goals_past_deciding_are_not_amended(harness: Harness) -> None:
+    await blocked_by_dave(harness)
+    await harness.member("carol").says("/goal amend 1 Read the first three chapters")
+    reply = await harness.member("bob").says("/goal amend 1 Read one chapter")
+    assert reply is not None and reply.is_error
+    assert reply.text == "Goal 1 was reshaped already; amend goal 2 instead. Nothing was changed."
+    msg = harness.chat.sent[-1].ref
+    for name in ("carol", "dave"):
+        await harness.member(name).reacts(msg, "✅")
+    await harness.member("alice").says("/poll close 2")
+    sent = len(harness.chat.sent)
+    reply = await harness.member("bob").says("/goal amend 2 Read one chapter")
+    assert reply is not None and reply.is_error
+    assert (
+        reply.text
+        == "Goal 2 is accepted; only a proposed or blocked goal can be reshaped. Nothing was changed."
+    )
+    assert await status_of(harness, 2) is GoalStatus.ACCEPTED
+    async with harness.store.transaction() as tx:
+        assert len(await tx.goals.in_group(1)) == 2
+    assert len(harness.chat.sent) == sent
+
+
+async def test_amend_refuses_an_unknown_goal_and_bad_text(harness: Harness) -> None:
+    await propose(harness)
+    unknown = await harness.member("bob").says("/goal amend 7 Learn Go")
+    assert unknown is not None and unknown.is_error and "There is no goal 7 in this channel." in unknown.text
+    blank = await harness.member("bob").says("/goal amend 1")
+    too_long = await harness.member("bob").says("/goal amend 1 " + "x" * 301)
+    for reply in (blank, too_long):
+        assert reply is not None and reply.is_error and "Usage: /goal amend <id> <text...>" in reply.text
+    assert await status_of(harness, 1) is GoalStatus.PROPOSED
