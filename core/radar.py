@@ -7,8 +7,8 @@ Once a week, and when a facilitator asks, the radar reads a group's record (`Fac
 - concentration: one member making more than `concentration` % of the proposals, closings or phase
   moves of the last 30 days, where there were at least 5 such acts and at least 3 active members;
 - stasis: no goal done and no phase move for `stasis` days, while the group is still active;
-- blocks: a goal blocked `blocks` days ago that was neither dropped nor reshaped (its proposer put a
-  new goal forward since);
+- blocks: a goal blocked `blocks` days ago that was neither dropped nor reshaped (amended with
+  `goal amend`, so superseded, or its proposer put a new goal forward since);
 - concerns: a goal accepted with 🤔 votes, `concerns` days ago, that nobody followed up (no reflection
   naming it since).
 
@@ -215,7 +215,8 @@ def _blocks(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
         if goal.status is not GoalStatus.BLOCKED or now - goal.updated_at < limits.days("blocks"):
             continue
         reshaped = any(
-            g.id != goal.id and g.proposer_key == goal.proposer_key and g.created_at >= goal.updated_at
+            g.reshapes_id == goal.id
+            or (g.id != goal.id and g.proposer_key == goal.proposer_key and g.created_at >= goal.updated_at)
             for g in facts.goals
         )
         if reshaped:

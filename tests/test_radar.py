@@ -151,6 +151,19 @@ async def test_a_reshaped_block_is_no_finding(h: Harness) -> None:
     assert reply is not None and "blocked" not in reply.text
 
 
+async def test_a_block_amended_by_another_member_is_no_finding(h: Harness) -> None:
+    await h.regulars("alice", "bob", "carol")
+    await h.member("bob").says("/goal propose Read the whole book")
+    await h.member("carol").reacts(h.chat.sent[-1].ref, "⛔")
+    await h.member("alice").says("/poll close 1")
+    h.clock.advance(DAY)
+    await h.member("carol").says("/goal amend 1 Read the first three chapters")
+    h.clock.advance(8 * DAY)
+    await busy_week(h, "alice", "bob", "carol")
+    reply = await h.member("alice").says("/radar")
+    assert reply is not None and "blocked" not in reply.text
+
+
 async def test_concerns_nobody_followed_up_and_a_follow_up(h: Harness) -> None:
     await h.regulars("alice", "bob", "carol")
     await h.member("bob").says("/goal propose Pair every week")
