@@ -97,6 +97,7 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
                 "created_at": _iso(x.created_at),
                 "updated_at": _iso(x.updated_at),
                 "poll": x.poll_id,
+                "reshapes": x.reshapes_id,
             }
             for x in r.goals
         ],
@@ -142,6 +143,11 @@ def _put_forward(goal: Goal, separator: str = ",") -> str:
     return f"{separator} put forward by {goal.put_forward_by_name}" if goal.put_forward_by_another else ""
 
 
+def _reshapes(goal: Goal, separator: str = ",") -> str:
+    """The goal this one reshapes (`goal amend`), if any."""
+    return f"{separator} reshapes goal {goal.reshapes_id}" if goal.reshapes_id is not None else ""
+
+
 def to_json(r: GroupRecord) -> str:
     return json.dumps(to_data(r), ensure_ascii=False, indent=2)
 
@@ -155,7 +161,8 @@ def to_markdown(r: GroupRecord) -> str:
     ]
     lines += ["", "## Goals"]
     lines += [
-        f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}{_put_forward(x)}" for x in r.goals
+        f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}{_put_forward(x)}{_reshapes(x)}"
+        for x in r.goals
     ] or ["- none"]
     lines += ["", "## Polls"]
     for p, t in r.polls:
@@ -199,7 +206,7 @@ def to_csv(r: GroupRecord) -> str:
     writer = _InertWriter(out)
     writer.writerow(["kind", "id", "at", "who", "text", "status", "details"])
     for x in r.goals:
-        details = f"poll {x.poll_id}{_put_forward(x, ';')}"
+        details = f"poll {x.poll_id}{_put_forward(x, ';')}{_reshapes(x, ';')}"
         writer.writerow(["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, details])
     for p, t in r.polls:
         if counts_shown(p):

@@ -49,6 +49,23 @@ async def test_export_answers_with_the_whole_file_and_a_one_line_summary(harness
     assert "\n" not in reply.text
 
 
+async def test_a_reshaped_goal_is_exported_with_its_link_and_the_old_one_superseded(harness: Harness) -> None:
+    await harness.member("alice").says("/goal propose Read the whole book")
+    await harness.member("carol").says("/goal amend 1 Read three chapters")
+    as_json = await harness.member("bob").says("/export json")
+    assert as_json is not None and as_json.file is not None
+    goals = json.loads(as_json.file.data.decode("utf-8"))["goals"]
+    assert [(g["id"], g["status"], g["reshapes"]) for g in goals] == [
+        (1, "superseded", None),
+        (2, "proposed", 1),
+    ]
+    as_md = await harness.member("bob").says("/export md")
+    assert as_md is not None and as_md.file is not None
+    lines = as_md.file.data.decode("utf-8").splitlines()
+    assert "- Goal 1 (superseded): Read the whole book — alice" in lines
+    assert "- Goal 2 (proposed): Read three chapters — carol, reshapes goal 1" in lines
+
+
 async def test_the_file_is_named_in_the_groups_timezone_and_typed_by_format(harness: Harness) -> None:
     await harness.member("alice").says("/timezone Europe/Berlin")
     md = await harness.member("bob").says("/export")
