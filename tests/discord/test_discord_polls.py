@@ -262,3 +262,27 @@ async def test_a_slow_pending_is_still_private(discord_bot: DiscordScene) -> Non
     assert answer.deferred and answer.interaction.original_deleted
     assert answer.ephemeral
     assert answer.content.startswith("You are all caught up in #general")
+
+
+async def test_amending_a_blocked_goal_tells_the_blocker_privately_without_a_ping(
+    discord_bot: DiscordScene,
+) -> None:
+    scene = discord_bot
+    assert scene.engine is not None
+    await scene.bob.runs("/goal propose", text="Read the whole book in a month")
+    (poll,) = scene.fake.sent_messages(scene.channel)
+    scene.alice.reacts(poll, "✅")
+    scene.carol.reacts(poll, "⛔")
+    await votes_applied(scene, 2)
+    await scene.alice.runs("/poll close", id=1)
+    answer = await scene.bob.runs("/goal amend", id=1, text="Read three chapters @everyone")
+    assert answer.content.startswith("Goal 2 (reshapes goal 1, blocked by Carol) proposed.")
+    await scene.engine.engine.settle()
+    assert [str(b["recipient_id"]) for b in scene.fake.bodies("create_dm")] == [scene.carol.user.id]
+    dm = scene.fake.dm_channel(scene.carol.user)
+    assert dm is not None
+    (told,) = scene.fake.sent_messages(dm)
+    assert told["content"].startswith("You blocked goal 1 (Read the whole book in a month)")
+    assert "Bob has reshaped it as goal 2: Read three chapters @everyone." in told["content"]
+    (body,) = [r.body for r in scene.fake.requests if r.route == "create_message" and dm.id in r.path]
+    assert body["allowed_mentions"] == {"parse": []}
