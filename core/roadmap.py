@@ -225,14 +225,13 @@ class GoalService:
             old_poll = await self.polls.find(ctx.tx, ctx.group, old.poll_id)
             blockers = blocking_votes(old_poll, await ctx.tx.polls.reactions(old_poll.id))
         label = reshape_label(old, [b.user_name for b in blockers])
-        if old_poll is not None and old_poll.closed_at is None:
-            await self.polls.close(ctx.uow, old_poll, announce=False)
+        closed_now = old_poll is not None and await self.polls.close(ctx.uow, old_poll, announce=False)
         await ctx.tx.goals.set_status(old.id, GoalStatus.SUPERSEDED, ctx.now)
         goal, poll = await self._open_round(
             ctx, text, ctx.event.user, put_forward_by=ctx.event.user, reshapes=old, label=label
         )
         channel = ctx.group.channel
-        if old.status is GoalStatus.PROPOSED and old_poll is not None:
+        if closed_now and old_poll is not None:
             closed = (
                 f"Poll {old_poll.id} of goal {old.id} is closed without a decision:"
                 f" goal {goal.id} reshapes it (poll {poll.id})."
