@@ -46,6 +46,13 @@ INSTANCE_ENV = "PEERBOT_INSTANCE"
 CRASH_ENV = "PEERBOT_CRASH_AT"  # tests only: "<point>[:<n>]" kills the process the n-th time it passes
 
 
+def say_error(text: str) -> None:
+    """One line for the operator on stderr, written at once: a log record another thread writes meanwhile
+    (aiosqlite's, at DEBUG) can come before or after it, never inside it."""
+    sys.stderr.write(f"peerbot: {text}\n")
+    sys.stderr.flush()
+
+
 def install_crash_point() -> None:
     """For crash tests: SIGKILL this process at a named point (core/faults.py), the n-th time there."""
     spec = os.environ.get(CRASH_ENV)
@@ -354,7 +361,7 @@ async def run(
             with stopped_by_sigterm() as terminated:
                 await bot.run()
         except AdapterFailed as error:
-            print(f"peerbot: {error}", file=sys.stderr)
+            say_error(str(error))
             return 1
         except asyncio.CancelledError:
             if not terminated:

@@ -78,7 +78,7 @@ async def _migrate(config: Config) -> int:
 
 def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
     if output is not None and not output.parent.is_dir():  # say so before opening the database
-        print(f"peerbot: --output: the directory {output.parent} does not exist", file=sys.stderr)
+        app.say_error(f"--output: the directory {output.parent} does not exist")
         return EXIT_CONFIG
     code, text = asyncio.run(_export_text(config, group, fmt))
     if code:
@@ -89,7 +89,7 @@ def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
     try:
         output.write_text(text, encoding="utf-8")
     except OSError as error:
-        print(f"peerbot: --output: cannot write {output} ({error.strerror or error})", file=sys.stderr)
+        app.say_error(f"--output: cannot write {output} ({error.strerror or error})")
         return EXIT_FAILURE
     return 0
 
@@ -97,14 +97,14 @@ def _export(config: Config, group: str, fmt: str, output: Path | None) -> int:
 async def _export_text(config: Config, group: str, fmt: str) -> tuple[int, str]:
     platform, sep, channel = group.partition(":")
     if not sep or not platform or not channel:
-        print("peerbot: --group looks like PLATFORM:CHANNEL, for example console:general", file=sys.stderr)
+        app.say_error("--group looks like PLATFORM:CHANNEL, for example console:general")
         return EXIT_CONFIG, ""
     store = await app.open_store(config)
     try:
         async with store.read() as tx:  # one snapshot, and a running bot's writers go on
             found = await tx.groups.get(ChannelRef(platform, channel))
             if found is None:
-                print(f"peerbot: no group in {group}", file=sys.stderr)
+                app.say_error(f"no group in {group}")
                 return EXIT_FAILURE, ""
             record = await load_record(tx, found)
     finally:
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(args.config)
         app.fake_start()  # a malformed PEERBOT_FAKE_TIME is a configuration error, found before anything runs
     except ConfigError as error:
-        print(f"peerbot: config error: {error}", file=sys.stderr)
+        app.say_error(f"config error: {error}")
         return EXIT_CONFIG
     _setup_logging(config)
     try:
@@ -154,12 +154,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(app.run(config, console=True))
         return asyncio.run(app.run(config))
     except (migrate.SchemaTooNew, app.StartFailed) as error:
-        print(f"peerbot: {error}", file=sys.stderr)
+        app.say_error(str(error))
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 0
     except OSError as error:  # not the database (open_store names it): say what failed, not where
-        print(f"peerbot: stopped: {error.strerror or error}", file=sys.stderr)
+        app.say_error(f"stopped: {error.strerror or error}")
         return EXIT_FAILURE
 
 
