@@ -104,14 +104,19 @@ class Tally:
 
 def tally(poll: Poll, reactions: Sequence[PollReaction]) -> Tally:
     """Count the votes. In a single-choice poll a member's latest present reaction counts."""
+    return count_votes(reactions, len(poll.options), multiple=poll.multiple)
+
+
+def count_votes(reactions: Sequence[PollReaction], options: int, *, multiple: bool) -> Tally:
+    """The tally of reactions on a poll of `options` options, when only its shape is at hand."""
     chosen: dict[str, list[PollReaction]] = {}
     for r in sorted(reactions, key=lambda r: r.seq):
-        if r.present and 0 <= r.option < len(poll.options):
+        if r.present and 0 <= r.option < options:
             chosen.setdefault(r.user_key, []).append(r)
-    counts = [0] * len(poll.options)
-    names: list[list[str]] = [[] for _ in poll.options]
+    counts = [0] * options
+    names: list[list[str]] = [[] for _ in range(options)]
     for picks in chosen.values():
-        for r in picks if poll.multiple else picks[-1:]:
+        for r in picks if multiple else picks[-1:]:
             counts[r.option] += 1
             names[r.option].append(r.user_name)
     return Tally(tuple(counts), len(chosen), tuple(tuple(sorted(n)) for n in names))

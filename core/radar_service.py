@@ -14,12 +14,13 @@ from datetime import datetime
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.events import Reply
-from core.goals import GoalStatus
+from core.goals import CONSENT_OPTIONS, GoalStatus
 from core.lifecycle import Group, QuietHours, Signs
 from core.lifecycle_service import LifecycleService
 from core.members import RosterEntry
 from core.outbox import Post, PostKind
 from core.patterns import BY_NAME, NAME, catalogue_listing
+from core.polls import count_votes
 from core.ports import ChatPort, StoreTx, command_prefix
 from core.radar import (
     LIMITS,
@@ -45,15 +46,6 @@ BATCH = 500
 CONCERNS_LOOKBACK = 2 * WINDOW
 
 
-def concern_votes(reactions: Sequence[tuple[str, int, bool, int]]) -> int:
-    """🤔 votes on a consent poll: each member's latest present reaction counts (core/polls.py)."""
-    latest: dict[str, int] = {}
-    for key, option, present, _ in sorted(reactions, key=lambda r: r[3]):
-        if present:
-            latest[key] = option
-    return sum(1 for option in latest.values() if option == 1)
-
-
 async def gather(tx: StoreTx, groups: Sequence[Group], now: datetime) -> dict[int, Facts]:
     """What the radar reads of these groups, a handful of queries for all of them."""
     ids = [g.id for g in groups]
@@ -68,10 +60,9 @@ async def gather(tx: StoreTx, groups: Sequence[Group], now: datetime) -> dict[in
         if g.status is GoalStatus.ACCEPTED and g.poll_id is not None and g.updated_at >= recent
     ]
     reactions = await tx.polls.reactions_of([g.poll_id for g in accepted if g.poll_id is not None])
+    consent = len(CONSENT_OPTIONS)
     votes = {
-        g.id: concern_votes(
-            [(r.user_key, r.option, r.present, r.seq) for r in reactions.get(g.poll_id or 0, [])]
-        )
+        g.id: count_votes(reactions.get(g.poll_id or 0, []), consent, multiple=False).counts[1]
         for g in accepted
     }
     written = await tx.reviews.reflections_since(ids, recent) if accepted else {}
