@@ -36,8 +36,8 @@ from core.radar import (
     private_report,
     scan,
 )
-from core.schedules import Recurrence, due_time, first_occurrence, parse_schedule
-from core.uow import UnitOfWork, Work
+from core.schedules import Recurrence, first_occurrence, parse_schedule
+from core.uow import UnitOfWork, Work, quiet_hold
 
 log = logging.getLogger(__name__)
 
@@ -187,9 +187,7 @@ class RadarService:
         repeat it."""
         prefix = self._prefix(group)
         told = [f for f in findings if facilitators or f.group_text]
-        # Held past the group's quiet hours here: the group is at hand, the unit of work need not read it.
-        when = due_time(uow.now, group.timezone, group.quiet)
-        held = when if when > uow.now else None
+        held = quiet_hold(group, uow.now)
         if facilitators and told:
             text = private_report(group, told, prefix, weekly=True)
             for member in facilitators:

@@ -32,7 +32,7 @@ from core.reminders import (
     review_reminder,
 )
 from core.schedules import due_time
-from core.uow import UnitOfWork, Work
+from core.uow import UnitOfWork, Work, quiet_hold
 
 log = logging.getLogger(__name__)
 
@@ -136,8 +136,7 @@ class ReminderService:
     def _send(uow: UnitOfWork, group: Group, missing: Sequence[Absent], line: str, direct: str) -> None:
         """Queue the group's line, and the direct message to each member who has not responded and takes
         reminders; both held until the group's quiet hours end."""
-        when = due_time(uow.now, group.timezone, group.quiet)
-        held = when if when > uow.now else None
+        held = quiet_hold(group, uow.now)
         channel = group.channel
         uow.post(Post(PostKind.SEND, channel, line, group_id=group.id, not_before=held), placed=True)
         for member in missing:
