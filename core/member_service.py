@@ -89,8 +89,9 @@ class MemberService:
 
     async def _arrive(
         self, uow: UnitOfWork, group: Group, user: UserRef, member: Member | None, step: Step, intro: str = ""
-    ) -> list[str]:
-        """Put a newcomer on the roster, or a former member back on it, and tell whom it concerns."""
+    ) -> tuple[Member, list[str]]:
+        """Put a newcomer on the roster, or a former member back on it, and tell whom it concerns: the
+        member as they are now, and the lines the subscribers returned."""
         tx = uow.tx
         if step is Step.ADD:
             member = await tx.members.add(group.id, user, uow.now, intro)
@@ -102,7 +103,7 @@ class MemberService:
             intro = intro or member.intro
             member = replace(member, left_at=None, last_active_at=uow.now, name=name, intro=intro)
             await tx.members.save_settings(member)
-        return await uow.publish(MembersArrived(group, (member,), first_time=step is Step.ADD))
+        return member, await uow.publish(MembersArrived(group, (member,), first_time=step is Step.ADD))
 
     # Commands ----------------------------------------------------------------------------------
 
@@ -123,10 +124,8 @@ class MemberService:
             await ctx.tx.members.save_settings(updated)
             notes = await ctx.uow.publish(MemberIntroduced(ctx.group, updated))
             return Reply("\n".join(["Thank you: your introduction is updated.", *notes]))
-        notes = await self._arrive(ctx.uow, ctx.group, user, member, step, intro)
+        arrived, notes = await self._arrive(ctx.uow, ctx.group, user, member, step, intro)
         if intro:
-            arrived = await ctx.tx.members.get(ctx.group.id, user.key)
-            assert arrived is not None
             notes += await ctx.uow.publish(MemberIntroduced(ctx.group, arrived))
         if step is Step.ADD:
             lines = [f"You are on the roster of {where} now, {user.name}."]
