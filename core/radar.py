@@ -94,10 +94,15 @@ class Thresholds:
         return timedelta(days=self[name])
 
 
+def own_limits(limits: Mapping[str, int]) -> tuple[tuple[str, int], ...]:
+    """The thresholds a group set itself (`Group.radar_limits`): a default is no setting of its own."""
+    return tuple(sorted((k, v) for k, v in limits.items() if v != LIMITS[k].default))
+
+
 def limits_json(limits: Mapping[str, int]) -> str:
     """A group's own thresholds as stored; empty when it keeps every default."""
-    kept = {k: v for k, v in sorted(limits.items()) if v != LIMITS[k].default}
-    return json.dumps(kept) if kept else ""
+    kept = own_limits(limits)
+    return json.dumps(dict(kept)) if kept else ""
 
 
 class ActKind(Enum):

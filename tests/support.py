@@ -33,7 +33,7 @@ from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
 from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
-from core.radar import LIMITS, Act, ActKind
+from core.radar import Act, ActKind, own_limits
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.reminders import Absent, Unresponded
@@ -400,8 +400,7 @@ class MemoryGroups(_MemoryPart):
         self._update(group_id, advised_at=at)
 
     async def set_radar(self, group_id: int, auto: bool, limits: Mapping[str, int]) -> None:
-        kept = tuple(sorted((k, v) for k, v in limits.items() if v != LIMITS[k].default))
-        self._update(group_id, auto_radar=auto, radar_limits=kept)
+        self._update(group_id, auto_radar=auto, radar_limits=own_limits(limits))
 
     async def radar_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Group]:
         due = [
