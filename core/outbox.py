@@ -53,6 +53,24 @@ class PostState(Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Thread:
+    """A decision's thread, started from the message of a goal's consent poll or of a review: posts
+    marked with it go there on platforms that have threads (and the group has them on), else to the
+    channel. Stored as `poll:7`, `review:3`."""
+
+    kind: str  # "poll" or "review"
+    id: int
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Thread:
+        kind, _, number = text.partition(":")
+        return cls(kind, int(number))
+
+
+@dataclass(frozen=True, slots=True)
 class Post:
     """A message the bot wants posted, as a unit of work queues it."""
 
@@ -65,6 +83,7 @@ class Post:
     poll_id: int | None = None  # the posted message becomes this poll's message
     group_id: int | None = None
     not_before: datetime | None = None  # held until then (quiet hours); None: at once
+    thread: Thread | None = None  # posted in this decision's thread where there is one
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,7 @@ from adapters.sql import migrate
 from adapters.sql.schema import metadata, outbox
 from adapters.sql.store import SqlStore, make_engine
 from core.lifecycle import Phase, PhaseChange
-from core.outbox import Post, PostKind
+from core.outbox import Post, PostKind, Thread
 from core.refs import ChannelRef
 from tests.support import Harness
 
@@ -320,7 +320,8 @@ async def test_outbox_rows_keep_their_times_as_sqlalchemy_writes_them(tmp_path) 
     later = T0 + timedelta(hours=1, microseconds=5)
     try:
         async with store.transaction() as tx:
-            await tx.outbox.add([Post(PostKind.SEND, channel, "held", not_before=later)], T0)
+            held = Post(PostKind.SEND, channel, "held", not_before=later, thread=Thread("review", 3))
+            await tx.outbox.add([held], T0)
             reference = {
                 "platform": "fake",
                 "channel_id": "general",
@@ -341,5 +342,6 @@ async def test_outbox_rows_keep_their_times_as_sqlalchemy_writes_them(tmp_path) 
             assert list((await tx.conn.execute(due)).scalars()) == ["held", "by SQLAlchemy"]
             (row, _) = await tx.outbox.rows()
             assert (row.created_at, row.not_before) == (T0, later)
+            assert (row.post.thread, _.post.thread) == (Thread("review", 3), None)
     finally:
         await store.close()

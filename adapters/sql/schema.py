@@ -222,6 +222,7 @@ outbox = Table(
     Column("user_name", Text, nullable=True),
     Column("reactions", Text, nullable=False, server_default="[]"),  # JSON list of emoji
     Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True),
+    Column("thread", Text, nullable=True),  # core.outbox.Thread: `poll:7`, `review:3`
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -63,7 +63,7 @@ from core.forgetting import (
 from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member, RosterEntry
-from core.outbox import OutboxRow, Post, PostKind, PostState
+from core.outbox import OutboxRow, Post, PostKind, PostState, Thread
 from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import ReadOnly, state_prefix
 from core.radar import Act, ActKind, limits_json
@@ -368,6 +368,7 @@ _OUTBOX_COLUMNS = (
     "user_name",
     "reactions",
     "poll_id",
+    "thread",
     "state",
     "created_at",
     "not_before",
@@ -396,6 +397,7 @@ def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
         # Most posts have none: a JSON call per row was a tenth of queueing 170,000 reminders.
         json.dumps(list(p.reactions), ensure_ascii=False) if p.reactions else "[]",
         p.poll_id,
+        str(p.thread) if p.thread is not None else None,
         PostState.PENDING.value,
         at,
         p.not_before or at,
@@ -433,6 +435,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         poll_id=row.poll_id,
         group_id=row.group_id,
         not_before=not_before,
+        thread=Thread.parse(row.thread) if row.thread is not None else None,
     )
     return OutboxRow(
         id=row.id,
