@@ -134,6 +134,18 @@ def flag(name: str, help: str, *aliases: str) -> Arg:
     return Arg(name, ArgKind.FLAG, help, required=False, aliases=aliases)
 
 
+# `poll create --anonymous`, `pulse --anonymous`.
+ANONYMOUS_POLL = flag("anonymous", "votes are cast privately and tied to nobody once it closes", "anon")
+
+
+class Secrecy(Enum):
+    """Whether what a command says must stay between the member and the bot (core/ballots.py)."""
+
+    NONE = "none"
+    ALWAYS = "always"  # `vote`
+    WHEN_ANONYMOUS = "when anonymous"  # with its --anonymous flag: `reflect --anonymous`
+
+
 # The thresholds of the radar a group may set (core/radar.py LIMITS says what each means).
 RADAR_THRESHOLDS = ("silence", "concentration", "stasis", "blocks", "concerns")
 
@@ -168,6 +180,7 @@ class CommandSpec:
     owner: str = ""
     # A filled-in text command without its prefix, shown by help where commands are typed.
     example: str = ""
+    secrecy: Secrecy = Secrecy.NONE
 
     @property
     def name(self) -> str:
@@ -232,6 +245,13 @@ class Invocation:
 
     def flag(self, name: str) -> bool:
         return self.args.get(name) is True
+
+    @property
+    def secret(self) -> bool:
+        """What it says must stay between the member and the bot: its event is recorded under a hash,
+        and written where the group reads it, it is removed and not applied."""
+        secrecy = self.spec.secrecy
+        return secrecy is Secrecy.ALWAYS or (secrecy is Secrecy.WHEN_ANONYMOUS and self.flag("anonymous"))
 
     def items(self, name: str) -> tuple[str, ...]:
         value = self.args.get(name)
@@ -366,6 +386,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "multiple", "members may pick several options (else a member's latest choice counts)", "multi"
             ),
             flag("hidden", "the tally is shown only when the poll closes"),
+            ANONYMOUS_POLL,
             Arg(
                 "closes",
                 ArgKind.DURATION,
@@ -396,7 +417,19 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec(
         ("poll", "results"), "Show a poll's results so far.", (Arg("id", ArgKind.INT, "the poll's number"),)
     ),
-    CommandSpec(("pulse",), "Post a quick check-in: how is the group doing? 🟢 🟡 🔴"),
+    CommandSpec(("pulse",), "Post a quick check-in: how is the group doing? 🟢 🟡 🔴", (ANONYMOUS_POLL,)),
+    CommandSpec(
+        ("vote",),
+        "Vote privately on an anonymous poll: vote 7 2 (the same again takes it back).",
+        (
+            Arg("poll", ArgKind.INT, "the anonymous poll's number"),
+            Arg("option", ArgKind.INT, "the option's number, from 1"),
+        ),
+        details="Write it to the bot directly (a direct message): a vote written where the group reads it"
+        " is not counted. On Discord, press the poll's buttons instead.",
+        secrecy=Secrecy.ALWAYS,
+        example="vote 7 2",
+    ),
     CommandSpec(
         ("nudge", "add"),
         "Schedule a reflection nudge (your text, or prompts that fit the phase).",
@@ -483,9 +516,19 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 "your thought; to answer question 2 of the open review, start with q2",
                 max_length=1000,
             ),
+            flag("anonymous", "kept without your name: write it to the bot directly", "anon"),
+            Arg(
+                "group",
+                ArgKind.WORD,
+                "the group's channel, when you write to the bot directly and are in several",
+                required=False,
+                named=True,
+            ),
         ),
         details="reflect q2 <answer> answers question 2 of the open action review; anything else,"
-        " even text that starts with a number, is kept as a free reflection.",
+        " even text that starts with a number, is kept as a free reflection. reflect --anonymous, written"
+        " to the bot directly, keeps it without your name: it goes to your group's open review.",
+        secrecy=Secrecy.WHEN_ANONYMOUS,
     ),
     CommandSpec(
         ("join",),

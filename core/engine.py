@@ -6,10 +6,12 @@ import hashlib
 import logging
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from core import dead_letters
 from core.activity import touch
+from core.ballots import SECRET
 from core.batches import Batches
 from core.clock import Clock
 from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
@@ -66,6 +68,8 @@ DEFAULT_RETENTION = timedelta(days=7)  # longer than any platform replays events
 # Commands that do not count as activity in the group, so never put the member on its roster: `join`
 # does that itself, with the member's words; `leave` and `forget-me` must never add them back.
 NOT_ACTIVITY = frozenset({("join",), ("leave",), ("forget-me",)})
+# A secret command's event id, as recorded: this, then a hash of the platform's id (see `_sealed`).
+SEALED_EVENT = "sealed-"
 
 
 class MissingHandler(Exception):
@@ -126,7 +130,7 @@ class Engine:
         self.newcomers = NewcomerService(self.work, self.chats, platforms)
         self.votes = VoteRecorder(self.work, self.members.reacted)
         self.lifecycle = LifecycleService(self.chats)
-        self.polls = PollService(self.work, platforms)
+        self.polls = PollService(self.work, self.chats)
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
@@ -165,6 +169,8 @@ class Engine:
         self.private_handlers: dict[tuple[str, ...], PrivateHandler] = {
             **help_.private_handlers(),
             **pending.private_handlers(),
+            **self.polls.private_handlers(),
+            **self.reviews.private_handlers(),
             ("forget-me",): forget_me,
         }
         # Commands that only read: they run in a read transaction, never making writers wait.
@@ -214,10 +220,49 @@ class Engine:
 
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
         """Run a command; one that keeps failing is recorded as failed, and the member told so."""
+        event = self._sealed(event)
         try:
             return await dead_letters.attempts(lambda: self.run_command(event), event)
         except dead_letters.GaveUp as gave_up:
             return await self._dead_letter(event, gave_up.failure)
+
+    def _sealed(self, event: CommandInvoked) -> CommandInvoked:
+        """The event as the bot records and logs it: a secret command's id (an anonymous vote's) is
+        replaced by a hash, so that no record of applied or failed events, and no log line, holds the
+        platform's id of the member's message."""
+        chat = self.chats.get(event.channel.platform)
+        if chat is None:
+            return event
+        specs = self.visible_specs(chat.platform)
+        try:
+            if event.options is None:
+                invocation = parse_text(specs, event.text)
+            else:
+                invocation = parse_options(specs, event.text, event.options)
+        except UsageError:
+            return event
+        if not invocation.secret:
+            return event
+        digest = hashlib.sha256(f"{event.channel.platform}:{event.event_id}".encode()).hexdigest()
+        return replace(event, event_id=SEALED_EVENT + digest[:40])
+
+    async def _withhold(self, event: CommandInvoked, chat: ChatPort, inv: Invocation) -> Reply | None:
+        """A secret written where the group reads it (a vote in a Matrix room): not applied, the message
+        removed where the bot may, and a notice, naming nobody and nothing of what it said, on how to
+        say it privately."""
+        command = f"{chat.command_prefix}{inv.spec.name}"
+        reply = Reply(
+            f"{command} is private: written here, everyone can read it, so it was not applied, and the"
+            f" bot removes the message where it may. Write {command} to the bot directly instead.",
+            is_error=True,
+        )
+        async with self.work() as uow:
+            if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
+                return None
+            if event.message is not None:
+                uow.post(Post(PostKind.DELETE, event.channel, "", reply_to=event.message.id, sealed=SECRET))
+            uow.post(Post(PostKind.SEND, event.channel, reply.text))
+        return reply
 
     async def _dead_letter(self, event: CommandInvoked, failure: Exception) -> Reply:
         """Record a command that cannot be applied as failed, and tell the member so."""
@@ -251,6 +296,8 @@ class Engine:
             return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
         spec = invocation.spec
         channel = event.channel
+        if invocation.secret and not event.direct and not chat.interactive_replies:
+            return await self._withhold(event, chat, invocation)
         if event.direct:
             private = self.private_handlers.get(spec.path)
             if private is not None:
@@ -274,7 +321,7 @@ class Engine:
                     log.info("skipping event %s seen before", event.event_id)
                     return None
                 uow.answered_apart = chat.interactive_replies
-                group = await self._enter(uow, event, channel, spec.path)
+                group = await self._enter(uow, event, channel, invocation)
                 reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
                 if reply.is_error:
                     raise _Refused(reply)
@@ -286,14 +333,15 @@ class Engine:
             return await self._answer_only(event, refused.reply)
 
     async def _enter(
-        self, uow: UnitOfWork, event: CommandInvoked, channel: ChannelRef, path: tuple[str, ...]
+        self, uow: UnitOfWork, event: CommandInvoked, channel: ChannelRef, inv: Invocation
     ) -> Group:
         """The group a command runs in (started on first use), with the command noted as activity in
-        it, unless it was written privately."""
+        it, unless it was written privately. A secret (an anonymous vote, pressed on a Discord button)
+        is no member's activity: when they were last seen would tell when they voted."""
         group = await ensure_group(uow.tx, channel, uow.now)
         if not event.direct:
             await touch(uow.tx, group, uow.now)
-            if path not in NOT_ACTIVITY:
+            if inv.spec.path not in NOT_ACTIVITY and not inv.secret:
                 await self.members.seen(uow, group, event.user)
         return group
 
@@ -362,7 +410,7 @@ class Engine:
             if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
                 log.info("skipping event %s seen before", event.event_id)
                 return None
-            group = await self._enter(uow, event, channel, inv.spec.path)
+            group = await self._enter(uow, event, channel, inv)
             now = uow.now
         try:
             async with self.store.read() as tx:
@@ -412,8 +460,9 @@ class Engine:
         private answer to a command written in a channel goes to the member by direct message."""
         if self.chats[event.channel.platform].interactive_replies:
             return
+        sealed = reply.sealed or (SECRET if event.event_id.startswith(SEALED_EVENT) else None)
         if event.direct or reply.private:
-            uow.post(Post(PostKind.DIRECT, event.channel, reply.text, user=event.user))
+            uow.post(Post(PostKind.DIRECT, event.channel, reply.text, user=event.user, sealed=sealed))
         elif event.message is not None:
             uow.post(Post(PostKind.REPLY, event.channel, reply.text, reply_to=event.message.id))
         else:

@@ -108,3 +108,5 @@ class Reply:
     is_error: bool = False
     file: Attachment | None = None
     private: bool = False
+    # It would tie the member to a secret (an anonymous vote): its post is sealed so (core/outbox.py).
+    sealed: str | None = None

@@ -19,7 +19,7 @@ from core.context import Reading
 from core.events import Attachment, Reply
 from core.goals import Goal
 from core.lifecycle import Group
-from core.polls import Poll, Tally, tally
+from core.polls import MIN_VOTERS_SHOWN, Poll, Tally, tally
 from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import Reflection, Review
@@ -52,12 +52,16 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def counts_shown(p: Poll) -> bool:
-    """A hidden poll's per-option counts stay secret until it closes; how many voted may be told."""
-    return not p.hidden or p.closed_at is not None
+def counts_withheld(p: Poll, t: Tally) -> str:
+    """Why a poll's per-option counts are not shown, or "" when they are. A hidden poll's stay secret
+    until it closes, an anonymous poll's while fewer than 3 voted; how many voted may be told."""
+    if p.anonymous and t.voters < MIN_VOTERS_SHOWN:
+        return TOO_FEW_NOTE
+    return HIDDEN_NOTE if p.hidden and p.closed_at is None else ""
 
 
 HIDDEN_NOTE = "results hidden until it closes"
+TOO_FEW_NOTE = "too few votes to show without revealing who voted"
 # A spreadsheet reads a cell starting with one of these as a formula (=HYPERLINK(...), +cmd|...).
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
@@ -71,7 +75,7 @@ def inert(cell: object) -> object:
 
 
 def _poll_options(p: Poll, t: Tally) -> list[dict[str, Any]]:
-    if not counts_shown(p):
+    if counts_withheld(p, t):
         return [{"emoji": o.emoji, "label": o.label} for o in p.options]
     counted = zip(p.options, t.counts, strict=True)
     return [{"emoji": o.emoji, "label": o.label, "votes": n} for o, n in counted]
@@ -109,6 +113,7 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
                 "closes_at": _iso(p.closes_at),
                 "closed_at": _iso(p.closed_at),
                 "hidden": p.hidden,
+                "anonymous": p.anonymous,
                 "voters": t.voters,
                 "options": _poll_options(p, t),
             }
@@ -166,10 +171,10 @@ def to_markdown(r: GroupRecord) -> str:
     ] or ["- none"]
     lines += ["", "## Polls"]
     for p, t in r.polls:
-        if counts_shown(p):
-            counts = ", ".join(f"{o.emoji} {o.label}: {n}" for o, n in zip(p.options, t.counts, strict=True))
+        if withheld := counts_withheld(p, t):
+            counts = ", ".join(f"{o.emoji} {o.label}" for o in p.options) + f" ({withheld})"
         else:
-            counts = ", ".join(f"{o.emoji} {o.label}" for o in p.options) + f" ({HIDDEN_NOTE})"
+            counts = ", ".join(f"{o.emoji} {o.label}: {n}" for o, n in zip(p.options, t.counts, strict=True))
         state = "closed" if p.closed_at else "open"
         lines.append(f"- Poll {p.id} ({state}, {t.voters} voters): {p.question} — {counts}")
     if not r.polls:
@@ -209,10 +214,10 @@ def to_csv(r: GroupRecord) -> str:
         details = f"poll {x.poll_id}{_put_forward(x, ';')}{_reshapes(x, ';')}"
         writer.writerow(["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, details])
     for p, t in r.polls:
-        if counts_shown(p):
-            counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))
+        if withheld := counts_withheld(p, t):
+            counts = f"{t.voters} voted; {withheld}"
         else:
-            counts = f"{t.voters} voted; {HIDDEN_NOTE}"
+            counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))
         writer.writerow(
             [
                 "poll",

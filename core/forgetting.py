@@ -21,6 +21,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from core import ballots
+from core.ballots import SECRET
 from core.events import Reply
 from core.refs import UserRef
 
@@ -128,7 +130,15 @@ async def forget_me(ctx: Context | PrivateContext, inv: Invocation) -> Reply:
             f" on {ctx.chat.platform}. Your votes in closed polls stay in their tallies without your name;"
             f" goals, polls, nudges and reviews you started stay, by “{FORMER_MEMBER}”. Messages and"
             " reactions on the chat itself are not changed: take your reactions off open polls there too."
-            " You leave every group's roster, and nobody has you as a buddy any more."
+            " You leave every group's roster, and nobody has you as a buddy any more. Your votes in"
+            " anonymous polls still open are taken back; closed ones hold nothing tied to you."
             f" To go ahead, say {ctx.prefix}forget-me confirm."
         )
-    return Reply(report(await ctx.tx.members.forget(ctx.event.user)))
+    open_polls = await ctx.tx.polls.open_on(ctx.chat.platform, ctx.uow.now)
+    withdrawn = [p for p in open_polls if p.anonymous and await ballots.withdraw(ctx.tx, p, ctx.event.user)]
+    done = report(await ctx.tx.members.forget(ctx.event.user))
+    closed = "Votes in closed anonymous polls are tied to nobody: nothing there is yours to remove."
+    if withdrawn:
+        taken = _count(len(withdrawn), "open anonymous poll", "open anonymous polls")
+        closed = f"Your votes in {taken} are taken back. {closed}"
+    return Reply(f"{done}\n{closed}", sealed=SECRET if withdrawn else None)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING
 
 from core import faults
 from core.clock import Clock
-from core.ports import DeliveryFailed, Outbound
+from core.polls import vote_button
+from core.ports import Button, DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ class PostKind(Enum):
     SEND = "send"  # a message in a channel
     REPLY = "reply"  # an answer to a member's message
     DIRECT = "direct"  # a direct message to a member
+    DELETE = "delete"  # remove the message `reply_to` (a secret written in public); `text` is empty
 
 
 class PostState(Enum):
@@ -84,6 +86,12 @@ class Post:
     group_id: int | None = None
     not_before: datetime | None = None  # held until then (quiet hours); None: at once
     thread: Thread | None = None  # posted in this decision's thread where there is one
+    # Buttons under the message (a poll's options, on anonymous polls), labelled so; a press votes.
+    buttons: tuple[str, ...] = ()
+    # A confirmation that would tie a member to a secret (an anonymous vote or reflection): `poll:7`,
+    # `review:3`, `reflection`. Its row is deleted whatever its outcome, never kept as failed, and
+    # with everything else sealed by a poll or review when that closes (see core/ballots.py).
+    sealed: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +283,10 @@ class Dispatcher:
 
     async def _finish(self, row: OutboxRow, state: PostState, now: datetime, reason: str = "") -> None:
         async with self.store.transaction() as tx:
-            await tx.outbox.finish(row.id, state, now, reason[:500])
+            if row.post.sealed is not None:  # a secret's confirmation is never kept, not even as failed
+                await tx.outbox.sent([row.id])
+            else:
+                await tx.outbox.finish(row.id, state, now, reason[:500])
 
     async def _later(self, row: OutboxRow, now: datetime, wait: timedelta | None, reason: str) -> None:
         attempts = row.attempts + 1
@@ -286,7 +297,14 @@ class Dispatcher:
     @staticmethod
     async def _post(chat: ChatPort, row: OutboxRow) -> MessageRef:
         post = row.post
-        message = Outbound(post.text)
+        buttons = tuple(
+            Button(vote_button(post.poll_id, i), label) for i, label in enumerate(post.buttons, 1)
+        )
+        message = Outbound(post.text, buttons=buttons if post.poll_id is not None else ())
+        if post.kind is PostKind.DELETE and post.reply_to is not None:
+            target = MessageRef(post.channel, post.reply_to)
+            await chat.delete(target)
+            return target
         if post.kind is PostKind.REPLY and post.reply_to is not None:
             return await chat.reply(MessageRef(post.channel, post.reply_to), message, key=row.key)
         if post.kind is PostKind.DIRECT and post.user is not None:

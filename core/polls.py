@@ -22,6 +22,9 @@ NUMBER_EMOJI = ("1️⃣", "2️⃣", "3️⃣", "4️⃣", "5️⃣", "6️⃣"
 MAX_OPTION = 100  # an option's label; the command spec bounds the question, the count and the time
 DEFAULT_DURATION = timedelta(hours=24)
 BAR_WIDTH = 10
+# An anonymous poll's results show no count below this many voters: with fewer, who voted how shows.
+MIN_VOTERS_SHOWN = 3
+TOO_FEW = "Too few votes to show without revealing who voted."
 
 
 class PollKind(Enum):
@@ -45,6 +48,7 @@ class PollRequest:
     multiple: bool = False
     hidden: bool = False
     duration: timedelta = DEFAULT_DURATION
+    anonymous: bool = False  # votes are cast privately, under a keyed hash (core/ballots.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +67,7 @@ class Poll:
     closed_at: datetime | None = None
     message: MessageRef | None = None
     remind_at: datetime | None = None  # when its reminders are due (core/reminders.py); None: none due
+    anonymous: bool = False
 
     def option_index(self, emoji: str) -> int | None:
         wanted = canonical(emoji)
@@ -102,6 +107,27 @@ class Tally:
     names: tuple[tuple[str, ...], ...]
 
 
+VOTE_BUTTON = "vote"
+
+
+def vote_button(poll_id: int | None, option: int) -> str:
+    """The id of the button that votes for an option (numbered from 1) of an anonymous poll."""
+    return f"{VOTE_BUTTON}:{poll_id}:{option}"
+
+
+def parse_vote_button(custom_id: str) -> tuple[int, int] | None:
+    """(poll id, option) from a vote button's id; None for anything else."""
+    kind, _, rest = custom_id.partition(":")
+    poll, _, option = rest.partition(":")
+    if kind != VOTE_BUTTON or not (
+        poll.isascii() and poll.isdigit() and option.isascii() and option.isdigit()
+    ):
+        return None
+    if len(poll) > 18 or len(option) > 3:
+        return None
+    return int(poll), int(option)
+
+
 def tally(poll: Poll, reactions: Sequence[PollReaction]) -> Tally:
     """Count the votes. In a single-choice poll a member's latest present reaction counts."""
     return count_votes(reactions, len(poll.options), multiple=poll.multiple)
@@ -129,6 +155,7 @@ def poll_request(
     multiple: bool = False,
     hidden: bool = False,
     duration: timedelta | None = None,
+    anonymous: bool = False,
 ) -> PollRequest:
     """A poll from its arguments, however they came (checked for length, count and duration by the
     command spec): each option's emoji, its own or a number, and no emoji twice."""
@@ -145,7 +172,7 @@ def poll_request(
     seen = [canonical(o.emoji) for o in options]
     if len(set(seen)) != len(seen):
         raise UsageError("Two options use the same emoji; give each option its own.")
-    return PollRequest(question, tuple(options), multiple, hidden, duration or DEFAULT_DURATION)
+    return PollRequest(question, tuple(options), multiple, hidden, duration or DEFAULT_DURATION, anonymous)
 
 
 def _bar(count: int, total: int) -> str:
@@ -153,18 +180,33 @@ def _bar(count: int, total: int) -> str:
     return "█" * filled + "░" * (BAR_WIDTH - filled)
 
 
-def render_poll(poll: Poll, tz: str = "UTC") -> str:
-    """The poll message members react to."""
-    lines = [f"Poll {poll.id}: {poll.question}"]
-    lines += [f"{o.emoji} {o.label}" for o in poll.options]
-    how = "pick as many as you like" if poll.multiple else "one choice; your latest reaction counts"
+def render_poll(poll: Poll, tz: str = "UTC", private_vote: str = "") -> str:
+    """The poll message members react to; for an anonymous poll, `private_vote` says how to vote
+    privately on this platform ("press a button below")."""
+    lines = [f"{'Anonymous poll' if poll.anonymous else 'Poll'} {poll.id}: {poll.question}"]
+    lines += [
+        f"{i}. {o.emoji} {o.label}" if poll.anonymous else f"{o.emoji} {o.label}"
+        for i, o in enumerate(poll.options, 1)
+    ]
     hidden = " Results stay hidden until it closes." if poll.hidden else ""
-    lines.append(f"React to vote ({how}). Closes {format_time(poll.closes_at, tz)}.{hidden}")
+    closes = format_time(poll.closes_at, tz)
+    if poll.anonymous:
+        how = "as many as you like" if poll.multiple else "one choice; a new one replaces the last"
+        lines.append(
+            f"Vote privately ({how}): {private_vote}. Nobody sees who voted how, and once the poll closes"
+            f" nothing ties anyone to a vote. Results show from {MIN_VOTERS_SHOWN} voters."
+            f" Closes {closes}.{hidden}"
+        )
+        return "\n".join(lines)
+    how = "pick as many as you like" if poll.multiple else "one choice; your latest reaction counts"
+    lines.append(f"React to vote ({how}). Closes {closes}.{hidden}")
     return "\n".join(lines)
 
 
 def render_results(poll: Poll, t: Tally, *, final: bool) -> str:
     head = f"Poll {poll.id} {'closed' if final else 'so far'}: {poll.question}"
+    if poll.anonymous and t.voters < MIN_VOTERS_SHOWN:
+        return f"{head}\n{TOO_FEW}"
     if poll.hidden and not final:
         who = "person has" if t.voters == 1 else "people have"
         return f"{head}\nResults are hidden until it closes; {t.voters} {who} voted."
@@ -210,6 +252,8 @@ def open_poll_line(poll: Poll, goal: Goal | None, voters: int, tz: str) -> str:
         about = one_line(poll.question, SHOWN_QUESTION)
     if poll.hidden:
         kind = f"hidden {kind}"
+    if poll.anonymous:
+        kind = f"anonymous {kind}"
     so_far = f"{voters} {'voter' if voters == 1 else 'voters'} so far"
     return (
         f"Poll {poll.id} ({kind}): {as_sentence(about)} Closes {format_time(poll.closes_at, tz)}; {so_far}."

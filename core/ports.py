@@ -26,6 +26,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class Button:
+    """A button under a message, where the platform has them (Discord): pressing it is the command
+    `custom_id` names (`vote:7:2`: core/ballots.py `button_vote`). Elsewhere the text says what to type."""
+
+    custom_id: str
+    label: str
+
+
+@dataclass(frozen=True, slots=True)
 class Outbound:
     """A message the bot sends.
 
@@ -36,6 +45,7 @@ class Outbound:
 
     text: str
     mentions: bool = False
+    buttons: tuple[Button, ...] = ()
 
 
 class DeliveryFailed(Exception):
@@ -93,6 +103,11 @@ class ChatPort(Protocol):
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
 
     async def edit(self, message: MessageRef, new: Outbound) -> None: ...
+
+    async def delete(self, message: MessageRef) -> None:
+        """Remove a member's message (a vote written where everyone reads it): a Matrix redaction. A
+        message gone already counts as done; a missing power is `DeliveryFailed(permanent=True)`."""
+        ...
 
     async def direct_message(
         self, user: UserRef, message: Outbound, *, key: str | None = None
@@ -233,6 +248,10 @@ class OutboxRepo(Protocol):
 
     async def sent(self, row_ids: Sequence[int]) -> None:
         """Plain posts the platform has: delete them, many at once."""
+        ...
+
+    async def forget_sealed(self, sealed: str) -> int:
+        """Delete the rows sealed with this secret (`poll:7`), sent or not; returns how many."""
         ...
 
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
@@ -418,8 +437,13 @@ class PollRepo(Protocol):
     async def reactions(self, poll_id: int) -> list[PollReaction]: ...
 
     async def close(self, poll_id: int, at: datetime) -> bool:
-        """Close an open poll, with no reminder due any more; False when it was closed already (by us or
-        another process)."""
+        """Close an open poll, with no reminder due any more, and destroy its key if it is anonymous;
+        False when it was closed already (by us or another process)."""
+        ...
+
+    async def secret(self, poll_id: int) -> bytes | None:
+        """The key of an open anonymous poll's votes (made with it); None once it closed, or for a poll
+        whose votes are reactions."""
         ...
 
     async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:

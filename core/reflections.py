@@ -10,6 +10,8 @@ from core.clock import format_time
 from core.prompts import REVIEW_QUESTIONS
 from core.refs import UserRef
 
+# The author of a reflection kept without its author's name (`reflect --anonymous`).
+ANONYMOUS = UserRef("anonymous", "", "anonymous")
 DEFAULT_REVIEW_TIME = timedelta(days=3)
 MAX_REVIEW_TIME = timedelta(days=32)
 MAX_REFLECTION = 1000
@@ -45,6 +47,11 @@ class Reflection:
         return UserRef(platform, user_id, self.user_name)
 
 
+def sealed(review: Review) -> str:
+    """What a confirmation of an anonymous answer to this review is sealed with (see `Post.sealed`)."""
+    return f"review:{review.id}"
+
+
 def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:
     lines = [f"Action review {review.id}: five questions for the group."]
     lines += [f"{i}. {q}" for i, q in enumerate(REVIEW_QUESTIONS, start=1)]
@@ -57,18 +64,26 @@ def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:
 
 
 def render_summary(review: Review, answers: Sequence[Reflection], prefix: str) -> str:
-    people = sorted({a.user_name for a in answers})
+    people = sorted({a.user_name for a in answers if a.user_key != ANONYMOUS.key})
+    unnamed = sum(a.user_key == ANONYMOUS.key for a in answers)
     lines = [f"Action review {review.id} summary."]
     if not answers:
         lines.append("Nobody answered this time. That is worth a thought too: was it the wrong moment?")
         return "\n".join(lines)
-    lines.append(f"Took part: {', '.join(people)}.")
+    if people:
+        lines.append(f"Took part: {', '.join(people)}.")
+    if unnamed:
+        lines.append(f"Shared anonymously: {unnamed} {'answer' if unnamed == 1 else 'answers'}.")
     for number, question in enumerate(REVIEW_QUESTIONS, start=1):
         mine = [a for a in answers if a.question == number]
         if not mine:
             continue
         lines.append(f"{number}. {question}")
         lines += [f"  - {a.user_name}: {a.text} [r{a.id}]" for a in mine]
+    free = [a for a in answers if a.question is None]
+    if free:
+        lines.append("Also shared:")
+        lines += [f"  - {a.user_name}: {a.text} [r{a.id}]" for a in free]
     proposals = [a for a in answers if a.question == 5]
     if proposals:
         lines.append(

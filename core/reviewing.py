@@ -9,19 +9,21 @@ from datetime import datetime, timedelta
 
 from core.clock import format_time
 from core.commands import Invocation, UsageError, is_blank
-from core.context import Context, Handler
+from core.context import Context, Handler, PrivateContext, PrivateHandler
 from core.events import Reply
 from core.lifecycle import CLOSING, Group, Phase
 from core.outbox import Post, PostKind
-from core.paging import Item, Listing
+from core.paging import Item, Listing, one_line
 from core.ports import ChatPort, command_prefix
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import (
+    ANONYMOUS,
     DEFAULT_REVIEW_TIME,
     MAX_REVIEW_TIME,
     Review,
     render_review,
     render_summary,
+    sealed,
 )
 from core.refs import UserRef
 from core.reminders import percent, remind_time
@@ -56,6 +58,9 @@ class ReviewService:
             ("review", "list"): self._list,
             ("reflect",): self._reflect,
         }
+
+    def private_handlers(self) -> Mapping[tuple[str, ...], PrivateHandler]:
+        return {("reflect",): self._reflect_privately}
 
     async def start(
         self, uow: UnitOfWork, group: Group, by: UserRef, duration: timedelta, *, automatic: bool = False
@@ -93,6 +98,7 @@ class ReviewService:
         """Close once and queue the summary, with what the group's signals now suggest."""
         if not await uow.tx.reviews.close(review.id, uow.now):
             return False
+        await uow.tx.outbox.forget_sealed(sealed(review))  # confirmations of anonymous answers not sent
         group = await uow.tx.groups.by_id(review.group_id)
         assert group is not None
         answers = await uow.tx.reviews.reflections(review.group_id, review.id)
@@ -168,13 +174,55 @@ class ReviewService:
         )
         return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 
+    async def _reflect_privately(self, ctx: PrivateContext, inv: Invocation) -> Reply:
+        """A reflection written to the bot directly: for the group named by --group; else the member's
+        group with an open review (anonymous reflections belong to reviews), else their one group."""
+        groups = list(ctx.groups)
+        prefix = ctx.chat.command_prefix
+        if not groups:
+            raise UsageError(
+                f"You are on no group's roster here yet: say {prefix}join in your group's channel first.",
+                inv.spec,
+            )
+        wanted = inv.args.get("group")
+        if wanted is not None:
+            named = wanted.removeprefix("#").casefold()
+            groups = [
+                g
+                for g in groups
+                if named in (g.channel.name.removeprefix("#").casefold(), g.channel.id.casefold())
+            ]
+            if not groups:
+                raise UsageError(f"You are on no group called {one_line(wanted, 40)}.", inv.spec)
+        if len(groups) > 1:
+            open_now = await ctx.uow.tx.reviews.open_in([g.id for g in groups], ctx.uow.now)
+            reviewing = {r.group_id for r in open_now}
+            groups = [g for g in groups if g.id in reviewing] or groups
+        if len(groups) > 1:
+            names = ", ".join(g.channel.name for g in groups)
+            raise UsageError(
+                f"You are in {len(groups)} groups ({names}): add --group <name> to say which.", inv.spec
+            )
+        group = groups[0]
+        return await self._reflect(Context(ctx.event, ctx.chat, group, ctx.uow), inv)
+
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")
         match = _ANSWER.fullmatch(text)
+        anonymous = inv.flag("anonymous")
+        author = ANONYMOUS if anonymous else ctx.event.user
         if match is None:
+            review = await ctx.tx.reviews.open(ctx.group.id) if anonymous else None
             kept = await ctx.tx.reviews.add_reflection(
-                ctx.group.id, None, None, ctx.event.user, text, ctx.now
+                ctx.group.id, review.id if review else None, None, author, text, ctx.now
             )
+            if anonymous:
+                where = f" with action review {review.id}" if review else f" in {ctx.group.channel.name}"
+                return Reply(
+                    f"Your reflection is kept{where}, without your name.",
+                    private=True,
+                    sealed=sealed(review) if review else None,
+                )
             return Reply(f"Thanks, {ctx.event.user.name}: reflection r{kept.id} kept.")
         digits, answer = match[1], match[2].strip()
         asked = digits if len(digits) <= 6 else digits[:6] + "…"
@@ -197,9 +245,13 @@ class ReviewService:
             raise UsageError(
                 f"Write your answer after q{number}: {ctx.prefix}reflect q{number} <your answer>.", inv.spec
             )
-        kept = await ctx.tx.reviews.add_reflection(
-            ctx.group.id, review.id, number, ctx.event.user, answer, ctx.now
-        )
+        kept = await ctx.tx.reviews.add_reflection(ctx.group.id, review.id, number, author, answer, ctx.now)
+        if anonymous:
+            return Reply(
+                f"Your answer to question {number} of review {review.id} is kept, without your name.",
+                private=True,
+                sealed=sealed(review),
+            )
         return Reply(
             f"Thanks, {ctx.event.user.name}: answer r{kept.id} to question {number} of review {review.id}."
         )

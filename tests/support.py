@@ -16,6 +16,7 @@ from typing import Any
 
 from bot.recurrence import CronRecurrence
 from core import members as roster
+from core.ballots import new_secret
 from core.commands import CommandSpec
 from core.engine import Engine, ensure_group
 from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
@@ -32,7 +33,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
+from core.ports import Button, DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
 from core.radar import Act, ActKind, own_limits
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
@@ -109,6 +110,7 @@ class Sent:
     mentions: bool
     ref: MessageRef
     reply_to: MessageRef | None = None
+    buttons: tuple[Button, ...] = ()
 
 
 @dataclass
@@ -132,6 +134,7 @@ class FakeChat:
     sent: list[Sent] = field(default_factory=list)
     reactions: list[tuple[MessageRef, str]] = field(default_factory=list)
     edits: list[tuple[MessageRef, str]] = field(default_factory=list)
+    deleted: list[MessageRef] = field(default_factory=list)
     direct: list[tuple[UserRef, str]] = field(default_factory=list)
     down: bool = False  # the platform answers every post with a server error
     files: list[SentFile] = field(default_factory=list)
@@ -146,7 +149,7 @@ class FakeChat:
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         ref = self._ref(channel)
-        self.sent.append(Sent(channel, message.text, message.mentions, ref))
+        self.sent.append(Sent(channel, message.text, message.mentions, ref, buttons=message.buttons))
         return ref
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
@@ -159,6 +162,9 @@ class FakeChat:
 
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         self.edits.append((message, new.text))
+
+    async def delete(self, message: MessageRef) -> None:
+        self.deleted.append(message)
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         ref = self._ref(ChannelRef(self.platform, f"dm-{user.id}"))
@@ -232,6 +238,12 @@ class MemoryOutbox:
     async def sent(self, row_ids: Sequence[int]) -> None:
         for i in row_ids:
             self.d.outbox.pop(i, None)
+
+    async def forget_sealed(self, sealed: str) -> int:
+        gone = [i for i, r in self.d.outbox.items() if r.row.post.sealed == sealed]
+        for i in gone:
+            del self.d.outbox[i]
+        return len(gone)
 
     async def posted(self, row_id: int, message: MessageRef) -> None:
         row = self.d.outbox[row_id]
@@ -473,9 +485,12 @@ class MemoryPolls(_MemoryPart):
             at,
             at + request.duration,
             remind_at=remind_at,
+            anonymous=request.anonymous,
         )
         self.d.polls[poll.id] = poll
         self.d.seq[poll.id] = 0
+        if request.anonymous:
+            self.d.poll_secrets[poll.id] = new_secret()
         return poll
 
     async def set_message(self, poll_id: int, message: MessageRef) -> None:
@@ -526,7 +541,11 @@ class MemoryPolls(_MemoryPart):
         if poll is None or poll.closed_at is not None:
             return False
         self.d.polls[poll_id] = replace(poll, closed_at=at, remind_at=None)
+        self.d.poll_secrets.pop(poll_id, None)
         return True
+
+    async def secret(self, poll_id: int) -> bytes | None:
+        return self.d.poll_secrets.get(poll_id)
 
     async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
         for poll_id, when in updates:
@@ -1192,6 +1211,7 @@ class MemoryData:
     polls: dict[int, Poll] = field(default_factory=dict)
     last_poll: int = 0
     seq: dict[int, int] = field(default_factory=dict)
+    poll_secrets: dict[int, bytes] = field(default_factory=dict)
     reactions: dict[tuple[int, str, int], PollReaction] = field(default_factory=dict)
     goals: dict[int, Goal] = field(default_factory=dict)
     schedules: dict[int, Schedule] = field(default_factory=dict)

@@ -69,7 +69,9 @@ def test_every_argument_name_suits_every_platform() -> None:
 
 
 def test_flags_and_lists_read_the_same_typed_or_as_options() -> None:
-    typed = parse_text(COMMANDS, "poll create --MULTI --hidden --in 2d Which day? | Mon | 🐢 Thu | Fri")
+    typed = parse_text(
+        COMMANDS, "poll create --MULTI --hidden --anon --in 2d Which day? | Mon | 🐢 Thu | Fri"
+    )
     structured = parse_options(
         COMMANDS,
         "poll create",
@@ -80,6 +82,7 @@ def test_flags_and_lists_read_the_same_typed_or_as_options() -> None:
             "option3": "Fri",
             "multiple": True,
             "hidden": True,
+            "anonymous": True,
             "closes": "2d",
         },
     )
@@ -89,10 +92,17 @@ def test_flags_and_lists_read_the_same_typed_or_as_options() -> None:
         "option": ("Mon", "🐢 Thu", "Fri"),
         "multiple": True,
         "hidden": True,
+        "anonymous": True,
         "closes": timedelta(days=2),
     }
     plain = parse_text(COMMANDS, "poll create Tea? | yes | no")
-    assert plain.args == {"question": "Tea?", "option": ("yes", "no"), "multiple": False, "hidden": False}
+    assert plain.args == {
+        "question": "Tea?",
+        "option": ("yes", "no"),
+        "multiple": False,
+        "hidden": False,
+        "anonymous": False,
+    }
     assert plain == parse_options(
         COMMANDS, "poll create", {"question": "Tea?", "option1": "yes", "option2": "no", "multiple": False}
     )
@@ -137,7 +147,9 @@ def test_bad_arguments_are_refused_alike_either_way(text: str, options: dict[str
 
 
 def test_flags_in_text_come_first_and_unknown_ones_are_named() -> None:
-    with pytest.raises(UsageError, match=r"Unknown option --loud\. Known: --multiple, --hidden, --closes\."):
+    with pytest.raises(
+        UsageError, match=r"Unknown option --loud\. Known: --multiple, --hidden, --anonymous, --closes\."
+    ):
         parse_text(COMMANDS, "poll create --loud Q | a | b")
     with pytest.raises(UsageError, match="--closes needs a value"):
         parse_text(COMMANDS, "poll create --closes")
@@ -158,11 +170,12 @@ def test_usage_lines_show_the_form_members_use() -> None:
     poll = find_spec(COMMANDS, ["poll", "create"])
     assert poll is not None
     assert poll.usage("!peer ") == (
-        "!peer poll create [--multiple] [--hidden] [--closes <duration>]"
+        "!peer poll create [--multiple] [--hidden] [--anonymous] [--closes <duration>]"
         " <question> | <option> | <option> | ..."
     )
     assert poll.usage("/", structured=True) == (
-        "/poll create <question> <option1> <option2> [option3…option10] [multiple] [hidden] [closes]"
+        "/poll create <question> <option1> <option2> [option3…option10] [multiple] [hidden] [anonymous]"
+        " [closes]"
     )
 
 

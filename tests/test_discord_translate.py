@@ -244,7 +244,7 @@ def test_required_options_come_first_and_choices_are_listed() -> None:
     assert sub["options"][2]["max_length"] == 200
 
 
-def test_poll_create_offers_a_question_ten_options_two_booleans_and_a_duration() -> None:
+def test_poll_create_offers_a_question_ten_options_three_booleans_and_a_duration() -> None:
     poll = next(p for p in command_payloads(COMMANDS) if p["name"] == "poll")
     create = next(o for o in poll["options"] if o["name"] == "create")
     layout = [(o["name"], o["type"], o["required"]) for o in create["options"]]
@@ -255,6 +255,7 @@ def test_poll_create_offers_a_question_ten_options_two_booleans_and_a_duration()
         *[(f"option{i}", STRING, False) for i in range(3, 11)],
         ("multiple", BOOLEAN, False),
         ("hidden", BOOLEAN, False),
+        ("anonymous", BOOLEAN, False),
         ("closes", STRING, False),
     ]
     for option in create["options"]:

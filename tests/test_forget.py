@@ -139,7 +139,8 @@ async def test_forget_me_leaves_no_trace_in_the_database_or_any_export(store: Sq
         "Done: 2 reflections and 1 vote in open polls deleted; 3 votes in closed polls still count,"
         " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
         " “a former member” (12); 4 records the bot kept about you deleted or cleaned.\n"
-        "You are off 1 roster, and out of 1 buddy pair."
+        "You are off 1 roster, and out of 1 buddy pair.\n"
+        "Votes in closed anonymous polls are tied to nobody: nothing there is yours to remove."
     )
     assert await tables_naming_zed(store) == {}
     for form in ("md", "json", "csv"):

@@ -62,7 +62,7 @@ def test_flags_set_multiple_hidden_and_closing_time() -> None:
         ("--closes 33d Q | a | b", "closes is too long: at most 32d"),
         ("--closes 30s Q | a | b", "closes is too short: at least 1m"),
         ("--closes", "--closes needs a value"),
-        ("--loud Q | a | b", "Unknown option --loud. Known: --multiple, --hidden, --closes."),
+        ("--loud Q | a | b", "Unknown option --loud. Known: --multiple, --hidden, --anonymous, --closes."),
     ],
 )
 def test_bad_polls_are_refused_clearly(text: str, message: str) -> None:

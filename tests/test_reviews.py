@@ -142,7 +142,8 @@ async def test_forget_me_asks_first_then_deletes_votes_and_reflections(harness: 
         "Done: 1 reflection and 2 votes in open polls deleted; 0 votes in closed polls still count,"
         " without your name.\nGoals, polls, nudges, reviews and phase changes of yours now say"
         " “a former member” (0); 0 records the bot kept about you deleted or cleaned.\n"
-        "You are off 1 roster, and out of 0 buddy pairs."
+        "You are off 1 roster, and out of 0 buddy pairs.\n"
+        "Votes in closed anonymous polls are tied to nobody: nothing there is yours to remove."
     )
     async with harness.store.transaction() as tx:
         assert [r.user_name for r in await tx.reviews.reflections(1)] == ["bob"]
@@ -216,7 +217,10 @@ async def test_a_question_the_review_does_not_have_is_refused(harness: Harness, 
     reply = await harness.member("carol").says(f"/reflect {question} An answer")
     assert reply is not None and reply.is_error
     assert reply.text.startswith("Action review 1 has questions 1 to 5, not ")
-    assert reply.text.splitlines()[-1] == "Usage: /reflect <text...>" and len(reply.text) < 300
+    assert (
+        reply.text.splitlines()[-1] == "Usage: /reflect [--anonymous] [--group <value>] <text...>"
+        and len(reply.text) < 300
+    )
     assert await reflections(harness) == []
 
 
@@ -226,7 +230,10 @@ async def test_a_question_without_an_open_review_is_refused(harness: Harness, li
         reply = await harness.member("carol").says(line)
         assert reply is not None and reply.is_error
         assert reply.text.startswith("No action review is open, so there is no question ")
-        assert "without q" in reply.text and reply.text.splitlines()[-1] == "Usage: /reflect <text...>"
+        assert (
+            "without q" in reply.text
+            and reply.text.splitlines()[-1] == "Usage: /reflect [--anonymous] [--group <value>] <text...>"
+        )
         assert await reflections(harness) == []
         await harness.member("alice").says("/review start 1h")
         await harness.member("alice").says("/review summary")

@@ -461,6 +461,44 @@ async def test_a_poll_closes_once(store: Store) -> None:
         assert closed is not None and closed.closed_at == T0 + MINUTE
 
 
+async def test_an_anonymous_poll_holds_a_key_while_open_and_none_once_closed(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        plain = await tx.polls.create(group_id, PollKind.POLL, YES_NO, ALICE, T0)
+        anonymous = await tx.polls.create(
+            group_id, PollKind.PULSE, replace(YES_NO, anonymous=True), ALICE, T0
+        )
+        other = await tx.polls.create(group_id, PollKind.POLL, replace(YES_NO, anonymous=True), ALICE, T0)
+    async with store.transaction() as tx:
+        assert (plain.anonymous, anonymous.anonymous) == (False, True)
+        found = await tx.polls.get(group_id, anonymous.id)
+        assert found is not None and found.anonymous
+        assert await tx.polls.secret(plain.id) is None
+        key, other_key = await tx.polls.secret(anonymous.id), await tx.polls.secret(other.id)
+        assert key is not None and len(key) == 32 and key != other_key
+        assert await tx.polls.close(anonymous.id, T0 + MINUTE)
+    async with store.transaction() as tx:
+        assert await tx.polls.secret(anonymous.id) is None  # the key is destroyed with the close
+        assert await tx.polls.secret(other.id) == other_key
+
+
+async def test_rows_sealed_with_a_secret_are_forgotten_together_whatever_their_state(store: Store) -> None:
+    wall, lease = datetime(2030, 1, 1, tzinfo=UTC), timedelta(seconds=60)
+    confirm = Post(PostKind.DIRECT, GENERAL, "counted", user=BOB, sealed="poll:7")
+    async with store.transaction() as tx:
+        _pending, failed, other, plain = await tx.outbox.add(
+            [confirm, confirm, replace(confirm, sealed="poll:8"), Post(PostKind.SEND, GENERAL, "hi")], T0
+        )
+        await tx.outbox.claim(["discord"], "a", T0, (wall, wall + lease), 10)
+        await tx.outbox.finish(failed, PostState.FAILED, T0, "403")
+    async with store.transaction() as tx:
+        assert [r.post.sealed for r in await tx.outbox.rows()] == ["poll:7", "poll:7", "poll:8", None]
+        assert await tx.outbox.forget_sealed("poll:7") == 2
+        assert await tx.outbox.forget_sealed("poll:7") == 0
+    async with store.transaction() as tx:
+        assert [r.id for r in await tx.outbox.rows()] == [other, plain]
+
+
 async def test_open_and_due_polls_are_those_of_the_platforms_asked(store: Store) -> None:
     general, study, room = [await make_group(store, c) for c in (GENERAL, STUDY, ROOM)]
     short = replace(YES_NO, duration=MINUTE)

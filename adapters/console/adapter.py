@@ -158,6 +158,9 @@ class ConsoleChat:
         author = f"{self.bot_name} (edited)"
         self.print(render_message(f"#{message.channel.id}", message.id, author, new.text))
 
+    async def delete(self, message: MessageRef) -> None:
+        self.print(f"{place_of(message.channel.id)} [{message.id}] (removed by {self.bot_name})")
+
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self.post(self.direct_channel(user.id), self.bot_name, message.text, key)
 

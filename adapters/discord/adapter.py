@@ -701,6 +701,17 @@ class DiscordChat:
         with refusals():
             await partial.edit(content=cut_text(new.text), allowed_mentions=NO_MENTIONS)
 
+    async def delete(self, message: MessageRef) -> None:
+        """Delete a message (needs Manage Messages for others' messages); one gone already is done."""
+        await self.pacer.wait()
+        partial = self._channel(message.channel).get_partial_message(int(message.id))
+        try:
+            with refusals():
+                await partial.delete()
+        except DeliveryFailed as failure:
+            if not isinstance(failure.__cause__, discord.NotFound):
+                raise
+
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         """Discord keeps one DM channel per pair of users, so a retry posts into the same one."""
         await self.pacer.wait()

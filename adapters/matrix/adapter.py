@@ -277,6 +277,16 @@ class MatrixChat:
     async def edit(self, message: MessageRef, new: Outbound) -> None:
         await self.send_event(message.channel.id, "m.room.message", edit_content(message.id, new.text))
 
+    async def delete(self, message: MessageRef) -> None:
+        """Redact the event (redacting one redacted already succeeds); without the power, M_FORBIDDEN is a
+        permanent refusal."""
+        await self.pacer.wait()
+
+        async def attempt() -> Any:
+            return await self.client.room_redact(message.channel.id, message.id, reason="a vote is private")
+
+        await self.deliver(attempt, f"redact {message.id} in {message.channel.id}")
+
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         room_id = await self._direct_room(user.id) or await self._create_direct_room(user.id)
         return await self.send(ChannelRef(PLATFORM, room_id), message, key=key)

@@ -10,6 +10,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -120,6 +121,7 @@ polls = Table(
     Column("message_id", Text, nullable=True),
     Column("vote_seq", BigInteger, nullable=False, server_default="0"),
     Column("remind_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("anonymous", Boolean, nullable=False, server_default=false()),
     Index("ix_polls_message", "platform", "message_id"),
     Index("ix_polls_due", "closed_at", "closes_at"),
 )
@@ -133,6 +135,14 @@ poll_reactions = Table(
     Column("user_name", Text, nullable=False),
     Column("present", Boolean, nullable=False),
     Column("seq", BigInteger, nullable=False),
+)
+
+# The key of each open anonymous poll's votes (core/ballots.py); deleted when the poll closes.
+poll_secrets = Table(
+    "poll_secrets",
+    metadata,
+    Column("poll_id", Id, ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True),
+    Column("secret", LargeBinary, nullable=False),
 )
 
 goals = Table(
@@ -223,6 +233,9 @@ outbox = Table(
     Column("reactions", Text, nullable=False, server_default="[]"),  # JSON list of emoji
     Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True),
     Column("thread", Text, nullable=True),  # core.outbox.Thread: `poll:7`, `review:3`
+    # A secret's confirmation (core.outbox.Post.sealed): deleted whatever its outcome.
+    Column("sealed", Text, nullable=True, index=True),
+    Column("buttons", Text, nullable=False, server_default="[]"),  # JSON list of labels
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

@@ -41,6 +41,7 @@ from adapters.sql.schema import (
     outbox,
     phase_changes,
     poll_reactions,
+    poll_secrets,
     polls,
     processed_events,
     radar_findings,
@@ -49,6 +50,7 @@ from adapters.sql.schema import (
     schedules,
     signals,
 )
+from core.ballots import new_secret
 from core.clock import utc
 from core.forgetting import (
     ANONYMOUS_PREFIX,
@@ -232,6 +234,7 @@ def _poll(row: Any) -> Poll:
         closed_at=utc(row.closed_at) if row.closed_at is not None else None,
         message=MessageRef(channel, row.message_id) if row.message_id is not None else None,
         remind_at=_maybe_utc(row.remind_at),
+        anonymous=bool(row.anonymous),
     )
 
 
@@ -337,6 +340,10 @@ class SqlOutbox:
             .values(state=state.value, finished_at=at, reason=reason, lease_owner=None, lease_until=None)
         )
 
+    async def forget_sealed(self, sealed: str) -> int:
+        result = await self.conn.execute(delete(outbox).where(outbox.c.sealed == sealed))
+        return int(result.rowcount or 0)
+
     async def sent(self, row_ids: Sequence[int]) -> None:
         ids = list(row_ids)
         for start in range(0, len(ids), 500):
@@ -369,6 +376,8 @@ _OUTBOX_COLUMNS = (
     "reactions",
     "poll_id",
     "thread",
+    "sealed",
+    "buttons",
     "state",
     "created_at",
     "not_before",
@@ -398,6 +407,8 @@ def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
         json.dumps(list(p.reactions), ensure_ascii=False) if p.reactions else "[]",
         p.poll_id,
         str(p.thread) if p.thread is not None else None,
+        p.sealed,
+        json.dumps(list(p.buttons), ensure_ascii=False) if p.buttons else "[]",
         PostState.PENDING.value,
         at,
         p.not_before or at,
@@ -436,6 +447,8 @@ def _outbox_row(row: Any) -> OutboxRow:
         group_id=row.group_id,
         not_before=not_before,
         thread=Thread.parse(row.thread) if row.thread is not None else None,
+        sealed=row.sealed,
+        buttons=tuple(json.loads(row.buttons)) if row.buttons != "[]" else (),
     )
     return OutboxRow(
         id=row.id,
@@ -810,10 +823,13 @@ class SqlPolls(_SqlPart):
             "platform": group.channel.platform,
             "channel_id": group.channel.id,
             "remind_at": remind_at,
+            "anonymous": request.anonymous,
         }
         result = await self.conn.execute(polls.insert().values(**values))
         (poll_id,) = result.inserted_primary_key or (None,)
         assert poll_id is not None
+        if request.anonymous:
+            await self.conn.execute(poll_secrets.insert().values(poll_id=poll_id, secret=new_secret()))
         poll = await self.get(group_id, poll_id)
         assert poll is not None
         return poll
@@ -896,7 +912,13 @@ class SqlPolls(_SqlPart):
             .where(polls.c.id == poll_id, polls.c.closed_at.is_(None))
             .values(closed_at=at, remind_at=None)
         )
+        await self.conn.execute(delete(poll_secrets).where(poll_secrets.c.poll_id == poll_id))
         return bool(result.rowcount)
+
+    async def secret(self, poll_id: int) -> bytes | None:
+        query = select(poll_secrets.c.secret).where(poll_secrets.c.poll_id == poll_id)
+        found = (await self.conn.execute(query)).scalar()
+        return bytes(found) if found is not None else None
 
     async def set_remind_at(self, updates: Sequence[tuple[int, datetime | None]]) -> None:
         for poll_id, when in updates:
