@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Loggers that tell what members said or did below these levels (SQLAlchemy's statements at INFO).
+PRIVATE_BELOW = {"discord": logging.INFO, "aiosqlite": logging.INFO, "sqlalchemy": logging.WARNING}
+
+
 def _setup_logging(config: Config) -> None:
     logging.basicConfig(
         level=config.logging.level,
@@ -64,6 +68,11 @@ def _setup_logging(config: Config) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # matrix-nio logs every event it sees at INFO.
     logging.getLogger("nio").setLevel(logging.WARNING)
+    # At DEBUG these log what members said and did: discord.py every gateway event and request body,
+    # aiosqlite and SQLAlchemy every statement's parameters. That would tie members to anonymous votes;
+    # Peerbot's own DEBUG lines never do (docs/decisions.md).
+    for name, level in PRIVATE_BELOW.items():
+        logging.getLogger(name).setLevel(level)
 
 
 async def _migrate(config: Config) -> int:

@@ -85,3 +85,19 @@ async def withdraw(tx: StoreTx, poll: Poll, user: UserRef) -> bool:
     )
     await tx.polls.record_reactions(poll.id, [ReactionChange(voter, "", o, False) for o in present])
     return bool(present)
+
+
+async def voted(tx: StoreTx, polls: list[Poll], user: UserRef) -> set[int]:
+    """Which of these open anonymous polls the member has a vote on (while their keys last)."""
+    if not polls:
+        return set()
+    reactions = await tx.polls.reactions_of([p.id for p in polls])
+    found = set()
+    for poll in polls:
+        secret = await tx.polls.secret(poll.id)
+        if secret is None:
+            continue
+        voter = voter_key(secret, user)
+        if any(r.user_key == voter and r.present for r in reactions.get(poll.id, [])):
+            found.add(poll.id)
+    return found

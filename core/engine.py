@@ -262,6 +262,8 @@ class Engine:
             if event.message is not None:
                 uow.post(Post(PostKind.DELETE, event.channel, "", reply_to=event.message.id, sealed=SECRET))
             uow.post(Post(PostKind.SEND, event.channel, reply.text))
+            here = f"Write {command} here: only you and the bot read this conversation."
+            uow.post(Post(PostKind.DIRECT, event.channel, here, user=event.user, sealed=SECRET))
         return reply
 
     async def _dead_letter(self, event: CommandInvoked, failure: Exception) -> Reply:

@@ -68,6 +68,12 @@ def waiting_line(item: Waiting, tz: str, prefix: str) -> str:
     closes = format_time(item.closes_at, tz)
     if item.poll is not None:
         title = as_sentence(poll_title(item.poll, item.goal))
+        if item.poll.anonymous:
+            numbered = ", ".join(f"{i}. {o.emoji}" for i, o in enumerate(item.poll.options, 1))
+            return (
+                f"{title} Closes {closes}. Vote privately: {prefix}vote {item.poll.id} <number>"
+                f" ({numbered}), written to the bot directly."
+            )
         return f"{title} Closes {closes}. React on poll {item.poll.id}: {how_to_vote(item.poll)}."
     assert item.review is not None
     return (

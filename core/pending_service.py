@@ -7,7 +7,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 
+from core import ballots
 from core import pending as rules
+from core.ballots import SECRET
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler, PrivateContext, PrivateHandler
 from core.events import Reply
@@ -26,6 +28,9 @@ async def find_pending(
     never one per poll. The polls they voted on are not even read."""
     ids = [g.id for g in groups]
     polls = await tx.polls.open_in(ids, now, not_voted_by=user)
+    # An anonymous poll's votes are under keyed hashes the read above cannot match: one more read each.
+    voted = await ballots.voted(tx, [p for p in polls if p.anonymous], user)
+    polls = [p for p in polls if p.id not in voted]
     consent = [p.id for p in polls if p.kind is PollKind.CONSENT]
     goals = await tx.goals.for_polls(consent) if consent else {}
     reviews = await tx.reviews.open_in(ids, now, not_answered_by=user)
@@ -50,8 +55,9 @@ class PendingService:
 
 
 def _page(listing: Listing, ctx: Context | PrivateContext, inv: Invocation) -> Reply:
-    """The page asked for, for the member alone; so is the answer to a page that does not exist."""
+    """The page asked for, for the member alone; so is the answer to a page that does not exist. What
+    it leaves out tells which anonymous polls the member voted on: its post is sealed, never kept."""
     try:
-        return Reply(listing.page(inv.args.get("page", 1), inv.spec), private=True)
+        return Reply(listing.page(inv.args.get("page", 1), inv.spec), private=True, sealed=SECRET)
     except UsageError as error:
         return replace(usage_reply(error, ctx.prefix, ctx.event.options is not None), private=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -19,7 +20,7 @@ from core.events import CommandInvoked
 from core.polls import PollKind, parse_vote_button, vote_button
 from core.refs import ChannelRef, MessageRef
 from tests.conftest import EmptyDatabase
-from tests.support import Harness
+from tests.support import Harness, peerbot
 
 VOTERS = ("vera", "walt", "xena", "yuri", "zoe")
 
@@ -154,6 +155,11 @@ async def test_a_vote_written_where_the_group_reads_it_is_removed_and_not_counte
     assert "2" not in reply.text.replace("/vote", "")  # the notice repeats nothing of what was said
     assert h.chat.deleted == [said]
     assert h.chat.sent[-1].text == reply.text and h.chat.sent[-1].reply_to is None
+    # The member is written to privately, which opens a direct conversation where there was none.
+    assert h.chat.direct[-1] == (
+        h.member("vera").user,
+        "Write /vote here: only you and the bot read this conversation.",
+    )
     assert (await h.tally(poll)).voters == 0
 
 
@@ -330,3 +336,56 @@ async def test_after_the_close_nothing_in_the_database_tells_who_voted(
     assert first["poll_secrets"] == [] and first["poll_reactions"]
     assert first["outbox"] == []  # the confirmation still queued at the close went with it
     assert first == second
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+async def test_the_bot_at_debug_logs_nothing_of_who_voted(
+    kind: str, empty_database: EmptyDatabase, tmp_path: Path
+) -> None:
+    """The console, logging at DEBUG, on each database: members who only vote privately are named in no
+    log line, and the export after the close shows counts only."""
+    (tmp_path / "config.yaml").write_text(
+        "logging:\n  level: DEBUG\nconsole:\n  facilitators: [alice]\n  export_dir: data/exports\n"
+    )
+    script = "\n".join(
+        [
+            "alice: /pulse --anonymous",
+            *(f"@{name}: /vote 1 {option}" for name, option in (("vera", 1), ("walt", 2), ("xena", 2))),
+            "@xena: /vote 1 3",
+            "@yuri: /vote 1 1",  # on no roster: refused
+            ":advance 25h",
+            "alice: /export json",
+        ]
+    )
+    async with empty_database(kind) as url:
+        env = {"PEERBOT_DATABASE_URL": url, "PEERBOT_FAKE_TIME": "2026-03-02T09:00:00+00:00"}
+        # Voters on the roster from the start, who say nothing but their votes.
+        joins = "\n".join(f":join {name}" for name in ("vera", "walt", "xena"))
+        result = peerbot(
+            "console", "--config", "config.yaml", cwd=tmp_path, env=env, stdin=f"{joins}\n{script}\n"
+        )
+    assert result.returncode == 0, result.stderr
+    assert "DEBUG" in result.stderr  # it did log at DEBUG
+    for name in ("vera", "walt", "xena", "yuri"):
+        assert name not in result.stderr.casefold()
+    assert "Poll 1 closed: How is the group doing?" in result.stdout and "3 voters." in result.stdout
+    (export,) = (tmp_path / "data" / "exports").glob("*.json")
+    poll = json.loads(export.read_text())["polls"][0]
+    assert poll["anonymous"] and poll["voters"] == 3
+    assert [o["votes"] for o in poll["options"]] == [1, 1, 1]
+    assert not any(
+        name in export.read_text() for name in ("walt", "yuri")
+    )  # no voter named but on the roster
+
+
+async def test_pending_lists_an_anonymous_poll_until_the_member_votes_privately() -> None:
+    h = Harness()
+    await h.regulars(*VOTERS)
+    poll = await open_anonymous(h)
+    before = await h.member("vera").whispers("/pending")
+    assert before is not None and f"Vote privately: /vote {poll} <number> (1. 1️⃣, 2. 2️⃣, 3. 3️⃣)" in before.text
+    await h.member("vera").whispers(f"/vote {poll} 2")
+    after = await h.member("vera").whispers("/pending")
+    assert after is not None and f"Anonymous poll {poll}" not in after.text and "Pace?" not in after.text
+    other = await h.member("walt").whispers("/pending")
+    assert other is not None and "Pace?" in other.text

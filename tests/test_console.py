@@ -254,12 +254,15 @@ def test_exports_go_beside_the_sqlite_database_or_where_the_config_says(tmp_path
     }
     beside = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
     assert beside.returncode == 0, beside.stderr
-    assert beside.stdout.rstrip().endswith(" Written to var/exports/peerbot-general-2026-03-02-0900.csv")
+    # The file's line, wherever the welcome (sent through the outbox, not at once) lands beside it.
+    (line,) = [x for x in beside.stdout.splitlines() if "📦" in x]
+    assert line.endswith(" Written to var/exports/peerbot-general-2026-03-02-0900.csv")
     (work / "config.yaml").write_text(f"console:\n  export_dir: {tmp_path / 'out'}\n")
     configured = peerbot("console", cwd=work, env=env, stdin="bob: /export csv\n")
     assert configured.returncode == 0, configured.stderr
     outside = tmp_path / "out" / "peerbot-general-2026-03-02-0900.csv"  # not under the working directory
-    assert configured.stdout.rstrip().endswith(f" Written to {outside}")
+    (line,) = [x for x in configured.stdout.splitlines() if "📦" in x]
+    assert line.endswith(f" Written to {outside}")
     assert outside.read_text(encoding="utf-8").startswith("kind,id,at")
 
 

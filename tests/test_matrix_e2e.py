@@ -43,6 +43,7 @@ from core.events import (
     Reply,
 )
 from core.outbox import Post, PostKind
+from core.polls import tally
 from core.ports import DeliveryFailed, FileTooLarge, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from tests.fake_discord.scene import restore_discord_addresses
@@ -1255,3 +1256,46 @@ async def test_send_file_reads_the_limit_from_the_homeserver_and_maps_its_refusa
     posted = await alice.sees(room.id, from_bot(bot.user_id, "m.file"))
     assert posted["event_id"] == sent.id and posted["content"]["info"] == {"mimetype": "text/csv", "size": 10}
     assert not alice.find(room.id, lambda e: e.get("content", {}).get("body") == "📦 too big")
+
+
+async def test_an_anonymous_poll_is_voted_on_privately_and_a_vote_in_the_room_is_redacted(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob)
+    current = await alice.client.room_get_state_event(room, "m.room.power_levels")
+    content = dict(current.content)  # type: ignore[union-attr]
+    content["users"] = {**content.get("users", {}), bot.user_id: 50}  # enough to redact
+    await alice.client.room_put_state(room, "m.room.power_levels", content)
+
+    def body(event: dict[str, Any]) -> str:
+        return str(event.get("content", {}).get("body", ""))
+
+    await alice.says(room, "!peer poll create --anonymous Pace? | slower | same | faster")
+    poll = await bob.sees(room, lambda e: body(e).startswith("Anonymous poll 1: Pace?"))
+    assert "write !peer vote 1 <number> to me directly" in body(poll)
+    assert not bob.find(room, lambda e: e.get("type") == "m.reaction")  # no reactions on it
+
+    public = await bob.says(room, "!peer vote 1 2")
+    await bob.sees(room, lambda e: e.get("type") == "m.room.redaction" and e.get("redacts") == public)
+    notice = await bob.sees(room, lambda e: "!peer vote is private" in body(e))
+    assert notice["sender"] == bot.user_id and "2" not in body(notice)
+    async with asyncio.timeout(30):  # the bot opens a direct room to bob
+        while not [r for r in bob.invited if r != room]:
+            await bob.sync()
+    (direct,) = [r for r in bob.invited if r != room]
+    await bob.joins(direct)
+    await bob.sees(direct, lambda e: body(e).startswith("Write !peer vote here"))
+
+    await bob.says(direct, "!peer vote 1 2")
+    counted = await bob.sees(direct, lambda e: "is counted" in body(e))
+    assert body(counted).startswith("Your vote on poll 1 is counted: 2.")
+    async with bot.store.transaction() as tx:
+        group = await tx.groups.get(ChannelRef("matrix", room))
+        assert group is not None
+        found = await tx.polls.get(group.id, 1)
+        assert found is not None
+        assert tally(found, await tx.polls.reactions(found.id)).counts == (0, 1, 0)
+        # What was said in the room was withheld, not counted: only the private vote is.
+        assert all(r.user_key.startswith("anon:") for r in await tx.polls.reactions(found.id))
