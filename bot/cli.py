@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# The least each library logs at, whatever the configured level (see `_setup_logging`).
+LOG_FLOORS = {"discord": logging.INFO, "sqlalchemy": logging.WARNING, "aiosqlite": logging.INFO}
+
+
 def _setup_logging(config: Config) -> None:
     logging.basicConfig(
         level=config.logging.level,
@@ -64,6 +68,12 @@ def _setup_logging(config: Config) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # matrix-nio logs every event it sees at INFO.
     logging.getLogger("nio").setLevel(logging.WARNING)
+    # At DEBUG these log what would tie a member to a secret (docs/decisions.md, "No voter in the log"):
+    # discord.py every gateway payload (a vote button's press names its member) and request body;
+    # SQLAlchemy (at INFO) and aiosqlite every statement with its parameters. Never below these.
+    level = logging.getLevelNamesMapping()[config.logging.level]
+    for name, floor in LOG_FLOORS.items():
+        logging.getLogger(name).setLevel(max(level, floor))
 
 
 async def _migrate(config: Config) -> int:
