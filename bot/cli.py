@@ -52,8 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# Loggers that tell what members said or did below these levels (SQLAlchemy's statements at INFO).
-PRIVATE_BELOW = {"discord": logging.INFO, "aiosqlite": logging.INFO, "sqlalchemy": logging.WARNING}
+# The least each library logs at, whatever the configured level (see `_setup_logging`).
+LOG_FLOORS = {"discord": logging.INFO, "sqlalchemy": logging.WARNING, "aiosqlite": logging.INFO}
 
 
 def _setup_logging(config: Config) -> None:
@@ -68,11 +68,12 @@ def _setup_logging(config: Config) -> None:
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
     # matrix-nio logs every event it sees at INFO.
     logging.getLogger("nio").setLevel(logging.WARNING)
-    # At DEBUG these log what members said and did: discord.py every gateway event and request body,
-    # aiosqlite and SQLAlchemy every statement's parameters. That would tie members to anonymous votes;
-    # Peerbot's own DEBUG lines never do (docs/decisions.md).
-    for name, level in PRIVATE_BELOW.items():
-        logging.getLogger(name).setLevel(level)
+    # At DEBUG these log what would tie a member to a secret (docs/decisions.md, "No voter in the log"):
+    # discord.py every gateway payload (a vote button's press names its member) and request body;
+    # SQLAlchemy (at INFO) and aiosqlite every statement with its parameters. Never below these.
+    level = logging.getLevelNamesMapping()[config.logging.level]
+    for name, floor in LOG_FLOORS.items():
+        logging.getLogger(name).setLevel(max(level, floor))
 
 
 async def _migrate(config: Config) -> int:

@@ -524,10 +524,11 @@ class Engine:
         await self.dispatcher.settle()
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
-        """The messages of the polls still open on a platform, to reconcile after a gap."""
+        """The messages of the polls still open on a platform, to reconcile after a gap (anonymous
+        polls are not voted on by reactions: none of theirs)."""
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now)
-        return [p.message for p in polls if p.message is not None]
+        return [p.message for p in polls if p.message is not None and not p.anonymous]
 
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         """The poll posted as `message`, if there is one; else the polls open in its channel, oldest

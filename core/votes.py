@@ -101,9 +101,10 @@ async def reconcile_poll(
 
     For platforms that cannot replay what happened while the bot was away (a new Discord session):
     `present` maps each emoji to the members whose reaction is on the message. Returns how many
-    votes changed. A closed poll is left as it was counted.
+    votes changed. A closed poll is left as it was counted, and an anonymous one too: its votes are
+    no reactions (a reaction on it is none of its votes, see `apply_reactions`).
     """
-    if not poll.is_open(now):
+    if not poll.is_open(now) or poll.anonymous:
         return 0
     on_message: dict[int, set[str]] = defaultdict(set)
     names: dict[str, str] = {}
@@ -156,7 +157,8 @@ async def apply_reactions(
             fresh.discard(e.event_id)  # the same id twice in one batch counts once
             poll = by_message[e.message.id]
             option = poll.option_index(e.emoji)
-            if option is None or not poll.is_open(now):
+            # An anonymous poll is voted on privately: a reaction on it would be a vote in the open.
+            if option is None or not poll.is_open(now) or poll.anonymous:
                 continue
             present = isinstance(e, ReactionAdded)
             changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))

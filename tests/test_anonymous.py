@@ -94,6 +94,23 @@ async def test_a_button_press_in_the_channel_votes_and_is_answered_to_the_member
     assert (await h.tally(poll)).counts == (1, 0, 0)
 
 
+async def test_a_reaction_on_an_anonymous_poll_is_no_vote_and_reconciling_leaves_its_votes_alone() -> None:
+    """Members can still react by hand where the platform lets them: that would be a vote in the open.
+    And the reactions on its message (none) are not its votes, after a gap in the gateway either."""
+    h = Harness()
+    await h.regulars(*VOTERS)
+    poll = await open_anonymous(h)
+    message = h.chat.sent[-1].ref
+    assert message is not None
+    await h.member("vera").runs("vote", poll=str(poll), option="2")
+    await h.member("walt").reacts(message, "1️⃣")
+    assert (await h.tally(poll)).counts == (0, 1, 0) and (await h.tally(poll)).voters == 1
+    assert await h.engine.open_poll_messages(h.chat.platform) == []
+    assert await h.engine.reconcile(message, {"1️⃣": [h.member("walt").user]}) == 0
+    assert await h.engine.reconcile(message, {}) == 0
+    assert (await h.tally(poll)).counts == (0, 1, 0)
+
+
 async def test_results_show_no_counts_below_three_voters_so_far_or_at_the_close() -> None:
     h = Harness()
     await h.regulars(*VOTERS)

@@ -11,8 +11,10 @@ from adapters.discord.translate import (
     BOOLEAN,
     INVITE_PERMISSIONS,
     MANAGE_GUILD,
+    MAX_LABEL,
     STRING,
     MemberAccess,
+    button_rows,
     command_payloads,
     cut_text,
     delivery_failure,
@@ -29,10 +31,12 @@ from adapters.discord.translate import (
     server_member_event,
     slash_command,
     split_text,
+    vote_press,
 )
 from adapters.pacing import Pacer
 from core.commands import COMMANDS, Access, Arg, ArgKind, CommandSpec, flag, parse_options, parse_text
-from core.events import MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
+from core.events import CommandInvoked, MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
+from core.ports import Button
 from core.refs import ChannelRef, MessageRef, UserRef
 
 # An INTERACTION_CREATE payload as Discord sends it (ids shortened; fields the adapter ignores kept).
@@ -75,6 +79,31 @@ INTERACTION: dict[str, Any] = {
             }
         ],
     },
+}
+
+# A press of a button under a message (MESSAGE_COMPONENT), as Discord sends it: the message in full.
+BUTTON_PRESS: dict[str, Any] = {
+    **{k: v for k, v in INTERACTION.items() if k != "data"},
+    "id": "1311111111111111112",
+    "type": 3,
+    "token": "aW50ZXJhY3Rpb246MTMy",
+    "message": {
+        "id": "1240000000000000000",
+        "channel_id": "1210000000000000000",
+        "author": {"id": "1300000000000000000", "username": "peerbot", "bot": True},
+        "content": "Anonymous poll 7: Pace?",
+        "components": [
+            {
+                "type": 1,
+                "id": 1,
+                "components": [
+                    {"type": 2, "id": 2, "style": 2, "label": "1. 1️⃣ slower", "custom_id": "vote:7:1"},
+                    {"type": 2, "id": 3, "style": 2, "label": "2. 2️⃣ same", "custom_id": "vote:7:2"},
+                ],
+            }
+        ],
+    },
+    "data": {"custom_id": "vote:7:2", "component_type": 2},
 }
 
 REACTION_ADD: dict[str, Any] = {
@@ -133,6 +162,58 @@ def test_integer_options_and_plain_commands() -> None:
 def test_other_interactions_are_not_commands() -> None:
     assert slash_command({**INTERACTION, "type": 3}) is None  # a button
     assert slash_command({**INTERACTION, "type": 1}) is None  # a ping
+
+
+def test_a_vote_button_press_becomes_the_vote_command_on_the_polls_message() -> None:
+    command = vote_press(BUTTON_PRESS)
+    assert command is not None
+    channel = ChannelRef("discord", "1210000000000000000")
+    assert command.event == CommandInvoked(
+        event_id="1311111111111111112",
+        channel=channel,
+        user=UserRef("discord", "1220000000000000000"),
+        text="vote",
+        options={"poll": "7", "option": "2"},
+        message=MessageRef(channel, "1240000000000000000"),
+    )
+    assert command.event.user.display == "Bob B" and command.event.channel.display == "#general"
+    assert command.guild_id == "1200000000000000000"
+    assert command.access == MemberAccess(1071698660929, frozenset({"1230000000000000000"}))
+    # The words and options are the ones `/vote poll:7 option:2` gives, so the engine reads them alike.
+    invocation = parse_options(COMMANDS, command.event.text, command.event.options or {})
+    assert invocation.spec.path == ("vote",) and invocation.args == {"poll": 7, "option": 2}
+    assert invocation.secret
+
+
+def test_only_vote_buttons_are_votes() -> None:
+    for custom_id in ("poll:7:2", "vote:7", "vote:x:2", "vote:7:2:1", "", "vote:7:2 "):
+        press = {**BUTTON_PRESS, "data": {"custom_id": custom_id, "component_type": 2}}
+        assert vote_press(press) is None, custom_id
+    select_menu = {**BUTTON_PRESS, "data": {"custom_id": "vote:7:2", "component_type": 3, "values": []}}
+    assert vote_press(select_menu) is None
+    assert vote_press(INTERACTION) is None  # a slash command
+    assert slash_command(BUTTON_PRESS) is None
+    assert vote_press({**BUTTON_PRESS, "type": 1}) is None  # a ping
+
+
+def test_buttons_go_five_to_a_row_in_order_with_labels_cut_to_discords_limit() -> None:
+    buttons = [Button(f"vote:1:{i}", f"{i}. option") for i in range(1, 13)]
+    rows = button_rows(buttons)
+    assert [len(row) for row in rows] == [5, 5, 2]
+    assert [b for row in rows for b in row] == buttons
+    (row,) = button_rows([Button("vote:1:1", "x" * 81)])
+    assert len(row[0].label) == MAX_LABEL and row[0].label.endswith("…")
+    assert button_rows([]) == []
+
+
+def test_buttons_discord_would_refuse_are_refused_here() -> None:
+    with pytest.raises(ValueError, match="at most 25"):
+        button_rows([Button(f"vote:1:{i}", "x") for i in range(26)])
+    assert len(button_rows([Button(f"vote:1:{i}", "x") for i in range(25)])) == 5
+    with pytest.raises(ValueError, match="same id"):
+        button_rows([Button("vote:1:1", "a"), Button("vote:1:1", "b")])
+    with pytest.raises(ValueError, match="1 to 100"):
+        button_rows([Button("v" * 101, "a")])
 
 
 def test_facilitators_have_manage_server_administrator_or_the_role() -> None:

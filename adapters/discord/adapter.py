@@ -25,10 +25,12 @@ import yarl
 
 from adapters.discord.translate import (
     MAX_REACTIONS,
+    MESSAGE_COMPONENT,
     PLATFORM,
     REACTION_PAGE,
     MemberAccess,
     SlashCommand,
+    button_rows,
     command_payloads,
     cut_text,
     delivery_failure,
@@ -44,11 +46,13 @@ from adapters.discord.translate import (
     slash_command,
     split_text,
     too_large,
+    vote_press,
 )
 from adapters.pacing import Pacer
-from core.events import Attachment, InboundEvent, Reply
+from core.commands import UsageError, parse_options
+from core.events import Attachment, CommandInvoked, InboundEvent, Reply
 from core.export import too_big
-from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
+from core.ports import AdapterFailed, Button, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -59,6 +63,7 @@ BATCH_LIMIT = 256
 ACCESS_MEMORY = 4096
 REACTION_MEMORY = 4096
 APPLY_ATTEMPTS = 3
+UNKNOWN_BUTTON = "Peerbot does not know this button (it may be from an older version); nothing was done."
 MISSING_PERMISSIONS = (
     "I am not allowed to do that in this channel. Ask an admin to give me View Channel, Send Messages,"
     " Add Reactions and Read Message History here."
@@ -221,9 +226,11 @@ class PeerbotClient(discord.AutoShardedClient):
     def _tap_interaction(self, parse: Callable[[Any], None]) -> Callable[[Any], None]:
         def tapped(data: Any) -> None:
             try:
-                command = slash_command(data)
+                command = slash_command(data) or vote_press(data)
                 if command is not None:
                     self.adapter.pending[command.event.event_id] = command
+                elif data.get("type") == MESSAGE_COMPONENT:  # a button that is no vote: said so
+                    self.adapter.pending[str(data["id"])] = None
             except Exception:
                 log.exception("could not read an interaction")
             parse(data)
@@ -246,6 +253,25 @@ class PeerbotClient(discord.AutoShardedClient):
         self.adapter.new_session(shard_id)
 
 
+def buttons_view(buttons: tuple[Button, ...]) -> discord.ui.View:
+    """The buttons as discord.py sends them: secondary (grey) buttons in the rows `button_rows` lays
+    out. The view is stopped before it is sent, so discord.py keeps no callbacks for it: presses reach
+    the bot as interactions (`vote_press`), after a restart as before one."""
+    view = discord.ui.View(timeout=None)
+    for row, in_row in enumerate(button_rows(buttons)):
+        for button in in_row:
+            view.add_item(
+                discord.ui.Button(
+                    style=discord.ButtonStyle.secondary,
+                    label=button.label,
+                    custom_id=button.custom_id,
+                    row=row,
+                )
+            )
+    view.stop()
+    return view
+
+
 def _snowflake(value: str) -> int:
     """A Discord id from its text; 0 for text that is no id (never sent to Discord)."""
     return int(value) if value.isascii() and value.isdigit() and len(value) <= 20 else 0
@@ -262,7 +288,9 @@ class DiscordAdapter:
         self.chat = DiscordChat(self)
         # Gateway events applied in order, in batches: reactions, and members joining or leaving the server.
         self.reactions: asyncio.Queue[InboundEvent] = asyncio.Queue()
-        self.pending: dict[str, SlashCommand] = {}
+        # Interaction id -> its command, from the gateway tap until answered; None for a button press
+        # that is no command the bot knows.
+        self.pending: dict[str, SlashCommand | None] = {}
         self.ready = asyncio.Event()
         self._access: OrderedDict[tuple[str, str], tuple[MemberAccess, str | None]] = OrderedDict()
         self._tasks: list[asyncio.Task[None]] = []
@@ -361,9 +389,15 @@ class DiscordAdapter:
             )
 
     async def answer(self, interaction: discord.Interaction) -> None:
-        """Run the command and answer within Discord's 3 s: directly if the core is quick, else defer."""
-        command = self.pending.pop(str(interaction.id), None)
+        """Run the command (or vote button) and answer within Discord's 3 s: directly if the core is
+        quick, else defer. A secret command (a vote) is deferred privately: a public "thinking" would
+        show everyone who pressed, and when."""
+        key = str(interaction.id)
+        if key not in self.pending:
+            return
+        command = self.pending.pop(key)
         if command is None:
+            await self._refuse_button(interaction)
             return
         event = command.event
         if command.access is not None:
@@ -372,8 +406,9 @@ class DiscordAdapter:
         work = asyncio.ensure_future(self.sink.handle(event))
         done, _ = await asyncio.wait({work}, timeout=self.settings.defer_after)
         deferred = not done
+        secret = self._secret(event)
         if deferred:
-            await interaction.response.defer(thinking=True)
+            await interaction.response.defer(thinking=True, ephemeral=secret)
         try:
             reply = await work
         except Exception as error:
@@ -384,12 +419,35 @@ class DiscordAdapter:
                 log.exception("command %r failed", event.text)
                 reply = Reply("Sorry, something went wrong while handling that command.", is_error=True)
         try:
-            await self._deliver(interaction, reply, deferred)
+            await self._deliver(interaction, reply, deferred, deferred_privately=secret)
         except discord.HTTPException as error:
             # Too late (the interaction expired) or Discord refused: the member sees "did not respond".
             log.warning("could not answer the %r command: %s", event.text, error)
 
-    async def _deliver(self, interaction: discord.Interaction, reply: Reply | None, deferred: bool) -> None:
+    def _secret(self, event: CommandInvoked) -> bool:
+        """What the member says stays between them and the bot (a vote, an anonymous reflection)."""
+        try:
+            invocation = parse_options(self.sink.visible_specs(PLATFORM), event.text, event.options or {})
+        except UsageError:
+            return False
+        return invocation.secret
+
+    async def _refuse_button(self, interaction: discord.Interaction) -> None:
+        """A press of a button that is no command: a short private note, so the member's client does
+        not say "interaction failed"."""
+        try:
+            await interaction.response.send_message(UNKNOWN_BUTTON, ephemeral=True)
+        except discord.HTTPException as error:  # answered before (a replay), or expired
+            log.info("could not answer a press of an unknown button: %s", error)
+
+    async def _deliver(
+        self,
+        interaction: discord.Interaction,
+        reply: Reply | None,
+        deferred: bool,
+        *,
+        deferred_privately: bool = False,
+    ) -> None:
         if reply is None:  # a replayed interaction, answered before
             if deferred:
                 await interaction.delete_original_response()
@@ -402,6 +460,8 @@ class DiscordAdapter:
         private = reply.is_error or reply.private
         if not deferred:
             await interaction.response.send_message(parts[0], ephemeral=private, allowed_mentions=NO_MENTIONS)
+        elif deferred_privately:  # the deferred response is the member's alone: it stays so
+            await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
         elif private:
             # A deferred response keeps the visibility of the defer; a private answer must be private.
             await interaction.delete_original_response()
@@ -409,7 +469,9 @@ class DiscordAdapter:
         else:
             await interaction.edit_original_response(content=parts[0], allowed_mentions=NO_MENTIONS)
         for part in parts[1:]:
-            await interaction.followup.send(part, ephemeral=private, allowed_mentions=NO_MENTIONS)
+            await interaction.followup.send(
+                part, ephemeral=private or deferred_privately, allowed_mentions=NO_MENTIONS
+            )
 
     async def _deliver_file(
         self, interaction: discord.Interaction, summary: str, file: Attachment, deferred: bool
@@ -643,15 +705,23 @@ class DiscordChat:
         return self.client.get_partial_messageable(int(channel.id))
 
     async def _post(
-        self, target: discord.abc.Messageable, text: str, key: str | None, to: MessageRef | None = None
+        self,
+        target: discord.abc.Messageable,
+        message: Outbound,
+        key: str | None,
+        to: MessageRef | None = None,
     ) -> discord.Message:
         """Post the text, split into parts within the limit; the last part is returned, which is
-        where reactions (poll options) belong."""
+        where reactions (poll options) belong, and it carries the buttons: below the whole text, on
+        the message the poll is linked to."""
         sent: discord.Message | None = None
-        for index, part in enumerate(split_text(text)):
+        parts = split_text(message.text)
+        for index, part in enumerate(parts):
             options: dict[str, Any] = {"allowed_mentions": NO_MENTIONS}
             if key is not None:  # else discord.py sends a random nonce of its own
                 options["nonce"] = part_nonce(key, index)
+            if message.buttons and index == len(parts) - 1:
+                options["view"] = buttons_view(message.buttons)
             if to is not None and index == 0:
                 options["reference"] = discord.MessageReference(
                     message_id=int(to.id), channel_id=int(to.channel.id), fail_if_not_exists=False
@@ -664,11 +734,11 @@ class DiscordChat:
         return sent
 
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        sent = await self._post(self._channel(channel), message.text, key)
+        sent = await self._post(self._channel(channel), message, key)
         return MessageRef(channel, str(sent.id))
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        sent = await self._post(self._channel(to.channel), message.text, key, to)
+        sent = await self._post(self._channel(to.channel), message, key, to)
         return MessageRef(to.channel, str(sent.id))
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
@@ -717,7 +787,7 @@ class DiscordChat:
         await self.pacer.wait()
         with refusals():
             dm = await self.client.create_dm(discord.Object(int(user.id)))
-        sent = await self._post(dm, message.text, key)
+        sent = await self._post(dm, message, key)
         return MessageRef(ChannelRef(PLATFORM, str(dm.id)), str(sent.id))
 
     async def is_facilitator(self, user: UserRef, channel: ChannelRef) -> bool:

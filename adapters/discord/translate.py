@@ -1,7 +1,9 @@
 """Discord payloads <-> the core's neutral words, in pure functions (no I/O, no discord.py).
 
 - command specs -> application command payloads (`PUT /applications/{app}/commands`);
-- INTERACTION_CREATE data -> `CommandInvoked` (plus the member's permissions for the facilitator check);
+- INTERACTION_CREATE data -> `CommandInvoked` (plus the member's permissions for the facilitator check),
+  for slash commands and for presses of an anonymous poll's vote buttons;
+- a message's buttons -> action rows within Discord's limits;
 - MESSAGE_REACTION_ADD/REMOVE data -> `ReactionAdded`/`ReactionRemoved` with a replay-safe event id;
 - a message's reactions and their users (REST) -> the reactions present now, to reconcile a poll;
 - outgoing text -> message bodies within Discord's limits, with mentions disabled;
@@ -16,7 +18,8 @@ from typing import Any
 
 from core.commands import ArgKind, CommandSpec
 from core.events import CommandInvoked, MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
-from core.ports import DeliveryFailed
+from core.polls import parse_vote_button
+from core.ports import Button, DeliveryFailed
 from core.refs import ChannelRef, MessageRef, UserRef
 
 PLATFORM = "discord"
@@ -28,6 +31,10 @@ MAX_CHOICES = 25
 MAX_OPTIONS = 25  # options of one command or subcommand
 MAX_STRING = 6000  # the longest string option Discord takes
 MAX_NONCE = 25
+ROW_BUTTONS = 5  # buttons in one action row
+MAX_ROWS = 5  # action rows under one message
+MAX_LABEL = 80
+MAX_CUSTOM_ID = 100
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADMINISTRATOR = 1 << 3
@@ -46,6 +53,10 @@ SUB_COMMAND_GROUP = 2
 STRING = 3
 INTEGER = 4
 BOOLEAN = 5
+# Interaction types, and the component a press came from.
+APPLICATION_COMMAND = 2
+MESSAGE_COMPONENT = 3
+BUTTON = 2
 # Interaction context: guild only (no DMs, no group DMs); installed to a guild.
 GUILD_CONTEXT = 0
 GUILD_INSTALL = 0
@@ -222,6 +233,45 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     return SlashCommand(event, access, str(guild_id) if guild_id else None)
 
 
+def vote_press(data: Mapping[str, Any]) -> SlashCommand | None:
+    """A press of an anonymous poll's vote button (custom id `vote:<poll>:<option>`) as the `vote`
+    command with its options, on the poll's message; None for any other interaction or button.
+
+    The interaction's id is the event's: a press delivered again (a RESUME replay) is the same event,
+    and a second press of the same button is a new one (which takes the vote back)."""
+    if data.get("type") != MESSAGE_COMPONENT or "channel_id" not in data:
+        return None
+    component = data.get("data") or {}
+    if component.get("component_type") != BUTTON:
+        return None
+    vote = parse_vote_button(str(component.get("custom_id") or ""))
+    if vote is None:
+        return None
+    poll, option = vote
+    member = data.get("member")
+    user = (member or {}).get("user") or data.get("user") or {}
+    channel = channel_ref(data["channel_id"], (data.get("channel") or {}).get("name"))
+    message_id = (data.get("message") or {}).get("id")
+    event = CommandInvoked(
+        event_id=str(data["id"]),
+        channel=channel,
+        user=user_ref(user, member),
+        text="vote",
+        options={"poll": str(poll), "option": str(option)},
+        message=MessageRef(channel, str(message_id)) if message_id else None,
+    )
+    guild_id = data.get("guild_id")
+    return SlashCommand(event, member_access(member), str(guild_id) if guild_id else None)
+
+
+def member_access(member: Mapping[str, Any] | None) -> MemberAccess | None:
+    """The access an interaction's `member` (in a server) carries; None outside a server."""
+    if member is None:
+        return None
+    roles = frozenset(str(r) for r in member.get("roles") or ())
+    return MemberAccess(int(member.get("permissions") or 0), roles)
+
+
 def server_access(
     member: Mapping[str, Any], role_permissions: Mapping[str, int], guild_id: str, owner_id: str
 ) -> MemberAccess:
@@ -382,6 +432,27 @@ def cut_text(text: str, limit: int = MAX_CONTENT) -> str:
     widest = f"\n… (cut: {len(text)} more characters not shown)"
     head = text[: limit - len(widest)].rstrip()
     return head + f"\n… (cut: {len(text) - len(head)} more characters not shown)"
+
+
+# Buttons -------------------------------------------------------------------------------------------
+
+
+def button_rows(buttons: Sequence[Button]) -> list[tuple[Button, ...]]:
+    """The buttons in action rows as Discord takes them: in order, five to a row, at most five rows;
+    a label longer than Discord's 80 characters is cut with "…". More than 25 buttons, two with one
+    id, or an id Discord would refuse, is a ValueError (an anonymous poll has at most 10 options)."""
+    if len(buttons) > ROW_BUTTONS * MAX_ROWS:
+        raise ValueError(f"{len(buttons)} buttons: Discord shows at most {ROW_BUTTONS * MAX_ROWS}")
+    for button in buttons:
+        if not 1 <= len(button.custom_id) <= MAX_CUSTOM_ID:
+            raise ValueError(f"button id {button.custom_id!r} is not 1 to {MAX_CUSTOM_ID} characters")
+    if len({b.custom_id for b in buttons}) != len(buttons):
+        raise ValueError("two buttons on one message have the same id")
+    fitted = [
+        b if len(b.label) <= MAX_LABEL else Button(b.custom_id, b.label[: MAX_LABEL - 1] + "…")
+        for b in buttons
+    ]
+    return [tuple(fitted[i : i + ROW_BUTTONS]) for i in range(0, len(fitted), ROW_BUTTONS)]
 
 
 # Idempotent posts ----------------------------------------------------------------------------------

@@ -104,7 +104,8 @@ async def test_bad_poll_options_get_the_usage_in_options_and_post_nothing(discor
     assert answer.ephemeral
     assert answer.content == (
         "closes is too long: at most 32d.\n"
-        "Usage: /poll create <question> <option1> <option2> [option3…option10] [multiple] [hidden] [closes]"
+        "Usage: /poll create <question> <option1> <option2> [option3…option10] [multiple] [hidden]"
+        " [anonymous] [closes]"
     )
     same = await scene.bob.runs("/poll create", question="Tea?", option1="🍵 tea", option2="🍵 more tea")
     assert same.ephemeral and same.content.startswith("Two options use the same emoji")

@@ -2,6 +2,7 @@
 
 answer = await alice.runs("/phase set", phase="organizing")
 bob.reacts(message, "✅")
+answer = await bob.presses(message, "vote:7:2")
 scene.fake.sent_messages(scene.channel)
 """
 
@@ -148,6 +149,15 @@ class Member:
         interaction = fake.run_command(self.user, channel or self.scene.channel, path, options)
         await fake.until(lambda: answered(interaction))
         if self.scene.engine is not None:  # what the command queued (a poll) is posted after the answer
+            await self.scene.engine.engine.settle()
+        return Answer(interaction)
+
+    async def presses(self, message: dict[str, Any], custom_id: str) -> Answer:
+        """Press the button with this custom id under a message and wait for the bot's complete answer."""
+        fake = self.scene.fake
+        interaction = fake.press_button(self.user, message, custom_id)
+        await fake.until(lambda: answered(interaction))
+        if self.scene.engine is not None:
             await self.scene.engine.engine.settle()
         return Answer(interaction)
 

@@ -212,13 +212,15 @@ class Hold:
 
 @dataclass
 class Interaction:
-    """A slash command a member ran, and what the bot answered."""
+    """A slash command a member ran (type 2) or a button they pressed (type 3), and what the bot answered."""
 
     id: str
     token: str
     user: User
     channel: Channel
     dispatched_at: float
+    kind: int = 2
+    payload: dict[str, Any] = field(default_factory=dict, repr=False)  # the INTERACTION_CREATE data
     callback: dict[str, Any] | None = None
     callback_at: float | None = None
     original: dict[str, Any] | None = None  # the response message, as last edited
@@ -316,6 +318,59 @@ def command_problems(commands: Any) -> list[str]:
     return problems
 
 
+def component_problems(components: Any) -> list[str]:
+    """What Discord would refuse in a message's `components` (legacy layout: action rows of buttons;
+    https://discord.com/developers/docs/components/reference)."""
+    if not isinstance(components, list) or len(components) > 5:
+        return ["components: at most 5 action rows, as a list"]
+    problems: list[str] = []
+    custom_ids: list[str] = []
+    for r, row in enumerate(components):
+        if not isinstance(row, dict) or row.get("type") != 1:
+            problems.append(f"components.{r}: a top-level component must be an action row (type 1)")
+            continue
+        buttons = row.get("components")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 5:
+            problems.append(f"components.{r}: an action row holds 1 to 5 buttons")
+            continue
+        for b, button in enumerate(buttons):
+            where = f"components.{r}.components.{b}"
+            if not isinstance(button, dict) or button.get("type") != 2:
+                problems.append(f"{where}: only buttons (type 2) are known to this fake")
+                continue
+            style = button.get("style")
+            if style not in (1, 2, 3, 4, 5):
+                problems.append(f"{where}: bad button style {style!r}")
+            label = button.get("label")
+            if label is not None and (not isinstance(label, str) or len(label) > 80):
+                problems.append(f"{where}: a label is at most 80 characters")
+            if not label and not button.get("emoji"):
+                problems.append(f"{where}: a button needs a label or an emoji")
+            custom_id = button.get("custom_id")
+            if style == 5:
+                if custom_id is not None or not button.get("url"):
+                    problems.append(f"{where}: a link button has a url and no custom_id")
+            elif not isinstance(custom_id, str) or not 1 <= len(custom_id) <= 100:
+                problems.append(f"{where}: custom_id must be 1 to 100 characters")
+            else:
+                custom_ids.append(custom_id)
+    if len(set(custom_ids)) != len(custom_ids):
+        problems.append("components: custom ids must be unique within a message")
+    return problems
+
+
+def numbered_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The components as Discord stores them: each without an `id` gets one, counted from 1 depth
+    first (a row, then its buttons)."""
+    counter = itertools.count(1)
+    out = []
+    for row in components:
+        row_id = row.get("id") or next(counter)
+        buttons = [{**b, "id": b.get("id") or next(counter)} for b in row["components"]]
+        out.append({**row, "id": row_id, "components": buttons})
+    return out
+
+
 Handler = Callable[[web.Request, dict[str, str], Any], Awaitable[web.Response]]
 
 
@@ -339,6 +394,7 @@ class FakeDiscord:
         self.sessions: dict[str, Session] = {}
         self.identifies: list[dict[str, Any]] = []
         self.invalid_commands: list[str] = []
+        self.invalid_components: list[str] = []  # what Discord would have refused in messages' components
         self.resumes: list[dict[str, Any]] = []
         self.gateway_queries: list[dict[str, str]] = []
         self.resume_overlap = 0  # replay this many already-delivered events too on RESUME
@@ -1025,7 +1081,7 @@ class FakeDiscord:
             "pinned": False,
             "type": 0 if "message_reference" not in body else 19,
             "flags": flags,
-            "components": [],
+            "components": numbered_components(body.get("components") or []),
         }
         if "message_reference" in body:
             message["message_reference"] = body["message_reference"]
@@ -1034,10 +1090,20 @@ class FakeDiscord:
             message["guild_id"] = channel.guild_id
         return message
 
+    def _refuse_components(self, body: Any) -> web.Response | None:
+        """400 Invalid Form Body for components Discord would not take; None when they are fine."""
+        problems = component_problems(body.get("components") or [])
+        if not problems:
+            return None
+        self.invalid_components.extend(problems)
+        return self._json({"message": "Invalid Form Body", "code": 50035, "errors": problems}, 400)
+
     async def _create_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         channel = self.channels.get(params["channel"])
         if channel is None:
             return self._json({"message": "Unknown Channel", "code": 10003}, 404)
+        if (refused := self._refuse_components(body)) is not None:
+            return refused
         nonce = body.get("nonce")
         if nonce is not None and (
             not isinstance(nonce, str | int) or isinstance(nonce, bool) or len(str(nonce)) > MAX_NONCE
@@ -1069,9 +1135,13 @@ class FakeDiscord:
         message = self.messages.get(params["message"])
         if message is None or message["channel_id"] != params["channel"]:
             return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        if (refused := self._refuse_components(body)) is not None:
+            return refused
         message.update(
             content=body.get("content", message["content"]), edited_timestamp="2026-03-02T09:01:00+00:00"
         )
+        if "components" in body:  # left out, they stay as they were
+            message["components"] = numbered_components(body["components"] or [])
         return self._json(message)
 
     def _reacted(self, message_id: str) -> list[tuple[str, set[str]]]:
@@ -1177,28 +1247,38 @@ class FakeDiscord:
             return self._json({"message": "Unknown interaction", "code": 10062}, 404)
         if interaction.callback is not None:
             return self._json({"message": "Interaction has already been acknowledged.", "code": 40060}, 400)
+        kind = body.get("type")
+        # 4 message, 5 deferred message; 6 deferred update, for components only. Others (7 update the
+        # message, 9 modal ...) the fake does not know: the test fails.
+        if kind not in ((4, 5, 6) if interaction.kind == 3 else (4, 5)):
+            self.unknown_routes.append(f"interaction callback type {kind} to a type {interaction.kind}")
+            return self._json({"message": "Invalid Form Body", "code": 50035, "errors": {}}, 400)
+        data = body.get("data") or {}
+        if (refused := self._refuse_components(data)) is not None:
+            return refused
         interaction.callback = body
         interaction.callback_at = time.monotonic()
-        data = body.get("data") or {}
+        answer = {"id": interaction.id, "type": interaction.kind}
+        if kind == 6:  # acknowledged; the member sees nothing new
+            return self._json({"interaction": {**answer, "response_message_id": None}})
         flags = int(data.get("flags") or 0)
         message = self._message(interaction.channel.id, self.bot, data, flags, request[FILES])
         message.update(
-            type=20,
-            interaction={"id": interaction.id, "type": 2, "name": "", "user": interaction.user.payload()},
+            type=20 if interaction.kind == 2 else 0,
+            interaction={**answer, "name": "", "user": interaction.user.payload()},
         )
-        if body.get("type") == 5:
+        if kind == 5:
             message["content"] = ""
             message["flags"] = flags | (1 << 7)  # loading
         interaction.original = message
         response = {
             "interaction": {
-                "id": interaction.id,
-                "type": 2,
+                **answer,
                 "response_message_id": message["id"],
-                "response_message_loading": body.get("type") == 5,
+                "response_message_loading": kind == 5,
                 "response_message_ephemeral": bool(flags & 64),
             },
-            "resource": {"type": body.get("type"), "message": message},
+            "resource": {"type": kind, "message": message},
         }
         return self._json(response)
 
@@ -1232,6 +1312,8 @@ class FakeDiscord:
         interaction = self._interaction_by_token(params)
         if interaction is None or interaction.callback is None:
             return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
+        if (refused := self._refuse_components(body)) is not None:
+            return refused
         flags = int(body.get("flags") or 0)
         message = self._message(interaction.channel.id, self.bot, body, flags, request[FILES])
         interaction.followups.append(message)
@@ -1350,6 +1432,50 @@ class FakeDiscord:
                 "options": leaf_options,
             },
         }
+        self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
+        return interaction
+
+    def press_button(self, user: User, message: dict[str, Any], custom_id: str) -> Interaction:
+        """A member presses a button under a message: a MESSAGE_COMPONENT interaction (type 3), with a
+        fresh id and token, as the Discord client sends it. The button must be on the message (the
+        client shows no other), and not a link button (those open their url and tell nobody)."""
+        channel = self.channels[message["channel_id"]]
+        assert channel.guild_id is not None
+        guild = self.guilds[channel.guild_id]
+        stored = self.messages.get(message["id"])
+        if stored is None:
+            raise AssertionError(f"message {message['id']} is gone: nobody can press its buttons")
+        buttons = [b for row in stored["components"] for b in row["components"]]
+        if not any(b.get("custom_id") == custom_id for b in buttons):
+            raise AssertionError(f"message {message['id']} has no button {custom_id!r}")
+        interaction = Interaction(
+            self.ids(), f"tok-{uuid.uuid4().hex}", user, channel, time.monotonic(), kind=3
+        )
+        self.interactions[interaction.id] = interaction
+        member = self.member_payload(guild, user)
+        member["permissions"] = str(guild.permissions(user.id))
+        payload = {
+            "id": interaction.id,
+            "application_id": self.application_id,
+            "type": 3,
+            "token": interaction.token,
+            "version": 1,
+            "guild_id": guild.id,
+            "guild": {"id": guild.id, "locale": "en-US", "features": []},
+            "channel_id": channel.id,
+            "channel": channel.payload(),
+            "member": member,
+            "message": stored,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "app_permissions": str(ALL_PERMISSIONS),
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": guild.id},
+            "context": 0,
+            "attachment_size_limit": self.attachment_size_limit,
+            "data": {"custom_id": custom_id, "component_type": 2},
+        }
+        interaction.payload = payload
         self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
         return interaction
 
