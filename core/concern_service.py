@@ -66,7 +66,10 @@ class ConcernService:
                 continue
             name, option = wanted[(poll_id, key)]
             user = _member(key, name)
-            text = ask_text(goal, option, group.channel.name, command_prefix(self.chats, user.platform))
+            chat = self.chats.get(user.platform)
+            structured = chat is not None and chat.interactive_replies  # Discord: slash commands
+            prefix = command_prefix(self.chats, user.platform)
+            text = ask_text(goal, option, group.channel.name, prefix, structured=structured)
             held = quiet_hold(group, uow.now)
             dm = Post(PostKind.DIRECT, group.channel, text, user=user, group_id=group.id, not_before=held)
             uow.post(dm, placed=True)

@@ -65,13 +65,21 @@ def to_ask(changes: Sequence[ReactionChange]) -> list[tuple[str, str, int]]:
     return [(key, name, option) for key, (name, option) in wanted.items()]
 
 
-def ask_text(goal: Goal, option: int, channel: str, prefix: str) -> str:
-    """The private question to a member who reacted 🤔 or ⛔ on a goal's consent poll."""
+def ask_text(goal: Goal, option: int, channel: str, prefix: str, *, structured: bool = False) -> str:
+    """The private question to a member who reacted 🤔 or ⛔ on a goal's consent poll, with the command
+    as they write it: typed (`/concern 4 ...`), or with named options where commands are structured."""
     emoji = BLOCK if option == BLOCK_OPTION else CONCERNS
+    if structured:
+        named = f"{prefix}concern add goal:{goal.id} text:<your concern>"
+        how = f"{named}, with anonymous:True to be heard without your name"
+    else:
+        how = (
+            f"{prefix}concern {goal.id} <your concern>, or {prefix}concern --anonymous {goal.id}"
+            " <your concern> to be heard without your name"
+        )
     return (
         f"You reacted {emoji} on goal {goal.id} ({one_line(goal.text, SHOWN_CONCERN)}) in {channel}."
-        f" What is your concern? Answer with {prefix}concern {goal.id} <your concern>, or"
-        f" {prefix}concern --anonymous {goal.id} <your concern> to be heard without your name."
+        f" What is your concern? Answer with {how}."
     )
 
 

@@ -11,12 +11,13 @@ from sqlalchemy import select
 from adapters.sql.schema import concerns
 from adapters.sql.store import SqlTx
 from bot.recurrence import CronRecurrence
-from core.concerns import to_ask
+from core.concerns import ask_text, to_ask
 from core.engine import Engine
+from core.goals import Goal, GoalStatus
 from core.lifecycle import QuietHours
 from core.polls import ReactionChange
 from core.refs import MessageRef
-from tests.support import Harness
+from tests.support import START, Harness
 
 DAY = timedelta(days=1)
 
@@ -30,6 +31,16 @@ async def propose(h: Harness, text: str = "Read the whole book in a month") -> M
 
 def asked(h: Harness) -> list[str]:
     return [user.name for user, text in h.chat.direct if text.startswith("You reacted")]
+
+
+def test_the_question_names_the_command_as_members_write_it_there() -> None:
+    goal = Goal(4, 1, "Read it all", GoalStatus.PROPOSED, "x:bob", "bob", START, START)
+    typed = ask_text(goal, 1, "#general", "!peer ")
+    assert "Answer with !peer concern 4 <your concern>, or !peer concern --anonymous 4" in typed
+    assert typed.startswith("You reacted 🤔 on goal 4 (Read it all) in #general.")
+    structured = ask_text(goal, 2, "#general", "/", structured=True)
+    assert structured.startswith("You reacted ⛔ on goal 4")
+    assert "Answer with /concern add goal:4 text:<your concern>, with anonymous:True" in structured
 
 
 def test_only_a_concern_or_block_left_standing_at_the_end_of_a_batch_asks() -> None:
