@@ -66,10 +66,10 @@ async def test_a_concern_or_block_asks_privately_once_per_poll(harness: Harness)
     await h.engine.settle()
     assert asked(h) == ["carol", "dave"]
     _, text = h.chat.direct[0]
-    assert text == (
+    assert text == (  # the fake chat answers commands as Discord does: slash commands, with options
         "You reacted 🤔 on goal 1 (Read the whole book in a month) in #general. What is your concern?"
-        " Answer with /concern 1 <your concern>, or /concern --anonymous 1 <your concern> to be heard"
-        " without your name."
+        " Answer with /concern add goal:1 text:<your concern>, with anonymous:True to be heard without"
+        " your name."
     )
     assert h.chat.direct[1][1].startswith("You reacted ⛔ on goal 1")
     # Taking it back and reacting again, or switching to ⛔, asks no more.
