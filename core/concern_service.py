@@ -2,8 +2,8 @@
 
 See core/concerns.py for the rules. The question is asked in the unit of work that recorded the vote,
 once per poll and member: the store keeps whom it asked (`ConcernRepo.claim_asks`), so neither a restart
-nor a second process asks again. A batch of thousands of reactions costs one more write at most, and
-two reads when someone is asked for the first time.
+nor a second process asks again. A batch of thousands of reactions costs one more write at most (none
+when this process knows everyone in it was asked), and two reads when someone is asked the first time.
 """
 
 from __future__ import annotations
@@ -34,9 +34,16 @@ def _member(key: str, name: str) -> UserRef:
     return UserRef(platform, user_id, name)
 
 
+MAX_KNOWN = 100_000
+
+
 class ConcernService:
     def __init__(self, chats: Mapping[str, ChatPort]) -> None:
         self.chats = chats
+        # (poll id, member key) the store said were asked before: committed by an earlier unit of work,
+        # so a batch that holds only these skips the claim. Fresh claims are not noted here: their unit
+        # of work may still roll back.
+        self._known: set[tuple[int, str]] = set()
 
     def handlers(self) -> Mapping[tuple[str, ...], Handler]:
         return {("concern", "add"): self._voice, ("concern", "done"): self._done}
@@ -51,11 +58,14 @@ class ConcernService:
             if poll_id not in polls:
                 continue
             for key, name, option in to_ask(changes):
-                if not key.startswith(ANONYMOUS_PREFIX):
+                if not key.startswith(ANONYMOUS_PREFIX) and (poll_id, key) not in self._known:
                     wanted[(poll_id, key)] = (name, option)
         if not wanted:
             return
         fresh = await uow.tx.concerns.claim_asks(list(wanted), uow.now)
+        if len(self._known) > MAX_KNOWN:
+            self._known.clear()
+        self._known.update(ask for ask in wanted if ask not in fresh)
         if not fresh:
             return
         goals = await uow.tx.goals.for_polls({poll_id for poll_id, _ in fresh})
