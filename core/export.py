@@ -41,7 +41,7 @@ class GroupRecord:
 async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
     polls = await tx.polls.in_group(group.id)
     goals = await tx.goals.in_group(group.id)
-    concerns = await tx.concerns.of_goals([g.id for g in goals])
+    concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
     return GroupRecord(
         group,
         goals,
