@@ -181,6 +181,9 @@ class CommandSpec:
     # A filled-in text command without its prefix, shown by help where commands are typed.
     example: str = ""
     secrecy: Secrecy = Secrecy.NONE
+    # Where commands are typed, its group's first word alone runs it too (`concern 4 ...` for
+    # `concern add 4 ...`): a structured platform (Discord) cannot have a command beside its subcommands.
+    shorthand: bool = False
 
     @property
     def name(self) -> str:
@@ -353,6 +356,30 @@ COMMANDS: tuple[CommandSpec, ...] = (
         access=Access.OWNER_OR_FACILITATOR,
         action="drop goal {id}",
         owner="the goal's proposer",
+    ),
+    CommandSpec(
+        ("concern", "add"),
+        "Say what your concern about a goal is, by name or anonymously.",
+        (
+            flag("anonymous", "the group reads “anonymous”; nothing links the concern to you"),
+            Arg("goal", ArgKind.INT, "the goal's number"),
+            Arg("text", ArgKind.TEXT, "your concern, in a sentence or two", max_length=500),
+        ),
+        details="The bot asks for it privately when you react 🤔 or ⛔ on a goal's consent poll. Where"
+        " commands are typed, concern <goal> <text> is short for concern add <goal> <text>. Example:"
+        " concern --anonymous 4 Too big for a month",
+        shorthand=True,
+        secrecy=Secrecy.WHEN_ANONYMOUS,
+    ),
+    CommandSpec(
+        ("concern", "done"),
+        "Mark a concern addressed, with a note on how.",
+        (
+            Arg("id", ArgKind.INT, "the concern's number"),
+            Arg("note", ArgKind.TEXT, "how it was addressed", required=False, max_length=300),
+        ),
+        access=Access.FACILITATORS,
+        action="mark concern {id} addressed",
     ),
     CommandSpec(
         ("goal", "rules"),
@@ -839,6 +866,11 @@ def find_spec(specs: Sequence[CommandSpec], words: Sequence[str]) -> CommandSpec
     return best
 
 
+def _shorthand(specs: Sequence[CommandSpec], head: str) -> CommandSpec | None:
+    """The command its group's first word alone stands for where commands are typed, if any."""
+    return next((s for s in command_groups(specs).get(head.casefold(), []) if s.shorthand), None)
+
+
 def _unknown(specs: Sequence[CommandSpec], words: Sequence[str]) -> UsageError:
     if not words:
         return UsageError(f"Which command? Commands: {command_list(specs)}.")
@@ -929,9 +961,11 @@ def parse_text(specs: Sequence[CommandSpec], line: str) -> Invocation:
     # Checked on the whole line, before any stripping or splitting could drop the character.
     if unfit := unfit_character(line):
         raise UsageError(f"That command contains {unfit}; write plain text.", spec)
+    depth = len(spec.path) if spec is not None else 0
+    if spec is None and len(words) > 1 and (spec := _shorthand(specs, words[0])) is not None:
+        depth = 1  # `concern 4 ...`: the group's word alone
     if spec is None:
         raise _unknown(specs, words)
-    depth = len(spec.path)
     parts = rest.split(None, depth)
     rest = parts[depth] if len(parts) > depth else ""
     values: dict[str, Any] = {a.name: False for a in spec.args if a.kind is ArgKind.FLAG}

@@ -15,6 +15,7 @@ from core.ballots import SECRET
 from core.batches import Batches
 from core.clock import Clock
 from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
+from core.concern_service import ConcernService
 from core.context import Context, Handler, PrivateContext, PrivateHandler, Reader, Reading
 from core.events import (
     Attachment,
@@ -132,6 +133,7 @@ class Engine:
         self.lifecycle = LifecycleService(self.chats)
         self.polls = PollService(self.work, self.chats)
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
+        self.concerns = ConcernService(self.chats)
         self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
         self.reminders = ReminderService(self.work, self.chats, platforms)
@@ -141,7 +143,7 @@ class Engine:
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
-            VotesRecorded: (self.goals.decide_early,),
+            VotesRecorded: (self.concerns.ask, self.goals.decide_early),
             GoalDecided: (self.lifecycle.on_goal_decided,),
             GoalFinished: (self.lifecycle.on_goal_finished,),
             PhaseEntered: (self.reviews.on_phase_entered, self.nudges.on_phase_entered),
@@ -156,6 +158,7 @@ class Engine:
             **self.lifecycle.handlers(),
             **self.polls.handlers(),
             **self.goals.handlers(),
+            **self.concerns.handlers(),
             **self.nudges.handlers(),
             **self.reviews.handlers(),
             **self.members.handlers(),
@@ -171,6 +174,7 @@ class Engine:
             **pending.private_handlers(),
             **self.polls.private_handlers(),
             **self.reviews.private_handlers(),
+            **self.concerns.private_handlers(),
             ("forget-me",): forget_me,
         }
         # Commands that only read: they run in a read transaction, never making writers wait.
@@ -552,5 +556,5 @@ class Engine:
                 return 0
             changed = await reconcile_poll(uow.tx, polls[0], present, uow.now)
             if changed:
-                await uow.publish(VotesRecorded((polls[0],)))
-            return changed
+                await uow.publish(VotesRecorded((polls[0],), {polls[0].id: changed}))
+            return len(changed)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from core.clock import format_time, utc
 from core.commands import Invocation
+from core.concerns import Concern, concern_line
 from core.context import Reading
 from core.events import Attachment, Reply
 from core.goals import Goal
@@ -34,17 +35,21 @@ class GroupRecord:
     reviews: list[Review]
     reflections: list[Reflection]
     schedules: list[Schedule]
+    concerns: list[Concern]  # anonymous ones by nobody: they keep no author to export
 
 
 async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
     polls = await tx.polls.in_group(group.id)
+    goals = await tx.goals.in_group(group.id)
+    concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
     return GroupRecord(
         group,
-        await tx.goals.in_group(group.id),
+        goals,
         [(p, tally(p, await tx.polls.reactions(p.id))) for p in polls],
         await tx.reviews.in_group(group.id),
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
+        sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
     )
 
 
@@ -140,6 +145,19 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
             }
             for x in r.reflections
         ],
+        "concerns": [
+            {
+                "id": c.id,
+                "goal": c.goal_id,
+                "author": c.by,
+                "text": c.text,
+                "at": _iso(c.at),
+                "addressed_at": _iso(c.addressed_at),
+                "addressed_by": c.addressed_by_name or None,
+                "note": c.note,
+            }
+            for c in r.concerns
+        ],
     }
 
 
@@ -169,6 +187,8 @@ def to_markdown(r: GroupRecord) -> str:
         f"- Goal {x.id} ({x.status.value}): {x.text} — {x.proposer_name}{_put_forward(x)}{_reshapes(x)}"
         for x in r.goals
     ] or ["- none"]
+    lines += ["", "## Concerns"]
+    lines += [f"- {concern_line(c, full=True)} (goal {c.goal_id})" for c in r.concerns] or ["- none"]
     lines += ["", "## Polls"]
     for p, t in r.polls:
         if withheld := counts_withheld(p, t):
@@ -213,6 +233,10 @@ def to_csv(r: GroupRecord) -> str:
     for x in r.goals:
         details = f"poll {x.poll_id}{_put_forward(x, ';')}{_reshapes(x, ';')}"
         writer.writerow(["goal", x.id, _iso(x.created_at), x.proposer_name, x.text, x.status.value, details])
+    for c in r.concerns:
+        addressed = f"addressed by {c.addressed_by_name}" if c.addressed else "open"
+        details = f"goal {c.goal_id}" + (f"; {c.note}" if c.note else "")
+        writer.writerow(["concern", c.id, _iso(c.at), c.by, c.text, addressed, details])
     for p, t in r.polls:
         if withheld := counts_withheld(p, t):
             counts = f"{t.voters} voted; {withheld}"

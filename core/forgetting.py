@@ -1,9 +1,11 @@
 """Forgetting a member (`forget-me`): what goes, what stays in the group's record, and how it then reads.
 
-Their own words go (reflections), and so do their votes in polls still open, and their places on the
-groups' rosters with what they said about themselves there; nobody has them as a buddy any more. What
-belongs to the group stays, by "a former member": goals they proposed, polls they opened, phase changes,
-nudges and reviews they started, and their votes in closed polls, so that past decisions read the same.
+Their own words go (reflections, and concerns they voiced by name: anonymous ones link to nobody, so
+they stay), and so do their votes in polls still open, the record of whom a poll asked for a concern,
+and their places on the groups' rosters with what they said about themselves there; nobody has them
+as a buddy any more. What belongs to the group stays, by "a former member": goals they proposed, polls
+they opened, phase changes, nudges and reviews they started, concerns they marked addressed, and their
+votes in closed polls, so that past decisions read the same.
 Every key that stood for them is replaced by a fresh anonymous key, one per item, so the items link to
 nothing and to each other no more. The bot's own records go or are cleaned: adapter state that names
 them, unsent posts to them, and their names and ids in queued texts and failure reasons.
@@ -50,6 +52,7 @@ class Forgotten:
     records: int = 0  # adapter state, outbox rows and failed events deleted or cleaned
     rosters: int = 0  # places on groups' rosters deleted
     buddies: int = 0  # members whose buddy they were, who now have none
+    concerns: int = 0  # concerns they voiced by name, deleted
 
 
 def identifiers(user: UserRef, stored_names: Iterable[str]) -> list[str]:
@@ -110,8 +113,9 @@ def _count(n: int, one: str, many: str) -> str:
 
 def report(done: Forgotten) -> str:
     """The answer to `forget-me confirm`: what was done, in two lines."""
+    concerns = f", {_count(done.concerns, 'concern', 'concerns')}" if done.concerns else ""
     return (
-        f"Done: {_count(done.reflections, 'reflection', 'reflections')} and"
+        f"Done: {_count(done.reflections, 'reflection', 'reflections')}{concerns} and"
         f" {_count(done.open_votes, 'vote', 'votes')} in open polls deleted;"
         f" {_count(done.closed_votes, 'vote', 'votes')} in closed polls still"
         f" {'counts' if done.closed_votes == 1 else 'count'}, without your name.\n"
@@ -126,7 +130,8 @@ async def forget_me(ctx: Context | PrivateContext, inv: Invocation) -> Reply:
     """Forget the member on this platform (every group): in a group's channel, or written privately."""
     if inv.args.get("confirm") != "confirm":
         return Reply(
-            "This deletes your reflections and your votes in open polls, in every group this bot serves"
+            "This deletes your reflections, the concerns you voiced by name (anonymous ones are linked to"
+            " nobody and stay) and your votes in open polls, in every group this bot serves"
             f" on {ctx.chat.platform}. Your votes in closed polls stay in their tallies without your name;"
             f" goals, polls, nudges and reviews you started stay, by “{FORMER_MEMBER}”. Messages and"
             " reactions on the chat itself are not changed: take your reactions off open polls there too."

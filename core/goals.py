@@ -103,8 +103,9 @@ def early_note(roster_size: int) -> str:
 
 
 def reshape_label(old: Goal, blockers: Sequence[str]) -> str:
-    """What follows a reshaped goal's number: " (reshapes goal 4, blocked by dave)". Blockers of a
-    proposal still open have blocked it so far."""
+    """What follows a reshaped goal's number: " (reshapes goal 4, blocked by dave: 'too big')", each
+    blocker as core/concerns.py `blockers_words` names them. Blockers of a proposal still open have
+    blocked it so far."""
     who = ", ".join(blockers)
     if not blockers:
         return f" (reshapes goal {old.id})"

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from core.concerns import Concern
 from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
@@ -539,6 +540,33 @@ class GoalRepo(Protocol):
         ...
 
 
+class ConcernRepo(Protocol):
+    """Concerns members voiced about goals (core/concerns.py), and whom a consent poll asked for one."""
+
+    async def add(
+        self, group_id: int, goal_id: int, text: str, author: UserRef | None, at: datetime
+    ) -> Concern:
+        """A concern by `author`, or with None an anonymous one: stored with no trace of who wrote it."""
+        ...
+
+    async def get(self, group_id: int, concern_id: int) -> Concern | None: ...
+
+    async def of_goals(self, goal_ids: Collection[int]) -> dict[int, list[Concern]]:
+        """The concerns of these goals, each goal's oldest first, in one read (goals without any left out)."""
+        ...
+
+    async def address(self, concern_id: int, by: UserRef, note: str, at: datetime) -> bool:
+        """Mark a concern addressed, with a note; False when it was addressed already (a compare-and-swap:
+        of two facilitators at once, one wins)."""
+        ...
+
+    async def claim_asks(self, asks: Collection[tuple[int, str]], at: datetime) -> set[tuple[int, str]]:
+        """Record that these members (poll id, member key) are asked for their concern on these polls, in
+        one write; returns those not asked before, so that nobody is asked twice on one poll, across
+        restarts and processes."""
+        ...
+
+
 class ScheduleRepo(Protocol):
     """Nudges, digests and check-ins on a schedule, and the record of what was delivered."""
 
@@ -748,6 +776,9 @@ class StoreTx(Protocol):
 
     @property
     def goals(self) -> GoalRepo: ...
+
+    @property
+    def concerns(self) -> ConcernRepo: ...
 
     @property
     def schedules(self) -> ScheduleRepo: ...

@@ -9,8 +9,9 @@ Once a week, and when a facilitator asks, the radar reads a group's record (`Fac
 - stasis: no goal done and no phase move for `stasis` days, while the group is still active;
 - blocks: a goal blocked `blocks` days ago that was neither dropped nor reshaped (amended with
   `goal amend`, so superseded, or its proposer put a new goal forward since);
-- concerns: a goal accepted with 🤔 votes, `concerns` days ago, that nobody followed up (no reflection
-  naming it since).
+- concerns: a goal accepted `concerns` days ago with concerns voiced (`concern`) that no facilitator
+  marked addressed (`concern done`); or, when nobody wrote one, with 🤔 votes that nobody followed up
+  (no reflection naming the goal since).
 
 Silence and concentration are personal: they go to facilitators only. Members who keep their activity
 private (`members private on`) are never named for what they did or did not do.
@@ -131,6 +132,9 @@ class Facts:
     last_done: datetime | None  # the latest goal marked done
     concern_votes: Mapping[int, int]  # goal id -> 🤔 votes, for accepted goals
     followed_up: frozenset[int]  # goal ids a reflection named after they were decided
+    # Accepted goals' concerns voiced in words: goal id -> the ids of those not addressed (empty when
+    # every one was). Goals nobody wrote a concern about are left out.
+    voiced: Mapping[int, tuple[int, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,15 +243,27 @@ def _blocks(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
 def _concerns(facts: Facts, limits: Thresholds, now: datetime) -> list[Finding]:
     found = []
     for goal in facts.goals:
-        votes = facts.concern_votes.get(goal.id, 0)
-        if goal.status is not GoalStatus.ACCEPTED or not votes or goal.id in facts.followed_up:
+        if goal.status is not GoalStatus.ACCEPTED or now - goal.updated_at < limits.days("concerns"):
             continue
-        if now - goal.updated_at < limits.days("concerns"):
-            continue
-        text = (
-            f"Goal {goal.id} ({goal.text}) was accepted with {votes} 🤔, and nobody has followed the"
-            " concerns up."
-        )
+        if goal.id in facts.voiced:
+            open_ids = facts.voiced[goal.id]
+            if not open_ids:
+                continue
+            which = ", ".join(str(i) for i in open_ids)
+            many = len(open_ids) != 1
+            text = (
+                f"Goal {goal.id} ({goal.text}) was accepted with {len(open_ids)}"
+                f" concern{'s' if many else ''} nobody has addressed (concern{'s' if many else ''}"
+                f" {which})."
+            )
+        else:
+            votes = facts.concern_votes.get(goal.id, 0)
+            if not votes or goal.id in facts.followed_up:
+                continue
+            text = (
+                f"Goal {goal.id} ({goal.text}) was accepted with {votes} 🤔, and nobody has followed the"
+                " concerns up."
+            )
         found.append(Finding(Kind.CONCERNS, f"goal:{goal.id}", text))
     return found
 

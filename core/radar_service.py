@@ -66,6 +66,7 @@ async def gather(tx: StoreTx, groups: Sequence[Group], now: datetime) -> dict[in
         for g in accepted
     }
     written = await tx.reviews.reflections_since(ids, recent) if accepted else {}
+    concerns = await tx.concerns.of_goals([g.id for g in accepted]) if accepted else {}
     facts = {}
     for group in groups:
         listed = goals.get(group.id, [])
@@ -85,6 +86,7 @@ async def gather(tx: StoreTx, groups: Sequence[Group], now: datetime) -> dict[in
             last_done=max(done) if done else None,
             concern_votes={g: votes[g] for g in decided},
             followed_up=followed,
+            voiced={g: tuple(c.id for c in concerns[g] if not c.addressed) for g in decided if g in concerns},
         )
     return facts
 

@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from core.clock import format_time
 from core.commands import Invocation, UsageError
+from core.concerns import blockers_words, concerns_heard
 from core.context import Context, Handler
 from core.events import Reply
 from core.feedback import PollService
@@ -110,9 +111,11 @@ class GoalService:
             decision = decide(event.result, rules.quorum)
             await uow.tx.goals.set_status(goal.id, decision.status, uow.now)
             notes = await uow.publish(GoalDecided(group, goal, decision.status))
+            heard = concerns_heard((await uow.tx.concerns.of_goals([goal.id])).get(goal.id, []))
             text = "\n".join(
                 [
                     render_decision(goal, decision, rules.quorum),
+                    *([heard] if heard else []),
                     *([event.early] if event.early else []),
                     *notes,
                 ]
@@ -224,7 +227,8 @@ class GoalService:
         if old.poll_id is not None:
             old_poll = await self.polls.find(ctx.tx, ctx.group, old.poll_id)
             blockers = blocking_votes(old_poll, await ctx.tx.polls.reactions(old_poll.id))
-        label = reshape_label(old, [b.user_name for b in blockers])
+        concerns = (await ctx.tx.concerns.of_goals([old.id])).get(old.id, [])
+        label = reshape_label(old, blockers_words([(b.user_key, b.user_name) for b in blockers], concerns))
         closed_now = old_poll is not None and await self.polls.close(ctx.uow, old_poll, announce=False)
         await ctx.tx.goals.set_status(old.id, GoalStatus.SUPERSEDED, ctx.now)
         goal, poll = await self._open_round(
@@ -299,6 +303,8 @@ class GoalService:
             lines.append(
                 f"Consent poll {poll.id} ({state}): ✅ {t.counts[0]}, 🤔 {t.counts[1]}, ⛔ {t.counts[2]}."
             )
+        if heard := concerns_heard((await ctx.tx.concerns.of_goals([goal.id])).get(goal.id, [])):
+            lines.append(heard)
         if goal.reshapes_id is not None:
             lines.append(f"It reshapes goal {goal.reshapes_id}.")
         if goal.status is GoalStatus.SUPERSEDED and (

@@ -21,7 +21,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, PhaseChange
 from core.members import Member
 from core.outbox import Post
-from core.polls import Poll, Tally
+from core.polls import Poll, ReactionChange, Tally
 from core.ports import Store, StoreTx
 from core.reflections import Review
 from core.refs import UserRef
@@ -43,6 +43,8 @@ class VotesRecorded:
     """Votes on these polls changed (a batch of reactions, or a poll reconciled with its message)."""
 
     polls: tuple[Poll, ...]
+    # What changed, by poll id, in order: who reacted or took a reaction back, on which option.
+    changes: Mapping[int, Sequence[ReactionChange]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,8 +74,8 @@ class VoteRecorder:
                     noted, voted = await apply_reactions(uow.tx, events, now, recent)
                     if self.activity is not None:
                         await self.activity(uow, events)
-                    if voted:  # after the activity, which may have put the voters on the roster
-                        await uow.publish(VotesRecorded(tuple(voted)))
+                    if voted.polls:  # after the activity, which may have put the voters on the roster
+                        await uow.publish(voted)
                     for p in batch:
                         if p.state is not None:
                             await p.state.save(uow.tx)
@@ -96,16 +96,16 @@ class VoteRecorder:
 
 async def reconcile_poll(
     tx: StoreTx, poll: Poll, present: Mapping[str, Collection[UserRef]], now: datetime
-) -> int:
+) -> list[ReactionChange]:
     """Bring a poll's votes in line with the reactions a platform says are on its message now.
 
     For platforms that cannot replay what happened while the bot was away (a new Discord session):
-    `present` maps each emoji to the members whose reaction is on the message. Returns how many
-    votes changed. A closed poll is left as it was counted, and an anonymous one too: its votes are
-    no reactions (a reaction on it is none of its votes, see `apply_reactions`).
+    `present` maps each emoji to the members whose reaction is on the message. Returns the votes that
+    changed. A closed poll is left as it was counted, and an anonymous one too: its votes are no
+    reactions (a reaction on it is none of its votes, see `apply_reactions`).
     """
     if not poll.is_open(now) or poll.anonymous:
-        return 0
+        return []
     on_message: dict[int, set[str]] = defaultdict(set)
     names: dict[str, str] = {}
     for emoji, users in present.items():
@@ -126,22 +126,23 @@ async def reconcile_poll(
         for key in sorted(on_message[option] ^ counted[option])
     ]
     await tx.polls.record_reactions(poll.id, changes)
-    return len(changes)
+    return changes
 
 
 async def apply_reactions(
     tx: StoreTx, events: Sequence[ReactionEvent], now: datetime, active: Collection[ChannelRef] = ()
-) -> tuple[set[ChannelRef], list[Poll]]:
+) -> tuple[set[ChannelRef], VotesRecorded]:
     """Turn reaction events into vote changes, in order, each event at most once.
 
     Reactions on messages that are not polls count for no poll; nor do reactions that are not one of
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
     counts as activity there (the heartbeat measures silence), except in the `active` channels, whose
-    activity was noted moments ago. Returns the channels whose activity it noted, and the polls whose
-    votes changed.
+    activity was noted moments ago. Returns the channels whose activity it noted, and the votes that
+    changed (no polls when none did).
     """
     noted: set[ChannelRef] = set()
     voted: list[Poll] = []
+    changed: dict[int, list[ReactionChange]] = {}
     by_platform: dict[str, list[ReactionEvent]] = defaultdict(list)
     for e in events:
         by_platform[e.message.channel.platform].append(e)
@@ -165,10 +166,11 @@ async def apply_reactions(
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
         voted += [p for p in polls if p.id in changes]
+        changed.update(changes)
         for channel in dict.fromkeys(e.message.channel for e in platform_events):
             if channel in active:
                 continue
             if (group := await tx.groups.get(channel)) is not None:
                 await touch(tx, group, now)
             noted.add(channel)
-    return noted, voted
+    return noted, VotesRecorded(tuple(voted), changed)

@@ -18,6 +18,7 @@ from bot.recurrence import CronRecurrence
 from core import members as roster
 from core.ballots import new_secret
 from core.commands import CommandSpec
+from core.concerns import Concern
 from core.engine import Engine, ensure_group
 from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import (
@@ -688,6 +689,42 @@ class MemoryGoals(_MemoryPart):
         return found
 
 
+class MemoryConcerns(_MemoryPart):
+    async def add(
+        self, group_id: int, goal_id: int, text: str, author: UserRef | None, at: datetime
+    ) -> Concern:
+        self.d.last_concern += 1
+        key, name = (author.key, author.name) if author is not None else ("", "")
+        concern = Concern(self.d.last_concern, group_id, goal_id, text, key, name, at)
+        self.d.concerns[concern.id] = concern
+        return concern
+
+    async def get(self, group_id: int, concern_id: int) -> Concern | None:
+        concern = self.d.concerns.get(concern_id)
+        return concern if concern is not None and concern.group_id == group_id else None
+
+    async def of_goals(self, goal_ids: Collection[int]) -> dict[int, list[Concern]]:
+        found: dict[int, list[Concern]] = {}
+        for c in sorted(self.d.concerns.values(), key=lambda c: c.id):
+            if c.goal_id in goal_ids:
+                found.setdefault(c.goal_id, []).append(c)
+        return found
+
+    async def address(self, concern_id: int, by: UserRef, note: str, at: datetime) -> bool:
+        concern = self.d.concerns.get(concern_id)
+        if concern is None or concern.addressed:
+            return False
+        self.d.concerns[concern_id] = replace(
+            concern, addressed_at=at, addressed_by_key=by.key, addressed_by_name=by.name, note=note
+        )
+        return True
+
+    async def claim_asks(self, asks: Collection[tuple[int, str]], at: datetime) -> set[tuple[int, str]]:
+        fresh = {a for a in dict.fromkeys(asks) if a not in self.d.asks and a[0] in self.d.polls}
+        self.d.asks.update(dict.fromkeys(fresh, at))
+        return fresh
+
+
 class MemorySchedules(_MemoryPart):
     async def create(
         self,
@@ -1025,6 +1062,8 @@ class MemoryMembers(_MemoryPart):
         stored_names |= {s.created_by for s in d.schedules.values() if s.created_by_key == key}
         stored_names |= {r.started_by for r in d.reviews.values() if r.started_by_key == key}
         stored_names |= {m.name for m in d.members.values() if m.key == key}
+        stored_names |= {c.author_name for c in d.concerns.values() if c.author_key == key}
+        stored_names |= {c.addressed_by_name for c in d.concerns.values() if c.addressed_by_key == key}
         words = identifiers(user, stored_names)
         names = {user.name, *stored_names} - {FORMER_MEMBER}
 
@@ -1044,6 +1083,10 @@ class MemoryMembers(_MemoryPart):
         mine = [i for i, r in d.reflections.items() if r.user_key == key]
         for i in mine:
             del d.reflections[i]
+        voiced = [i for i, c in d.concerns.items() if c.author_key == key]
+        for i in voiced:
+            del d.concerns[i]
+        d.asks = {ask: at for ask, at in d.asks.items() if ask[1] != key}
         open_votes = closed_votes = 0
         anonymous: dict[int, str] = {}  # one anonymous key per poll: the member still counts once
         for poll_id, user_key, option in [k for k in d.reactions if k[1] == key]:
@@ -1092,6 +1135,9 @@ class MemoryMembers(_MemoryPart):
         for r in [r for r in d.reviews.values() if theirs(r.started_by_key, r.started_by, r.group_id)]:
             d.reviews[r.id] = replace(r, started_by_key=anonymous_key(), started_by=FORMER_MEMBER)
             renamed += 1
+        for c in [c for c in d.concerns.values() if c.addressed_by_key == key]:
+            d.concerns[c.id] = replace(c, addressed_by_key=anonymous_key(), addressed_by_name=FORMER_MEMBER)
+            renamed += 1
 
         # Off every roster, and out of every buddy pair: nobody's buddy is them any more.
         rosters = buddies = 0
@@ -1124,7 +1170,7 @@ class MemoryMembers(_MemoryPart):
             if event[0] == user.platform and scrub(reason, words) != reason:
                 d.failed[event] = (at, scrub(reason, words))
                 records += 1
-        return Forgotten(len(mine), open_votes, closed_votes, renamed, records, rosters, buddies)
+        return Forgotten(len(mine), open_votes, closed_votes, renamed, records, rosters, buddies, len(voiced))
 
 
 def _unresponded(d: MemoryData, group_id: int | None, responded: set[str]) -> Unresponded:
@@ -1143,6 +1189,7 @@ class MemoryTx(_MemoryPart):
         self.groups = MemoryGroups(data)
         self.polls = MemoryPolls(data)
         self.goals = MemoryGoals(data)
+        self.concerns = MemoryConcerns(data)
         self.schedules = MemorySchedules(data)
         self.reviews = MemoryReviews(data)
         self.members = MemoryMembers(data)
@@ -1226,6 +1273,9 @@ class MemoryData:
     members: dict[int, roster.Member] = field(default_factory=dict)
     last_member: int = 0
     findings: list[tuple[int, str, str, datetime]] = field(default_factory=list)
+    concerns: dict[int, Concern] = field(default_factory=dict)
+    last_concern: int = 0
+    asks: dict[tuple[int, str], datetime] = field(default_factory=dict)  # (poll id, member key)
 
 
 class MemoryStore:

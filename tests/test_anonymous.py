@@ -406,3 +406,24 @@ async def test_pending_lists_an_anonymous_poll_until_the_member_votes_privately(
     assert after is not None and f"Anonymous poll {poll}" not in after.text and "Pace?" not in after.text
     other = await h.member("walt").whispers("/pending")
     assert other is not None and "Pace?" in other.text
+
+
+async def test_an_anonymous_concern_is_written_privately_and_withheld_where_the_group_reads_it() -> None:
+    h = Harness()
+    h.chat.interactive_replies = False
+    study = ChannelRef(h.chat.platform, "study", "#study")
+    for channel in (h.channel, study):  # vera is in two groups
+        await h.member("vera").says("/reflect hello", channel)
+    await h.member("bob").says("/goal propose Read a chapter a week")
+    said = MessageRef(h.channel, "m-c")
+    await h.engine.handle(
+        CommandInvoked(
+            "ev-c", h.channel, h.member("vera").user, "concern --anonymous 1 Too fast", message=said
+        )
+    )
+    await h.engine.settle()
+    assert h.chat.deleted == [said]
+    kept = await h.member("vera").whispers("/concern --anonymous 1 Too fast for me")
+    assert kept is not None and not kept.is_error and "without your name" in kept.text
+    heard = [s.text for s in h.chat.sent if s.text.startswith("A concern about goal 1")]
+    assert heard == ["A concern about goal 1: Concern 1 (anonymous): Too fast for me"]

@@ -248,7 +248,9 @@ async def test_amending_a_blocked_goal_opens_a_linked_round_and_tells_the_blocke
         "Poll 2: Goal 2 (reshapes goal 1, blocked by dave): Read the first three chapters"
         " (proposed by carol). Do you consent?"
     )
-    assert [(user.id, text) for user, text in harness.chat.direct] == [
+    asked, *told = [(user.id, text) for user, text in harness.chat.direct]
+    assert asked[0] == "dave" and asked[1].startswith("You reacted ⛔ on goal 1")  # core/concerns.py
+    assert told == [
         (
             "dave",
             "You blocked goal 1 (Read the whole book in a month) in #general. carol has reshaped it as"
@@ -293,7 +295,8 @@ async def test_amending_a_proposal_closes_its_poll_without_a_decision(harness: H
     texts = [m.text for m in harness.chat.sent[before:]]
     assert "Poll 1 of goal 1 is closed without a decision: goal 2 reshapes it (poll 2)." in texts
     assert not any("accepted" in t or "lapsed" in t or "is blocked" in t for t in texts)
-    assert harness.chat.direct == []  # the only blocker amended it
+    told = [text for _, text in harness.chat.direct if not text.startswith("You reacted ⛔")]
+    assert told == []  # the only blocker amended it; their ⛔ asked them for their concern only
     async with harness.store.transaction() as tx:
         poll = await tx.polls.get(1, 1)
     assert poll is not None and poll.closed_at is not None

@@ -84,7 +84,8 @@ async def test_unknown_command_lists_the_commands(harness: Harness) -> None:
     reply = await harness.member("bob").says("/dance")
     assert reply is not None and reply.is_error
     assert reply.text == (
-        "Unknown command 'dance'. Commands: help, status, pending, phase, goal, poll, pulse, vote, nudge,"
+        "Unknown command 'dance'. Commands: help, status, pending, phase, goal, concern, poll, pulse, vote,"
+        " nudge,"
         " timezone, quiet-hours, auto, review, reflect, join, leave, members, welcome, buddy, remind,"
         " radar, patterns, export, forget-me."
     )

@@ -50,8 +50,8 @@ async def at(h: Harness, delta: timedelta) -> None:
 
 
 def reminded(h: Harness) -> list[str]:
-    """Who got a direct message, in order."""
-    return [user.name for user, _ in h.chat.direct]
+    """Who got a direct message, in order: reminders, not the question a 🤔 or ⛔ asks (core/concerns.py)."""
+    return [user.name for user, text in h.chat.direct if not text.startswith("You reacted")]
 
 
 def lines(h: Harness) -> list[str]:

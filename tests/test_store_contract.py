@@ -32,6 +32,7 @@ from core.members import Contributions, RosterEntry
 from core.outbox import Post, PostKind, PostState
 from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import (
+    ConcernRepo,
     EventLog,
     GoalRepo,
     GroupRepo,
@@ -664,6 +665,95 @@ async def test_a_goal_reshapes_another_and_is_read_back_with_the_link(store: Sto
         assert old is not None and old.status is GoalStatus.SUPERSEDED
         assert await tx.goals.in_group(group_id) == [old, second]
         assert await tx.goals.of_groups([group_id], [GoalStatus.SUPERSEDED]) == {group_id: [old]}
+
+
+# Concerns ---------------------------------------------------------------------------------------
+
+
+async def test_concerns_are_kept_by_goal_and_an_anonymous_one_has_no_author(store: Store) -> None:
+    group_id, other = await make_group(store), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        first = await tx.goals.create(group_id, "Read the book", ALICE, T0)
+        second = await tx.goals.create(group_id, "Pair up", ALICE, T0)
+        elsewhere = await tx.goals.create(other, "Rest", BOB, T0)
+        named = await tx.concerns.add(group_id, first.id, "Too big for a month", BOB, T0 + MINUTE)
+        anonymous = await tx.concerns.add(group_id, first.id, "Nobody has the book", None, T0)
+        later = await tx.concerns.add(group_id, second.id, "Who pairs with whom?", ALICE, T0 + HOUR)
+        theirs = await tx.concerns.add(other, elsewhere.id, "Not now", BOB, T0)
+    assert (named.author_key, named.author_name, named.by, named.at) == (BOB.key, "Bob", "Bob", T0 + MINUTE)
+    assert (anonymous.author_key, anonymous.author_name, anonymous.by) == ("", "", "anonymous")
+    assert anonymous.anonymous and not named.anonymous and not named.addressed
+    async with store.transaction() as tx:
+        assert await tx.concerns.get(group_id, named.id) == named
+        assert await tx.concerns.get(group_id, anonymous.id) == anonymous
+        assert await tx.concerns.get(group_id, theirs.id) is None  # another group's
+        assert await tx.concerns.get(other, theirs.id) == theirs
+        assert await tx.concerns.of_goals([second.id, first.id, first.id + second.id + 100]) == {
+            first.id: [named, anonymous],  # oldest first
+            second.id: [later],
+        }
+        assert await tx.concerns.of_goals([]) == {}
+        many = range(first.id - 6000, first.id + 6000)  # more than one IN list
+        assert (await tx.concerns.of_goals(many))[elsewhere.id] == [theirs]
+
+
+async def test_a_concern_is_addressed_once(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        goal = await tx.goals.create(group_id, "Read the book", ALICE, T0)
+        concern = await tx.concerns.add(group_id, goal.id, "Too big", None, T0)
+    async with store.transaction() as tx:
+        assert await tx.concerns.address(concern.id, ALICE, "We read three chapters", T0 + HOUR)
+        assert not await tx.concerns.address(concern.id, BOB, "again", T0 + 2 * HOUR)
+        assert not await tx.concerns.address(concern.id + 1, BOB, "", T0)
+    async with store.transaction() as tx:
+        kept = await tx.concerns.get(group_id, concern.id)
+    assert kept == replace(
+        concern,
+        addressed_at=T0 + HOUR,
+        addressed_by_key=ALICE.key,
+        addressed_by_name="Alice",
+        note="We read three chapters",
+    )
+    assert kept is not None and kept.addressed
+
+
+async def test_a_member_is_asked_for_their_concern_once_per_poll(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        one = await tx.polls.create(group_id, PollKind.CONSENT, YES_NO, ALICE, T0)
+        two = await tx.polls.create(group_id, PollKind.CONSENT, YES_NO, ALICE, T0)
+        first = await tx.concerns.claim_asks([(one.id, BOB.key), (one.id, ALICE.key), (one.id, BOB.key)], T0)
+        assert first == {(one.id, BOB.key), (one.id, ALICE.key)}
+    async with store.transaction() as tx:
+        again = await tx.concerns.claim_asks([(one.id, BOB.key), (two.id, BOB.key)], T0 + MINUTE)
+        assert again == {(two.id, BOB.key)}
+        assert await tx.concerns.claim_asks([], T0) == set()
+
+
+async def test_forgetting_a_member_deletes_their_named_concerns_and_asks(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        goal = await tx.goals.create(group_id, "Read the book", ALICE, T0)
+        poll = await tx.polls.create(group_id, PollKind.CONSENT, YES_NO, ALICE, T0)
+        mine = await tx.concerns.add(group_id, goal.id, "Too big", BOB, T0)
+        anonymous = await tx.concerns.add(group_id, goal.id, "Too long", None, T0)
+        addressed_by_bob = await tx.concerns.add(group_id, goal.id, "Which book?", ALICE, T0)
+        await tx.concerns.address(addressed_by_bob.id, BOB, "The blue one", T0 + HOUR)
+        await tx.concerns.claim_asks([(poll.id, BOB.key), (poll.id, ALICE.key)], T0)
+    async with store.transaction() as tx:
+        done = await tx.members.forget(BOB)
+        assert (done.concerns, done.renamed) == (1, 1)
+    async with store.transaction() as tx:
+        left = (await tx.concerns.of_goals([goal.id]))[goal.id]
+        assert [c.id for c in left] == [anonymous.id, addressed_by_bob.id]
+        assert mine.id not in [c.id for c in left]
+        assert (left[1].addressed_by_name, left[1].note) == (FORMER_MEMBER, "The blue one")
+        assert left[1].addressed_by_key not in ("", BOB.key) and left[1].addressed
+        # Bob may be asked again should he come back; Alice was asked already.
+        assert await tx.concerns.claim_asks([(poll.id, BOB.key), (poll.id, ALICE.key)], T0) == {
+            (poll.id, BOB.key)
+        }
 
 
 async def test_forgetting_a_blocker_scrubs_them_from_the_reshaped_goal_s_poll(store: Store) -> None:
@@ -1773,6 +1863,7 @@ REPOS: dict[str, type] = {
     "groups": GroupRepo,
     "polls": PollRepo,
     "goals": GoalRepo,
+    "concerns": ConcernRepo,
     "schedules": ScheduleRepo,
     "reviews": ReviewRepo,
     "members": MemberRepo,

@@ -294,3 +294,30 @@ radar_findings = Table(
     Column("detail", Text, nullable=False, server_default=""),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# Concerns members voiced about goals (core/concerns.py). An anonymous one keeps no author: its key and
+# name are empty, and its time is the day only.
+concerns = Table(
+    "concerns",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("goal_id", Id, ForeignKey("goals.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("text", Text, nullable=False),
+    Column("author_key", String(300), nullable=False, server_default="", index=True),
+    Column("author_name", Text, nullable=False, server_default=""),
+    Column("at", DateTime(timezone=True), nullable=False),
+    Column("addressed_at", DateTime(timezone=True), nullable=True),
+    Column("addressed_by_key", String(300), nullable=False, server_default=""),
+    Column("addressed_by_name", Text, nullable=False, server_default=""),
+    Column("note", Text, nullable=False, server_default=""),
+)
+
+# Whom a consent poll asked for their concern: once per poll and member, across restarts and processes.
+concern_asks = Table(
+    "concern_asks",
+    metadata,
+    Column("poll_id", Id, ForeignKey("polls.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_key", String(300), primary_key=True, index=True),
+    Column("at", DateTime(timezone=True), nullable=False),
+)

@@ -33,6 +33,8 @@ from sqlalchemy.sql.elements import UnaryExpression
 from adapters.sql.process_lock import ProcessLock
 from adapters.sql.schema import (
     adapter_state,
+    concern_asks,
+    concerns,
     deliveries,
     failed_events,
     goals,
@@ -52,6 +54,7 @@ from adapters.sql.schema import (
 )
 from core.ballots import new_secret
 from core.clock import utc
+from core.concerns import Concern
 from core.forgetting import (
     ANONYMOUS_PREFIX,
     FORMER_MEMBER,
@@ -252,6 +255,22 @@ def _goal(row: Any) -> Goal:
         put_forward_by_key=row.put_forward_by_key,
         put_forward_by_name=row.put_forward_by_name,
         reshapes_id=row.reshapes_id,
+    )
+
+
+def _concern(row: Any) -> Concern:
+    return Concern(
+        id=row.id,
+        group_id=row.group_id,
+        goal_id=row.goal_id,
+        text=row.text,
+        author_key=row.author_key,
+        author_name=row.author_name,
+        at=utc(row.at),
+        addressed_at=_maybe_utc(row.addressed_at),
+        addressed_by_key=row.addressed_by_key,
+        addressed_by_name=row.addressed_by_name,
+        note=row.note,
     )
 
 
@@ -1106,6 +1125,58 @@ class SqlGoals(_SqlPart):
         return found
 
 
+class SqlConcerns(_SqlPart):
+    async def add(
+        self, group_id: int, goal_id: int, text: str, author: UserRef | None, at: datetime
+    ) -> Concern:
+        key, name = (author.key, author.name) if author is not None else ("", "")
+        result = await self.conn.execute(
+            concerns.insert().values(
+                group_id=group_id, goal_id=goal_id, text=text, author_key=key, author_name=name, at=at
+            )
+        )
+        (concern_id,) = result.inserted_primary_key or (None,)
+        assert concern_id is not None
+        return Concern(concern_id, group_id, goal_id, text, key, name, at)
+
+    async def get(self, group_id: int, concern_id: int) -> Concern | None:
+        query = select(concerns).where(concerns.c.id == concern_id, concerns.c.group_id == group_id)
+        row = (await self.conn.execute(query)).first()
+        return _concern(row) if row else None
+
+    async def of_goals(self, goal_ids: Collection[int]) -> dict[int, list[Concern]]:
+        wanted = sorted(set(goal_ids))
+        found: dict[int, list[Concern]] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(concerns)
+                .where(concerns.c.goal_id.in_(wanted[start : start + IN_CHUNK]))
+                .order_by(concerns.c.id)
+            )
+            for r in rows:
+                found.setdefault(r.goal_id, []).append(_concern(r))
+        return found
+
+    async def address(self, concern_id: int, by: UserRef, note: str, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(concerns)
+            .where(concerns.c.id == concern_id, concerns.c.addressed_at.is_(None))
+            .values(addressed_at=at, addressed_by_key=by.key, addressed_by_name=by.name, note=note)
+        )
+        return bool(result.rowcount)
+
+    async def claim_asks(self, asks: Collection[tuple[int, str]], at: datetime) -> set[tuple[int, str]]:
+        if not asks:
+            return set()
+        stmt = insert_ignore(self.conn, concern_asks).returning(
+            concern_asks.c.poll_id, concern_asks.c.user_key
+        )
+        rows = await self.conn.execute(
+            stmt, [{"poll_id": p, "user_key": k, "at": at} for p, k in dict.fromkeys(asks)]
+        )
+        return {(r.poll_id, r.user_key) for r in rows}
+
+
 class SqlSchedules(_SqlPart):
     async def create(
         self,
@@ -1622,6 +1693,8 @@ class SqlMembers(_SqlPart):
             (schedules.c.created_by, schedules.c.created_by_key),
             (reviews.c.started_by, reviews.c.started_by_key),
             (members.c.name, members.c.user_key),
+            (concerns.c.author_name, concerns.c.author_key),
+            (concerns.c.addressed_by_name, concerns.c.addressed_by_key),
         ):
             rows = await self.conn.execute(select(name_column).where(key_column == key).distinct())
             stored_names.update(r[0] for r in rows)
@@ -1645,6 +1718,9 @@ class SqlMembers(_SqlPart):
                 await self.conn.execute(update(polls).where(polls.c.id == row.id).values(question=question))
 
         gone = await self.conn.execute(delete(reflections).where(reflections.c.user_key == key))
+        # Concerns voiced by name are their words (anonymous ones have no key to find); whom a poll asked.
+        voiced = await self.conn.execute(delete(concerns).where(concerns.c.author_key == key))
+        await self.conn.execute(delete(concern_asks).where(concern_asks.c.user_key == key))
         open_polls = select(polls.c.id).where(polls.c.closed_at.is_(None))
         open_votes = await self.conn.execute(
             delete(poll_reactions).where(
@@ -1688,6 +1764,7 @@ class SqlMembers(_SqlPart):
             (phase_changes, phase_changes.c.id, phase_changes.c.by_name, phase_changes.c.by_key),
             (schedules, schedules.c.id, schedules.c.created_by, schedules.c.created_by_key),
             (reviews, reviews.c.id, reviews.c.started_by, reviews.c.started_by_key),
+            (concerns, concerns.c.id, concerns.c.addressed_by_name, concerns.c.addressed_by_key),
         ):
             by_name = and_(key_column == "", name_column.in_(names), table.c.group_id.in_(on_platform))
             theirs = or_(key_column == key, by_name)
@@ -1754,6 +1831,7 @@ class SqlMembers(_SqlPart):
             records,
             roster.rowcount,
             paired.rowcount,
+            voiced.rowcount,
         )
 
 
@@ -1766,6 +1844,7 @@ class SqlTx:
         self.groups = SqlGroups(conn)
         self.polls = SqlPolls(conn)
         self.goals = SqlGoals(conn)
+        self.concerns = SqlConcerns(conn)
         self.schedules = SqlSchedules(conn)
         self.reviews = SqlReviews(conn)
         self.members = SqlMembers(conn)

@@ -282,8 +282,10 @@ async def test_amending_a_blocked_goal_tells_the_blocker_privately_without_a_pin
     assert [str(b["recipient_id"]) for b in scene.fake.bodies("create_dm")] == [scene.carol.user.id]
     dm = scene.fake.dm_channel(scene.carol.user)
     assert dm is not None
-    (told,) = scene.fake.sent_messages(dm)
+    asked, told = scene.fake.sent_messages(dm)  # her ⛔ asked for her concern first (core/concerns.py)
+    assert asked["content"].startswith("You reacted ⛔ on goal 1 (Read the whole book in a month)")
+    assert "Answer with /concern add goal:1 text:<your concern>" in asked["content"]
     assert told["content"].startswith("You blocked goal 1 (Read the whole book in a month)")
     assert "Bob has reshaped it as goal 2: Read three chapters @everyone." in told["content"]
-    (body,) = [r.body for r in scene.fake.requests if r.route == "create_message" and dm.id in r.path]
-    assert body["allowed_mentions"] == {"parse": []}
+    bodies = [r.body for r in scene.fake.requests if r.route == "create_message" and dm.id in r.path]
+    assert [b["allowed_mentions"] for b in bodies] == [{"parse": []}] * 2
