@@ -59,6 +59,7 @@ groups = Table(
     Column("radar_limits", Text, nullable=False, server_default=""),  # JSON: the group's own thresholds
     Column("radar_next_at", DateTime(timezone=True), nullable=True, index=True),
     Column("advised_at", DateTime(timezone=True), nullable=True),  # the last phase advice
+    Column("auto_threads", Boolean, nullable=False, server_default=true()),  # a thread for every decision
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -191,6 +192,7 @@ reviews = Table(
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("started_by_key", String(300), nullable=False, server_default=""),
     Column("remind_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("message_id", Text, nullable=True),  # its questions' message in the group's channel
     Index("ix_reviews_due", "closed_at", "closes_at"),
 )
 
@@ -223,6 +225,9 @@ outbox = Table(
     Column("reactions", Text, nullable=False, server_default="[]"),  # JSON list of emoji
     Column("poll_id", Id, ForeignKey("polls.id", ondelete="SET NULL"), nullable=True),
     Column("thread", Text, nullable=True),  # core.outbox.Thread: `poll:7`, `review:3`
+    Column("channel_line", Text, nullable=True),  # with a thread: the channel's line when it goes there
+    Column("thread_only", Boolean, nullable=False, server_default=false()),
+    Column("review_id", Id, ForeignKey("reviews.id", ondelete="SET NULL"), nullable=True),
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
