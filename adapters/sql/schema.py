@@ -227,7 +227,9 @@ outbox = Table(
     Column("thread", Text, nullable=True),  # core.outbox.Thread: `poll:7`, `review:3`
     Column("channel_line", Text, nullable=True),  # with a thread: the channel's line when it goes there
     Column("thread_only", Boolean, nullable=False, server_default=false()),
-    Column("review_id", Id, ForeignKey("reviews.id", ondelete="SET NULL"), nullable=True),
+    # The review whose message the post becomes. No foreign key (see migration 0014): a review is
+    # deleted only with its group, and the group's outbox rows with it.
+    Column("review_id", Id, nullable=True),
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

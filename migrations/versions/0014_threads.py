@@ -24,22 +24,19 @@ Id = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("groups") as batch:
-        batch.add_column(sa.Column("auto_threads", sa.Boolean(), nullable=False, server_default=sa.true()))
-    with op.batch_alter_table("reviews") as batch:
-        batch.add_column(sa.Column("message_id", sa.Text(), nullable=True))
-    with op.batch_alter_table("outbox") as batch:
-        batch.add_column(sa.Column("channel_line", sa.Text(), nullable=True))
-        batch.add_column(sa.Column("thread_only", sa.Boolean(), nullable=False, server_default=sa.false()))
-        batch.add_column(sa.Column("review_id", Id, nullable=True))
-        batch.create_foreign_key(
-            op.f("fk_outbox_review_id_reviews"), "reviews", ["review_id"], ["id"], ondelete="SET NULL"
-        )
+    # Plain ADD COLUMNs, not a batch: a batch copies a SQLite table for a default that is an expression,
+    # and the copy of `outbox` would lose AUTOINCREMENT and with it the promise that a row id (an
+    # idempotency key) is never used twice.
+    op.add_column("groups", sa.Column("auto_threads", sa.Boolean(), nullable=False, server_default=sa.true()))
+    op.add_column("reviews", sa.Column("message_id", sa.Text(), nullable=True))
+    op.add_column("outbox", sa.Column("channel_line", sa.Text(), nullable=True))
+    op.add_column("outbox", sa.Column("thread_only", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # No foreign key for the same reason: adding one copies the table.
+    op.add_column("outbox", sa.Column("review_id", Id, nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("outbox") as batch:
-        batch.drop_constraint(op.f("fk_outbox_review_id_reviews"), type_="foreignkey")
+    with op.batch_alter_table("outbox", table_kwargs={"sqlite_autoincrement": True}) as batch:
         batch.drop_column("review_id")
         batch.drop_column("thread_only")
         batch.drop_column("channel_line")
