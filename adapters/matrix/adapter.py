@@ -481,6 +481,8 @@ class MatrixAdapter:
     """Logs in, syncs, accepts invites and feeds every room's events to its sink in batches (an
     `Adapter`)."""
 
+    threads_remembered = THREADS_REMEMBERED
+
     def __init__(
         self,
         settings: MatrixSettings,
@@ -683,7 +685,7 @@ class MatrixAdapter:
 
     async def _keep_threads(self, threads: list[tuple[str, str]], state: dict[str, str | None]) -> None:
         """Keep, with the batch of the commands, the thread each was written in, so that their answers
-        go there after a restart too. The newest `THREADS_REMEMBERED` are kept, in a ring of slots: a
+        go there after a restart too. The newest `threads_remembered` are kept, in a ring of slots: a
         slot taken again forgets the command it held."""
         if not threads:
             return
@@ -691,7 +693,7 @@ class MatrixAdapter:
             stored = tx.state(PLATFORM)
             slot = int(await stored.get(THREAD_NEXT_KEY) or 0)
             for event_id, root in threads:
-                held = thread_slot_key(slot % THREADS_REMEMBERED)
+                held = thread_slot_key(slot % self.threads_remembered)
                 older = state[held] if held in state else await stored.get(held)
                 if older is not None and older != event_id:
                     state[thread_key(older)] = None
