@@ -1144,6 +1144,12 @@ class FakeDiscord:
         self.dispatch("THREAD_CREATE", created, guild_id=channel.guild_id, intent=GUILDS)
         return self._json(thread.payload(), 201)
 
+    def thread_from(self, message: dict[str, Any]) -> Channel:
+        """The thread started from a message (its id is the message's)."""
+        thread = self.channels.get(message["id"])
+        assert thread is not None and thread.kind == PUBLIC_THREAD, f"no thread from message {message['id']}"
+        return thread
+
     def threads_of(self, channel: Channel) -> list[Channel]:
         """The threads started in a channel, oldest first."""
         return [c for c in self.channels.values() if c.kind == PUBLIC_THREAD and c.parent_id == channel.id]
