@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 
 from core import faults
 from core.clock import Clock
-from core.ports import DeliveryFailed, Outbound
+from core.ports import DeliveryFailed, NoThread, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.threads import Placement, placement
 
@@ -304,10 +304,14 @@ class Dispatcher:
         if post.thread is not None:
             where = await self._thread(chat, post)
             if where is not None:
-                ref = await chat.send_in_thread(where.root, where.name, message, key=row.key)
-                if post.channel_line:
-                    await chat.send(post.channel, Outbound(post.channel_line), key=f"{row.key}c")
-                return ref
+                try:
+                    ref = await chat.send_in_thread(where.root, where.name, message, key=row.key)
+                except NoThread as refused:
+                    log.warning("outbox row %d goes to the channel: no thread (%s)", row.id, refused.reason)
+                else:
+                    if post.channel_line:
+                        await chat.send(post.channel, Outbound(post.channel_line), key=f"{row.key}c")
+                    return ref
             if post.thread_only:
                 return None
         if post.kind is PostKind.REPLY and post.reply_to is not None:

@@ -53,6 +53,14 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
+class NoThread(DeliveryFailed):
+    """The platform will not start the thread here (the bot may not, in this channel): nothing was
+    posted, and the post belongs in the channel instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, permanent=True)
+
+
 class FileTooLarge(DeliveryFailed):
     """The platform takes no file this big here: `limit` is its limit in bytes, when it said."""
 
@@ -104,7 +112,8 @@ class ChatPort(Protocol):
     ) -> MessageRef:
         """Post in the thread started from `root`, starting it (named `name`, where threads have names)
         when it has none yet. Idempotent like `send`: starting a thread that exists already is no
-        failure. Where the platform has no threads (`threads` is False) it posts in `root`'s channel."""
+        failure; `NoThread` when the platform refuses to start it. Where the platform has no threads
+        (`threads` is False) it posts in `root`'s channel."""
         ...
 
     async def direct_message(

@@ -374,7 +374,8 @@ def test_an_edit_is_cut_clearly() -> None:
 
 def test_the_invite_link_in_the_docs_asks_for_the_permissions_the_bot_uses() -> None:
     assert INVITE_PERMISSIONS == 309237713984
-    assert "permissions=309237713984" in (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+    assert "permissions=309237713984" in docs
 
 
 def test_the_pacer_spreads_calls_beyond_the_burst() -> None:

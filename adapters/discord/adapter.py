@@ -50,7 +50,7 @@ from adapters.discord.translate import (
 from adapters.pacing import Pacer
 from core.events import Attachment, InboundEvent, Reply
 from core.export import too_big
-from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
+from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, NoThread, Outbound, Store
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -684,7 +684,8 @@ class DiscordChat:
     ) -> MessageRef:
         """A thread started from a message has the message's id, so it needs no record: it is started
         unless this process knows it exists, and a second start is answered with code 160004 (it
-        exists, whoever started it), which is success. The post is keyed as in the channel."""
+        exists, whoever started it), which is success; a 403 (no Create Public Threads) is `NoThread`.
+        The post is keyed as in the channel."""
         thread = ChannelRef(PLATFORM, root.id, name)
         if root.id not in self._threads:
             await self.pacer.wait()
@@ -698,6 +699,8 @@ class DiscordChat:
                     )
             except DeliveryFailed as failure:
                 cause = failure.__cause__
+                if isinstance(cause, discord.Forbidden):  # no Create Public Threads (an older invite)
+                    raise NoThread(failure.reason) from cause
                 if not (isinstance(cause, discord.HTTPException) and cause.code == THREAD_EXISTS):
                     raise
             self._threads[root.id] = None

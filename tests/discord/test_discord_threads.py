@@ -8,7 +8,6 @@ the message's), and #general gets the one-line outcome. Starting the thread twic
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 import pytest
 
@@ -119,5 +118,20 @@ async def test_a_root_message_that_is_gone_fails_for_good(discord_bot: DiscordSc
     assert failed.value.permanent and "10008" in failed.value.reason
 
 
-def thread_payloads(scene: DiscordScene) -> list[dict[str, Any]]:
-    return [f["d"] for s in scene.fake.sessions.values() for f in s.frames if f["t"] == "THREAD_CREATE"]
+async def test_a_bot_that_may_not_start_threads_posts_the_decision_in_the_channel(
+    discord_bot: DiscordScene,
+) -> None:
+    """Invited before it asked for Create Public Threads: Discord says 403, and the decision is posted in
+    full in the channel, once, with no one-line outcome beside it."""
+    scene, fake = discord_bot, discord_bot.fake
+    assert scene.engine is not None
+    await scene.bob.runs("/goal propose", text="Learn Rust together")
+    (poll,) = fake.sent_messages(scene.channel)
+    fake.fail("start_thread_from_message", 403)
+    for member in (scene.alice, scene.carol, scene.bob):
+        member.reacts(poll, "✅")
+    await fake.until(lambda: len(fake.sent_messages(scene.channel)) > 1)
+    await scene.engine.engine.settle()
+    assert not fake.threads_of(scene.channel)
+    texts = [m["content"] for m in fake.sent_messages(scene.channel)]
+    assert len(texts) == 2 and texts[1].startswith("Goal 1 accepted by consent: Learn Rust together")
