@@ -499,20 +499,21 @@ COMMANDS: tuple[CommandSpec, ...] = (
     ),
     CommandSpec(
         ("auto",),
-        "Show or switch (facilitators) the automatic review, check-in and digest.",
+        "Show or switch (facilitators) the automatic review, check-in, digest, radar and threads.",
         (
             Arg(
                 "what",
                 ArgKind.CHOICE,
                 "which feature",
                 required=False,
-                choices=("review", "checkin", "digest", "radar"),
+                choices=("review", "checkin", "digest", "radar", "threads"),
             ),
             Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),
         ),
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
         " a weekly check-in nudge. digest: a weekly summary of the group's week. radar: a weekly look"
-        " for silence and imbalance, sent to facilitators.",
+        " for silence and imbalance, sent to facilitators. threads: each goal's consent poll and each"
+        " review get a thread for their decision, where the platform has threads.",
         access=Access.FACILITATORS_TO_CHANGE,
         action="change automatic features",
     ),

@@ -130,6 +130,12 @@ def render_decision(goal: Goal, d: Decision, quorum: int) -> str:
     )
 
 
+def decision_line(goal: Goal, d: Decision) -> str:
+    """The one-line outcome the channel gets when the decision itself is posted in the poll's thread."""
+    said = {GoalStatus.ACCEPTED: "accepted", GoalStatus.BLOCKED: "blocked"}.get(d.status, "lapsed")
+    return f"Goal {goal.id} {said}: {goal.text}."
+
+
 # The sections of `goal list`, open goals first: the roadmap, then proposals, then the rest.
 SECTIONS = (
     (GoalStatus.ACCEPTED, "Roadmap (accepted)"),

@@ -117,6 +117,7 @@ class Group:
     radar_limits: tuple[tuple[str, int], ...] = ()
     radar_next_at: datetime | None = None  # when the weekly radar runs next; None: not planned yet
     advised_at: datetime | None = None  # the last phase advice: at most one a week
+    auto_threads: bool = True  # decisions get a thread of their own where the platform has threads
 
 
 @dataclass(frozen=True, slots=True)

@@ -336,7 +336,7 @@ class NudgeService:
             return Reply(
                 f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
                 f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]};"
-                f" weekly radar {onoff[g.auto_radar]}."
+                f" weekly radar {onoff[g.auto_radar]}; a thread for every decision {onoff[g.auto_threads]}."
             )
         if not ctx.is_facilitator:
             return ctx.refuse(inv)
@@ -346,6 +346,8 @@ class NudgeService:
             await tx.groups.set_auto(g.id, on, g.auto_checkin)
         elif what == "checkin":
             await tx.groups.set_auto(g.id, g.auto_review, on)
+        elif what == "threads":
+            await tx.groups.set_threads(g.id, on)
         elif what == "radar":
             await tx.groups.set_radar(g.id, on, dict(g.radar_limits))
             if on and not g.auto_radar:  # planned anew from now, not run at once for the weeks it was off

@@ -9,6 +9,10 @@ request, or it timed out) is sent again with the same key, so the platform posts
 A row goes `pending` -> `posted` (the message exists; its id is saved and linked to its poll) ->
 `sent` (its reactions are on it too). Adding a reaction is idempotent, so a row found `posted` after
 a crash only has its reactions added again.
+
+A post marked with a decision's `Thread` goes into that thread where there is one (core/threads.py),
+its `channel_line` to the channel after it, under a key of its own; a retry sends both again with the
+same keys, so each is posted once.
 """
 
 from __future__ import annotations
@@ -24,8 +28,9 @@ from typing import TYPE_CHECKING
 from core import faults
 from core.clock import Clock
 from core.polls import vote_button
-from core.ports import Button, DeliveryFailed, Outbound
+from core.ports import Button, DeliveryFailed, NoThread, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
+from core.threads import Placement, placement
 
 if TYPE_CHECKING:
     from core.ports import ChatPort, Store
@@ -74,7 +79,8 @@ class Thread:
 
 @dataclass(frozen=True, slots=True)
 class Post:
-    """A message the bot wants posted, as a unit of work queues it."""
+    """A message the bot wants posted, as a unit of work queues it. A post in a thread has no reactions
+    and is no poll's or review's message (those are in the channel)."""
 
     kind: PostKind
     channel: ChannelRef
@@ -92,6 +98,11 @@ class Post:
     # `review:3`, `reflection`. Its row is deleted whatever its outcome, never kept as failed, and
     # with everything else sealed by a poll or review when that closes (see core/ballots.py).
     sealed: str | None = None
+    # With `thread`: the one line the channel gets when the text goes to the thread (an outcome).
+    channel_line: str | None = None
+    # With `thread`: the text is only for the thread; where it cannot go there, nothing is posted.
+    thread_only: bool = False
+    review_id: int | None = None  # the posted message becomes this review's message (its thread's root)
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,7 +247,7 @@ class Dispatcher:
             if row.state is PostState.PENDING:
                 ref = await self._post(chat, row)
                 faults.reached("outbox.after_send")
-                if post.poll_id is None and not post.reactions:
+                if ref is None or (post.poll_id is None and post.review_id is None and not post.reactions):
                     done.append(row.id)
                     report.sent += 1
                     return True
@@ -245,6 +256,8 @@ class Dispatcher:
                     await tx.outbox.posted(row.id, ref)
                     if post.poll_id is not None:
                         await tx.polls.set_message(post.poll_id, ref)
+                    if post.review_id is not None:
+                        await tx.reviews.set_message(post.review_id, ref.id)
                     if not post.reactions:
                         await tx.outbox.finish(row.id, PostState.SENT, now)
                 if not post.reactions:
@@ -294,8 +307,9 @@ class Dispatcher:
         async with self.store.transaction() as tx:
             await tx.outbox.retry_at(row.id, attempts, when, reason[:500])
 
-    @staticmethod
-    async def _post(chat: ChatPort, row: OutboxRow) -> MessageRef:
+    async def _post(self, chat: ChatPort, row: OutboxRow) -> MessageRef | None:
+        """Post the row's message; None when there was nothing to post (a thread-only post where the
+        thread cannot be had)."""
         post = row.post
         buttons = tuple(
             Button(vote_button(post.poll_id, i), label) for i, label in enumerate(post.buttons, 1)
@@ -305,8 +319,28 @@ class Dispatcher:
             target = MessageRef(post.channel, post.reply_to)
             await chat.delete(target)
             return target
+        if post.thread is not None:
+            where = await self._thread(chat, post)
+            if where is not None:
+                try:
+                    ref = await chat.send_in_thread(where.root, where.name, message, key=row.key)
+                except NoThread as refused:
+                    log.warning("outbox row %d goes to the channel: no thread (%s)", row.id, refused.reason)
+                else:
+                    if post.channel_line:
+                        await chat.send(post.channel, Outbound(post.channel_line), key=f"{row.key}c")
+                    return ref
+            if post.thread_only:
+                return None
         if post.kind is PostKind.REPLY and post.reply_to is not None:
             return await chat.reply(MessageRef(post.channel, post.reply_to), message, key=row.key)
         if post.kind is PostKind.DIRECT and post.user is not None:
             return await chat.direct_message(post.user, message, key=row.key)
         return await chat.send(post.channel, message, key=row.key)
+
+    async def _thread(self, chat: ChatPort, post: Post) -> Placement | None:
+        """The thread the post goes into, if the platform has threads; None for the channel."""
+        if not chat.threads:
+            return None
+        async with self.store.read() as tx:
+            return await placement(tx, post)

@@ -64,6 +64,14 @@ class DeliveryFailed(Exception):
         self.retry_after = retry_after
 
 
+class NoThread(DeliveryFailed):
+    """The platform will not start the thread here (the bot may not, in this channel): nothing was
+    posted, and the post belongs in the channel instead."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, permanent=True)
+
+
 class FileTooLarge(DeliveryFailed):
     """The platform takes no file this big here: `limit` is its limit in bytes, when it said."""
 
@@ -104,6 +112,19 @@ class ChatPort(Protocol):
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None: ...
 
     async def edit(self, message: MessageRef, new: Outbound) -> None: ...
+
+    @property
+    def threads(self) -> bool:
+        """True when a post can go into a thread started from a message (`send_in_thread`)."""
+        ...
+
+    async def send_in_thread(
+        self, root: MessageRef, name: str, message: Outbound, *, key: str | None = None
+    ) -> MessageRef:
+        """Post in the thread started from `root`, starting it (named `name`, where threads have names)
+        when it has none yet. Idempotent like `send`: starting a thread that exists already is no
+        failure; `NoThread` when the platform refuses to start it. Where the platform has no threads
+        (`threads` is False) it posts in `root`'s channel."""
 
     async def delete(self, message: MessageRef) -> None:
         """Remove a member's message (a vote written where everyone reads it): a Matrix redaction. A
@@ -316,6 +337,10 @@ class GroupRepo(Protocol):
     async def set_quiet_hours(self, group_id: int, quiet: QuietHours | None) -> None: ...
 
     async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None: ...
+
+    async def set_threads(self, group_id: int, on: bool) -> None:
+        """Whether the group's decisions get threads (`auto threads on|off`)."""
+        ...
 
     async def set_remind_window(self, group_id: int, percent: int | None) -> None:
         """The last share of a consent poll's or review's time in which members are reminded, in percent;
@@ -622,6 +647,12 @@ class ReviewRepo(Protocol):
     ) -> Review: ...
 
     async def open(self, group_id: int) -> Review | None: ...
+
+    async def get(self, group_id: int, review_id: int) -> Review | None: ...
+
+    async def set_message(self, review_id: int, message_id: str) -> None:
+        """The review's questions were posted as this message (in its group's channel)."""
+        ...
 
     async def close(self, review_id: int, at: datetime) -> bool:
         """Close an open review, with no reminder due any more; False when it was closed already."""

@@ -27,6 +27,7 @@ class Review:
     closed_at: datetime | None = None
     started_by_key: str = ""
     remind_at: datetime | None = None  # when its reminders are due (core/reminders.py); None: none due
+    message_id: str | None = None  # its questions' message in the group's channel, once posted
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,22 @@ def render_review(review: Review, prefix: str, tz: str = "UTC") -> str:
         f" The review closes {format_time(review.closes_at, tz)}."
     )
     return "\n".join(lines)
+
+
+def summary_line(review: Review, answers: Sequence[Reflection]) -> str:
+    """The one line the channel gets when the summary itself is posted in the review's thread."""
+    answered, people = len(answers), len({a.user_key for a in answers})
+    took = (
+        f"{answered} answer{'s' * (answered != 1)} from {people} member{'s' * (people != 1)}"
+        if answers
+        else "no answers"
+    )
+    return f"Action review {review.id} is closed ({took}); its summary is in the review's thread."
+
+
+def reflection_line(reflection: Reflection) -> str:
+    """A member's answer to a review question, as the review's thread shows it."""
+    return f"{reflection.user_name}, question {reflection.question}: {reflection.text} [r{reflection.id}]"
 
 
 def render_summary(review: Review, answers: Sequence[Reflection], prefix: str) -> str:

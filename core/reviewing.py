@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Collection, Mapping
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from core.clock import format_time
@@ -12,7 +13,7 @@ from core.commands import Invocation, UsageError, is_blank
 from core.context import Context, Handler, PrivateContext, PrivateHandler
 from core.events import Reply
 from core.lifecycle import CLOSING, Group, Phase
-from core.outbox import Post, PostKind
+from core.outbox import Post, PostKind, Thread
 from core.paging import Item, Listing, one_line
 from core.ports import ChatPort, command_prefix
 from core.prompts import REVIEW_QUESTIONS
@@ -21,9 +22,11 @@ from core.reflections import (
     DEFAULT_REVIEW_TIME,
     MAX_REVIEW_TIME,
     Review,
+    reflection_line,
     render_review,
     render_summary,
     sealed,
+    summary_line,
 )
 from core.refs import UserRef
 from core.reminders import percent, remind_time
@@ -75,7 +78,7 @@ class ReviewService:
         remind_at = remind_time(uow.now, closes, percent(group))
         review = await uow.tx.reviews.create(group.id, by, uow.now, closes, remind_at)
         text = render_review(review, command_prefix(self.chats, group.channel.platform), group.timezone)
-        post = Post(PostKind.SEND, group.channel, text, group_id=group.id)
+        post = Post(PostKind.SEND, group.channel, text, group_id=group.id, review_id=review.id)
         uow.post(post, after_answer=automatic, unprompted=automatic)
         return review
 
@@ -106,7 +109,10 @@ class ReviewService:
         text = "\n".join(
             [render_summary(review, answers, command_prefix(self.chats, group.channel.platform)), *notes]
         )
-        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id))
+        # The summary goes into the review's thread, the channel gets a line that says so.
+        outcome = "\n".join([summary_line(review, answers), *notes])
+        post = Post(PostKind.SEND, group.channel, text, group_id=group.id, channel_line=outcome)
+        uow.post(replace(post, thread=Thread("review", review.id)))
         return True
 
     async def close_due(self, now: datetime) -> int:
@@ -246,6 +252,10 @@ class ReviewService:
                 f"Write your answer after q{number}: {ctx.prefix}reflect q{number} <your answer>.", inv.spec
             )
         kept = await ctx.tx.reviews.add_reflection(ctx.group.id, review.id, number, author, answer, ctx.now)
+        # Gathered in the review's thread, where the group reads them together; in the channel, the
+        # command and its answer say it already.
+        shared = Post(PostKind.SEND, ctx.group.channel, reflection_line(kept), group_id=ctx.group.id)
+        ctx.uow.post(replace(shared, thread=Thread("review", review.id), thread_only=True))
         if anonymous:
             return Reply(
                 f"Your answer to question {number} of review {review.id} is kept, without your name.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from core.clock import format_time
@@ -25,13 +25,14 @@ from core.goals import (
     blocking_votes,
     decide,
     decided_early,
+    decision_line,
     early_note,
     render_decision,
     reshape_label,
     roadmap,
 )
 from core.lifecycle import CLOSING, Group
-from core.outbox import Post, PostKind
+from core.outbox import Post, PostKind, Thread
 from core.paging import Item, Listing
 from core.polls import Poll, PollKind, PollReaction, PollRequest, render_results, tally
 from core.ports import StoreTx
@@ -104,6 +105,7 @@ class GoalService:
         group = await uow.tx.groups.by_id(poll.group_id)
         assert group is not None
         goal = await uow.tx.goals.for_poll(poll.id)
+        post = Post(PostKind.SEND, group.channel, "", group_id=group.id)
         if goal is None or goal.status is not GoalStatus.PROPOSED:
             text = render_results(poll, event.result, final=True)
         else:
@@ -120,9 +122,12 @@ class GoalService:
                     *notes,
                 ]
             )
+            # The decision goes into the poll's thread, the channel gets its outcome in one line.
+            outcome = "\n".join([decision_line(goal, decision), *notes])
+            post = replace(post, thread=Thread("poll", poll.id), channel_line=outcome)
         # An early decision follows a member's vote, not a command: it waits out quiet hours, as the
         # result at the end of the window does.
-        uow.post(Post(PostKind.SEND, group.channel, text, group_id=group.id), unprompted=bool(event.early))
+        uow.post(replace(post, text=text), unprompted=bool(event.early))
 
     async def decide_early(self, uow: UnitOfWork, event: DomainEvent) -> None:
         """Subscriber: votes changed. A consent poll that everyone on its group's roster has voted on,

@@ -112,6 +112,7 @@ class Sent:
     ref: MessageRef
     reply_to: MessageRef | None = None
     buttons: tuple[Button, ...] = ()
+    thread: MessageRef | None = None  # posted in the thread started from this message
 
 
 @dataclass
@@ -141,6 +142,8 @@ class FakeChat:
     files: list[SentFile] = field(default_factory=list)
     file_limit: int | None = None  # what max_file_size says
     refuses_size: int | None = None  # refuse files over this size when sent (a limit it did not tell)
+    threads: bool = False  # posts can go into threads (then `started` names the threads started)
+    started: dict[MessageRef, str] = field(default_factory=dict)  # root -> the thread's name
     _ids: Any = field(default_factory=lambda: itertools.count(1))
 
     def _ref(self, channel: ChannelRef) -> MessageRef:
@@ -156,6 +159,16 @@ class FakeChat:
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         ref = self._ref(to.channel)
         self.sent.append(Sent(to.channel, message.text, message.mentions, ref, to))
+        return ref
+
+    async def send_in_thread(
+        self, root: MessageRef, name: str, message: Outbound, *, key: str | None = None
+    ) -> MessageRef:
+        if not self.threads:
+            return await self.send(root.channel, message, key=key)
+        ref = self._ref(root.channel)
+        self.started.setdefault(root, name)
+        self.sent.append(Sent(root.channel, message.text, message.mentions, ref, thread=root))
         return ref
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
@@ -359,6 +372,9 @@ class MemoryGroups(_MemoryPart):
 
     async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
         self._update(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def set_threads(self, group_id: int, on: bool) -> None:
+        self._update(group_id, auto_threads=on)
 
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         self._update(group_id, last_activity_at=at)
@@ -817,6 +833,13 @@ class MemoryReviews(_MemoryPart):
         found = [r for r in self.d.reviews.values() if r.group_id == group_id and r.closed_at is None]
         return found[-1] if found else None
 
+    async def get(self, group_id: int, review_id: int) -> Review | None:
+        review = self.d.reviews.get(review_id)
+        return review if review is not None and review.group_id == group_id else None
+
+    async def set_message(self, review_id: int, message_id: str) -> None:
+        self.d.reviews[review_id] = replace(self.d.reviews[review_id], message_id=message_id)
+
     async def close(self, review_id: int, at: datetime) -> bool:
         review = self.d.reviews.get(review_id)
         if review is None or review.closed_at is not None:
@@ -1163,8 +1186,10 @@ class MemoryMembers(_MemoryPart):
                 records += 1
                 continue
             text, reason = scrub(post.text, words), scrub(row.reason, words)
-            if (text, reason) != (post.text, row.reason):
-                row.row, row.reason = replace(row.row, post=replace(post, text=text)), reason
+            line = scrub(post.channel_line, words) if post.channel_line is not None else None
+            if (text, reason, line) != (post.text, row.reason, post.channel_line):
+                scrubbed = replace(post, text=text, channel_line=line)
+                row.row, row.reason = replace(row.row, post=scrubbed), reason
                 records += 1
         for event, (at, reason) in list(d.failed.items()):
             if event[0] == user.platform and scrub(reason, words) != reason:

@@ -159,6 +159,20 @@ def test_integer_options_and_plain_commands() -> None:
     assert plain is not None and (plain.event.text, plain.event.options) == ("status", {})
 
 
+def test_a_command_given_in_a_thread_belongs_to_the_group_of_the_threads_channel() -> None:
+    thread = {
+        "id": "1240000000000000000",
+        "type": 11,
+        "name": "Goal 4: Learn Rust",
+        "parent_id": "1210000000000000000",
+    }
+    command = slash_command({**INTERACTION, "channel_id": thread["id"], "channel": thread})
+    assert command is not None and command.event.channel == ChannelRef("discord", "1210000000000000000")
+    orphan = {**thread, "parent_id": None}  # no parent given: the channel it was given in
+    command = slash_command({**INTERACTION, "channel_id": thread["id"], "channel": orphan})
+    assert command is not None and command.event.channel.id == "1240000000000000000"
+
+
 def test_other_interactions_are_not_commands() -> None:
     assert slash_command({**INTERACTION, "type": 3}) is None  # a button
     assert slash_command({**INTERACTION, "type": 1}) is None  # a ping
@@ -441,8 +455,9 @@ def test_an_edit_is_cut_clearly() -> None:
 
 
 def test_the_invite_link_in_the_docs_asks_for_the_permissions_the_bot_uses() -> None:
-    assert INVITE_PERMISSIONS == 68672
-    assert "permissions=68672" in (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+    assert INVITE_PERMISSIONS == 309237713984
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "discord.md").read_text()
+    assert "permissions=309237713984" in docs
 
 
 def test_the_pacer_spreads_calls_beyond_the_burst() -> None:

@@ -666,6 +666,69 @@ async def test_a_goal_is_decided_by_reactions_on_its_consent_poll(
     assert result["content"]["m.mentions"] == {}
 
 
+async def test_a_goal_is_decided_in_a_thread_rooted_at_its_poll(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, bob = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob)
+    poll = await open_goal_poll(alice, bot, room)
+    await bob.reacts(room, poll, "✅")
+    await alice.reacts(room, poll, "✅")  # everyone on the roster has voted: decided at once
+    decision = await alice.sees(room, notice_starting(bot.user_id, "Goal 1 accepted by consent"))
+    assert decision["content"]["m.relates_to"] == {
+        "rel_type": "m.thread",
+        "event_id": poll,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": poll},
+    }
+    outcome = await alice.sees(room, notice_starting(bot.user_id, "Goal 1 accepted: Learn Rust together."))
+    assert "m.relates_to" not in outcome["content"]  # the one line is in the room itself
+
+    # A command written in the decision's thread is the room's group's, and answered in the thread.
+    threaded = {
+        "rel_type": "m.thread",
+        "event_id": poll,
+        "is_falling_back": True,
+        "m.in_reply_to": {"event_id": poll},
+    }
+    command = await bob.sends(
+        room, {"msgtype": "m.text", "body": "!peer goal list", "m.relates_to": threaded}
+    )
+    answer = await bob.sees(room, reply_to(command))
+    assert "Goal 1: Learn Rust together" in answer["content"]["body"]
+    assert answer["content"]["m.relates_to"]["event_id"] == poll
+
+
+async def test_a_command_in_a_thread_is_answered_in_it_by_the_restarted_bot(
+    homeserver: Homeserver, bot_factory: StartBot, people: Callable[[], Member], matrix_proxy: MatrixProxy
+) -> None:
+    """The answer is sent by a process that never saw the command: the thread it was written in is
+    read from the database."""
+    alice = people()
+    settings = replace(bot_settings(homeserver, homeserver.register()), homeserver=matrix_proxy.url)
+    bot = await bot_factory(settings)
+    room = await room_with_bot(alice, bot)
+    await ask(alice, room, "!peer status")  # what a first command brings (a welcome) is out of the way
+    root = await alice.says(room, "Let's plan the week")
+    hold = matrix_proxy.hold_sends(HoldMode.REQUEST, event_type="m.room.message")
+    threaded = {"rel_type": "m.thread", "event_id": root}
+    command = await alice.sends(room, {"msgtype": "m.text", "body": "!peer status", "m.relates_to": threaded})
+    first_try = await hold.arrived()  # the answer, held before Synapse
+    assert first_try.content["m.relates_to"]["event_id"] == root
+    hold.drop()  # answered 502: the outbox will try again
+    await bot.stop()
+
+    bot_again = await bot_factory(bot.settings)
+    bot_again.clock.advance(timedelta(minutes=1))  # past the retry's back-off
+    await bot_again.engine.engine.tick()
+    answer = await alice.sees(room, reply_to(command))
+    assert answer["sender"] == bot.user_id
+    assert answer["content"]["m.relates_to"]["rel_type"] == "m.thread"
+    assert answer["content"]["m.relates_to"]["event_id"] == root
+    assert answer["content"]["body"].startswith("Phase: Convening")
+
+
 async def test_votes_while_the_bot_was_down_count_exactly_once(
     homeserver: Homeserver,
     bot_factory: StartBot,

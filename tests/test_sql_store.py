@@ -345,3 +345,20 @@ async def test_outbox_rows_keep_their_times_as_sqlalchemy_writes_them(tmp_path) 
             assert (row.post.thread, _.post.thread) == (Thread("review", 3), None)
     finally:
         await store.close()
+
+
+async def test_outbox_row_ids_are_never_given_twice(db_url: str) -> None:
+    """A row's id is its idempotency key (a Discord nonce, a Matrix transaction id): the next row does not
+    get the id of one sent and deleted, after every migration (SQLite's AUTOINCREMENT kept)."""
+    store = SqlStore(make_engine(db_url))
+    await migrate.upgrade(store.engine)
+    channel = ChannelRef("fake", "general", "#general")
+    try:
+        async with store.transaction() as tx:
+            (first,) = await tx.outbox.add([Post(PostKind.SEND, channel, "sent")], T0)
+            await tx.outbox.sent([first])
+        async with store.transaction() as tx:
+            (second,) = await tx.outbox.add([Post(PostKind.SEND, channel, "next")], T0)
+        assert second > first
+    finally:
+        await store.close()

@@ -29,7 +29,7 @@ from core.forgetting import FORMER_MEMBER, Forgotten
 from core.goals import GoalStatus
 from core.lifecycle import Phase, PhaseChange, QuietHours
 from core.members import Contributions, RosterEntry
-from core.outbox import Post, PostKind, PostState
+from core.outbox import Post, PostKind, PostState, Thread
 from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import (
     ConcernRepo,
@@ -208,6 +208,20 @@ async def test_group_settings_are_kept(store: Store) -> None:
     assert group is not None
     assert (group.goal_quorum, group.decision_window, group.quiet) == (None, None, None)
     assert (group.auto_review, group.auto_checkin) == (True, False)
+
+
+async def test_a_group_has_threads_until_it_switches_them_off(store: Store) -> None:
+    group_id, other = await make_group(store), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        group = await tx.groups.by_id(group_id)
+        assert group is not None and group.auto_threads
+        await tx.groups.set_threads(group_id, False)
+    async with store.transaction() as tx:
+        groups = await tx.groups.many([group_id, other])
+        assert (groups[group_id].auto_threads, groups[other].auto_threads) == (False, True)
+        await tx.groups.set_threads(group_id, True)
+        group = await tx.groups.get(GENERAL)
+    assert group is not None and group.auto_threads
 
 
 async def test_a_silence_is_answered_once_per_silence_and_only_on_served_platforms(store: Store) -> None:
@@ -1055,6 +1069,43 @@ async def test_reviews_open_close_once_and_fall_due_on_their_platform(store: Sto
         assert await tx.reviews.open(general) == newer
         assert [r.id for r in await tx.reviews.due(T0 + 5 * HOUR, 10, ["discord"])] == [quick.id, newer.id]
         assert await tx.reviews.in_group(general) == [replace(slow, closed_at=T0 + 2 * HOUR), newer]
+
+
+async def test_a_review_keeps_the_message_of_its_questions(store: Store) -> None:
+    general, study = await make_group(store), await make_group(store, STUDY)
+    async with store.transaction() as tx:
+        review = await tx.reviews.create(general, ALICE, T0, T0 + HOUR)
+        other = await tx.reviews.create(study, ALICE, T0, T0 + HOUR)
+        assert review.message_id is None
+        await tx.reviews.set_message(review.id, "m7")
+    async with store.transaction() as tx:
+        assert await tx.reviews.get(general, review.id) == replace(review, message_id="m7")
+        assert await tx.reviews.get(study, other.id) == other
+        assert await tx.reviews.get(study, review.id) is None  # another group's
+        assert await tx.reviews.get(general, 9999) is None
+        assert await tx.reviews.open(general) == replace(review, message_id="m7")
+
+
+async def test_a_queued_post_keeps_its_thread_and_what_goes_with_it(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        review = await tx.reviews.create(group_id, ALICE, T0, T0 + HOUR)
+        posts = [
+            Post(PostKind.SEND, GENERAL, "questions", group_id=group_id, review_id=review.id),
+            Post(
+                PostKind.SEND,
+                GENERAL,
+                "the decision",
+                group_id=group_id,
+                thread=Thread("poll", 4),
+                channel_line="Goal 4 accepted: Learn Rust.",
+            ),
+            Post(PostKind.SEND, GENERAL, "Bob, q2", thread=Thread("review", review.id), thread_only=True),
+        ]
+        await tx.outbox.add(posts, T0)
+    async with store.transaction() as tx:
+        rows = await tx.outbox.rows()
+    assert [r.post for r in rows] == [replace(p, not_before=T0) for p in posts]
 
 
 async def test_the_open_reviews_of_several_groups_and_those_a_member_has_not_answered_are_read_at_once(

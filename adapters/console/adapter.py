@@ -151,6 +151,15 @@ class ConsoleChat:
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return await self.post(to.channel, self.bot_name, message.text, key)
 
+    @property
+    def threads(self) -> bool:
+        return False  # a terminal has no threads: a decision's posts go to the channel
+
+    async def send_in_thread(
+        self, root: MessageRef, name: str, message: Outbound, *, key: str | None = None
+    ) -> MessageRef:
+        return await self.send(root.channel, message, key=key)
+
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         self.print(render_reaction(message.channel.id, message.id, self.bot_name, emoji, True))
 

@@ -28,6 +28,8 @@ from adapters.discord.translate import (
     MESSAGE_COMPONENT,
     PLATFORM,
     REACTION_PAGE,
+    THREAD_ARCHIVE_MINUTES,
+    THREAD_EXISTS,
     MemberAccess,
     SlashCommand,
     button_rows,
@@ -52,7 +54,16 @@ from adapters.pacing import Pacer
 from core.commands import UsageError, parse_options
 from core.events import Attachment, CommandInvoked, InboundEvent, Reply
 from core.export import too_big
-from core.ports import AdapterFailed, Button, DeliveryFailed, EventSink, FileTooLarge, Outbound, Store
+from core.ports import (
+    AdapterFailed,
+    Button,
+    DeliveryFailed,
+    EventSink,
+    FileTooLarge,
+    NoThread,
+    Outbound,
+    Store,
+)
 from core.refs import ChannelRef, MessageRef, UserRef
 
 log = logging.getLogger(__name__)
@@ -62,6 +73,7 @@ DEFAULT_API = "https://discord.com/api"
 BATCH_LIMIT = 256
 ACCESS_MEMORY = 4096
 REACTION_MEMORY = 4096
+THREAD_MEMORY = 4096
 APPLY_ATTEMPTS = 3
 UNKNOWN_BUTTON = "Peerbot does not know this button (it may be from an older version); nothing was done."
 MISSING_PERMISSIONS = (
@@ -688,6 +700,7 @@ class DiscordChat:
         self.pacer = Pacer(adapter.settings.rest_rate, burst=10)
         self._reacted: OrderedDict[str, set[str]] = OrderedDict()
         self._file_limits: OrderedDict[str, int] = OrderedDict()  # channel id -> bytes, from interactions
+        self._threads: OrderedDict[str, None] = OrderedDict()  # ids of threads known to exist
 
     @property
     def platform(self) -> str:
@@ -740,6 +753,41 @@ class DiscordChat:
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         sent = await self._post(self._channel(to.channel), message, key, to)
         return MessageRef(to.channel, str(sent.id))
+
+    @property
+    def threads(self) -> bool:
+        return True
+
+    async def send_in_thread(
+        self, root: MessageRef, name: str, message: Outbound, *, key: str | None = None
+    ) -> MessageRef:
+        """A thread started from a message has the message's id, so it needs no record: it is started
+        unless this process knows it exists, and a second start is answered with code 160004 (it
+        exists, whoever started it), which is success; a 403 (no Create Public Threads) is `NoThread`.
+        The post is keyed as in the channel."""
+        thread = ChannelRef(PLATFORM, root.id, name)
+        if root.id not in self._threads:
+            await self.pacer.wait()
+            try:
+                with refusals():
+                    await self.client.http.start_thread_with_message(
+                        int(root.channel.id),
+                        int(root.id),
+                        name=name,
+                        auto_archive_duration=THREAD_ARCHIVE_MINUTES,
+                    )
+            except DeliveryFailed as failure:
+                cause = failure.__cause__
+                if isinstance(cause, discord.Forbidden):  # no Create Public Threads (an older invite)
+                    raise NoThread(failure.reason) from cause
+                if not (isinstance(cause, discord.HTTPException) and cause.code == THREAD_EXISTS):
+                    raise
+            self._threads[root.id] = None
+            while len(self._threads) > THREAD_MEMORY:
+                self._threads.popitem(last=False)
+        self._threads.move_to_end(root.id)
+        sent = await self._post(self._channel(thread), message, key)
+        return MessageRef(thread, str(sent.id))
 
     async def react(self, message: MessageRef, emoji: str, *, key: str | None = None) -> None:
         """Adding a reaction is a PUT, idempotent by itself: the key is not needed.

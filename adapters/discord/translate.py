@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from core.commands import ArgKind, CommandSpec
 from core.events import CommandInvoked, MemberJoined, MemberLeft, ReactionAdded, ReactionRemoved
@@ -35,6 +35,11 @@ ROW_BUTTONS = 5  # buttons in one action row
 MAX_ROWS = 5  # action rows under one message
 MAX_LABEL = 80
 MAX_CUSTOM_ID = 100
+THREAD_TYPES = frozenset({10, 11, 12})  # announcement, public and private threads
+THREAD_EXISTS = 160004  # "A thread has already been created for this message"
+# How long a decision's thread stays active without posts (Discord's longest, a week). A post into an
+# archived thread (that is not locked) opens it again.
+THREAD_ARCHIVE_MINUTES: Final = 10080
 
 # Permission bits (https://discord.com/developers/docs/topics/permissions).
 ADMINISTRATOR = 1 << 3
@@ -45,7 +50,16 @@ VIEW_CHANNEL = 1 << 10
 SEND_MESSAGES = 1 << 11
 ADD_REACTIONS = 1 << 6
 READ_MESSAGE_HISTORY = 1 << 16
-INVITE_PERMISSIONS = VIEW_CHANNEL | SEND_MESSAGES | ADD_REACTIONS | READ_MESSAGE_HISTORY
+CREATE_PUBLIC_THREADS = 1 << 35  # a decision's thread, started from its poll's or review's message
+SEND_MESSAGES_IN_THREADS = 1 << 38
+INVITE_PERMISSIONS = (
+    VIEW_CHANNEL
+    | SEND_MESSAGES
+    | ADD_REACTIONS
+    | READ_MESSAGE_HISTORY
+    | CREATE_PUBLIC_THREADS
+    | SEND_MESSAGES_IN_THREADS
+)
 
 # Application command option types.
 SUB_COMMAND = 1
@@ -200,6 +214,16 @@ def channel_ref(channel_id: str | int, name: str | None = None) -> ChannelRef:
     return ChannelRef(PLATFORM, str(channel_id), f"#{name}" if name else "")
 
 
+def command_channel(data: Mapping[str, Any]) -> ChannelRef:
+    """The channel of a command's group: where it was given, or for a command given in a thread (a
+    decision's), the channel the thread is in. The answer, the interaction's, still goes into the thread."""
+    channel = data.get("channel") or {}
+    parent = channel.get("parent_id")
+    if channel.get("type") in THREAD_TYPES and parent:
+        return channel_ref(parent)
+    return channel_ref(data["channel_id"], channel.get("name"))
+
+
 def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     """An application command interaction as a neutral command; None for anything else."""
     if data.get("type") != 2 or "channel_id" not in data:
@@ -216,7 +240,6 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
     }
     member = data.get("member")
     user = (member or {}).get("user") or data.get("user") or {}
-    channel = data.get("channel") or {}
     access = None
     if member is not None:
         access = MemberAccess(
@@ -224,7 +247,7 @@ def slash_command(data: Mapping[str, Any]) -> SlashCommand | None:
         )
     event = CommandInvoked(
         event_id=str(data["id"]),
-        channel=channel_ref(data["channel_id"], channel.get("name")),
+        channel=command_channel(data),
         user=user_ref(user, member),
         text=" ".join(words),
         options=values,

@@ -38,6 +38,7 @@ from nio import (
 from adapters.matrix.pacing import RateLimited, with_rate_limit
 from adapters.matrix.translate import (
     PLATFORM,
+    THREAD_NEXT_KEY,
     Json,
     ReactionRecord,
     Room,
@@ -58,12 +59,14 @@ from adapters.matrix.translate import (
     since_own_join,
     split_body,
     sync_filter,
+    thread_key,
     thread_root,
+    thread_slot_key,
     transaction_id,
     translate_timeline,
 )
 from adapters.pacing import Pacer
-from core.events import Attachment, InboundEvent
+from core.events import Attachment, CommandInvoked, InboundEvent
 from core.outbox import Post, PostKind
 from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -81,7 +84,8 @@ ENCRYPTED_NOTICE = (
     " it will not read or answer anything here. Use Peerbot in an unencrypted room."
 )
 MAX_SYNC_BACKOFF = 60.0
-THREADS_REMEMBERED = 10_000
+THREADS_REMEMBERED = 10_000  # commands written in a thread, kept in the store (a ring), the newest
+THREADS_CACHED = 1_000  # of those, held in memory too
 
 
 def encrypted_notice_key(room_id: str) -> str:
@@ -161,6 +165,10 @@ async def _no_direct_room(room_id: str) -> bool:
     return False
 
 
+async def _no_thread(event_id: str) -> str | None:
+    return None
+
+
 class MatrixChat:
     """The ChatPort on Matrix: notices in reply, reactions, edits, direct rooms, power levels."""
 
@@ -177,6 +185,9 @@ class MatrixChat:
         # Whether the bot made a room to write to a member privately: the adapter, which sees the bot's
         # invites and keeps what it learned, answers. Until it does, no room is taken for one.
         self.is_direct_room: Callable[[str], Awaitable[bool]] = _no_direct_room
+        # The thread a command was written in, from what the adapter kept in the database (so after a
+        # restart too); the latest of them are cached in `_threads`.
+        self.stored_thread: Callable[[str], Awaitable[str | None]] = _no_thread
 
     @property
     def platform(self) -> str:
@@ -237,13 +248,22 @@ class MatrixChat:
     def txn(self, key: str | None, part: int = 0) -> str | None:
         return transaction_id(key, part, self.txn_scope) if key is not None else None
 
-    async def post(self, room_id: str, text: str, reply_to: str | None = None, key: str | None = None) -> str:
+    async def post(
+        self,
+        room_id: str,
+        text: str,
+        reply_to: str | None = None,
+        key: str | None = None,
+        thread: str | None = None,
+    ) -> str:
         """Post the text as one notice, or as several when it is too long for one; the first's id.
+        In reply to a command written in a thread, or with `thread` (its root), in that thread.
 
         With a key, each part has its own transaction id, so a retry re-posts only the parts that
         never reached the server and gets the stored ids of the others.
         """
-        thread = self._threads.get(reply_to) if reply_to else None
+        if thread is None and reply_to is not None:
+            thread = await self.thread_of(reply_to)
         first: str | None = None
         for part, body in enumerate(split_body(defuse_mentions(text))):
             content = notice_content(body, reply_to=reply_to, in_thread=thread)
@@ -255,11 +275,28 @@ class MatrixChat:
     async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return MessageRef(channel, await self.post(channel.id, message.text, key=key))
 
+    @property
+    def threads(self) -> bool:
+        return True
+
+    async def send_in_thread(
+        self, root: MessageRef, name: str, message: Outbound, *, key: str | None = None
+    ) -> MessageRef:
+        """An `m.thread` rooted at the message; Matrix threads have no name, and need no start."""
+        return MessageRef(
+            root.channel, await self.post(root.channel.id, message.text, key=key, thread=root.id)
+        )
+
     def remember_thread(self, event_id: str, root: str) -> None:
-        """Answers to a command written in a thread go into that thread."""
+        """Answers to a command written in a thread go into that thread (cached; the adapter keeps it)."""
         self._threads[event_id] = root
-        while len(self._threads) > THREADS_REMEMBERED:
+        while len(self._threads) > THREADS_CACHED:
             self._threads.popitem(last=False)
+
+    async def thread_of(self, event_id: str) -> str | None:
+        """The root of the thread a command was written in; None when it was not in one."""
+        root = self._threads.get(event_id)
+        return root if root is not None else await self.stored_thread(event_id)
 
     async def reply(self, to: MessageRef, message: Outbound, *, key: str | None = None) -> MessageRef:
         return MessageRef(to.channel, await self.post(to.channel.id, message.text, reply_to=to.id, key=key))
@@ -351,7 +388,7 @@ class MatrixChat:
         """
         url = await self._upload(file)
         answered = reply_to.id if reply_to is not None else None
-        thread = self._threads.get(answered) if answered else None
+        thread = await self.thread_of(answered) if answered else None
         notice = notice_content(summary.text, reply_to=answered, in_thread=thread)
         summary_id = await self.send_event(channel.id, "m.room.message", notice, self.txn(key, 0))
         content = file_content(
@@ -454,6 +491,8 @@ class MatrixAdapter:
     """Logs in, syncs, accepts invites and feeds every room's events to its sink in batches (an
     `Adapter`)."""
 
+    threads_remembered = THREADS_REMEMBERED
+
     def __init__(
         self,
         settings: MatrixSettings,
@@ -471,6 +510,7 @@ class MatrixAdapter:
         self._filter = sync_filter(settings.timeline_limit)
         self._direct: dict[str, bool] = {}  # room id -> made by the bot for a direct conversation
         self.chat.is_direct_room = self._made_for_a_member
+        self.chat.stored_thread = self._stored_thread
 
     @property
     def user_id(self) -> str:
@@ -605,6 +645,7 @@ class MatrixAdapter:
 
     async def _collect(self, response: SyncResponse, since: str | None) -> _Batch:
         batch = _Batch()
+        threads: list[tuple[str, str]] = []  # (command's event id, its thread's root)
         for room_id, info in response.rooms.join.items():
             timeline: list[Json] = [event.source for event in info.timeline.events]
             states: list[Json] = [event.source for event in info.state]
@@ -629,9 +670,7 @@ class MatrixAdapter:
             if info.timeline.limited and info.timeline.prev_batch:
                 timeline = await self._backfill(room_id, info.timeline.prev_batch, since) + timeline
             timeline = since_own_join(timeline, self.user_id)
-            for event in timeline:
-                if (root := thread_root(event)) is not None:
-                    self.chat.remember_thread(str(event.get("event_id")), root)
+            roots = {str(e.get("event_id")): root for e in timeline if (root := thread_root(e)) is not None}
             known = await self._remembered_reactions(redaction_targets(timeline))
             translation = translate_timeline(
                 self._room(room_id, room),
@@ -642,11 +681,41 @@ class MatrixAdapter:
                 direct=direct,
             )
             batch.events.extend(translation.events)
+            threads += [
+                (e.event_id, roots[e.event_id])
+                for e in translation.events
+                if isinstance(e, CommandInvoked) and e.event_id in roots
+            ]
             for event_id, record in translation.reactions.items():
                 batch.state[reaction_state_key(event_id)] = record.to_json()
             for event_id in translation.forgotten:
                 batch.state[reaction_state_key(event_id)] = None
+        await self._keep_threads(threads, batch.state)
         return batch
+
+    async def _keep_threads(self, threads: list[tuple[str, str]], state: dict[str, str | None]) -> None:
+        """Keep, with the batch of the commands, the thread each was written in, so that their answers
+        go there after a restart too. The newest `threads_remembered` are kept, in a ring of slots: a
+        slot taken again forgets the command it held."""
+        if not threads:
+            return
+        async with self.store.read() as tx:
+            stored = tx.state(PLATFORM)
+            slot = int(await stored.get(THREAD_NEXT_KEY) or 0)
+            for event_id, root in threads:
+                held = thread_slot_key(slot % self.threads_remembered)
+                older = state[held] if held in state else await stored.get(held)
+                if older is not None and older != event_id:
+                    state[thread_key(older)] = None
+                state[held] = event_id
+                state[thread_key(event_id)] = root
+                self.chat.remember_thread(event_id, root)
+                slot += 1
+        state[THREAD_NEXT_KEY] = str(slot)
+
+    async def _stored_thread(self, event_id: str) -> str | None:
+        async with self.store.read() as tx:
+            return await tx.state(PLATFORM).get(thread_key(event_id))
 
     async def _is_direct(self, room_id: str, events: list[Json]) -> tuple[bool, bool]:
         """Whether the bot made the room for a direct conversation (its invite said `is_direct`), and

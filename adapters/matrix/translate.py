@@ -68,6 +68,19 @@ def reaction_state_key(event_id: str) -> str:
     return f"reaction.{event_id}"
 
 
+def thread_key(event_id: str) -> str:
+    """The thread root of a command written in a thread, kept so that its answer goes there."""
+    return f"thread.{event_id}"
+
+
+def thread_slot_key(slot: int) -> str:
+    """Which command's thread a slot of the bounded ring of remembered threads holds."""
+    return f"threads.{slot}"
+
+
+THREAD_NEXT_KEY = "threads.next"  # the ring's next slot, counting up
+
+
 def direct_room_key(room_id: str) -> str:
     """Marks a room the bot made for a direct conversation with a member."""
     return f"direct.{room_id}"
@@ -464,7 +477,9 @@ def thread_root(event: Json) -> str | None:
 
 
 def notice_content(text: str, reply_to: str | None = None, in_thread: str | None = None) -> dict[str, Any]:
-    """An m.notice that mentions nobody, optionally in reply to an event (inside its thread)."""
+    """An m.notice that mentions nobody, optionally in reply to an event (inside its thread), or in a
+    thread without replying to anyone (falling back, for clients without threads, to a reply to the
+    root)."""
     content: dict[str, Any] = {
         "msgtype": "m.notice",
         "body": fit_body(defuse_mentions(text)),
@@ -475,6 +490,13 @@ def notice_content(text: str, reply_to: str | None = None, in_thread: str | None
         if in_thread is not None:
             relation |= {"rel_type": "m.thread", "event_id": in_thread, "is_falling_back": False}
         content["m.relates_to"] = relation
+    elif in_thread is not None:
+        content["m.relates_to"] = {
+            "rel_type": "m.thread",
+            "event_id": in_thread,
+            "is_falling_back": True,
+            "m.in_reply_to": {"event_id": in_thread},
+        }
     return content
 
 

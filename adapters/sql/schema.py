@@ -60,6 +60,7 @@ groups = Table(
     Column("radar_limits", Text, nullable=False, server_default=""),  # JSON: the group's own thresholds
     Column("radar_next_at", DateTime(timezone=True), nullable=True, index=True),
     Column("advised_at", DateTime(timezone=True), nullable=True),  # the last phase advice
+    Column("auto_threads", Boolean, nullable=False, server_default=true()),  # a thread for every decision
     UniqueConstraint("platform", "channel_id"),
 )
 
@@ -201,6 +202,7 @@ reviews = Table(
     Column("closed_at", DateTime(timezone=True), nullable=True),
     Column("started_by_key", String(300), nullable=False, server_default=""),
     Column("remind_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("message_id", Text, nullable=True),  # its questions' message in the group's channel
     Index("ix_reviews_due", "closed_at", "closes_at"),
 )
 
@@ -236,6 +238,11 @@ outbox = Table(
     # A secret's confirmation (core.outbox.Post.sealed): deleted whatever its outcome.
     Column("sealed", Text, nullable=True, index=True),
     Column("buttons", Text, nullable=False, server_default="[]"),  # JSON list of labels
+    Column("channel_line", Text, nullable=True),  # with a thread: the channel's line when it goes there
+    Column("thread_only", Boolean, nullable=False, server_default=false()),
+    # The review whose message the post becomes. No foreign key (see migration 0014): a review is
+    # deleted only with its group, and the group's outbox rows with it.
+    Column("review_id", Id, nullable=True),
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

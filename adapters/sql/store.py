@@ -143,6 +143,7 @@ def _group(row: Any) -> Group:
         radar_limits=_limits(row.radar_limits),
         radar_next_at=_maybe_utc(row.radar_next_at),
         advised_at=_maybe_utc(row.advised_at),
+        auto_threads=bool(row.auto_threads),
     )
 
 
@@ -211,6 +212,7 @@ def _review(row: Any) -> Review:
         _maybe_utc(row.closed_at),
         row.started_by_key,
         _maybe_utc(row.remind_at),
+        row.message_id,
     )
 
 
@@ -397,6 +399,9 @@ _OUTBOX_COLUMNS = (
     "thread",
     "sealed",
     "buttons",
+    "channel_line",
+    "thread_only",
+    "review_id",
     "state",
     "created_at",
     "not_before",
@@ -428,6 +433,9 @@ def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
         str(p.thread) if p.thread is not None else None,
         p.sealed,
         json.dumps(list(p.buttons), ensure_ascii=False) if p.buttons else "[]",
+        p.channel_line,
+        p.thread_only,
+        p.review_id,
         PostState.PENDING.value,
         at,
         p.not_before or at,
@@ -468,6 +476,9 @@ def _outbox_row(row: Any) -> OutboxRow:
         thread=Thread.parse(row.thread) if row.thread is not None else None,
         sealed=row.sealed,
         buttons=tuple(json.loads(row.buttons)) if row.buttons != "[]" else (),
+        channel_line=row.channel_line,
+        thread_only=bool(row.thread_only),
+        review_id=row.review_id,
     )
     return OutboxRow(
         id=row.id,
@@ -626,6 +637,9 @@ class SqlGroups(_SqlPart):
 
     async def set_auto(self, group_id: int, auto_review: bool, auto_checkin: bool) -> None:
         await self._set(group_id, auto_review=auto_review, auto_checkin=auto_checkin)
+
+    async def set_threads(self, group_id: int, on: bool) -> None:
+        await self._set(group_id, auto_threads=on)
 
     async def touch_activity(self, group_id: int, at: datetime) -> None:
         await self._set(group_id, last_activity_at=at)
@@ -1369,6 +1383,16 @@ class SqlReviews(_SqlPart):
         ).first()
         return _review(row) if row else None
 
+    async def get(self, group_id: int, review_id: int) -> Review | None:
+        stmt = select(reviews).where(reviews.c.group_id == group_id, reviews.c.id == review_id)
+        row = (await self.conn.execute(stmt)).first()
+        return _review(row) if row else None
+
+    async def set_message(self, review_id: int, message_id: str) -> None:
+        await self.conn.execute(
+            update(reviews).where(reviews.c.id == review_id).values(message_id=message_id)
+        )
+
     async def close(self, review_id: int, at: datetime) -> bool:
         result = await self.conn.execute(
             update(reviews)
@@ -1803,13 +1827,17 @@ class SqlMembers(_SqlPart):
             delete(outbox).where(outbox.c.platform == user.platform, outbox.c.user_id == user.id)
         )
         records += addressed.rowcount
-        naming = [c.contains(w, autoescape=True) for w in words for c in (outbox.c.text, outbox.c.reason)]
+        texts = (outbox.c.text, outbox.c.reason, outbox.c.channel_line)
+        naming = [c.contains(w, autoescape=True) for w in words for c in texts]
         queued = select(outbox).where(outbox.c.platform == user.platform, or_(*naming))
         for row in (await self.conn.execute(queued)).all():
             text, reason = scrub(row.text, words), scrub(row.reason, words)
-            if (text, reason) != (row.text, row.reason):
+            line = scrub(row.channel_line, words) if row.channel_line is not None else None
+            if (text, reason, line) != (row.text, row.reason, row.channel_line):
                 await self.conn.execute(
-                    update(outbox).where(outbox.c.id == row.id).values(text=text, reason=reason)
+                    update(outbox)
+                    .where(outbox.c.id == row.id)
+                    .values(text=text, reason=reason, channel_line=line)
                 )
                 records += 1
         naming = [failed_events.c.reason.contains(w, autoescape=True) for w in words]

@@ -48,7 +48,10 @@ async def test_a_goal_is_proposed_voted_on_by_reactions_and_accepted(discord_bot
 
     scene.clock.advance(timedelta(hours=48))
     await scene.engine.engine.tick()
-    outcome = fake.sent_messages(scene.channel)[-1]
+    assert fake.sent_messages(scene.channel)[-1]["content"].startswith(
+        "Goal 1 accepted: Learn Rust together."
+    )
+    outcome = fake.sent_messages(fake.thread_from(poll))[-1]  # the decision, in the poll's thread
     assert outcome["content"].split("\n")[0] == (
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now."
     )
@@ -69,8 +72,12 @@ async def test_a_block_by_reaction_blocks_the_goal(discord_bot: DiscordScene) ->
     await votes_applied(scene, 3)
     scene.clock.advance(timedelta(hours=48))
     await scene.engine.engine.tick()
-    outcome = scene.fake.sent_messages(scene.channel)[-1]["content"]
+    outcome = scene.fake.sent_messages(scene.fake.thread_from(poll))[-1]["content"]
     assert outcome.startswith("Goal 1 is blocked")
+    assert (
+        scene.fake.sent_messages(scene.channel)[-1]["content"]
+        == "Goal 1 blocked: Write a compiler in a week."
+    )
 
 
 async def test_a_poll_is_created_from_slash_command_options(discord_bot: DiscordScene) -> None:

@@ -82,7 +82,7 @@ async def test_votes_changed_while_the_bot_was_stopped_are_reconciled_on_start(
     assert scene.engine is not None
     scene.clock.advance(timedelta(hours=48))
     await scene.engine.engine.tick()
-    outcome = fake.sent_messages(scene.channel)[-1]["content"]
+    outcome = fake.sent_messages(fake.thread_from(poll))[-1]["content"]
     assert outcome.startswith("Goal 1 is blocked: Learn Rust together (✅ 2, 🤔 0, ⛔ 1).")
 
 

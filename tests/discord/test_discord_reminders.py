@@ -72,7 +72,7 @@ async def test_the_last_vote_of_the_roster_decides_the_goal_at_once(discord_bot:
         member.reacts(poll, emoji)
     await votes_applied(scene, 3)
     await scene.engine.engine.settle()
-    assert scene.fake.sent_messages(scene.channel)[-1]["content"].split("\n")[:2] == [
+    assert scene.fake.sent_messages(scene.fake.thread_from(poll))[-1]["content"].split("\n")[:2] == [
         "Goal 1 accepted by consent: Learn Rust together (✅ 2, 🤔 1, ⛔ 0). It is on the roadmap now.",
         "Decided early: all 3 members on the roster have voted.",
     ]

@@ -47,6 +47,9 @@ JSON = {"Content-Type": "application/json"}
 BUCKET_SLACK = 0.005
 SESSION_EVENTS = {"READY", "RESUMED", "GUILD_CREATE"}  # never delivered twice, even with resume_overlap
 MAX_NONCE = 25
+PUBLIC_THREAD = 11
+THREAD_ARCHIVE_DURATIONS = (60, 1440, 4320, 10080)  # minutes
+HAS_THREAD = 1 << 5  # message flag
 NONCE_WINDOW = 300.0  # "a few minutes": how long Discord remembers an enforced nonce
 
 
@@ -108,11 +111,32 @@ class Channel:
     id: str
     name: str
     guild_id: str | None = None
-    kind: int = 0  # 0 text, 1 DM
+    kind: int = 0  # 0 text, 1 DM, 11 public thread
+    parent_id: str | None = None  # a thread's channel
+    owner_id: str | None = None  # who started a thread
+    auto_archive_duration: int = 1440  # a thread's, in minutes
 
     def payload(self) -> dict[str, Any]:
         data: dict[str, Any] = {"id": self.id, "type": self.kind, "name": self.name}
-        if self.guild_id:
+        if self.kind == PUBLIC_THREAD:
+            data.update(
+                guild_id=self.guild_id,
+                parent_id=self.parent_id,
+                owner_id=self.owner_id,
+                rate_limit_per_user=0,
+                message_count=0,
+                member_count=1,
+                total_message_sent=0,
+                flags=0,
+                thread_metadata={
+                    "archived": False,
+                    "auto_archive_duration": self.auto_archive_duration,
+                    "archive_timestamp": "2026-03-02T09:00:00+00:00",
+                    "locked": False,
+                    "create_timestamp": "2026-03-02T09:00:00+00:00",
+                },
+            )
+        elif self.guild_id:
             data.update(guild_id=self.guild_id, position=0, permission_overwrites=[], nsfw=False)
         return data
 
@@ -799,6 +823,13 @@ class FakeDiscord:
                 True,
                 self._get_reactions,
             ),
+            (
+                "POST",
+                f"/channels/{snow.format('channel')}/messages/{snow.format('message')}/threads",
+                "start_thread_from_message",
+                True,
+                self._start_thread,
+            ),
             ("POST", "/users/@me/channels", "create_dm", True, self._create_dm),
             (
                 "GET",
@@ -1130,6 +1161,64 @@ class FakeDiscord:
         if channel.guild_id:
             self.dispatch("MESSAGE_CREATE", message, guild_id=channel.guild_id, intent=GUILD_MESSAGES)
         return self._json(message)
+
+    async def _start_thread(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
+        """Start a public thread from a message: its id is the message's; a second start is refused
+        with code 160004. The creator gets THREAD_CREATE (`newly_created`), as Discord sends it."""
+        channel = self.channels.get(params["channel"])
+        if channel is None or channel.kind == PUBLIC_THREAD or not channel.guild_id:
+            return self._json({"message": "Unknown Channel", "code": 10003}, 404)
+        message = self.messages.get(params["message"])
+        if message is None or message["channel_id"] != channel.id:
+            return self._json({"message": "Unknown Message", "code": 10008}, 404)
+        if message["id"] in self.channels:
+            return self._json(
+                {"message": "A thread has already been created for this message", "code": 160004}, 400
+            )
+        name = body.get("name") if isinstance(body, dict) else None
+        duration = body.get("auto_archive_duration") if isinstance(body, dict) else None
+        errors: dict[str, Any] = {}
+        if not isinstance(name, str) or not 1 <= len(name) <= 100:
+            errors["name"] = {"_errors": [{"code": "BASE_TYPE_BAD_LENGTH", "message": "Must be 1 to 100."}]}
+        if duration is not None and duration not in THREAD_ARCHIVE_DURATIONS:
+            errors["auto_archive_duration"] = {"_errors": [{"code": "BASE_TYPE_CHOICES", "message": "Bad."}]}
+        if errors:
+            return self._json({"message": "Invalid Form Body", "code": 50035, "errors": errors}, 400)
+        assert isinstance(name, str)
+        thread = Channel(
+            message["id"],
+            name,
+            channel.guild_id,
+            PUBLIC_THREAD,
+            parent_id=channel.id,
+            owner_id=self.bot.id,
+            auto_archive_duration=duration or 1440,
+        )
+        self.channels[thread.id] = thread
+        message["flags"] |= HAS_THREAD
+        message["thread"] = thread.payload()
+        created = {
+            **thread.payload(),
+            "newly_created": True,
+            "member": {
+                "id": thread.id,
+                "user_id": self.bot.id,
+                "join_timestamp": "2026-03-02T09:00:00+00:00",
+                "flags": 0,
+            },
+        }
+        self.dispatch("THREAD_CREATE", created, guild_id=channel.guild_id, intent=GUILDS)
+        return self._json(thread.payload(), 201)
+
+    def thread_from(self, message: dict[str, Any]) -> Channel:
+        """The thread started from a message (its id is the message's)."""
+        thread = self.channels.get(message["id"])
+        assert thread is not None and thread.kind == PUBLIC_THREAD, f"no thread from message {message['id']}"
+        return thread
+
+    def threads_of(self, channel: Channel) -> list[Channel]:
+        """The threads started in a channel, oldest first."""
+        return [c for c in self.channels.values() if c.kind == PUBLIC_THREAD and c.parent_id == channel.id]
 
     async def _edit_message(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         message = self.messages.get(params["message"])
