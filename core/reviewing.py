@@ -149,7 +149,9 @@ class ReviewService:
             return Reply(f"No review is open. Start one with {ctx.prefix}review start.", is_error=True)
         await self.close(ctx.uow, review)
         await ctx.tx.groups.record_signal(ctx.group.id, CLOSING, ctx.now, ctx.event.user.key)
-        return Reply(f"Action review {review.id} is closed; its summary is above.")
+        threaded = ctx.chat.threads and ctx.group.auto_threads and review.message_id is not None
+        where = "in the review's thread" if threaded else "above"
+        return Reply(f"Action review {review.id} is closed; its summary is {where}.")
 
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
         tz = ctx.group.timezone

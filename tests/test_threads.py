@@ -84,7 +84,11 @@ async def test_a_review_keeps_its_message_and_its_summary_and_answers_go_to_its_
     assert reply is not None and reply.text.startswith("Thanks, bob: answer r1")
     assert in_thread(sql, questions.ref) == ["bob, question 2: pairing helps [r1]"]
     await sql.member("bob").says("/reflect a free thought")  # no question of a review: not shared
-    await sql.member("alice").says("/review summary")
+    closed = await sql.member("alice").says("/review summary")
+    assert (
+        closed is not None
+        and closed.text == "Action review 1 is closed; its summary is in the review's thread."
+    )
     summary = in_thread(sql, questions.ref)[-1]
     assert summary.startswith("Action review 1 summary.") and "bob: pairing helps [r1]" in summary
     assert sql.chat.started == {questions.ref: "Action review 1"}
@@ -103,7 +107,8 @@ async def test_without_threads_answers_are_not_repeated_and_the_summary_is_in_th
     before = len(harness.chat.sent)
     await harness.member("bob").says("/reflect q2 pairing helps")
     assert len(harness.chat.sent) == before  # the command's answer is the interaction's
-    await harness.member("alice").says("/review summary")
+    closed = await harness.member("alice").says("/review summary")
+    assert closed is not None and closed.text == "Action review 1 is closed; its summary is above."
     assert harness.chat.sent[-1].text.startswith("Action review 1 summary.")
     assert not any("its summary is in the review's thread" in s.text for s in harness.chat.sent)
 

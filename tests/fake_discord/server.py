@@ -1492,13 +1492,29 @@ class FakeDiscord:
         for child in reversed(chain):
             leaf_options = [{"name": child["name"], "type": child["type"], "options": leaf_options}]
         interaction = Interaction(self.ids(), f"tok-{uuid.uuid4().hex}", user, channel, time.monotonic())
+        data = {
+            "id": command["id"],
+            "name": command["name"],
+            "type": 1,
+            "guild_id": command.get("guild_id"),
+            "options": leaf_options,
+        }
+        payload = self._interaction_payload(interaction, guild, data)
+        self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
+        return interaction
+
+    def _interaction_payload(
+        self, interaction: Interaction, guild: Guild, data: dict[str, Any]
+    ) -> dict[str, Any]:
+        """An INTERACTION_CREATE payload as Discord sends it from a guild channel, kept by the fake."""
         self.interactions[interaction.id] = interaction
-        member = self.member_payload(guild, user)
-        member["permissions"] = str(guild.permissions(user.id))
-        payload = {
+        member = self.member_payload(guild, interaction.user)
+        member["permissions"] = str(guild.permissions(interaction.user.id))
+        channel = interaction.channel
+        return {
             "id": interaction.id,
             "application_id": self.application_id,
-            "type": 2,
+            "type": interaction.kind,
             "token": interaction.token,
             "version": 1,
             "guild_id": guild.id,
@@ -1513,16 +1529,8 @@ class FakeDiscord:
             "authorizing_integration_owners": {"0": guild.id},
             "context": 0,
             "attachment_size_limit": self.attachment_size_limit,
-            "data": {
-                "id": command["id"],
-                "name": command["name"],
-                "type": 1,
-                "guild_id": command.get("guild_id"),
-                "options": leaf_options,
-            },
+            "data": data,
         }
-        self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
-        return interaction
 
     def press_button(self, user: User, message: dict[str, Any], custom_id: str) -> Interaction:
         """A member presses a button under a message: a MESSAGE_COMPONENT interaction (type 3), with a
@@ -1540,30 +1548,8 @@ class FakeDiscord:
         interaction = Interaction(
             self.ids(), f"tok-{uuid.uuid4().hex}", user, channel, time.monotonic(), kind=3
         )
-        self.interactions[interaction.id] = interaction
-        member = self.member_payload(guild, user)
-        member["permissions"] = str(guild.permissions(user.id))
-        payload = {
-            "id": interaction.id,
-            "application_id": self.application_id,
-            "type": 3,
-            "token": interaction.token,
-            "version": 1,
-            "guild_id": guild.id,
-            "guild": {"id": guild.id, "locale": "en-US", "features": []},
-            "channel_id": channel.id,
-            "channel": channel.payload(),
-            "member": member,
-            "message": stored,
-            "locale": "en-US",
-            "guild_locale": "en-US",
-            "app_permissions": str(ALL_PERMISSIONS),
-            "entitlements": [],
-            "authorizing_integration_owners": {"0": guild.id},
-            "context": 0,
-            "attachment_size_limit": self.attachment_size_limit,
-            "data": {"custom_id": custom_id, "component_type": 2},
-        }
+        payload = self._interaction_payload(interaction, guild, {"custom_id": custom_id, "component_type": 2})
+        payload["message"] = stored
         interaction.payload = payload
         self.dispatch("INTERACTION_CREATE", payload, guild_id=guild.id, intent=None)
         return interaction
