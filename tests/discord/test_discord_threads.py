@@ -58,7 +58,8 @@ async def test_a_goal_is_decided_in_a_thread_started_from_its_poll(discord_bot: 
     outcome = fake.sent_messages(scene.channel)[-1]["content"].split("\n")
     assert outcome[0] == "Goal 1 accepted: Learn Rust together."
     assert outcome[1].startswith("Suggestion: the group has a goal it agreed on.")
-    assert [b.get("enforce_nonce") for b in fake.bodies("create_message")] == [True] * 3
+    # The poll, bob's question about his 🤔 (a direct message), the decision and the outcome.
+    assert [b.get("enforce_nonce") for b in fake.bodies("create_message")] == [True] * 4
 
     # A command given in the thread is the group's: it is answered there, about #general's goals.
     answer = await scene.carol.runs("/goal list", channel=thread)
