@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from core import faults
 from core.clock import Clock
+from core.metrics import NO_METRICS, Metrics
 from core.polls import vote_button
 from core.ports import Button, DeliveryFailed, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -152,6 +153,7 @@ class Dispatcher:
     lease: timedelta = LEASE
     wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     total: DispatchReport = field(default_factory=DispatchReport)
+    metrics: Metrics = NO_METRICS
     _task: asyncio.Task[None] | None = None
     _again: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -213,6 +215,9 @@ class Dispatcher:
         self.total.sent += report.sent
         self.total.failed += report.failed
         self.total.dropped += report.dropped
+        for outcome in ("sent", "failed", "dropped"):
+            self.metrics.outbox(outcome, getattr(report, outcome))
+        self.metrics.outbox("retried", report.deferred)
         return report
 
     async def _deliver(self, row: OutboxRow, report: DispatchReport, done: list[int]) -> bool:

@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -262,6 +263,9 @@ class MemoryOutbox:
 
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
         return [r.row for _, r in sorted(self.d.outbox.items()) if not states or r.row.state in states]
+
+    async def counts(self) -> dict[PostState, int]:
+        return dict(Counter(r.row.state for r in self.d.outbox.values()))
 
 
 @dataclass
