@@ -44,6 +44,11 @@ from core.schedules import DueSchedule, Schedule, ScheduleKind
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
 
+# The example config serves the web on 127.0.0.1:8080; tests that run it take any free port instead, so
+# that they never meet each other (or a developer's bot) there.
+ANY_WEB_PORT = {"PEERBOT_WEB_PORT": "0"}
+
+
 def peerbot(
     *args: str, cwd: Path, env: dict[str, str] | None = None, stdin: str | None = None, timeout: float = 120
 ) -> subprocess.CompletedProcess[str]:
