@@ -410,7 +410,11 @@ async def run(
                 await server.start()
             except WebUnavailable as error:
                 raise StartFailed(str(error)) from None
-            say(f"web server at {server.url} (/health, /ready, /metrics)")
+            notice = f"web server at {server.url} (/health, /ready, /metrics)"
+            if config.logging.format == "json":  # stderr is one JSON object per line: a log record, then
+                log.info(notice)
+            else:
+                say(notice)
         # What start-up made (modules, the clients, SQLAlchemy's caches) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stop a command now and then for
         # 30-50 ms (the tail of `pending`'s latency in docs/benchmarks.md).

@@ -240,7 +240,9 @@ class Engine:
                 return await self._dead_letter(event, gave_up.failure)
             if reply is None:
                 self.metrics.events_deduplicated(1)
-            self.metrics.command(name, DUPLICATE if reply is None else ERROR if reply.is_error else OK)
+            outcome = DUPLICATE if reply is None else ERROR if reply.is_error else OK
+            self.metrics.command(name, outcome)
+            log.debug("command %s: %s", name, outcome)
             return reply
 
     def _invocation(self, event: CommandInvoked) -> Invocation | None:

@@ -38,7 +38,8 @@ class Metrics(Protocol):
         ...
 
     def nudges(self, outcome: str, count: int) -> None:
-        """Scheduled nudges `delivered`, occurrences `skipped` past the grace window, or `coalesced`."""
+        """Scheduled nudges `delivered`; `skipped`: schedules that skipped occurrences past the grace
+        window (once for each schedule and gap); `coalesced`: missed occurrences folded into a delivery."""
         ...
 
     def outbox(self, outcome: str, count: int) -> None:

@@ -146,8 +146,9 @@ class NudgeService:
                     [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
                 )
                 won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
-                # Skips and coalescing made by this process (the claim it won); "several": counted as 1.
-                skipped = sum(max(p.skipped, 1) for s, p in plans if p.skipped and s.id in moved)
+                # Skips and coalescing made by this process (the claims it won). A long gap's skips are
+                # not counted (`Plan.skipped`): a schedule that skipped counts once.
+                skipped = sum(1 for s, p in plans if p.skipped and s.id in moved)
                 coalesced = sum(p.coalesced for s, p in plans if s.id in moved)
                 await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:

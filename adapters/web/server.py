@@ -8,12 +8,9 @@ A route set is a function that adds its routes to the application (`operations_r
 from __future__ import annotations
 
 import errno
-import logging
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
-
-log = logging.getLogger(__name__)
 
 RouteSet = Callable[[web.Application], None]
 
@@ -64,7 +61,6 @@ class WebServer:
         self._runner = runner
         if self.port == 0:
             self.port = runner.addresses[0][1]
-        log.info("web server listening on %s:%d", self.host, self.port)
 
     async def close(self) -> None:
         if self._runner is not None:
