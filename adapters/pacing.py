@@ -25,6 +25,7 @@ class Pacer:
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be positive and burst at least 1")
@@ -32,6 +33,7 @@ class Pacer:
         self.burst = burst
         self._clock = clock
         self._sleep = sleep
+        self._on_wait = on_wait  # told how long each wait is (the operators' rate-limit metric)
         self._tokens = float(burst)
         self._last = clock()
 
@@ -46,4 +48,6 @@ class Pacer:
     async def wait(self) -> None:
         delay = self.reserve()
         if delay > 0:
+            if self._on_wait is not None:
+                self._on_wait(delay)
             await self._sleep(delay)

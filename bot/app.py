@@ -27,13 +27,17 @@ from adapters.sql import migrate
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
-from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig
+from adapters.web.operations import Operations, PrometheusMetrics, Readiness, operations_routes
+from adapters.web.server import RouteSet, WebServer, WebUnavailable
+from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig, WebConfig
 from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
 from core import faults
 from core.clock import Clock, SystemClock, utc
 from core.engine import Engine
+from core.metrics import NO_METRICS, Metrics, TimedStore
 from core.nudging import NudgeSettings
+from core.outbox import PostState
 from core.ports import Adapter, AdapterFailed, ChatPort, EventSink, Store
 from core.roadmap import GoalRules
 
@@ -51,6 +55,12 @@ def say_error(text: str) -> None:
     (aiosqlite's, at DEBUG) can come before or after it, never inside it."""
     sys.stderr.write(f"peerbot: {text}\n")
     sys.stderr.flush()
+
+
+def say(text: str) -> None:
+    """A notice for the operator (where the web server is), as `say_error` writes it: stdout is the
+    console's transcript."""
+    say_error(text)
 
 
 def install_crash_point() -> None:
@@ -101,7 +111,12 @@ def instance_name() -> str:
 
 
 def build_engine(
-    config: Config, store: Store, clock: Clock, chats: Sequence[ChatPort] = (), instance: str | None = None
+    config: Config,
+    store: Store,
+    clock: Clock,
+    chats: Sequence[ChatPort] = (),
+    instance: str | None = None,
+    metrics: Metrics = NO_METRICS,
 ) -> Engine:
     """The engine with every setting from the config and the real cron maths. Without an instance
     name it makes up one (see `Engine`)."""
@@ -117,6 +132,7 @@ def build_engine(
         outbox_max_age=config.outbox.max_age,
         instance=instance,
         retention=config.events.retention,
+        metrics=metrics,
     )
 
 
@@ -134,12 +150,17 @@ class Bot:
     """What `bootstrap` builds: the engine, the adapters that feed it, and the ticker that drives time."""
 
     def __init__(
-        self, engine: Engine, sink: EventSink, adapters: Sequence[Adapter], tick_every: float | None
+        self,
+        engine: Engine,
+        sink: EventSink,
+        adapters: Sequence[Adapter],
+        tick_every: float | None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.engine = engine
         self.sink = sink  # what the adapters were given: the engine, or a test's recorder around it
         self.adapters = tuple(adapters)
-        self.ticker = Ticker(engine, tick_every) if tick_every is not None else None
+        self.ticker = Ticker(engine, tick_every, metrics) if tick_every is not None else None
 
     def adapter(self, kind: type[A]) -> A:
         """The adapter of a kind, for tools and tests that use its own methods."""
@@ -148,12 +169,16 @@ class Bot:
                 return adapter
         raise LookupError(f"this bot runs no {kind.__name__}")
 
-    async def run(self) -> None:
+    async def run(self, keep_serving: bool = False) -> None:
         """Start, serve until the first adapter stops, and stop: on every way out, a failed start
-        included, every adapter is closed and the engine drained."""
+        included, every adapter is closed and the engine drained. `keep_serving`: after the adapters
+        stop on their own (the console's input ended), go on ticking (and the web server serving)
+        until cancelled (SIGTERM, Ctrl-C)."""
         try:
             await self.start()
             await self.serve()
+            if keep_serving:
+                await asyncio.Event().wait()
         finally:
             await self.stop()
 
@@ -164,6 +189,7 @@ class Bot:
             await adapter.start()
         await self.engine.tick()
         if self.ticker is not None:
+            self.ticker.last_ok = self.ticker.wall()  # the tick just made
             self.ticker.start()
 
     async def serve(self) -> None:
@@ -207,19 +233,24 @@ def bootstrap(
     instance: str | None = None,
     sink: Callable[[Engine], EventSink] | None = None,
     tick_every: float | None = TICK_SECONDS,
+    metrics: Metrics | None = None,
 ) -> Bot:
     """The bot: the engine from the config, and an adapter for each platform given settings.
 
     `peerbot run`, `peerbot console` and the tests build it here. Tests pass `sink` to wrap the engine
-    in a recorder before the adapters are given it, and `tick_every=None` to tick by hand.
+    in a recorder before the adapters are given it, and `tick_every=None` to tick by hand. With
+    `metrics`, everything reports to it, and every transaction is timed.
     """
-    engine = build_engine(config, store, clock, instance=instance)
+    if metrics is not None:
+        store = TimedStore(store, metrics)
+    counted = metrics if metrics is not None else NO_METRICS
+    engine = build_engine(config, store, clock, instance=instance, metrics=counted)
     fed = sink(engine) if sink is not None else engine
     adapters: list[Adapter] = []
     if discord is not None:
-        adapters.append(DiscordAdapter(discord, store, fed))
+        adapters.append(DiscordAdapter(discord, store, fed, counted))
     if matrix is not None:
-        adapters.append(MatrixAdapter(matrix, store, fed))
+        adapters.append(MatrixAdapter(matrix, store, fed, metrics=counted))
     if console is not None:
 
         def move_to(when: datetime) -> None:
@@ -231,7 +262,24 @@ def bootstrap(
         adapters.append(ConsoleAdapter(console, store, fed, advance, engine.settle))
     for adapter in adapters:
         engine.attach(adapter.chat)
-    return Bot(engine, fed, adapters, tick_every)
+    return Bot(engine, fed, adapters, tick_every, counted)
+
+
+def web_server(
+    config: WebConfig, bot: Bot, store: Store, metrics: PrometheusMetrics, more: Sequence[RouteSet] = ()
+) -> WebServer:
+    """The web server with the operator's view (/health, /ready, /metrics) and `more` route sets."""
+    ticker = bot.ticker
+    readiness = Readiness(store, bot.adapters, lambda: ticker.last_ok if ticker is not None else None)
+
+    async def outbox_counts() -> dict[PostState, int]:
+        async with store.read() as tx:
+            return await tx.outbox.counts()
+
+    token = config.metrics_token.get_secret_value() if config.metrics_token is not None else None
+    operations = Operations(readiness, metrics, token, outbox_counts)
+    routes = [operations_routes(operations), *more]
+    return WebServer(config.host, config.port, routes, public_url=config.public_url)
 
 
 class StartFailed(Exception):
@@ -343,15 +391,30 @@ async def run(
     as_console = console or not config.platforms()
     # One console per database: two would share message ids and print each other's answers.
     store = await open_store(config, hold="console" if as_console else None)
+    server: WebServer | None = None
     try:
         clock, instance = make_clock(), instance_name()
+        metrics = PrometheusMetrics() if config.web is not None else None
         if as_console:
             terminal = console_settings(config, stdin, stdout)
-            bot = bootstrap(config, store, clock, console=terminal, instance=instance)
+            bot = bootstrap(config, store, clock, console=terminal, instance=instance, metrics=metrics)
         else:
             discord = discord_settings(config.discord) if config.discord else None
             matrix = matrix_settings(config.matrix) if config.matrix else None
-            bot = bootstrap(config, store, clock, discord=discord, matrix=matrix, instance=instance)
+            bot = bootstrap(
+                config, store, clock, discord=discord, matrix=matrix, instance=instance, metrics=metrics
+            )
+        if config.web is not None and metrics is not None:
+            server = web_server(config.web, bot, bot.engine.store, metrics)
+            try:
+                await server.start()
+            except WebUnavailable as error:
+                raise StartFailed(str(error)) from None
+            notice = f"web server at {server.url} (/health, /ready, /metrics)"
+            if config.logging.format == "json":  # stderr is one JSON object per line: a log record, then
+                log.info(notice)
+            else:
+                say(notice)
         # What start-up made (modules, the clients, SQLAlchemy's caches) lives as long as the process:
         # keep it out of the collector's full passes, which otherwise stop a command now and then for
         # 30-50 ms (the tail of `pending`'s latency in docs/benchmarks.md).
@@ -359,7 +422,8 @@ async def run(
         gc.freeze()
         try:
             with stopped_by_sigterm() as terminated:
-                await bot.run()
+                # `peerbot run` with the web server on serves on after the console's input ends.
+                await bot.run(keep_serving=server is not None and not console)
         except AdapterFailed as error:
             say_error(str(error))
             return 1
@@ -368,6 +432,8 @@ async def run(
                 raise
             log.info("stopped by SIGTERM")
     finally:
+        if server is not None:
+            await server.close()
         await store.close()
     return 0
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from adapters.sql import migrate
-from bot import app
+from bot import app, logs
 from bot.config import Config, ConfigError, load_config
 from core.export import load_record, render
 from core.refs import ChannelRef
@@ -50,30 +49,6 @@ def _parser() -> argparse.ArgumentParser:
             help="YAML config file (default: ./config.yaml if present, else built-in defaults)",
         )
     return parser
-
-
-# The least each library logs at, whatever the configured level (see `_setup_logging`).
-LOG_FLOORS = {"discord": logging.INFO, "sqlalchemy": logging.WARNING, "aiosqlite": logging.INFO}
-
-
-def _setup_logging(config: Config) -> None:
-    logging.basicConfig(
-        level=config.logging.level,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    # Alembic narrates every migration step at INFO; one line from us is enough.
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    # APScheduler logs every job run at INFO; the tick runs every second.
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    # matrix-nio logs every event it sees at INFO.
-    logging.getLogger("nio").setLevel(logging.WARNING)
-    # At DEBUG these log what would tie a member to a secret (docs/decisions.md, "No voter in the log"):
-    # discord.py every gateway payload (a vote button's press names its member) and request body;
-    # SQLAlchemy (at INFO) and aiosqlite every statement with its parameters. Never below these.
-    level = logging.getLevelNamesMapping()[config.logging.level]
-    for name, floor in LOG_FLOORS.items():
-        logging.getLogger(name).setLevel(max(level, floor))
 
 
 async def _migrate(config: Config) -> int:
@@ -150,7 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as error:
         app.say_error(f"config error: {error}")
         return EXIT_CONFIG
-    _setup_logging(config)
+    logs.setup(config)
     try:
         if args.command == "check-config":
             return _check(config)

@@ -207,6 +207,26 @@ class DiscordConfig(Section):
 
 class LoggingConfig(Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # text: one readable line per record; json: one JSON object per line, for log collectors.
+    format: Literal["text", "json"] = "text"
+
+
+class WebConfig(Section):
+    """The web server: off unless the section (or PEERBOT_WEB_PORT / PEERBOT_WEB_HOST) is given."""
+
+    host: str = Field(default="127.0.0.1", min_length=1, max_length=253, pattern=r"^[^\s/]+$")
+    port: int = Field(default=8080, ge=0, le=65535)  # 0: any free port (tests)
+    # Where people reach the server, when a proxy or another name stands in front of it.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # When set, /metrics answers only requests with `Authorization: Bearer <token>`.
+    metrics_token: SecretStr | None = None
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _token_not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("expected a token, not an empty value (leave the key out for no token)")
+        return value
 
 
 class Config(Section):
@@ -220,6 +240,7 @@ class Config(Section):
     discord: DiscordConfig | None = None
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     matrix: MatrixConfig | None = None
+    web: WebConfig | None = None
 
     def export_dir(self) -> Path:
         """Where the console writes /export files: `console.export_dir`; else `exports` beside the
@@ -267,6 +288,7 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
     if token := env.get("PEERBOT_DISCORD_TOKEN"):
         raw = {**raw, "discord": {**(raw.get("discord") or {}), "token": token}}
     raw = _matrix_secrets_from(env, raw)
+    raw = _web_from(env, raw)
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
@@ -287,6 +309,25 @@ def _matrix_secrets_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, 
         if (value := env.get(name))
     }
     return {**raw, "matrix": {**section, **secrets}} if secrets else raw
+
+
+WEB_ENV = {
+    "host": "PEERBOT_WEB_HOST",
+    "port": "PEERBOT_WEB_PORT",
+    "metrics_token": "PEERBOT_WEB_METRICS_TOKEN",
+}
+
+
+def _web_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, Any]:
+    """PEERBOT_WEB_HOST / PEERBOT_WEB_PORT override `web:` and alone turn the server on (a container
+    sets them); PEERBOT_WEB_METRICS_TOKEN fills in the token."""
+    given = {key: value for key, name in WEB_ENV.items() if (value := env.get(name))}
+    if not given:
+        return raw
+    section = raw.get("web")
+    if section is None and not given.keys() & {"host", "port"}:
+        return raw  # a token alone turns nothing on
+    return {**raw, "web": {**(section if isinstance(section, dict) else {}), **given}}
 
 
 def load_config(path: Path | None, env: dict[str, str] | None = None) -> Config:

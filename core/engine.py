@@ -34,7 +34,9 @@ from core.forgetting import forget_me
 from core.help import Help, usage_reply, visible_on
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
+from core.log_context import about
 from core.member_service import MemberService
+from core.metrics import DUPLICATE, ERROR, FAILED, NO_METRICS, OK, Metrics
 from core.newcomer_service import NewcomerService
 from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
@@ -115,8 +117,10 @@ class Engine:
         outbox_max_age: timedelta = DEFAULT_MAX_AGE,
         retention: timedelta = DEFAULT_RETENTION,
         instance: str | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.store = store
+        self.metrics = metrics
         self.clock = clock
         self.specs = tuple(specs)
         self.retention = retention
@@ -124,17 +128,19 @@ class Engine:
         platforms = self.chats.keys()  # a live view: adapters attach after construction
         # Which bot instance this is, for outbox leases; a restart of the same instance resumes its rows.
         owner = instance or uuid.uuid4().hex
-        self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age)
+        self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age, metrics=metrics)
         bus = Bus()
         self.work = Work(store, clock, bus, self.dispatcher.kick)
         self.members = MemberService()
         self.newcomers = NewcomerService(self.work, self.chats, platforms)
-        self.votes = VoteRecorder(self.work, self.members.reacted)
+        self.votes = VoteRecorder(self.work, self.members.reacted, metrics=metrics)
         self.lifecycle = LifecycleService(self.chats)
         self.polls = PollService(self.work, self.chats)
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
         self.concerns = ConcernService(self.chats)
-        self.nudges = NudgeService(self.work, self.chats, platforms, recurrence, nudges or NudgeSettings())
+        self.nudges = NudgeService(
+            self.work, self.chats, platforms, recurrence, nudges or NudgeSettings(), metrics
+        )
         self.reviews = ReviewService(self.work, self.chats, platforms, review_time)
         self.reminders = ReminderService(self.work, self.chats, platforms)
         self.radar = RadarService(
@@ -215,6 +221,7 @@ class Engine:
         starts one, as a command does; a leave there changes nothing."""
         async with self.work() as uow:
             if not await uow.tx.events.claim(event.channel.platform, event.event_id, uow.now):
+                self.metrics.events_deduplicated(1)
                 return
             if isinstance(event, MemberJoined):
                 group = await ensure_group(uow.tx, event.channel, uow.now)
@@ -223,29 +230,44 @@ class Engine:
                 await self.members.left(uow, left, event.user)
 
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
-        """Run a command; one that keeps failing is recorded as failed, and the member told so."""
-        event = self._sealed(event)
-        try:
-            return await dead_letters.attempts(lambda: self.run_command(event), event)
-        except dead_letters.GaveUp as gave_up:
-            return await self._dead_letter(event, gave_up.failure)
+        """Run a command; one that keeps failing is recorded as failed, and the member told so. Log lines
+        written meanwhile name the group, the command and the event; the command is counted by outcome."""
+        invocation = self._invocation(event)
+        event = self._sealed(event, invocation)
+        name = invocation.spec.name if invocation is not None else "unknown"
+        group = f"{event.channel.platform}:{event.channel.id}"
+        with about(group=group, command=name, event_id=event.event_id):
+            try:
+                reply = await dead_letters.attempts(lambda: self.run_command(event), event)
+            except dead_letters.GaveUp as gave_up:
+                self.metrics.command(name, FAILED)
+                return await self._dead_letter(event, gave_up.failure)
+            if reply is None:
+                self.metrics.events_deduplicated(1)
+            outcome = DUPLICATE if reply is None else ERROR if reply.is_error else OK
+            self.metrics.command(name, outcome)
+            log.debug("command %s: %s", name, outcome)
+            return reply
 
-    def _sealed(self, event: CommandInvoked) -> CommandInvoked:
-        """The event as the bot records and logs it: a secret command's id (an anonymous vote's) is
-        replaced by a hash, so that no record of applied or failed events, and no log line, holds the
-        platform's id of the member's message."""
+    def _invocation(self, event: CommandInvoked) -> Invocation | None:
+        """The command an event invokes, parsed; None for bad input or a platform with no adapter here."""
         chat = self.chats.get(event.channel.platform)
         if chat is None:
-            return event
+            return None
         specs = self.visible_specs(chat.platform)
         try:
             if event.options is None:
-                invocation = parse_text(specs, event.text)
-            else:
-                invocation = parse_options(specs, event.text, event.options)
+                return parse_text(specs, event.text)
+            return parse_options(specs, event.text, event.options)
         except UsageError:
-            return event
-        if not invocation.secret:
+            return None
+
+    @staticmethod
+    def _sealed(event: CommandInvoked, invocation: Invocation | None) -> CommandInvoked:
+        """The event as the bot records and logs it: a secret command's id (an anonymous vote's) is
+        replaced by a hash, so that no record of applied or failed events, and no log line, holds the
+        platform's id of the member's message."""
+        if invocation is None or not invocation.secret:
             return event
         digest = hashlib.sha256(f"{event.channel.platform}:{event.event_id}".encode()).hexdigest()
         return replace(event, event_id=SEALED_EVENT + digest[:40])

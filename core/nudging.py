@@ -13,6 +13,7 @@ from core.context import Context, Handler
 from core.events import Reply
 from core.export import load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
+from core.metrics import NO_METRICS, Metrics
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing
 from core.ports import ChatPort, StoreTx, command_prefix
@@ -63,8 +64,10 @@ class NudgeService:
         platforms: Collection[str],
         recurrence: Recurrence,
         settings: NudgeSettings,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.work = work
+        self.metrics = metrics
         self.chats = chats
         self.platforms = platforms
         self.recurrence = recurrence
@@ -143,6 +146,10 @@ class NudgeService:
                     [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
                 )
                 won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
+                # Skips and coalescing made by this process (the claims it won). A long gap's skips are
+                # not counted (`Plan.skipped`): a schedule that skipped counts once.
+                skipped = sum(1 for s, p in plans if p.skipped and s.id in moved)
+                coalesced = sum(p.coalesced for s, p in plans if s.id in moved)
                 await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
                     text = await self._text(tx, s, now)
@@ -151,6 +158,9 @@ class NudgeService:
                     post = Post(PostKind.SEND, s.channel, text, group_id=s.group_id, not_before=held)
                     uow.post(post, placed=True)
             delivered += len(won)
+            self.metrics.nudges("delivered", len(won))
+            self.metrics.nudges("skipped", skipped)
+            self.metrics.nudges("coalesced", coalesced)
             if len(due) < BATCH:
                 self.delivered += delivered
                 return delivered

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 from core import faults
 from core.clock import Clock
+from core.metrics import NO_METRICS, Metrics
 from core.polls import vote_button
 from core.ports import Button, DeliveryFailed, NoThread, Outbound
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -163,6 +164,7 @@ class Dispatcher:
     lease: timedelta = LEASE
     wall: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     total: DispatchReport = field(default_factory=DispatchReport)
+    metrics: Metrics = NO_METRICS
     _task: asyncio.Task[None] | None = None
     _again: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -224,6 +226,9 @@ class Dispatcher:
         self.total.sent += report.sent
         self.total.failed += report.failed
         self.total.dropped += report.dropped
+        for outcome in ("sent", "failed", "dropped"):
+            self.metrics.outbox(outcome, getattr(report, outcome))
+        self.metrics.outbox("retried", report.deferred)
         return report
 
     async def _deliver(self, row: OutboxRow, report: DispatchReport, done: list[int]) -> bool:

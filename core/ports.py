@@ -218,6 +218,12 @@ class Adapter(Protocol):
         """How the engine posts on this platform."""
         ...
 
+    @property
+    def connected(self) -> bool:
+        """Connected to the platform now (for `/ready`): False before the start and while a lost
+        connection is being made again."""
+        ...
+
     async def start(self) -> None: ...
 
     async def serve(self) -> None: ...
@@ -278,6 +284,11 @@ class OutboxRepo(Protocol):
 
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
         """Every row (or those in the given states), oldest first: for operators and tests."""
+        ...
+
+    async def counts(self) -> dict[PostState, int]:
+        """How many rows are in each state (states without rows left out): the outbox's depth
+        (pending) and what failed or was dropped, for operators."""
         ...
 
 

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from core.activity import ACTIVITY_RESOLUTION, touch
 from core.events import ReactionAdded, ReactionEvent
+from core.metrics import NO_METRICS, Metrics
 from core.polls import Poll, ReactionChange
 from core.ports import StateChanges, StoreTx
 from core.refs import ChannelRef, UserRef
@@ -38,9 +39,25 @@ class _Pending:
     done: asyncio.Future[None]
 
 
+@dataclass(slots=True)
+class Applied:
+    """What a batch of reactions did, for the operators' metrics."""
+
+    votes: int = 0  # vote changes recorded
+    replays: int = 0  # events on polls applied before (a platform's replay), skipped
+
+
 class VoteRecorder:
-    def __init__(self, work: Work, activity: Activity | None = None, max_batch: int = MAX_BATCH) -> None:
+    def __init__(
+        self,
+        work: Work,
+        activity: Activity | None = None,
+        max_batch: int = MAX_BATCH,
+        *,
+        metrics: Metrics = NO_METRICS,
+    ) -> None:
         self.work = work
+        self.metrics = metrics
         self.activity = activity
         self.max_batch = max_batch
         self._queue: list[_Pending] = []
@@ -68,10 +85,11 @@ class VoteRecorder:
             batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
             try:
                 now = self.work.clock.now()
+                applied = Applied()
                 recent = {c for c, at in self._noted.items() if now - at < ACTIVITY_RESOLUTION}
                 async with self.work(now) as uow:
                     events = [p.event for p in batch]
-                    noted, voted = await apply_reactions(uow.tx, events, now, recent)
+                    noted, voted = await apply_reactions(uow.tx, events, now, recent, applied)
                     if self.activity is not None:
                         await self.activity(uow, events)
                     if voted.polls:  # after the activity, which may have put the voters on the roster
@@ -86,6 +104,8 @@ class VoteRecorder:
                         p.done.set_exception(error)
             else:
                 self.batches += 1
+                self.metrics.votes_applied(applied.votes)  # durable now
+                self.metrics.events_deduplicated(applied.replays)
                 if len(self._noted) > MAX_NOTED:
                     self._noted.clear()
                 self._noted.update(dict.fromkeys(noted, now))
@@ -130,7 +150,11 @@ async def reconcile_poll(
 
 
 async def apply_reactions(
-    tx: StoreTx, events: Sequence[ReactionEvent], now: datetime, active: Collection[ChannelRef] = ()
+    tx: StoreTx,
+    events: Sequence[ReactionEvent],
+    now: datetime,
+    active: Collection[ChannelRef] = (),
+    applied: Applied | None = None,
 ) -> tuple[set[ChannelRef], VotesRecorded]:
     """Turn reaction events into vote changes, in order, each event at most once.
 
@@ -138,7 +162,8 @@ async def apply_reactions(
     the poll's options and reactions once the poll has closed. Every reaction in a group's channel
     counts as activity there (the heartbeat measures silence), except in the `active` channels, whose
     activity was noted moments ago. Returns the channels whose activity it noted, and the votes that
-    changed (no polls when none did).
+    changed (no polls when none did); `applied`, when given, counts the vote changes and the replays
+    skipped.
     """
     noted: set[ChannelRef] = set()
     voted: list[Poll] = []
@@ -154,6 +179,8 @@ async def apply_reactions(
         changes: dict[int, list[ReactionChange]] = defaultdict(list)
         for e in on_polls:
             if e.event_id not in fresh:
+                if applied is not None:
+                    applied.replays += 1
                 continue
             fresh.discard(e.event_id)  # the same id twice in one batch counts once
             poll = by_message[e.message.id]
@@ -165,6 +192,8 @@ async def apply_reactions(
             changes[poll.id].append(ReactionChange(e.user.key, e.user.name, option, present))
         for poll_id, poll_changes in changes.items():
             await tx.polls.record_reactions(poll_id, poll_changes)
+            if applied is not None:
+                applied.votes += len(poll_changes)
         voted += [p for p in polls if p.id in changes]
         changed.update(changes)
         for channel in dict.fromkeys(e.message.channel for e in platform_events):

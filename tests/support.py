@@ -7,6 +7,7 @@ import itertools
 import os
 import subprocess
 import sys
+from collections import Counter
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
@@ -42,6 +43,11 @@ from core.reminders import Absent, Unresponded
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
+
+
+# The example config serves the web on 127.0.0.1:8080; tests that run it take any free port instead, so
+# that they never meet each other (or a developer's bot) there.
+ANY_WEB_PORT = {"PEERBOT_WEB_PORT": "0"}
 
 
 def peerbot(
@@ -276,6 +282,9 @@ class MemoryOutbox:
 
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:
         return [r.row for _, r in sorted(self.d.outbox.items()) if not states or r.row.state in states]
+
+    async def counts(self) -> dict[PostState, int]:
+        return dict(Counter(r.row.state for r in self.d.outbox.values()))
 
 
 @dataclass

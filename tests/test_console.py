@@ -27,7 +27,7 @@ from adapters.console.lines import (
     render_message,
     render_not_a_poll,
 )
-from tests.support import peerbot
+from tests.support import ANY_WEB_PORT, peerbot
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TIME = "2026-03-02T09:00:00+00:00"
@@ -89,7 +89,7 @@ def run_console(script: str, db_url: str, cwd: Path) -> subprocess.CompletedProc
     example = (ROOT / "config.example.yaml").read_text(encoding="utf-8")
     config = cwd / "config.yaml"
     config.write_text(example.replace("\nconsole:\n", "\nconsole:\n  export_dir: data/exports\n", 1))
-    env = {"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME}
+    env = {"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME, **ANY_WEB_PORT}
     return peerbot("console", "--config", str(config), cwd=cwd, env=env, stdin=script)
 
 
@@ -149,7 +149,7 @@ class RunningConsole:
 
     def __init__(self, db_url: str, cwd: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
-        env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME})
+        env.update({"PEERBOT_DATABASE_URL": db_url, "PEERBOT_FAKE_TIME": FAKE_TIME, **ANY_WEB_PORT})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
             stdin=subprocess.PIPE,
@@ -269,6 +269,7 @@ def test_exports_go_beside_the_sqlite_database_or_where_the_config_says(tmp_path
 def test_by_hand_on_a_terminal(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
     env["PEERBOT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'tty.db'}"
+    env.update(ANY_WEB_PORT)
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],

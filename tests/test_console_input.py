@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from adapters.console.lines import BadLine, parse_line, printable, render_message, render_reaction
+from tests.support import ANY_WEB_PORT
 
 ROOT = Path(__file__).resolve().parent.parent
 FAKE_TIME = "2026-03-02T09:00:00+00:00"
@@ -20,6 +21,7 @@ def console_bytes(script: bytes, tmp_path: Path) -> subprocess.CompletedProcess[
     env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
     env["PEERBOT_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path / 'c.db'}"
     env["PEERBOT_FAKE_TIME"] = FAKE_TIME
+    env.update(ANY_WEB_PORT)
     return subprocess.run(
         [sys.executable, "-m", "bot", "console", "--config", str(ROOT / "config.example.yaml")],
         input=script,

@@ -1608,6 +1608,12 @@ async def test_posted_sent_failed_and_retried_rows(store: Store, peek: Peek) -> 
             retried,
         ]
         assert await tx.outbox.rows([PostState.SENT]) == []
+        assert await tx.outbox.counts() == {
+            PostState.POSTED: 1,
+            PostState.FAILED: 1,
+            PostState.DROPPED: 1,
+            PostState.PENDING: 1,
+        }
     assert (await peek.reason(failed), await peek.reason(dropped)) == ("403 Missing Permissions", "too old")
     assert await peek.reason(retried) == "429 rate limited"
     later = wall + 2 * lease

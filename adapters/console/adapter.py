@@ -379,6 +379,11 @@ class ConsoleAdapter:
         )
         self.session = ConsoleSession(self.chat, sink.handle, advance, settle, polls_near=sink.polls_near)
 
+    @property
+    def connected(self) -> bool:
+        """The terminal is always there: its input ending ends the console, not a connection."""
+        return True
+
     async def start(self) -> None:
         tolerate_bad_bytes(self.settings.stdin)
 

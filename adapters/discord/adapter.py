@@ -54,6 +54,7 @@ from adapters.pacing import Pacer
 from core.commands import UsageError, parse_options
 from core.events import Attachment, CommandInvoked, InboundEvent, Reply
 from core.export import too_big
+from core.metrics import NO_METRICS, Metrics
 from core.ports import (
     AdapterFailed,
     Button,
@@ -262,7 +263,14 @@ class PeerbotClient(discord.AutoShardedClient):
     async def on_shard_ready(self, shard_id: int) -> None:
         # discord.py dispatches this after a READY and the shard's GUILD_CREATEs, never after RESUMED:
         # a new session, which the gateway does not replay the gap before.
+        self.adapter.shard_up(shard_id)
         self.adapter.new_session(shard_id)
+
+    async def on_shard_resumed(self, shard_id: int) -> None:
+        self.adapter.shard_up(shard_id)
+
+    async def on_shard_disconnect(self, shard_id: int) -> None:
+        self.adapter.shard_down(shard_id)
 
 
 def buttons_view(buttons: tuple[Button, ...]) -> discord.ui.View:
@@ -292,10 +300,13 @@ def _snowflake(value: str) -> int:
 class DiscordAdapter:
     """Runs one discord.py client: commands in, replies out, reactions to votes (an `Adapter`)."""
 
-    def __init__(self, settings: DiscordSettings, store: Store, sink: EventSink) -> None:
+    def __init__(
+        self, settings: DiscordSettings, store: Store, sink: EventSink, metrics: Metrics = NO_METRICS
+    ) -> None:
         self.settings = settings
         self.store = store
         self.sink = sink
+        self.metrics = metrics
         self.client = PeerbotClient(self, settings)
         self.chat = DiscordChat(self)
         # Gateway events applied in order, in batches: reactions, and members joining or leaving the server.
@@ -312,6 +323,21 @@ class DiscordAdapter:
         self.reconciled: list[Reconciled] = []  # finished passes, oldest first (diagnostics and tests)
         self._reconciled_changed = asyncio.Condition()
         self._logging_in = False
+        self._down: set[int] = set()  # shards whose gateway connection is lost, until it is back
+
+    @property
+    def connected(self) -> bool:
+        """Every shard of this process is connected to the gateway (ready, or resumed since a loss)."""
+        return self.ready.is_set() and not self._down and not self.client.is_closed()
+
+    def shard_up(self, shard_id: int) -> None:
+        if shard_id in self._down:
+            self._down.discard(shard_id)
+            self.metrics.reconnected(PLATFORM)
+            log.info("shard %d is connected to the gateway again", shard_id)
+
+    def shard_down(self, shard_id: int) -> None:
+        self._down.add(shard_id)
 
     # Life cycle --------------------------------------------------------------------------------
 
@@ -697,7 +723,11 @@ class DiscordChat:
     def __init__(self, adapter: DiscordAdapter) -> None:
         self.adapter = adapter
         self.client = adapter.client
-        self.pacer = Pacer(adapter.settings.rest_rate, burst=10)
+        self.pacer = Pacer(
+            adapter.settings.rest_rate,
+            burst=10,
+            on_wait=lambda seconds: adapter.metrics.rate_limit_wait(PLATFORM, seconds),
+        )
         self._reacted: OrderedDict[str, set[str]] = OrderedDict()
         self._file_limits: OrderedDict[str, int] = OrderedDict()  # channel id -> bytes, from interactions
         self._threads: OrderedDict[str, None] = OrderedDict()  # ids of threads known to exist

@@ -67,6 +67,7 @@ from adapters.matrix.translate import (
 )
 from adapters.pacing import Pacer
 from core.events import Attachment, CommandInvoked, InboundEvent
+from core.metrics import NO_METRICS, Metrics
 from core.outbox import Post, PostKind
 from core.ports import AdapterFailed, DeliveryFailed, EventSink, FileTooLarge, Outbound, StateChanges, Store
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -172,10 +173,11 @@ async def _no_thread(event_id: str) -> str | None:
 class MatrixChat:
     """The ChatPort on Matrix: notices in reply, reactions, edits, direct rooms, power levels."""
 
-    def __init__(self, client: AsyncClient, settings: MatrixSettings) -> None:
+    def __init__(self, client: AsyncClient, settings: MatrixSettings, metrics: Metrics = NO_METRICS) -> None:
         self.client = client
         self.settings = settings
-        self.pacer = Pacer(settings.send_per_second, settings.send_burst)
+        self.metrics = metrics
+        self.pacer = Pacer(settings.send_per_second, settings.send_burst, on_wait=self._waited)
         # Set at login from the database (see `transaction_id`): part of every keyed transaction id.
         self.txn_scope = ""
         self._creates: dict[str, Json] = {}
@@ -203,13 +205,22 @@ class MatrixChat:
 
     # Sending -----------------------------------------------------------------------------------
 
+    def _waited(self, seconds: float) -> None:
+        self.metrics.rate_limit_wait(PLATFORM, seconds)
+
     async def call(self, request: Callable[[], Awaitable[T]], what: str) -> T:
         """A request to the homeserver, retried after a 429 as the settings bound it."""
+
+        async def sleep(seconds: float) -> None:
+            self._waited(seconds)
+            await asyncio.sleep(seconds)
+
         return await with_rate_limit(
             request,
             what=what,
             max_retries=self.settings.max_rate_limit_retries,
             max_wait=self.settings.max_retry_after,
+            sleep=sleep,
         )
 
     async def deliver(self, request: Callable[[], Awaitable[T]], what: str) -> T:
@@ -499,12 +510,16 @@ class MatrixAdapter:
         store: Store,
         sink: EventSink,
         client: AsyncClient | None = None,
+        metrics: Metrics = NO_METRICS,
     ) -> None:
         self.settings = settings
         self.store = store
         self.sink = sink
+        self.metrics = metrics
         self.client = client or make_client(settings)
-        self.chat = MatrixChat(self.client, settings)
+        self.chat = MatrixChat(self.client, settings, metrics)
+        # Whether the last /sync went through; None before the first (`connected`, reconnects).
+        self._synced: bool | None = None
         self.since: str | None = None
         self._full_state = True
         self._filter = sync_filter(settings.timeline_limit)
@@ -515,6 +530,17 @@ class MatrixAdapter:
     @property
     def user_id(self) -> str:
         return self.settings.user_id
+
+    @property
+    def connected(self) -> bool:
+        """The last /sync went through (the homeserver answers and the bot's login holds)."""
+        return bool(self._synced)
+
+    def _sync_went(self, through: bool) -> None:
+        if through and self._synced is False:
+            self.metrics.reconnected(PLATFORM)
+            log.info("the homeserver answers again")
+        self._synced = through
 
     # Start and stop ----------------------------------------------------------------------------
 
@@ -597,12 +623,15 @@ class MatrixAdapter:
                 await self.sync_once()
                 pause = self.settings.retry_pause
             except LoginFailed:
+                self._sync_went(False)
                 raise
             except (MatrixError, RateLimited, OSError, TimeoutError) as error:
+                self._sync_went(False)
                 log.warning("sync not completed (%s); retrying from the same token in %.1f s", error, pause)
             except Exception:
                 log.exception("a sync batch could not be applied; retrying it in %.1f s", pause)
             else:
+                self._sync_went(True)
                 continue
             await asyncio.sleep(pause)
             pause = min(pause * 2, MAX_SYNC_BACKOFF)

@@ -383,6 +383,10 @@ class SqlOutbox:
             query = query.where(outbox.c.state.in_([s.value for s in states]))
         return [_outbox_row(r) for r in await self.conn.execute(query)]
 
+    async def counts(self) -> dict[PostState, int]:
+        query = select(outbox.c.state, func.count()).group_by(outbox.c.state)
+        return {PostState(state): n for state, n in await self.conn.execute(query)}
+
 
 _OUTBOX_COLUMNS = (
     "group_id",

@@ -454,7 +454,7 @@ class FakeDiscord:
         app.router.add_route("*", "/{tail:.*}", self._rest)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", self.port)  # started again: on the same port
         await site.start()
         server = site._server
         assert server is not None and server.sockets  # type: ignore[union-attr]
