@@ -16,6 +16,7 @@ from core.batches import Batches
 from core.clock import Clock
 from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
 from core.context import Context, Handler, PrivateContext, PrivateHandler, Reader, Reading
+from core.dashboard import DashboardService, DashboardSettings
 from core.events import (
     Attachment,
     CommandInvoked,
@@ -114,6 +115,7 @@ class Engine:
         outbox_max_age: timedelta = DEFAULT_MAX_AGE,
         retention: timedelta = DEFAULT_RETENTION,
         instance: str | None = None,
+        dashboard: DashboardSettings | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -163,6 +165,7 @@ class Engine:
             **self.reminders.handlers(),
             **pending.handlers(),
             **self.radar.handlers(),
+            **DashboardService(dashboard).handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
