@@ -152,13 +152,6 @@ class DashboardService:
         return {("dashboard",): self._dashboard}
 
     async def _dashboard(self, ctx: Context, inv: Invocation) -> Reply:
-        settings = self.settings
-        if settings is None:
-            return Reply(
-                "The group's page is not set up on this bot: its operator has to configure the web server.",
-                is_error=True,
-                private=True,
-            )
         group = ctx.group
         if inv.args.get("action") == "revoke":
             if not ctx.is_facilitator:
@@ -167,6 +160,13 @@ class DashboardService:
             return Reply(
                 "Every link to the group's page is revoked. Anyone who needs one asks again with"
                 f" {ctx.prefix}dashboard.",
+                private=True,
+            )
+        settings = self.settings
+        if settings is None:
+            return Reply(
+                "The group's page is not set up on this bot: its operator has to configure the web server.",
+                is_error=True,
                 private=True,
             )
         if not ctx.is_facilitator and not await members_may_ask(ctx.tx, group.id):

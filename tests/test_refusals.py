@@ -34,6 +34,7 @@ ATTEMPTS = {
     "welcome reset": "/welcome reset",
     "remind window": "/remind window 50%",
     "radar": "/radar silence 21",
+    "dashboard": "/dashboard revoke",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

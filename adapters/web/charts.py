@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from html import escape
+from zoneinfo import ZoneInfo
 
 from core.clock import format_time, utc
 from core.dashboard import Band, Bar, Pulse, Week
@@ -17,8 +18,13 @@ from core.dashboard import Band, Bar, Pulse, Week
 ROW = 26  # a bar chart's row height
 LABEL_WIDTH = 150
 BAR_SPACE = 150
-WEEK_WIDTH = 12
 PLOT_HEIGHT = 120
+SPAN = 600  # what a time chart fills when it has few columns; with many, it scrolls
+
+
+def column_width(columns: int, narrowest: int) -> int:
+    """A column's width: the span shared out, at least `narrowest`, at most 48."""
+    return max(narrowest, min(48, SPAN // max(columns, 1)))
 
 
 def _e(text: object) -> str:
@@ -61,7 +67,8 @@ KINDS = (("goals", "goals proposed"), ("votes", "votes"), ("reflections", "refle
 def participation_chart(weeks: Sequence[Week]) -> str:
     """What members did each week, stacked by kind, with how many members were active above it."""
     tallest = max((w.goals + w.votes + w.reflections for w in weeks), default=0) or 1
-    width = WEEK_WIDTH * len(weeks) + 30
+    step = column_width(len(weeks), 12)
+    width = step * len(weeks) + 30
     height = PLOT_HEIGHT + 40
     parts = [
         f'<svg class="chart participation-chart" viewBox="0 0 {width} {height}" width="{width}"'
@@ -69,7 +76,7 @@ def participation_chart(weeks: Sequence[Week]) -> str:
         f'<line class="axis" x1="0" y1="{PLOT_HEIGHT + 14}" x2="{width}" y2="{PLOT_HEIGHT + 14}"/>'
     ]
     for i, w in enumerate(weeks):
-        x = i * WEEK_WIDTH + 2
+        x = i * step + 2
         base = PLOT_HEIGHT + 14
         words = (
             f"Week of {w.start:%Y-%m-%d}: {w.members} members active; {w.goals} goals proposed,"
@@ -86,12 +93,10 @@ def participation_chart(weeks: Sequence[Week]) -> str:
                 continue
             h = max(1, round(PLOT_HEIGHT * count / tallest))
             base -= h
-            parts.append(
-                f'<rect class="seg {kind}" x="{x}" y="{base}" width="{WEEK_WIDTH - 3}" height="{h}"/>'
-            )
+            parts.append(f'<rect class="seg {kind}" x="{x}" y="{base}" width="{step - 3}" height="{h}"/>')
         if w.members:
             parts.append(f'<text class="members" x="{x}" y="{base - 3}">{w.members}</text>')
-        if w.start.day <= 7 and w.start.month in (1, 4, 7, 10):  # a date every quarter
+        if i == 0 or (w.start.day <= 7 and (step >= 40 or w.start.month in (1, 4, 7, 10))):
             parts.append(f'<text class="tick" x="{x}" y="{height - 4}">{w.start:%b %Y}</text>')
         parts.append("</g>")
     parts.append("</svg>")
@@ -99,25 +104,25 @@ def participation_chart(weeks: Sequence[Week]) -> str:
 
 
 PULSE_KINDS = (("green", "🟢 going well"), ("yellow", "🟡 so-so"), ("red", "🔴 struggling"))
-PULSE_WIDTH = 28
 
 
 def pulse_chart(pulses: Sequence[Pulse], tz: str) -> str:
     """Each pulse's 🟢 🟡 🔴 shares as a column of 100%; a withheld one is a grey column."""
-    width = PULSE_WIDTH * len(pulses) + 10
+    step = column_width(len(pulses), 22)
+    width = step * len(pulses) + 10
     height = PLOT_HEIGHT + 30
     parts = [
         f'<svg class="chart pulse-chart" viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
         f' role="img" aria-label="How each pulse check came out">'
     ]
     for i, p in enumerate(pulses):
-        x = i * PULSE_WIDTH + 4
+        x = i * step + 4
         when = format_time(p.at, tz)
         if p.counts is None:
             parts.append(
                 f'<g class="pulse" data-poll="{p.poll_id}" data-withheld="{_e(p.withheld)}">'
                 f"<title>{_e(f'Pulse {p.poll_id}, {when}: {p.voters} voted; {p.withheld}')}</title>"
-                f'<rect class="seg withheld" x="{x}" y="4" width="{PULSE_WIDTH - 6}" height="{PLOT_HEIGHT}"/>'
+                f'<rect class="seg withheld" x="{x}" y="4" width="{step - 6}" height="{PLOT_HEIGHT}"/>'
                 "</g>"
             )
             continue
@@ -134,15 +139,13 @@ def pulse_chart(pulses: Sequence[Pulse], tz: str) -> str:
             h = PLOT_HEIGHT * n / total if total else 0
             if h:
                 parts.append(
-                    f'<rect class="seg {kind}" x="{x}" y="{top:.1f}" width="{PULSE_WIDTH - 6}"'
-                    f' height="{h:.1f}"/>'
+                    f'<rect class="seg {kind}" x="{x}" y="{top:.1f}" width="{step - 6}" height="{h:.1f}"/>'
                 )
             top += h
         if not total:
-            parts.append(
-                f'<rect class="seg empty" x="{x}" y="4" width="{PULSE_WIDTH - 6}" height="{PLOT_HEIGHT}"/>'
-            )
-        parts.append(f'<text class="tick" x="{x}" y="{height - 8}">{p.poll_id}</text></g>')
+            parts.append(f'<rect class="seg empty" x="{x}" y="4" width="{step - 6}" height="{PLOT_HEIGHT}"/>')
+        tick = f"{utc(p.at).astimezone(ZoneInfo(tz)):%d %b}" if step >= 40 else f"#{p.poll_id}"
+        parts.append(f'<text class="tick" x="{x}" y="{height - 8}">{tick}</text></g>')
     parts.append("</svg>")
     return "".join(parts)
 

@@ -57,7 +57,19 @@ HEADERS = {
     "X-Frame-Options": "DENY",
     "X-Robots-Tag": "noindex, nofollow",
 }
-STYLESHEET = "../../../dashboard-assets/dashboard.css"  # relative: works behind a path prefix too
+ASSETS = "../../../dashboard-assets/"  # relative: works behind a path prefix too
+STYLESHEET = ASSETS + "dashboard.css"
+# Without an icon of its own, a browser asks for /favicon.ico and logs the 404 as an error.
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3"'
+    ' fill="#0969da"/><rect x="3" y="8" width="2.5" height="5" fill="#fff"/><rect x="6.75" y="5"'
+    ' width="2.5" height="8" fill="#fff"/><rect x="10.5" y="3" width="2.5" height="10" fill="#fff"/></svg>'
+)
+HEAD = (
+    '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+    f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
+    f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
+)
 CHARTS_SHOWN = 60  # newer polls are drawn at once; older ones fold away, still drawn
 
 
@@ -72,9 +84,7 @@ def _respond(body: str, status: int = 200, content_type: str = "text/html") -> w
 def refused_page(reason: Refused) -> str:
     """The 403 page: why, and what to do. It names no group."""
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>Link not valid</title><link rel="stylesheet" href="{STYLESHEET}"></head>'
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>Link not valid</title></head>'
         f'<body class="refused"><main><h1>This link does not open a page</h1><p>{_e(reason.value)}</p>'
         f"<p>{_e(ASK_AGAIN)}</p></main></body></html>"
     )
@@ -270,10 +280,8 @@ def render_page(page: Page) -> str:
         )
     )
     return (
-        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<meta name="referrer" content="no-referrer"><title>{_e(page.name)}: the group\'s page</title>'
-        f'<link rel="stylesheet" href="{STYLESHEET}"></head><body>'
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>{_e(page.name)}: the group\'s page</title>'
+        "</head><body>"
         f'<header><h1>{_e(page.name)}</h1><p class="meta">{_e(page.platform)} · times in'
         f" {_e(page.timezone)} · as of {_e(_when(page.now, page.timezone))} ·"
         ' <a href="data.json">data.json</a></p>'
@@ -326,8 +334,14 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
         response.headers["Cache-Control"] = "public, max-age=3600"
         return response
 
+    async def icon(request: web.Request) -> web.Response:
+        response = _respond(ICON, content_type="image/svg+xml")
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
+
     routes: list[tuple[str, Callable[[web.Request], Awaitable[web.Response]]]] = [
         ("/dashboard-assets/dashboard.css", stylesheet),
+        ("/dashboard-assets/icon.svg", icon),
         ("/dashboard/{group}/{token}/", page),
         ("/dashboard/{group}/{token}/data.json", data),
         ("/dashboard/{group}/{token}", with_slash),
