@@ -70,7 +70,11 @@ HEAD = (
     f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
     f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
 )
-CHARTS_SHOWN = 60  # newer polls are drawn at once; older ones fold away, still drawn
+# A page a phone can hold: the newest polls drawn at once, the next ones folded away, the rest (and the
+# answers of older reviews) in data.json, which holds everything.
+CHARTS_SHOWN = 40
+CHARTS_FOLDED = 160
+REVIEWS_IN_FULL = 8
 
 
 def _e(text: object) -> str:
@@ -179,12 +183,18 @@ def _polls(page: Page) -> str:
     parts = ['<section id="polls"><h2>Polls</h2>']
     if not page.polls:
         parts.append("<p>No polls yet.</p>")
-    recent, older = page.polls[:CHARTS_SHOWN], page.polls[CHARTS_SHOWN:]
+    recent = page.polls[:CHARTS_SHOWN]
+    older = page.polls[CHARTS_SHOWN : CHARTS_SHOWN + CHARTS_FOLDED]
+    oldest = page.polls[CHARTS_SHOWN + CHARTS_FOLDED :]
     parts += [_poll_figure(v, tz) for v in recent]
     if older:
         parts.append(f"<details><summary>{len(older)} older polls</summary>")
         parts += [_poll_figure(v, tz) for v in older]
         parts.append("</details>")
+    if oldest:
+        parts.append(
+            f'<p class="meta">{len(oldest)} polls before these are in <a href="data.json">data.json</a>.</p>'
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -213,9 +223,16 @@ def _participation(page: Page) -> str:
 def _reviews(page: Page) -> str:
     tz = page.timezone
     parts = ['<section id="reviews"><h2>Reviews</h2>']
+    older: list[str] = []
     if not page.reviews:
         parts.append("<p>No action reviews yet.</p>")
-    for v in page.reviews:
+    for v in page.reviews[REVIEWS_IN_FULL:]:
+        count = sum(len(a) for _, _, a in v.questions)
+        older.append(
+            f'<li data-review="{v.id}">Review {v.id}, started {_e(_when(v.started_at, tz))} by'
+            f" {_e(v.started_by)}: {count} answers, {len(v.action_items)} action items</li>"
+        )
+    for v in page.reviews[:REVIEWS_IN_FULL]:
         state = f"closed {_when(v.closed_at, tz)}" if v.closed_at else f"open until {_when(v.closes_at, tz)}"
         parts.append(
             f'<article class="review" data-review="{v.id}"><h3>Review {v.id}</h3>'
@@ -244,6 +261,12 @@ def _reviews(page: Page) -> str:
                 )
             parts.append("</ul>")
         parts.append("</article>")
+    if older:
+        parts.append(
+            "<h3>Earlier reviews</h3>"
+            '<p class="meta">Their answers are in <a href="data.json">data.json</a>.</p>'
+            f'<ul class="earlier">{"".join(older)}</ul>'
+        )
     parts.append("</section>")
     return "".join(parts)
 
@@ -293,8 +316,8 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
     """Serve groups' pages on `app`. `secret`: the operator's (`PEERBOT_WEB_SECRET`); None reads the
     one kept in the database, as the `dashboard` command does. Expiry is judged by `clock`, the bot's."""
 
-    async def opened(request: web.Request) -> Page | Refused:
-        """The page a request's link opens, or why it opens none."""
+    async def opened(request: web.Request) -> Callable[[], Page] | Refused:
+        """What builds the page a request's link opens (read, not yet built), or why it opens none."""
         group_text, token = request.match_info["group"], request.match_info["token"]
         if not (group_text.isascii() and group_text.isdigit() and len(group_text) <= 18):
             return Refused.FORGED
@@ -310,20 +333,21 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
                 return Refused.FORGED
             record = await load_record(tx, group)
             history = await tx.groups.phase_history(group_id)
-        return await asyncio.to_thread(build_page, record, history, now)
+        return lambda: build_page(record, history, now)
 
     async def page(request: web.Request) -> web.Response:
         found = await opened(request)
         if isinstance(found, Refused):
             return _respond(refused_page(found), 403)
-        return _respond(await asyncio.to_thread(render_page, found))
+        # Building and rendering take a good part of the time for a long record: off the event loop.
+        return _respond(await asyncio.to_thread(lambda: render_page(found())))
 
     async def data(request: web.Request) -> web.Response:
         found = await opened(request)
         if isinstance(found, Refused):
             body = {"error": found.value, "what_to_do": ASK_AGAIN}
             return _respond(json.dumps(body), 403, "application/json")
-        text = await asyncio.to_thread(lambda: json.dumps(to_data(found), ensure_ascii=False))
+        text = await asyncio.to_thread(lambda: json.dumps(to_data(found()), ensure_ascii=False))
         return _respond(text, content_type="application/json")
 
     async def with_slash(request: web.Request) -> web.Response:
