@@ -157,7 +157,7 @@ async def main(requests: int) -> None:
         print(f"seeded in {time.perf_counter() - began:.1f} s")
         clock = SystemClock(NOW)
         sock = free_socket()
-        public = "http://127.0.0.1:{}".format(sock.getsockname()[1])
+        public = f"http://127.0.0.1:{sock.getsockname()[1]}"
         chat = FakeChat(facilitators={"alice"})
         bot = Engine(store, clock, [chat], recurrence=CronRecurrence(), dashboard=DashboardSettings(public))
         await prepare_secret(store, None)

@@ -917,7 +917,7 @@ class SqlPolls(_SqlPart):
         )
         found: dict[int, list[PollReaction]] = {}
         # Unpacked as tuples: by name, a row's fields cost most of the time of a group's page (50,000 votes).
-        for poll_id, user_key, user_name, option, present, seq in rows.tuples():
+        for poll_id, user_key, user_name, option, present, seq in rows:
             found.setdefault(poll_id, []).append(
                 PollReaction(user_key, user_name, option, bool(present), seq)
             )
@@ -1419,7 +1419,7 @@ class SqlReviews(_SqlPart):
         if review_id is not None:
             query = query.where(reflections.c.review_id == review_id)
         rows = await self.conn.execute(query.order_by(reflections.c.id))
-        return [_reflection_of(*r) for r in rows.tuples()]
+        return [_reflection_of(*r) for r in rows]
 
     async def reflections_since(
         self, group_ids: Sequence[int], since: datetime
