@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
+from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -27,6 +28,7 @@ from adapters.sql import migrate
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
+from adapters.web.dashboard import dashboard_routes
 from adapters.web.operations import Operations, PrometheusMetrics, Readiness, operations_routes
 from adapters.web.server import RouteSet, WebServer, WebUnavailable
 from bot.config import Config, ConfigError, DiscordConfig, MatrixConfig, WebConfig
@@ -34,6 +36,7 @@ from bot.recurrence import CronRecurrence
 from bot.scheduler import Ticker
 from core import faults
 from core.clock import Clock, SystemClock, utc
+from core.dashboard import DashboardSettings, prepare_secret
 from core.engine import Engine
 from core.metrics import NO_METRICS, Metrics, TimedStore
 from core.nudging import NudgeSettings
@@ -117,6 +120,7 @@ def build_engine(
     chats: Sequence[ChatPort] = (),
     instance: str | None = None,
     metrics: Metrics = NO_METRICS,
+    dashboard: DashboardSettings | None = None,
 ) -> Engine:
     """The engine with every setting from the config and the real cron maths. Without an instance
     name it makes up one (see `Engine`)."""
@@ -133,6 +137,7 @@ def build_engine(
         instance=instance,
         retention=config.events.retention,
         metrics=metrics,
+        dashboard=dashboard,
     )
 
 
@@ -234,6 +239,7 @@ def bootstrap(
     sink: Callable[[Engine], EventSink] | None = None,
     tick_every: float | None = TICK_SECONDS,
     metrics: Metrics | None = None,
+    dashboard: DashboardSettings | None = None,
 ) -> Bot:
     """The bot: the engine from the config, and an adapter for each platform given settings.
 
@@ -244,7 +250,7 @@ def bootstrap(
     if metrics is not None:
         store = TimedStore(store, metrics)
     counted = metrics if metrics is not None else NO_METRICS
-    engine = build_engine(config, store, clock, instance=instance, metrics=counted)
+    engine = build_engine(config, store, clock, instance=instance, metrics=counted, dashboard=dashboard)
     fed = sink(engine) if sink is not None else engine
     adapters: list[Adapter] = []
     if discord is not None:
@@ -265,6 +271,11 @@ def bootstrap(
     return Bot(engine, fed, adapters, tick_every, counted)
 
 
+def web_secret() -> bytes | None:
+    """The operator's secret for links to groups' pages (`PEERBOT_WEB_SECRET`); None: the database's."""
+    return os.environ.get("PEERBOT_WEB_SECRET", "").encode() or None
+
+
 def web_server(
     config: WebConfig, bot: Bot, store: Store, metrics: PrometheusMetrics, more: Sequence[RouteSet] = ()
 ) -> WebServer:
@@ -278,7 +289,12 @@ def web_server(
 
     token = config.metrics_token.get_secret_value() if config.metrics_token is not None else None
     operations = Operations(readiness, metrics, token, outbox_counts)
-    routes = [operations_routes(operations), *more]
+    clock, secret = bot.engine.clock, web_secret()
+
+    def pages(app: web.Application) -> None:
+        dashboard_routes(app, store, clock, secret)
+
+    routes: list[RouteSet] = [operations_routes(operations), pages, *more]
     return WebServer(config.host, config.port, routes, public_url=config.public_url)
 
 
@@ -395,14 +411,31 @@ async def run(
     try:
         clock, instance = make_clock(), instance_name()
         metrics = PrometheusMetrics() if config.web is not None else None
+        # The group's pages are reached where the server answers: known once it has bound its port.
+        pages = (
+            DashboardSettings(lambda: server.url if server is not None else "", web_secret())
+            if config.web is not None
+            else None
+        )
+        if pages is not None:
+            await prepare_secret(store, pages.secret)
         if as_console:
             terminal = console_settings(config, stdin, stdout)
-            bot = bootstrap(config, store, clock, console=terminal, instance=instance, metrics=metrics)
+            bot = bootstrap(
+                config, store, clock, console=terminal, instance=instance, metrics=metrics, dashboard=pages
+            )
         else:
             discord = discord_settings(config.discord) if config.discord else None
             matrix = matrix_settings(config.matrix) if config.matrix else None
             bot = bootstrap(
-                config, store, clock, discord=discord, matrix=matrix, instance=instance, metrics=metrics
+                config,
+                store,
+                clock,
+                discord=discord,
+                matrix=matrix,
+                instance=instance,
+                metrics=metrics,
+                dashboard=pages,
             )
         if config.web is not None and metrics is not None:
             server = web_server(config.web, bot, bot.engine.store, metrics)
@@ -410,7 +443,9 @@ async def run(
                 await server.start()
             except WebUnavailable as error:
                 raise StartFailed(str(error)) from None
-            notice = f"web server at {server.url} (/health, /ready, /metrics)"
+            notice = (
+                f"web server at {server.url} (/health, /ready, /metrics; groups' pages by /dashboard links)"
+            )
             if config.logging.format == "json":  # stderr is one JSON object per line: a log record, then
                 log.info(notice)
             else:

@@ -506,14 +506,15 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 ArgKind.CHOICE,
                 "which feature",
                 required=False,
-                choices=("review", "checkin", "digest", "radar", "threads"),
+                choices=("review", "checkin", "digest", "radar", "threads", "dashboard"),
             ),
             Arg("value", ArgKind.CHOICE, "on or off", required=False, choices=("on", "off")),
         ),
         details="review: entering Assessing starts an action review. checkin: entering Cooperating adds"
         " a weekly check-in nudge. digest: a weekly summary of the group's week. radar: a weekly look"
         " for silence and imbalance, sent to facilitators. threads: each goal's consent poll and each"
-        " review get a thread for their decision, where the platform has threads.",
+        " review get a thread for their decision, where the platform has threads. dashboard: members, not"
+        " only facilitators, may ask for a link to the group's page.",
         access=Access.FACILITATORS_TO_CHANGE,
         action="change automatic features",
     ),
@@ -675,6 +676,23 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 choices=("md", "json", "csv"),
             ),
         ),
+    ),
+    CommandSpec(
+        ("dashboard",),
+        "Get a private link to the group's page, with charts (valid 7 days); revoke: end every link.",
+        (
+            Arg(
+                "action",
+                ArgKind.CHOICE,
+                "revoke: every link to the page stops working",
+                required=False,
+                choices=("revoke",),
+            ),
+        ),
+        details="Facilitators get a link; members too once a facilitator says auto dashboard on. Anyone"
+        " holding a link sees the page, so keep it to yourself.",
+        access=Access.FACILITATORS_TO_CHANGE,
+        action="revoke the links to the group's page",
     ),
     CommandSpec(
         ("forget-me",),

@@ -17,6 +17,7 @@ from core.clock import Clock
 from core.commands import COMMANDS, CommandSpec, Invocation, UsageError, parse_options, parse_text, refusal
 from core.concern_service import ConcernService
 from core.context import Context, Handler, PrivateContext, PrivateHandler, Reader, Reading
+from core.dashboard import DashboardService, DashboardSettings
 from core.events import (
     Attachment,
     CommandInvoked,
@@ -118,6 +119,7 @@ class Engine:
         retention: timedelta = DEFAULT_RETENTION,
         instance: str | None = None,
         metrics: Metrics = NO_METRICS,
+        dashboard: DashboardSettings | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -172,6 +174,7 @@ class Engine:
             **self.reminders.handlers(),
             **pending.handlers(),
             **self.radar.handlers(),
+            **DashboardService(dashboard).handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.

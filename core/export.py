@@ -7,8 +7,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -20,7 +20,7 @@ from core.context import Reading
 from core.events import Attachment, Reply
 from core.goals import Goal
 from core.lifecycle import Group
-from core.polls import MIN_VOTERS_SHOWN, Poll, Tally, tally
+from core.polls import MIN_VOTERS_SHOWN, Poll, PollReaction, Tally, tally
 from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import Reflection, Review
@@ -36,20 +36,30 @@ class GroupRecord:
     reflections: list[Reflection]
     schedules: list[Schedule]
     concerns: list[Concern]  # anonymous ones by nobody: they keep no author to export
+    # Who voted on each poll, by key (polls without votes left out): for the group's page. An anonymous
+    # poll's keys are keyed hashes that name nobody.
+    voters: Mapping[int, frozenset[str]] = field(default_factory=dict)
+
+
+_POLLS_READ = 1000  # well below the parameters a statement may have (PostgreSQL: 32,767)
 
 
 async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
     polls = await tx.polls.in_group(group.id)
     goals = await tx.goals.in_group(group.id)
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
+    reactions: dict[int, list[PollReaction]] = {}
+    for start in range(0, len(polls), _POLLS_READ):  # a read per thousand polls, not one per poll
+        reactions.update(await tx.polls.reactions_of([p.id for p in polls[start : start + _POLLS_READ]]))
     return GroupRecord(
         group,
         goals,
-        [(p, tally(p, await tx.polls.reactions(p.id))) for p in polls],
+        [(p, tally(p, reactions.get(p.id, []))) for p in polls],
         await tx.reviews.in_group(group.id),
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        {poll_id: frozenset(r.user_key for r in found if r.present) for poll_id, found in reactions.items()},
     )
 
 

@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from core.commands import Invocation, UsageError
 from core.context import Context, Handler
+from core.dashboard import let_members_ask, members_may_ask
 from core.events import Reply
 from core.export import load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
@@ -346,7 +347,8 @@ class NudgeService:
             return Reply(
                 f"Automatic: review on entering Assessing {onoff[g.auto_review]}; weekly check-in on"
                 f" entering Cooperating {onoff[g.auto_checkin]}; weekly digest {onoff[bool(digest)]};"
-                f" weekly radar {onoff[g.auto_radar]}; a thread for every decision {onoff[g.auto_threads]}."
+                f" weekly radar {onoff[g.auto_radar]}; a thread for every decision {onoff[g.auto_threads]};"
+                f" members' links to the group's page {onoff[await members_may_ask(tx, g.id)]}."
             )
         if not ctx.is_facilitator:
             return ctx.refuse(inv)
@@ -358,6 +360,8 @@ class NudgeService:
             await tx.groups.set_auto(g.id, g.auto_review, on)
         elif what == "threads":
             await tx.groups.set_threads(g.id, on)
+        elif what == "dashboard":
+            await let_members_ask(tx, g.id, on)
         elif what == "radar":
             await tx.groups.set_radar(g.id, on, dict(g.radar_limits))
             if on and not g.auto_radar:  # planned anew from now, not run at once for the weeks it was off

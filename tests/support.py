@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import itertools
 import os
+import socket
 import subprocess
 import sys
 from collections import Counter
@@ -15,11 +16,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from aiohttp import web
+
 from bot.recurrence import CronRecurrence
 from core import members as roster
 from core.ballots import new_secret
 from core.commands import CommandSpec
 from core.concerns import Concern
+from core.dashboard import DashboardSettings
 from core.engine import Engine, ensure_group
 from core.events import Attachment, CommandInvoked, InboundEvent, ReactionAdded, ReactionRemoved, Reply
 from core.forgetting import (
@@ -48,6 +52,28 @@ START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 # The example config serves the web on 127.0.0.1:8080; tests that run it take any free port instead, so
 # that they never meet each other (or a developer's bot) there.
 ANY_WEB_PORT = {"PEERBOT_WEB_PORT": "0"}
+
+
+def free_socket() -> socket.socket:
+    """A listening TCP socket on 127.0.0.1 on a port the system chose (its number is known before
+    anything is served on it)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@asynccontextmanager
+async def serving(app: web.Application, sock: socket.socket) -> AsyncIterator[str]:
+    """Serve an aiohttp application on the socket, for real: yields its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.SockSite(runner, sock)
+    await site.start()
+    host, port = sock.getsockname()[:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def peerbot(
@@ -1341,12 +1367,18 @@ class Harness:
     """An engine on fakes, with members who speak in the words of the feature."""
 
     def __init__(
-        self, facilitators: tuple[str, ...] = ("alice",), store: Any = None, platform: str = "fake"
+        self,
+        facilitators: tuple[str, ...] = ("alice",),
+        store: Any = None,
+        platform: str = "fake",
+        dashboard: DashboardSettings | None = None,
     ) -> None:
         self.clock = FakeClock()
         self.store = store if store is not None else MemoryStore()
         self.chat = FakeChat(platform=platform, facilitators=set(facilitators))
-        self.engine = Engine(self.store, self.clock, [self.chat], recurrence=CronRecurrence())
+        self.engine = Engine(
+            self.store, self.clock, [self.chat], recurrence=CronRecurrence(), dashboard=dashboard
+        )
         self.channel = ChannelRef(platform, "general", "#general")
         self._events = itertools.count(1)
 

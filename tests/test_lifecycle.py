@@ -87,7 +87,7 @@ async def test_unknown_command_lists_the_commands(harness: Harness) -> None:
         "Unknown command 'dance'. Commands: help, status, pending, phase, goal, concern, poll, pulse, vote,"
         " nudge,"
         " timezone, quiet-hours, auto, review, reflect, join, leave, members, welcome, buddy, remind,"
-        " radar, patterns, export, forget-me."
+        " radar, patterns, export, dashboard, forget-me."
     )
 
 

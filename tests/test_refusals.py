@@ -35,6 +35,7 @@ ATTEMPTS = {
     "remind window": "/remind window 50%",
     "radar": "/radar silence 21",
     "concern done": "/concern done 1 heard",
+    "dashboard": "/dashboard revoke",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

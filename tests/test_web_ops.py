@@ -314,3 +314,47 @@ def test_the_example_config_serves_the_web_on_127_0_0_1_8080() -> None:
     config = load_config(Path(__file__).resolve().parent.parent / "config.example.yaml", env={})
     assert config.web == WebConfig(host="127.0.0.1", port=8080)
     assert config.logging.format == "text"
+
+
+async def test_run_serves_the_group_page_behind_the_link_the_dashboard_command_gives(tmp_path: Path) -> None:
+    """`peerbot run` as an operator starts it: the `dashboard` command's link opens the group's page on
+    the server it started, escaped; a forged token gets 403."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    (tmp_path / "config.yaml").write_text("console:\n  facilitators: [alice]\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PEERBOT_")}
+    env.update(
+        {"PEERBOT_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", "PEERBOT_WEB_PORT": str(port)}
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bot", "run", cwd=tmp_path, env=env,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(b"bob: /goal propose Learn <script>alert(1)</script> Rust\nalice: /dashboard\n")
+        proc.stdin.close()
+        link = ""
+        async with asyncio.timeout(60):
+            while not link:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "the bot ended without a link"
+                if "/dashboard/" in line:
+                    link = line.split(": ", 1)[1].rsplit(" ", 1)[-1].strip()
+        assert line.startswith("@alice [") and link.startswith(f"http://127.0.0.1:{port}/dashboard/")
+        async with aiohttp.ClientSession() as http:
+            async with http.get(link) as response:
+                page = await response.text()
+                assert response.status == 200, page
+                assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+            assert "Learn &lt;script&gt;alert(1)&lt;/script&gt; Rust" in page and "<script>alert" not in page
+            forged = link[:-3] + ("A" if link[-3] != "A" else "B") + link[-2:]
+            async with http.get(forged) as response:
+                assert response.status == 403 and "Learn" not in await response.text()
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -222,6 +222,20 @@ def _reflection(row: Any) -> Reflection:
     )
 
 
+def _reflection_of(
+    id: int,
+    group_id: int,
+    review_id: int | None,
+    question: int | None,
+    key: str,
+    name: str,
+    text: str,
+    at: Any,
+) -> Reflection:
+    """A reflection from its columns in this order, as a tuple (faster than by name, for many rows)."""
+    return Reflection(id, group_id, review_id, question, key, name, text, utc(at))
+
+
 def _poll(row: Any) -> Poll:
     channel = ChannelRef(row.platform, row.channel_id)
     return Poll(
@@ -932,15 +946,18 @@ class SqlPolls(_SqlPart):
         return [PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq) for r in rows]
 
     async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
+        c = poll_reactions.c
         rows = await self.conn.execute(
-            select(poll_reactions)
-            .where(poll_reactions.c.poll_id.in_(list(poll_ids)))
-            .order_by(poll_reactions.c.poll_id, poll_reactions.c.seq)
+            select(c.poll_id, c.user_key, c.user_name, c.option, c.present, c.seq)
+            .where(c.poll_id.in_(list(poll_ids)))
+            .order_by(c.poll_id, c.seq)
         )
         found: dict[int, list[PollReaction]] = {}
-        for r in rows:
-            reaction = PollReaction(r.user_key, r.user_name, r.option, bool(r.present), r.seq)
-            found.setdefault(r.poll_id, []).append(reaction)
+        # Unpacked as tuples: by name, a row's fields cost most of the time of a group's page (50,000 votes).
+        for poll_id, user_key, user_name, option, present, seq in rows:
+            found.setdefault(poll_id, []).append(
+                PollReaction(user_key, user_name, option, bool(present), seq)
+            )
         return found
 
     async def close(self, poll_id: int, at: datetime) -> bool:
@@ -1495,11 +1512,13 @@ class SqlReviews(_SqlPart):
         return _reflection(row) if row else None
 
     async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
-        query = select(reflections).where(reflections.c.group_id == group_id)
+        c = reflections.c
+        query = select(c.id, c.group_id, c.review_id, c.question, c.user_key, c.user_name, c.text, c.at)
+        query = query.where(c.group_id == group_id)
         if review_id is not None:
             query = query.where(reflections.c.review_id == review_id)
         rows = await self.conn.execute(query.order_by(reflections.c.id))
-        return [_reflection(r) for r in rows]
+        return [_reflection_of(*r) for r in rows]
 
     async def reflections_since(
         self, group_ids: Sequence[int], since: datetime

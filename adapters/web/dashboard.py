@@ -1,0 +1,379 @@
+"""The group's page on the web server: routes behind signed links, the page as HTML, and its JSON.
+
+`dashboard_routes` adds to an aiohttp application:
+- `GET /dashboard/{group}/{token}/`: the page (`.../{token}` without the slash redirects to it);
+- `GET /dashboard/{group}/{token}/data.json`: what the page shows, as JSON;
+- `GET /dashboard-assets/dashboard.css`: the page's one stylesheet.
+A link that is forged, expired, revoked or for another group gets 403 and a page that says what to do;
+it names no group. No route lists groups. Every response forbids scripts, frames and referrers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from html import escape
+from importlib import resources
+
+from aiohttp import web
+
+from adapters.web.charts import (
+    KINDS,
+    PULSE_KINDS,
+    bar_chart,
+    participation_chart,
+    pulse_chart,
+    timeline_chart,
+)
+from core.clock import Clock, format_time
+from core.dashboard import (
+    ASK_AGAIN,
+    STATUS_ORDER,
+    Page,
+    PollView,
+    Refused,
+    build_page,
+    check,
+    generation,
+    secret_in,
+    to_data,
+)
+from core.export import load_record
+from core.lifecycle import PHASE_ORDER
+from core.ports import Store
+
+# Nothing runs on the page, nothing is fetched from another host, nothing may frame it.
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none';"
+    " frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    # The token is in the address: no other site may learn it from a Referer, no cache may keep it.
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "X-Robots-Tag": "noindex, nofollow",
+}
+ASSETS = "../../../dashboard-assets/"  # relative: works behind a path prefix too
+STYLESHEET = ASSETS + "dashboard.css"
+# Without an icon of its own, a browser asks for /favicon.ico and logs the 404 as an error.
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16"><rect width="16" height="16" rx="3"'
+    ' fill="#0969da"/><rect x="3" y="8" width="2.5" height="5" fill="#fff"/><rect x="6.75" y="5"'
+    ' width="2.5" height="8" fill="#fff"/><rect x="10.5" y="3" width="2.5" height="10" fill="#fff"/></svg>'
+)
+HEAD = (
+    '<meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">'
+    f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
+    f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
+)
+# A page a phone can hold: the newest polls drawn at once, the next ones folded away, the rest (and the
+# answers of older reviews) in data.json, which holds everything.
+CHARTS_SHOWN = 40
+CHARTS_FOLDED = 160
+REVIEWS_IN_FULL = 8
+
+
+def _e(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def _respond(body: str, status: int = 200, content_type: str = "text/html") -> web.Response:
+    return web.Response(text=body, status=status, content_type=content_type, charset="utf-8", headers=HEADERS)
+
+
+def refused_page(reason: Refused) -> str:
+    """The 403 page: why, and what to do. It names no group."""
+    return (
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>Link not valid</title></head>'
+        f'<body class="refused"><main><h1>This link does not open a page</h1><p>{_e(reason.value)}</p>'
+        f"<p>{_e(ASK_AGAIN)}</p></main></body></html>"
+    )
+
+
+def _when(dt: object, tz: str) -> str:
+    return format_time(dt, tz) if dt is not None else ""  # type: ignore[arg-type]
+
+
+def _poll_state(v: PollView, tz: str) -> str:
+    if v.closed_at is not None:
+        return f"closed {_when(v.closed_at, tz)}"
+    return f"open, closes {_when(v.closes_at, tz)}"
+
+
+def _poll_figure(v: PollView, tz: str) -> str:
+    kind = {"pulse": "Pulse check", "consent": "Consent"}.get(v.kind, "Poll")
+    flags = "".join(
+        f' <span class="tag">{word}</span>'
+        for word, on in (("anonymous", v.anonymous), ("hidden until close", v.hidden))
+        if on
+    )
+    chart = (
+        f'<p class="withheld">{_e(v.withheld)}.</p>'
+        if v.withheld
+        else bar_chart(v.bars, f"{kind} {v.id}: {v.question}")
+    )
+    return (
+        f'<figure class="poll" id="poll-{v.id}" data-poll="{v.id}" data-voters="{v.voters}">'
+        f"<figcaption><strong>{kind} {v.id}</strong>{flags}: {_e(v.question)}"
+        f'<span class="meta">by {_e(v.author)}, {_e(_poll_state(v, tz))};'
+        f" {v.voters} voted</span></figcaption>{chart}</figure>"
+    )
+
+
+def _timeline(page: Page) -> str:
+    tz = page.timezone
+    legend = "".join(f'<li><span class="swatch phase-{p.value}"></span>{p.title}</li>' for p in PHASE_ORDER)
+    rows = "".join(
+        f"<tr><td>{_e(_when(b.start, tz))}</td><td>{b.phase.title}</td>"
+        f"<td>{_e(b.by)}</td><td>{_e(b.reason)}</td></tr>"
+        for b in reversed(page.bands)
+    )
+    return (
+        '<section id="phases"><h2>Phases</h2>'
+        f"<p>Now <strong>{page.phase.title}</strong>, since {_e(_when(page.phase_since, tz))}.</p>"
+        f'{timeline_chart(page.bands, tz)}<ul class="legend">{legend}</ul>'
+        '<table class="moves"><thead><tr><th>when</th><th>to</th><th>who</th><th>why</th></tr></thead>'
+        f"<tbody>{rows}</tbody></table></section>"
+    )
+
+
+def _roadmap(page: Page) -> str:
+    tz = page.timezone
+    parts = ['<section id="roadmap"><h2>Roadmap</h2>']
+    if not page.goals:
+        parts.append("<p>No goals yet.</p>")
+    for status in STATUS_ORDER:
+        goals = [x for x in page.goals if x.status is status]
+        if not goals:
+            continue
+        parts.append(f'<h3>{status.value.capitalize()} ({len(goals)})</h3><ul class="goals">')
+        for x in goals:
+            consent = ""
+            if x.consent is not None:
+                if x.consent.withheld:
+                    consent = f'<span class="consent">{_e(x.consent.withheld)}</span>'
+                else:
+                    agree, concerns, block = (b.votes or 0 for b in x.consent.bars)
+                    consent = (
+                        f'<span class="consent" data-agree="{agree}" data-concerns="{concerns}"'
+                        f' data-block="{block}">✅ {agree} · 🤔 {concerns} · ⛔ {block}</span>'
+                    )
+            worries = f'<span class="meta">🤔 by {_e(", ".join(x.concerns))}</span>' if x.concerns else ""
+            if x.heard:
+                worries += "".join(f'<span class="meta heard">{_e(line)}</span>' for line in x.heard)
+            by = _e(x.proposer) + (
+                f" (put forward by {_e(x.put_forward_by)})" if x.put_forward_by != x.proposer else ""
+            )
+            reshapes = f", reshapes goal {x.reshapes}" if x.reshapes is not None else ""
+            parts.append(
+                f'<li class="goal" data-goal="{x.id}" data-status="{x.status.value}">'
+                f'<span class="goal-text"><strong>Goal {x.id}</strong>: {_e(x.text)}</span>'
+                f'<span class="meta">by {by}{reshapes}; proposed {_e(_when(x.created_at, tz))},'
+                f" last change {_e(_when(x.updated_at, tz))}</span>{consent}{worries}</li>"
+            )
+        parts.append("</ul>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _polls(page: Page) -> str:
+    tz = page.timezone
+    parts = ['<section id="polls"><h2>Polls</h2>']
+    if not page.polls:
+        parts.append("<p>No polls yet.</p>")
+    recent = page.polls[:CHARTS_SHOWN]
+    older = page.polls[CHARTS_SHOWN : CHARTS_SHOWN + CHARTS_FOLDED]
+    oldest = page.polls[CHARTS_SHOWN + CHARTS_FOLDED :]
+    parts += [_poll_figure(v, tz) for v in recent]
+    if older:
+        parts.append(f"<details><summary>{len(older)} older polls</summary>")
+        parts += [_poll_figure(v, tz) for v in older]
+        parts.append("</details>")
+    if oldest:
+        parts.append(
+            f'<p class="meta">{len(oldest)} polls before these are in <a href="data.json">data.json</a>.</p>'
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _participation(page: Page) -> str:
+    tz = page.timezone
+    legend = "".join(f'<li><span class="swatch {kind}"></span>{words}</li>' for kind, words in KINDS)
+    pulse_legend = "".join(
+        f'<li><span class="swatch {kind}"></span>{words}</li>' for kind, words in PULSE_KINDS
+    )
+    pulses = (
+        f'<div class="scroll">{pulse_chart(page.pulses, tz)}</div><ul class="legend">{pulse_legend}</ul>'
+        if page.pulses
+        else "<p>No pulse checks yet.</p>"
+    )
+    return (
+        '<section id="participation"><h2>Participation</h2>'
+        "<p>What members did each week (Monday to Sunday, in the group's timezone), with the number of"
+        " members active above each week. Votes count in the week their poll opened; anonymous polls are"
+        " left out.</p>"
+        f'<div class="scroll">{participation_chart(page.weeks)}</div><ul class="legend">{legend}</ul>'
+        f'<h3 id="pulse">Pulse</h3>{pulses}</section>'
+    )
+
+
+def _reviews(page: Page) -> str:
+    tz = page.timezone
+    parts = ['<section id="reviews"><h2>Reviews</h2>']
+    older: list[str] = []
+    if not page.reviews:
+        parts.append("<p>No action reviews yet.</p>")
+    for v in page.reviews[REVIEWS_IN_FULL:]:
+        count = sum(len(a) for _, _, a in v.questions)
+        older.append(
+            f'<li data-review="{v.id}">Review {v.id}, started {_e(_when(v.started_at, tz))} by'
+            f" {_e(v.started_by)}: {count} answers, {len(v.action_items)} action items</li>"
+        )
+    for v in page.reviews[:REVIEWS_IN_FULL]:
+        state = f"closed {_when(v.closed_at, tz)}" if v.closed_at else f"open until {_when(v.closes_at, tz)}"
+        parts.append(
+            f'<article class="review" data-review="{v.id}"><h3>Review {v.id}</h3>'
+            f'<p class="meta">started {_e(_when(v.started_at, tz))} by {_e(v.started_by)}; {_e(state)}</p>'
+        )
+        for number, question, answers in v.questions:
+            items = "".join(
+                f'<li data-answer="{a.id}"><span class="who">{_e(a.author)}</span>: {_e(a.text)}</li>'
+                for a in answers
+            )
+            parts.append(
+                f'<h4>{number}. {_e(question)}</h4><ul class="answers" data-question="{number}">'
+                f"{items or '<li class=none>no answers</li>'}</ul>"
+            )
+        if v.action_items:
+            parts.append('<h4>Action items</h4><ul class="actions">')
+            for item in v.action_items:
+                became = (
+                    f"became goal {item.goal_id} ({item.goal_status.value})"
+                    if item.goal_id is not None and item.goal_status is not None
+                    else "not a goal yet"
+                )
+                parts.append(
+                    f'<li data-answer="{item.answer.id}" data-goal="{item.goal_id or ""}">'
+                    f'{_e(item.answer.text)} <span class="meta">r{item.answer.id}, {became}</span></li>'
+                )
+            parts.append("</ul>")
+        parts.append("</article>")
+    if older:
+        parts.append(
+            "<h3>Earlier reviews</h3>"
+            '<p class="meta">Their answers are in <a href="data.json">data.json</a>.</p>'
+            f'<ul class="earlier">{"".join(older)}</ul>'
+        )
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _schedules(page: Page) -> str:
+    tz = page.timezone
+    rows = "".join(
+        f'<tr data-schedule="{s.id}"><td>{s.kind.value}</td><td>{_e(s.description)}</td>'
+        f"<td>{'paused' if s.paused else _e(_when(s.next_at, tz))}</td>"
+        f"<td>{_e(s.text or 'a prompt')}</td></tr>"
+        for s in page.schedules
+    )
+    table = (
+        '<table class="schedules"><thead><tr><th>kind</th><th>when</th><th>next</th><th>says</th></tr>'
+        f"</thead><tbody>{rows}</tbody></table>"
+        if rows
+        else "<p>Nothing scheduled.</p>"
+    )
+    return f'<section id="schedules"><h2>Schedules ahead</h2>{table}</section>'
+
+
+def render_page(page: Page) -> str:
+    """The whole page: plain HTML and SVG, every member's word escaped, no script."""
+    sections = (_timeline, _roadmap, _polls, _participation, _reviews, _schedules)
+    nav = "".join(
+        f'<a href="#{anchor}">{words}</a>'
+        for anchor, words in (
+            ("phases", "Phases"),
+            ("roadmap", "Roadmap"),
+            ("polls", "Polls"),
+            ("participation", "Participation"),
+            ("reviews", "Reviews"),
+            ("schedules", "Schedules"),
+        )
+    )
+    return (
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>{_e(page.name)}: the group\'s page</title>'
+        "</head><body>"
+        f'<header><h1>{_e(page.name)}</h1><p class="meta">{_e(page.platform)} · times in'
+        f" {_e(page.timezone)} · as of {_e(_when(page.now, page.timezone))} ·"
+        ' <a href="data.json">data.json</a></p>'
+        f"<nav>{nav}</nav></header><main>{''.join(s(page) for s in sections)}</main></body></html>"
+    )
+
+
+def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: bytes | None = None) -> None:
+    """Serve groups' pages on `app`. `secret`: the operator's (`PEERBOT_WEB_SECRET`); None reads the
+    one kept in the database, as the `dashboard` command does. Expiry is judged by `clock`, the bot's."""
+
+    async def opened(request: web.Request) -> Callable[[], Page] | Refused:
+        """What builds the page a request's link opens (read, not yet built), or why it opens none."""
+        group_text, token = request.match_info["group"], request.match_info["token"]
+        if not (group_text.isascii() and group_text.isdigit() and len(group_text) <= 18):
+            return Refused.FORGED
+        group_id = int(group_text)
+        now = clock.now()
+        async with store.read() as tx:
+            key = await secret_in(tx, secret)
+            refused = check(key, group_id, token, await generation(tx, group_id), now)
+            if refused is not None:
+                return refused
+            group = await tx.groups.by_id(group_id)
+            if group is None:
+                return Refused.FORGED
+            record = await load_record(tx, group)
+            history = await tx.groups.phase_history(group_id)
+        return lambda: build_page(record, history, now)
+
+    async def page(request: web.Request) -> web.Response:
+        found = await opened(request)
+        if isinstance(found, Refused):
+            return _respond(refused_page(found), 403)
+        # Building and rendering take a good part of the time for a long record: off the event loop.
+        return _respond(await asyncio.to_thread(lambda: render_page(found())))
+
+    async def data(request: web.Request) -> web.Response:
+        found = await opened(request)
+        if isinstance(found, Refused):
+            body = {"error": found.value, "what_to_do": ASK_AGAIN}
+            return _respond(json.dumps(body), 403, "application/json")
+        text = await asyncio.to_thread(lambda: json.dumps(to_data(found()), ensure_ascii=False))
+        return _respond(text, content_type="application/json")
+
+    async def with_slash(request: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(f"{request.match_info['token']}/", headers=HEADERS)
+
+    async def stylesheet(request: web.Request) -> web.Response:
+        response = _respond(CSS, content_type="text/css")
+        response.headers["Cache-Control"] = "public, max-age=3600"
+        return response
+
+    async def icon(request: web.Request) -> web.Response:
+        response = _respond(ICON, content_type="image/svg+xml")
+        response.headers["Cache-Control"] = "public, max-age=86400"
+        return response
+
+    routes: list[tuple[str, Callable[[web.Request], Awaitable[web.Response]]]] = [
+        ("/dashboard-assets/dashboard.css", stylesheet),
+        ("/dashboard-assets/icon.svg", icon),
+        ("/dashboard/{group}/{token}/", page),
+        ("/dashboard/{group}/{token}/data.json", data),
+        ("/dashboard/{group}/{token}", with_slash),
+    ]
+    for path, handler in routes:
+        app.router.add_get(path, handler, allow_head=False)
+
+
+CSS = resources.files("adapters.web").joinpath("dashboard.css").read_text(encoding="utf-8")

@@ -1,0 +1,336 @@
+"""The group's page: the `dashboard` command's private links, the page and its JSON behind them, and
+every way a link must fail (forged, expired, revoked, another group's), served for real over HTTP."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from html import escape
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from adapters.sql import migrate
+from adapters.sql.store import SqlStore, make_engine
+from adapters.web.dashboard import CSP, dashboard_routes
+from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign
+from core.refs import ChannelRef
+from tests.conftest import EmptyDatabase
+from tests.support import START, Harness, free_socket, serving
+from tests.test_pending import poll_message
+
+LINK = re.compile(r"(http://127\.0\.0\.1:\d+/dashboard/(\d+)/([^/\s]+)/)")
+
+
+@dataclass
+class Site:
+    """A harness whose engine makes dashboard links, with the page served on a real port."""
+
+    h: Harness
+    url: str
+    http: aiohttp.ClientSession
+
+    async def link(self, who: str = "alice", channel: ChannelRef | None = None) -> str:
+        reply = await self.h.member(who).says("/dashboard", channel)
+        assert reply is not None and not reply.is_error and reply.private, reply
+        found = LINK.search(reply.text)
+        assert found is not None, reply.text
+        return found[1]
+
+    async def get(self, url: str) -> tuple[int, dict[str, str], str]:
+        async with self.http.get(url, allow_redirects=False) as response:
+            return response.status, dict(response.headers), await response.text()
+
+
+def site_on(make_store: Callable[[], AbstractAsyncContextManager[object]]) -> Callable[[], object]:
+    @asynccontextmanager
+    async def opened() -> AsyncIterator[Site]:
+        sock = free_socket()
+        public = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        async with make_store() as store:
+            h = Harness(store=store, dashboard=DashboardSettings(public))
+            app = web.Application()
+            dashboard_routes(app, h.store, h.clock)
+            async with serving(app, sock) as url, aiohttp.ClientSession() as http:
+                assert url == public
+                yield Site(h, url, http)
+
+    return opened
+
+
+@asynccontextmanager
+async def memory() -> AsyncIterator[object]:
+    yield None  # the harness's in-memory store
+
+
+@pytest.fixture
+async def site() -> AsyncIterator[Site]:
+    async with site_on(memory)() as opened:  # type: ignore[attr-defined]
+        yield opened
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def sql_site(request: pytest.FixtureRequest, empty_database: EmptyDatabase) -> AsyncIterator[Site]:
+    @asynccontextmanager
+    async def store() -> AsyncIterator[object]:
+        async with empty_database(request.param) as url:
+            engine = make_engine(url)
+            await migrate.upgrade(engine)
+            sql = SqlStore(engine)
+            try:
+                yield sql
+            finally:
+                await sql.close()
+
+    async with site_on(store)() as opened:  # type: ignore[attr-defined]
+        yield opened
+
+
+# The command ------------------------------------------------------------------------------------
+
+
+async def test_a_facilitator_gets_a_private_link_valid_seven_days(site: Site) -> None:
+    reply = await site.h.member("alice").says("/dashboard")
+    assert reply is not None and reply.private and not reply.is_error
+    assert "#" not in reply.text.split("http", 1)[1]  # the token is in the path, never a fragment
+    assert "until 2026-03-09 09:00 UTC" in reply.text
+    assert not [s for s in site.h.chat.sent if "/dashboard/" in s.text]  # nothing in the channel
+
+
+async def test_members_get_a_link_only_once_the_group_allows_it(site: Site) -> None:
+    await site.h.member("alice").says("/status")
+    refused = await site.h.member("bob").says("/dashboard")
+    assert refused is not None and refused.is_error and refused.private
+    assert refused.text == (
+        "Facilitators get the link to the group's page; members too once a facilitator says"
+        " /auto dashboard on."
+    )
+    said = await site.h.member("alice").says("/auto dashboard on")
+    assert said is not None and said.text == "Automatic dashboard is on."
+    shown = await site.h.member("bob").says("/auto")
+    assert shown is not None and shown.text.endswith("members' links to the group's page on.")
+    status, _, _ = await site.get(await site.link("bob"))
+    assert status == 200
+    await site.h.member("alice").says("/auto dashboard off")
+    again = await site.h.member("bob").says("/dashboard")
+    assert again is not None and again.is_error
+
+
+async def test_only_facilitators_revoke_links(site: Site) -> None:
+    await site.h.member("alice").says("/status")
+    answer = await site.h.member("bob").says("/dashboard revoke")
+    assert answer is not None and answer.text == (
+        "Sorry, only facilitators can revoke the links to the group's page. Nothing was changed."
+    )
+
+
+async def test_without_a_web_server_the_command_says_the_page_is_not_set_up() -> None:
+    reply = await Harness().member("alice").says("/dashboard")
+    assert reply is not None and reply.is_error and reply.private
+    assert "not set up" in reply.text
+
+
+# The page and its JSON ----------------------------------------------------------------------------
+
+
+async def test_the_link_opens_the_group_page_with_a_strict_policy_and_its_json(site: Site) -> None:
+    alice = site.h.member("alice")
+    await alice.says("/goal propose Learn Rust")
+    await alice.says("/poll create Which day? | Monday | Friday")
+    url = await site.link()
+    status, headers, body = await site.get(url)
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert headers["Content-Security-Policy"] == CSP
+    assert "default-src 'none'" in CSP and "unsafe" not in CSP and "script-src" not in CSP
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["Cache-Control"] == "no-store"
+    assert "<script" not in body and "Learn Rust" in body and "Which day?" in body
+    assert "http" not in body.replace('href="data.json"', "")  # no address of any host, this one included
+    status, headers, _ = await site.get(url + "data.json")
+    assert status == 200 and headers["Content-Type"].startswith("application/json")
+    data = await _json(site, url + "data.json")
+    assert data["group"]["name"] == "#general" and data["group"]["phase"] == "convening"
+    assert [g["text"] for g in data["goals"]] == ["Learn Rust"]
+    assert [p["question"] for p in data["polls"]] == ["Which day?"]
+    css_status, css_headers, css = await site.get(site.url + "/dashboard-assets/dashboard.css")
+    assert css_status == 200 and css_headers["Content-Type"].startswith("text/css") and "@media print" in css
+
+
+async def test_a_link_without_its_last_slash_is_sent_to_the_page(site: Site) -> None:
+    url = await site.link()
+    status, headers, _ = await site.get(url.rstrip("/"))
+    assert status == 301 and url.endswith("/" + headers["Location"])
+
+
+async def _json(site: Site, url: str) -> dict:
+    async with site.http.get(url) as response:
+        return await response.json()
+
+
+async def test_hidden_and_anonymous_polls_keep_their_counts_off_the_page(site: Site) -> None:
+    h = site.h
+    await h.regulars("vera", "walt")
+    await h.member("alice").says("/poll create --hidden --closes 1h Tea? | yes | no")  # poll 1
+    await h.member("alice").says("/poll create --anonymous --closes 1h Cake? | yes | no")  # poll 2
+    await h.member("vera").reacts(await poll_message(h, 1), "1️⃣")
+    await h.member("vera").whispers("/vote 2 1")
+    await h.member("walt").whispers("/vote 2 2")
+    url = await site.link()
+    polls = {p["id"]: p for p in (await _json(site, url + "data.json"))["polls"]}
+    assert polls[1]["withheld"] == "results hidden until it closes" and polls[1]["voters"] == 1
+    assert all("votes" not in o for o in polls[1]["options"])
+    assert polls[2]["withheld"] == "too few votes to show without revealing who voted"
+    assert all("votes" not in o for o in polls[2]["options"])
+    _, _, body = await site.get(url)
+    assert 'class="option"' not in body  # no bars: no counts
+    await h.engine.run_until(START + timedelta(hours=2), lambda t: setattr(h.clock, "current", t))
+    polls = {p["id"]: p for p in (await _json(site, url + "data.json"))["polls"]}
+    assert [o["votes"] for o in polls[1]["options"]] == [1, 0]  # closed: shown
+    assert polls[2]["withheld"]  # still fewer than 3 voters
+
+
+async def test_reviews_show_answers_by_question_and_which_action_items_became_goals(site: Site) -> None:
+    h = site.h
+    alice, bob = h.member("alice"), h.member("bob")
+    await alice.says("/review start")
+    await bob.says("/reflect q1 Learn Rust together")
+    await bob.says("/reflect q5 Pair on Fridays")
+    await alice.says("/reflect q5 Keep a shared glossary")
+    await alice.says("/goal propose r3")  # alice puts forward her own answer
+    data = await _json(site, await site.link() + "data.json")
+    (review,) = data["reviews"]
+    answers = {q["number"]: [a["text"] for a in q["answers"]] for q in review["questions"]}
+    assert answers == {
+        1: ["Learn Rust together"],
+        2: [],
+        3: [],
+        4: [],
+        5: ["Pair on Fridays", "Keep a shared glossary"],
+    }
+    items = {i["text"]: (i["goal"], i["goal_status"]) for i in review["action_items"]}
+    assert items == {"Pair on Fridays": (None, None), "Keep a shared glossary": (1, "proposed")}
+
+
+# Links that must not open ---------------------------------------------------------------------------
+
+
+def test_a_token_opens_only_its_group_in_its_generation_before_it_expires() -> None:
+    secret, now = b"s" * 32, START
+    token = sign(secret, 7, 2, now + timedelta(days=7))
+    assert check(secret, 7, token, 2, now) is None
+    assert check(secret, 8, token, 2, now) is Refused.FORGED  # another group's id
+    assert check(b"t" * 32, 7, token, 2, now) is Refused.FORGED  # another secret
+    assert check(secret, 7, token, 3, now) is Refused.REVOKED
+    assert check(secret, 7, token, 2, now + timedelta(days=7)) is Refused.EXPIRED
+    assert check(None, 7, token, 2, now) is Refused.FORGED  # no secret yet: nothing was signed
+    gen, stamp, sig = token.split(".")
+    for bad in (
+        f"{gen}.{int(stamp) + 999}.{sig}",
+        f"{int(gen) + 1}.{stamp}.{sig}",
+        f"{gen}.{stamp}.x",
+        "",
+        "1.2",
+        "٣.1.x",
+    ):
+        assert check(secret, 7, bad, 2, now) is Refused.FORGED, bad
+    assert link("https://bot.example/peer/", 7, token) == f"https://bot.example/peer/dashboard/7/{token}/"
+
+
+async def _refused(site: Site, url: str, reason: Refused) -> None:
+    status, headers, body = await site.get(url)
+    assert status == 403 and headers["Content-Security-Policy"] == CSP
+    assert escape(reason.value) in body and escape(ASK_AGAIN) in body
+    assert "#general" not in body and "#other" not in body and "Learn Rust" not in body
+    status, _, text = await site.get(url + "data.json")
+    assert status == 403 and "Learn Rust" not in text and reason.value in text
+
+
+async def test_a_forged_link_gets_403_and_a_page_that_names_no_group(site: Site) -> None:
+    await site.h.member("alice").says("/goal propose Learn Rust")
+    url = await site.link()
+    found = LINK.search(url)
+    assert found is not None
+    token = found[3]
+    forged = url.replace(token, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    await _refused(site, forged, Refused.FORGED)
+    longer = url.replace(token, token.replace(".", ".9", 1))  # a later expiry, same signature
+    await _refused(site, longer, Refused.FORGED)
+    await _refused(site, url.replace("/dashboard/1/", "/dashboard/x/"), Refused.FORGED)
+
+
+async def test_a_link_expires_after_seven_days_by_the_bots_clock(site: Site) -> None:
+    await site.h.member("alice").says("/goal propose Learn Rust")
+    url = await site.link()
+    site.h.clock.advance(timedelta(days=6, hours=23))
+    assert (await site.get(url))[0] == 200
+    site.h.clock.advance(timedelta(hours=1))
+    await _refused(site, url, Refused.EXPIRED)
+
+
+async def test_revoking_ends_every_link_of_the_group_and_new_ones_work(site: Site) -> None:
+    await site.h.member("alice").says("/goal propose Learn Rust")
+    await site.h.member("alice").says("/auto dashboard on")
+    first, second = await site.link(), await site.link("bob")
+    reply = await site.h.member("alice").says("/dashboard revoke")
+    assert reply is not None and reply.private and "revoked" in reply.text
+    await _refused(site, first, Refused.REVOKED)
+    await _refused(site, second, Refused.REVOKED)
+    assert (await site.get(await site.link()))[0] == 200
+
+
+async def test_a_valid_link_with_another_groups_id_gets_403(site: Site) -> None:
+    other = ChannelRef("fake", "other", "#other")
+    await site.h.member("alice").says("/goal propose Learn Rust")
+    await site.h.member("alice").says("/goal propose Secret plans", other)
+    mine, theirs = await site.link(), await site.link(channel=other)
+    assert "/dashboard/1/" in mine and "/dashboard/2/" in theirs
+    await _refused(site, mine.replace("/dashboard/1/", "/dashboard/2/"), Refused.FORGED)
+    await _refused(site, mine.replace("/dashboard/1/", "/dashboard/99/"), Refused.FORGED)
+    _, _, body = await site.get(theirs)
+    assert "Secret plans" in body and "Learn Rust" not in body
+
+
+async def test_there_is_no_page_of_all_groups(site: Site) -> None:
+    await site.link()
+    for path in ("/", "/dashboard", "/dashboard/", "/dashboard/1", "/dashboard/1/", "/dashboard-assets/"):
+        status, _, body = await site.get(site.url + path)
+        assert status in (403, 404), path
+        assert "#general" not in body, path
+
+
+async def test_member_text_is_escaped_on_the_page(site: Site) -> None:
+    h = site.h
+    evil = h.member("mallory", "mallory")
+    evil.user = evil.user.__class__("fake", "mallory", '<img src=x onerror="alert(1)">Mal')
+    await h.member("alice").says("/auto dashboard on")
+    await evil.says('/goal propose <script>alert("goal")</script> & more')
+    _, _, body = await site.get(await site.link())
+    assert "<script>alert" not in body and "<img src=x" not in body
+    assert "&lt;script&gt;alert(&quot;goal&quot;)&lt;/script&gt; &amp; more" in body
+    assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;Mal" in body
+
+
+# The secret ------------------------------------------------------------------------------------------
+
+
+async def test_the_secret_is_made_once_and_kept_in_the_database(sql_site: Site) -> None:
+    await sql_site.h.member("alice").says("/goal propose Learn Rust")
+    first = await sql_site.link()
+    async with sql_site.h.store.read() as tx:
+        kept = await tx.state("dashboard").get("secret")
+    assert kept is not None and len(kept) >= 40
+    second = await sql_site.link()
+    async with sql_site.h.store.read() as tx:
+        assert await tx.state("dashboard").get("secret") == kept
+    for url in (first, second):
+        status, _, body = await sql_site.get(url)
+        assert status == 200 and "Learn Rust" in body
+    # A server that signs with the operator's secret (PEERBOT_WEB_SECRET) judges these links forged.
+    app = web.Application()
+    dashboard_routes(app, sql_site.h.store, sql_site.h.clock, b"the operator's own secret")
+    async with serving(app, free_socket()) as other:
+        status, _, _ = await sql_site.get(first.replace(sql_site.url, other))
+        assert status == 403
