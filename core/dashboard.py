@@ -351,6 +351,11 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
     """What the page shows, from the group's record and its moves between phases."""
     g = record.group
     polls = {p.id: _poll_view(p, t) for p, t in record.polls}
+    # Who chose 🤔 on each consent poll, where names are shown; and what members wrote, by goal.
+    doubters = {p.id: t.names[1] for p, t in record.polls if not p.anonymous and len(t.names) > 1}
+    heard: dict[int, list[str]] = defaultdict(list)
+    for c in record.concerns:
+        heard[c.goal_id].append(concern_line(c))
     goals = tuple(
         GoalView(
             x.id,
@@ -362,8 +367,8 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
             x.updated_at,
             x.reshapes_id,
             consent := polls.get(x.poll_id) if x.poll_id is not None else None,
-            _concerns(record, x.poll_id) if consent is not None and not consent.withheld else (),
-            tuple(concern_line(c) for c in record.concerns if c.goal_id == x.id),
+            doubters.get(x.poll_id or 0, ()) if consent is not None and not consent.withheld else (),
+            tuple(heard.get(x.id, ())),
         )
         for x in sorted(record.goals, key=lambda x: (STATUS_ORDER.index(x.status), -x.id))
     )
@@ -415,13 +420,6 @@ def _poll_view(p: Poll, t: Tally) -> PollView:
         tuple(Bar(o.emoji, o.label, n) for o, n in zip(p.options, counts, strict=True)),
         withheld,
     )
-
-
-def _concerns(record: GroupRecord, poll_id: int | None) -> tuple[str, ...]:
-    for p, t in record.polls:
-        if p.id == poll_id and not p.anonymous and len(t.names) > 1:
-            return t.names[1]
-    return ()
 
 
 def _bands(g: Group, history: Sequence[PhaseChange], now: datetime) -> tuple[Band, ...]:
