@@ -113,7 +113,12 @@ async def _failed_events(config: Config, limit: int) -> int:
 
 def _check(config: Config) -> int:
     platforms = config.platforms() or ["console"]
-    print(f"config OK: database {app.safe_url(config.database.url)}; adapters: {', '.join(platforms)}")
+    web = config.web
+    served = "off" if web is None else (web.public_url or f"http://{web.host}:{web.port}")
+    print(
+        f"config OK: database {app.safe_url(config.database.url)}; adapters: {', '.join(platforms)};"
+        f" web server: {served}"
+    )
     return 0
 
 

@@ -156,3 +156,15 @@ def test_a_wrong_discord_key_names_the_key(raw: object, message: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(raw, env={})
     assert str(error.value).startswith(message)
+
+
+def test_check_config_says_what_would_run_web_server_included(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("console:\n  facilitators: [alice]\n")
+    result = run_cli("check-config", "--config", str(plain), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("adapters: console; web server: off")
+    served = tmp_path / "served.yaml"
+    served.write_text("web:\n  host: 127.0.0.1\n  port: 8123\n")
+    result = run_cli("check-config", "--config", str(served), cwd=tmp_path)
+    assert result.stdout.strip().endswith("web server: http://127.0.0.1:8123"), result.stdout
