@@ -16,7 +16,7 @@ from adapters.sql import migrate
 from adapters.sql.schema import metadata
 from adapters.sql.store import SqlStore, make_engine
 from core.ballots import HASHED
-from core.events import CommandInvoked
+from core.events import CommandInvoked, Reply
 from core.polls import PollKind, parse_vote_button, vote_button
 from core.refs import ChannelRef, MessageRef
 from tests.conftest import EmptyDatabase
@@ -53,6 +53,17 @@ async def test_where_commands_are_typed_the_poll_says_how_to_vote_privately() ->
     await open_anonymous(h)
     assert "write /vote 1 <number> to me directly" in h.chat.sent[-2].text
     assert h.chat.reactions == []
+
+
+async def in_the_channel(h: Harness, name: str, text: str) -> tuple[MessageRef, Reply | None]:
+    """A member writes a command in the group's channel, as a message everyone there reads."""
+    event_id = h.next_event_id()
+    said = MessageRef(h.channel, f"m-{event_id}")
+    reply = await h.engine.handle(
+        CommandInvoked(event_id, h.channel, h.member(name).user, text, message=said)
+    )
+    await h.engine.settle()
+    return said, reply
 
 
 def test_a_vote_button_id_reads_back_and_nothing_else_does() -> None:
@@ -163,11 +174,7 @@ async def test_a_vote_written_where_the_group_reads_it_is_removed_and_not_counte
     h.chat.interactive_replies = False
     await h.regulars(*VOTERS)
     poll = await open_anonymous(h)
-    said = MessageRef(h.channel, "m-vera")
-    reply = await h.engine.handle(
-        CommandInvoked("ev-public", h.channel, h.member("vera").user, f"vote {poll} 2", message=said)
-    )
-    await h.engine.settle()
+    said, reply = await in_the_channel(h, "vera", f"vote {poll} 2")
     assert reply is not None and reply.is_error and "private" in reply.text
     assert "2" not in reply.text.replace("/vote", "")  # the notice repeats nothing of what was said
     assert h.chat.deleted == [said]
@@ -273,13 +280,7 @@ async def test_an_anonymous_reflection_written_in_a_typed_channel_is_withheld() 
     h = Harness()
     h.chat.interactive_replies = False
     await h.member("alice").says("/review start")
-    said = MessageRef(h.channel, "m-v")
-    await h.engine.handle(
-        CommandInvoked(
-            "ev-r", h.channel, h.member("vera").user, "reflect --anonymous q1 secret", message=said
-        )
-    )
-    await h.engine.settle()
+    said, _ = await in_the_channel(h, "vera", "reflect --anonymous q1 secret")
     assert h.chat.deleted == [said]
     async with h.store.transaction() as tx:
         group = await tx.groups.get(h.channel)
@@ -415,13 +416,7 @@ async def test_an_anonymous_concern_is_written_privately_and_withheld_where_the_
     for channel in (h.channel, study):  # vera is in two groups
         await h.member("vera").says("/reflect hello", channel)
     await h.member("bob").says("/goal propose Read a chapter a week")
-    said = MessageRef(h.channel, "m-c")
-    await h.engine.handle(
-        CommandInvoked(
-            "ev-c", h.channel, h.member("vera").user, "concern --anonymous 1 Too fast", message=said
-        )
-    )
-    await h.engine.settle()
+    said, _ = await in_the_channel(h, "vera", "concern --anonymous 1 Too fast")
     assert h.chat.deleted == [said]
     kept = await h.member("vera").whispers("/concern --anonymous 1 Too fast for me")
     assert kept is not None and not kept.is_error and "without your name" in kept.text
