@@ -235,13 +235,14 @@ class Engine:
     async def _apply_command(self, event: CommandInvoked) -> Reply | None:
         """Run a command; one that keeps failing is recorded as failed, and the member told so. Log lines
         written meanwhile name the group, the command and the event; the command is counted by outcome."""
-        invocation = self._invocation(event)
+        parsed = self._parse(event)
+        invocation = parsed if isinstance(parsed, Invocation) else None
         event = self._sealed(event, invocation)
         name = invocation.spec.name if invocation is not None else "unknown"
         group = f"{event.channel.platform}:{event.channel.id}"
         with about(group=group, command=name, event_id=event.event_id):
             try:
-                reply = await dead_letters.attempts(lambda: self.run_command(event), event)
+                reply = await dead_letters.attempts(lambda: self.run_command(event, parsed), event)
             except dead_letters.GaveUp as gave_up:
                 self.metrics.command(name, FAILED)
                 return await self._dead_letter(event, gave_up.failure)
@@ -252,8 +253,9 @@ class Engine:
             log.debug("command %s: %s", name, outcome)
             return reply
 
-    def _invocation(self, event: CommandInvoked) -> Invocation | None:
-        """The command an event invokes, parsed; None for bad input or a platform with no adapter here."""
+    def _parse(self, event: CommandInvoked) -> Invocation | UsageError | None:
+        """The command an event invokes, parsed once for the whole run: the invocation, or why the input
+        is bad; None for a platform with no adapter here."""
         chat = self.chats.get(event.channel.platform)
         if chat is None:
             return None
@@ -262,8 +264,8 @@ class Engine:
             if event.options is None:
                 return parse_text(specs, event.text)
             return parse_options(specs, event.text, event.options)
-        except UsageError:
-            return None
+        except UsageError as error:
+            return error
 
     @staticmethod
     def _sealed(event: CommandInvoked, invocation: Invocation | None) -> CommandInvoked:
@@ -314,17 +316,16 @@ class Engine:
         core/batches.py."""
         return await self.batches.apply(events, state, posts)
 
-    async def run_command(self, event: CommandInvoked) -> Reply | None:
+    async def run_command(
+        self, event: CommandInvoked, parsed: Invocation | UsageError | None
+    ) -> Reply | None:
+        """Run a command as `_parse` read it."""
         chat = self.chats[event.channel.platform]
-        specs = self.visible_specs(chat.platform)
         structured = event.options is not None
-        try:
-            if event.options is None:
-                invocation = parse_text(specs, event.text)
-            else:
-                invocation = parse_options(specs, event.text, event.options)
-        except UsageError as error:
-            return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
+        if isinstance(parsed, UsageError):
+            return await self._answer_only(event, usage_reply(parsed, chat.command_prefix, structured))
+        assert parsed is not None  # the platform has an adapter: it was parsed
+        invocation = parsed
         spec = invocation.spec
         channel = event.channel
         if invocation.secret and not event.direct and not chat.interactive_replies:
