@@ -56,7 +56,7 @@ class ConcernService:
         the member's groups."""
         for group in ctx.groups:
             if await ctx.uow.tx.goals.get(group.id, inv.args["goal"]) is not None:
-                return await self._voice(Context(ctx.event, ctx.chat, group, ctx.uow), inv)
+                return await self._voice(ctx.in_group(group), inv)
         raise UsageError(f"There is no goal {inv.args['goal']} in a group whose roster you are on.", inv.spec)
 
     async def ask(self, uow: UnitOfWork, event: DomainEvent) -> None:

@@ -64,6 +64,11 @@ class PrivateContext(_InUnitOfWork):
     uow: UnitOfWork
     groups: Sequence[Group]
 
+    def in_group(self, group: Group) -> Context:
+        """The command as a group's command, once it is known which group it is for (a reflection or a
+        concern written privately); as one written privately it is nobody's facilitator command."""
+        return Context(self.event, self.chat, group, self.uow)
+
 
 PrivateHandler = Callable[[PrivateContext, Invocation], Awaitable[Reply]]
 

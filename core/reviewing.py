@@ -212,7 +212,7 @@ class ReviewService:
                 f"You are in {len(groups)} groups ({names}): add --group <name> to say which.", inv.spec
             )
         group = groups[0]
-        return await self._reflect(Context(ctx.event, ctx.chat, group, ctx.uow), inv)
+        return await self._reflect(ctx.in_group(group), inv)
 
     async def _reflect(self, ctx: Context, inv: Invocation) -> Reply:
         text = inv.text("text")
