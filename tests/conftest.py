@@ -105,14 +105,23 @@ def harness() -> Harness:
     return Harness()
 
 
+@asynccontextmanager
+async def migrated_store(url: str) -> AsyncIterator[SqlStore]:
+    """The SQL store on a database (SQLite or PostgreSQL), migrated; closed after."""
+    engine = make_engine(url)
+    await migrate.upgrade(engine)
+    store = SqlStore(engine)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 @pytest.fixture
 async def sql(db_url: str) -> AsyncIterator[Harness]:
     """The engine on fakes with the SQL store of each supported kind."""
-    engine = make_engine(db_url)
-    await migrate.upgrade(engine)
-    store = SqlStore(engine)
-    yield Harness(store=store)
-    await store.close()
+    async with migrated_store(db_url) as store:
+        yield Harness(store=store)
 
 
 @pytest.fixture(scope="session")

@@ -12,14 +12,12 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from adapters.sql import migrate
 from adapters.sql.schema import metadata
-from adapters.sql.store import SqlStore, make_engine
 from core.ballots import HASHED
 from core.events import CommandInvoked, Reply
 from core.polls import PollKind, parse_vote_button, vote_button
 from core.refs import ChannelRef, MessageRef
-from tests.conftest import EmptyDatabase
+from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import Harness, peerbot
 
 VOTERS = ("vera", "walt", "xena", "yuri", "zoe")
@@ -343,13 +341,8 @@ async def test_after_the_close_nothing_in_the_database_tells_who_voted(
         async with empty_database(kind) as url:
             if kind == "sqlite":
                 url = f"sqlite+aiosqlite:///{tmp_path / f'run{n}.db'}"
-            engine = make_engine(url)
-            await migrate.upgrade(engine)
-            store = SqlStore(engine)
-            try:
+            async with migrated_store(url) as store:
                 dumps.append(await _vote_and_close(Harness(store=store), voters))
-            finally:
-                await store.close()
     first, second = dumps
     assert first["poll_secrets"] == [] and first["poll_reactions"]
     assert first["outbox"] == []  # the confirmation still queued at the close went with it

@@ -14,12 +14,10 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from adapters.sql import migrate
-from adapters.sql.store import SqlStore, make_engine
 from adapters.web.dashboard import CSP, dashboard_routes
 from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign
 from core.refs import ChannelRef
-from tests.conftest import EmptyDatabase
+from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import START, Harness, free_socket, serving
 from tests.test_pending import poll_message
 
@@ -77,14 +75,8 @@ async def site() -> AsyncIterator[Site]:
 async def sql_site(request: pytest.FixtureRequest, empty_database: EmptyDatabase) -> AsyncIterator[Site]:
     @asynccontextmanager
     async def store() -> AsyncIterator[object]:
-        async with empty_database(request.param) as url:
-            engine = make_engine(url)
-            await migrate.upgrade(engine)
-            sql = SqlStore(engine)
-            try:
-                yield sql
-            finally:
-                await sql.close()
+        async with empty_database(request.param) as url, migrated_store(url) as sql:
+            yield sql
 
     async with site_on(store)() as opened:  # type: ignore[attr-defined]
         yield opened

@@ -17,11 +17,10 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from adapters.sql import migrate
-from adapters.sql.store import SqlStore, make_engine
 from adapters.web.dashboard import dashboard_routes
 from core.dashboard import DashboardSettings
 from core.refs import UserRef
+from tests.conftest import migrated_store
 from tests.support import Harness, free_socket, serving
 from tests.test_pending import poll_message
 
@@ -74,17 +73,12 @@ async def browser() -> AsyncIterator[Any]:
 async def served(tmp_path: Path) -> AsyncIterator[tuple[Harness, str]]:
     sock = free_socket()
     public = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}")
-    await migrate.upgrade(engine)
-    store = SqlStore(engine)
-    h = Harness(store=store, dashboard=DashboardSettings(public))
-    app = web.Application()
-    dashboard_routes(app, h.store, h.clock)
-    try:
+    async with migrated_store(f"sqlite+aiosqlite:///{tmp_path / 'peerbot.db'}") as store:
+        h = Harness(store=store, dashboard=DashboardSettings(public))
+        app = web.Application()
+        dashboard_routes(app, h.store, h.clock)
         async with serving(app, sock):
             yield h, public
-    finally:
-        await store.close()
 
 
 async def open_page(browser: Any, url: str, width: int = 1000) -> tuple[Any, Watched]:
