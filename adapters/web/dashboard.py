@@ -36,10 +36,10 @@ from core.dashboard import (
     build_page,
     check,
     generation,
+    read_page,
     secret_in,
     to_data,
 )
-from core.export import load_record
 from core.lifecycle import PHASE_ORDER
 from core.ports import Store
 
@@ -229,10 +229,9 @@ def _reviews(page: Page) -> str:
     if not page.reviews:
         parts.append("<p>No action reviews yet.</p>")
     for v in page.reviews[REVIEWS_IN_FULL:]:
-        count = sum(len(a) for _, _, a in v.questions)
         older.append(
             f'<li data-review="{v.id}">Review {v.id}, started {_e(_when(v.started_at, tz))} by'
-            f" {_e(v.started_by)}: {count} answers, {len(v.action_items)} action items</li>"
+            f" {_e(v.started_by)}: {v.answers} answers, {v.proposals} action items</li>"
         )
     for v in page.reviews[:REVIEWS_IN_FULL]:
         state = f"closed {_when(v.closed_at, tz)}" if v.closed_at else f"open until {_when(v.closes_at, tz)}"
@@ -333,9 +332,10 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             group = await tx.groups.by_id(group_id)
             if group is None:
                 return Refused.FORGED
-            record = await load_record(tx, group)
-            history = await tx.groups.phase_history(group_id)
-        return lambda: build_page(record, history, now)
+            # The page shows the newest reviews' answers; data.json, which holds everything, all of them.
+            in_full = REVIEWS_IN_FULL if request.path.endswith("/") else None
+            record = await read_page(tx, group, now, in_full)
+        return lambda: build_page(record, now)
 
     async def page(request: web.Request) -> web.Response:
         found = await opened(request)
