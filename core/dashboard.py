@@ -30,6 +30,7 @@ from core.events import Reply
 from core.export import counts_withheld
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
+from core.members import CONTRIBUTION_WINDOW, Contributions, Member
 from core.polls import GroupCounts, Poll, PollKind
 from core.ports import Store, StoreTx
 from core.prompts import REVIEW_QUESTIONS
@@ -313,6 +314,19 @@ class Ahead:
 
 
 @dataclass(frozen=True, slots=True)
+class Person:
+    """A member on the roster. A member who asked to be listed by name only (`members private on`)
+    shows nothing else."""
+
+    name: str
+    private: bool
+    joined_at: datetime | None = None
+    last_active_at: datetime | None = None
+    intro: str = ""
+    did: Contributions | None = None  # over the last 30 days
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     group_id: int
     name: str
@@ -328,6 +342,7 @@ class Page:
     pulses: tuple[Pulse, ...]
     reviews: tuple[ReviewView, ...]
     schedules: tuple[Ahead, ...]
+    people: tuple[Person, ...] = ()  # the roster, in the order members joined
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -364,6 +379,8 @@ class PageRecord:
     starts: Sequence[datetime]  # when each begins, in UTC, and then when the week after now's begins
     reflected: Mapping[int, tuple[int, frozenset[str]]]  # by week's index: reflections, their authors
     schedules: Sequence[Schedule]
+    roster: Sequence[Member]
+    contributions: Mapping[str, Contributions]  # by member's key, over the last 30 days
 
 
 async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | None = None) -> PageRecord:
@@ -407,6 +424,8 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
         starts,
         await tx.reviews.reflection_weeks(group.id, starts),
         await tx.schedules.in_group(group.id),
+        await tx.members.roster(group.id),
+        await tx.members.contributions(group.id, now - CONTRIBUTION_WINDOW),
     )
 
 
@@ -463,6 +482,14 @@ def build_page(record: PageRecord, now: datetime) -> Page:
             for s in sorted(
                 record.schedules, key=lambda s: (s.paused, s.next_occurrence or now + timedelta(days=36500))
             )
+        ),
+        tuple(
+            Person(m.name, True)
+            if m.private
+            else Person(
+                m.name, False, m.joined_at, m.last_active_at, m.intro, record.contributions.get(m.key)
+            )
+            for m in sorted(record.roster, key=lambda m: (m.joined_at, m.id))
         ),
     )
 
@@ -698,6 +725,22 @@ def to_data(page: Page) -> dict[str, Any]:
                 ],
             }
             for v in page.reviews
+        ],
+        "people": [
+            {"name": m.name}
+            if m.private
+            else {
+                "name": m.name,
+                "joined_at": _when(m.joined_at, zone),
+                "last_active_at": _when(m.last_active_at, zone),
+                "intro": m.intro,
+                "last_30_days": {
+                    "proposals": (m.did or Contributions()).proposals,
+                    "votes": (m.did or Contributions()).votes,
+                    "reflections": (m.did or Contributions()).reflections,
+                },
+            }
+            for m in page.people
         ],
         "schedules": [
             {

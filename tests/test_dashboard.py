@@ -301,10 +301,31 @@ async def test_member_text_is_escaped_on_the_page(site: Site) -> None:
     evil.user = evil.user.__class__("fake", "mallory", '<img src=x onerror="alert(1)">Mal')
     await h.member("alice").says("/auto dashboard on")
     await evil.says('/goal propose <script>alert("goal")</script> & more')
+    await evil.says('/join <b onmouseover="alert(2)">hi</b>')
     _, _, body = await site.get(await site.link())
-    assert "<script>alert" not in body and "<img src=x" not in body
+    assert "<script>alert" not in body and "<img src=x" not in body and "<b onmouseover" not in body
+    assert "&lt;b onmouseover=&quot;alert(2)&quot;&gt;hi&lt;/b&gt;" in body  # the intro, on the roster
     assert "&lt;script&gt;alert(&quot;goal&quot;)&lt;/script&gt; &amp; more" in body
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;Mal" in body
+
+
+async def test_the_roster_shows_who_is_here_and_a_private_member_by_name_only(site: Site) -> None:
+    h = site.h
+    await h.member("bob").says("/join Here to learn Rust")
+    await h.member("bob").says("/goal propose Read a chapter a week")
+    await h.member("bob").says("/reflect Chapter one was hard")
+    await h.member("cleo").says("/join I like quiet")
+    await h.member("cleo").says("/members private on")
+    url = await site.link()
+    people = {p["name"]: p for p in (await _json(site, url + "data.json"))["people"]}
+    assert people["cleo"] == {"name": "cleo"}  # nothing but her name
+    assert people["bob"]["intro"] == "Here to learn Rust"
+    assert people["bob"]["last_30_days"] == {"proposals": 1, "votes": 0, "reflections": 1}
+    _, _, body = await site.get(url)
+    section = body[body.index('<section id="people">') :]
+    section = section[: section.index("</section>")]
+    assert "Here to learn Rust" in section and "1 · 0 · 1" in section
+    assert "I like quiet" not in body and '<tr class="private"><td>cleo</td>' in section
 
 
 # The secret ------------------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from core.dashboard import (
     to_data,
 )
 from core.lifecycle import PHASE_ORDER
+from core.members import Contributions
 from core.ports import Store
 
 # Nothing runs on the page, nothing is fetched from another host, nothing may frame it.
@@ -272,6 +273,32 @@ def _reviews(page: Page) -> str:
     return "".join(parts)
 
 
+def _people(page: Page) -> str:
+    tz = page.timezone
+    rows = []
+    for m in page.people:
+        if m.private:
+            rows.append(
+                f'<tr class="private"><td>{_e(m.name)}</td><td colspan="3">listed by name only</td></tr>'
+            )
+            continue
+        did = m.did or Contributions()
+        intro = f'<span class="meta intro">“{_e(m.intro)}”</span>' if m.intro else ""
+        rows.append(
+            f"<tr><td>{_e(m.name)}{intro}</td><td>{_e(_when(m.joined_at, tz)[:10])}</td>"
+            f"<td>{_e(_when(m.last_active_at, tz)) or 'not yet'}</td>"
+            f'<td class="num">{did.proposals} · {did.votes} · {did.reflections}</td></tr>'
+        )
+    table = (
+        '<table class="people"><thead><tr><th>member</th><th>since</th><th>last active</th>'
+        '<th class="num">30 days: proposals · votes · reflections</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else "<p>Nobody is on the roster yet.</p>"
+    )
+    return f'<section id="people"><h2>People</h2>{table}</section>'
+
+
 def _schedules(page: Page) -> str:
     tz = page.timezone
     rows = "".join(
@@ -291,7 +318,7 @@ def _schedules(page: Page) -> str:
 
 def render_page(page: Page) -> str:
     """The whole page: plain HTML and SVG, every member's word escaped, no script."""
-    sections = (_timeline, _roadmap, _polls, _participation, _reviews, _schedules)
+    sections = (_timeline, _roadmap, _polls, _participation, _people, _reviews, _schedules)
     nav = "".join(
         f'<a href="#{anchor}">{words}</a>'
         for anchor, words in (
@@ -299,6 +326,7 @@ def render_page(page: Page) -> str:
             ("roadmap", "Roadmap"),
             ("polls", "Polls"),
             ("participation", "Participation"),
+            ("people", "People"),
             ("reviews", "Reviews"),
             ("schedules", "Schedules"),
         )
