@@ -1003,7 +1003,7 @@ class MemoryReviews(_MemoryPart):
         self, group_id: int, starts: Sequence[datetime]
     ) -> dict[int, tuple[int, frozenset[str]]]:
         weeks: dict[int, list[str]] = {}
-        for r in await self.reflections(group_id):
+        for r in await self.reflections(group_id) if starts else ():
             week = max(0, bisect.bisect_right(starts, r.at) - 1)
             weeks.setdefault(week, []).append(r.user_key)
         return {n: (len(keys), frozenset(keys)) for n, keys in weeks.items()}

@@ -1045,6 +1045,7 @@ class SqlPolls(_SqlPart):
             present = ((r.user_key, r.option, r.seq, r.option) for r in reactions if r.present)
             for (option,) in counted(present, _ANY_OPTION, multiple=False).values():
                 votes[poll_id][option] += 1
+            votes[poll_id] = {option: n for option, n in votes[poll_id].items() if n}
         return GroupCounts(votes, voters)
 
     async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
