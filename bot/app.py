@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
@@ -22,9 +23,10 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
-from adapters.discord.adapter import DiscordAdapter, DiscordSettings
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings, alone
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
+from adapters.sql.database_lock import one_at_a_time
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
@@ -247,6 +249,7 @@ def bootstrap(
     in a recorder before the adapters are given it, and `tick_every=None` to tick by hand. With
     `metrics`, everything reports to it, and every transaction is timed.
     """
+    database = store  # before timing wraps it: the SQL store's engine holds the database locks
     if metrics is not None:
         store = TimedStore(store, metrics)
     counted = metrics if metrics is not None else NO_METRICS
@@ -254,7 +257,8 @@ def bootstrap(
     fed = sink(engine) if sink is not None else engine
     adapters: list[Adapter] = []
     if discord is not None:
-        adapters.append(DiscordAdapter(discord, store, fed, counted))
+        locks = partial(one_at_a_time, database.engine) if isinstance(database, SqlStore) else alone
+        adapters.append(DiscordAdapter(discord, store, fed, counted, one_at_a_time=locks))
     if matrix is not None:
         adapters.append(MatrixAdapter(matrix, store, fed, metrics=counted))
     if console is not None:

@@ -333,7 +333,8 @@ def _discord_shards_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, 
         items = [item.strip() for item in ids.split(",")]
         if not all(item.isascii() and item.isdigit() for item in items):
             raise ConfigError(
-                f"PEERBOT_DISCORD_SHARD_IDS: expected shard numbers separated by commas like 0,1, got {ids[:40]!r}"
+                "PEERBOT_DISCORD_SHARD_IDS: expected shard numbers separated by commas like 0,1,"
+                f" got {ids[:40]!r}"
             )
         given["shard_ids"] = [int(item) for item in items]
     if not given or not isinstance(section, dict):
