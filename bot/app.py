@@ -110,9 +110,17 @@ def make_clock() -> SystemClock:
     return SystemClock(start) if start is not None else SystemClock()
 
 
-def instance_name() -> str:
-    """This bot instance's name for outbox leases: PEERBOT_INSTANCE, else the host name."""
-    return os.environ.get(INSTANCE_ENV) or socket.gethostname()
+def instance_name(discord: DiscordConfig | None = None) -> str:
+    """This bot instance's name for outbox leases: PEERBOT_INSTANCE, else the host name, with the
+    Discord shards the process runs when it runs some of them: processes on one host splitting the
+    shards are then different instances, and never take each other's rows for their own."""
+    named = os.environ.get(INSTANCE_ENV)
+    if named:
+        return named
+    if discord is not None and discord.shard_ids is not None:
+        shards = ",".join(str(i) for i in discord.shard_ids)
+        return f"{socket.gethostname()}/shards {shards} of {discord.shard_count}"
+    return socket.gethostname()
 
 
 def build_engine(
@@ -413,7 +421,7 @@ async def run(
     store = await open_store(config, hold="console" if as_console else None)
     server: WebServer | None = None
     try:
-        clock, instance = make_clock(), instance_name()
+        clock, instance = make_clock(), instance_name(config.discord)
         metrics = PrometheusMetrics() if config.web is not None else None
         # The group's pages are reached where the server answers: known once it has bound its port.
         pages = (
