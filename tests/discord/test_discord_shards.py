@@ -170,7 +170,17 @@ async def test_two_processes_with_a_shard_each_answer_count_and_nudge_once_in_th
 ) -> None:
     fake = fake_discord
     servers = servers_on_both_shards(fake)
-    await start_all(shards, START)
+    # The first sync is held at Discord until both processes have logged in and reached theirs.
+    sync = fake.hold("put_global_commands", applied=True)
+    for process in shards:
+        await process.start(START)
+    await asyncio.wait_for(sync.reached, 20)
+    await fake.until(lambda: len([r for r in fake.requests if r.route == "get_application"]) == SHARDS, 20)
+    await asyncio.sleep(1.0)  # time for the other process's sync, were it not waiting for the lock
+    assert len([r for r in fake.requests if r.route == "put_global_commands"]) == 1
+    sync.release()
+    for process in shards:
+        await process.logged("connected to Discord")
 
     identified = sorted(tuple(i["shard"]) for i in fake.identifies)
     assert identified == [(0, SHARDS), (1, SHARDS)]
