@@ -632,6 +632,7 @@ class DiscordAdapter:
         previous = self._reconciling.pop(shard_id, None)
         if previous is not None:
             previous.cancel()
+        log.info("new session on shard %d: reconciling its open polls", shard_id)
         task = asyncio.create_task(self._reconcile_shard(shard_id), name=f"discord-reconcile-{shard_id}")
         self._reconciling[shard_id] = task
         task.add_done_callback(lambda done: self._forget_pass(shard_id, done))
