@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from adapters.discord import adapter as discord_adapter
 from core.events import ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef
 from tests.fake_discord.open_polls import poll_message, seed_groups, seed_polls, votes
@@ -185,11 +186,13 @@ async def test_an_unreadable_poll_message_is_skipped_with_a_log_line(
 
 
 async def test_a_long_reconcile_pass_keeps_under_discords_limits_and_commands_are_answered_meanwhile(
-    scene: DiscordScene,
+    scene: DiscordScene, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """60 open polls with votes cast while the bot was away, in three channels: the new session reads
     them all under the fake's enforced limits (global 50/s, per-channel read buckets; the fixture fails
-    the test on any 429), and a command sent in the middle of the pass is answered."""
+    the test on any 429), 7 polls per page from the database, and a command sent in the middle of the
+    pass is answered."""
+    monkeypatch.setattr(discord_adapter, "RECONCILE_PAGE", 7)
     fake = scene.fake
     store = await scene.open_store()
     channels = [fake.add_channel(scene.guild, f"circle-{n}") for n in range(3)]
