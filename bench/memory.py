@@ -223,7 +223,8 @@ async def main(server_count: int, per_group: int, after: float) -> None:
         f" database) {baseline / 1024:.0f} MB; ratio {peak / baseline:.2f}x"
     )
     print(
-        f"  reconcile passes finished within the run: {passes} (a pass over {count} polls takes ~{count / 40 / 60:.0f} min)"
+        f"  reconcile passes finished within the run: {passes}"
+        f" (a pass over {count} polls takes ~{count / 40 / 60:.0f} min)"
     )
     print(
         f"reading the open polls, Python heap peak: all at once {everything:.0f} MB, 500 at a time"
