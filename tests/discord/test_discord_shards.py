@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from adapters.discord.adapter import DiscordSettings, rest_share
 from adapters.sql import migrate
 from adapters.sql.store import make_engine
 from tests.fake_discord.scene import answered
@@ -242,3 +243,10 @@ async def test_two_processes_with_a_shard_each_answer_count_and_nudge_once_in_th
         nudges = messages(fake, server.channel, "🔔 Nudge")
         assert [m["content"].split(": ", 1)[1] for m in nudges] == ["What did you learn?"], nudges
     assert len([r for r in fake.requests if r.route == "put_global_commands"]) == 1  # the digest is kept
+
+
+def test_a_process_paces_its_rest_calls_at_its_shards_share_of_the_bots_global_limit() -> None:
+    assert rest_share(DiscordSettings("t")) == (40.0, 10)  # every shard: the whole budget
+    assert rest_share(DiscordSettings("t", shard_count=4)) == (40.0, 10)
+    assert rest_share(DiscordSettings("t", shard_count=4, shard_ids=(0, 1))) == (20.0, 5)
+    assert rest_share(DiscordSettings("t", shard_count=16, shard_ids=(3,))) == (2.5, 1)
