@@ -1123,11 +1123,19 @@ class SqlPolls(_SqlPart):
             complete.update(r.id for r in rows)
         return complete
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
-            .where(polls.c.platform == platform, polls.c.closed_at.is_(None), polls.c.closes_at > now)
+            .where(
+                polls.c.platform == platform,
+                polls.c.closed_at.is_(None),
+                polls.c.closes_at > now,
+                polls.c.id > after,
+            )
             .order_by(polls.c.id)
+            .limit(limit)
         )
         return [_poll(r) for r in rows]
 
