@@ -424,17 +424,34 @@ class StateRepo(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def batch_applied(self, batch_id: str) -> bool:
+        """Whether a batch the platform pushed under this id (a Matrix appservice transaction) was
+        applied: its id was recorded with the state that covers its events."""
+        ...
+
+    async def record_batch(self, batch_id: str) -> None:
+        """Record a pushed batch's id as applied (recording it again changes nothing)."""
+        ...
+
+    async def forget_batches(self, keep: int) -> int:
+        """Forget all but the `keep` latest recorded batch ids of the namespace; how many went."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StateChanges:
     """Bookkeeping an adapter saves with the events it covers (a sync token, reaction records):
-    keys of its namespace and their new values; None deletes a key."""
+    keys of its namespace and their new values; None deletes a key. `batch_id` is the platform's id
+    of a pushed batch, recorded in the same transaction, so that the batch pushed again is known."""
 
     namespace: str
     values: Mapping[str, str | None]
+    batch_id: str | None = None
 
     async def save(self, tx: StoreTx) -> None:
         state = tx.state(self.namespace)
+        if self.batch_id is not None:
+            await state.record_batch(self.batch_id)
         for key, value in self.values.items():
             if value is None:
                 await state.delete(key)

@@ -39,6 +39,7 @@ from adapters.sql.schema import (
     failed_events,
     goals,
     groups,
+    inbound_batches,
     members,
     outbox,
     phase_changes,
@@ -834,6 +835,7 @@ class SqlState(_SqlPart):
     def __init__(self, conn: AsyncConnection, namespace: str) -> None:
         super().__init__(conn)
         self.prefix = state_prefix(namespace)
+        self.namespace = namespace
 
     async def get(self, key: str) -> str | None:
         stmt = select(adapter_state.c.value).where(adapter_state.c.key == self.prefix + key)
@@ -846,6 +848,25 @@ class SqlState(_SqlPart):
 
     async def delete(self, key: str) -> None:
         await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == self.prefix + key))
+
+    async def batch_applied(self, batch_id: str) -> bool:
+        stmt = select(inbound_batches.c.id).where(
+            inbound_batches.c.namespace == self.namespace, inbound_batches.c.batch_id == batch_id
+        )
+        return (await self.conn.execute(stmt)).first() is not None
+
+    async def record_batch(self, batch_id: str) -> None:
+        row = {"namespace": self.namespace, "batch_id": batch_id}
+        await self.conn.execute(insert_ignore(self.conn, inbound_batches).values(**row))
+
+    async def forget_batches(self, keep: int) -> int:
+        ours = inbound_batches.c.namespace == self.namespace
+        if keep <= 0:
+            return (await self.conn.execute(delete(inbound_batches).where(ours))).rowcount or 0
+        kept = select(inbound_batches.c.id).where(ours).order_by(inbound_batches.c.id.desc()).limit(keep)
+        oldest_kept = select(func.min(kept.subquery().c.id)).scalar_subquery()
+        stmt = delete(inbound_batches).where(ours, inbound_batches.c.id < oldest_kept)
+        return (await self.conn.execute(stmt)).rowcount or 0
 
 
 class SqlPolls(_SqlPart):
