@@ -36,6 +36,7 @@ from nio import (
 )
 
 from adapters.matrix.pacing import RateLimited, with_rate_limit
+from adapters.matrix.registration import Registration
 from adapters.matrix.translate import (
     PLATFORM,
     THREAD_NEXT_KEY,
@@ -110,6 +111,15 @@ class Refused(DeliveryFailed):
 
 
 @dataclass(frozen=True, slots=True)
+class AppserviceSettings:
+    """Appservice mode: the registration the homeserver loaded, and where the bot listens for it."""
+
+    registration: Registration
+    host: str = "127.0.0.1"
+    port: int = 9009
+
+
+@dataclass(frozen=True, slots=True)
 class MatrixSettings:
     homeserver: str
     user_id: str
@@ -131,6 +141,8 @@ class MatrixSettings:
     request_timeout: float = 60.0
     # First pause after a failed sync; it doubles up to a minute while failures go on.
     retry_pause: float = 1.0
+    # Set: the bot is an application service (adapters/matrix/appservice.py), no /sync.
+    appservice: AppserviceSettings | None = None
 
 
 def make_client(settings: MatrixSettings) -> AsyncClient:
@@ -190,6 +202,8 @@ class MatrixChat:
         # The thread a command was written in, from what the adapter kept in the database (so after a
         # restart too); the latest of them are cached in `_threads`.
         self.stored_thread: Callable[[str], Awaitable[str | None]] = _no_thread
+        # Where to find the room made to write to a member; by default among the rooms /sync shows.
+        self.find_direct_room: Callable[[str], Awaitable[str | None]] = self._direct_room
 
     @property
     def platform(self) -> str:
@@ -336,7 +350,7 @@ class MatrixChat:
         await self.deliver(attempt, f"redact {message.id} in {message.channel.id}")
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        room_id = await self._direct_room(user.id) or await self._create_direct_room(user.id)
+        room_id = await self.find_direct_room(user.id) or await self._create_direct_room(user.id)
         return await self.send(ChannelRef(PLATFORM, room_id), message, key=key)
 
     async def _direct_room(self, user_id: str) -> str | None:
@@ -496,6 +510,7 @@ class _Batch:
     events: list[InboundEvent] = field(default_factory=list)
     state: dict[str, str | None] = field(default_factory=dict)
     posts: list[Post] = field(default_factory=list)  # what the adapter has to say on its own
+    threads: list[tuple[str, str]] = field(default_factory=list)  # (command's event id, its thread's root)
 
 
 class MatrixAdapter:
@@ -674,53 +689,81 @@ class MatrixAdapter:
 
     async def _collect(self, response: SyncResponse, since: str | None) -> _Batch:
         batch = _Batch()
-        threads: list[tuple[str, str]] = []  # (command's event id, its thread's root)
         for room_id, info in response.rooms.join.items():
             timeline: list[Json] = [event.source for event in info.timeline.events]
             states: list[Json] = [event.source for event in info.state]
-            for event in (*states, *timeline):
-                if event.get("type") == "m.room.create" and "sender" in event:
-                    self.chat.remember_create(room_id, event)
             room = self.client.rooms.get(room_id)
-            direct, newly = await self._is_direct(room_id, [*states, *timeline])
-            if newly:
-                batch.state[direct_room_key(room_id)] = "made"
-            if self._is_encrypted(room, states, timeline):
-                if await self._not_yet_warned(room_id):
-                    log.warning(
-                        "room %s is encrypted; Peerbot does not support encrypted rooms and ignores it",
-                        room_id,
-                    )
-                    batch.posts.append(Post(PostKind.SEND, ChannelRef(PLATFORM, room_id), ENCRYPTED_NOTICE))
-                    batch.state[encrypted_notice_key(room_id)] = "said"
-                continue
-            if since is None:
-                continue  # first start: everything so far is history
-            if info.timeline.limited and info.timeline.prev_batch:
-                timeline = await self._backfill(room_id, info.timeline.prev_batch, since) + timeline
-            timeline = since_own_join(timeline, self.user_id)
-            roots = {str(e.get("event_id")): root for e in timeline if (root := thread_root(e)) is not None}
-            known = await self._remembered_reactions(redaction_targets(timeline))
-            translation = translate_timeline(
+            if since is not None and info.timeline.limited and info.timeline.prev_batch:
+                gap = (info.timeline.prev_batch, since)
+            else:
+                gap = None
+            await self._collect_room(
+                batch,
+                room_id,
                 self._room(room_id, room),
+                states,
                 timeline,
-                bot_user_id=self.user_id,
-                prefix=self.settings.command_prefix,
-                known_reactions=known,
-                direct=direct,
+                history=since is None,
+                gap=gap,
+                encrypted=bool(room and room.encrypted),
             )
-            batch.events.extend(translation.events)
-            threads += [
-                (e.event_id, roots[e.event_id])
-                for e in translation.events
-                if isinstance(e, CommandInvoked) and e.event_id in roots
-            ]
-            for event_id, record in translation.reactions.items():
-                batch.state[reaction_state_key(event_id)] = record.to_json()
-            for event_id in translation.forgotten:
-                batch.state[reaction_state_key(event_id)] = None
-        await self._keep_threads(threads, batch.state)
+        await self._keep_threads(batch.threads, batch.state)
         return batch
+
+    async def _collect_room(
+        self,
+        batch: _Batch,
+        room_id: str,
+        room: Room,
+        states: list[Json],
+        timeline: list[Json],
+        *,
+        history: bool = False,
+        gap: tuple[str, str] | None = None,
+        encrypted: bool = False,
+    ) -> None:
+        """One room's new events into the batch. `history`: they are from before the bot started (only
+        looked at); `gap`: the (prev_batch, since) tokens of a limited timeline, back-filled first."""
+        for event in (*states, *timeline):
+            if event.get("type") == "m.room.create" and "sender" in event:
+                self.chat.remember_create(room_id, event)
+        direct, newly = await self._is_direct(room_id, [*states, *timeline])
+        if newly:
+            batch.state[direct_room_key(room_id)] = "made"
+        if encrypted or self._is_encrypted(None, states, timeline):
+            if await self._not_yet_warned(room_id):
+                log.warning(
+                    "room %s is encrypted; Peerbot does not support encrypted rooms and ignores it",
+                    room_id,
+                )
+                batch.posts.append(Post(PostKind.SEND, ChannelRef(PLATFORM, room_id), ENCRYPTED_NOTICE))
+                batch.state[encrypted_notice_key(room_id)] = "said"
+            return
+        if history:
+            return  # first start: everything so far is history
+        if gap is not None:
+            timeline = await self._backfill(room_id, *gap) + timeline
+        timeline = since_own_join(timeline, self.user_id)
+        roots = {str(e.get("event_id")): root for e in timeline if (root := thread_root(e)) is not None}
+        known = await self._remembered_reactions(redaction_targets(timeline))
+        translation = translate_timeline(
+            room,
+            timeline,
+            bot_user_id=self.user_id,
+            prefix=self.settings.command_prefix,
+            known_reactions=known,
+            direct=direct,
+        )
+        batch.events.extend(translation.events)
+        batch.threads += [
+            (e.event_id, roots[e.event_id])
+            for e in translation.events
+            if isinstance(e, CommandInvoked) and e.event_id in roots
+        ]
+        for event_id, record in translation.reactions.items():
+            batch.state[reaction_state_key(event_id)] = record.to_json()
+        for event_id in translation.forgotten:
+            batch.state[reaction_state_key(event_id)] = None
 
     async def _keep_threads(self, threads: list[tuple[str, str]], state: dict[str, str | None]) -> None:
         """Keep, with the batch of the commands, the thread each was written in, so that their answers
