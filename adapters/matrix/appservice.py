@@ -87,6 +87,7 @@ class AppserviceAdapter(MatrixAdapter):
         self._direct_to: dict[str, str | None] = {}
         self.chat.find_direct_room = self._room_made_for
         self.transactions = 0  # applied, not counting those sent again
+        self.listening = asyncio.Event()  # set once started: the homeserver may push
 
     @property
     def url(self) -> str:
@@ -136,6 +137,7 @@ class AppserviceAdapter(MatrixAdapter):
                 f"the registration's as_token acts as {who.user_id}, not {self.user_id}: the registration"
                 " was written for another user_id"
             )
+        await self._register()
         async with self.store.transaction() as tx:
             state = tx.state(PLATFORM)
             await state.set(USER_KEY, self.user_id)
@@ -151,6 +153,28 @@ class AppserviceAdapter(MatrixAdapter):
             forgotten,
         )
         await self.ping()
+        self.listening.set()
+
+    async def _post(self, path: str, body: Json) -> tuple[int, Any]:
+        headers = {
+            "Authorization": f"Bearer {self.client.access_token}",
+            "Content-Type": "application/json",
+        }
+        response = await self.client.send("POST", path, json.dumps(body), headers=headers)
+        async with response:
+            return response.status, await response.json(content_type=None)
+
+    async def _register(self) -> None:
+        """Make the bot's user an account (the homeserver acts as it without one, but an admin cannot
+        set anything on a user that does not exist); one that exists already is the usual case."""
+        localpart = self.appservice.registration.sender_localpart
+        body = {"type": "m.login.application_service", "username": localpart, "inhibit_login": True}
+        status, answer = await self._reach(
+            lambda: self._post("/_matrix/client/v3/register", body), "register the bot's user"
+        )
+        errcode = answer.get("errcode") if isinstance(answer, dict) else None
+        if status != 200 and errcode != "M_USER_IN_USE":
+            log.warning("could not register the bot's user %s: HTTP %s %s", self.user_id, status, errcode)
 
     async def _listen(self) -> None:
         app = web.Application(client_max_size=MAX_TRANSACTION_BYTES)
@@ -179,18 +203,8 @@ class AppserviceAdapter(MatrixAdapter):
         path = f"/_matrix/client/v1/appservice/{quote(self.appservice.registration.id, safe='')}/ping"
         started = time.monotonic()
 
-        async def attempt() -> tuple[int, Any]:
-            headers = {
-                "Authorization": f"Bearer {self.client.access_token}",
-                "Content-Type": "application/json",
-            }
-            body = json.dumps({"transaction_id": f"peerbot-ping-{secrets.token_hex(4)}"})
-            response = await self.client.send("POST", path, body, headers=headers)
-            async with response:
-                return response.status, await response.json(content_type=None)
-
         try:
-            status, body = await attempt()
+            status, body = await self._post(path, {"transaction_id": f"peerbot-ping-{secrets.token_hex(4)}"})
         except (OSError, TimeoutError) as error:
             log.warning("could not ask the homeserver to ping the bot: %s", error)
             return None
@@ -213,6 +227,7 @@ class AppserviceAdapter(MatrixAdapter):
         await asyncio.Event().wait()
 
     async def close(self) -> None:
+        self.listening.clear()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
