@@ -424,6 +424,14 @@ class StateRepo(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def get_many(self, keys: Collection[str]) -> dict[str, str]:
+        """The values of those keys that are set."""
+        ...
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        """Set many keys at once; a value of None deletes its key."""
+        ...
+
     async def batch_applied(self, batch_id: str) -> bool:
         """Whether a batch the platform pushed under this id (a Matrix appservice transaction) was
         applied: its id was recorded with the state that covers its events."""
@@ -452,11 +460,8 @@ class StateChanges:
         state = tx.state(self.namespace)
         if self.batch_id is not None:
             await state.record_batch(self.batch_id)
-        for key, value in self.values.items():
-            if value is None:
-                await state.delete(key)
-            else:
-                await state.set(key, value)
+        if self.values:
+            await state.update(self.values)
 
 
 class PollRepo(Protocol):

@@ -512,6 +512,16 @@ class MemoryState(_MemoryPart):
     async def delete(self, key: str) -> None:
         self.d.state.pop(self.prefix + key, None)
 
+    async def get_many(self, keys: Collection[str]) -> dict[str, str]:
+        return {k: v for k in keys if (v := self.d.state.get(self.prefix + k)) is not None}
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.d.state.pop(self.prefix + key, None)
+            else:
+                self.d.state[self.prefix + key] = value
+
     async def batch_applied(self, batch_id: str) -> bool:
         return batch_id in self.d.batches.get(self.prefix, {})
 

@@ -277,6 +277,28 @@ async def test_adapter_state_is_kept_overwritten_and_deleted(store: Store) -> No
         assert await tx.state("discord").get("session") == "abc"
 
 
+async def test_many_state_keys_are_read_set_and_deleted_at_once(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.state("matrix").update({f"reaction.{n}": f"r{n}" for n in range(6000)} | {"since": "s1"})
+        await tx.state("discord").set("reaction.1", "other")
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").get_many(
+            ["reaction.1", "reaction.5999", "nothing", "reaction.1"]
+        ) == {
+            "reaction.1": "r1",
+            "reaction.5999": "r5999",
+        }
+        await tx.state("matrix").update({"reaction.1": None, "reaction.2": "again", "never.set": None})
+        await StateChanges("matrix", {f"reaction.{n}": None for n in range(3, 6000)}).save(tx)
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").get_many([f"reaction.{n}" for n in range(6000)]) == {
+            "reaction.0": "r0",
+            "reaction.2": "again",
+        }
+        assert await tx.state("matrix").get("since") == "s1"
+        assert await tx.state("discord").get("reaction.1") == "other"
+
+
 async def test_a_pushed_batch_is_known_once_recorded_with_its_state(store: Store) -> None:
     async with store.transaction() as tx:
         assert not await tx.state("matrix").batch_applied("41")

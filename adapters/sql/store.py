@@ -849,6 +849,30 @@ class SqlState(_SqlPart):
     async def delete(self, key: str) -> None:
         await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == self.prefix + key))
 
+    async def get_many(self, keys: Collection[str]) -> dict[str, str]:
+        prefixed = [self.prefix + key for key in dict.fromkeys(keys)]
+        found: dict[str, str] = {}
+        for start in range(0, len(prefixed), IN_CHUNK):
+            chunk = prefixed[start : start + IN_CHUNK]
+            stmt = select(adapter_state.c.key, adapter_state.c.value).where(adapter_state.c.key.in_(chunk))
+            for key, value in await self.conn.execute(stmt):
+                found[key[len(self.prefix) :]] = value
+        return found
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        """One statement for the keys set and one per chunk of those deleted, not one per key: a Matrix
+        sync of 10,000 reactions keeps 10,000 records."""
+        rows = [{"key": self.prefix + k, "value": v} for k, v in changes.items() if v is not None]
+        gone = [self.prefix + k for k, v in changes.items() if v is None]
+        if rows:
+            dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
+            stmt = dialect.insert(adapter_state)
+            stmt = stmt.on_conflict_do_update(index_elements=["key"], set_={"value": stmt.excluded.value})
+            await self.conn.execute(stmt, rows)
+        for start in range(0, len(gone), IN_CHUNK):
+            chunk = gone[start : start + IN_CHUNK]
+            await self.conn.execute(delete(adapter_state).where(adapter_state.c.key.in_(chunk)))
+
     async def batch_applied(self, batch_id: str) -> bool:
         stmt = select(inbound_batches.c.id).where(
             inbound_batches.c.namespace == self.namespace, inbound_batches.c.batch_id == batch_id
