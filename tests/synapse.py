@@ -119,9 +119,11 @@ def write_config(
     return path
 
 
-def _request(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+def _request(
+    url: str, body: dict[str, Any] | None = None, token: str | None = None, method: str | None = None
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -177,6 +179,14 @@ class Homeserver:
             f"{self.url}/_synapse/admin/v1/users/{user_id}/override_ratelimit",
             {"messages_per_second": per_second, "burst_count": burst_count},
             token=self.admin.access_token,
+        )
+
+    def clear_message_rate_limit(self, user_id: str) -> None:
+        """Take a user's own limits away again: the server's apply."""
+        _request(
+            f"{self.url}/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+            token=self.admin.access_token,
+            method="DELETE",
         )
 
     def stop(self) -> None:
