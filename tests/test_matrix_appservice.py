@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import stat
 import time
@@ -220,9 +221,10 @@ def test_a_registration_for_another_user_or_without_a_token_is_refused(tmp_path:
 # Against Synapse ----------------------------------------------------------------------------------
 
 
-async def test_commands_are_answered_as_the_bots_user(
-    appservice_bot: StartBot, people: Callable[[], Member]
+async def test_commands_are_answered_as_the_bots_user_and_no_token_is_logged(
+    appservice_bot: StartBot, people: Callable[..., Member], caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.DEBUG)
     alice = people()
     bot = await appservice_bot()
     room = await room_with_bot(alice)
@@ -232,6 +234,9 @@ async def test_commands_are_answered_as_the_bots_user(
     assert notice["sender"] == BOT_USER
     assert adapter_of(bot).transactions >= 2  # the invite, then the command: pushed, not synced
     assert any(isinstance(e, CommandInvoked) for e in bot.engine.received)
+    registration = adapter_of(bot).appservice.registration
+    assert "listening at" in caplog.text
+    assert registration.as_token not in caplog.text and registration.hs_token not in caplog.text
 
 
 async def test_a_vote_counts_once_when_synapse_sends_a_transaction_again(
