@@ -17,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
+import yaml
 from aiohttp import web
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
@@ -24,7 +25,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings, alone
-from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
+from adapters.matrix.adapter import AppserviceSettings, MatrixAdapter, MatrixSettings
+from adapters.matrix.appservice import AppserviceAdapter
+from adapters.matrix.registration import Registration, read_registration
 from adapters.sql import migrate
 from adapters.sql.database_lock import one_at_a_time
 from adapters.sql.process_lock import LockTaken
@@ -268,7 +271,8 @@ def bootstrap(
         locks = partial(one_at_a_time, database.engine) if isinstance(database, SqlStore) else alone
         adapters.append(DiscordAdapter(discord, store, fed, counted, one_at_a_time=locks))
     if matrix is not None:
-        adapters.append(MatrixAdapter(matrix, store, fed, metrics=counted))
+        kind = AppserviceAdapter if matrix.appservice is not None else MatrixAdapter
+        adapters.append(kind(matrix, store, fed, metrics=counted))
     if console is not None:
 
         def move_to(when: datetime) -> None:
@@ -534,7 +538,18 @@ def discord_settings(config: DiscordConfig) -> DiscordSettings:
     )
 
 
+UNPACED = 1000.0  # sends per second: in appservice mode the homeserver does not limit the bot
+
+
 def matrix_settings(config: MatrixConfig) -> MatrixSettings:
+    """The adapter's settings; in appservice mode with the registration file read (`StartFailed` when
+    it cannot be)."""
+    appservice = None
+    if config.mode == "appservice":
+        assert config.registration is not None  # the config requires it in this mode
+        registration = load_registration(config.registration, config.user_id)
+        appservice = AppserviceSettings(registration, config.appservice.host, config.appservice.port)
+    paced = config.send_per_second or (UNPACED if appservice is not None else 0.2)
     return MatrixSettings(
         homeserver=config.homeserver,
         user_id=config.user_id,
@@ -544,6 +559,28 @@ def matrix_settings(config: MatrixConfig) -> MatrixSettings:
         command_prefix=config.command_prefix,
         allowed_inviters=tuple(config.allowed_inviters),
         facilitator_power_level=config.facilitator_power_level,
-        send_per_second=config.send_per_second,
-        send_burst=config.send_burst,
+        send_per_second=paced,
+        send_burst=config.send_burst if appservice is None or config.send_per_second else int(UNPACED),
+        appservice=appservice,
     )
+
+
+def load_registration(path: Path, user_id: str) -> Registration:
+    """The appservice registration file, checked; `StartFailed` naming the file and the key."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise StartFailed(
+            f"matrix.registration: cannot read {path} ({error.strerror or error});"
+            " write it with peerbot matrix-registration"
+        ) from None
+    except UnicodeDecodeError:
+        raise StartFailed(f"matrix.registration: {path} is not UTF-8 text") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise StartFailed(f"matrix.registration: {path} is not valid YAML") from None
+    try:
+        return read_registration(raw, user_id)
+    except ValueError as error:
+        raise StartFailed(f"matrix.registration: {path}: {error}") from None

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
+from adapters.matrix.registration import new_registration
 from adapters.sql import migrate
 from bot import app, logs
 from bot.config import Config, ConfigError, load_config
@@ -30,11 +34,25 @@ def _parser() -> argparse.ArgumentParser:
         ("check-config", "validate the configuration and show what would run"),
         ("export", "write a group's goals, polls, reviews and reflections"),
         ("events", "list inbound events that could not be applied (with --failed)"),
+        ("matrix-registration", "write the Matrix application service registration for the homeserver"),
     ):
         sub = commands.add_parser(name, help=help_text, description=help_text)
         if name == "events":
             sub.add_argument("--failed", action="store_true", required=True, help="the failed events")
             sub.add_argument("--limit", type=int, default=100, help="at most this many, newest first")
+        if name == "matrix-registration":
+            sub.add_argument(
+                "--output",
+                type=Path,
+                default=None,
+                metavar="FILE",
+                help="where to write it (default: matrix.registration of the config)",
+            )
+            sub.add_argument(
+                "--force",
+                action="store_true",
+                help="replace an existing file (new tokens: restart the homeserver)",
+            )
         if name == "export":
             sub.add_argument(
                 "--group", required=True, metavar="PLATFORM:CHANNEL", help="for example console:general"
@@ -111,8 +129,49 @@ async def _failed_events(config: Config, limit: int) -> int:
     return 0
 
 
+def _matrix_registration(config: Config, output: Path | None, force: bool) -> int:
+    """Write the registration with new random tokens; the tokens are never printed."""
+    matrix = config.matrix
+    if matrix is None:
+        app.say_error("matrix-registration: the config has no matrix: section (homeserver, user_id, mode)")
+        return EXIT_CONFIG
+    path = output or matrix.registration
+    if path is None:
+        app.say_error("matrix-registration: give --output FILE, or set matrix.registration in the config")
+        return EXIT_CONFIG
+    if path.exists() and not force:
+        app.say_error(
+            f"matrix-registration: {path} exists (the homeserver may have loaded its tokens);"
+            " --force writes new ones, then restart the homeserver"
+        )
+        return EXIT_FAILURE
+    url = matrix.appservice.listener_url()
+    registration = new_registration(matrix.appservice.id, matrix.user_id, url)
+    text = yaml.safe_dump(registration, sort_keys=False, allow_unicode=True)
+    try:
+        # Only its owner may read it: it holds both tokens.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(path, 0o600)
+    except OSError as error:
+        app.say_error(f"matrix-registration: cannot write {path} ({error.strerror or error})")
+        return EXIT_FAILURE
+    print(
+        f"wrote the registration of application service {registration['id']!r} for {matrix.user_id}"
+        f" (the homeserver pushes to {url}) to {path}.\nAdd that file to the homeserver's"
+        " app_service_config_files, restart the homeserver, and run Peerbot with matrix.mode: appservice."
+    )
+    return 0
+
+
 def _check(config: Config) -> int:
     platforms = config.platforms() or ["console"]
+    matrix = config.matrix
+    if matrix is not None and matrix.mode == "appservice":
+        app.matrix_settings(matrix)  # the registration file is read and checked: StartFailed if not
+        where = f"{matrix.appservice.host}:{matrix.appservice.port}"
+        platforms = [f"matrix (appservice, listening on {where})" if p == "matrix" else p for p in platforms]
     web = config.web
     served = "off" if web is None else (web.public_url or f"http://{web.host}:{web.port}")
     print(
@@ -138,6 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(config))
         if args.command == "export":
             return _export(config, args.group, args.format, args.output)
+        if args.command == "matrix-registration":
+            return _matrix_registration(config, args.output, args.force)
         if args.command == "events":
             return asyncio.run(_failed_events(config, args.limit))
         if args.command == "console":

@@ -94,6 +94,23 @@ class ConsoleConfig(Section):
         return value
 
 
+class AppserviceConfig(Section):
+    """Where the bot listens for the homeserver's transactions in appservice mode."""
+
+    host: str = Field(default="127.0.0.1", min_length=1)
+    port: int = Field(default=9009, ge=1, le=65535)
+    # How the homeserver reaches the listener (written into the registration); default http://host:port.
+    url: str | None = Field(default=None, pattern=r"^https?://[^\s/]+(/\S*)?$")
+    # The application service's id in the registration (the homeserver's name for it).
+    id: str = Field(default="peerbot", pattern=r"^[A-Za-z0-9._-]{1,64}$")
+
+    def listener_url(self) -> str:
+        if self.url is not None:
+            return self.url.rstrip("/")
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+
 class MatrixConfig(Section):
     homeserver: str = Field(pattern=r"^https?://[^\s/]+(/\S*)?$")
     user_id: str = Field(pattern=r"^@[^:\s]+:\S+$")
@@ -103,11 +120,24 @@ class MatrixConfig(Section):
     command_prefix: str = Field(default="!peer", pattern=r"^\S{1,20}$")
     allowed_inviters: list[str] = Field(default_factory=list)
     facilitator_power_level: int = 50
-    send_per_second: float = Field(default=0.2, gt=0)
+    # Unset: 0.2 in client mode (Synapse's default limit for a user), unpaced in appservice mode.
+    send_per_second: float | None = Field(default=None, gt=0)
     send_burst: int = Field(default=10, ge=1)
+    # client: log in as a user and /sync; appservice: the homeserver pushes transactions to the bot.
+    mode: Literal["client", "appservice"] = "client"
+    # Appservice mode: the registration file `peerbot matrix-registration` writes (its tokens).
+    registration: Path | None = None
+    appservice: AppserviceConfig = Field(default_factory=AppserviceConfig)
 
     @model_validator(mode="after")
     def _has_credentials(self) -> MatrixConfig:
+        if self.mode == "appservice":
+            if self.registration is None or not str(self.registration).strip():
+                raise ValueError(
+                    "appservice mode needs `registration:`, the path of the registration file"
+                    " (peerbot matrix-registration writes it)"
+                )
+            return self
         if self.access_token is None and self.password is None:
             raise ValueError(
                 "needs access_token or password (or PEERBOT_MATRIX_ACCESS_TOKEN / PEERBOT_MATRIX_PASSWORD)"

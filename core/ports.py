@@ -437,22 +437,44 @@ class StateRepo(Protocol):
 
     async def delete(self, key: str) -> None: ...
 
+    async def get_many(self, keys: Collection[str]) -> dict[str, str]:
+        """The values of those keys that are set."""
+        ...
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        """Set many keys at once; a value of None deletes its key."""
+        ...
+
+    async def batch_applied(self, batch_id: str) -> bool:
+        """Whether a batch the platform pushed under this id (a Matrix appservice transaction) was
+        applied: its id was recorded with the state that covers its events."""
+        ...
+
+    async def record_batch(self, batch_id: str) -> None:
+        """Record a pushed batch's id as applied (recording it again changes nothing)."""
+        ...
+
+    async def forget_batches(self, keep: int) -> int:
+        """Forget all but the `keep` latest recorded batch ids of the namespace; how many went."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class StateChanges:
     """Bookkeeping an adapter saves with the events it covers (a sync token, reaction records):
-    keys of its namespace and their new values; None deletes a key."""
+    keys of its namespace and their new values; None deletes a key. `batch_id` is the platform's id
+    of a pushed batch, recorded in the same transaction, so that the batch pushed again is known."""
 
     namespace: str
     values: Mapping[str, str | None]
+    batch_id: str | None = None
 
     async def save(self, tx: StoreTx) -> None:
         state = tx.state(self.namespace)
-        for key, value in self.values.items():
-            if value is None:
-                await state.delete(key)
-            else:
-                await state.set(key, value)
+        if self.batch_id is not None:
+            await state.record_batch(self.batch_id)
+        if self.values:
+            await state.update(self.values)
 
 
 class PollRepo(Protocol):

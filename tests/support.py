@@ -534,6 +534,29 @@ class MemoryState(_MemoryPart):
     async def delete(self, key: str) -> None:
         self.d.state.pop(self.prefix + key, None)
 
+    async def get_many(self, keys: Collection[str]) -> dict[str, str]:
+        return {k: v for k in keys if (v := self.d.state.get(self.prefix + k)) is not None}
+
+    async def update(self, changes: Mapping[str, str | None]) -> None:
+        for key, value in changes.items():
+            if value is None:
+                self.d.state.pop(self.prefix + key, None)
+            else:
+                self.d.state[self.prefix + key] = value
+
+    async def batch_applied(self, batch_id: str) -> bool:
+        return batch_id in self.d.batches.get(self.prefix, {})
+
+    async def record_batch(self, batch_id: str) -> None:
+        self.d.batches.setdefault(self.prefix, {}).setdefault(batch_id, None)
+
+    async def forget_batches(self, keep: int) -> int:
+        recorded = self.d.batches.get(self.prefix, {})
+        gone = list(recorded)[: max(len(recorded) - max(keep, 0), 0)]
+        for batch_id in gone:
+            del recorded[batch_id]
+        return len(gone)
+
 
 class MemoryPolls(_MemoryPart):
     async def create(
@@ -1375,6 +1398,7 @@ class MemoryData:
     changes: list[PhaseChange] = field(default_factory=list)
     events: dict[tuple[str, str], datetime] = field(default_factory=dict)
     state: dict[str, str] = field(default_factory=dict)
+    batches: dict[str, dict[str, None]] = field(default_factory=dict)  # namespace -> ids, oldest first
     signals: list[tuple[int, str, datetime, str]] = field(default_factory=list)
     polls: dict[int, Poll] = field(default_factory=dict)
     last_poll: int = 0

@@ -19,6 +19,7 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def write_config(directory: Path, port: int) -> Path:
+def write_config(
+    directory: Path, port: int, app_services: Sequence[Path] = (), real_message_limit: bool = False
+) -> Path:
     from signedjson.key import generate_signing_key, write_signing_keys
 
     key_path = directory / "signing.key"
@@ -93,6 +96,10 @@ def write_config(directory: Path, port: int) -> Path:
         "rc_admin_redaction": RELAXED,
         "log_config": str(directory / "log.yaml"),
     }
+    if app_services:
+        config["app_service_config_files"] = [str(path) for path in app_services]
+    if real_message_limit:  # Synapse's default for every user: 0.2 messages/s, burst 10
+        del config["rc_message"]
     log_config = {
         "version": 1,
         "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
@@ -112,9 +119,11 @@ def write_config(directory: Path, port: int) -> Path:
     return path
 
 
-def _request(url: str, body: dict[str, Any] | None = None, token: str | None = None) -> Any:
+def _request(
+    url: str, body: dict[str, Any] | None = None, token: str | None = None, method: str | None = None
+) -> Any:
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, method="POST" if data is not None else "GET")
+    request = urllib.request.Request(url, data=data, method=method or ("POST" if data is not None else "GET"))
     request.add_header("Content-Type", "application/json")
     if token:
         request.add_header("Authorization", f"Bearer {token}")
@@ -172,6 +181,14 @@ class Homeserver:
             token=self.admin.access_token,
         )
 
+    def clear_message_rate_limit(self, user_id: str) -> None:
+        """Take a user's own limits away again: the server's apply."""
+        _request(
+            f"{self.url}/_synapse/admin/v1/users/{user_id}/override_ratelimit",
+            token=self.admin.access_token,
+            method="DELETE",
+        )
+
     def stop(self) -> None:
         if self.process.poll() is None:
             os.kill(self.process.pid, signal.SIGTERM)
@@ -182,9 +199,13 @@ class Homeserver:
                 self.process.wait(timeout=20)
 
 
-def start_homeserver(directory: Path) -> Homeserver:
+def start_homeserver(
+    directory: Path, app_services: Sequence[Path] = (), real_message_limit: bool = False
+) -> Homeserver:
+    """Synapse on a free port; `app_services`: registration files it loads (application services);
+    `real_message_limit`: Synapse's default message limit instead of the relaxed one."""
     port = free_port()
-    config = write_config(directory, port)
+    config = write_config(directory, port, app_services, real_message_limit)
     with (directory / "stdout.log").open("wb") as output:  # the child keeps its own handle
         process = subprocess.Popen(
             [sys.executable, "-m", "synapse.app.homeserver", "--config-path", str(config)],

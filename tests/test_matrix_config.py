@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.app import matrix_settings
+from bot.app import StartFailed, matrix_settings
 from bot.config import ConfigError, MatrixConfig, load_config, parse_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,3 +77,46 @@ def test_the_example_documents_every_matrix_key(tmp_path: Path) -> None:
     config = load_config(path, env={"PEERBOT_MATRIX_ACCESS_TOKEN": "syt_from_env"})
     assert config.matrix is not None
     assert set(MatrixConfig.model_fields) <= set(config.matrix.model_fields_set)
+
+
+def test_appservice_mode_reads_its_registration_and_is_not_paced(tmp_path: Path) -> None:
+    registration = tmp_path / "registration.yaml"
+    section = {**MINIMAL, "mode": "appservice", "registration": str(registration)}
+    config = parse_config({"matrix": {**section, "appservice": {"port": 9100}}}, env={})
+    assert config.matrix is not None and config.matrix.appservice.listener_url() == "http://127.0.0.1:9100"
+    with pytest.raises(StartFailed, match=r"matrix.registration: cannot read .*registration.yaml"):
+        matrix_settings(config.matrix)
+    registration.write_text(
+        "id: peerbot\nurl: http://127.0.0.1:9100\nas_token: a-secret\nhs_token: h-secret\n"
+        "sender_localpart: peerbot\nrate_limited: false\nnamespaces: {users: []}\n"
+    )
+    settings = matrix_settings(config.matrix)
+    assert settings.appservice is not None and settings.appservice.port == 9100
+    assert settings.appservice.registration.as_token == "a-secret"
+    assert "a-secret" not in repr(settings) and "h-secret" not in repr(settings)
+    assert settings.send_per_second >= 1000  # unpaced: the registration lifts the homeserver's limit
+    paced = parse_config({"matrix": {**section, "send_per_second": 5}}, env={})
+    assert paced.matrix is not None and matrix_settings(paced.matrix).send_per_second == 5
+    client = parse_config({"matrix": {**MINIMAL, "password": "x"}}, env={})
+    assert client.matrix is not None and matrix_settings(client.matrix).send_per_second == 0.2
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({**MINIMAL, "mode": "appservice"}, "matrix: appservice mode needs `registration:`"),
+        ({**MINIMAL, "mode": "bridge", "password": "x"}, "matrix.mode: input should be 'client' or"),
+        (
+            {**MINIMAL, "mode": "appservice", "registration": "r.yaml", "appservice": {"port": 0}},
+            "matrix.appservice.port: input should be greater",
+        ),
+        (
+            {**MINIMAL, "mode": "appservice", "registration": "r.yaml", "appservice": {"url": "bot:9"}},
+            "matrix.appservice.url: string should match",
+        ),
+    ],
+)
+def test_a_bad_appservice_section_names_the_key(section: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"matrix": section}, env={})
+    assert str(error.value).startswith(message)

@@ -42,6 +42,7 @@ from core.ports import (
     ReadOnly,
     ReviewRepo,
     ScheduleRepo,
+    StateChanges,
     StateRepo,
     Store,
     StoreTx,
@@ -274,6 +275,65 @@ async def test_adapter_state_is_kept_overwritten_and_deleted(store: Store) -> No
     async with store.transaction() as tx:
         assert await tx.state("matrix").get("since") is None
         assert await tx.state("discord").get("session") == "abc"
+
+
+async def test_many_state_keys_are_read_set_and_deleted_at_once(store: Store) -> None:
+    async with store.transaction() as tx:
+        await tx.state("matrix").update({f"reaction.{n}": f"r{n}" for n in range(6000)} | {"since": "s1"})
+        await tx.state("discord").set("reaction.1", "other")
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").get_many(
+            ["reaction.1", "reaction.5999", "nothing", "reaction.1"]
+        ) == {
+            "reaction.1": "r1",
+            "reaction.5999": "r5999",
+        }
+        await tx.state("matrix").update({"reaction.1": None, "reaction.2": "again", "never.set": None})
+        await StateChanges("matrix", {f"reaction.{n}": None for n in range(3, 6000)}).save(tx)
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").get_many([f"reaction.{n}" for n in range(6000)]) == {
+            "reaction.0": "r0",
+            "reaction.2": "again",
+        }
+        assert await tx.state("matrix").get("since") == "s1"
+        assert await tx.state("discord").get("reaction.1") == "other"
+
+
+async def test_a_pushed_batch_is_known_once_recorded_with_its_state(store: Store) -> None:
+    async with store.transaction() as tx:
+        assert not await tx.state("matrix").batch_applied("41")
+        await StateChanges("matrix", {"since": "s1"}, batch_id="41").save(tx)
+        await tx.state("matrix").record_batch("41")  # again: nothing changes
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").batch_applied("41")
+        assert await tx.state("matrix").get("since") == "s1"
+        assert not await tx.state("discord").batch_applied("41")
+        assert not await tx.state("matrix").batch_applied("42")
+
+
+async def test_a_batch_not_committed_is_not_known(store: Store) -> None:
+    with pytest.raises(RuntimeError):
+        async with store.transaction() as tx:
+            await tx.state("matrix").record_batch("7")
+            raise RuntimeError("the events were not applied")
+    async with store.transaction() as tx:
+        assert not await tx.state("matrix").batch_applied("7")
+
+
+async def test_only_the_latest_batch_ids_are_kept(store: Store) -> None:
+    async with store.transaction() as tx:
+        for number in range(5):
+            await tx.state("matrix").record_batch(f"t{number}")
+        await tx.state("discord").record_batch("d0")
+    async with store.transaction() as tx:
+        assert await tx.state("matrix").forget_batches(keep=2) == 3
+        assert await tx.state("matrix").forget_batches(keep=2) == 0
+    async with store.transaction() as tx:
+        kept = [n for n in range(5) if await tx.state("matrix").batch_applied(f"t{n}")]
+        assert kept == [3, 4]
+        assert await tx.state("discord").batch_applied("d0")
+        assert await tx.state("matrix").forget_batches(keep=0) == 2
+        assert not await tx.state("matrix").batch_applied("t4")
 
 
 async def test_each_adapter_keeps_its_state_in_its_own_namespace(store: Store) -> None:

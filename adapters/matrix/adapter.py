@@ -36,6 +36,7 @@ from nio import (
 )
 
 from adapters.matrix.pacing import RateLimited, with_rate_limit
+from adapters.matrix.registration import Registration
 from adapters.matrix.translate import (
     PLATFORM,
     THREAD_NEXT_KEY,
@@ -110,6 +111,15 @@ class Refused(DeliveryFailed):
 
 
 @dataclass(frozen=True, slots=True)
+class AppserviceSettings:
+    """Appservice mode: the registration the homeserver loaded, and where the bot listens for it."""
+
+    registration: Registration
+    host: str = "127.0.0.1"
+    port: int = 9009
+
+
+@dataclass(frozen=True, slots=True)
 class MatrixSettings:
     homeserver: str
     user_id: str
@@ -131,6 +141,8 @@ class MatrixSettings:
     request_timeout: float = 60.0
     # First pause after a failed sync; it doubles up to a minute while failures go on.
     retry_pause: float = 1.0
+    # Set: the bot is an application service (adapters/matrix/appservice.py), no /sync.
+    appservice: AppserviceSettings | None = None
 
 
 def make_client(settings: MatrixSettings) -> AsyncClient:
@@ -142,7 +154,53 @@ def make_client(settings: MatrixSettings) -> AsyncClient:
         request_timeout=settings.request_timeout,
         store_sync_tokens=False,
     )
-    return AsyncClient(settings.homeserver, settings.user_id, config=config)
+    return SyncClient(settings.homeserver, settings.user_id, config=config)
+
+
+def split_sync(body: dict[str, Any]) -> dict[str, list[Json]]:
+    """Take the joined rooms' timelines out of a /sync body, as the homeserver sent them; leave in it
+    only their state events, which nio needs for its room list (names, members, encryption).
+
+    nio validates every event against a JSON schema as it parses it (about 0.3 ms each here): a sync
+    of 10,000 reactions cost 3 to 5 s in nio alone, and the adapter reads the events' JSON anyway.
+    """
+    raw: dict[str, list[Json]] = {}
+    rooms = body.get("rooms")
+    joined = rooms.get("join") if isinstance(rooms, dict) else None
+    if not isinstance(joined, dict):
+        return raw
+    for room_id, info in joined.items():
+        timeline = info.get("timeline") if isinstance(info, dict) else None
+        events = timeline.get("events") if isinstance(timeline, dict) else None
+        if not isinstance(events, list):
+            continue
+        raw[room_id] = [event for event in events if isinstance(event, dict)]
+        timeline["events"] = [event for event in raw[room_id] if "state_key" in event]  # type: ignore[index]
+    return raw
+
+
+class SyncClient(AsyncClient):  # type: ignore[misc]  # nio is untyped
+    """matrix-nio's client, keeping the timelines of the last /sync as sent (`split_sync`)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.raw_timelines: dict[str, list[Json]] | None = None
+
+    async def create_matrix_response(
+        self,
+        response_class: type,
+        transport_response: aiohttp.ClientResponse,
+        data: tuple[Any, ...] | None = None,
+        save_to: Any = None,
+    ) -> Any:
+        if response_class is not SyncResponse or transport_response.status != 200:
+            return await super().create_matrix_response(response_class, transport_response, data, save_to)
+        body = await self.parse_body(transport_response)
+        raw = split_sync(body) if isinstance(body, dict) else None
+        response = SyncResponse.from_dict(body)  # type: ignore[attr-defined]  # nio is untyped
+        response.transport_response = transport_response
+        self.raw_timelines = raw if isinstance(response, SyncResponse) else None
+        return response
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +248,8 @@ class MatrixChat:
         # The thread a command was written in, from what the adapter kept in the database (so after a
         # restart too); the latest of them are cached in `_threads`.
         self.stored_thread: Callable[[str], Awaitable[str | None]] = _no_thread
+        # Where to find the room made to write to a member; by default among the rooms /sync shows.
+        self.find_direct_room: Callable[[str], Awaitable[str | None]] = self._direct_room
 
     @property
     def platform(self) -> str:
@@ -336,7 +396,7 @@ class MatrixChat:
         await self.deliver(attempt, f"redact {message.id} in {message.channel.id}")
 
     async def direct_message(self, user: UserRef, message: Outbound, *, key: str | None = None) -> MessageRef:
-        room_id = await self._direct_room(user.id) or await self._create_direct_room(user.id)
+        room_id = await self.find_direct_room(user.id) or await self._create_direct_room(user.id)
         return await self.send(ChannelRef(PLATFORM, room_id), message, key=key)
 
     async def _direct_room(self, user_id: str) -> str | None:
@@ -496,6 +556,7 @@ class _Batch:
     events: list[InboundEvent] = field(default_factory=list)
     state: dict[str, str | None] = field(default_factory=dict)
     posts: list[Post] = field(default_factory=list)  # what the adapter has to say on its own
+    threads: list[tuple[str, str]] = field(default_factory=list)  # (command's event id, its thread's root)
 
 
 class MatrixAdapter:
@@ -674,53 +735,87 @@ class MatrixAdapter:
 
     async def _collect(self, response: SyncResponse, since: str | None) -> _Batch:
         batch = _Batch()
-        threads: list[tuple[str, str]] = []  # (command's event id, its thread's root)
+        raw = getattr(self.client, "raw_timelines", None)
+        await self._load_direct(list(response.rooms.join))
         for room_id, info in response.rooms.join.items():
-            timeline: list[Json] = [event.source for event in info.timeline.events]
-            states: list[Json] = [event.source for event in info.state]
-            for event in (*states, *timeline):
-                if event.get("type") == "m.room.create" and "sender" in event:
-                    self.chat.remember_create(room_id, event)
-            room = self.client.rooms.get(room_id)
-            direct, newly = await self._is_direct(room_id, [*states, *timeline])
-            if newly:
-                batch.state[direct_room_key(room_id)] = "made"
-            if self._is_encrypted(room, states, timeline):
-                if await self._not_yet_warned(room_id):
-                    log.warning(
-                        "room %s is encrypted; Peerbot does not support encrypted rooms and ignores it",
-                        room_id,
-                    )
-                    batch.posts.append(Post(PostKind.SEND, ChannelRef(PLATFORM, room_id), ENCRYPTED_NOTICE))
-                    batch.state[encrypted_notice_key(room_id)] = "said"
-                continue
-            if since is None:
-                continue  # first start: everything so far is history
-            if info.timeline.limited and info.timeline.prev_batch:
-                timeline = await self._backfill(room_id, info.timeline.prev_batch, since) + timeline
-            timeline = since_own_join(timeline, self.user_id)
-            roots = {str(e.get("event_id")): root for e in timeline if (root := thread_root(e)) is not None}
-            known = await self._remembered_reactions(redaction_targets(timeline))
-            translation = translate_timeline(
-                self._room(room_id, room),
-                timeline,
-                bot_user_id=self.user_id,
-                prefix=self.settings.command_prefix,
-                known_reactions=known,
-                direct=direct,
+            timeline: list[Json] = (
+                raw[room_id]
+                if raw is not None and room_id in raw
+                else [e.source for e in info.timeline.events]
             )
-            batch.events.extend(translation.events)
-            threads += [
-                (e.event_id, roots[e.event_id])
-                for e in translation.events
-                if isinstance(e, CommandInvoked) and e.event_id in roots
-            ]
-            for event_id, record in translation.reactions.items():
-                batch.state[reaction_state_key(event_id)] = record.to_json()
-            for event_id in translation.forgotten:
-                batch.state[reaction_state_key(event_id)] = None
-        await self._keep_threads(threads, batch.state)
+            states: list[Json] = [event.source for event in info.state]
+            room = self.client.rooms.get(room_id)
+            if since is not None and info.timeline.limited and info.timeline.prev_batch:
+                gap = (info.timeline.prev_batch, since)
+            else:
+                gap = None
+            await self._collect_room(
+                batch,
+                room_id,
+                self._room(room_id, room),
+                states,
+                timeline,
+                history=since is None,
+                gap=gap,
+                encrypted=bool(room and room.encrypted),
+            )
+        await self._keep_threads(batch.threads, batch.state)
         return batch
+
+    async def _collect_room(
+        self,
+        batch: _Batch,
+        room_id: str,
+        room: Room,
+        states: list[Json],
+        timeline: list[Json],
+        *,
+        history: bool = False,
+        gap: tuple[str, str] | None = None,
+        encrypted: bool = False,
+    ) -> None:
+        """One room's new events into the batch. `history`: they are from before the bot started (only
+        looked at); `gap`: the (prev_batch, since) tokens of a limited timeline, back-filled first."""
+        for event in (*states, *timeline):
+            if event.get("type") == "m.room.create" and "sender" in event:
+                self.chat.remember_create(room_id, event)
+        direct, newly = await self._is_direct(room_id, [*states, *timeline])
+        if newly:
+            batch.state[direct_room_key(room_id)] = "made"
+        if encrypted or self._is_encrypted(None, states, timeline):
+            if await self._not_yet_warned(room_id):
+                log.warning(
+                    "room %s is encrypted; Peerbot does not support encrypted rooms and ignores it",
+                    room_id,
+                )
+                batch.posts.append(Post(PostKind.SEND, ChannelRef(PLATFORM, room_id), ENCRYPTED_NOTICE))
+                batch.state[encrypted_notice_key(room_id)] = "said"
+            return
+        if history:
+            return  # first start: everything so far is history
+        if gap is not None:
+            timeline = await self._backfill(room_id, *gap) + timeline
+        timeline = since_own_join(timeline, self.user_id)
+        roots = {str(e.get("event_id")): root for e in timeline if (root := thread_root(e)) is not None}
+        known = await self._remembered_reactions(redaction_targets(timeline))
+        translation = translate_timeline(
+            room,
+            timeline,
+            bot_user_id=self.user_id,
+            prefix=self.settings.command_prefix,
+            known_reactions=known,
+            direct=direct,
+        )
+        batch.events.extend(translation.events)
+        batch.threads += [
+            (e.event_id, roots[e.event_id])
+            for e in translation.events
+            if isinstance(e, CommandInvoked) and e.event_id in roots
+        ]
+        for event_id, record in translation.reactions.items():
+            batch.state[reaction_state_key(event_id)] = record.to_json()
+        for event_id in translation.forgotten:
+            batch.state[reaction_state_key(event_id)] = None
 
     async def _keep_threads(self, threads: list[tuple[str, str]], state: dict[str, str | None]) -> None:
         """Keep, with the batch of the commands, the thread each was written in, so that their answers
@@ -761,6 +856,17 @@ class MatrixAdapter:
             known = await tx.state(PLATFORM).get(direct_room_key(room_id)) is not None
         self._direct[room_id] = known
         return known, False
+
+    async def _load_direct(self, room_ids: list[str]) -> None:
+        """Whether the bot made each of these rooms for a direct conversation, read in one query for the
+        rooms not known yet: the first sync of a bot in 1,000 rooms otherwise asks 1,000 times."""
+        unknown = [room_id for room_id in room_ids if room_id not in self._direct]
+        if not unknown:
+            return
+        async with self.store.read() as tx:
+            made = await tx.state(PLATFORM).get_many([direct_room_key(room_id) for room_id in unknown])
+        for room_id in unknown:
+            self._direct[room_id] = direct_room_key(room_id) in made
 
     async def _made_for_a_member(self, room_id: str) -> bool:
         """Whether the bot made the room for a direct conversation, as far as it knows: from this
@@ -818,12 +924,13 @@ class MatrixAdapter:
         if not event_ids:
             return {}
         found: dict[str, ReactionRecord] = {}
-        async with self.store.transaction() as tx:
-            for event_id in event_ids:
-                text = await tx.state(PLATFORM).get(reaction_state_key(event_id))
-                record = ReactionRecord.from_json(text) if text else None
-                if record is not None:
-                    found[event_id] = record
+        async with self.store.read() as tx:
+            texts = await tx.state(PLATFORM).get_many([reaction_state_key(e) for e in event_ids])
+        for event_id in event_ids:
+            text = texts.get(reaction_state_key(event_id))
+            record = ReactionRecord.from_json(text) if text else None
+            if record is not None:
+                found[event_id] = record
         return found
 
     async def _not_yet_warned(self, room_id: str) -> bool:

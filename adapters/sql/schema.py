@@ -92,6 +92,18 @@ adapter_state = Table(
     Column("value", Text, nullable=False),
 )
 
+# Ids of batches a platform pushed (Matrix appservice transactions), recorded with the state that covers
+# their events: a batch pushed again is answered without applying it twice. The newest are kept.
+inbound_batches = Table(
+    "inbound_batches",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("namespace", String(32), nullable=False),
+    Column("batch_id", String(255), nullable=False),
+    UniqueConstraint("namespace", "batch_id"),
+    sqlite_autoincrement=True,
+)
+
 signals = Table(
     "signals",
     metadata,

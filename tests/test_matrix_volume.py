@@ -1,0 +1,82 @@
+"""Matrix at volume, against the suite's Synapse: a bot in many rooms still answers an invite in one sync.
+
+The test makes 100 rooms (about 10 s on the test Synapse); `bench/matrix_rooms.py` measures the same at
+1,000 rooms.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nio import AsyncClient, RoomCreateError
+
+from adapters.matrix.adapter import MatrixAdapter
+from tests.matrix_support import Member, RunningBot, membership, reply_to
+from tests.synapse import Account, Homeserver
+from tests.test_matrix_e2e import StartBot, bot_factory, bot_settings, people  # noqa: F401 (fixtures)
+
+ROOMS = 100
+
+
+async def rooms_of(server: Homeserver, account: Account, count: int, at_once: int = 8) -> list[str]:
+    """`count` rooms made by the account itself (so it is in each), a few requests at a time."""
+    client = AsyncClient(server.url, account.user_id)
+    client.restore_login(account.user_id, account.device_id, account.access_token)
+    made: list[str] = []
+    try:
+
+        async def one(n: int) -> str:
+            response = await client.room_create(name=f"room {n}")
+            assert not isinstance(response, RoomCreateError), response
+            return str(response.room_id)
+
+        for start in range(0, count, at_once):
+            made += await asyncio.gather(*(one(n) for n in range(start, min(start + at_once, count))))
+    finally:
+        await client.close()
+    return made
+
+
+def joins_after_syncs(bot: RunningBot) -> list[tuple[str, int]]:
+    """Records, for each invite the adapter answers, how many sync batches it had handed over then."""
+    adapter = bot.adapter
+    assert isinstance(adapter, MatrixAdapter)
+    answered: list[tuple[str, int]] = []
+    answer = adapter._answer_invite
+
+    async def counted(room_id: str, invite: Any) -> None:
+        answered.append((room_id, len(bot.engine.states)))
+        await answer(room_id, invite)
+
+    adapter._answer_invite = counted  # type: ignore[method-assign]
+    return answered
+
+
+async def test_a_bot_in_many_rooms_joins_the_room_it_is_invited_to_in_one_sync(
+    homeserver: Homeserver,
+    bot_factory: StartBot,  # noqa: F811 (the fixture imported above)
+    people: Callable[[], Member],  # noqa: F811
+) -> None:
+    account = homeserver.register()
+    rooms = await rooms_of(homeserver, account, ROOMS)
+    assert len(set(rooms)) == ROOMS
+    bot = await bot_factory(bot_settings(homeserver, account))  # its first sync: all 100 rooms
+    answered = joins_after_syncs(bot)
+
+    alice = people()
+    before = len(bot.engine.states)
+    invited_at = time.monotonic()
+    room = await alice.creates_room(invite=[account.user_id])
+    await alice.sees(room, membership(account.user_id, "join"))
+    took = time.monotonic() - invited_at
+    # The invite arrives in the sync that is waiting, or the one after it when that one had just
+    # returned; that sync joins, before the bot hands over its batch.
+    assert [r for r, _ in answered] == [room]
+    assert answered[0][1] - before <= 1, f"joined after {answered[0][1] - before} syncs"
+    assert took < 10, f"joined {took:.1f} s after the invite"
+    asked = await alice.says(room, "!peer status")
+    answer = await alice.sees(room, reply_to(asked))
+    assert "Convening" in answer["content"]["body"]
