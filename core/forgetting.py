@@ -53,6 +53,7 @@ class Forgotten:
     rosters: int = 0  # places on groups' rosters deleted
     buddies: int = 0  # members whose buddy they were, who now have none
     concerns: int = 0  # concerns they voiced by name, deleted
+    roles: int = 0  # places in roles' rotation pools, and roles they held (now free)
 
 
 def identifiers(user: UserRef, stored_names: Iterable[str]) -> list[str]:
@@ -122,7 +123,12 @@ def report(done: Forgotten) -> str:
         f"Goals, polls, nudges, reviews and phase changes of yours now say “{FORMER_MEMBER}”"
         f" ({done.renamed}); {_count(done.records, 'record', 'records')} the bot kept about you"
         f" deleted or cleaned.\nYou are off {_count(done.rosters, 'roster', 'rosters')}, and out of"
-        f" {_count(done.buddies, 'buddy pair', 'buddy pairs')}."
+        f" {_count(done.buddies, 'buddy pair', 'buddy pairs')}"
+        + (
+            f", and out of {_count(done.roles, 'role and rotation', 'roles and rotations')}."
+            if done.roles
+            else "."
+        )
     )
 
 
