@@ -726,8 +726,9 @@ COMMANDS: tuple[CommandSpec, ...] = (
             ),
         ),
         details="The wrapper of the week that ended gets a draft by direct message at the week's turn;"
-        " without a wrap within a day, the weekly digest goes to the group instead. Where commands are"
-        " typed, wrap <text> is short for wrap post <text>.",
+        " without a wrap within a day, the weekly digest goes to the group instead. ' | ' starts a new"
+        " line where a line break cannot be typed. Where commands are typed, wrap <text> is short for"
+        " wrap post <text>.",
         shorthand=True,
         example="wrap We read chapter 3 and agreed to meet on Thursdays.",
     ),

@@ -453,7 +453,7 @@ class RoleService:
     # The wrap ----------------------------------------------------------------------------------
 
     async def _wrap(self, ctx: Context, inv: Invocation) -> Reply:
-        text = inv.text("text").strip()
+        text = wrap_lines(inv.text("text"))
         user, tx, group = ctx.event.user, ctx.tx, ctx.group
         draft = await tx.roles.open_wrap(group.id, user.key)
         wrapper = await tx.roles.get(group.id, WRAPPER)
@@ -492,6 +492,13 @@ class RoleService:
             empty=f"No wraps yet. The week's wrapper posts one with {ctx.prefix}wrap <text>.",
         )
         return Reply(listing.page(inv.args.get("page", 1), inv.spec))
+
+
+def wrap_lines(text: str) -> str:
+    """A wrap's text as posted: its own line breaks kept, and ` | ` starting a new line too, for where a
+    line break cannot be typed (Discord's command box, the console)."""
+    lines = [line.strip() for part in text.split("\n") for line in part.split(" | ")]
+    return "\n".join(lines).strip()
 
 
 def draft_text(record: GroupRecord, now: datetime, digest: str) -> str:

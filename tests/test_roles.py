@@ -346,11 +346,11 @@ async def test_the_wrapper_gets_the_draft_instead_of_the_group_and_wraps(h: Harn
     assert "Open polls:\n- Poll 2: Which evening suits? (0 voted)" in draft
     assert "Concerns voiced: none." in draft
     assert (await roles_state(h))["wrapper"] == "carol"  # the role moved on; bob may still wrap
-    said = await ok(h, "bob", "/wrap We finished chapter 3.\nNext: chapter 4, together.")
+    said = await ok(h, "bob", "/wrap We finished chapter 3.\nNext: chapter 4, | together.")
     assert said == "Wrap 1 is posted and kept; /wrap list shows the group's wraps."
     assert posted(h)[-1] == (
         "🧺 The week's wrap, by bob (week to Mon 2026-03-09):\n"
-        "We finished chapter 3.\nNext: chapter 4, together."
+        "We finished chapter 3.\nNext: chapter 4,\ntogether."
     )
     await advance(h, timedelta(days=1, hours=1))
     assert not any("Weekly digest" in t for t in posted(h))  # wrapped: no digest
