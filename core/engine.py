@@ -344,10 +344,11 @@ class Engine:
                 return await self._answer_only(event, found)
             channel = found.channel  # the command is the group's, answered privately
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
-        # The group's facilitator of the week facilitates there too, on every platform.
+        # The group's facilitator of the week facilitates there too, on every platform (and its
+        # notetaker summarises its reviews).
         facilitator = spec.checks_facilitator and (
             await chat.is_facilitator(event.user, channel)
-            or await self.roles.facilitates(event.user, channel)
+            or await self.roles.facilitates(event.user, channel, spec.path)
         )
         if spec.facilitator_only and not facilitator:
             refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)

@@ -31,6 +31,7 @@ from core.roles import (
     BUILT_IN,
     FACILITATOR_OF_THE_WEEK,
     MAX_ROLES,
+    NOTETAKER,
     WRAP_WITHIN,
     WRAPPER,
     PoolMember,
@@ -52,7 +53,9 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 SHOWN_REFLECTIONS = 10  # in a wrapper's draft
-SHOWN_TEXT = 200  # characters of each reflection, concern or wrap shown in a list
+SHOWN_TEXT = 200
+NOTETAKERS_COMMAND = ("review", "summary")
+WEEK = timedelta(days=7)  # characters of each reflection, concern or wrap shown in a list
 
 
 def _user(key: str, name: str) -> UserRef:
@@ -108,14 +111,16 @@ class RoleService:
 
     # The facilitator of the week ---------------------------------------------------------------
 
-    async def facilitates(self, user: UserRef, channel: ChannelRef) -> bool:
-        """The member holds facilitator-of-the-week in the group of this channel (and no other)."""
+    async def facilitates(self, user: UserRef, channel: ChannelRef, path: tuple[str, ...] = ()) -> bool:
+        """The member holds facilitator-of-the-week in the group of this channel (and no other); or, for
+        `review summary`, the group's notetaker, whose duty it is."""
+        names = [FACILITATOR_OF_THE_WEEK, *([NOTETAKER] if path == NOTETAKERS_COMMAND else [])]
         async with self.store.read() as tx:
             group = await tx.groups.get(channel)
             if group is None:
                 return False
-            role = await tx.roles.get(group.id, FACILITATOR_OF_THE_WEEK)
-        return role is not None and role.held and role.holder_key == user.key
+            held = [await tx.roles.get(group.id, name) for name in names]
+        return any(role is not None and role.held and role.holder_key == user.key for role in held)
 
     # Handing over ------------------------------------------------------------------------------
 
@@ -174,21 +179,31 @@ class RoleService:
         if not due:
             return 0
         groups = await tx.groups.many(sorted({r.group_id for r in due}))
-        moves = []
         turning: set[int] = set()
+        replanned: set[int] = set()
+        moves: list[tuple[int, datetime | None, datetime | None, datetime | None]] = []
         for role in due:
             group = groups.get(role.group_id)
-            if group is None:
+            if group is None or role.next_week_at is None:
+                continue
+            seen = role.next_week_at
+            # The group's turn in the week up to `seen`: `seen` itself, unless the group's timezone or
+            # quiet hours changed since it was planned. A turn still ahead is planned anew, not acted on.
+            real = self.week_after(group, seen - WEEK)
+            if real is not None and real > now:
+                next_turn = real if role.next_turn_at == seen else role.next_turn_at
+                moves.append((role.id, seen, real, next_turn))
+                replanned.add(role.id)
                 continue
             # Weeks missed while the bot was down coalesce into this one.
-            next_week = self.week_after(group, max(now, role.next_week_at or now))
+            next_week = self.week_after(group, max(now, seen))
             next_turn = role.next_turn_at
             if role.rotation is not Rotation.OFF and next_turn is not None and next_turn <= now:
                 turning.add(role.id)
                 next_turn = self.week_after(group, now, role.rotation.weeks)
-            moves.append((role.id, role.next_week_at, next_week, next_turn))
+            moves.append((role.id, seen, next_week, next_turn))
         won = await tx.roles.advance(moves)
-        mine = [r for r in due if r.id in won]
+        mine = [r for r in due if r.id in won and r.id not in replanned]
         pools = await tx.roles.pools([r.id for r in mine])
         active: dict[int, set[str]] = {}
         lines: dict[int, list[str]] = {}

@@ -24,7 +24,7 @@ NOTETAKER = "notetaker"
 BUILT_IN: tuple[tuple[str, str], ...] = (
     (FACILITATOR_OF_THE_WEEK, "may run facilitator commands in this group while holding the role"),
     (WRAPPER, "writes the week's wrap: a summary for those who missed it"),
-    (NOTETAKER, "summarises the group's action reviews"),
+    (NOTETAKER, "summarises the group's action reviews (may close one with its summary)"),
 )
 MAX_NAME = 40
 MAX_DUTY = 200

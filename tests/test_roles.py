@@ -224,6 +224,29 @@ async def test_a_weekly_rotation_hands_over_at_the_digest_time_and_tells_the_new
     assert len(h.chat.sent) == sent and (await roles_state(h))["notetaker"] == "carol"
 
 
+async def test_the_turn_follows_the_group_s_timezone_even_when_it_changes(h: Harness) -> None:
+    """Planned at 09:00 UTC, then the group moves to Berlin (09:00 there is 08:00 UTC in March): the first
+    turn comes as soon as it is seen, late; from then on at 08:00 UTC."""
+    await h.regulars("alice", "bob", "carol")
+    for name in ("bob", "carol"):
+        await ok(h, name, "/role pool notetaker join")
+    await ok(h, "alice", "/role rotate notetaker weekly")
+    await ok(h, "alice", "/timezone Europe/Berlin")
+    await speaks(h, "bob")
+    await speaks(h, "carol")
+    await advance(h, WEEK - timedelta(minutes=1))
+    assert (await roles_state(h))["notetaker"] == "bob"
+    await advance(h, timedelta(minutes=1))  # 09:00 UTC: the planned time, an hour after Berlin's turn
+    assert (await roles_state(h))["notetaker"] == "carol"
+    await speaks(h, "bob")
+    await advance(h, WEEK - timedelta(hours=1, minutes=1))  # Monday 07:59 UTC
+    assert (await roles_state(h))["notetaker"] == "carol"
+    await advance(h, timedelta(minutes=1))  # 08:00 UTC, 09:00 in Berlin
+    assert (await roles_state(h))["notetaker"] == "bob"
+    listed = await ok(h, "alice", "/role list")
+    assert "next turn Mon 2026-03-23 09:00 CET" in listed
+
+
 async def test_every_two_weeks_and_a_pass_hands_on_early(h: Harness) -> None:
     await h.regulars("alice", "bob", "carol", "dave")
     for name in ("bob", "carol", "dave"):
@@ -314,6 +337,15 @@ async def test_the_facilitator_of_the_week_facilitates_in_that_group_only(h: Har
     assert elsewhere is not None and elsewhere.is_error and "only facilitators" in elsewhere.text
     await ok(h, "bob", "/role pass facilitator-of-the-week")
     assert "only facilitators" in await refused(h, "bob", "/phase set cooperating")
+
+
+async def test_the_notetaker_closes_a_review_with_its_summary_and_nothing_more(h: Harness) -> None:
+    await h.regulars("alice", "bob")
+    await ok(h, "bob", "/review start")
+    assert "only facilitators" in await refused(h, "bob", "/review summary")
+    await ok(h, "bob", "/role take notetaker")
+    assert "only facilitators" in await refused(h, "bob", "/phase set organizing")
+    await ok(h, "bob", "/review summary")
 
 
 # The wrapper -------------------------------------------------------------------------------------
