@@ -247,6 +247,23 @@ async def test_the_turn_follows_the_group_s_timezone_even_when_it_changes(h: Har
     assert "next turn Mon 2026-03-23 09:00 CET" in listed
 
 
+async def test_a_turn_that_came_while_the_bot_was_down_is_made_once_when_it_is_back(h: Harness) -> None:
+    await h.regulars("alice", "bob", "carol")
+    for name in ("bob", "carol"):
+        await ok(h, name, "/role pool notetaker join")
+    await ok(h, "alice", "/role rotate notetaker weekly")
+    await speaks(h, "carol")
+    h.clock.advance(WEEK + timedelta(hours=3))  # down over the turn: no tick ran
+    back = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    for _ in range(2):
+        await back.tick()
+        await back.settle()
+    assert posted(h).count("carol is this week's notetaker.") == 1
+    assert (await roles_state(h))["notetaker"] == "carol"
+    listed = await ok(h, "alice", "/role list")
+    assert "next turn Mon 2026-03-16 09:00 UTC" in listed  # the next week's turn, not the missed one
+
+
 async def test_every_two_weeks_and_a_pass_hands_on_early(h: Harness) -> None:
     await h.regulars("alice", "bob", "carol", "dave")
     for name in ("bob", "carol", "dave"):
@@ -304,6 +321,9 @@ async def test_a_year_of_weekly_turns_through_the_engine_is_fair(h: Harness) -> 
             await ok(h, "dee", "/role pool wrapper join")
         if week == 30:
             await ok(h, "dee", "/role pool wrapper leave")
+        if week == 40:
+            await ok(h, "eve", "/leave")  # off the roster: no more turns
+            names.remove("eve")
         for name in names:
             if name == "eve" and 20 <= week < 26:
                 continue
@@ -318,6 +338,7 @@ async def test_a_year_of_weekly_turns_through_the_engine_is_fair(h: Harness) -> 
     # eve was away from week 20 (last seen then) to 26: from two weeks after, she was skipped.
     assert "eve" not in turns[23:26]
     assert "dee" not in turns[31:] and "dee" in turns[10:31]
+    assert "eve" in turns[26:40] and "eve" not in turns[41:]
 
 
 # The facilitator of the week ---------------------------------------------------------------------
