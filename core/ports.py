@@ -763,7 +763,8 @@ class RoleRepo(Protocol):
         ...
 
     async def week_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Role]:
-        """Roles of groups on these platforms whose week boundary has come, earliest first."""
+        """Roles of groups on these platforms whose week boundary has come, by group, each group's in the
+        order they were added."""
         ...
 
     async def advance(

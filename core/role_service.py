@@ -39,6 +39,7 @@ from core.roles import (
     Rotation,
     WrapState,
     active_keys,
+    active_on,
     check_duty,
     check_name,
     next_holder,
@@ -51,7 +52,7 @@ from core.uow import UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 200  # roles per unit of work: a batch with many drafts holds the write turn for a second or so
 SHOWN_REFLECTIONS = 10  # in a wrapper's draft
 SHOWN_TEXT = 200
 NOTETAKERS_COMMAND = ("review", "summary")
@@ -168,8 +169,12 @@ class RoleService:
         while True:
             async with self.work(now, unprompted=True) as uow:
                 due = await uow.tx.roles.week_due(now, BATCH, self.platforms)
+                full = len(due) == BATCH
+                if full and len({r.group_id for r in due}) > 1:
+                    # A group's roles go in one batch, so that the group gets its turns in one post.
+                    due = [r for r in due if r.group_id != due[-1].group_id]
                 looked += await self._weeks(uow, due, now)
-            if len(due) < BATCH:
+            if not full:
                 break
         await self._fallbacks(now)
         return looked
@@ -205,15 +210,14 @@ class RoleService:
         won = await tx.roles.advance(moves)
         mine = [r for r in due if r.id in won and r.id not in replanned]
         pools = await tx.roles.pools([r.id for r in mine])
-        active: dict[int, set[str]] = {}
+        rosters = await tx.members.rosters(sorted({r.group_id for r in mine}))
+        active = {group_id: active_on(entries, now) for group_id, entries in rosters.items()}
         lines: dict[int, list[str]] = {}
         for role in mine:
             group = groups[role.group_id]
-            if group.id not in active:
-                active[group.id] = active_keys(await tx.members.roster(group.id), now)
             if role.name == WRAPPER and role.held:
                 await self._draft(uow, group, role, now)
-            pool, present = pools.get(role.id, []), active[group.id]
+            pool, present = pools.get(role.id, []), active.get(group.id, set())
             inactive = role.held and role.holder_key not in present
             if role.id not in turning and not inactive:
                 continue

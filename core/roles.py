@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 
 from core.commands import UsageError
-from core.members import ACTIVE_WITHIN, Member
+from core.members import ACTIVE_WITHIN, Member, RosterEntry
 
 FACILITATOR_OF_THE_WEEK = "facilitator-of-the-week"
 WRAPPER = "wrapper"
@@ -161,6 +161,12 @@ def active_keys(roster: Iterable[Member], now: datetime) -> set[str]:
     member who never did since joining counts from their join)."""
     since = now - INACTIVE_AFTER
     return {m.key for m in roster if m.on_roster and (m.last_active_at or m.joined_at) >= since}
+
+
+def active_on(roster: Iterable[RosterEntry], now: datetime) -> set[str]:
+    """As `active_keys`, for the roster as the weekly turn reads many groups' at once."""
+    since = now - INACTIVE_AFTER
+    return {m.key for m in roster if m.last_seen >= since}
 
 
 def next_holder(

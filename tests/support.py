@@ -1329,7 +1329,7 @@ class MemoryRoles(_MemoryPart):
             for r in self.d.roles.values()
             if r.next_week_at is not None and r.next_week_at <= now and self._on(r.group_id, platforms)
         ]
-        return sorted(due, key=lambda r: (r.next_week_at or now, r.id))[:limit]
+        return sorted(due, key=lambda r: (r.group_id, r.id))[:limit]
 
     async def advance(
         self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]

@@ -1356,7 +1356,7 @@ class SqlRoles(_SqlPart):
         rows = await self.conn.execute(
             select(roles)
             .where(roles.c.next_week_at <= now, roles.c.group_id.in_(on_platforms))
-            .order_by(roles.c.next_week_at, roles.c.id)
+            .order_by(roles.c.group_id, roles.c.id)
             .limit(limit)
         )
         return [_role(r) for r in rows]
@@ -1364,16 +1364,21 @@ class SqlRoles(_SqlPart):
     async def advance(
         self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
     ) -> set[int]:
-        moved: set[int] = set()
+        # Roles due together mostly saw the same turn and move to the same one: one statement for each.
+        together: dict[tuple[datetime | None, datetime | None, datetime | None], list[int]] = {}
         for role_id, seen, week, turn in moves:
+            together.setdefault((seen, week, turn), []).append(role_id)
+        moved: set[int] = set()
+        for (seen, week, turn), ids in together.items():
             same = roles.c.next_week_at.is_(None) if seen is None else roles.c.next_week_at == seen
-            result = await self.conn.execute(
-                update(roles)
-                .where(roles.c.id == role_id, same)
-                .values(next_week_at=week, next_turn_at=turn)
-                .returning(roles.c.id)
-            )
-            moved.update(result.scalars())
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(roles)
+                    .where(roles.c.id.in_(ids[start : start + IN_CHUNK]), same)
+                    .values(next_week_at=week, next_turn_at=turn)
+                    .returning(roles.c.id)
+                )
+                moved.update(result.scalars())
         return moved
 
     async def add_wrap(
