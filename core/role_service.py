@@ -284,20 +284,23 @@ class RoleService:
         return render_digest(record, now, times)
 
     async def _fallbacks(self, now: datetime) -> None:
-        """Drafts not wrapped within a day: the digest goes to the group, if its digest is on."""
-        async with self.work(now, unprompted=True) as uow:
-            tx = uow.tx
-            due = await tx.roles.fallbacks_due(now, BATCH, self.platforms)
-            lapsed = await tx.roles.lapse([w.id for w in due])
-            for wrap in due:
-                if wrap.id not in lapsed:
-                    continue
-                group = await tx.groups.by_id(wrap.group_id)
-                if group is None:
-                    continue
-                schedules = await tx.schedules.in_group(group.id)
-                if any(s.kind is ScheduleKind.DIGEST and not s.paused for s in schedules):
-                    uow.post(Post(PostKind.SEND, group.channel, wrap.digest, group_id=group.id))
+        """Drafts not wrapped within a day: the digest goes to the group, if its digest is on. Marking a
+        draft lapsed is the claim: of two processes, one posts its digest."""
+        while True:
+            async with self.work(now, unprompted=True) as uow:
+                tx = uow.tx
+                due = await tx.roles.fallbacks_due(now, BATCH, self.platforms)
+                lapsed = await tx.roles.lapse([w.id for w in due])
+                groups = await tx.groups.many(sorted({w.group_id for w in due if w.id in lapsed}))
+                for wrap in due:
+                    group = groups.get(wrap.group_id)
+                    if wrap.id not in lapsed or group is None:
+                        continue
+                    schedules = await tx.schedules.in_group(group.id)
+                    if any(s.kind is ScheduleKind.DIGEST and not s.paused for s in schedules):
+                        uow.post(Post(PostKind.SEND, group.channel, wrap.digest, group_id=group.id))
+            if len(due) < BATCH:
+                return
 
     # Commands ----------------------------------------------------------------------------------
 
