@@ -189,6 +189,12 @@ async def test_bad_input_gets_a_clear_answer_and_changes_nothing(h: Harness) -> 
         ("carol", "/wrap We read a lot"): "Only the week's wrapper posts the wrap",
         ("carol", "/wrap list 3"): "There is no page 3 of wraps",
         ("carol", "/role"): "role needs one of: list, add, remove, take, pass, rotate, pool",
+        ("carol", "/role list everything"): "Unexpected extra words: 'everything'",
+        ("carol", "/role take"): "Missing name",
+        ("carol", "/role take " + "x" * 61): "name is too long",
+        ("alice", "/role add " + "x" * 41 + " keeps time"): "A role's name has at most 40 characters",
+        ("carol", "/wrap post"): "Missing text",
+        ("carol", "/wrap post " + "x" * 1801): "text is too long",
     }
     for (who, command), wanted in cases.items():
         text = await refused(h, who, command)
