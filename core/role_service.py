@@ -101,6 +101,12 @@ class RoleService:
     def _prefix(self, group: Group) -> str:
         return command_prefix(self.chats, group.channel.platform)
 
+    def _wrap_command(self, platform: str) -> str:
+        """How the wrapper writes `wrap` there: Discord's slash command has no shorthand."""
+        chat = self.chats.get(platform)
+        structured = chat is not None and chat.interactive_replies
+        return f"{command_prefix(self.chats, platform)}wrap{' post' if structured else ''}"
+
     def week_after(self, group: Group, after: datetime, weeks: int = 1) -> datetime | None:
         """The group's `weeks`-th week boundary after `after` (its digest time, held past quiet hours)."""
         at: datetime | None = after
@@ -136,7 +142,7 @@ class RoleService:
         if role.name == WRAPPER:
             text += (
                 " When the week ends you get a draft by direct message; post the summary with"
-                f" {prefix}wrap <text>."
+                f" {self._wrap_command(group.channel.platform)} <text>."
             )
         text += f" Cannot do it this time? Say {prefix}role pass {role.name} in the group."
         uow.post(Post(PostKind.DIRECT, group.channel, text, user=user, group_id=group.id))
@@ -259,12 +265,12 @@ class RoleService:
             digest=digest,
             fallback_at=now + WRAP_WITHIN,
         )
-        prefix = self._prefix(group)
         text = "\n".join(
             [
                 f"📝 Your draft for the week's wrap in {group.channel.name} (wrap {wrap.id}):",
                 draft_text(record, now, digest),
-                f"Post the week's summary there with {prefix}wrap <your text> (several lines are fine)"
+                f"Post the week's summary there with {self._wrap_command(group.channel.platform)} <your text>"
+                " (several lines are fine)"
                 " within a day; otherwise the weekly digest goes to the group as usual.",
             ]
         )
@@ -511,7 +517,8 @@ class RoleService:
             head="The group's wraps, newest first:",
             items=items,
             command=f"{ctx.prefix}wrap list",
-            empty=f"No wraps yet. The week's wrapper posts one with {ctx.prefix}wrap <text>.",
+            empty="No wraps yet. The week's wrapper posts one with"
+            f" {self._wrap_command(ctx.group.channel.platform)} <text>.",
         )
         return Reply(listing.page(inv.args.get("page", 1), inv.spec))
 

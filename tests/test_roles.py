@@ -202,7 +202,7 @@ async def test_bad_input_gets_a_clear_answer_and_changes_nothing(h: Harness) -> 
     await ok(h, "carol", "/role pool wrapper join")
     assert "You are in the wrapper rotation already" in await refused(h, "carol", "/role pool wrapper join")
     assert await roles_state(h) == before
-    none_yet = "No wraps yet. The week's wrapper posts one with /wrap <text>."
+    none_yet = "No wraps yet. The week's wrapper posts one with /wrap post <text>."  # as on Discord
     assert await ok(h, "carol", "/wrap list") == none_yet
 
 
