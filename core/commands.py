@@ -154,6 +154,14 @@ PAGE = Arg("page", ArgKind.INT, "which page of the list, from 1", required=False
 # `goal list <filter>`; core/goals.py says which statuses each shows.
 GOAL_FILTERS = ("open", "accepted", "proposed", "blocked", "done", "lapsed", "dropped", "superseded", "all")
 
+# A role's name in the `role` commands (core/roles.py says what a name may be).
+ROLE_NAME = Arg("name", ArgKind.WORD, "the role's name, like wrapper", max_length=60)
+ROLE_HELP = (
+    "Built in: facilitator-of-the-week (may run facilitator commands in this group while holding it),"
+    " wrapper (writes the week's wrap), notetaker (summarises reviews). A role's name is one word or"
+    " hyphenated words."
+)
+
 
 class Access(Enum):
     """Who may run a command."""
@@ -664,6 +672,67 @@ COMMANDS: tuple[CommandSpec, ...] = (
         (Arg("name", ArgKind.WORD, "a pattern's name, like start-small", required=False, max_length=60),),
         example="patterns start-small",
     ),
+    CommandSpec(
+        ("role", "list"),
+        "Show the group's roles, who holds each, and whose turn is next.",
+        details=ROLE_HELP,
+    ),
+    CommandSpec(
+        ("role", "add"),
+        "Add a role of the group's own, with a line on what its holder does.",
+        (ROLE_NAME, Arg("duty", ArgKind.TEXT, "what its holder does, in one line", max_length=200)),
+        access=Access.FACILITATORS,
+        action="add roles",
+        example="role add timekeeper keeps the meeting to its hour",
+    ),
+    CommandSpec(
+        ("role", "remove"),
+        "Remove a role the group added (built-in roles stay).",
+        (ROLE_NAME,),
+        access=Access.FACILITATORS,
+        action="remove roles",
+    ),
+    CommandSpec(("role", "take"), "Take a role nobody holds.", (ROLE_NAME,), example="role take notetaker"),
+    CommandSpec(("role", "pass"), "Give up a role you hold; whose turn is next gets it.", (ROLE_NAME,)),
+    CommandSpec(
+        ("role", "rotate"),
+        "Make a role change hands weekly or every 2 weeks, or stop it rotating.",
+        (
+            ROLE_NAME,
+            Arg("how", ArgKind.TEXT, "weekly, every 2 weeks, or off", max_length=20),
+        ),
+        access=Access.FACILITATORS,
+        action="change how roles rotate",
+        details="The role changes hands at the week's turn (the digest's time, in the group's timezone),"
+        " going to the member of its pool who held it least recently and was active in 14 days."
+        " A free role goes to whose turn it is at once.",
+        example="role rotate wrapper weekly",
+    ),
+    CommandSpec(
+        ("role", "pool"),
+        "Join or leave a role's rotation.",
+        (ROLE_NAME, Arg("action", ArgKind.CHOICE, "join or leave", choices=("join", "leave"))),
+        example="role pool wrapper join",
+    ),
+    CommandSpec(
+        ("wrap", "post"),
+        "Post the week's summary to the group, as its wrapper (several lines are fine).",
+        (
+            Arg(
+                "text",
+                ArgKind.TEXT,
+                "the week in your words: what happened, what was decided",
+                max_length=1800,
+            ),
+        ),
+        details="The wrapper of the week that ended gets a draft by direct message at the week's turn;"
+        " without a wrap within a day, the weekly digest goes to the group instead. ' | ' starts a new"
+        " line where a line break cannot be typed. Where commands are typed, wrap <text> is short for"
+        " wrap post <text>.",
+        shorthand=True,
+        example="wrap We read chapter 3 and agreed to meet on Thursdays.",
+    ),
+    CommandSpec(("wrap", "list"), "Show the group's wraps, newest first.", (PAGE,)),
     CommandSpec(
         ("export",),
         "Send the group's goals, polls, reviews and reflections as a Markdown, JSON or CSV file.",

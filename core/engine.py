@@ -59,6 +59,7 @@ from core.refs import ChannelRef, MessageRef, UserRef
 from core.reminder_service import ReminderService
 from core.reviewing import ReviewService
 from core.roadmap import GoalRules, GoalService
+from core.role_service import RoleService
 from core.schedules import Recurrence
 from core.uow import (
     Bus,
@@ -157,6 +158,9 @@ class Engine:
         self.radar = RadarService(
             self.work, self.chats, platforms, recurrence, self.nudges.settings.digest, self.lifecycle
         )
+        self.roles = RoleService(
+            self.work, store, self.chats, platforms, recurrence, self.nudges.settings.digest
+        )
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce),
@@ -184,6 +188,7 @@ class Engine:
             **pending.handlers(),
             **self.radar.handlers(),
             **DashboardService(dashboard).handlers(),
+            **self.roles.handlers(),
             ("forget-me",): forget_me,
         }
         # Commands written privately that concern the member, not one group: they need no group.
@@ -348,7 +353,12 @@ class Engine:
                 return await self._answer_only(event, found)
             channel = found.channel  # the command is the group's, answered privately
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
-        facilitator = spec.checks_facilitator and await chat.is_facilitator(event.user, channel)
+        # The group's facilitator of the week facilitates there too, on every platform (and its
+        # notetaker summarises its reviews).
+        facilitator = spec.checks_facilitator and (
+            await chat.is_facilitator(event.user, channel)
+            or await self.roles.facilitates(event.user, channel, spec.path)
+        )
         if spec.facilitator_only and not facilitator:
             refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
             return await self._answer_only(event, refused)
@@ -520,6 +530,8 @@ class Engine:
         await self.polls.close_due(now)
         await self.reviews.close_due(now)
         await self.reminders.remind_due(now)  # after the closing: what closed is not reminded
+        # Before the nudges: at the week's turn the wrapper's draft is made before the digest is due.
+        await self.roles.due(now)
         await self.nudges.deliver_due(now)
         await self.nudges.heartbeats(now)
         await self.radar.weekly(now)

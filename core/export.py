@@ -7,8 +7,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,6 +24,7 @@ from core.polls import MIN_VOTERS_SHOWN, Poll, PollReaction, Tally, tally
 from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import Reflection, Review
+from core.roles import PoolMember, Role, Wrap, WrapState
 from core.schedules import Schedule
 
 
@@ -36,6 +37,10 @@ class GroupRecord:
     reflections: list[Reflection]
     schedules: list[Schedule]
     concerns: list[Concern]  # anonymous ones by nobody: they keep no author to export
+    # The group's roles with their rotation pools, and its wraps (core/roles.py), newest wrap first.
+    roles: list[Role] = field(default_factory=list)
+    pools: Mapping[int, list[PoolMember]] = field(default_factory=dict)
+    wraps: list[Wrap] = field(default_factory=list)
 
 
 _POLLS_READ = 1000  # well below the parameters a statement may have (PostgreSQL: 32,767)
@@ -48,6 +53,8 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
     reactions: dict[int, list[PollReaction]] = {}
     for start in range(0, len(polls), _POLLS_READ):  # a read per thousand polls, not one per poll
         reactions.update(await tx.polls.reactions_of([p.id for p in polls[start : start + _POLLS_READ]]))
+    roles = await tx.roles.in_group(group.id)
+    pools = await tx.roles.pools([r.id for r in roles]) if roles else {}
     return GroupRecord(
         group,
         goals,
@@ -56,6 +63,9 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        roles,
+        pools,
+        await tx.roles.wraps(group.id),
     )
 
 
@@ -164,6 +174,33 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
             }
             for c in r.concerns
         ],
+        "roles": [
+            {
+                "name": x.name,
+                "duty": x.duty,
+                "built_in": x.built_in,
+                "holder": x.holder_name or None,
+                "held_since": _iso(x.held_since),
+                "rotation": x.rotation.value,
+                "next_turn_at": _iso(x.next_turn_at),
+                "pool": [
+                    {"member": p.name, "joined_at": _iso(p.joined_at), "times_held": p.times_held}
+                    for p in r.pools.get(x.id, [])
+                ],
+            }
+            for x in r.roles
+        ],
+        "wraps": [
+            {
+                "id": w.id,
+                "week_end": _iso(w.week_end),
+                "wrapper": w.wrapper_name,
+                "state": w.state.value,
+                "text": w.text,
+                "wrapped_at": _iso(w.wrapped_at),
+            }
+            for w in r.wraps
+        ],
     }
 
 
@@ -218,6 +255,21 @@ def to_markdown(r: GroupRecord) -> str:
     lines += ["", "## Reflections"]
     free = [x for x in r.reflections if x.review_id is None]
     lines += [f"- {format_time(x.at, g.timezone)} {x.user_name}: {x.text}" for x in free] or ["- none"]
+    if r.roles:  # a group that never used roles has none stored, and its record reads as before
+        lines += ["", "## Roles"]
+        for role in r.roles:
+            holder = f"held by {role.holder_name}" if role.holder_name else "free"
+            pool = ", ".join(p.name for p in r.pools.get(role.id, []))
+            lines.append(
+                f"- {role.name}: {role.duty} — {holder}; rotation {role.rotation.value}"
+                + (f"; pool: {pool}" if pool else "")
+            )
+    wrapped = [w for w in r.wraps if w.state is WrapState.WRAPPED]
+    if wrapped:
+        lines += ["", "## Wraps"]
+        for w in wrapped:
+            lines.append(f"### Week to {format_time(w.week_end, g.timezone)}, by {w.wrapper_name}")
+            lines.append(w.text)
     return "\n".join(lines)
 
 
@@ -266,6 +318,13 @@ def to_csv(r: GroupRecord) -> str:
     for f in r.reflections:
         where = f"review {f.review_id} question {f.question}" if f.review_id else "free"
         writer.writerow(["reflection", f.id, _iso(f.at), f.user_name, f.text, "", where])
+    for role in r.roles:
+        pool = "; ".join(p.name for p in r.pools.get(role.id, []))
+        details = f"rotation {role.rotation.value}" + (f"; pool: {pool}" if pool else "")
+        what = f"{role.name}: {role.duty}"
+        writer.writerow(["role", role.id, _iso(role.held_since), role.holder_name, what, "", details])
+    for w in r.wraps:
+        writer.writerow(["wrap", w.id, _iso(w.week_end), w.wrapper_name, w.text, w.state.value, ""])
     return out.getvalue()
 
 

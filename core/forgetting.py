@@ -2,10 +2,11 @@
 
 Their own words go (reflections, and concerns they voiced by name: anonymous ones link to nobody, so
 they stay), and so do their votes in polls still open, the record of whom a poll asked for a concern,
-and their places on the groups' rosters with what they said about themselves there; nobody has them
-as a buddy any more. What belongs to the group stays, by "a former member": goals they proposed, polls
-they opened, phase changes, nudges and reviews they started, concerns they marked addressed, and their
-votes in closed polls, so that past decisions read the same.
+and their places on the groups' rosters with what they said about themselves there, and in roles'
+rotation pools; roles they hold are freed, and nobody has them as a buddy any more. What belongs to the
+group stays, by "a former member": goals they proposed, polls they opened, phase changes, nudges and
+reviews they started, concerns they marked addressed, the weeks they wrapped, and their votes in closed
+polls, so that past decisions read the same.
 Every key that stood for them is replaced by a fresh anonymous key, one per item, so the items link to
 nothing and to each other no more. The bot's own records go or are cleaned: adapter state that names
 them, unsent posts to them, and their names and ids in queued texts and failure reasons.
@@ -53,6 +54,7 @@ class Forgotten:
     rosters: int = 0  # places on groups' rosters deleted
     buddies: int = 0  # members whose buddy they were, who now have none
     concerns: int = 0  # concerns they voiced by name, deleted
+    roles: int = 0  # places in roles' rotation pools, and roles they held (now free)
 
 
 def identifiers(user: UserRef, stored_names: Iterable[str]) -> list[str]:
@@ -122,7 +124,12 @@ def report(done: Forgotten) -> str:
         f"Goals, polls, nudges, reviews and phase changes of yours now say “{FORMER_MEMBER}”"
         f" ({done.renamed}); {_count(done.records, 'record', 'records')} the bot kept about you"
         f" deleted or cleaned.\nYou are off {_count(done.rosters, 'roster', 'rosters')}, and out of"
-        f" {_count(done.buddies, 'buddy pair', 'buddy pairs')}."
+        f" {_count(done.buddies, 'buddy pair', 'buddy pairs')}"
+        + (
+            f", and out of {_count(done.roles, 'role and rotation', 'roles and rotations')}."
+            if done.roles
+            else "."
+        )
     )
 
 
@@ -135,7 +142,8 @@ async def forget_me(ctx: Context | PrivateContext, inv: Invocation) -> Reply:
             f" on {ctx.chat.platform}. Your votes in closed polls stay in their tallies without your name;"
             f" goals, polls, nudges and reviews you started stay, by “{FORMER_MEMBER}”. Messages and"
             " reactions on the chat itself are not changed: take your reactions off open polls there too."
-            " You leave every group's roster, and nobody has you as a buddy any more. Your votes in"
+            " You leave every group's roster and every role's rotation, roles you hold are freed, and"
+            " nobody has you as a buddy any more. Your votes in"
             " anonymous polls still open are taken back; closed ones hold nothing tied to you."
             f" To go ahead, say {ctx.prefix}forget-me confirm."
         )

@@ -20,6 +20,7 @@ from core.paging import Item, Listing
 from core.ports import ChatPort, StoreTx, command_prefix
 from core.prompts import HEARTBEAT, next_prompt
 from core.refs import BOT, UserRef
+from core.roles import WRAP_WITHIN
 from core.schedules import (
     DEFAULT_GRACE,
     DueSchedule,
@@ -153,6 +154,10 @@ class NudgeService:
                 coalesced = sum(p.coalesced for s, p in plans if s.id in moved)
                 await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
+                    if s.kind is ScheduleKind.DIGEST and await tx.roles.digest_to_wrapper(
+                        s.group_id, now - WRAP_WITHIN
+                    ):
+                        continue  # the wrapper has it as a draft; it goes to the group if they do not wrap
                     text = await self._text(tx, s, now)
                     # Late (the bot was down) is no reason to post in quiet hours: held until they end.
                     held = due_time(now, s.timezone, s.quiet)

@@ -19,6 +19,7 @@ from core.radar import Act
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reminders import Unresponded
+from core.roles import PoolMember, Role, Rotation, Wrap, WrapState
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 if TYPE_CHECKING:
@@ -774,6 +775,102 @@ class ReviewRepo(Protocol):
         ...
 
 
+class RoleRepo(Protocol):
+    """The group's roles (core/roles.py), who holds them, their rotation pools, and the weekly wraps."""
+
+    async def ensure(
+        self, group_id: int, built_in: Sequence[tuple[str, str]], at: datetime, week: datetime | None
+    ) -> None:
+        """Add the built-in roles the group does not have yet, looked at next at `week`."""
+        ...
+
+    async def in_group(self, group_id: int) -> list[Role]:
+        """The group's roles, built-in ones first, then in the order they were added."""
+        ...
+
+    async def get(self, group_id: int, name: str) -> Role | None: ...
+
+    async def add(
+        self, group_id: int, name: str, duty: str, at: datetime, week: datetime | None
+    ) -> Role | None:
+        """A role of the group's own; None when the group has one of that name already."""
+        ...
+
+    async def remove(self, role_id: int) -> None:
+        """The role goes, with its pool."""
+        ...
+
+    async def set_holder(self, role_id: int, holder: UserRef | None, at: datetime, expected: str) -> bool:
+        """Hand the role to `holder` (None: it is free), if its holder's key is still `expected` ("" for a
+        free role): a compare-and-swap, so of two members taking a free role at once, one gets it.
+        A holder in the role's pool has it counted there (held at `at`, once more)."""
+        ...
+
+    async def set_rotation(self, role_id: int, rotation: Rotation, next_turn_at: datetime | None) -> None: ...
+
+    async def pools(self, role_ids: Collection[int]) -> dict[int, list[PoolMember]]:
+        """The pools of these roles, each in the order members joined (empty ones left out)."""
+        ...
+
+    async def join_pool(self, role_id: int, user: UserRef, at: datetime) -> bool:
+        """False when the member is in the pool already."""
+        ...
+
+    async def leave_pool(self, role_id: int, key: str) -> bool:
+        """False when the member was not in the pool."""
+        ...
+
+    async def week_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Role]:
+        """Roles of groups on these platforms whose week boundary has come, by group, each group's in the
+        order they were added."""
+        ...
+
+    async def advance(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        """(role id, the week boundary seen, the next one, the next turn): a compare-and-swap on the
+        boundary seen, so that of two processes exactly one moves a role on. Returns the ids moved."""
+        ...
+
+    async def add_wrap(
+        self,
+        group_id: int,
+        week_end: datetime,
+        wrapper: UserRef,
+        at: datetime,
+        state: WrapState,
+        *,
+        digest: str = "",
+        fallback_at: datetime | None = None,
+        text: str = "",
+    ) -> Wrap: ...
+
+    async def wraps(self, group_id: int) -> list[Wrap]:
+        """The group's wraps, newest first."""
+        ...
+
+    async def open_wrap(self, group_id: int, key: str) -> Wrap | None:
+        """The member's newest draft not wrapped yet, if any."""
+        ...
+
+    async def wrap(self, wrap_id: int, text: str, at: datetime) -> bool:
+        """Keep the wrapper's summary; False when the week was wrapped already."""
+        ...
+
+    async def fallbacks_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Wrap]:
+        """Drafts not wrapped whose day is up, of groups on these platforms."""
+        ...
+
+    async def lapse(self, wrap_ids: Collection[int]) -> set[int]:
+        """Mark drafts still not wrapped as lapsed (a compare-and-swap); returns those marked."""
+        ...
+
+    async def digest_to_wrapper(self, group_id: int, since: datetime) -> bool:
+        """The group has a wrapper (the role is held), or a wrap drafted since then: its weekly digest
+        goes to the wrapper as a draft, not to the group."""
+        ...
+
+
 class MemberRepo(Protocol):
     """The group's members: the roster (core/members.py), and what they did across every aggregate
     that names them."""
@@ -888,6 +985,9 @@ class StoreTx(Protocol):
 
     @property
     def members(self) -> MemberRepo: ...
+
+    @property
+    def roles(self) -> RoleRepo: ...
 
     @property
     def outbox(self) -> OutboxRepo: ...

@@ -63,6 +63,7 @@ from core.radar import Act, ActKind, own_limits
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.reminders import Absent, Unresponded
+from core.roles import WRAPPER, PoolMember, Role, Rotation, Wrap, WrapState
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
@@ -1206,6 +1207,7 @@ class MemoryMembers(_MemoryPart):
         stored_names |= {m.name for m in d.members.values() if m.key == key}
         stored_names |= {c.author_name for c in d.concerns.values() if c.author_key == key}
         stored_names |= {c.addressed_by_name for c in d.concerns.values() if c.addressed_by_key == key}
+        stored_names |= {w.wrapper_name for w in d.wraps.values() if w.wrapper_key == key}
         words = identifiers(user, stored_names)
         names = {user.name, *stored_names} - {FORMER_MEMBER}
 
@@ -1314,7 +1316,187 @@ class MemoryMembers(_MemoryPart):
             if event[0] == user.platform and scrub(reason, words) != reason:
                 d.failed[event] = (at, scrub(reason, words))
                 records += 1
-        return Forgotten(len(mine), open_votes, closed_votes, renamed, records, rosters, buddies, len(voiced))
+        # Out of every role's rotation, and no role held by them; their wraps stay, by a former member.
+        pooled = [k for k in d.pool if k[1] == key]
+        for k in pooled:
+            del d.pool[k]
+        held = [r for r in d.roles.values() if r.holder_key == key]
+        for r in held:
+            d.roles[r.id] = replace(r, holder_key="", holder_name="", held_since=None)
+        for w in [w for w in d.wraps.values() if w.wrapper_key == key]:
+            d.wraps[w.id] = replace(w, wrapper_key=anonymous_key(), wrapper_name=FORMER_MEMBER)
+        return Forgotten(
+            len(mine),
+            open_votes,
+            closed_votes,
+            renamed,
+            records,
+            rosters,
+            buddies,
+            len(voiced),
+            len(pooled) + len(held),
+        )
+
+
+class MemoryRoles(_MemoryPart):
+    async def ensure(
+        self, group_id: int, built_in: Sequence[tuple[str, str]], at: datetime, week: datetime | None
+    ) -> None:
+        have = {r.name for r in self.d.roles.values() if r.group_id == group_id}
+        for name, duty in built_in:
+            if name not in have:
+                self._new(group_id, name, duty, True, at, week)
+
+    def _new(
+        self, group_id: int, name: str, duty: str, built_in: bool, at: datetime, week: datetime | None
+    ) -> Role:
+        self.d.last_role += 1
+        role = Role(self.d.last_role, group_id, name, duty, built_in, at, next_week_at=week)
+        self.d.roles[role.id] = role
+        return role
+
+    async def in_group(self, group_id: int) -> list[Role]:
+        found = [r for r in self.d.roles.values() if r.group_id == group_id]
+        return sorted(found, key=lambda r: (not r.built_in, r.id))
+
+    async def get(self, group_id: int, name: str) -> Role | None:
+        return next((r for r in self.d.roles.values() if r.group_id == group_id and r.name == name), None)
+
+    async def add(
+        self, group_id: int, name: str, duty: str, at: datetime, week: datetime | None
+    ) -> Role | None:
+        if await self.get(group_id, name) is not None:
+            return None
+        return self._new(group_id, name, duty, False, at, week)
+
+    async def remove(self, role_id: int) -> None:
+        self.d.roles.pop(role_id, None)
+        self.d.pool = {k: p for k, p in self.d.pool.items() if k[0] != role_id}
+
+    async def set_holder(self, role_id: int, holder: UserRef | None, at: datetime, expected: str) -> bool:
+        role = self.d.roles.get(role_id)
+        if role is None or role.holder_key != expected:
+            return False
+        if holder is None:
+            self.d.roles[role_id] = replace(role, holder_key="", holder_name="", held_since=None)
+            return True
+        self.d.roles[role_id] = replace(
+            role, holder_key=holder.key, holder_name=holder.display, held_since=at
+        )
+        if (p := self.d.pool.get((role_id, holder.key))) is not None:
+            self.d.pool[(role_id, holder.key)] = replace(p, last_held_at=at, times_held=p.times_held + 1)
+        return True
+
+    async def set_rotation(self, role_id: int, rotation: Rotation, next_turn_at: datetime | None) -> None:
+        role = self.d.roles[role_id]
+        self.d.roles[role_id] = replace(role, rotation=rotation, next_turn_at=next_turn_at)
+
+    async def pools(self, role_ids: Collection[int]) -> dict[int, list[PoolMember]]:
+        found: dict[int, list[PoolMember]] = {}
+        for p in sorted(self.d.pool.values(), key=lambda p: (p.role_id, p.joined_at, p.key)):
+            if p.role_id in role_ids:
+                found.setdefault(p.role_id, []).append(p)
+        return found
+
+    async def join_pool(self, role_id: int, user: UserRef, at: datetime) -> bool:
+        if (role_id, user.key) in self.d.pool:
+            return False
+        self.d.pool[(role_id, user.key)] = PoolMember(role_id, user.key, user.display, at)
+        return True
+
+    async def leave_pool(self, role_id: int, key: str) -> bool:
+        return self.d.pool.pop((role_id, key), None) is not None
+
+    async def week_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Role]:
+        due = [
+            r
+            for r in self.d.roles.values()
+            if r.next_week_at is not None and r.next_week_at <= now and self._on(r.group_id, platforms)
+        ]
+        return sorted(due, key=lambda r: (r.group_id, r.id))[:limit]
+
+    async def advance(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        moved = set()
+        for role_id, seen, week, turn in moves:
+            role = self.d.roles.get(role_id)
+            if role is not None and role.next_week_at == seen:
+                self.d.roles[role_id] = replace(role, next_week_at=week, next_turn_at=turn)
+                moved.add(role_id)
+        return moved
+
+    async def add_wrap(
+        self,
+        group_id: int,
+        week_end: datetime,
+        wrapper: UserRef,
+        at: datetime,
+        state: WrapState,
+        *,
+        digest: str = "",
+        fallback_at: datetime | None = None,
+        text: str = "",
+    ) -> Wrap:
+        self.d.last_wrap += 1
+        wrapped = at if state is WrapState.WRAPPED else None
+        wrap = Wrap(
+            self.d.last_wrap,
+            group_id,
+            week_end,
+            wrapper.key,
+            wrapper.display,
+            at,
+            state,
+            digest,
+            fallback_at,
+            text,
+            wrapped,
+        )
+        self.d.wraps[wrap.id] = wrap
+        return wrap
+
+    async def wraps(self, group_id: int) -> list[Wrap]:
+        return sorted((w for w in self.d.wraps.values() if w.group_id == group_id), key=lambda w: -w.id)
+
+    async def open_wrap(self, group_id: int, key: str) -> Wrap | None:
+        mine = [
+            w for w in await self.wraps(group_id) if w.wrapper_key == key and w.state is not WrapState.WRAPPED
+        ]
+        return mine[0] if mine else None
+
+    async def wrap(self, wrap_id: int, text: str, at: datetime) -> bool:
+        w = self.d.wraps.get(wrap_id)
+        if w is None or w.state is WrapState.WRAPPED:
+            return False
+        self.d.wraps[wrap_id] = replace(
+            w, state=WrapState.WRAPPED, text=text, wrapped_at=at, fallback_at=None
+        )
+        return True
+
+    async def fallbacks_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Wrap]:
+        due = [
+            w
+            for w in self.d.wraps.values()
+            if w.state is WrapState.DRAFTED
+            and w.fallback_at is not None
+            and w.fallback_at <= now
+            and self._on(w.group_id, platforms)
+        ]
+        return sorted(due, key=lambda w: (w.fallback_at or now, w.id))[:limit]
+
+    async def lapse(self, wrap_ids: Collection[int]) -> set[int]:
+        lapsed = set()
+        for i in wrap_ids:
+            w = self.d.wraps.get(i)
+            if w is not None and w.state is WrapState.DRAFTED:
+                self.d.wraps[i] = replace(w, state=WrapState.LAPSED, fallback_at=None)
+                lapsed.add(i)
+        return lapsed
+
+    async def digest_to_wrapper(self, group_id: int, since: datetime) -> bool:
+        held = any(r.group_id == group_id and r.name == WRAPPER and r.held for r in self.d.roles.values())
+        return held or any(w.group_id == group_id and w.drafted_at >= since for w in self.d.wraps.values())
 
 
 def _unresponded(d: MemoryData, group_id: int | None, responded: set[str]) -> Unresponded:
@@ -1337,6 +1519,7 @@ class MemoryTx(_MemoryPart):
         self.schedules = MemorySchedules(data)
         self.reviews = MemoryReviews(data)
         self.members = MemoryMembers(data)
+        self.roles = MemoryRoles(data)
         self.outbox = MemoryOutbox(data)
 
     def state(self, namespace: str) -> MemoryState:
@@ -1381,6 +1564,16 @@ class MemoryTx(_MemoryPart):
             for g in self.d.groups.values()
             if g.channel.platform in platforms and g.auto_radar and g.radar_next_at is not None
         ]
+        times += [
+            r.next_week_at
+            for r in self.d.roles.values()
+            if r.next_week_at and self._on(r.group_id, platforms)
+        ]
+        times += [
+            w.fallback_at
+            for w in self.d.wraps.values()
+            if w.state is WrapState.DRAFTED and w.fallback_at and self._on(w.group_id, platforms)
+        ]
         if heartbeat_after is not None:
             times += [
                 g.last_activity_at + heartbeat_after
@@ -1421,6 +1614,11 @@ class MemoryData:
     concerns: dict[int, Concern] = field(default_factory=dict)
     last_concern: int = 0
     asks: dict[tuple[int, str], datetime] = field(default_factory=dict)  # (poll id, member key)
+    roles: dict[int, Role] = field(default_factory=dict)
+    last_role: int = 0
+    pool: dict[tuple[int, str], PoolMember] = field(default_factory=dict)  # (role id, member key)
+    wraps: dict[int, Wrap] = field(default_factory=dict)
+    last_wrap: int = 0
 
 
 class MemoryStore:

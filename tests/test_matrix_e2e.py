@@ -245,6 +245,27 @@ async def test_only_facilitators_change_the_phase(
     assert not await bot.chat.is_facilitator(creator, ChannelRef("matrix", elsewhere))
 
 
+async def test_the_facilitator_of_the_week_facilitates_in_that_room_only(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    alice, carol = people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, carol)
+    other = await room_with_bot(alice, bot, carol)  # another group: carol has power 0 in both
+
+    async def answer(where: str, text: str) -> str:
+        asked = await carol.says(where, text)
+        return str((await carol.sees(where, reply_to(asked)))["content"]["body"])
+
+    assert (await answer(room, "!peer phase set organizing")).startswith("Sorry, only facilitators")
+    took = await answer(room, "!peer role take facilitator-of-the-week")
+    assert "is now the facilitator-of-the-week" in took
+    assert "moved the group from Convening to Organizing" in await answer(room, "!peer phase set organizing")
+    assert (await answer(other, "!peer phase set organizing")).startswith("Sorry, only facilitators")
+    assert "it is free now" in await answer(room, "!peer role pass facilitator-of-the-week")
+    assert (await answer(room, "!peer phase set cooperating")).startswith("Sorry, only facilitators")
+
+
 async def test_member_text_in_a_reply_pings_nobody(
     bot_factory: StartBot, people: Callable[[], Member]
 ) -> None:

@@ -41,6 +41,7 @@ from core.ports import (
     PollRepo,
     ReadOnly,
     ReviewRepo,
+    RoleRepo,
     ScheduleRepo,
     StateChanges,
     StateRepo,
@@ -49,6 +50,7 @@ from core.ports import (
 )
 from core.refs import ChannelRef, MessageRef, UserRef
 from core.reminders import Absent, Unresponded
+from core.roles import BUILT_IN, PoolMember, Rotation, WrapState
 from core.schedules import DueSchedule, ScheduleKind
 from tests.support import MemoryStore
 
@@ -2030,6 +2032,153 @@ async def test_who_on_the_roster_has_not_answered_is_read_for_many_reviews_at_on
         assert await tx.reviews.unanswered([]) == {}
 
 
+# Roles and wraps --------------------------------------------------------------------------------
+
+
+async def test_roles_are_added_once_taken_by_compare_and_swap_and_removed_with_their_pool(
+    store: Store,
+) -> None:
+    group_id = await make_group(store)
+    week = T0 + timedelta(days=7)
+    async with store.transaction() as tx:
+        await tx.roles.ensure(group_id, BUILT_IN, T0, week)
+        await tx.roles.ensure(group_id, BUILT_IN, T0, week)  # once only
+        own = await tx.roles.add(group_id, "timekeeper", "keeps time", T0 + MINUTE, week)
+        assert own is not None and not own.built_in
+        assert await tx.roles.add(group_id, "timekeeper", "again", T0, week) is None
+        names = [r.name for r in await tx.roles.in_group(group_id)]
+        assert names == [n for n, _ in BUILT_IN] + ["timekeeper"]
+        wrapper = await tx.roles.get(group_id, "wrapper")
+        assert wrapper is not None and wrapper.built_in and not wrapper.held and wrapper.next_week_at == week
+        assert await tx.roles.get(group_id, "nobody") is None
+        assert await tx.roles.join_pool(own.id, BOB, T0)
+        assert not await tx.roles.join_pool(own.id, BOB, T0 + MINUTE)
+        assert await tx.roles.join_pool(own.id, ALICE, T0 + MINUTE)
+        # A holder in the pool has it counted there; a compare-and-swap on the holder seen.
+        assert await tx.roles.set_holder(own.id, BOB, T0 + HOUR, "")
+        assert not await tx.roles.set_holder(own.id, ALICE, T0 + HOUR, "")
+        assert await tx.roles.pools([own.id, wrapper.id]) == {
+            own.id: [
+                PoolMember(own.id, BOB.key, "Bob", T0, T0 + HOUR, 1),
+                PoolMember(own.id, ALICE.key, "Alice", T0 + MINUTE),
+            ]
+        }
+        held = await tx.roles.get(group_id, "timekeeper")
+        assert held is not None and (held.holder_key, held.holder_name, held.held_since) == (
+            BOB.key,
+            "Bob",
+            T0 + HOUR,
+        )
+        assert await tx.roles.set_holder(own.id, None, T0 + 2 * HOUR, BOB.key)
+        freed = await tx.roles.get(group_id, "timekeeper")
+        assert freed is not None and not freed.held and freed.held_since is None
+        await tx.roles.set_rotation(own.id, Rotation.FORTNIGHTLY, week)
+        rotating = await tx.roles.get(group_id, "timekeeper")
+        assert rotating is not None and (rotating.rotation, rotating.next_turn_at) == (
+            Rotation.FORTNIGHTLY,
+            week,
+        )
+        assert await tx.roles.leave_pool(own.id, ALICE.key)
+        assert not await tx.roles.leave_pool(own.id, ALICE.key)
+        await tx.roles.remove(own.id)
+        assert await tx.roles.get(group_id, "timekeeper") is None
+        assert await tx.roles.pools([own.id]) == {}
+
+
+async def test_a_role_s_week_turn_is_due_on_its_platform_and_moved_on_once(store: Store) -> None:
+    group_id = await make_group(store)
+    room_id = await make_group(store, ROOM)
+    week = T0 + timedelta(days=7)
+    async with store.transaction() as tx:
+        await tx.roles.ensure(group_id, BUILT_IN[:1], T0, week)
+        await tx.roles.ensure(room_id, BUILT_IN[:1], T0, week - HOUR)
+        assert await tx.roles.week_due(week - MINUTE, 10, ["discord"]) == []
+        assert await tx.next_due_time(["discord"]) == week
+        assert await tx.next_due_time(["matrix"]) == week - HOUR
+        (due,) = await tx.roles.week_due(week, 10, ["discord"])
+        assert due.group_id == group_id
+        later = week + timedelta(days=7)
+        assert await tx.roles.advance([(due.id, week, later, None)]) == {due.id}
+        assert await tx.roles.advance([(due.id, week, later + HOUR, None)]) == set()  # seen moved on
+        assert await tx.roles.week_due(week, 10, ["discord"]) == []
+        moved = await tx.roles.get(group_id, BUILT_IN[0][0])
+        assert moved is not None and moved.next_week_at == later
+
+
+async def test_a_draft_is_wrapped_or_lapses_once_and_holds_the_digest_meanwhile(store: Store) -> None:
+    group_id = await make_group(store)
+    room_id = await make_group(store, ROOM)
+    day = timedelta(days=1)
+    async with store.transaction() as tx:
+        assert not await tx.roles.digest_to_wrapper(group_id, T0 - day)
+        await tx.roles.ensure(group_id, BUILT_IN, T0, None)
+        wrapper = await tx.roles.get(group_id, "wrapper")
+        assert wrapper is not None
+        await tx.roles.set_holder(wrapper.id, BOB, T0, "")
+        assert await tx.roles.digest_to_wrapper(group_id, T0 - day)  # the role is held
+        await tx.roles.set_holder(wrapper.id, None, T0, BOB.key)
+        first = await tx.roles.add_wrap(
+            group_id, T0, BOB, T0, WrapState.DRAFTED, digest="📬 digest", fallback_at=T0 + day
+        )
+        second = await tx.roles.add_wrap(
+            group_id, T0 + 7 * day, BOB, T0 + 7 * day, WrapState.DRAFTED, fallback_at=T0 + 8 * day
+        )
+        await tx.roles.add_wrap(room_id, T0, BOB, T0, WrapState.DRAFTED, fallback_at=T0 + day)
+        assert await tx.roles.digest_to_wrapper(group_id, T0 - day)  # drafted since
+        assert not await tx.roles.digest_to_wrapper(group_id, T0 + 8 * day)
+        assert await tx.next_due_time(["discord"]) == T0 + day
+        assert await tx.roles.open_wrap(group_id, BOB.key) == second
+        assert await tx.roles.open_wrap(group_id, ALICE.key) is None
+        assert await tx.roles.fallbacks_due(T0 + day - MINUTE, 10, ["discord"]) == []
+        assert await tx.roles.fallbacks_due(T0 + day, 10, ["discord"]) == [first]
+        assert await tx.roles.lapse([first.id]) == {first.id}
+        assert await tx.roles.lapse([first.id]) == set()
+        assert await tx.roles.fallbacks_due(T0 + day, 10, ["discord"]) == []
+        # A lapsed week may still be wrapped late; a wrapped one not again.
+        assert await tx.roles.wrap(first.id, "late but here", T0 + 2 * day)
+        assert not await tx.roles.wrap(first.id, "again", T0 + 3 * day)
+        assert await tx.roles.wrap(second.id, "on time", T0 + 7 * day + HOUR)
+        direct = await tx.roles.add_wrap(
+            group_id, T0 + 9 * day, ALICE, T0 + 9 * day, WrapState.WRAPPED, text="hi"
+        )
+        listed = await tx.roles.wraps(group_id)
+        assert [w.id for w in listed] == [direct.id, second.id, first.id]
+        assert (listed[0].state, listed[0].wrapped_at, listed[0].text) == (
+            WrapState.WRAPPED,
+            T0 + 9 * day,
+            "hi",
+        )
+        assert (listed[2].state, listed[2].text, listed[2].digest, listed[2].fallback_at) == (
+            WrapState.WRAPPED,
+            "late but here",
+            "📬 digest",
+            None,
+        )
+
+
+async def test_forgetting_takes_a_member_out_of_pools_and_holdings(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        await tx.members.add(group_id, BOB, T0)
+        await tx.roles.ensure(group_id, BUILT_IN, T0, None)
+        roles = {r.name: r for r in await tx.roles.in_group(group_id)}
+        await tx.roles.join_pool(roles["wrapper"].id, BOB, T0)
+        await tx.roles.join_pool(roles["wrapper"].id, ALICE, T0)
+        await tx.roles.set_holder(roles["notetaker"].id, BOB, T0, "")
+        await tx.roles.add_wrap(group_id, T0, BOB, T0, WrapState.WRAPPED, text="Bob's week")
+    async with store.transaction() as tx:
+        done = await tx.members.forget(BOB)
+        assert done.roles == 2
+        notetaker = await tx.roles.get(group_id, "notetaker")
+        assert notetaker is not None and not notetaker.held
+        pools = await tx.roles.pools([roles["wrapper"].id])
+        assert [p.key for p in pools[roles["wrapper"].id]] == [ALICE.key]
+        (wrap,) = await tx.roles.wraps(group_id)
+        assert (
+            wrap.wrapper_name == FORMER_MEMBER and wrap.wrapper_key != BOB.key and wrap.text == "Bob's week"
+        )
+
+
 # The suite keeps up with the port -----------------------------------------------------------------
 
 
@@ -2051,6 +2200,7 @@ REPOS: dict[str, type] = {
     "reviews": ReviewRepo,
     "members": MemberRepo,
     "outbox": OutboxRepo,
+    "roles": RoleRepo,
 }
 
 

@@ -122,11 +122,6 @@ class _Node:
             self.children = {}
         return self.children.setdefault(name, _Node(name))
 
-    def specs(self) -> list[CommandSpec]:
-        if self.children is None:
-            return [self.spec] if self.spec else []
-        return [s for c in self.children.values() for s in c.specs()]
-
 
 def _render_child(node: _Node) -> dict[str, Any]:
     if node.children is None:
@@ -148,9 +143,9 @@ def _render_child(node: _Node) -> dict[str, Any]:
 def command_payloads(specs: Iterable[CommandSpec]) -> list[dict[str, Any]]:
     """Application commands for the specs: one per first word, subcommands below it.
 
-    Discord puts `default_member_permissions` on a whole top-level command, so a command gets it
-    (Manage Server) only when every subcommand under it is for facilitators; mixed groups stay
-    visible and the bot checks each facilitator subcommand itself.
+    No command is hidden behind a Discord permission (`default_member_permissions`): a group's
+    facilitator of the week (core/roles.py) holds no permission on the server, yet may run
+    facilitator commands in that group, so the bot checks each facilitator command itself.
     """
     roots: dict[str, _Node] = {}
     for spec in specs:
@@ -166,14 +161,12 @@ def command_payloads(specs: Iterable[CommandSpec]) -> list[dict[str, Any]]:
         node.spec = spec
     payloads = []
     for root in roots.values():
-        specs_below = root.specs()
-        facilitators_only = all(s.facilitator_only for s in specs_below)
         payload: dict[str, Any] = {
             "type": 1,
             "name": root.name,
             "contexts": [GUILD_CONTEXT],
             "integration_types": [GUILD_INSTALL],
-            "default_member_permissions": str(MANAGE_GUILD) if facilitators_only else None,
+            "default_member_permissions": None,
             "nsfw": False,
         }
         if root.children is None:

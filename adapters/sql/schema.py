@@ -340,3 +340,51 @@ concern_asks = Table(
     Column("user_key", String(300), primary_key=True, index=True),
     Column("at", DateTime(timezone=True), nullable=False),
 )
+
+# The group's roles (core/roles.py): built-in ones are added on a group's first `role` command.
+roles = Table(
+    "roles",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("duty", Text, nullable=False),
+    Column("built_in", Boolean, nullable=False, server_default=false()),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("holder_key", String(300), nullable=False, server_default="", index=True),
+    Column("holder_name", Text, nullable=False, server_default=""),
+    Column("held_since", DateTime(timezone=True), nullable=True),
+    Column("rotation", String(16), nullable=False, server_default="off"),
+    Column("next_turn_at", DateTime(timezone=True), nullable=True),
+    Column("next_week_at", DateTime(timezone=True), nullable=True, index=True),
+    UniqueConstraint("group_id", "name"),
+)
+
+# Who opted into a role's rotation, and when they last held it (whose turn is next).
+role_pool = Table(
+    "role_pool",
+    metadata,
+    Column("role_id", Id, ForeignKey("roles.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_key", String(300), primary_key=True, index=True),
+    Column("user_name", Text, nullable=False),
+    Column("joined_at", DateTime(timezone=True), nullable=False),
+    Column("last_held_at", DateTime(timezone=True), nullable=True),
+    Column("times_held", Integer, nullable=False, server_default="0"),
+)
+
+# Each week's wrap: the draft the wrapper was given, and the summary they posted.
+wraps = Table(
+    "wraps",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("week_end", DateTime(timezone=True), nullable=False),
+    Column("wrapper_key", String(300), nullable=False, index=True),
+    Column("wrapper_name", Text, nullable=False),
+    Column("drafted_at", DateTime(timezone=True), nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("digest", Text, nullable=False, server_default=""),
+    Column("fallback_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("text", Text, nullable=False, server_default=""),
+    Column("wrapped_at", DateTime(timezone=True), nullable=True),
+)

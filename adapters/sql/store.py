@@ -55,8 +55,11 @@ from adapters.sql.schema import (
     radar_findings,
     reflections,
     reviews,
+    role_pool,
+    roles,
     schedules,
     signals,
+    wraps,
 )
 from core.ballots import new_secret
 from core.clock import utc
@@ -90,6 +93,7 @@ from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
 from core.reminders import Absent, Unresponded
+from core.roles import PoolMember, Role, Rotation, Wrap, WrapState
 from core.schedules import DueSchedule, Schedule, ScheduleKind
 
 
@@ -1376,6 +1380,260 @@ class SqlConcerns(_SqlPart):
         return {(r.poll_id, r.user_key) for r in rows}
 
 
+def _role(row: Any) -> Role:
+    return Role(
+        id=row.id,
+        group_id=row.group_id,
+        name=row.name,
+        duty=row.duty,
+        built_in=bool(row.built_in),
+        created_at=utc(row.created_at),
+        holder_key=row.holder_key,
+        holder_name=row.holder_name,
+        held_since=_maybe_utc(row.held_since),
+        rotation=Rotation(row.rotation),
+        next_turn_at=_maybe_utc(row.next_turn_at),
+        next_week_at=_maybe_utc(row.next_week_at),
+    )
+
+
+def _wrap(row: Any) -> Wrap:
+    return Wrap(
+        id=row.id,
+        group_id=row.group_id,
+        week_end=utc(row.week_end),
+        wrapper_key=row.wrapper_key,
+        wrapper_name=row.wrapper_name,
+        drafted_at=utc(row.drafted_at),
+        state=WrapState(row.state),
+        digest=row.digest,
+        fallback_at=_maybe_utc(row.fallback_at),
+        text=row.text,
+        wrapped_at=_maybe_utc(row.wrapped_at),
+    )
+
+
+class SqlRoles(_SqlPart):
+    async def ensure(
+        self, group_id: int, built_in: Sequence[tuple[str, str]], at: datetime, week: datetime | None
+    ) -> None:
+        rows = [
+            {
+                "group_id": group_id,
+                "name": n,
+                "duty": d,
+                "built_in": True,
+                "created_at": at,
+                "next_week_at": week,
+            }
+            for n, d in built_in
+        ]
+        await self.conn.execute(insert_ignore(self.conn, roles), rows)
+
+    async def in_group(self, group_id: int) -> list[Role]:
+        rows = await self.conn.execute(
+            select(roles).where(roles.c.group_id == group_id).order_by(roles.c.built_in.desc(), roles.c.id)
+        )
+        return [_role(r) for r in rows]
+
+    async def get(self, group_id: int, name: str) -> Role | None:
+        row = (
+            await self.conn.execute(select(roles).where(roles.c.group_id == group_id, roles.c.name == name))
+        ).first()
+        return _role(row) if row else None
+
+    async def add(
+        self, group_id: int, name: str, duty: str, at: datetime, week: datetime | None
+    ) -> Role | None:
+        stmt = insert_ignore(self.conn, roles).values(
+            group_id=group_id, name=name, duty=duty, built_in=False, created_at=at, next_week_at=week
+        )
+        row = (await self.conn.execute(stmt.returning(*roles.c))).first()
+        return _role(row) if row else None
+
+    async def remove(self, role_id: int) -> None:
+        await self.conn.execute(delete(role_pool).where(role_pool.c.role_id == role_id))
+        await self.conn.execute(delete(roles).where(roles.c.id == role_id))
+
+    async def set_holder(self, role_id: int, holder: UserRef | None, at: datetime, expected: str) -> bool:
+        values = (
+            {"holder_key": holder.key, "holder_name": holder.display, "held_since": at}
+            if holder is not None
+            else {"holder_key": "", "holder_name": "", "held_since": None}
+        )
+        result = await self.conn.execute(
+            update(roles).where(roles.c.id == role_id, roles.c.holder_key == expected).values(**values)
+        )
+        if not result.rowcount:
+            return False
+        if holder is not None:
+            await self.conn.execute(
+                update(role_pool)
+                .where(role_pool.c.role_id == role_id, role_pool.c.user_key == holder.key)
+                .values(last_held_at=at, times_held=role_pool.c.times_held + 1)
+            )
+        return True
+
+    async def set_rotation(self, role_id: int, rotation: Rotation, next_turn_at: datetime | None) -> None:
+        await self.conn.execute(
+            update(roles)
+            .where(roles.c.id == role_id)
+            .values(rotation=rotation.value, next_turn_at=next_turn_at)
+        )
+
+    async def pools(self, role_ids: Collection[int]) -> dict[int, list[PoolMember]]:
+        wanted = sorted(set(role_ids))
+        found: dict[int, list[PoolMember]] = {}
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(role_pool)
+                .where(role_pool.c.role_id.in_(wanted[start : start + IN_CHUNK]))
+                .order_by(role_pool.c.role_id, role_pool.c.joined_at, role_pool.c.user_key)
+            )
+            for r in rows:
+                found.setdefault(r.role_id, []).append(
+                    PoolMember(
+                        r.role_id,
+                        r.user_key,
+                        r.user_name,
+                        utc(r.joined_at),
+                        _maybe_utc(r.last_held_at),
+                        r.times_held,
+                    )
+                )
+        return found
+
+    async def join_pool(self, role_id: int, user: UserRef, at: datetime) -> bool:
+        stmt = insert_ignore(self.conn, role_pool).values(
+            role_id=role_id, user_key=user.key, user_name=user.display, joined_at=at
+        )
+        return bool((await self.conn.execute(stmt)).rowcount)
+
+    async def leave_pool(self, role_id: int, key: str) -> bool:
+        result = await self.conn.execute(
+            delete(role_pool).where(role_pool.c.role_id == role_id, role_pool.c.user_key == key)
+        )
+        return bool(result.rowcount)
+
+    async def week_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Role]:
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
+        rows = await self.conn.execute(
+            select(roles)
+            .where(roles.c.next_week_at <= now, roles.c.group_id.in_(on_platforms))
+            .order_by(roles.c.group_id, roles.c.id)
+            .limit(limit)
+        )
+        return [_role(r) for r in rows]
+
+    async def advance(
+        self, moves: Sequence[tuple[int, datetime | None, datetime | None, datetime | None]]
+    ) -> set[int]:
+        # Roles due together mostly saw the same turn and move to the same one: one statement for each.
+        together: dict[tuple[datetime | None, datetime | None, datetime | None], list[int]] = {}
+        for role_id, seen, week, turn in moves:
+            together.setdefault((seen, week, turn), []).append(role_id)
+        moved: set[int] = set()
+        for (seen, week, turn), ids in together.items():
+            same = roles.c.next_week_at.is_(None) if seen is None else roles.c.next_week_at == seen
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(roles)
+                    .where(roles.c.id.in_(ids[start : start + IN_CHUNK]), same)
+                    .values(next_week_at=week, next_turn_at=turn)
+                    .returning(roles.c.id)
+                )
+                moved.update(result.scalars())
+        return moved
+
+    async def add_wrap(
+        self,
+        group_id: int,
+        week_end: datetime,
+        wrapper: UserRef,
+        at: datetime,
+        state: WrapState,
+        *,
+        digest: str = "",
+        fallback_at: datetime | None = None,
+        text: str = "",
+    ) -> Wrap:
+        values = {
+            "group_id": group_id,
+            "week_end": week_end,
+            "wrapper_key": wrapper.key,
+            "wrapper_name": wrapper.display,
+            "drafted_at": at,
+            "state": state.value,
+            "digest": digest,
+            "fallback_at": fallback_at,
+            "text": text,
+            "wrapped_at": at if state is WrapState.WRAPPED else None,
+        }
+        row = (await self.conn.execute(wraps.insert().values(**values).returning(*wraps.c))).one()
+        return _wrap(row)
+
+    async def wraps(self, group_id: int) -> list[Wrap]:
+        rows = await self.conn.execute(
+            select(wraps).where(wraps.c.group_id == group_id).order_by(wraps.c.id.desc())
+        )
+        return [_wrap(r) for r in rows]
+
+    async def open_wrap(self, group_id: int, key: str) -> Wrap | None:
+        row = (
+            await self.conn.execute(
+                select(wraps)
+                .where(
+                    wraps.c.group_id == group_id,
+                    wraps.c.wrapper_key == key,
+                    wraps.c.state != WrapState.WRAPPED.value,
+                )
+                .order_by(wraps.c.id.desc())
+                .limit(1)
+            )
+        ).first()
+        return _wrap(row) if row else None
+
+    async def wrap(self, wrap_id: int, text: str, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(wraps)
+            .where(wraps.c.id == wrap_id, wraps.c.state != WrapState.WRAPPED.value)
+            .values(state=WrapState.WRAPPED.value, text=text, wrapped_at=at, fallback_at=None)
+        )
+        return bool(result.rowcount)
+
+    async def fallbacks_due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Wrap]:
+        on_platforms = select(groups.c.id).where(groups.c.platform.in_(list(platforms)))
+        rows = await self.conn.execute(
+            select(wraps)
+            .where(
+                wraps.c.fallback_at <= now,
+                wraps.c.state == WrapState.DRAFTED.value,
+                wraps.c.group_id.in_(on_platforms),
+            )
+            .order_by(wraps.c.fallback_at, wraps.c.id)
+            .limit(limit)
+        )
+        return [_wrap(r) for r in rows]
+
+    async def lapse(self, wrap_ids: Collection[int]) -> set[int]:
+        if not wrap_ids:
+            return set()
+        result = await self.conn.execute(
+            update(wraps)
+            .where(wraps.c.id.in_(sorted(wrap_ids)), wraps.c.state == WrapState.DRAFTED.value)
+            .values(state=WrapState.LAPSED.value, fallback_at=None)
+            .returning(wraps.c.id)
+        )
+        return set(result.scalars())
+
+    async def digest_to_wrapper(self, group_id: int, since: datetime) -> bool:
+        held = select(roles.c.id).where(
+            roles.c.group_id == group_id, roles.c.name == "wrapper", roles.c.holder_key != ""
+        )
+        drafted = select(wraps.c.id).where(wraps.c.group_id == group_id, wraps.c.drafted_at >= since)
+        return bool((await self.conn.execute(select(or_(exists(held), exists(drafted))))).scalar())
+
+
 class SqlSchedules(_SqlPart):
     async def create(
         self,
@@ -1931,6 +2189,7 @@ class SqlMembers(_SqlPart):
             (members.c.name, members.c.user_key),
             (concerns.c.author_name, concerns.c.author_key),
             (concerns.c.addressed_by_name, concerns.c.addressed_by_key),
+            (wraps.c.wrapper_name, wraps.c.wrapper_key),
         ):
             rows = await self.conn.execute(select(name_column).where(key_column == key).distinct())
             stored_names.update(r[0] for r in rows)
@@ -2021,6 +2280,21 @@ class SqlMembers(_SqlPart):
         paired = await self.conn.execute(
             update(members).where(members.c.buddy_key == key).values(buddy_key="")
         )
+        # Out of every role's rotation, and no role held by them; their wraps stay, by a former member.
+        pooled = await self.conn.execute(delete(role_pool).where(role_pool.c.user_key == key))
+        held = await self.conn.execute(
+            update(roles)
+            .where(roles.c.holder_key == key)
+            .values(holder_key="", holder_name="", held_since=None)
+        )
+        for (wrap_id,) in (
+            await self.conn.execute(select(wraps.c.id).where(wraps.c.wrapper_key == key))
+        ).all():
+            await self.conn.execute(
+                update(wraps)
+                .where(wraps.c.id == wrap_id)
+                .values(wrapper_key=anonymous_key(), wrapper_name=FORMER_MEMBER)
+            )
         # Out of the radar's record: what it told of them, and what they closed.
         await self.conn.execute(delete(radar_findings).where(radar_findings.c.subject_key == key))
         await self.conn.execute(delete(signals).where(signals.c.kind == CLOSING, signals.c.detail == key))
@@ -2072,6 +2346,7 @@ class SqlMembers(_SqlPart):
             roster.rowcount,
             paired.rowcount,
             voiced.rowcount,
+            pooled.rowcount + held.rowcount,
         )
 
 
@@ -2088,6 +2363,7 @@ class SqlTx:
         self.schedules = SqlSchedules(conn)
         self.reviews = SqlReviews(conn)
         self.members = SqlMembers(conn)
+        self.roles = SqlRoles(conn)
         self.outbox = SqlOutbox(conn)
 
     def state(self, namespace: str) -> SqlState:
@@ -2121,6 +2397,10 @@ class SqlTx:
             select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
             select(func.min(groups.c.radar_next_at)).where(
                 groups.c.platform.in_(served), groups.c.auto_radar.is_(True)
+            ),
+            select(func.min(roles.c.next_week_at)).where(roles.c.group_id.in_(on_platforms)),
+            select(func.min(wraps.c.fallback_at)).where(
+                wraps.c.state == WrapState.DRAFTED.value, wraps.c.group_id.in_(on_platforms)
             ),
         ]
         found = [(await self.conn.execute(q)).scalar() for q in candidates]
