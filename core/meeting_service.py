@@ -350,9 +350,12 @@ class MeetingService:
         live = [m for m in await tx.meetings.in_group(group.id) if m.cancelled_at is None]
         if len(live) >= MAX_MEETINGS_PER_GROUP:
             raise UsageError(f"A group can have at most {MAX_MEETINGS_PER_GROUP} meetings; cancel one first.")
-        meeting = await tx.meetings.create(group.id, title, when, by, now)
-        if await self.start(tx, group, meeting, now) is None:
+        # Checked before anything is stored: an id taken and rolled back would leave a gap (PostgreSQL).
+        draft = Meeting(0, group.id, title, when.cron, when.description, when.at, by.name, now)
+        if next_start(draft, group.timezone, now, self.recurrence) is None:
             raise UsageError(f"'{when.description}' never comes: no meeting added.")
+        meeting = await tx.meetings.create(group.id, title, when, by, now)
+        await self.start(tx, group, meeting, now)
         return meeting
 
     async def _find(self, ctx: Context, meeting_id: int) -> Meeting:
@@ -395,8 +398,17 @@ class MeetingService:
             )
         lines = ["Meetings:"] if live else ["No meetings ahead."]
         for m in live:
-            ahead = [o for o in occurrences if o.meeting_id == m.id and o.starts_at > ctx.now]
-            nxt = f"next {format_time(ahead[0].starts_at, tz)}" if ahead else "no more to come"
+            ahead = [
+                o for o in occurrences if o.meeting_id == m.id and o.starts_at > ctx.now and not o.skipped
+            ]
+            later = next_start(
+                m,
+                tz,
+                max([o.starts_at for o in occurrences if o.meeting_id == m.id] + [ctx.now]),
+                self.recurrence,
+            )
+            starts = ahead[0].starts_at if ahead else later
+            nxt = f"next {format_time(starts, tz)}" if starts is not None else "no more to come"
             rsvp = f", RSVPs {say_counts(by_occurrence[ahead[0].id])}" if ahead and ahead[0].announced else ""
             skips = [d for d in m.skips if d >= local_day(ctx.now, tz)]
             skipped = f", skipping {', '.join(skips)}" if skips else ""
