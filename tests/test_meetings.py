@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
+from bot.recurrence import CronRecurrence
+from core.lifecycle import QuietHours
 from core.meetings import (
     COMING,
     MAYBE,
@@ -22,9 +25,7 @@ from core.meetings import (
     reminder_time,
     step,
 )
-from core.lifecycle import QuietHours
 from core.refs import MessageRef
-from bot.recurrence import CronRecurrence
 from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import START, Harness
 
@@ -359,7 +360,7 @@ async def test_a_recurring_meeting_keeps_its_local_time_across_daylight_saving(
     await ok(h, "alice", f"/timezone {tz}")
     await ok(h, "alice", "/meet add weekly thu 18:00 | Reading circle")
     for start in (before, after):
-        local = start.astimezone(__import__("zoneinfo").ZoneInfo(tz))
+        local = start.astimezone(ZoneInfo(tz))
         assert (local.hour, local.minute, local.weekday()) == (18, 0, 3)
         await until(h, start - DAY - timedelta(minutes=1))
         count = len(h.chat.sent)
