@@ -596,6 +596,10 @@ class Engine:
             in_group = await uow.tx.polls.in_group(group.id)
             return None, [p for p in in_group if p.message is not None and p.is_open(uow.now)]
 
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        async with self.work() as uow:
+            return bool(await uow.tx.meetings.for_messages(message.channel.platform, [message.id]))
+
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
         await self.votes.drain()  # votes already received go first; the snapshot is newer

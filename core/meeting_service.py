@@ -416,7 +416,7 @@ class MeetingService:
         past = [o for o in occurrences if o.starts_at <= ctx.now and not o.skipped]
         past = sorted(past, key=lambda o: o.starts_at)[-ATTENDANCE_SHOWN:]
         if past:
-            lines.append(f"Last {len(past)} meetings:")
+            lines.append("Last meetings:")
             lines += [
                 f"- {format_time(o.starts_at, tz)} {titles.get(o.meeting_id, '')}:"
                 f" {say_counts(by_occurrence[o.id])}"

@@ -198,6 +198,10 @@ class EventSink(Protocol):
         reaction landed on no poll."""
         ...
 
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        """Whether `message` announces a meeting (its reactions are RSVPs, not votes)."""
+        ...
+
 
 class AdapterFailed(Exception):
     """An adapter cannot go on for a reason the operator must fix (a refused login, a server it cannot

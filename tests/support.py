@@ -136,6 +136,9 @@ class SinkProxy:
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         return await self.engine.polls_near(message)
 
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        return await self.engine.announces_meeting(message)
+
 
 @dataclass
 class Sent:

@@ -1383,9 +1383,12 @@ async def test_rsvps_to_a_meeting_count_once_across_a_restart(
     for key in ("✅", "❔", "❌"):
         await alice.sees(
             room,
-            lambda e, key=key: e.get("type") == "m.reaction"
-            and e.get("sender") == bot.user_id
-            and e["content"]["m.relates_to"] == {"rel_type": "m.annotation", "event_id": message, "key": key},
+            lambda e, key=key: (
+                e.get("type") == "m.reaction"
+                and e.get("sender") == bot.user_id
+                and e["content"]["m.relates_to"]
+                == {"rel_type": "m.annotation", "event_id": message, "key": key}
+            ),
         )
     yes = await bob.reacts(room, message, "✅")
     maybe = await carol.reacts(room, message, "❔")

@@ -66,7 +66,6 @@ async def test_rsvps_changed_while_the_bot_was_stopped_are_reconciled_once_on_st
     discord_bot: DiscordScene,
 ) -> None:
     scene = discord_bot
-    fake = scene.fake
     message = await announce(scene)
     scene.alice.reacts(message, "✅")
     scene.bob.reacts(message, "✅")
