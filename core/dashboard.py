@@ -29,6 +29,7 @@ from core.events import Reply
 from core.export import GroupRecord, counts_withheld, load_record
 from core.goals import GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
+from core.meetings import COMING, MAYBE, NOT_COMING, counts
 from core.polls import Poll, PollKind, Tally
 from core.ports import Store, StoreTx
 from core.prompts import REVIEW_QUESTIONS
@@ -309,6 +310,15 @@ class Ahead:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingAhead:
+    id: int
+    title: str
+    description: str  # "weekly thu 18:00", "2026-12-03 18:00"
+    next_at: datetime
+    rsvps: tuple[int, int, int]  # ✅ ❔ ❌ so far (announced meetings; zeros before)
+
+
+@dataclass(frozen=True, slots=True)
 class Page:
     group_id: int
     name: str
@@ -324,6 +334,7 @@ class Page:
     pulses: tuple[Pulse, ...]
     reviews: tuple[ReviewView, ...]
     schedules: tuple[Ahead, ...]
+    meetings: tuple[MeetingAhead, ...] = ()  # the next of each meeting not cancelled, soonest first
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -400,7 +411,22 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
                 record.schedules, key=lambda s: (s.paused, s.next_occurrence or now + timedelta(days=36500))
             )
         ),
+        _meetings_ahead(record, now),
     )
+
+
+def _meetings_ahead(record: GroupRecord, now: datetime) -> tuple[MeetingAhead, ...]:
+    live = {m.id: m for m in record.meetings if m.cancelled_at is None}
+    ahead: dict[int, MeetingAhead] = {}
+    for o in record.occurrences:  # earliest first: the first ahead of each meeting is its next
+        m = live.get(o.meeting_id)
+        if m is None or o.starts_at <= now or o.skipped or m.id in ahead:
+            continue
+        n = counts(record.rsvps_of(o.id))
+        ahead[m.id] = MeetingAhead(
+            m.id, m.title, m.description, o.starts_at, (n[COMING], n[MAYBE], n[NOT_COMING])
+        )
+    return tuple(sorted(ahead.values(), key=lambda a: (a.next_at, a.id)))
 
 
 def _poll_view(p: Poll, t: Tally) -> PollView:
@@ -636,5 +662,15 @@ def to_data(page: Page) -> dict[str, Any]:
                 "paused": s.paused,
             }
             for s in page.schedules
+        ],
+        "meetings": [
+            {
+                "id": m.id,
+                "title": m.title,
+                "schedule": m.description,
+                "next": _when(m.next_at, zone),
+                "rsvps": dict(zip(("coming", "maybe", "not_coming"), m.rsvps, strict=True)),
+            }
+            for m in page.meetings
         ],
     }
