@@ -408,7 +408,10 @@ class MeetingService:
                 self.recurrence,
             )
             starts = ahead[0].starts_at if ahead else later
-            nxt = f"next {format_time(starts, tz)}" if starts is not None else "no more to come"
+            if not m.recurring:
+                nxt = "to come" if starts is not None else "over"
+            else:
+                nxt = f"next {format_time(starts, tz)}" if starts is not None else "no more to come"
             rsvp = f", RSVPs {say_counts(by_occurrence[ahead[0].id])}" if ahead and ahead[0].announced else ""
             skips = [d for d in m.skips if d >= local_day(ctx.now, tz)]
             skipped = f", skipping {', '.join(skips)}" if skips else ""

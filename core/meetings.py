@@ -319,7 +319,10 @@ def reconciled(
 
 
 def when_line(meeting: Meeting, tz: str) -> str:
-    return meeting.description + (f" ({tz})" if meeting.recurring else f" {tz}")
+    """`weekly thu 18:00 (Europe/Berlin)`; a one-off meeting's moment in the group's time now."""
+    if meeting.at is not None and not meeting.recurring:
+        return format_time(meeting.at, tz)
+    return f"{meeting.description} ({tz})"
 
 
 def announcement(meeting: Meeting, o: Occurrence, tz: str, prefix: str) -> str:

@@ -6,6 +6,7 @@ Each test runs on the in-memory store and on the SQL store (SQLite and PostgreSQ
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -14,6 +15,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from bot.recurrence import CronRecurrence
+from core.engine import Engine
 from core.lifecycle import QuietHours
 from core.meetings import (
     COMING,
@@ -404,3 +406,33 @@ def test_a_skipped_occurrence_posts_nothing_and_still_starts() -> None:
     o = Occurrence(1, 1, 1, start, start - DAY, start - HOUR, start - DAY, skipped=True)
     s = step(o, start)
     assert (s.announce, s.remind, s.started) == (False, False, True)
+
+
+async def test_two_bots_on_one_database_and_a_restart_post_each_step_once(h: Harness) -> None:
+    """A second engine on the same store (another process, or the same one restarted) ticking at the
+    same moments finds every step claimed: one announcement and one reminder per occurrence."""
+    await ok(h, "alice", "/meet add weekly thu 18:00 | Reading circle")
+    other = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    for moment in (THU - DAY, THU - HOUR, THU, THU + 6 * DAY, THU + 7 * DAY - HOUR):
+        h.clock.current = moment
+        await asyncio.gather(h.engine.tick(), other.tick())
+        await h.engine.settle()
+        await other.settle()
+    posted = texts(h)
+    assert sum(t.startswith("📅") for t in posted) == 2
+    assert sum(t.startswith("⏰") for t in posted) == 2
+    restarted = Engine(h.store, h.clock, [h.chat], recurrence=CronRecurrence())
+    await restarted.tick()
+    await restarted.settle()
+    assert texts(h) == posted
+
+
+async def test_a_new_timezone_keeps_the_local_time_of_what_is_not_announced_yet(h: Harness) -> None:
+    await ok(h, "alice", "/meet add weekly thu 18:00 | Reading circle")
+    await ok(h, "alice", "/meet add 2026-03-10 18:00 | Kick-off")  # a moment: it stays
+    await ok(h, "alice", "/timezone America/New_York")
+    listed = await ok(h, "bob", "/meet list")
+    assert "1. Reading circle: weekly thu 18:00 (America/New_York); next 2026-03-05 18:00 EST" in listed
+    assert "2. Kick-off: 2026-03-10 14:00 EDT; to come" in listed
+    await until(h, datetime(2026, 3, 5, 23, 0, tzinfo=UTC) - HOUR)
+    assert texts(h)[-1] == "⏰ Meeting 1: Reading circle starts at 18:00 EST. RSVPs: ✅ 0, ❔ 0, ❌ 0."
