@@ -575,7 +575,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
         "Ask the group when to meet: one time is a consent round, several a poll; its choice is added.",
         (
             Arg(
-                "times",
+                "time",
                 ArgKind.LIST,
                 "a time a meeting can have, like weekly thu 18:00",
                 min_count=1,

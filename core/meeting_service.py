@@ -111,6 +111,8 @@ class MeetingService:
 
         async def run(ctx: Context, inv: Invocation) -> Reply:
             reply = await handler(ctx, inv)
+            if not any(inv.args.values()):  # only shown, not changed
+                return reply
             group = await ctx.tx.groups.by_id(ctx.group.id)
             if not reply.is_error and group is not None:
                 await self.replan_group(ctx.tx, group, ctx.now)
@@ -479,7 +481,7 @@ class MeetingService:
 
     async def _propose(self, ctx: Context, inv: Invocation) -> Reply:
         g = ctx.group
-        texts = [" ".join(t.split()) for t in inv.items("times")]
+        texts = [" ".join(t.split()) for t in inv.items("time")]
         whens = self._times(texts, g, ctx.now, what="The proposal")
         if len({w.description for w in whens}) != len(whens):
             raise UsageError("The proposal names one time twice.")
