@@ -15,7 +15,7 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.meetings import Meeting, Occurrence, Rsvp, When
 from core.members import Contributions, Member, RosterEntry
-from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
+from core.polls import GroupCounts, Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.radar import Act
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -541,6 +541,14 @@ class PollRepo(Protocol):
         """The reactions of many polls at once (polls without any are left out)."""
         ...
 
+    async def counts_in_group(self, group_id: int) -> GroupCounts:
+        """Every poll of the group tallied as `tally` does, in one read: for the group's page."""
+        ...
+
+    async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
+        """By poll, the names of the members whose vote counts for `option` (polls without any left out)."""
+        ...
+
 
 class GoalRepo(Protocol):
     """The group's goals."""
@@ -782,6 +790,19 @@ class ReviewRepo(Protocol):
 
     async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
         """The group's reflections (of one review when given), oldest first."""
+        ...
+
+    async def answer_counts(self, group_id: int) -> dict[int, tuple[int, int]]:
+        """By review of the group (reviews without answers left out): how many answers it has, and how
+        many of them answer question 5."""
+        ...
+
+    async def reflection_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        """The group's reflections by week, the weeks given by when each begins, in order: by the index
+        of its week (the first also takes any before it; weeks without reflections left out), how many
+        there are and their authors' keys."""
         ...
 
     async def reflections_since(
