@@ -110,7 +110,8 @@ class Tally:
 @dataclass(frozen=True, slots=True)
 class GroupCounts:
     """The tallies of a group's polls as `tally` counts them, counted where they are kept (for the
-    group's page), polls without votes left out: by poll, the votes on each option, and who voted."""
+    group's page), polls without votes left out: by poll, the votes on each option (options without
+    any left out), and who voted."""
 
     votes: Mapping[int, Mapping[int, int]]
     voters: Mapping[int, frozenset[str]]  # by key: an anonymous poll's are keyed hashes

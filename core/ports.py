@@ -28,6 +28,15 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True, slots=True)
+class OpenPollPage:
+    """A page of open polls' messages; `last`: the id of the last poll read, to read on after it (None:
+    no page follows)."""
+
+    messages: list[MessageRef]
+    last: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class Button:
     """A button under a message, where the platform has them (Discord): pressing it is the command
     `custom_id` names (`vote:7:2`: core/ballots.py `button_vote`). Elsewhere the text says what to type."""
@@ -187,6 +196,10 @@ class EventSink(Protocol):
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         """The messages of the polls still open on a platform, to reconcile after a gap."""
+        ...
+
+    async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
+        """One page of `open_poll_messages`: of the open polls with an id after `after`, at most `limit`."""
         ...
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
@@ -513,8 +526,10 @@ class PollRepo(Protocol):
         common case, costs next to nothing however large its group."""
         ...
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
-        """Polls on a platform that are open at `now`."""
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        """Polls on a platform that are open at `now`, by id: those after the id `after`, at most `limit`."""
         ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:

@@ -50,7 +50,16 @@ from core.polls import (
     Tally,
     tally,
 )
-from core.ports import Button, DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
+from core.ports import (
+    Button,
+    DeliveryFailed,
+    FileTooLarge,
+    OpenPollPage,
+    Outbound,
+    ReadOnly,
+    StateChanges,
+    state_prefix,
+)
 from core.radar import Act, ActKind, own_limits
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
@@ -139,6 +148,9 @@ class SinkProxy:
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         return await self.engine.open_poll_messages(platform)
+
+    async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
+        return await self.engine.open_poll_page(platform, after, limit)
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         return await self.engine.reconcile(message, present)
@@ -673,12 +685,15 @@ class MemoryPolls(_MemoryPart):
                 complete.add(poll_id)
         return complete
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
-        return [
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        found = [
             p
-            for p in self.d.polls.values()
-            if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now)
+            for p in sorted(self.d.polls.values(), key=lambda p: p.id)
+            if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now) and p.id > after
         ]
+        return found[:limit] if limit is not None else found
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
         due = [
@@ -1012,7 +1027,7 @@ class MemoryReviews(_MemoryPart):
         self, group_id: int, starts: Sequence[datetime]
     ) -> dict[int, tuple[int, frozenset[str]]]:
         weeks: dict[int, list[str]] = {}
-        for r in await self.reflections(group_id):
+        for r in await self.reflections(group_id) if starts else ():
             week = max(0, bisect.bisect_right(starts, r.at) - 1)
             weeks.setdefault(week, []).append(r.user_key)
         return {n: (len(keys), frozenset(keys)) for n, keys in weeks.items()}

@@ -1052,6 +1052,7 @@ class SqlPolls(_SqlPart):
             present = ((r.user_key, r.option, r.seq, r.option) for r in reactions if r.present)
             for (option,) in counted(present, _ANY_OPTION, multiple=False).values():
                 votes[poll_id][option] += 1
+            votes[poll_id] = {option: n for option, n in votes[poll_id].items() if n}
         return GroupCounts(votes, voters)
 
     async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
@@ -1129,11 +1130,19 @@ class SqlPolls(_SqlPart):
             complete.update(r.id for r in rows)
         return complete
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
-            .where(polls.c.platform == platform, polls.c.closed_at.is_(None), polls.c.closes_at > now)
+            .where(
+                polls.c.platform == platform,
+                polls.c.closed_at.is_(None),
+                polls.c.closes_at > now,
+                polls.c.id > after,
+            )
             .order_by(polls.c.id)
+            .limit(limit)
         )
         return [_poll(r) for r in rows]
 
