@@ -598,7 +598,12 @@ class Engine:
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now, after=after, limit=limit)
         messages = [p.message for p in polls if p.message is not None and not p.anonymous]
-        return OpenPollPage(messages, polls[-1].id if len(polls) == limit else None)
+        if len(polls) == limit:
+            return OpenPollPage(messages, polls[-1].id)
+        # The last page brings the announcements of meetings ahead too: their RSVPs are reactions as well.
+        return OpenPollPage(
+            messages + await self.meetings.announced_messages(platform, self.clock.now()), None
+        )
 
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         """The poll posted as `message`, if there is one; else the polls open in its channel, oldest
