@@ -43,6 +43,7 @@ from core import faults
 from core.clock import Clock, SystemClock, utc
 from core.dashboard import DashboardSettings, prepare_secret
 from core.engine import Engine
+from core.meeting_service import MeetingSettings
 from core.metrics import NO_METRICS, Metrics, TimedStore
 from core.nudging import NudgeSettings
 from core.outbox import PostState
@@ -151,6 +152,7 @@ def build_engine(
         retention=config.events.retention,
         metrics=metrics,
         dashboard=dashboard,
+        meetings=MeetingSettings(config.meetings.announce_before),
     )
 
 

@@ -191,6 +191,13 @@ class NudgesConfig(Section):
         return value
 
 
+Lead = Annotated[timedelta, *_duration_between(timedelta(hours=1), timedelta(days=7))]
+
+
+class MeetingsConfig(Section):
+    announce_before: Lead = timedelta(hours=24)
+
+
 class ReviewsConfig(Section):
     duration: Window = timedelta(days=3)
 
@@ -270,6 +277,7 @@ class Config(Section):
     goals: GoalsConfig = Field(default_factory=GoalsConfig)
     nudges: NudgesConfig = Field(default_factory=NudgesConfig)
     reviews: ReviewsConfig = Field(default_factory=ReviewsConfig)
+    meetings: MeetingsConfig = Field(default_factory=MeetingsConfig)
     outbox: OutboxConfig = Field(default_factory=OutboxConfig)
     events: EventsConfig = Field(default_factory=EventsConfig)
     discord: DiscordConfig | None = None

@@ -40,6 +40,13 @@ NUDGE_HELP = (
     " row.\nExample: nudge add weekly fri 17:00 What did you learn this week?"
 )
 
+MEET_HELP = (
+    "A one-off meeting: '2026-12-03 18:00'. A recurring one: 'weekly thu 18:00', 'daily 09:00',"
+    " 'monthly 1 10:00' or cron with five fields, as for nudges; all in the group's timezone. A title"
+    " follows a |. The meeting is announced a day before with RSVP reactions (✅ coming, ❔ maybe,"
+    " ❌ not coming) and a thread where the platform has them, and reminded an hour before."
+)
+
 POLL_HELP = (
     "Start an option with an emoji to vote with it (🐢 slower); otherwise options get 1️⃣ 2️⃣ ... in"
     " order. A poll stays open at most 32d; its author or a facilitator may close it early."
@@ -525,6 +532,78 @@ COMMANDS: tuple[CommandSpec, ...] = (
         " only facilitators, may ask for a link to the group's page.",
         access=Access.FACILITATORS_TO_CHANGE,
         action="change automatic features",
+    ),
+    CommandSpec(
+        ("meet", "add"),
+        "Add a meeting, one-off or recurring, in the group's timezone, with an optional title.",
+        (Arg("when", ArgKind.TEXT, "when, then | and a title if you like", max_length=300),),
+        access=Access.FACILITATORS,
+        details=MEET_HELP,
+        example="meet add weekly thu 18:00 | Reading circle",
+    ),
+    CommandSpec(
+        ("meet", "list"), "Show the meetings ahead, their RSVPs, and how many came to the last four."
+    ),
+    CommandSpec(
+        ("meet", "cancel"),
+        "Cancel a meeting: nothing more is announced or reminded for it.",
+        (Arg("id", ArgKind.INT, "the meeting's number"),),
+        access=Access.FACILITATORS,
+    ),
+    CommandSpec(
+        ("meet", "skip"),
+        "Skip one day of a meeting: no announcement or reminder for that day.",
+        (
+            Arg("id", ArgKind.INT, "the meeting's number"),
+            Arg("date", ArgKind.WORD, "the day to skip, like 2026-12-10", max_length=20),
+        ),
+        access=Access.FACILITATORS,
+        example="meet skip 1 2026-12-24",
+    ),
+    CommandSpec(
+        ("meet", "from", "poll"),
+        "Add a meeting at the time that won a poll whose options are times.",
+        (
+            Arg("id", ArgKind.INT, "the poll's number"),
+            Arg(
+                "title",
+                ArgKind.TEXT,
+                "the meeting's title (the poll's question if left out)",
+                required=False,
+                max_length=100,
+            ),
+        ),
+        access=Access.FACILITATORS,
+        details="Each option of the poll must be a time a meeting can have, like 'weekly thu 18:00' or"
+        " '2026-12-03 18:00'; the option with the most votes (and no tie) becomes the meeting's time.",
+        example="meet from poll 4 Reading circle",
+    ),
+    CommandSpec(
+        ("meet", "propose"),
+        "Ask the group when to meet: one time is a consent round, several a poll; its choice is added.",
+        (
+            Arg(
+                "time",
+                ArgKind.LIST,
+                "a time a meeting can have, like weekly thu 18:00",
+                min_count=1,
+                max_count=5,
+                max_length=100,
+            ),
+        ),
+        details="One time: the group consents (✅ agree, 🤔 concerns, ⛔ block) as for a goal, with the"
+        " group's quorum and window, and the meeting is added when it is accepted. Several times, split by"
+        " |: a poll, and the time with the most votes becomes the meeting.",
+        example="meet propose weekly thu 18:00 | weekly sun 17:00",
+    ),
+    CommandSpec(
+        ("cadence", "propose"),
+        "Propose a new time for a recurring meeting or a nudge; the group consents before it changes.",
+        (Arg("change", ArgKind.TEXT, "[meet <id> | nudge <id>] then the new time", max_length=300),),
+        details="With exactly one recurring meeting, say only the new time. The group decides by consent"
+        " (✅ agree, 🤔 concerns, ⛔ block, with the goals' quorum and window); when it is accepted, the"
+        " schedule changes and the group is told.",
+        example="cadence propose meet 1 weekly wed 19:00",
     ),
     CommandSpec(
         ("review", "start"),

@@ -30,6 +30,7 @@ from core.events import Reply
 from core.export import counts_withheld
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
+from core.meetings import COMING, MAYBE, NOT_COMING, Meeting, Occurrence, Rsvp, counts
 from core.members import CONTRIBUTION_WINDOW, Contributions, Member
 from core.polls import GroupCounts, Poll, PollKind
 from core.ports import Store, StoreTx
@@ -314,6 +315,15 @@ class Ahead:
 
 
 @dataclass(frozen=True, slots=True)
+class MeetingAhead:
+    id: int
+    title: str
+    description: str  # "weekly thu 18:00", "2026-12-03 18:00"
+    next_at: datetime
+    rsvps: tuple[int, int, int]  # ✅ ❔ ❌ so far (announced meetings; zeros before)
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     """A member on the roster. A member who asked to be listed by name only (`members private on`)
     shows nothing else."""
@@ -343,6 +353,7 @@ class Page:
     reviews: tuple[ReviewView, ...]
     schedules: tuple[Ahead, ...]
     people: tuple[Person, ...] = ()  # the roster, in the order members joined
+    meetings: tuple[MeetingAhead, ...] = ()  # the next of each meeting not cancelled, soonest first
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -381,6 +392,9 @@ class PageRecord:
     schedules: Sequence[Schedule]
     roster: Sequence[Member]
     contributions: Mapping[str, Contributions]  # by member's key, over the last 30 days
+    meetings: Sequence[Meeting] = ()
+    occurrences: Sequence[Occurrence] = ()  # earliest first
+    rsvps: Sequence[Rsvp] = ()
 
 
 async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | None = None) -> PageRecord:
@@ -391,6 +405,8 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
     goals = await tx.goals.in_group(group.id)
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
     consent = [p.id for p in polls if p.kind is PollKind.CONSENT and not p.anonymous]
+    meetings = await tx.meetings.in_group(group.id)
+    occurrences = await tx.meetings.occurrences([m.id for m in meetings]) if meetings else []
     reviews = await tx.reviews.in_group(group.id)
     if in_full is None:
         answers = [r for r in await tx.reviews.reflections(group.id) if r.review_id is not None]
@@ -426,6 +442,9 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
         await tx.schedules.in_group(group.id),
         await tx.members.roster(group.id),
         await tx.members.contributions(group.id, now - CONTRIBUTION_WINDOW),
+        meetings,
+        occurrences,
+        await tx.meetings.rsvps([o.id for o in occurrences]) if occurrences else [],
     )
 
 
@@ -491,7 +510,22 @@ def build_page(record: PageRecord, now: datetime) -> Page:
             )
             for m in sorted(record.roster, key=lambda m: (m.joined_at, m.id))
         ),
+        _meetings_ahead(record, now),
     )
+
+
+def _meetings_ahead(record: PageRecord, now: datetime) -> tuple[MeetingAhead, ...]:
+    live = {m.id: m for m in record.meetings if m.cancelled_at is None}
+    ahead: dict[int, MeetingAhead] = {}
+    for o in record.occurrences:  # earliest first: the first ahead of each meeting is its next
+        m = live.get(o.meeting_id)
+        if m is None or o.starts_at <= now or o.skipped or m.id in ahead:
+            continue
+        n = counts(r for r in record.rsvps if r.occurrence_id == o.id)
+        ahead[m.id] = MeetingAhead(
+            m.id, m.title, m.description, o.starts_at, (n[COMING], n[MAYBE], n[NOT_COMING])
+        )
+    return tuple(sorted(ahead.values(), key=lambda a: (a.next_at, a.id)))
 
 
 def _poll_view(p: Poll, counts: GroupCounts) -> PollView:
@@ -752,5 +786,15 @@ def to_data(page: Page) -> dict[str, Any]:
                 "paused": s.paused,
             }
             for s in page.schedules
+        ],
+        "meetings": [
+            {
+                "id": m.id,
+                "title": m.title,
+                "schedule": m.description,
+                "next": _when(m.next_at, zone),
+                "rsvps": dict(zip(("coming", "maybe", "not_coming"), m.rsvps, strict=True)),
+            }
+            for m in page.meetings
         ],
     }

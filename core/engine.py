@@ -26,6 +26,7 @@ from core.events import (
     MemberLeft,
     MessagePosted,
     ReactionAdded,
+    ReactionEvent,
     ReactionRemoved,
     Reply,
 )
@@ -36,6 +37,7 @@ from core.help import Help, usage_reply, visible_on
 from core.lifecycle import Group, Phase, PhaseChange
 from core.lifecycle_service import LifecycleService
 from core.log_context import about
+from core.meeting_service import MeetingService, MeetingSettings
 from core.member_service import MemberService
 from core.metrics import DUPLICATE, ERROR, FAILED, NO_METRICS, OK, Metrics
 from core.newcomer_service import NewcomerService
@@ -130,6 +132,7 @@ class Engine:
         instance: str | None = None,
         metrics: Metrics = NO_METRICS,
         dashboard: DashboardSettings | None = None,
+        meetings: MeetingSettings | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -145,10 +148,19 @@ class Engine:
         self.work = Work(store, clock, bus, self.dispatcher.kick)
         self.members = MemberService()
         self.newcomers = NewcomerService(self.work, self.chats, platforms)
-        self.votes = VoteRecorder(self.work, self.members.reacted, metrics=metrics)
+        self.votes = VoteRecorder(self.work, self._reacted, metrics=metrics)
         self.lifecycle = LifecycleService(self.chats)
         self.polls = PollService(self.work, self.chats)
         self.goals = GoalService(self.polls, goal_rules or GoalRules())
+        self.meetings = MeetingService(
+            self.work,
+            self.chats,
+            platforms,
+            recurrence,
+            self.polls,
+            self.goals.rules,
+            meetings or MeetingSettings(),
+        )
         self.concerns = ConcernService(self.chats)
         self.nudges = NudgeService(
             self.work, self.chats, platforms, recurrence, nudges or NudgeSettings(), metrics
@@ -163,7 +175,7 @@ class Engine:
         )
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
-            PollClosed: (self.goals.decide, self.polls.announce),
+            PollClosed: (self.goals.decide, self.polls.announce, self.meetings.on_poll_closed),
             VotesRecorded: (self.concerns.ask, self.goals.decide_early),
             GoalDecided: (self.lifecycle.on_goal_decided,),
             GoalFinished: (self.lifecycle.on_goal_finished,),
@@ -181,6 +193,7 @@ class Engine:
             **self.goals.handlers(),
             **self.concerns.handlers(),
             **self.nudges.handlers(),
+            **self.meetings.handlers(),
             **self.reviews.handlers(),
             **self.members.handlers(),
             **self.newcomers.handlers(),
@@ -200,6 +213,8 @@ class Engine:
             **self.concerns.private_handlers(),
             ("forget-me",): forget_me,
         }
+        for path in (("timezone",), ("quiet-hours",)):  # meetings keep their local time too
+            self.handlers[path] = self.meetings.after_settings(self.handlers[path])
         # Commands that only read: they run in a read transaction, never making writers wait.
         self.readers: dict[tuple[str, ...], Reader] = {("export",): export}
         missing = [s.name for s in self.specs if s.path not in self.handlers and s.path not in self.readers]
@@ -208,6 +223,11 @@ class Engine:
         self._last_prune: datetime | None = None
         for chat in chats:
             self.attach(chat)
+
+    async def _reacted(self, uow: UnitOfWork, events: Sequence[ReactionEvent]) -> None:
+        """What a batch of reactions means besides votes: members' activity, and RSVPs to meetings."""
+        await self.members.reacted(uow, events)
+        await self.meetings.on_reactions(uow, events)
 
     def attach(self, chat: ChatPort) -> None:
         self.chats[chat.platform] = chat
@@ -533,6 +553,7 @@ class Engine:
         # Before the nudges: at the week's turn the wrapper's draft is made before the digest is due.
         await self.roles.due(now)
         await self.nudges.deliver_due(now)
+        await self.meetings.deliver_due(now)
         await self.nudges.heartbeats(now)
         await self.radar.weekly(now)
         await self.prune(now)
@@ -579,7 +600,9 @@ class Engine:
         polls are not voted on by reactions: none of theirs)."""
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now)
-        return [p.message for p in polls if p.message is not None and not p.anonymous]
+        messages = [p.message for p in polls if p.message is not None and not p.anonymous]
+        # Meetings' announcements too: their RSVPs are reactions as well.
+        return messages + await self.meetings.announced_messages(platform, self.clock.now())
 
     async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
         """A page of `open_poll_messages`, in poll id order, each in a read of its own: a bot with
@@ -587,7 +610,12 @@ class Engine:
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now, after=after, limit=limit)
         messages = [p.message for p in polls if p.message is not None and not p.anonymous]
-        return OpenPollPage(messages, polls[-1].id if len(polls) == limit else None)
+        if len(polls) == limit:
+            return OpenPollPage(messages, polls[-1].id)
+        # The last page brings the announcements of meetings ahead too: their RSVPs are reactions as well.
+        return OpenPollPage(
+            messages + await self.meetings.announced_messages(platform, self.clock.now()), None
+        )
 
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         """The poll posted as `message`, if there is one; else the polls open in its channel, oldest
@@ -602,9 +630,16 @@ class Engine:
             in_group = await uow.tx.polls.in_group(group.id)
             return None, [p for p in in_group if p.message is not None and p.is_open(uow.now)]
 
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        async with self.work() as uow:
+            return bool(await uow.tx.meetings.for_messages(message.channel.platform, [message.id]))
+
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         """Set a poll's votes to the reactions now on its message (see `reconcile_poll`)."""
         await self.votes.drain()  # votes already received go first; the snapshot is newer
+        rsvps = await self.meetings.reconcile(message, present)
+        if rsvps is not None:
+            return rsvps
         async with self.work() as uow:
             polls = await uow.tx.polls.for_messages(message.channel.platform, [message.id])
             if not polls:

@@ -20,6 +20,7 @@ from core.context import Reading
 from core.events import Attachment, Reply
 from core.goals import Goal
 from core.lifecycle import Group
+from core.meetings import Meeting, Occurrence, Rsvp, counts, say_counts
 from core.polls import MIN_VOTERS_SHOWN, Poll, PollReaction, Tally, tally
 from core.ports import StoreTx
 from core.prompts import REVIEW_QUESTIONS
@@ -42,6 +43,22 @@ class GroupRecord:
     pools: Mapping[int, list[PoolMember]] = field(default_factory=dict)
     wraps: list[Wrap] = field(default_factory=list)
 
+    meetings: list[Meeting] = field(default_factory=list)  # cancelled ones too
+    occurrences: list[Occurrence] = field(default_factory=list)  # earliest first
+    rsvps: list[Rsvp] = field(default_factory=list)
+
+    def rsvps_of(self, occurrence_id: int) -> list[Rsvp]:
+        return [x for x in self.rsvps if x.occurrence_id == occurrence_id]
+
+    def met(self, now: datetime, since: datetime | None = None) -> list[tuple[Meeting, Occurrence]]:
+        """Occurrences that took place (not skipped) by `now`, since `since`, earliest first."""
+        by_id = {m.id: m for m in self.meetings}
+        return [
+            (by_id[o.meeting_id], o)
+            for o in self.occurrences
+            if o.starts_at <= now and not o.skipped and (since is None or o.starts_at >= since)
+        ]
+
 
 _POLLS_READ = 1000  # well below the parameters a statement may have (PostgreSQL: 32,767)
 
@@ -50,6 +67,9 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
     polls = await tx.polls.in_group(group.id)
     goals = await tx.goals.in_group(group.id)
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
+    meetings = await tx.meetings.in_group(group.id)
+    occurrences = await tx.meetings.occurrences([m.id for m in meetings]) if meetings else []
+    rsvps = await tx.meetings.rsvps([o.id for o in occurrences]) if occurrences else []
     reactions: dict[int, list[PollReaction]] = {}
     for start in range(0, len(polls), _POLLS_READ):  # a read per thousand polls, not one per poll
         reactions.update(await tx.polls.reactions_of([p.id for p in polls[start : start + _POLLS_READ]]))
@@ -66,6 +86,9 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
         roles,
         pools,
         await tx.roles.wraps(group.id),
+        meetings,
+        occurrences,
+        rsvps,
     )
 
 
@@ -201,7 +224,35 @@ def to_data(r: GroupRecord) -> dict[str, Any]:
             }
             for w in r.wraps
         ],
+        "meetings": [
+            {
+                "id": m.id,
+                "title": m.title,
+                "when": m.description,
+                "created_by": m.created_by,
+                "created_at": _iso(m.created_at),
+                "cancelled_at": _iso(m.cancelled_at),
+                "skips": list(m.skips),
+                "occurrences": [
+                    {
+                        "starts_at": _iso(o.starts_at),
+                        "skipped": o.skipped,
+                        "announced": o.announced,
+                        "rsvps": {
+                            word: n
+                            for word, n in zip(RSVP_KEYS, counts(r.rsvps_of(o.id)).values(), strict=True)
+                        },
+                    }
+                    for o in r.occurrences
+                    if o.meeting_id == m.id
+                ],
+            }
+            for m in r.meetings
+        ],
     }
+
+
+RSVP_KEYS = ("coming", "maybe", "not_coming")
 
 
 def _put_forward(goal: Goal, separator: str = ",") -> str:
@@ -251,6 +302,18 @@ def to_markdown(r: GroupRecord) -> str:
                 lines.append(f"{number}. {question}")
                 lines += [f"   - {x.user_name}: {x.text}" for x in answers]
     if not r.reviews:
+        lines.append("- none")
+    lines += ["", "## Meetings"]
+    for m in r.meetings:
+        state = " (cancelled)" if m.cancelled_at else ""
+        lines.append(f"- Meeting {m.id}{state}: {m.title}, {m.description} — added by {m.created_by}")
+        lines += [
+            f"  - {format_time(o.starts_at, g.timezone)}: "
+            + ("skipped" if o.skipped else say_counts(r.rsvps_of(o.id)))
+            for o in r.occurrences
+            if o.meeting_id == m.id
+        ]
+    if not r.meetings:
         lines.append("- none")
     lines += ["", "## Reflections"]
     free = [x for x in r.reflections if x.review_id is None]
@@ -315,6 +378,13 @@ def to_csv(r: GroupRecord) -> str:
         writer.writerow(
             ["review", v.id, _iso(v.started_at), v.started_by, "", "closed" if v.closed_at else "open", ""]
         )
+    for m in r.meetings:
+        state = "cancelled" if m.cancelled_at else "on"
+        writer.writerow(["meeting", m.id, _iso(m.created_at), m.created_by, m.title, state, m.description])
+        for o in r.occurrences:
+            if o.meeting_id == m.id:
+                status = "skipped" if o.skipped else say_counts(r.rsvps_of(o.id))
+                writer.writerow(["meeting occurrence", m.id, _iso(o.starts_at), "", m.title, status, ""])
     for f in r.reflections:
         where = f"review {f.review_id} question {f.question}" if f.review_id else "free"
         writer.writerow(["reflection", f.id, _iso(f.at), f.user_name, f.text, "", where])
@@ -345,6 +415,16 @@ def render_digest(r: GroupRecord, now: datetime, next_times: list[str]) -> str:
         ),
         f"Reflections this week: {len(thoughts)} from {len({x.user_key for x in thoughts})} people.",
     ]
+    met = r.met(now, week)
+    if met:
+        lines.append(
+            "Meetings this week: "
+            + "; ".join(
+                f"{m.title} {format_time(o.starts_at, r.group.timezone)} ({say_counts(r.rsvps_of(o.id))})"
+                for m, o in met
+            )
+            + "."
+        )
     if next_times:
         lines.append("Coming up: " + "; ".join(next_times) + ".")
     return "\n".join(lines)

@@ -4,9 +4,9 @@ Their own words go (reflections, and concerns they voiced by name: anonymous one
 they stay), and so do their votes in polls still open, the record of whom a poll asked for a concern,
 and their places on the groups' rosters with what they said about themselves there, and in roles'
 rotation pools; roles they hold are freed, and nobody has them as a buddy any more. What belongs to the
-group stays, by "a former member": goals they proposed, polls they opened, phase changes, nudges and
-reviews they started, concerns they marked addressed, the weeks they wrapped, and their votes in closed
-polls, so that past decisions read the same.
+group stays, by "a former member": goals they proposed, polls they opened, phase changes, nudges,
+meetings and reviews they started, concerns they marked addressed, the weeks they wrapped, their votes
+in closed polls and their RSVPs to meetings (attendance counts), so that past decisions read the same.
 Every key that stood for them is replaced by a fresh anonymous key, one per item, so the items link to
 nothing and to each other no more. The bot's own records go or are cleaned: adapter state that names
 them, unsent posts to them, and their names and ids in queued texts and failure reasons.
@@ -150,6 +150,8 @@ async def forget_me(ctx: Context | PrivateContext, inv: Invocation) -> Reply:
     open_polls = await ctx.tx.polls.open_on(ctx.chat.platform, ctx.uow.now)
     withdrawn = [p for p in open_polls if p.anonymous and await ballots.withdraw(ctx.tx, p, ctx.event.user)]
     done = report(await ctx.tx.members.forget(ctx.event.user))
+    if rsvps := await ctx.tx.meetings.forget(ctx.event.user):
+        done += f"\nYour RSVPs and the meetings you added ({rsvps}) stay, by “{FORMER_MEMBER}”."
     closed = "Votes in closed anonymous polls are tied to nobody: nothing there is yours to remove."
     if withdrawn:
         taken = _count(len(withdrawn), "open anonymous poll", "open anonymous polls")

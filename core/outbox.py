@@ -66,7 +66,7 @@ class Thread:
     marked with it go there on platforms that have threads (and the group has them on), else to the
     channel. Stored as `poll:7`, `review:3`."""
 
-    kind: str  # "poll" or "review"
+    kind: str  # "poll", "review" or "meeting" (an occurrence's id)
     id: int
 
     def __str__(self) -> str:
@@ -104,6 +104,7 @@ class Post:
     # With `thread`: the text is only for the thread; where it cannot go there, nothing is posted.
     thread_only: bool = False
     review_id: int | None = None  # the posted message becomes this review's message (its thread's root)
+    occurrence_id: int | None = None  # the posted message announces this meeting occurrence (RSVPs)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,7 +253,12 @@ class Dispatcher:
             if row.state is PostState.PENDING:
                 ref = await self._post(chat, row)
                 faults.reached("outbox.after_send")
-                if ref is None or (post.poll_id is None and post.review_id is None and not post.reactions):
+                if ref is None or (
+                    post.poll_id is None
+                    and post.review_id is None
+                    and post.occurrence_id is None
+                    and not post.reactions
+                ):
                     done.append(row.id)
                     report.sent += 1
                     return True
@@ -263,6 +269,8 @@ class Dispatcher:
                         await tx.polls.set_message(post.poll_id, ref)
                     if post.review_id is not None:
                         await tx.reviews.set_message(post.review_id, ref.id)
+                    if post.occurrence_id is not None:
+                        await tx.meetings.set_message(post.occurrence_id, ref)
                     if not post.reactions:
                         await tx.outbox.finish(row.id, PostState.SENT, now)
                 if not post.reactions:

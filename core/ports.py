@@ -13,6 +13,7 @@ from core.events import Attachment, InboundEvent, Reply
 from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
+from core.meetings import Meeting, Occurrence, Rsvp, When
 from core.members import Contributions, Member, RosterEntry
 from core.polls import GroupCounts, Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.radar import Act
@@ -209,6 +210,10 @@ class EventSink(Protocol):
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         """The poll posted as `message`, else the polls open in its channel: to tell a member that a
         reaction landed on no poll."""
+        ...
+
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        """Whether `message` announces a meeting (its reactions are RSVPs, not votes)."""
         ...
 
 
@@ -673,6 +678,10 @@ class ScheduleRepo(Protocol):
 
     async def set_paused(self, schedule_id: int, paused: bool) -> None: ...
 
+    async def set_cron(self, schedule_id: int, cron: str, description: str) -> None:
+        """A new schedule (a cadence the group agreed on); the caller sets its next time."""
+        ...
+
     async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         """(schedule id, next occurrence, next due time): recompute after a settings change."""
         ...
@@ -693,6 +702,72 @@ class ScheduleRepo(Protocol):
 
     async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
         """Keep a row per delivered (schedule, occurrence), the record of what was posted."""
+        ...
+
+
+class MeetingRepo(Protocol):
+    """Meetings, their next occurrences (announced, reminded, started) and members' RSVPs."""
+
+    async def create(self, group_id: int, title: str, when: When, by: UserRef, at: datetime) -> Meeting: ...
+
+    async def get(self, group_id: int, meeting_id: int) -> Meeting | None: ...
+
+    async def in_group(self, group_id: int) -> list[Meeting]:
+        """The group's meetings, cancelled ones too, by id."""
+        ...
+
+    async def cancel(self, meeting_id: int, at: datetime) -> bool:
+        """Cancel once; also deletes its occurrences that have not started. False: cancelled already."""
+        ...
+
+    async def set_when(self, meeting_id: int, when: When) -> None:
+        """A new time (a cadence change); the caller plans its next occurrence anew."""
+        ...
+
+    async def set_skips(self, meeting_id: int, days: Sequence[str]) -> None: ...
+
+    async def add_occurrence(self, occurrence: Occurrence) -> Occurrence:
+        """Store a planned occurrence (its id given by the store)."""
+        ...
+
+    async def occurrences(self, meeting_ids: Collection[int]) -> list[Occurrence]:
+        """Every stored occurrence of these meetings, earliest first."""
+        ...
+
+    async def delete_ahead(self, meeting_id: int, now: datetime) -> None:
+        """Delete the meeting's occurrences that have not started by `now` (and their RSVPs)."""
+        ...
+
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Occurrence]:
+        """Occurrences of meetings not cancelled, in groups on these platforms, whose next step is due."""
+        ...
+
+    async def move(self, occurrence: Occurrence, seen: datetime | None) -> bool:
+        """Save the occurrence's flags and next due time, if its next due time is still `seen`: the claim
+        (compare-and-swap), so of two processes exactly one does a step."""
+        ...
+
+    async def set_message(self, occurrence_id: int, message: MessageRef) -> None: ...
+
+    async def occurrence(self, occurrence_id: int) -> Occurrence | None: ...
+
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Occurrence]:
+        """The occurrences announced as these messages."""
+        ...
+
+    async def ahead_with_messages(self, platform: str, now: datetime) -> list[Occurrence]:
+        """Announced occurrences on the platform that have not started: their RSVPs still move."""
+        ...
+
+    async def set_rsvps(self, changes: Sequence[tuple[int, UserRef, str | None]], at: datetime) -> None:
+        """(occurrence id, member, choice or None to take it back): one RSVP per member and occurrence."""
+        ...
+
+    async def rsvps(self, occurrence_ids: Collection[int]) -> list[Rsvp]: ...
+
+    async def forget(self, user: UserRef) -> int:
+        """The member's RSVPs count on under a fresh anonymous key each, by a former member; meetings they
+        added are by a former member. Returns how many items changed."""
         ...
 
 
@@ -991,6 +1066,9 @@ class StoreTx(Protocol):
 
     @property
     def outbox(self) -> OutboxRepo: ...
+
+    @property
+    def meetings(self) -> MeetingRepo: ...
 
     def state(self, namespace: str) -> StateRepo:
         """Bookkeeping of one adapter ("matrix", "discord", "console") or of the core ("core")."""

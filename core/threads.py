@@ -1,8 +1,9 @@
 """Decision threads: where a post marked with a `Thread` goes, and what the thread is called.
 
-A goal's consent poll and an action review each get a thread, started from their message; posts marked
-with the thread (the decision, concerns, the summary) go there, on platforms that have threads and in
-groups that did not switch them off (`auto threads off`). Otherwise they go to the channel.
+A goal's consent poll, an action review and a meeting's announcement each get a thread, started from
+their message; posts marked with the thread (the decision, concerns, the summary, a meeting's opener)
+go there, on platforms that have threads and in groups that did not switch them off (`auto threads
+off`). Otherwise they go to the channel.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from core.meetings import thread_title
 from core.refs import MessageRef
 
 if TYPE_CHECKING:
@@ -60,4 +62,12 @@ async def placement(tx: StoreTx, post: Post) -> Placement | None:
         return Placement(
             MessageRef(group.channel, review.message_id), thread_name(f"Action review {review.id}")
         )
+    if thread.kind == "meeting":
+        occurrence = await tx.meetings.occurrence(thread.id)
+        if occurrence is None or occurrence.message is None:
+            return None
+        meeting = await tx.meetings.get(group.id, occurrence.meeting_id)
+        if meeting is None:
+            return None
+        return Placement(occurrence.message, thread_name(thread_title(meeting, occurrence, group.timezone)))
     return None

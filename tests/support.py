@@ -38,6 +38,7 @@ from core.forgetting import (
 )
 from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
+from core.meetings import Meeting, Occurrence, Rsvp, When
 from core.outbox import OutboxRow, Post, PostState
 from core.polls import (
     GroupCounts,
@@ -157,6 +158,9 @@ class SinkProxy:
 
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         return await self.engine.polls_near(message)
+
+    async def announces_meeting(self, message: MessageRef) -> bool:
+        return await self.engine.announces_meeting(message)
 
 
 @dataclass
@@ -889,6 +893,11 @@ class MemorySchedules(_MemoryPart):
     async def set_paused(self, schedule_id: int, paused: bool) -> None:
         self.d.schedules[schedule_id] = replace(self.d.schedules[schedule_id], paused=paused)
 
+    async def set_cron(self, schedule_id: int, cron: str, description: str) -> None:
+        self.d.schedules[schedule_id] = replace(
+            self.d.schedules[schedule_id], cron=cron, description=description
+        )
+
     async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         for schedule_id, occurrence, due in updates:
             s = self.d.schedules[schedule_id]
@@ -1508,6 +1517,128 @@ def _unresponded(d: MemoryData, group_id: int | None, responded: set[str]) -> Un
     return Unresponded(len(roster), absent)
 
 
+class MemoryMeetings(_MemoryPart):
+    async def create(self, group_id: int, title: str, when: When, by: UserRef, at: datetime) -> Meeting:
+        self.d.last_meeting += 1
+        meeting = Meeting(
+            self.d.last_meeting,
+            group_id,
+            title,
+            when.cron,
+            when.description,
+            when.at,
+            by.name,
+            at,
+            created_by_key=by.key,
+        )
+        self.d.meetings[meeting.id] = meeting
+        return meeting
+
+    async def get(self, group_id: int, meeting_id: int) -> Meeting | None:
+        m = self.d.meetings.get(meeting_id)
+        return m if m is not None and m.group_id == group_id else None
+
+    async def in_group(self, group_id: int) -> list[Meeting]:
+        return sorted((m for m in self.d.meetings.values() if m.group_id == group_id), key=lambda m: m.id)
+
+    async def cancel(self, meeting_id: int, at: datetime) -> bool:
+        m = self.d.meetings[meeting_id]
+        if m.cancelled_at is not None:
+            return False
+        self.d.meetings[meeting_id] = replace(m, cancelled_at=at)
+        await self.delete_ahead(meeting_id, at)
+        return True
+
+    async def set_when(self, meeting_id: int, when: When) -> None:
+        m = self.d.meetings[meeting_id]
+        self.d.meetings[meeting_id] = replace(m, cron=when.cron, description=when.description, at=when.at)
+
+    async def set_skips(self, meeting_id: int, days: Sequence[str]) -> None:
+        self.d.meetings[meeting_id] = replace(self.d.meetings[meeting_id], skips=tuple(days))
+
+    async def add_occurrence(self, occurrence: Occurrence) -> Occurrence:
+        self.d.last_occurrence += 1
+        stored = replace(occurrence, id=self.d.last_occurrence)
+        self.d.occurrences[stored.id] = stored
+        return stored
+
+    async def occurrence(self, occurrence_id: int) -> Occurrence | None:
+        return self.d.occurrences.get(occurrence_id)
+
+    async def occurrences(self, meeting_ids: Collection[int]) -> list[Occurrence]:
+        wanted = set(meeting_ids)
+        found = [o for o in self.d.occurrences.values() if o.meeting_id in wanted]
+        return sorted(found, key=lambda o: (o.starts_at, o.id))
+
+    async def delete_ahead(self, meeting_id: int, now: datetime) -> None:
+        gone = {i for i, o in self.d.occurrences.items() if o.meeting_id == meeting_id and o.starts_at > now}
+        for i in gone:
+            del self.d.occurrences[i]
+        self.d.rsvps = {k: r for k, r in self.d.rsvps.items() if k[0] not in gone}
+
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Occurrence]:
+        due = [
+            o
+            for o in self.d.occurrences.values()
+            if o.next_due_at is not None
+            and o.next_due_at <= now
+            and self.d.meetings[o.meeting_id].cancelled_at is None
+            and self._on(o.group_id, platforms)
+        ]
+        return sorted(due, key=lambda o: (o.next_due_at, o.id))[:limit]
+
+    async def move(self, occurrence: Occurrence, seen: datetime | None) -> bool:
+        o = self.d.occurrences.get(occurrence.id)
+        if o is None or o.next_due_at != seen:
+            return False
+        self.d.occurrences[o.id] = replace(occurrence, message=o.message)
+        return True
+
+    async def set_message(self, occurrence_id: int, message: MessageRef) -> None:
+        if (o := self.d.occurrences.get(occurrence_id)) is not None:
+            self.d.occurrences[occurrence_id] = replace(o, message=message)
+
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Occurrence]:
+        wanted = set(message_ids)
+        return [
+            o
+            for o in self.d.occurrences.values()
+            if o.message is not None and o.message.channel.platform == platform and o.message.id in wanted
+        ]
+
+    async def ahead_with_messages(self, platform: str, now: datetime) -> list[Occurrence]:
+        return [
+            o
+            for o in self.d.occurrences.values()
+            if o.message is not None and o.message.channel.platform == platform and o.starts_at > now
+        ]
+
+    async def set_rsvps(self, changes: Sequence[tuple[int, UserRef, str | None]], at: datetime) -> None:
+        for occurrence_id, user, choice in changes:
+            if choice is None:
+                self.d.rsvps.pop((occurrence_id, user.key), None)
+            else:
+                self.d.rsvps[(occurrence_id, user.key)] = Rsvp(occurrence_id, user.key, user.name, choice)
+
+    async def rsvps(self, occurrence_ids: Collection[int]) -> list[Rsvp]:
+        wanted = set(occurrence_ids)
+        return [r for k, r in sorted(self.d.rsvps.items()) if k[0] in wanted]
+
+    async def forget(self, user: UserRef) -> int:
+        changed = 0
+        for k, r in list(self.d.rsvps.items()):
+            if r.user_key == user.key:
+                del self.d.rsvps[k]
+                key = anonymous_key()
+                self.d.rsvps[(k[0], key)] = replace(r, user_key=key, user_name=FORMER_MEMBER)
+                changed += 1
+        for m in list(self.d.meetings.values()):
+            if m.created_by_key == user.key:
+                self.d.meetings[m.id] = replace(m, created_by=FORMER_MEMBER, created_by_key=anonymous_key())
+                changed += 1
+        return changed
+
+
 class MemoryTx(_MemoryPart):
     def __init__(self, data: MemoryData) -> None:
         super().__init__(data)
@@ -1521,6 +1652,7 @@ class MemoryTx(_MemoryPart):
         self.members = MemoryMembers(data)
         self.roles = MemoryRoles(data)
         self.outbox = MemoryOutbox(data)
+        self.meetings = MemoryMeetings(data)
 
     def state(self, namespace: str) -> MemoryState:
         return MemoryState(self.d, namespace)
@@ -1558,6 +1690,13 @@ class MemoryTx(_MemoryPart):
             m.welcome_due_at
             for m in self.d.members.values()
             if m.welcome_due_at is not None and self._on(m.group_id, platforms)
+        ]
+        times += [
+            o.next_due_at
+            for o in self.d.occurrences.values()
+            if o.next_due_at is not None
+            and self.d.meetings[o.meeting_id].cancelled_at is None
+            and self._on(o.group_id, platforms)
         ]
         times += [
             g.radar_next_at
@@ -1619,6 +1758,12 @@ class MemoryData:
     pool: dict[tuple[int, str], PoolMember] = field(default_factory=dict)  # (role id, member key)
     wraps: dict[int, Wrap] = field(default_factory=dict)
     last_wrap: int = 0
+
+    meetings: dict[int, Meeting] = field(default_factory=dict)
+    last_meeting: int = 0
+    occurrences: dict[int, Occurrence] = field(default_factory=dict)
+    last_occurrence: int = 0
+    rsvps: dict[tuple[int, str], Rsvp] = field(default_factory=dict)  # (occurrence id, member key)
 
 
 class MemoryStore:

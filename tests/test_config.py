@@ -178,6 +178,16 @@ def test_check_config_says_what_would_run_web_server_included(tmp_path: Path) ->
     assert result.stdout.strip().endswith("web server: http://127.0.0.1:8123"), result.stdout
 
 
+def test_how_long_before_a_meeting_it_is_announced_is_configured() -> None:
+    assert parse_config({}, env={}).meetings.announce_before.total_seconds() == 24 * 3600
+    config = parse_config({"meetings": {"announce_before": "2d"}}, env={})
+    assert config.meetings.announce_before.days == 2
+    for bad in ("30m", "8d", "soon"):
+        with pytest.raises(ConfigError) as refused:
+            parse_config({"meetings": {"announce_before": bad}}, env={})
+        assert "meetings.announce_before" in str(refused.value), bad
+
+
 def test_replicas_sharing_one_config_file_take_their_shards_from_the_environment() -> None:
     raw = {"discord": {"token": "t", "shard_count": 2, "shard_ids": [0, 1]}}
     config = parse_config(raw, env={"PEERBOT_DISCORD_SHARD_IDS": "2, 3", "PEERBOT_DISCORD_SHARD_COUNT": "4"})

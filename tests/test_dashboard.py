@@ -351,6 +351,32 @@ async def test_the_secret_is_made_once_and_kept_in_the_database(sql_site: Site) 
         assert status == 403
 
 
+async def test_meetings_ahead_are_on_the_page_with_their_rsvps(site: Site) -> None:
+    h = site.h
+    await h.member("alice").says("/meet add daily 18:00 | Stand-up <b>")
+    await h.member("alice").says("/meet add weekly fri 10:00 | Gone")
+    await h.member("alice").says("/meet cancel 2")
+    await h.engine.run_until(START + timedelta(minutes=1), lambda t: setattr(h.clock, "current", t))
+    await h.engine.settle()
+    announced = next(s.ref for s in h.chat.sent if s.text.startswith("📅"))
+    await h.member("bob").reacts(announced, "✅")
+    url = await site.link()
+    _, _, body = await site.get(url)
+    assert '<tr data-meeting="1"><td>meeting</td><td>daily 18:00</td>' in body
+    assert "Stand-up &lt;b&gt;: ✅ 1, ❔ 0, ❌ 0" in body and "Gone" not in body
+    data = await _json(site, url + "data.json")
+    assert data["meetings"] == [
+        {
+            "id": 1,
+            "title": "Stand-up <b>",
+            "schedule": "daily 18:00",
+            "next": data["meetings"][0]["next"],
+            "rsvps": {"coming": 1, "maybe": 0, "not_coming": 0},
+        }
+    ]
+    assert data["meetings"][0]["next"].startswith("2026-03-02T18:00")
+
+
 # What the database counts for the page ---------------------------------------------------------------
 
 

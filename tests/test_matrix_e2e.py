@@ -1383,3 +1383,43 @@ async def test_an_anonymous_poll_is_voted_on_privately_and_a_vote_in_the_room_is
         assert tally(found, await tx.polls.reactions(found.id)).counts == (0, 1, 0)
         # What was said in the room was withheld, not counted: only the private vote is.
         assert all(r.user_key.startswith("anon:") for r in await tx.polls.reactions(found.id))
+
+
+async def test_rsvps_to_a_meeting_count_once_across_a_restart(
+    bot_factory: StartBot, people: Callable[[], Member]
+) -> None:
+    """The announcement gets ✅ ❔ ❌ from the bot; members' reactions are RSVPs, a redaction takes one
+    back, and what happened while the bot was down is back-filled once, with nothing counted twice."""
+    alice, bob, carol = people(), people(), people()
+    bot = await bot_factory()
+    room = await room_with_bot(alice, bot, bob, carol)
+    command = await alice.says(room, "!peer meet add daily 18:00 | Reading circle")
+    added = await alice.sees(room, reply_to(command))
+    assert added["content"]["body"].startswith("Meeting 1 added: Reading circle"), added
+    await bot.engine.engine.tick()  # less than a day ahead: announced at once
+    announced = await alice.sees(
+        room, lambda e: from_bot(bot.user_id, None)(e) and e["content"]["body"].startswith("📅 Meeting 1")
+    )
+    message = announced["event_id"]
+    for key in ("✅", "❔", "❌"):
+        await alice.sees(
+            room,
+            lambda e, key=key: (
+                e.get("type") == "m.reaction"
+                and e.get("sender") == bot.user_id
+                and e["content"]["m.relates_to"]
+                == {"rel_type": "m.annotation", "event_id": message, "key": key}
+            ),
+        )
+    yes = await bob.reacts(room, message, "✅")
+    maybe = await carol.reacts(room, message, "❔")
+    await bot.engine.wait_for(lambda got: {yes, maybe} <= {e.event_id for e in got})
+    await bot.stop()
+
+    await bob.redacts(room, yes)  # bob changes his mind while the bot is away
+    no = await bob.reacts(room, message, "❌")
+    bot_again = await bot_factory(bot.settings)
+    await bot_again.engine.wait_for(lambda got: any(e.event_id == no for e in got))
+    asked = await alice.says(room, "!peer meet list")
+    listed = await alice.sees(room, reply_to(asked))
+    assert "RSVPs ✅ 0, ❔ 1, ❌ 1" in listed["content"]["body"], listed["content"]["body"]

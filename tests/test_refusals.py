@@ -36,6 +36,10 @@ ATTEMPTS = {
     "radar": "/radar silence 21",
     "concern done": "/concern done 1 heard",
     "dashboard": "/dashboard revoke",
+    "meet add": "/meet add weekly thu 18:00 | Reading circle",
+    "meet cancel": "/meet cancel 1",
+    "meet skip": "/meet skip 1 2026-03-12",
+    "meet from poll": "/meet from poll 2",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 

@@ -28,6 +28,7 @@ from core.clock import utc
 from core.forgetting import FORMER_MEMBER, Forgotten
 from core.goals import GoalStatus
 from core.lifecycle import Phase, PhaseChange, QuietHours
+from core.meetings import Occurrence, Rsvp, When
 from core.members import Contributions, RosterEntry
 from core.outbox import Post, PostKind, PostState, Thread
 from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
@@ -36,6 +37,7 @@ from core.ports import (
     EventLog,
     GoalRepo,
     GroupRepo,
+    MeetingRepo,
     MemberRepo,
     OutboxRepo,
     PollRepo,
@@ -2179,6 +2181,119 @@ async def test_forgetting_takes_a_member_out_of_pools_and_holdings(store: Store)
         )
 
 
+# Meetings -----------------------------------------------------------------------------------------
+
+WEEKLY = When("0 18 * * thu", "weekly thu 18:00")
+START_1 = datetime(2026, 3, 5, 18, 0, tzinfo=UTC)
+
+
+def planned(meeting_id: int, group_id: int, starts: datetime) -> Occurrence:
+    return Occurrence(0, meeting_id, group_id, starts, starts - 24 * HOUR, starts - HOUR, starts - 24 * HOUR)
+
+
+async def test_meetings_are_kept_cancelled_once_and_their_time_and_skips_change(store: Store) -> None:
+    group_id, other = await make_group(store), await make_group(store, STUDY)
+    one_off = When(None, "2026-03-10 19:00", datetime(2026, 3, 10, 19, 0, tzinfo=UTC))
+    async with store.transaction() as tx:
+        weekly = await tx.meetings.create(group_id, "Reading circle", WEEKLY, ALICE, T0)
+        once = await tx.meetings.create(group_id, "Kick-off", one_off, BOB, T0 + MINUTE)
+        theirs = await tx.meetings.create(other, "Rest", WEEKLY, BOB, T0)
+    assert (weekly.cron, weekly.description, weekly.at, weekly.created_by, weekly.created_by_key) == (
+        "0 18 * * thu",
+        "weekly thu 18:00",
+        None,
+        "Alice",
+        ALICE.key,
+    )
+    assert once.at == one_off.at and once.cron is None and not once.recurring
+    async with store.transaction() as tx:
+        assert await tx.meetings.get(group_id, weekly.id) == weekly
+        assert await tx.meetings.get(group_id, theirs.id) is None  # another group's
+        assert await tx.meetings.in_group(group_id) == [weekly, once]
+        await tx.meetings.set_skips(weekly.id, ["2026-03-12", "2026-03-19"])
+        await tx.meetings.set_when(weekly.id, When("30 19 * * wed", "weekly wed 19:30"))
+        assert await tx.meetings.cancel(once.id, T0 + HOUR)
+        assert not await tx.meetings.cancel(once.id, T0 + 2 * HOUR)
+    async with store.transaction() as tx:
+        changed = await tx.meetings.get(group_id, weekly.id)
+        cancelled = await tx.meetings.get(group_id, once.id)
+    assert changed == replace(
+        weekly, cron="30 19 * * wed", description="weekly wed 19:30", skips=("2026-03-12", "2026-03-19")
+    )
+    assert cancelled is not None and cancelled.cancelled_at == T0 + HOUR
+
+
+async def test_an_occurrence_is_due_claimed_once_and_found_by_its_message(store: Store) -> None:
+    group_id, room = await make_group(store), await make_group(store, ROOM)
+    async with store.transaction() as tx:
+        meeting = await tx.meetings.create(group_id, "Reading circle", WEEKLY, ALICE, T0)
+        elsewhere = await tx.meetings.create(room, "Matrix one", WEEKLY, ALICE, T0)
+        o = await tx.meetings.add_occurrence(planned(meeting.id, group_id, START_1))
+        later = await tx.meetings.add_occurrence(planned(meeting.id, group_id, START_1 + 7 * 24 * HOUR))
+        await tx.meetings.add_occurrence(planned(elsewhere.id, room, START_1))
+    assert o.id and later.id != o.id and o.message is None
+    async with store.transaction() as tx:
+        assert await tx.meetings.occurrence(o.id) == o
+        assert await tx.meetings.occurrence(o.id + 1000) is None
+        assert await tx.meetings.occurrences([meeting.id]) == [o, later]
+        assert await tx.meetings.due(START_1 - 24 * HOUR - MINUTE, 10, ["discord"]) == []
+        assert await tx.meetings.due(START_1 - 24 * HOUR, 10, ["discord"]) == [o]
+        assert [x.group_id for x in await tx.meetings.due(START_1, 10, ["matrix"])] == [room]
+        moved = replace(o, announced=True, next_due_at=START_1 - HOUR)
+        assert await tx.meetings.move(moved, o.next_due_at)
+        assert not await tx.meetings.move(replace(moved, reminded=True), o.next_due_at)  # lost the claim
+        message = MessageRef(GENERAL, "m1")
+        await tx.meetings.set_message(o.id, message)
+    async with store.transaction() as tx:
+        kept = await tx.meetings.occurrence(o.id)
+        assert kept == replace(moved, message=message)
+        assert await tx.meetings.for_messages("discord", ["m1", "m2"]) == [kept]
+        assert await tx.meetings.for_messages("matrix", ["m1"]) == []
+        assert await tx.meetings.ahead_with_messages("discord", START_1 - MINUTE) == [kept]
+        assert await tx.meetings.ahead_with_messages("discord", START_1) == []
+        assert await tx.meetings.due(START_1 - HOUR, 10, ["discord"]) == [kept]
+        assert await tx.next_due_time(["discord"]) == START_1 - HOUR
+        await tx.meetings.delete_ahead(meeting.id, START_1)  # the later one goes
+        assert await tx.meetings.occurrences([meeting.id]) == [kept]
+        assert await tx.meetings.cancel(meeting.id, START_1 - 2 * HOUR)
+        assert await tx.meetings.occurrences([meeting.id]) == []  # not started: gone with it
+        assert await tx.meetings.due(START_1, 10, ["discord"]) == []
+
+
+async def test_one_rsvp_per_member_and_occurrence_and_forgetting_unlinks_it(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        meeting = await tx.meetings.create(group_id, "Reading circle", WEEKLY, BOB, T0)
+        o = await tx.meetings.add_occurrence(planned(meeting.id, group_id, START_1))
+        await tx.meetings.set_rsvps([(o.id, ALICE, "✅"), (o.id, BOB, "❔")], T0)
+        await tx.meetings.set_rsvps([(o.id, BOB, "❌"), (o.id, ALICE, None)], T0 + MINUTE)
+        await tx.meetings.set_rsvps([(o.id, ALICE, "✅")], T0 + HOUR)
+        assert await tx.meetings.rsvps([o.id]) == [
+            Rsvp(o.id, ALICE.key, "Alice", "✅"),
+            Rsvp(o.id, BOB.key, "Bob", "❌"),
+        ]
+        assert await tx.meetings.rsvps([]) == []
+        assert await tx.meetings.forget(BOB) == 2  # an RSVP and the meeting they added
+    async with store.transaction() as tx:
+        kept = await tx.meetings.rsvps([o.id])
+        added = await tx.meetings.get(group_id, meeting.id)
+    assert sorted(r.choice for r in kept) == ["✅", "❌"]
+    forgotten = next(r for r in kept if r.choice == "❌")
+    assert forgotten.user_name == FORMER_MEMBER and forgotten.user_key.startswith("former:")
+    assert added is not None and added.created_by == FORMER_MEMBER and added.created_by_key != BOB.key
+
+
+async def test_a_schedules_cron_changes(store: Store) -> None:
+    group_id = await make_group(store)
+    async with store.transaction() as tx:
+        s = await tx.schedules.create(
+            group_id, ScheduleKind.NUDGE, "0 17 * * fri", "weekly fri 17:00", "Hi", ALICE, T0, None, None
+        )
+        await tx.schedules.set_cron(s.id, "0 10 * * sat", "weekly sat 10:00")
+        kept = await tx.schedules.get(group_id, s.id)
+    assert kept == replace(s, cron="0 10 * * sat", description="weekly sat 10:00")
+
+
 # The suite keeps up with the port -----------------------------------------------------------------
 
 
@@ -2201,6 +2316,7 @@ REPOS: dict[str, type] = {
     "members": MemberRepo,
     "outbox": OutboxRepo,
     "roles": RoleRepo,
+    "meetings": MeetingRepo,
 }
 
 

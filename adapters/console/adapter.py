@@ -238,12 +238,14 @@ class ConsoleSession:
         settle: Callable[[], Awaitable[None]],
         *,
         polls_near: PollsNear,
+        announces_meeting: Callable[[MessageRef], Awaitable[bool]] | None = None,
     ) -> None:
         self.chat = chat
         self.handle = handle
         self.advance = advance  # moves the clock, firing in order everything that comes due
         self.settle = settle  # sends what the line queued, so it is printed before the next line
         self.polls_near = polls_near  # to tell a member their reaction landed on no poll
+        self.announces_meeting = announces_meeting  # ... unless it is an RSVP to a meeting
 
     async def feed(self, line: str) -> None:
         """Handle one line to completion. Bad lines get a short error; nothing changes."""
@@ -308,7 +310,8 @@ class ConsoleSession:
         await self.handle(kind(event_id, message, user, item.emoji))
         if item.add:
             poll, open_polls = await self.polls_near(message)
-            if poll is None:
+            rsvp = self.announces_meeting is not None and await self.announces_meeting(message)
+            if poll is None and not rsvp:
                 named = [(p.id, p.message.id) for p in open_polls if p.message is not None]
                 self.chat.print(render_not_a_poll(item.message_id, named))
 
@@ -377,7 +380,14 @@ class ConsoleAdapter:
             default_channel=settings.default_channel,
             export_dir=settings.export_dir,
         )
-        self.session = ConsoleSession(self.chat, sink.handle, advance, settle, polls_near=sink.polls_near)
+        self.session = ConsoleSession(
+            self.chat,
+            sink.handle,
+            advance,
+            settle,
+            polls_near=sink.polls_near,
+            announces_meeting=sink.announces_meeting,
+        )
 
     @property
     def connected(self) -> bool:

@@ -255,6 +255,8 @@ outbox = Table(
     # The review whose message the post becomes. No foreign key (see migration 0014): a review is
     # deleted only with its group, and the group's outbox rows with it.
     Column("review_id", Id, nullable=True),
+    # The meeting occurrence the post announces (core/meetings.py); no foreign key, as for review_id.
+    Column("occurrence_id", Id, nullable=True),
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
@@ -387,4 +389,54 @@ wraps = Table(
     Column("fallback_at", DateTime(timezone=True), nullable=True, index=True),
     Column("text", Text, nullable=False, server_default=""),
     Column("wrapped_at", DateTime(timezone=True), nullable=True),
+)
+
+# Meetings (core/meetings.py): one-off (`at`) or recurring (`cron`), in the group's timezone.
+meetings = Table(
+    "meetings",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("title", Text, nullable=False),
+    Column("cron", String(120), nullable=True),
+    Column("description", String(200), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=True),
+    Column("skips", Text, nullable=False, server_default=""),  # local dates, comma-separated
+    Column("created_by", Text, nullable=False),
+    Column("created_by_key", String(300), nullable=False, server_default="", index=True),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("cancelled_at", DateTime(timezone=True), nullable=True),
+)
+
+# A meeting's occurrences: the next one, planned ahead, and those past (attendance). `next_due_at` is
+# the claim: a step moves it on by compare-and-swap.
+meeting_occurrences = Table(
+    "meeting_occurrences",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("meeting_id", Id, ForeignKey("meetings.id", ondelete="CASCADE"), nullable=False, index=True),
+    Column("group_id", Id, ForeignKey("groups.id", ondelete="CASCADE"), nullable=False),
+    Column("starts_at", DateTime(timezone=True), nullable=False),
+    Column("announce_at", DateTime(timezone=True), nullable=False),
+    Column("remind_at", DateTime(timezone=True), nullable=True),
+    Column("next_due_at", DateTime(timezone=True), nullable=True, index=True),
+    Column("announced", Boolean, nullable=False, server_default=false()),
+    Column("reminded", Boolean, nullable=False, server_default=false()),
+    Column("skipped", Boolean, nullable=False, server_default=false()),
+    Column("platform", String(32), nullable=True),
+    Column("channel_id", Text, nullable=True),
+    Column("message_id", String(255), nullable=True),
+    UniqueConstraint("meeting_id", "starts_at"),
+    Index("ix_meeting_occurrences_message", "platform", "message_id"),
+)
+
+# One RSVP per member and occurrence: their latest choice (✅ ❔ ❌).
+meeting_rsvps = Table(
+    "meeting_rsvps",
+    metadata,
+    Column("occurrence_id", Id, ForeignKey("meeting_occurrences.id", ondelete="CASCADE"), primary_key=True),
+    Column("user_key", String(300), primary_key=True, index=True),
+    Column("user_name", Text, nullable=False),
+    Column("choice", String(16), nullable=False),
+    Column("at", DateTime(timezone=True), nullable=False),
 )

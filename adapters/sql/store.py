@@ -45,6 +45,9 @@ from adapters.sql.schema import (
     goals,
     groups,
     inbound_batches,
+    meeting_occurrences,
+    meeting_rsvps,
+    meetings,
     members,
     outbox,
     phase_changes,
@@ -76,6 +79,7 @@ from core.forgetting import (
 )
 from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
+from core.meetings import Meeting, Occurrence, Rsvp, When
 from core.members import Contributions, Member, RosterEntry
 from core.outbox import OutboxRow, Post, PostKind, PostState, Thread
 from core.polls import (
@@ -466,6 +470,7 @@ _OUTBOX_COLUMNS = (
     "channel_line",
     "thread_only",
     "review_id",
+    "occurrence_id",
     "state",
     "created_at",
     "not_before",
@@ -500,6 +505,7 @@ def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
         p.channel_line,
         p.thread_only,
         p.review_id,
+        p.occurrence_id,
         PostState.PENDING.value,
         at,
         p.not_before or at,
@@ -543,6 +549,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         channel_line=row.channel_line,
         thread_only=bool(row.thread_only),
         review_id=row.review_id,
+        occurrence_id=row.occurrence_id,
     )
     return OutboxRow(
         id=row.id,
@@ -1699,6 +1706,11 @@ class SqlSchedules(_SqlPart):
     async def set_paused(self, schedule_id: int, paused: bool) -> None:
         await self.conn.execute(update(schedules).where(schedules.c.id == schedule_id).values(paused=paused))
 
+    async def set_cron(self, schedule_id: int, cron: str, description: str) -> None:
+        await self.conn.execute(
+            update(schedules).where(schedules.c.id == schedule_id).values(cron=cron, description=description)
+        )
+
     async def set_next(self, updates: Sequence[tuple[int, datetime | None, datetime | None]]) -> None:
         for schedule_id, occurrence, due in updates:
             await self.conn.execute(
@@ -2350,6 +2362,267 @@ class SqlMembers(_SqlPart):
         )
 
 
+def _meeting(row: Any) -> Meeting:
+    return Meeting(
+        row.id,
+        row.group_id,
+        row.title,
+        row.cron,
+        row.description,
+        utc(row.at) if row.at is not None else None,
+        row.created_by,
+        utc(row.created_at),
+        utc(row.cancelled_at) if row.cancelled_at is not None else None,
+        tuple(d for d in row.skips.split(",") if d),
+        row.created_by_key,
+    )
+
+
+def _occurrence(row: Any) -> Occurrence:
+    message = None
+    if row.message_id is not None:
+        message = MessageRef(ChannelRef(row.platform, row.channel_id), row.message_id)
+    return Occurrence(
+        row.id,
+        row.meeting_id,
+        row.group_id,
+        utc(row.starts_at),
+        utc(row.announce_at),
+        utc(row.remind_at) if row.remind_at is not None else None,
+        utc(row.next_due_at) if row.next_due_at is not None else None,
+        bool(row.announced),
+        bool(row.reminded),
+        bool(row.skipped),
+        message,
+    )
+
+
+class SqlMeetings(_SqlPart):
+    async def create(self, group_id: int, title: str, when: When, by: UserRef, at: datetime) -> Meeting:
+        result = await self.conn.execute(
+            meetings.insert().values(
+                group_id=group_id,
+                title=title,
+                cron=when.cron,
+                description=when.description,
+                at=when.at,
+                created_by=by.name,
+                created_by_key=by.key,
+                created_at=at,
+            )
+        )
+        (meeting_id,) = result.inserted_primary_key or (None,)
+        assert meeting_id is not None
+        return Meeting(
+            meeting_id,
+            group_id,
+            title,
+            when.cron,
+            when.description,
+            when.at,
+            by.name,
+            at,
+            created_by_key=by.key,
+        )
+
+    async def get(self, group_id: int, meeting_id: int) -> Meeting | None:
+        query = select(meetings).where(meetings.c.id == meeting_id, meetings.c.group_id == group_id)
+        row = (await self.conn.execute(query)).first()
+        return _meeting(row) if row else None
+
+    async def in_group(self, group_id: int) -> list[Meeting]:
+        rows = await self.conn.execute(
+            select(meetings).where(meetings.c.group_id == group_id).order_by(meetings.c.id)
+        )
+        return [_meeting(r) for r in rows]
+
+    async def cancel(self, meeting_id: int, at: datetime) -> bool:
+        result = await self.conn.execute(
+            update(meetings)
+            .where(meetings.c.id == meeting_id, meetings.c.cancelled_at.is_(None))
+            .values(cancelled_at=at)
+        )
+        if not result.rowcount:
+            return False
+        await self.delete_ahead(meeting_id, at)
+        return True
+
+    async def set_when(self, meeting_id: int, when: When) -> None:
+        await self.conn.execute(
+            update(meetings)
+            .where(meetings.c.id == meeting_id)
+            .values(cron=when.cron, description=when.description, at=when.at)
+        )
+
+    async def set_skips(self, meeting_id: int, days: Sequence[str]) -> None:
+        await self.conn.execute(
+            update(meetings).where(meetings.c.id == meeting_id).values(skips=",".join(days))
+        )
+
+    async def add_occurrence(self, occurrence: Occurrence) -> Occurrence:
+        o = occurrence
+        result = await self.conn.execute(
+            meeting_occurrences.insert().values(
+                meeting_id=o.meeting_id,
+                group_id=o.group_id,
+                starts_at=o.starts_at,
+                announce_at=o.announce_at,
+                remind_at=o.remind_at,
+                next_due_at=o.next_due_at,
+                announced=o.announced,
+                reminded=o.reminded,
+                skipped=o.skipped,
+            )
+        )
+        (occurrence_id,) = result.inserted_primary_key or (None,)
+        assert occurrence_id is not None
+        return Occurrence(
+            occurrence_id,
+            o.meeting_id,
+            o.group_id,
+            o.starts_at,
+            o.announce_at,
+            o.remind_at,
+            o.next_due_at,
+            o.announced,
+            o.reminded,
+            o.skipped,
+        )
+
+    async def occurrence(self, occurrence_id: int) -> Occurrence | None:
+        query = select(meeting_occurrences).where(meeting_occurrences.c.id == occurrence_id)
+        row = (await self.conn.execute(query)).first()
+        return _occurrence(row) if row else None
+
+    async def occurrences(self, meeting_ids: Collection[int]) -> list[Occurrence]:
+        wanted = sorted(set(meeting_ids))
+        found: list[Occurrence] = []
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(meeting_occurrences).where(
+                    meeting_occurrences.c.meeting_id.in_(wanted[start : start + IN_CHUNK])
+                )
+            )
+            found += [_occurrence(r) for r in rows]
+        return sorted(found, key=lambda o: (o.starts_at, o.id))
+
+    async def delete_ahead(self, meeting_id: int, now: datetime) -> None:
+        o = meeting_occurrences.c
+        ahead = select(o.id).where(o.meeting_id == meeting_id, o.starts_at > now)
+        await self.conn.execute(delete(meeting_rsvps).where(meeting_rsvps.c.occurrence_id.in_(ahead)))
+        await self.conn.execute(
+            delete(meeting_occurrences).where(o.meeting_id == meeting_id, o.starts_at > now)
+        )
+
+    async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Occurrence]:
+        o = meeting_occurrences.c
+        query = (
+            select(meeting_occurrences)
+            .join(meetings, meetings.c.id == o.meeting_id)
+            .join(groups, groups.c.id == o.group_id)
+            .where(
+                o.next_due_at <= now,
+                meetings.c.cancelled_at.is_(None),
+                groups.c.platform.in_(list(platforms)),
+            )
+            .order_by(o.next_due_at, o.id)
+            .limit(limit)
+        )
+        return [_occurrence(r) for r in await self.conn.execute(query)]
+
+    async def move(self, occurrence: Occurrence, seen: datetime | None) -> bool:
+        o = meeting_occurrences.c
+        still = o.next_due_at.is_(None) if seen is None else o.next_due_at == seen
+        result = await self.conn.execute(
+            update(meeting_occurrences)
+            .where(o.id == occurrence.id, still)
+            .values(
+                announce_at=occurrence.announce_at,
+                remind_at=occurrence.remind_at,
+                next_due_at=occurrence.next_due_at,
+                announced=occurrence.announced,
+                reminded=occurrence.reminded,
+                skipped=occurrence.skipped,
+            )
+        )
+        return bool(result.rowcount)
+
+    async def set_message(self, occurrence_id: int, message: MessageRef) -> None:
+        await self.conn.execute(
+            update(meeting_occurrences)
+            .where(meeting_occurrences.c.id == occurrence_id)
+            .values(platform=message.channel.platform, channel_id=message.channel.id, message_id=message.id)
+        )
+
+    async def for_messages(self, platform: str, message_ids: Sequence[str]) -> list[Occurrence]:
+        if not message_ids:
+            return []
+        o = meeting_occurrences.c
+        rows = await self.conn.execute(
+            select(meeting_occurrences).where(o.platform == platform, o.message_id.in_(list(message_ids)))
+        )
+        return [_occurrence(r) for r in rows]
+
+    async def ahead_with_messages(self, platform: str, now: datetime) -> list[Occurrence]:
+        o = meeting_occurrences.c
+        rows = await self.conn.execute(
+            select(meeting_occurrences).where(
+                o.platform == platform, o.message_id.is_not(None), o.starts_at > now
+            )
+        )
+        return [_occurrence(r) for r in rows]
+
+    async def set_rsvps(self, changes: Sequence[tuple[int, UserRef, str | None]], at: datetime) -> None:
+        r = meeting_rsvps.c
+        for occurrence_id, user, choice in changes:
+            if choice is None:
+                await self.conn.execute(
+                    delete(meeting_rsvps).where(r.occurrence_id == occurrence_id, r.user_key == user.key)
+                )
+                continue
+            values = {
+                "occurrence_id": occurrence_id,
+                "user_key": user.key,
+                "user_name": user.name,
+                "choice": choice,
+                "at": at,
+            }
+            await self.conn.execute(upsert(self.conn, meeting_rsvps, ["occurrence_id", "user_key"], values))
+
+    async def rsvps(self, occurrence_ids: Collection[int]) -> list[Rsvp]:
+        wanted = sorted(set(occurrence_ids))
+        found: list[Rsvp] = []
+        for start in range(0, len(wanted), IN_CHUNK):
+            rows = await self.conn.execute(
+                select(meeting_rsvps)
+                .where(meeting_rsvps.c.occurrence_id.in_(wanted[start : start + IN_CHUNK]))
+                .order_by(meeting_rsvps.c.occurrence_id, meeting_rsvps.c.user_key)
+            )
+            found += [Rsvp(x.occurrence_id, x.user_key, x.user_name, x.choice) for x in rows]
+        return found
+
+    async def forget(self, user: UserRef) -> int:
+        r = meeting_rsvps.c
+        changed = 0
+        held = await self.conn.execute(select(r.occurrence_id).where(r.user_key == user.key))
+        for (occurrence_id,) in list(held):
+            await self.conn.execute(
+                update(meeting_rsvps)
+                .where(r.occurrence_id == occurrence_id, r.user_key == user.key)
+                .values(user_key=anonymous_key(), user_name=FORMER_MEMBER)
+            )
+            changed += 1
+        added = await self.conn.execute(select(meetings.c.id).where(meetings.c.created_by_key == user.key))
+        for (meeting_id,) in list(added):
+            await self.conn.execute(
+                update(meetings)
+                .where(meetings.c.id == meeting_id)
+                .values(created_by=FORMER_MEMBER, created_by_key=anonymous_key())
+            )
+            changed += 1
+        return changed
+
+
 class SqlTx:
     """One transaction: a repository per aggregate, all on one connection."""
 
@@ -2365,6 +2638,7 @@ class SqlTx:
         self.members = SqlMembers(conn)
         self.roles = SqlRoles(conn)
         self.outbox = SqlOutbox(conn)
+        self.meetings = SqlMeetings(conn)
 
     def state(self, namespace: str) -> SqlState:
         return SqlState(self.conn, namespace)
@@ -2395,6 +2669,12 @@ class SqlTx:
                 outbox.c.platform.in_(served),
             ),
             select(func.min(members.c.welcome_due_at)).where(members.c.group_id.in_(on_platforms)),
+            select(func.min(meeting_occurrences.c.next_due_at)).where(
+                meeting_occurrences.c.group_id.in_(on_platforms),
+                meeting_occurrences.c.meeting_id.in_(
+                    select(meetings.c.id).where(meetings.c.cancelled_at.is_(None))
+                ),
+            ),
             select(func.min(groups.c.radar_next_at)).where(
                 groups.c.platform.in_(served), groups.c.auto_radar.is_(True)
             ),

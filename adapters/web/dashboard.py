@@ -307,6 +307,12 @@ def _schedules(page: Page) -> str:
         f"<td>{_e(s.text or 'a prompt')}</td></tr>"
         for s in page.schedules
     )
+    rows += "".join(
+        f'<tr data-meeting="{m.id}"><td>meeting</td><td>{_e(m.description)}</td>'
+        f"<td>{_e(_when(m.next_at, tz))}</td>"
+        f"<td>{_e(m.title)}: ✅ {m.rsvps[0]}, ❔ {m.rsvps[1]}, ❌ {m.rsvps[2]}</td></tr>"
+        for m in page.meetings
+    )
     table = (
         '<table class="schedules"><thead><tr><th>kind</th><th>when</th><th>next</th><th>says</th></tr>'
         f"</thead><tbody>{rows}</tbody></table>"

@@ -1,7 +1,7 @@
 """Matrix as an application service: the ids of the transactions the homeserver pushed.
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0016
 Create Date: 2026-11-30
 
 `inbound_batches` records the id of each batch a platform pushes (a Matrix appservice transaction) in the
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0018"
-down_revision = "0015"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 
