@@ -15,7 +15,7 @@ import hmac
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
@@ -36,6 +36,7 @@ from core.polls import GroupCounts, Poll, PollKind
 from core.ports import Store, StoreTx
 from core.prompts import REVIEW_QUESTIONS
 from core.reflections import ANONYMOUS, Reflection, Review
+from core.roles import PoolMember, Role, Rotation, active_keys, upcoming
 from core.schedules import Schedule, ScheduleKind
 
 LINK_LIFETIME = timedelta(days=7)
@@ -324,6 +325,19 @@ class MeetingAhead:
 
 
 @dataclass(frozen=True, slots=True)
+class RoleView:
+    """A role of the group, as `role list` tells it: who holds it, how it rotates, whose turn is next."""
+
+    name: str
+    duty: str
+    holder: str  # "" when free
+    rotation: str  # "off", "weekly", "every 2 weeks"
+    next_turn_at: datetime | None
+    upcoming: tuple[str, ...]  # the next holders by name, active members of the pool
+    pool: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Person:
     """A member on the roster. A member who asked to be listed by name only (`members private on`)
     shows nothing else."""
@@ -353,6 +367,7 @@ class Page:
     reviews: tuple[ReviewView, ...]
     schedules: tuple[Ahead, ...]
     people: tuple[Person, ...] = ()  # the roster, in the order members joined
+    roles: tuple[RoleView, ...] = ()
     meetings: tuple[MeetingAhead, ...] = ()  # the next of each meeting not cancelled, soonest first
 
 
@@ -392,6 +407,8 @@ class PageRecord:
     schedules: Sequence[Schedule]
     roster: Sequence[Member]
     contributions: Mapping[str, Contributions]  # by member's key, over the last 30 days
+    roles: Sequence[Role] = ()
+    pools: Mapping[int, Sequence[PoolMember]] = field(default_factory=dict)
     meetings: Sequence[Meeting] = ()
     occurrences: Sequence[Occurrence] = ()  # earliest first
     rsvps: Sequence[Rsvp] = ()
@@ -408,6 +425,8 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
     meetings = await tx.meetings.in_group(group.id)
     occurrences = await tx.meetings.occurrences([m.id for m in meetings]) if meetings else []
     reviews = await tx.reviews.in_group(group.id)
+    roster = await tx.members.roster(group.id)
+    roles = await tx.roles.in_group(group.id)
     if in_full is None:
         answers = [r for r in await tx.reviews.reflections(group.id) if r.review_id is not None]
     else:
@@ -440,11 +459,13 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
         starts,
         await tx.reviews.reflection_weeks(group.id, starts),
         await tx.schedules.in_group(group.id),
-        await tx.members.roster(group.id),
+        roster,
         await tx.members.contributions(group.id, now - CONTRIBUTION_WINDOW),
-        meetings,
-        occurrences,
-        await tx.meetings.rsvps([o.id for o in occurrences]) if occurrences else [],
+        roles=roles,
+        pools=await tx.roles.pools([r.id for r in roles]) if roles else {},
+        meetings=meetings,
+        occurrences=occurrences,
+        rsvps=await tx.meetings.rsvps([o.id for o in occurrences]) if occurrences else [],
     )
 
 
@@ -510,8 +531,29 @@ def build_page(record: PageRecord, now: datetime) -> Page:
             )
             for m in sorted(record.roster, key=lambda m: (m.joined_at, m.id))
         ),
+        _roles(record, now),
         _meetings_ahead(record, now),
     )
+
+
+def _roles(record: PageRecord, now: datetime) -> tuple[RoleView, ...]:
+    active = active_keys(record.roster, now)
+    views = []
+    for role in record.roles:
+        pool = record.pools.get(role.id, ())
+        rotating = role.rotation is not Rotation.OFF
+        views.append(
+            RoleView(
+                role.name,
+                role.duty,
+                role.holder_name if role.held else "",
+                role.rotation.value,
+                role.next_turn_at if rotating else None,
+                tuple(upcoming(pool, active, role.holder_key)) if rotating else (),
+                tuple(p.name for p in pool),
+            )
+        )
+    return tuple(views)
 
 
 def _meetings_ahead(record: PageRecord, now: datetime) -> tuple[MeetingAhead, ...]:
@@ -759,6 +801,18 @@ def to_data(page: Page) -> dict[str, Any]:
                 ],
             }
             for v in page.reviews
+        ],
+        "roles": [
+            {
+                "name": r.name,
+                "duty": r.duty,
+                "holder": r.holder or None,
+                "rotation": r.rotation,
+                "next_turn": _when(r.next_turn_at, zone),
+                "next_holders": list(r.upcoming),
+                "pool": list(r.pool),
+            }
+            for r in page.roles
         ],
         "people": [
             {"name": m.name}

@@ -328,6 +328,25 @@ async def test_the_roster_shows_who_is_here_and_a_private_member_by_name_only(si
     assert "I like quiet" not in body and '<tr class="private"><td>cleo</td>' in section
 
 
+async def test_the_roles_show_who_holds_each_and_whose_turn_is_next(site: Site) -> None:
+    h = site.h
+    for who in ("bob", "carol"):
+        await h.member(who).says("/join")
+        await h.member(who).says("/role pool wrapper join")
+    await h.member("alice").says("/role rotate wrapper weekly")
+    await h.member("alice").says("/role add timekeeper keeps <our> sessions on time")
+    url = await site.link()
+    roles = {r["name"]: r for r in (await _json(site, url + "data.json"))["roles"]}
+    assert roles["wrapper"]["holder"] == "bob" and roles["wrapper"]["rotation"] == "weekly"
+    assert roles["wrapper"]["next_holders"] == ["carol"] and roles["wrapper"]["pool"] == ["bob", "carol"]
+    assert roles["wrapper"]["next_turn"] == "2026-03-09T09:00:00+00:00"
+    assert roles["timekeeper"]["holder"] is None and roles["timekeeper"]["next_turn"] is None
+    _, _, body = await site.get(url)
+    row = re.search(r'<tr data-role="wrapper">.*?</tr>', body)
+    assert row is not None and "<td>bob</td>" in row[0] and "then carol" in row[0]
+    assert "keeps &lt;our&gt; sessions on time" in body
+
+
 # The secret ------------------------------------------------------------------------------------------
 
 

@@ -296,6 +296,21 @@ def _people(page: Page) -> str:
         if rows
         else "<p>Nobody is on the roster yet.</p>"
     )
+    roles = "".join(
+        f'<tr data-role="{_e(r.name)}"><td><strong>{_e(r.name)}</strong>'
+        f'<span class="meta">{_e(r.duty)}</span></td>'
+        f"<td>{_e(r.holder) or 'free'}</td>"
+        f"<td>{_e(r.rotation) if r.rotation != 'off' else 'does not rotate'}"
+        f"{'; next turn ' + _e(_when(r.next_turn_at, tz)) if r.next_turn_at else ''}"
+        f"{'; then ' + _e(', '.join(r.upcoming)) if r.upcoming else ''}</td>"
+        f"<td>{_e(', '.join(r.pool)) or '—'}</td></tr>"
+        for r in page.roles
+    )
+    if roles:
+        table += (
+            '<h3 id="roles">Roles</h3><table class="roles"><thead><tr><th>role</th><th>held by</th>'
+            f"<th>rotation</th><th>pool</th></tr></thead><tbody>{roles}</tbody></table>"
+        )
     return f'<section id="people"><h2>People</h2>{table}</section>'
 
 
