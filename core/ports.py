@@ -632,7 +632,29 @@ class ScheduleRepo(Protocol):
         ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
-        """Unpaused schedules of groups on these platforms whose next due time has come, earliest first."""
+        """Unpaused schedules of groups on these platforms whose next due time has come, earliest first.
+
+        On a database several processes share, the rows are locked for this transaction and rows another
+        transaction holds are passed over: processes ticking together take different schedules.
+        """
+        ...
+
+    async def claim(self, claims: Sequence[tuple[int, datetime]]) -> set[int]:
+        """Mark (schedule id, its next occurrence) delivered, its next occurrence to be planned later
+        (`to_plan`): a compare-and-swap, so only a schedule still due at that occurrence is claimed, and
+        of two processes exactly one claims it. Returns the ids claimed."""
+        ...
+
+    async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        """Schedules whose last occurrence was delivered and whose next one is not planned yet (their
+        `next_occurrence` is the one delivered, `due_at` None); locked as `due` locks them."""
+        ...
+
+    async def set_planned(
+        self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
+    ) -> None:
+        """(schedule id, the occurrence delivered, the next occurrence, its due time), for schedules
+        `to_plan` returned; one still waiting for its plan at that occurrence takes it."""
         ...
 
     async def advance(

@@ -846,13 +846,50 @@ class MemorySchedules(_MemoryPart):
             for s in self.d.schedules.values()
             if not s.paused and s.next_due_at and s.next_due_at <= now and self._on(s.group_id, platforms)
         ]
-        due = sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
-        groups = [self.d.groups[s.group_id] for s in due]
+        return self._due(sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit])
+
+    async def claim(self, claims: Sequence[tuple[int, datetime]]) -> set[int]:
+        claimed = set()
+        for schedule_id, occurrence in claims:
+            s = self.d.schedules.get(schedule_id)
+            if s is not None and s.next_occurrence == occurrence and s.next_due_at is not None:
+                self.d.schedules[schedule_id] = replace(s, next_due_at=None)
+                claimed.add(schedule_id)
+        return claimed
+
+    async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        waiting = [
+            s
+            for s in self.d.schedules.values()
+            if s.next_due_at is None and s.next_occurrence is not None and self._on(s.group_id, platforms)
+        ]
+        return self._due(sorted(waiting, key=lambda s: s.id)[:limit])
+
+    async def set_planned(
+        self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
+    ) -> None:
+        for schedule_id, seen, occurrence, due in updates:
+            s = self.d.schedules.get(schedule_id)
+            if s is not None and s.next_occurrence == seen and s.next_due_at is None:
+                self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
+
+    def _due(self, found: list[Schedule]) -> list[DueSchedule]:
+        groups = [self.d.groups[s.group_id] for s in found]
         return [
             DueSchedule(
-                s.id, s.kind, s.cron, s.text, s.next_occurrence, g.id, g.channel, g.phase, g.timezone, g.quiet
+                s.id,
+                s.kind,
+                s.cron,
+                s.text,
+                s.next_occurrence,
+                g.id,
+                g.channel,
+                g.phase,
+                g.timezone,
+                g.quiet,
+                s.next_due_at,
             )
-            for s, g in zip(due, groups, strict=True)
+            for s, g in zip(found, groups, strict=True)
         ]
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Select,
     Table,
     and_,
+    bindparam,
     delete,
     event,
     exists,
@@ -1327,8 +1328,70 @@ class SqlSchedules(_SqlPart):
                 await self.conn.execute(stmt.on_conflict_do_nothing())
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        return await self._read_due(
+            and_(
+                schedules.c.paused.is_(False),
+                schedules.c.next_due_at <= now,
+                groups.c.platform.in_(list(platforms)),
+            ),
+            limit,
+        )
+
+    async def claim(self, claims: Sequence[tuple[int, datetime]]) -> set[int]:
+        # Claims made together mostly share their occurrence (one due minute): one UPDATE per occurrence.
+        by_occurrence: dict[datetime, list[int]] = {}
+        for schedule_id, occurrence in claims:
+            by_occurrence.setdefault(occurrence, []).append(schedule_id)
+        claimed: set[int] = set()
+        for occurrence, ids in by_occurrence.items():
+            for start in range(0, len(ids), IN_CHUNK):
+                result = await self.conn.execute(
+                    update(schedules)
+                    .where(
+                        schedules.c.id.in_(ids[start : start + IN_CHUNK]),
+                        schedules.c.next_occurrence == occurrence,
+                        schedules.c.next_due_at.is_not(None),
+                    )
+                    .values(next_due_at=None)
+                    .returning(schedules.c.id)
+                )
+                claimed.update(r.id for r in result)
+        return claimed
+
+    async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        # Paused ones too: a schedule paused after its delivery still wants its next occurrence.
+        return await self._read_due(
+            and_(
+                schedules.c.paused.in_([False, True]),  # both halves of ix_schedules_due, not a scan
+                schedules.c.next_due_at.is_(None),
+                schedules.c.next_occurrence.is_not(None),
+                groups.c.platform.in_(list(platforms)),
+            ),
+            limit,
+        )
+
+    async def set_planned(
+        self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
+    ) -> None:
+        if not updates:
+            return
+        # Every schedule its own times (distinct crons, zones): one statement run for many rows, not an
+        # UPDATE each.
+        statement = (
+            update(schedules)
+            .where(
+                schedules.c.id == bindparam("b_id"),
+                schedules.c.next_occurrence == bindparam("b_seen"),
+                schedules.c.next_due_at.is_(None),
+            )
+            .values(next_occurrence=bindparam("b_next"), next_due_at=bindparam("b_due"))
+        )
+        rows = [{"b_id": i, "b_seen": seen, "b_next": o, "b_due": d} for i, seen, o, d in updates]
+        await self.conn.execute(statement, rows)
+
+    async def _read_due(self, where: ColumnElement[bool], limit: int) -> list[DueSchedule]:
         # Only the columns delivery needs: at 50,000 due schedules, parsing is the cost.
-        rows = await self.conn.execute(
+        query = (
             select(
                 schedules.c.id,
                 schedules.c.kind,
@@ -1343,19 +1406,35 @@ class SqlSchedules(_SqlPart):
                 groups.c.timezone,
                 groups.c.quiet_start,
                 groups.c.quiet_end,
+                schedules.c.next_due_at,
             )
             .join(groups, groups.c.id == schedules.c.group_id)
-            .where(
-                schedules.c.paused.is_(False),
-                schedules.c.next_due_at <= now,
-                groups.c.platform.in_(list(platforms)),
-            )
+            .where(where)
             .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
+        if self.conn.dialect.name == "postgresql":
+            # Processes ticking together share the work: each takes rows no other transaction holds.
+            query = query.with_for_update(skip_locked=True, of=schedules)
+        rows = await self.conn.execute(query)
         channels: dict[tuple[str, str, str], ChannelRef] = {}
         due = []
-        for sid, kind, cron, text, occurrence, gid, platform, cid, cname, phase, tz, qs, qe in rows.all():
+        for (
+            sid,
+            kind,
+            cron,
+            text,
+            occurrence,
+            gid,
+            platform,
+            cid,
+            cname,
+            phase,
+            tz,
+            qs,
+            qe,
+            due_at,
+        ) in rows.all():
             channel = channels.get((platform, cid, cname))
             if channel is None:
                 channel = channels[(platform, cid, cname)] = ChannelRef(platform, cid, cname)
@@ -1371,6 +1450,7 @@ class SqlSchedules(_SqlPart):
                     _PHASES[phase],
                     tz,
                     _quiet(qs, qe) if qs else None,
+                    _maybe_utc(due_at),
                 )
             )
         return due
