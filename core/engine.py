@@ -132,7 +132,7 @@ class Engine:
         owner = instance or uuid.uuid4().hex
         self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age, metrics=metrics)
         bus = Bus()
-        self.work = Work(store, clock, bus, self.dispatcher.kick)
+        self.work = Work(store, clock, bus, self.dispatcher)
         self.members = MemberService()
         self.newcomers = NewcomerService(self.work, self.chats, platforms)
         self.votes = VoteRecorder(self.work, self.members.reacted, metrics=metrics)

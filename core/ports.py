@@ -240,8 +240,11 @@ def command_prefix(chats: Mapping[str, ChatPort], platform: str) -> str:
 class OutboxRepo(Protocol):
     """The outbox rows of one transaction (see core/outbox.py)."""
 
-    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
-        """Queue posts in order; returns their row ids."""
+    async def add(
+        self, posts: Sequence[Post], at: datetime, lease: tuple[str, datetime] | None = None
+    ) -> list[int]:
+        """Queue posts in order; returns their row ids. With `lease` (owner, until) the rows are leased
+        as they are written, as `claim` would lease them: the process that queued them sends them."""
         ...
 
     async def claim(

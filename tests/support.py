@@ -243,14 +243,19 @@ class MemoryOutbox:
     def __init__(self, data: MemoryData) -> None:
         self.d = data
 
-    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+    async def add(
+        self, posts: Sequence[Post], at: datetime, lease: tuple[str, datetime] | None = None
+    ) -> list[int]:
         ids = []
         for post in posts:
             self.d.last_post += 1
             when = post.not_before or at
-            self.d.outbox[self.d.last_post] = _Row(
+            row = _Row(
                 OutboxRow(self.d.last_post, replace(post, not_before=when), PostState.PENDING, at, when), when
             )
+            if lease is not None:
+                row.owner, row.lease_until = lease
+            self.d.outbox[self.d.last_post] = row
             ids.append(self.d.last_post)
         return ids
 

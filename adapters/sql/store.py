@@ -10,6 +10,8 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
+    DateTime,
     ColumnElement,
     Select,
     Table,
@@ -22,6 +24,7 @@ from sqlalchemy import (
     literal,
     or_,
     select,
+    text,
     type_coerce,
     update,
 )
@@ -297,10 +300,13 @@ class SqlOutbox:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
 
-    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+    async def add(
+        self, posts: Sequence[Post], at: datetime, lease: tuple[str, datetime] | None = None
+    ) -> list[int]:
         if not posts:
             return []  # no rows: SQLAlchemy would run INSERT ... DEFAULT VALUES, one row of NULLs
-        rows = [_outbox_values(p, at) for p in posts]
+        owner, until = lease if lease is not None else (None, None)
+        rows = [(*_outbox_values(p, at), owner, until) for p in posts]
         if self.conn.dialect.name == "sqlite":
             # One writer at a time (SqlStore's lock, SQLite's own), and AUTOINCREMENT ids only grow:
             # the rows just added are the newest. A plain executemany is many times faster than
@@ -311,11 +317,15 @@ class SqlOutbox:
             await self.conn.exec_driver_sql(_SQLITE_OUTBOX_INSERT, _with_sqlite_times(self.conn, rows))
             newest = select(outbox.c.id).order_by(outbox.c.id.desc()).limit(len(rows))
             return sorted(r.id for r in await self.conn.execute(newest))
-        result = await self.conn.execute(
-            outbox.insert().returning(outbox.c.id, sort_by_parameter_order=True),
-            [dict(zip(_OUTBOX_COLUMNS, row, strict=True)) for row in rows],
+        # PostgreSQL: the ids first, from the table's sequence, then every row in one statement of one
+        # array per column (`unnest`): SQLAlchemy's many-row INSERT ... RETURNING in parameter order
+        # cost 0.3 ms a row.
+        ids = list((await self.conn.execute(_PG_OUTBOX_IDS, {"n": len(rows)})).scalars().all())
+        columns = list(zip(*rows, strict=True))
+        await self.conn.execute(
+            _PG_OUTBOX_INSERT, {"c0": ids, **{f"c{i + 1}": list(c) for i, c in enumerate(columns)}}
         )
-        return [r.id for r in result]
+        return ids
 
     async def claim(
         self,
@@ -426,8 +436,30 @@ _OUTBOX_COLUMNS = (
     "not_before",
     "next_attempt_at",
 )
+_LEASE_COLUMNS = ("lease_owner", "lease_until")
 _SQLITE_OUTBOX_INSERT = (
-    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS)}) VALUES ({', '.join('?' * len(_OUTBOX_COLUMNS))})"
+    f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS + _LEASE_COLUMNS)})"
+    f" VALUES ({', '.join('?' * (len(_OUTBOX_COLUMNS) + len(_LEASE_COLUMNS)))})"
+)
+_PG_OUTBOX_IDS = text("SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, :n)")
+
+
+def _pg_array_type(name: str) -> str:
+    column = outbox.c[name]
+    if name in ("id", "group_id", "poll_id", "review_id"):
+        return "bigint[]"
+    if isinstance(column.type, Boolean):
+        return "boolean[]"
+    if isinstance(column.type, DateTime):
+        return "timestamptz[]"
+    return "text[]"
+
+
+_PG_COLUMNS = ("id", *_OUTBOX_COLUMNS, *_LEASE_COLUMNS)
+_PG_OUTBOX_INSERT = text(
+    f"INSERT INTO outbox ({', '.join(_PG_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(:c{i} AS {_pg_array_type(c)})" for i, c in enumerate(_PG_COLUMNS))
+    + ")"
 )
 
 
@@ -475,7 +507,17 @@ def _with_sqlite_times(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -
             done = stamps[key] = process(value)
         return done
 
-    return [(*row[:_FIRST_TIME], *(stamp(t) for t in row[_FIRST_TIME:])) for row in rows]
+    # The times, then the lease (owner, until): converted too when there is one.
+    last = _FIRST_TIME + 3
+    return [
+        (
+            *row[:_FIRST_TIME],
+            *(stamp(t) for t in row[_FIRST_TIME:last]),
+            row[last],
+            row[last + 1] and stamp(row[last + 1]),
+        )
+        for row in rows
+    ]
 
 
 def _outbox_row(row: Any) -> OutboxRow:
