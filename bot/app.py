@@ -25,6 +25,7 @@ from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
 from adapters.discord.adapter import DiscordAdapter, DiscordSettings
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
+from adapters.sql.leader import database_lock, unique_instance
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
@@ -47,8 +48,8 @@ from core.roadmap import GoalRules
 log = logging.getLogger(__name__)
 
 FAKE_TIME_ENV = "PEERBOT_FAKE_TIME"
-# Names this bot instance for outbox leases (default: the host name). Processes on one host that serve
-# the same platforms from one database need different names.
+# Names this bot instance for outbox leases (default: the host name). A process whose name another live
+# process on the database holds takes the next free one (`name-2`, ...: adapters/sql/leader.py).
 INSTANCE_ENV = "PEERBOT_INSTANCE"
 CRASH_ENV = "PEERBOT_CRASH_AT"  # tests only: "<point>[:<n>]" kills the process the n-th time it passes
 
@@ -335,7 +336,9 @@ async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     engine = make_engine(url)
     store = SqlStore(engine)
     try:
-        await migrate.upgrade(engine)
+        # Processes started together on an empty database: one migrates, the others then find it done.
+        async with database_lock(engine, "migrate"):
+            await migrate.upgrade(engine)
         await _check_writable(engine)
         if hold is not None:
             await store.hold(hold)
@@ -409,7 +412,8 @@ async def run(
     store = await open_store(config, hold="console" if as_console else None)
     server: WebServer | None = None
     try:
-        clock, instance = make_clock(), instance_name()
+        # Processes of one host share its name: each takes a name of its own for its outbox leases.
+        clock, instance = make_clock(), await unique_instance(store, instance_name())
         metrics = PrometheusMetrics() if config.web is not None else None
         # The group's pages are reached where the server answers: known once it has bound its port.
         pages = (

@@ -476,9 +476,11 @@ class PollRepo(Protocol):
 
     async def reactions(self, poll_id: int) -> list[PollReaction]: ...
 
-    async def close(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         """Close an open poll, with no reminder due any more, and destroy its key if it is anonymous;
-        False when it was closed already (by us or another process)."""
+        False when it was closed already (by us or another process). `skip_locked` (the tick): also
+        False, at once, when another transaction holds the poll (another process is closing it, or
+        votes on it are being written); the next tick sees it again if it is still open."""
         ...
 
     async def secret(self, poll_id: int) -> bytes | None:

@@ -593,7 +593,7 @@ class MemoryPolls(_MemoryPart):
         found = {poll_id: await self.reactions(poll_id) for poll_id in poll_ids}
         return {poll_id: listed for poll_id, listed in found.items() if listed}
 
-    async def close(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
             return False

@@ -1003,7 +1003,12 @@ class SqlPolls(_SqlPart):
             )
         return found
 
-    async def close(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
+        if skip_locked and self.conn.dialect.name == "postgresql":
+            # Processes closing due polls together each take the ones no other holds, never waiting.
+            free = select(polls.c.id).where(polls.c.id == poll_id, polls.c.closed_at.is_(None))
+            if (await self.conn.execute(free.with_for_update(skip_locked=True))).first() is None:
+                return False
         result = await self.conn.execute(
             update(polls)
             .where(polls.c.id == poll_id, polls.c.closed_at.is_(None))
@@ -2101,6 +2106,10 @@ class SqlStore:
         holds it meanwhile (adapters/sql/process_lock.py); LockTaken if another does."""
         lock = ProcessLock(self.engine, name)
         await lock.acquire()
+        self.keep(lock)
+
+    def keep(self, lock: ProcessLock) -> None:
+        """Release a lock already taken when this store closes."""
         self._held.append(lock)
 
     @asynccontextmanager
