@@ -338,7 +338,9 @@ async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     try:
         # Processes started together on an empty database: one migrates, the others then find it done.
         async with database_lock(engine, "migrate"):
-            await migrate.upgrade(engine)
+            before, after = await migrate.upgrade(engine)
+        if before != after:
+            log.info("database migrated from revision %s to %s", before or "(empty)", after)
         await _check_writable(engine)
         if hold is not None:
             await store.hold(hold)

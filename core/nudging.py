@@ -196,16 +196,19 @@ class NudgeService:
             async with self.work(now) as uow:
                 waiting = await uow.tx.schedules.to_plan(PLAN_BATCH, self.platforms)
                 updates = []
-                known: dict[tuple[str, str, QuietHours | None, datetime], Plan] = {}
+                known: dict[tuple[str, str, QuietHours | None, datetime, datetime], Plan] = {}
                 coalesced = 0
                 for s in waiting:
                     assert s.next_occurrence is not None
-                    key = (s.cron, s.timezone, s.quiet, s.next_occurrence)
+                    # Coalesced: what was due by the delivery, as the delivering process saw it; what
+                    # came due after (the plan was late: a crash) is delivered in its turn.
+                    at = min(s.delivered_at or now, now)
+                    key = (s.cron, s.timezone, s.quiet, s.next_occurrence, at)
                     if (p := known.get(key)) is None:
                         p = known[key] = plan_after_delivery(
                             s.next_occurrence,
                             s.cron,
-                            now,
+                            at,
                             s.timezone,
                             s.quiet,
                             self.settings.grace,

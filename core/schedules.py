@@ -166,6 +166,7 @@ class DueSchedule:
     timezone: str
     quiet: QuietHours | None
     due_at: datetime | None = None  # when its next occurrence is due (None: delivered, not yet planned)
+    delivered_at: datetime | None = None  # delivered, not yet planned: when it was delivered
 
 
 @dataclass(frozen=True, slots=True)

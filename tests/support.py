@@ -843,7 +843,10 @@ class MemorySchedules(_MemoryPart):
         return moved
 
     async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
-        self.d.deliveries |= {k for k in keys if k[0] in self.d.schedules}
+        for k in keys:
+            if k[0] in self.d.schedules and k not in self.d.deliveries:
+                self.d.deliveries.add(k)
+                self.d.delivered_at[k] = at
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         due = [
@@ -868,7 +871,8 @@ class MemorySchedules(_MemoryPart):
             for s in self.d.schedules.values()
             if s.next_due_at is None and s.next_occurrence is not None and self._on(s.group_id, platforms)
         ]
-        return self._due(sorted(waiting, key=lambda s: s.id)[:limit])
+        found = self._due(sorted(waiting, key=lambda s: s.id)[:limit])
+        return [replace(s, delivered_at=self.d.delivered_at.get((s.id, s.next_occurrence))) for s in found]
 
     async def set_planned(
         self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
@@ -1366,6 +1370,7 @@ class MemoryData:
     schedules: dict[int, Schedule] = field(default_factory=dict)
     last_schedule: int = 0
     deliveries: set[tuple[int, datetime]] = field(default_factory=set)
+    delivered_at: dict[tuple[int, datetime], datetime] = field(default_factory=dict)
     reviews: dict[int, Review] = field(default_factory=dict)
     reflections: dict[int, Reflection] = field(default_factory=dict)
     last_reflection: int = 0

@@ -970,8 +970,12 @@ async def test_a_claimed_schedule_waits_for_its_plan_and_is_claimed_once(store: 
         assert await tx.schedules.claim([(a.id, T0), (b.id, T0 - HOUR)]) == {a.id}
         assert await tx.schedules.claim([(a.id, T0)]) == set()  # claimed once
         assert [d.id for d in await tx.schedules.due(T0 + HOUR, 10, ["discord"])] == [b.id]
+        await tx.schedules.record_deliveries([(a.id, T0)], T0 + MINUTE)
         waiting = await tx.schedules.to_plan(10, ["discord"])
-        assert [(d.id, d.next_occurrence, d.due_at) for d in waiting] == [(a.id, T0, None)]
+        # With when it was delivered: what came due by then coalesces into that delivery.
+        assert [(d.id, d.next_occurrence, d.due_at, d.delivered_at) for d in waiting] == [
+            (a.id, T0, None, T0 + MINUTE)
+        ]
         assert await tx.schedules.to_plan(10, ["matrix"]) == []
         await tx.schedules.set_planned([(a.id, T0 - HOUR, T0 + HOUR, T0 + HOUR)])  # not what waits: ignored
         assert [d.id for d in await tx.schedules.to_plan(10, ["discord"])] == [a.id]

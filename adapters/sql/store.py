@@ -1415,6 +1415,7 @@ class SqlSchedules(_SqlPart):
                 groups.c.platform.in_(list(platforms)),
             ),
             limit,
+            delivered=True,
         )
 
     async def set_planned(
@@ -1436,7 +1437,9 @@ class SqlSchedules(_SqlPart):
         rows = [{"b_id": i, "b_seen": seen, "b_next": o, "b_due": d} for i, seen, o, d in updates]
         await self.conn.execute(statement, rows)
 
-    async def _read_due(self, where: ColumnElement[bool], limit: int) -> list[DueSchedule]:
+    async def _read_due(
+        self, where: ColumnElement[bool], limit: int, delivered: bool = False
+    ) -> list[DueSchedule]:
         # Only the columns delivery needs: at 50,000 due schedules, parsing is the cost.
         query = (
             select(
@@ -1454,12 +1457,21 @@ class SqlSchedules(_SqlPart):
                 groups.c.quiet_start,
                 groups.c.quiet_end,
                 schedules.c.next_due_at,
+                deliveries.c.claimed_at if delivered else literal(None).label("claimed_at"),
             )
             .join(groups, groups.c.id == schedules.c.group_id)
             .where(where)
             .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
+        if delivered:  # when the occurrence awaiting its successor was delivered
+            query = query.outerjoin(
+                deliveries,
+                and_(
+                    deliveries.c.schedule_id == schedules.c.id,
+                    deliveries.c.occurrence == schedules.c.next_occurrence,
+                ),
+            )
         if self.conn.dialect.name == "postgresql":
             # Processes ticking together share the work: each takes rows no other transaction holds.
             query = query.with_for_update(skip_locked=True, of=schedules)
@@ -1481,6 +1493,7 @@ class SqlSchedules(_SqlPart):
             qs,
             qe,
             due_at,
+            delivered_at,
         ) in rows.all():
             channel = channels.get((platform, cid, cname))
             if channel is None:
@@ -1498,6 +1511,7 @@ class SqlSchedules(_SqlPart):
                     tz,
                     _quiet(qs, qe) if qs else None,
                     _maybe_utc(due_at),
+                    _maybe_utc(delivered_at),
                 )
             )
         return due

@@ -1,0 +1,159 @@
+"""Several bot processes on one PostgreSQL database (docs/deploy.md): they share the due work, a process
+killed in the middle of a batch loses nothing and doubles nothing, and processes started together on an
+empty database migrate it once. The processes are real (tests/fleet_worker.py), wired as `peerbot run`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections import Counter, defaultdict
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from adapters.sql import migrate
+from adapters.sql.leader import database_lock, run_once, unique_instance
+from adapters.sql.store import SqlStore, make_engine
+from core.outbox import LEASE
+from tests.support import START
+from tests.test_schedules_sql import add_nudges
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def start(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests.fleet_worker", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+async def test_three_processes_one_killed_mid_batch_lose_and_double_nothing(postgres_url: str) -> None:
+    groups = 150
+    await add_nudges(postgres_url, "fake", groups, "*/10 * * * *")
+    span = (START.isoformat(), (START + timedelta(hours=2)).isoformat())
+    env = dict(os.environ)
+    workers = [
+        # The first dies by SIGKILL right after the platform took its 40th post, before that post (and
+        # the rest of its batch, leased to it) is recorded sent.
+        start(
+            "nudges", postgres_url, *span, "60", "90", env={**env, "PEERBOT_CRASH_AT": "outbox.after_send:40"}
+        ),
+        start("nudges", postgres_url, *span, "60", "90", env=env),
+        start("nudges", postgres_url, *span, "60", "90", env=env),
+    ]
+    outputs = [w.communicate(timeout=240) for w in workers]
+    killed, *survivors = workers
+    assert killed.returncode == -signal.SIGKILL, outputs[0][1]
+    for w, (out, err) in zip(survivors, outputs[1:], strict=True):
+        assert w.returncode == 0, err
+        assert out.rstrip().endswith("done")
+    names = {
+        line.split()[1] for _, err in outputs for line in err.splitlines() if line.startswith("instance ")
+    }
+    assert names == {"fleet", "fleet-2", "fleet-3"}  # one host, each its own leases
+
+    sends = [
+        (i, line.split(maxsplit=4))
+        for i, (out, _) in enumerate(outputs)
+        for line in out.splitlines()
+        if line.startswith("sent ")
+    ]
+    assert sum(1 for i, _ in sends if i == 0) == 40  # it died in the middle of its work
+    shares = Counter(i for i, _ in sends)
+    assert shares[1] and shares[2], f"the survivors did not share the work: {shares}"
+    # The platform posts a key once (Discord's nonce, Matrix's transaction id): what counts is the keys.
+    keys_per_group: dict[str, set[str]] = defaultdict(set)
+    for _, (_, channel, key, _, _) in sends:
+        keys_per_group[channel].add(key)
+    # 09:10 to 11:00 every ten minutes: 12 occurrences per group, none lost, none delivered twice.
+    assert len(keys_per_group) == groups
+    assert {len(keys) for keys in keys_per_group.values()} == {12}
+    # A key sent twice is one the killed process sent and could not record: sent again, same key.
+    by_killed = {fields[2] for i, fields in sends if i == 0}
+    again = [key for key, n in Counter(fields[2] for _, fields in sends).items() if n > 1]
+    assert set(again) <= by_killed
+    # What it held was taken over once its lease ran out, well within a minute of its death.
+    died = max(float(fields[3]) for i, fields in sends if i == 0)
+    last = max(float(fields[3]) for _, fields in sends)
+    assert last - died <= 60, f"its work was taken over {last - died:.0f} s after it died"
+    assert LEASE.total_seconds() <= 30
+
+
+async def test_processes_started_together_on_an_empty_database_migrate_it_once(postgres_url: str) -> None:
+    workers = [start("migrate", postgres_url) for _ in range(4)]
+    outputs = [w.communicate(timeout=120) for w in workers]
+    for w, (out, err) in zip(workers, outputs, strict=True):
+        assert w.returncode == 0, err
+        assert out.strip() == "done"
+    migrated = [err for _, err in outputs if "database migrated from revision (empty)" in err]
+    assert len(migrated) == 1, [err[-500:] for _, err in outputs]
+    engine = make_engine(postgres_url)
+    assert await migrate.current_revision(engine) == migrate.code_head()
+    await engine.dispose()
+
+
+async def test_run_once_runs_its_body_once_per_version_across_processes(db_url: str) -> None:
+    """Engines of their own: as separate processes, each its own session (PostgreSQL) or file (SQLite)."""
+    setup = make_engine(db_url)
+    await migrate.upgrade(setup)
+    engines = [make_engine(db_url) for _ in range(3)]
+    ran: list[str] = []
+
+    async def sync(engine: AsyncEngine, version: str) -> None:
+        async with run_once(engine, "discord-command-sync", version) as due:
+            if due:
+                await asyncio.sleep(0.2)  # the others arrive meanwhile, and wait
+                ran.append(version)
+
+    await asyncio.gather(*(sync(e, "v1") for e in engines))
+    assert ran == ["v1"]
+    await asyncio.gather(*(sync(e, "v1") for e in engines))  # a restart: done already
+    assert ran == ["v1"]
+    await asyncio.gather(*(sync(e, "v2") for e in engines))  # changed commands: synced again, once
+    assert ran == ["v1", "v2"]
+
+    # A body that fails is not recorded: the next process runs it.
+    try:
+        async with run_once(engines[0], "flaky", "v1") as due:
+            assert due
+            raise RuntimeError("the platform refused")
+    except RuntimeError:
+        pass
+    async with run_once(engines[1], "flaky", "v1") as due:
+        assert due
+
+    # The plain lock: bodies one after another, never side by side.
+    inside: list[int] = []
+    overlaps = []
+
+    async def hold(engine: AsyncEngine, n: int) -> None:
+        async with database_lock(engine, "migrate"):
+            overlaps.append(len(inside))
+            inside.append(n)
+            await asyncio.sleep(0.05)
+            inside.remove(n)
+
+    await asyncio.gather(*(hold(e, n) for n, e in enumerate(engines)))
+    assert overlaps == [0, 0, 0]
+    for e in (setup, *engines):
+        await e.dispose()
+
+
+async def test_each_process_on_a_database_gets_an_instance_name_of_its_own(db_url: str) -> None:
+    stores = [SqlStore(make_engine(db_url)) for _ in range(3)]
+    await migrate.upgrade(stores[0].engine)
+    names = [await unique_instance(s, "host") for s in stores[:2]]
+    assert names == ["host", "host-2"]
+    await stores[0].close()  # its name is free again (a restart takes its own rows back at once)
+    assert await unique_instance(stores[2], "host") == "host"
+    for s in stores[1:]:
+        await s.close()
