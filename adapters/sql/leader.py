@@ -89,7 +89,9 @@ async def run_once(engine: AsyncEngine, name: str, version: str = "") -> AsyncIt
     key = RUN_ONCE_PREFIX + name
     async with database_lock(engine, f"run-once.{name}"):
         async with engine.connect() as conn:
-            done = (await conn.execute(select(adapter_state.c.value).where(adapter_state.c.key == key))).scalar()
+            done = (
+                await conn.execute(select(adapter_state.c.value).where(adapter_state.c.key == key))
+            ).scalar()
         due = done != version
         yield due
         if due:

@@ -10,6 +10,7 @@ from datetime import datetime, time, timedelta
 from typing import Any
 
 from sqlalchemy import (
+    BindParameter,
     Boolean,
     DateTime,
     ColumnElement,
@@ -113,6 +114,11 @@ def upsert(conn: AsyncConnection, table: Table, keys: list[str], values: dict[st
     changed = {k: v for k, v in values.items() if k not in keys}
     return stmt.on_conflict_do_update(index_elements=keys, set_=changed)
 
+
+_UNSEEN: Any = object()
+# A list of ids bound as one parameter (`{"ids": [...]}`): SQLAlchemy coerces every element of a list
+# given to `in_()` as the statement is built, a cost per id paid again for every batch.
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
 
 # The most ids in one `IN (...)` list (SQLite allows 32,766 bound values; PostgreSQL 65,535).
 IN_CHUNK = 5000
@@ -392,8 +398,10 @@ class SqlOutbox:
 
     async def sent(self, row_ids: Sequence[int]) -> None:
         ids = list(row_ids)
-        for start in range(0, len(ids), 500):
-            await self.conn.execute(delete(outbox).where(outbox.c.id.in_(ids[start : start + 500])))
+        for start in range(0, len(ids), IN_CHUNK):
+            await self.conn.execute(
+                delete(outbox).where(outbox.c.id.in_(_IDS)), {"ids": ids[start : start + IN_CHUNK]}
+            )
 
     async def retry_at(self, row_id: int, attempts: int, when: datetime, reason: str) -> None:
         await self.conn.execute(
@@ -1368,11 +1376,11 @@ class SqlSchedules(_SqlPart):
                     schedules.c.id,
                     literal(occurrence, type_=deliveries.c.occurrence.type),
                     literal(at, type_=deliveries.c.claimed_at.type),
-                ).where(schedules.c.id.in_(ids[start : start + 500]))
+                ).where(schedules.c.id.in_(_IDS))
                 stmt = dialect.insert(deliveries).from_select(
                     ["schedule_id", "occurrence", "claimed_at"], rows
                 )
-                await self.conn.execute(stmt.on_conflict_do_nothing())
+                await self.conn.execute(stmt.on_conflict_do_nothing(), {"ids": ids[start : start + 500]})
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         return await self._read_due(
@@ -1395,12 +1403,13 @@ class SqlSchedules(_SqlPart):
                 result = await self.conn.execute(
                     update(schedules)
                     .where(
-                        schedules.c.id.in_(ids[start : start + IN_CHUNK]),
+                        schedules.c.id.in_(_IDS),
                         schedules.c.next_occurrence == occurrence,
                         schedules.c.next_due_at.is_not(None),
                     )
                     .values(next_due_at=None)
-                    .returning(schedules.c.id)
+                    .returning(schedules.c.id),
+                    {"ids": ids[start : start + IN_CHUNK]},
                 )
                 claimed.update(r.id for r in result)
         return claimed
@@ -1477,6 +1486,14 @@ class SqlSchedules(_SqlPart):
             query = query.with_for_update(skip_locked=True, of=schedules)
         rows = await self.conn.execute(query)
         channels: dict[tuple[str, str, str], ChannelRef] = {}
+        # Schedules due together share their times: each distinct one converted once.
+        times: dict[Any, datetime | None] = {None: None}
+
+        def when(value: Any) -> datetime | None:
+            if (done := times.get(value, _UNSEEN)) is _UNSEEN:
+                done = times[value] = _maybe_utc(value)
+            return done  # type: ignore[no-any-return]
+
         due = []
         for (
             sid,
@@ -1504,14 +1521,14 @@ class SqlSchedules(_SqlPart):
                     _KINDS[kind],
                     cron,
                     text,
-                    _maybe_utc(occurrence),
+                    when(occurrence),
                     gid,
                     channel,
                     _PHASES[phase],
                     tz,
                     _quiet(qs, qe) if qs else None,
-                    _maybe_utc(due_at),
-                    _maybe_utc(delivered_at),
+                    when(due_at),
+                    when(delivered_at),
                 )
             )
         return due
