@@ -174,7 +174,8 @@ class Run:
         once = len(set(self.texts)) == count == len(self.texts)
         shares = f"; per process {'/'.join(map(str, self.shares))}" if len(self.shares) > 1 else ""
         return (
-            f"{self.label}: delivered {len(self.texts):,} of {count:,} in {late[-1]:.2f} s, exactly once: {once};"
+            f"{self.label}: delivered {len(self.texts):,} of {count:,} in {late[-1]:.2f} s,"
+            f" exactly once: {once};"
             f" lateness p50 {q[49]:.3f} s, p99 {q[98]:.3f} s, max {late[-1]:.3f} s; tick with planning"
             f" {self.tick:.2f} s; peak RSS {self.peak_mb:.0f} MB{shares}"
         )
@@ -222,7 +223,8 @@ async def worker(url: str, out: str) -> None:
     await engine.tick()  # type: ignore[attr-defined]
     await store.close()  # type: ignore[attr-defined]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    Path(out).write_text(json.dumps({"posted": chat.posted, "ended": ended, "peak": peak, "go": line}))
+    result = json.dumps({"posted": chat.posted, "ended": ended, "peak": peak, "go": line})
+    Path(out).write_text(result)  # noqa: ASYNC240 - the run is over; nothing else waits
 
 
 def processes(url: str, n: int, tmp: str) -> Run:
@@ -292,8 +294,8 @@ def main(count: int, url: str | None, crons: str, counts: list[int] | None, runs
                         first = run
                     else:
                         print(
-                            f"  {n} processes vs 1: all delivered in {run.all_in / first.all_in:.0%} of the time,"
-                            f" p99 {run.p99 / first.p99:.0%}",
+                            f"  {n} processes vs 1: all delivered in {run.all_in / first.all_in:.0%}"
+                            f" of the time, p99 {run.p99 / first.p99:.0%}",
                             flush=True,
                         )
                 continue

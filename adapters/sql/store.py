@@ -12,8 +12,8 @@ from typing import Any
 from sqlalchemy import (
     BindParameter,
     Boolean,
-    DateTime,
     ColumnElement,
+    DateTime,
     Select,
     Table,
     and_,
@@ -25,10 +25,10 @@ from sqlalchemy import (
     literal,
     or_,
     select,
-    text,
     type_coerce,
     update,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -449,7 +449,9 @@ _SQLITE_OUTBOX_INSERT = (
     f"INSERT INTO outbox ({', '.join(_OUTBOX_COLUMNS + _LEASE_COLUMNS)})"
     f" VALUES ({', '.join('?' * (len(_OUTBOX_COLUMNS) + len(_LEASE_COLUMNS)))})"
 )
-_PG_OUTBOX_IDS = text("SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, :n)")
+_PG_OUTBOX_IDS = sql_text(
+    "SELECT nextval(pg_get_serial_sequence('outbox', 'id')) FROM generate_series(1, :n)"
+)
 
 
 def _pg_array_type(name: str) -> str:
@@ -464,7 +466,7 @@ def _pg_array_type(name: str) -> str:
 
 
 _PG_COLUMNS = ("id", *_OUTBOX_COLUMNS, *_LEASE_COLUMNS)
-_PG_OUTBOX_INSERT = text(
+_PG_OUTBOX_INSERT = sql_text(
     f"INSERT INTO outbox ({', '.join(_PG_COLUMNS)}) SELECT * FROM unnest("
     + ", ".join(f"CAST(:c{i} AS {_pg_array_type(c)})" for i, c in enumerate(_PG_COLUMNS))
     + ")"
