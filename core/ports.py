@@ -653,7 +653,7 @@ class ScheduleRepo(Protocol):
     async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         """Schedules whose last occurrence was delivered and whose next one is not planned yet (their
         `next_occurrence` is the one delivered, `due_at` None, `delivered_at` when the delivery was
-        recorded); locked as `due` locks them."""
+        recorded), in no particular order; locked as `due` locks them."""
         ...
 
     async def set_planned(

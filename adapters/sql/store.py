@@ -1468,21 +1468,15 @@ class SqlSchedules(_SqlPart):
                 groups.c.quiet_start,
                 groups.c.quiet_end,
                 schedules.c.next_due_at,
-                deliveries.c.claimed_at if delivered else literal(None).label("claimed_at"),
+                _delivered_at() if delivered else literal(None).label("claimed_at"),
             )
             .join(groups, groups.c.id == schedules.c.group_id)
             .where(where)
-            .order_by(schedules.c.next_due_at, schedules.c.id)
             .limit(limit)
         )
-        if delivered:  # when the occurrence awaiting its successor was delivered
-            query = query.outerjoin(
-                deliveries,
-                and_(
-                    deliveries.c.schedule_id == schedules.c.id,
-                    deliveries.c.occurrence == schedules.c.next_occurrence,
-                ),
-            )
+        if not delivered:  # earliest due first; what waits for its plan, in any order
+            # (ordered by id, SQLite would sort every waiting row for each batch: 28 s for 50,000)
+            query = query.order_by(schedules.c.next_due_at, schedules.c.id)
         if self.conn.dialect.name == "postgresql":
             # Processes ticking together share the work: each takes rows no other transaction holds.
             query = query.with_for_update(skip_locked=True, of=schedules)
@@ -1534,6 +1528,21 @@ class SqlSchedules(_SqlPart):
                 )
             )
         return due
+
+
+def _delivered_at() -> Any:
+    """When the occurrence a schedule awaits its successor for was delivered: a lookup by the primary
+    key for each row. As a join, PostgreSQL planned it from statistics taken before the deliveries were
+    written (an empty table) and scanned the whole table for each schedule: minutes for 50,000."""
+    return (
+        select(deliveries.c.claimed_at)
+        .where(
+            deliveries.c.schedule_id == schedules.c.id,
+            deliveries.c.occurrence == schedules.c.next_occurrence,
+        )
+        .scalar_subquery()
+        .label("claimed_at")
+    )
 
 
 class SqlReviews(_SqlPart):
