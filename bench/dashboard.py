@@ -4,7 +4,8 @@ One group in a SQLite file (WAL): 100 members, 500 goals (each with its consent 
 (the consent polls, 1,396 polls and 104 weekly pulses) with 25 votes each on average, 20,000 reflections
 (8,000 of them answers in 104 action reviews), phase moves and nudges, spread over two years. The page is
 served by `dashboard_routes` on 127.0.0.1 and fetched as a browser would fetch it; each request is timed
-from sending it to the last byte of the answer.
+from sending it to the last byte of the answer, and by the CPU time the process spent on it (server and
+client), which other work on a shared machine does not stretch.
 
     .venv/bin/python bench/dashboard.py [--requests 40]
 """
@@ -93,7 +94,7 @@ async def seed(store: SqlStore, members: int, goals: int, polls: int, reflection
         weeks = DAYS // 7
         for n in range(polls - goals):
             pulse = n < weeks
-            at = spread(n, weeks) if pulse else spread(n, polls - goals - weeks)
+            at = spread(n, weeks) if pulse else spread(n - weeks, polls - goals - weeks)
             request = PollRequest(
                 "How is the group doing?" if pulse else f"Question {n}?",
                 PULSE if pulse else OPTIONS,
@@ -173,16 +174,21 @@ async def main(requests: int) -> None:
         async with serving(app, sock), aiohttp.ClientSession() as http:
             for target, name in ((url, "page"), (url + "data.json", "data.json")):
                 times: list[float] = []
+                cpu: list[float] = []
                 size = 0
                 for n in range(requests + 3):
-                    t0 = time.perf_counter()
+                    t0, c0 = time.perf_counter(), time.process_time()
                     async with http.get(target) as response:
                         body = await response.read()
                         assert response.status == 200
                     if n >= 3:  # the first few warm the caches
                         times.append(time.perf_counter() - t0)
+                        cpu.append(time.process_time() - c0)
                     size = len(body)
                 print(figures(name, times) + f", {size / 1024:.0f} KB")
+                # CPU time of this process (server and client, every thread) per request: what a busy
+                # machine does not stretch, as it stretches the wall-clock time above.
+                print(figures(f"{name} CPU", cpu))
         await store.close()
 
 

@@ -13,6 +13,7 @@ import sys
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Protocol, TextIO, TypeVar
 
@@ -22,10 +23,11 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from adapters.console.adapter import ConsoleAdapter, ConsoleSettings
-from adapters.discord.adapter import DiscordAdapter, DiscordSettings
+from adapters.discord.adapter import DiscordAdapter, DiscordSettings, alone
 from adapters.matrix.adapter import MatrixAdapter, MatrixSettings
 from adapters.sql import migrate
-from adapters.sql.leader import database_lock, unique_instance
+from adapters.sql.database_lock import one_at_a_time
+from adapters.sql.instance import unique_instance
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 
 FAKE_TIME_ENV = "PEERBOT_FAKE_TIME"
 # Names this bot instance for outbox leases (default: the host name). A process whose name another live
-# process on the database holds takes the next free one (`name-2`, ...: adapters/sql/leader.py).
+# process on the database holds takes the next free one (`name-2`, ...: adapters/sql/instance.py).
 INSTANCE_ENV = "PEERBOT_INSTANCE"
 CRASH_ENV = "PEERBOT_CRASH_AT"  # tests only: "<point>[:<n>]" kills the process the n-th time it passes
 
@@ -109,9 +111,17 @@ def make_clock() -> SystemClock:
     return SystemClock(start) if start is not None else SystemClock()
 
 
-def instance_name() -> str:
-    """This bot instance's name for outbox leases: PEERBOT_INSTANCE, else the host name."""
-    return os.environ.get(INSTANCE_ENV) or socket.gethostname()
+def instance_name(discord: DiscordConfig | None = None) -> str:
+    """This bot instance's name for outbox leases: PEERBOT_INSTANCE, else the host name, with the
+    Discord shards the process runs when it runs some of them: processes on one host splitting the
+    shards are then different instances, and never take each other's rows for their own."""
+    named = os.environ.get(INSTANCE_ENV)
+    if named:
+        return named
+    if discord is not None and discord.shard_ids is not None:
+        shards = ",".join(str(i) for i in discord.shard_ids)
+        return f"{socket.gethostname()}/shards {shards} of {discord.shard_count}"
+    return socket.gethostname()
 
 
 def build_engine(
@@ -248,6 +258,7 @@ def bootstrap(
     in a recorder before the adapters are given it, and `tick_every=None` to tick by hand. With
     `metrics`, everything reports to it, and every transaction is timed.
     """
+    database = store  # before timing wraps it: the SQL store's engine holds the database locks
     if metrics is not None:
         store = TimedStore(store, metrics)
     counted = metrics if metrics is not None else NO_METRICS
@@ -255,7 +266,8 @@ def bootstrap(
     fed = sink(engine) if sink is not None else engine
     adapters: list[Adapter] = []
     if discord is not None:
-        adapters.append(DiscordAdapter(discord, store, fed, counted))
+        locks = partial(one_at_a_time, database.engine) if isinstance(database, SqlStore) else alone
+        adapters.append(DiscordAdapter(discord, store, fed, counted, one_at_a_time=locks))
     if matrix is not None:
         adapters.append(MatrixAdapter(matrix, store, fed, metrics=counted))
     if console is not None:
@@ -337,7 +349,7 @@ async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     store = SqlStore(engine)
     try:
         # Processes started together on an empty database: one migrates, the others then find it done.
-        async with database_lock(engine, "migrate"):
+        async with one_at_a_time(engine, "migrate"):
             before, after = await migrate.upgrade(engine)
         if before != after:
             log.info("database migrated from revision %s to %s", before or "(empty)", after)
@@ -415,7 +427,7 @@ async def run(
     server: WebServer | None = None
     try:
         # Processes of one host share its name: each takes a name of its own for its outbox leases.
-        clock, instance = make_clock(), await unique_instance(store, instance_name())
+        clock, instance = make_clock(), await unique_instance(store, instance_name(config.discord))
         metrics = PrometheusMetrics() if config.web is not None else None
         # The group's pages are reached where the server answers: known once it has bound its port.
         pages = (

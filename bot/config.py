@@ -200,8 +200,13 @@ class DiscordConfig(Section):
         if self.shard_ids is not None:
             if self.shard_count is None:
                 raise ValueError("shard_ids needs shard_count")
-            if not self.shard_ids or any(not 0 <= i < self.shard_count for i in self.shard_ids):
+            if not self.shard_ids:
+                raise ValueError("shard_ids must name at least one shard (leave it out for all)")
+            if any(not 0 <= i < self.shard_count for i in self.shard_ids):
                 raise ValueError(f"shard_ids must be between 0 and {self.shard_count - 1}")
+            repeated = sorted({i for i in self.shard_ids if self.shard_ids.count(i) > 1})
+            if repeated:
+                raise ValueError(f"shard_ids names shard {repeated[0]} more than once")
         return self
 
 
@@ -287,6 +292,7 @@ def parse_config(raw: Any, env: dict[str, str] | None = None) -> Config:
         raw = {**raw, "database": {**(raw.get("database") or {}), "url": url}}
     if token := env.get("PEERBOT_DISCORD_TOKEN"):
         raw = {**raw, "discord": {**(raw.get("discord") or {}), "token": token}}
+    raw = _discord_shards_from(env, raw)
     raw = _matrix_secrets_from(env, raw)
     raw = _web_from(env, raw)
     try:
@@ -309,6 +315,31 @@ def _matrix_secrets_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, 
         if (value := env.get(name))
     }
     return {**raw, "matrix": {**section, **secrets}} if secrets else raw
+
+
+SHARD_ENV = {"shard_ids": "PEERBOT_DISCORD_SHARD_IDS", "shard_count": "PEERBOT_DISCORD_SHARD_COUNT"}
+
+
+def _discord_shards_from(env: dict[str, str], raw: dict[str, Any]) -> dict[str, Any]:
+    """PEERBOT_DISCORD_SHARD_IDS=0,1 and PEERBOT_DISCORD_SHARD_COUNT=4 override a `discord:` section's
+    shards: replicas sharing one config file each get theirs from the environment."""
+    section = raw.get("discord")
+    given: dict[str, Any] = {}
+    if (count := env.get("PEERBOT_DISCORD_SHARD_COUNT", "").strip()) != "":
+        if not (count.isascii() and count.isdigit()):
+            raise ConfigError(f"PEERBOT_DISCORD_SHARD_COUNT: expected a whole number, got {count[:20]!r}")
+        given["shard_count"] = int(count)
+    if (ids := env.get("PEERBOT_DISCORD_SHARD_IDS", "").strip()) != "":
+        items = [item.strip() for item in ids.split(",")]
+        if not all(item.isascii() and item.isdigit() for item in items):
+            raise ConfigError(
+                "PEERBOT_DISCORD_SHARD_IDS: expected shard numbers separated by commas like 0,1,"
+                f" got {ids[:40]!r}"
+            )
+        given["shard_ids"] = [int(item) for item in items]
+    if not given or not isinstance(section, dict):
+        return raw  # no Discord section (and no token): nothing to shard
+    return {**raw, "discord": {**section, **given}}
 
 
 WEB_ENV = {

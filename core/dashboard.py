@@ -9,13 +9,14 @@ and kept in the database, read afresh on every use, so that every process signs 
 from __future__ import annotations
 
 import base64
+import bisect
 import hashlib
 import hmac
 import secrets
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -23,17 +24,18 @@ from zoneinfo import ZoneInfo
 from core.ballots import SECRET
 from core.clock import utc
 from core.commands import Invocation
-from core.concerns import concern_line
+from core.concerns import Concern, concern_line
 from core.context import Context, Handler
 from core.events import Reply
-from core.export import GroupRecord, counts_withheld, load_record
-from core.goals import GoalStatus
+from core.export import counts_withheld
+from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
-from core.polls import Poll, PollKind, Tally
+from core.members import CONTRIBUTION_WINDOW, Contributions, Member
+from core.polls import GroupCounts, Poll, PollKind
 from core.ports import Store, StoreTx
 from core.prompts import REVIEW_QUESTIONS
-from core.reflections import ANONYMOUS
-from core.schedules import ScheduleKind
+from core.reflections import ANONYMOUS, Reflection, Review
+from core.schedules import Schedule, ScheduleKind
 
 LINK_LIFETIME = timedelta(days=7)
 NAMESPACE = "dashboard"  # in the store's state: the secret, and each group's generation and setting
@@ -296,6 +298,9 @@ class ReviewView:
     closed_at: datetime | None
     questions: tuple[tuple[int, str, tuple[Answer, ...]], ...]  # (number, question, answers)
     action_items: tuple[ActionItem, ...]
+    in_full: bool  # whether its answers were read (else `questions` and `action_items` are empty)
+    answers: int
+    proposals: int  # answers to question 5: each an action item
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +311,19 @@ class Ahead:
     text: str | None
     next_at: datetime | None
     paused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Person:
+    """A member on the roster. A member who asked to be listed by name only (`members private on`)
+    shows nothing else."""
+
+    name: str
+    private: bool
+    joined_at: datetime | None = None
+    last_active_at: datetime | None = None
+    intro: str = ""
+    did: Contributions | None = None  # over the last 30 days
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +342,7 @@ class Page:
     pulses: tuple[Pulse, ...]
     reviews: tuple[ReviewView, ...]
     schedules: tuple[Ahead, ...]
+    people: tuple[Person, ...] = ()  # the roster, in the order members joined
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -341,21 +360,85 @@ STATUS_ORDER = (
 PULSE = PollKind.PULSE.value
 
 
-async def load_page(tx: StoreTx, group: Group, now: datetime) -> Page:
-    """The group's page, read in one transaction (a read one: `Store.read`)."""
-    record = await load_record(tx, group)
-    return build_page(record, await tx.groups.phase_history(group.id), now)
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """What the page is built from, read in one transaction: the group's record, its votes and
+    reflections counted as far as the page needs them."""
+
+    group: Group
+    history: Sequence[PhaseChange]
+    goals: Sequence[Goal]
+    concerns: Sequence[Concern]
+    polls: Sequence[Poll]
+    counts: GroupCounts
+    doubters: Mapping[int, Sequence[str]]  # by consent poll, who chose 🤔, by name
+    reviews: Sequence[Review]
+    answers: Sequence[Reflection]  # the answers of the reviews read in full
+    answer_counts: Mapping[int, tuple[int, int]]  # by review: answers, and answers to question 5
+    weeks: Sequence[date]  # the Monday of every week from the group's first to now's
+    starts: Sequence[datetime]  # when each begins, in UTC, and then when the week after now's begins
+    reflected: Mapping[int, tuple[int, frozenset[str]]]  # by week's index: reflections, their authors
+    schedules: Sequence[Schedule]
+    roster: Sequence[Member]
+    contributions: Mapping[str, Contributions]  # by member's key, over the last 30 days
 
 
-def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetime) -> Page:
-    """What the page shows, from the group's record and its moves between phases."""
+async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | None = None) -> PageRecord:
+    """The group's page, read (a read transaction: `Store.read`). `in_full`: how many of the newest
+    reviews to read with their answers; None: all of them."""
+    zone = ZoneInfo(group.timezone)
+    polls = await tx.polls.in_group(group.id)
+    goals = await tx.goals.in_group(group.id)
+    concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
+    consent = [p.id for p in polls if p.kind is PollKind.CONSENT and not p.anonymous]
+    reviews = await tx.reviews.in_group(group.id)
+    if in_full is None:
+        answers = [r for r in await tx.reviews.reflections(group.id) if r.review_id is not None]
+    else:
+        answers = []
+        for v in sorted(reviews, key=lambda v: -v.id)[:in_full]:
+            answers += await tx.reviews.reflections(group.id, v.id)
+    # Nothing in a group is older than the group, so its first week is the week it began; goals and
+    # polls are looked at too, for records brought in from elsewhere.
+    earliest = min(
+        [group.created_at, *(g.created_at for g in goals), *(p.created_at for p in polls)], key=utc
+    )
+    first = week_of(earliest, zone)
+    weeks = [first + timedelta(days=7 * n) for n in range((week_of(now, zone) - first).days // 7 + 1)]
+    # And where the week after now's begins: what is dated later (a clock set back) is left out.
+    starts = [
+        datetime.combine(day, time(), zone).astimezone(UTC) for day in [*weeks, weeks[-1] + timedelta(days=7)]
+    ]
+    return PageRecord(
+        group,
+        await tx.groups.phase_history(group.id),
+        goals,
+        sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        polls,
+        await tx.polls.counts_in_group(group.id),
+        await tx.polls.names_choosing(consent, CONSENT_DOUBT) if consent else {},
+        reviews,
+        answers,
+        await tx.reviews.answer_counts(group.id),
+        weeks,
+        starts,
+        await tx.reviews.reflection_weeks(group.id, starts),
+        await tx.schedules.in_group(group.id),
+        await tx.members.roster(group.id),
+        await tx.members.contributions(group.id, now - CONTRIBUTION_WINDOW),
+    )
+
+
+CONSENT_DOUBT = 1  # the consent poll's second option, 🤔: a concern
+
+
+def build_page(record: PageRecord, now: datetime) -> Page:
+    """What the page shows, from what was read for it."""
     g = record.group
-    polls = {p.id: _poll_view(p, t) for p, t in record.polls}
-    # Who chose 🤔 on each consent poll, where names are shown; and what members wrote, by goal.
-    doubters = {p.id: t.names[1] for p, t in record.polls if not p.anonymous and len(t.names) > 1}
+    polls = {p.id: _poll_view(p, record.counts) for p in record.polls}
     heard: dict[int, list[str]] = defaultdict(list)
-    for c in record.concerns:
-        heard[c.goal_id].append(concern_line(c))
+    for concern in record.concerns:
+        heard[concern.goal_id].append(concern_line(concern))
     goals = tuple(
         GoalView(
             x.id,
@@ -367,7 +450,7 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
             x.updated_at,
             x.reshapes_id,
             consent := polls.get(x.poll_id) if x.poll_id is not None else None,
-            doubters.get(x.poll_id or 0, ()) if consent is not None and not consent.withheld else (),
+            tuple(record.doubters.get(x.poll_id or 0, ())) if consent and not consent.withheld else (),
             tuple(heard.get(x.id, ())),
         )
         for x in sorted(record.goals, key=lambda x: (STATUS_ORDER.index(x.status), -x.id))
@@ -386,10 +469,10 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
         g.phase_since,
         g.timezone,
         now,
-        _bands(g, history, now),
+        _bands(g, record.history, now),
         goals,
         shown,
-        _weeks(record, now),
+        _weeks(record, polls),
         tuple(
             _pulse(v) for v in sorted(polls.values(), key=lambda v: v.id) if v.kind == PollKind.PULSE.value
         ),
@@ -400,12 +483,22 @@ def build_page(record: GroupRecord, history: Sequence[PhaseChange], now: datetim
                 record.schedules, key=lambda s: (s.paused, s.next_occurrence or now + timedelta(days=36500))
             )
         ),
+        tuple(
+            Person(m.name, True)
+            if m.private
+            else Person(
+                m.name, False, m.joined_at, m.last_active_at, m.intro, record.contributions.get(m.key)
+            )
+            for m in sorted(record.roster, key=lambda m: (m.joined_at, m.id))
+        ),
     )
 
 
-def _poll_view(p: Poll, t: Tally) -> PollView:
-    withheld = counts_withheld(p, t)
-    counts: Sequence[int | None] = t.counts if not withheld else [None] * len(p.options)
+def _poll_view(p: Poll, counts: GroupCounts) -> PollView:
+    voters = len(counts.voters.get(p.id, ()))
+    withheld = counts_withheld(p, voters)
+    votes = counts.votes.get(p.id, {})
+    shown = [None if withheld else votes.get(n, 0) for n in range(len(p.options))]
     return PollView(
         p.id,
         p.kind.value,
@@ -416,8 +509,8 @@ def _poll_view(p: Poll, t: Tally) -> PollView:
         p.closed_at,
         p.hidden,
         p.anonymous,
-        t.voters,
-        tuple(Bar(o.emoji, o.label, n) for o, n in zip(p.options, counts, strict=True)),
+        voters,
+        tuple(Bar(o.emoji, o.label, n) for o, n in zip(p.options, shown, strict=True)),
         withheld,
     )
 
@@ -438,39 +531,34 @@ def week_of(at: datetime, zone: ZoneInfo) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _weeks(record: GroupRecord, now: datetime) -> tuple[Week, ...]:
+def _weeks(record: PageRecord, polls: Mapping[int, PollView]) -> tuple[Week, ...]:
     """Every week from the group's start to now. Votes count in the week their poll opened (votes keep
     no time); anonymous polls' votes are left out, as are anonymous reflections' authors."""
-    zone = ZoneInfo(record.group.timezone)
-    acts: dict[date, list[int]] = defaultdict(lambda: [0, 0, 0])
-    people: dict[date, set[str]] = defaultdict(set)
+    acts: list[list[int]] = [[0, 0, 0] for _ in record.weeks]
+    people: list[set[str]] = [set() for _ in record.weeks]
+    last = len(record.weeks)  # what is dated after now's week (a clock set back) is left out
+
+    def week(at: datetime) -> int:
+        return max(0, bisect.bisect_right(record.starts, utc(at)) - 1)
+
     for goal in record.goals:
-        week = week_of(goal.created_at, zone)
-        acts[week][0] += 1
-        people[week].add(goal.put_forward_by_key or goal.proposer_key)
-    for p, _ in record.polls:
-        voters = record.voters.get(p.id, ())
-        if p.anonymous or not voters:
-            continue
-        week = week_of(p.created_at, zone)
-        acts[week][1] += len(voters)
-        people[week].update(voters)
-    for r in record.reflections:
-        week = week_of(r.at, zone)
-        acts[week][2] += 1
-        if r.user_key != ANONYMOUS.key:
-            people[week].add(r.user_key)
-    first = week_of(record.group.created_at, zone)
-    if acts:
-        first = min(first, min(acts))
-    last = week_of(now, zone)
-    weeks = []
-    day = first
-    while day <= last:
-        goals, votes, reflections = acts.get(day, (0, 0, 0))
-        weeks.append(Week(day, goals, votes, reflections, len(people.get(day, ()))))
-        day += timedelta(days=7)
-    return tuple(weeks)
+        n = week(goal.created_at)
+        if n < last:
+            acts[n][0] += 1
+            people[n].add(goal.put_forward_by_key or goal.proposer_key)
+    for v in polls.values():
+        n = week(v.created_at)
+        if n < last and v.voters and not v.anonymous:
+            acts[n][1] += v.voters
+            people[n].update(record.counts.voters[v.id])
+    for n, (count, authors) in record.reflected.items():
+        if n < last:
+            acts[n][2] += count
+            people[n].update(authors - {ANONYMOUS.key})
+    return tuple(
+        Week(day, goals, votes, reflections, len(people[n]))
+        for n, (day, (goals, votes, reflections)) in enumerate(zip(record.weeks, acts, strict=True))
+    )
 
 
 def _pulse(v: PollView) -> Pulse:
@@ -479,21 +567,21 @@ def _pulse(v: PollView) -> Pulse:
     return Pulse(v.id, v.created_at, v.voters, counts, v.withheld)
 
 
-def _reviews(record: GroupRecord) -> tuple[ReviewView, ...]:
-    by_review: dict[int, list[Answer]] = defaultdict(list)
+def _reviews(record: PageRecord) -> tuple[ReviewView, ...]:
     numbered: dict[tuple[int, int], list[Answer]] = defaultdict(list)
     proposals: dict[int, list[Answer]] = defaultdict(list)
-    for r in record.reflections:
+    read = set()
+    for r in record.answers:
         if r.review_id is None or r.question is None:
             continue
+        read.add(r.review_id)
         answer = Answer(r.id, r.user_name, r.text, r.at)
-        by_review[r.review_id].append(answer)
         numbered[(r.review_id, r.question)].append(answer)
         if r.question == 5:
             proposals[r.review_id].append(answer)
     # A goal made from an answer (`goal propose r12`) has the answer's words and its author as proposer.
     made = {(" ".join(x.text.split()), x.proposer_key): x for x in record.goals}
-    keys = {r.id: r.user_key for r in record.reflections if r.question == 5}
+    keys = {r.id: r.user_key for r in record.answers if r.question == 5}
     views = []
     for v in sorted(record.reviews, key=lambda v: -v.id):
         items = []
@@ -503,8 +591,20 @@ def _reviews(record: GroupRecord) -> tuple[ReviewView, ...]:
         questions = tuple(
             (n, q, tuple(numbered.get((v.id, n), ()))) for n, q in enumerate(REVIEW_QUESTIONS, start=1)
         )
+        answers, asked = record.answer_counts.get(v.id, (0, 0))
         views.append(
-            ReviewView(v.id, v.started_by, v.started_at, v.closes_at, v.closed_at, questions, tuple(items))
+            ReviewView(
+                v.id,
+                v.started_by,
+                v.started_at,
+                v.closes_at,
+                v.closed_at,
+                questions,
+                tuple(items),
+                v.id in read or not answers,
+                answers,
+                asked,
+            )
         )
     return tuple(views)
 
@@ -625,6 +725,22 @@ def to_data(page: Page) -> dict[str, Any]:
                 ],
             }
             for v in page.reviews
+        ],
+        "people": [
+            {"name": m.name}
+            if m.private
+            else {
+                "name": m.name,
+                "joined_at": _when(m.joined_at, zone),
+                "last_active_at": _when(m.last_active_at, zone),
+                "intro": m.intro,
+                "last_30_days": {
+                    "proposals": (m.did or Contributions()).proposals,
+                    "votes": (m.did or Contributions()).votes,
+                    "reflections": (m.did or Contributions()).reflections,
+                },
+            }
+            for m in page.people
         ],
         "schedules": [
             {

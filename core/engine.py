@@ -43,7 +43,16 @@ from core.nudging import NudgeService, NudgeSettings
 from core.outbox import DEFAULT_MAX_AGE, Dispatcher, Post, PostKind
 from core.pending_service import PendingService
 from core.polls import Poll
-from core.ports import ChatPort, DeliveryFailed, FileTooLarge, Outbound, StateChanges, Store, StoreTx
+from core.ports import (
+    ChatPort,
+    DeliveryFailed,
+    FileTooLarge,
+    OpenPollPage,
+    Outbound,
+    StateChanges,
+    Store,
+    StoreTx,
+)
 from core.radar_service import RadarService
 from core.reflections import DEFAULT_REVIEW_TIME
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -562,6 +571,14 @@ class Engine:
         async with self.work() as uow:
             polls = await uow.tx.polls.open_on(platform, uow.now)
         return [p.message for p in polls if p.message is not None and not p.anonymous]
+
+    async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
+        """A page of `open_poll_messages`, in poll id order, each in a read of its own: a bot with
+        100,000 open polls reconciles them without holding them all (or one long transaction)."""
+        async with self.work() as uow:
+            polls = await uow.tx.polls.open_on(platform, uow.now, after=after, limit=limit)
+        messages = [p.message for p in polls if p.message is not None and not p.anonymous]
+        return OpenPollPage(messages, polls[-1].id if len(polls) == limit else None)
 
     async def polls_near(self, message: MessageRef) -> tuple[Poll | None, list[Poll]]:
         """The poll posted as `message`, if there is one; else the polls open in its channel, oldest

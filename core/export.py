@@ -7,8 +7,8 @@ import csv
 import io
 import json
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -36,9 +36,6 @@ class GroupRecord:
     reflections: list[Reflection]
     schedules: list[Schedule]
     concerns: list[Concern]  # anonymous ones by nobody: they keep no author to export
-    # Who voted on each poll, by key (polls without votes left out): for the group's page. An anonymous
-    # poll's keys are keyed hashes that name nobody.
-    voters: Mapping[int, frozenset[str]] = field(default_factory=dict)
 
 
 _POLLS_READ = 1000  # well below the parameters a statement may have (PostgreSQL: 32,767)
@@ -59,7 +56,6 @@ async def load_record(tx: StoreTx, group: Group) -> GroupRecord:
         await tx.reviews.reflections(group.id),
         await tx.schedules.in_group(group.id),
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
-        {poll_id: frozenset(r.user_key for r in found if r.present) for poll_id, found in reactions.items()},
     )
 
 
@@ -67,10 +63,10 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def counts_withheld(p: Poll, t: Tally) -> str:
+def counts_withheld(p: Poll, voters: int) -> str:
     """Why a poll's per-option counts are not shown, or "" when they are. A hidden poll's stay secret
     until it closes, an anonymous poll's while fewer than 3 voted; how many voted may be told."""
-    if p.anonymous and t.voters < MIN_VOTERS_SHOWN:
+    if p.anonymous and voters < MIN_VOTERS_SHOWN:
         return TOO_FEW_NOTE
     return HIDDEN_NOTE if p.hidden and p.closed_at is None else ""
 
@@ -90,7 +86,7 @@ def inert(cell: object) -> object:
 
 
 def _poll_options(p: Poll, t: Tally) -> list[dict[str, Any]]:
-    if counts_withheld(p, t):
+    if counts_withheld(p, t.voters):
         return [{"emoji": o.emoji, "label": o.label} for o in p.options]
     counted = zip(p.options, t.counts, strict=True)
     return [{"emoji": o.emoji, "label": o.label, "votes": n} for o, n in counted]
@@ -201,7 +197,7 @@ def to_markdown(r: GroupRecord) -> str:
     lines += [f"- {concern_line(c, full=True)} (goal {c.goal_id})" for c in r.concerns] or ["- none"]
     lines += ["", "## Polls"]
     for p, t in r.polls:
-        if withheld := counts_withheld(p, t):
+        if withheld := counts_withheld(p, t.voters):
             counts = ", ".join(f"{o.emoji} {o.label}" for o in p.options) + f" ({withheld})"
         else:
             counts = ", ".join(f"{o.emoji} {o.label}: {n}" for o, n in zip(p.options, t.counts, strict=True))
@@ -248,7 +244,7 @@ def to_csv(r: GroupRecord) -> str:
         details = f"goal {c.goal_id}" + (f"; {c.note}" if c.note else "")
         writer.writerow(["concern", c.id, _iso(c.at), c.by, c.text, addressed, details])
     for p, t in r.polls:
-        if withheld := counts_withheld(p, t):
+        if withheld := counts_withheld(p, t.voters):
             counts = f"{t.voters} voted; {withheld}"
         else:
             counts = "; ".join(f"{o.label}={n}" for o, n in zip(p.options, t.counts, strict=True))

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from core.clock import format_time
 from core.commands import UsageError
@@ -107,6 +107,16 @@ class Tally:
     names: tuple[tuple[str, ...], ...]
 
 
+@dataclass(frozen=True, slots=True)
+class GroupCounts:
+    """The tallies of a group's polls as `tally` counts them, counted where they are kept (for the
+    group's page), polls without votes left out: by poll, the votes on each option (options without
+    any left out), and who voted."""
+
+    votes: Mapping[int, Mapping[int, int]]
+    voters: Mapping[int, frozenset[str]]  # by key: an anonymous poll's are keyed hashes
+
+
 VOTE_BUTTON = "vote"
 
 
@@ -128,6 +138,9 @@ def parse_vote_button(custom_id: str) -> tuple[int, int] | None:
     return int(poll), int(option)
 
 
+T = TypeVar("T")
+
+
 def tally(poll: Poll, reactions: Sequence[PollReaction]) -> Tally:
     """Count the votes. In a single-choice poll a member's latest present reaction counts."""
     return count_votes(reactions, len(poll.options), multiple=poll.multiple)
@@ -135,17 +148,31 @@ def tally(poll: Poll, reactions: Sequence[PollReaction]) -> Tally:
 
 def count_votes(reactions: Sequence[PollReaction], options: int, *, multiple: bool) -> Tally:
     """The tally of reactions on a poll of `options` options, when only its shape is at hand."""
-    chosen: dict[str, list[PollReaction]] = {}
-    for r in sorted(reactions, key=lambda r: r.seq):
-        if r.present and 0 <= r.option < options:
-            chosen.setdefault(r.user_key, []).append(r)
+    present = ((r.user_key, r.option, r.seq, r) for r in reactions if r.present)
     counts = [0] * options
     names: list[list[str]] = [[] for _ in range(options)]
+    chosen = counted(present, options, multiple=multiple)
     for picks in chosen.values():
-        for r in picks if multiple else picks[-1:]:
+        for r in picks:
             counts[r.option] += 1
             names[r.option].append(r.user_name)
     return Tally(tuple(counts), len(chosen), tuple(tuple(sorted(n)) for n in names))
+
+
+def counted(
+    present: Iterable[tuple[str, int, int, T]], options: int, *, multiple: bool
+) -> dict[str, list[T]]:
+    """What counts of a poll's present reactions, given as (member key, option, seq, item): by member,
+    the items of every option they chose, or in a single-choice poll of the latest one only. Options
+    outside the poll's are ignored."""
+    chosen: dict[str, list[T]] = {}
+    for key, option, _, item in sorted(present, key=lambda v: v[2]):
+        if 0 <= option < options:
+            chosen.setdefault(key, []).append(item)
+    if not multiple:
+        for picks in chosen.values():
+            del picks[:-1]
+    return chosen
 
 
 def poll_request(

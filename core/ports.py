@@ -14,7 +14,7 @@ from core.forgetting import Forgotten
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member, RosterEntry
-from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange
+from core.polls import GroupCounts, Poll, PollKind, PollReaction, PollRequest, ReactionChange
 from core.radar import Act
 from core.reflections import Reflection, Review
 from core.refs import ChannelRef, MessageRef, UserRef
@@ -24,6 +24,15 @@ from core.schedules import DueSchedule, Schedule, ScheduleKind
 if TYPE_CHECKING:
     from core.commands import CommandSpec
     from core.outbox import OutboxRow, Post, PostState
+
+
+@dataclass(frozen=True, slots=True)
+class OpenPollPage:
+    """A page of open polls' messages; `last`: the id of the last poll read, to read on after it (None:
+    no page follows)."""
+
+    messages: list[MessageRef]
+    last: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +195,10 @@ class EventSink(Protocol):
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         """The messages of the polls still open on a platform, to reconcile after a gap."""
+        ...
+
+    async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
+        """One page of `open_poll_messages`: of the open polls with an id after `after`, at most `limit`."""
         ...
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
@@ -513,8 +526,10 @@ class PollRepo(Protocol):
         common case, costs next to nothing however large its group."""
         ...
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
-        """Polls on a platform that are open at `now`."""
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        """Polls on a platform that are open at `now`, by id: those after the id `after`, at most `limit`."""
         ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
@@ -539,6 +554,14 @@ class PollRepo(Protocol):
 
     async def reactions_of(self, poll_ids: Sequence[int]) -> dict[int, list[PollReaction]]:
         """The reactions of many polls at once (polls without any are left out)."""
+        ...
+
+    async def counts_in_group(self, group_id: int) -> GroupCounts:
+        """Every poll of the group tallied as `tally` does, in one read: for the group's page."""
+        ...
+
+    async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
+        """By poll, the names of the members whose vote counts for `option` (polls without any left out)."""
         ...
 
 
@@ -735,6 +758,19 @@ class ReviewRepo(Protocol):
 
     async def reflections(self, group_id: int, review_id: int | None = None) -> list[Reflection]:
         """The group's reflections (of one review when given), oldest first."""
+        ...
+
+    async def answer_counts(self, group_id: int) -> dict[int, tuple[int, int]]:
+        """By review of the group (reviews without answers left out): how many answers it has, and how
+        many of them answer question 5."""
+        ...
+
+    async def reflection_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        """The group's reflections by week, the weeks given by when each begins, in order: by the index
+        of its week (the first also takes any before it; weeks without reflections left out), how many
+        there are and their authors' keys."""
         ...
 
     async def reflections_since(

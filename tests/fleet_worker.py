@@ -20,7 +20,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
-from adapters.sql.leader import unique_instance
+from adapters.sql.instance import unique_instance
 from bot.app import build_engine, open_store
 from bot.config import parse_config
 from core.outbox import PostState

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import copy
 import itertools
 import os
@@ -38,8 +39,26 @@ from core.forgetting import (
 from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.outbox import OutboxRow, Post, PostState
-from core.polls import Poll, PollKind, PollReaction, PollRequest, ReactionChange, Tally, tally
-from core.ports import Button, DeliveryFailed, FileTooLarge, Outbound, ReadOnly, StateChanges, state_prefix
+from core.polls import (
+    GroupCounts,
+    Poll,
+    PollKind,
+    PollReaction,
+    PollRequest,
+    ReactionChange,
+    Tally,
+    tally,
+)
+from core.ports import (
+    Button,
+    DeliveryFailed,
+    FileTooLarge,
+    OpenPollPage,
+    Outbound,
+    ReadOnly,
+    StateChanges,
+    state_prefix,
+)
 from core.radar import Act, ActKind, own_limits
 from core.reflections import Reflection, Review
 from core.refs import BOT, ChannelRef, MessageRef, UserRef
@@ -128,6 +147,9 @@ class SinkProxy:
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         return await self.engine.open_poll_messages(platform)
+
+    async def open_poll_page(self, platform: str, after: int, limit: int) -> OpenPollPage:
+        return await self.engine.open_poll_page(platform, after, limit)
 
     async def reconcile(self, message: MessageRef, present: Mapping[str, Collection[UserRef]]) -> int:
         return await self.engine.reconcile(message, present)
@@ -593,6 +615,25 @@ class MemoryPolls(_MemoryPart):
         found = {poll_id: await self.reactions(poll_id) for poll_id in poll_ids}
         return {poll_id: listed for poll_id, listed in found.items() if listed}
 
+    async def counts_in_group(self, group_id: int) -> GroupCounts:
+        votes: dict[int, dict[int, int]] = {}
+        voters: dict[int, frozenset[str]] = {}
+        for poll in self.d.polls.values():
+            reactions = await self.reactions(poll.id) if poll.group_id == group_id else []
+            t = tally(poll, reactions)
+            if t.voters:
+                votes[poll.id] = {n: count for n, count in enumerate(t.counts) if count}
+                voters[poll.id] = frozenset(r.user_key for r in reactions if r.present)
+        return GroupCounts(votes, voters)
+
+    async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        for poll_id in poll_ids:
+            names = tally(self.d.polls[poll_id], await self.reactions(poll_id)).names[option]
+            if names:
+                found[poll_id] = list(names)
+        return found
+
     async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
@@ -645,12 +686,15 @@ class MemoryPolls(_MemoryPart):
                 complete.add(poll_id)
         return complete
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
-        return [
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        found = [
             p
-            for p in self.d.polls.values()
-            if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now)
+            for p in sorted(self.d.polls.values(), key=lambda p: p.id)
+            if self.d.groups[p.group_id].channel.platform == platform and p.is_open(now) and p.id > after
         ]
+        return found[:limit] if limit is not None else found
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[Poll]:
         due = [
@@ -1007,6 +1051,23 @@ class MemoryReviews(_MemoryPart):
             for r in self.d.reflections.values()
             if r.group_id == group_id and (review_id is None or r.review_id == review_id)
         ]
+
+    async def answer_counts(self, group_id: int) -> dict[int, tuple[int, int]]:
+        found: dict[int, tuple[int, int]] = {}
+        for r in await self.reflections(group_id):
+            if r.review_id is not None:
+                answers, proposals = found.get(r.review_id, (0, 0))
+                found[r.review_id] = (answers + 1, proposals + (r.question == 5))
+        return found
+
+    async def reflection_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        weeks: dict[int, list[str]] = {}
+        for r in await self.reflections(group_id) if starts else ():
+            week = max(0, bisect.bisect_right(starts, r.at) - 1)
+            weeks.setdefault(week, []).append(r.user_key)
+        return {n: (len(keys), frozenset(keys)) for n, keys in weeks.items()}
 
     async def reflections_since(
         self, group_ids: Sequence[int], since: datetime

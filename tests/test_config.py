@@ -150,6 +150,14 @@ def test_discord_is_configured_by_its_section_or_the_environment() -> None:
             "discord: shard_ids must be between",
         ),
         ({"discord": {"token": "t", "gateway_url": "http://x"}}, "discord.gateway_url: string should match"),
+        (
+            {"discord": {"token": "t", "shard_count": 4, "shard_ids": [1, 2, 1]}},
+            "discord: shard_ids names shard 1 more than once",
+        ),
+        (
+            {"discord": {"token": "t", "shard_count": 4, "shard_ids": []}},
+            "discord: shard_ids must name at least",
+        ),
     ],
 )
 def test_a_wrong_discord_key_names_the_key(raw: object, message: str) -> None:
@@ -168,3 +176,38 @@ def test_check_config_says_what_would_run_web_server_included(tmp_path: Path) ->
     served.write_text("web:\n  host: 127.0.0.1\n  port: 8123\n")
     result = run_cli("check-config", "--config", str(served), cwd=tmp_path)
     assert result.stdout.strip().endswith("web server: http://127.0.0.1:8123"), result.stdout
+
+
+def test_replicas_sharing_one_config_file_take_their_shards_from_the_environment() -> None:
+    raw = {"discord": {"token": "t", "shard_count": 2, "shard_ids": [0, 1]}}
+    config = parse_config(raw, env={"PEERBOT_DISCORD_SHARD_IDS": "2, 3", "PEERBOT_DISCORD_SHARD_COUNT": "4"})
+    assert config.discord is not None
+    assert (config.discord.shard_ids, config.discord.shard_count) == ([2, 3], 4)
+    only_ids = parse_config(raw, env={"PEERBOT_DISCORD_SHARD_IDS": "1"})
+    assert only_ids.discord is not None and only_ids.discord.shard_ids == [1]
+    assert parse_config({}, env={"PEERBOT_DISCORD_SHARD_IDS": "1"}).discord is None  # no Discord: nothing
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        (
+            {"PEERBOT_DISCORD_SHARD_IDS": "0,5", "PEERBOT_DISCORD_SHARD_COUNT": "4"},
+            "discord: shard_ids must be between 0 and 3",
+        ),
+        (
+            {"PEERBOT_DISCORD_SHARD_IDS": "0,0", "PEERBOT_DISCORD_SHARD_COUNT": "4"},
+            "discord: shard_ids names shard 0 more",
+        ),
+        (
+            {"PEERBOT_DISCORD_SHARD_IDS": "0;1"},
+            "PEERBOT_DISCORD_SHARD_IDS: expected shard numbers separated by commas",
+        ),
+        ({"PEERBOT_DISCORD_SHARD_COUNT": "four"}, "PEERBOT_DISCORD_SHARD_COUNT: expected a whole number"),
+        ({"PEERBOT_DISCORD_SHARD_IDS": "1"}, "discord: shard_ids needs shard_count"),
+    ],
+)
+def test_wrong_shards_in_the_environment_are_named(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config({"discord": {"token": "t"}}, env=env)
+    assert str(error.value).startswith(message)

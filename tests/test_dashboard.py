@@ -7,15 +7,17 @@ import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from html import escape
+from zoneinfo import ZoneInfo
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from adapters.web.dashboard import CSP, dashboard_routes
-from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign
+from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign, week_of
+from core.export import load_record
 from core.refs import ChannelRef
 from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import START, Harness, free_socket, serving
@@ -299,10 +301,31 @@ async def test_member_text_is_escaped_on_the_page(site: Site) -> None:
     evil.user = evil.user.__class__("fake", "mallory", '<img src=x onerror="alert(1)">Mal')
     await h.member("alice").says("/auto dashboard on")
     await evil.says('/goal propose <script>alert("goal")</script> & more')
+    await evil.says('/join <b onmouseover="alert(2)">hi</b>')
     _, _, body = await site.get(await site.link())
-    assert "<script>alert" not in body and "<img src=x" not in body
+    assert "<script>alert" not in body and "<img src=x" not in body and "<b onmouseover" not in body
+    assert "&lt;b onmouseover=&quot;alert(2)&quot;&gt;hi&lt;/b&gt;" in body  # the intro, on the roster
     assert "&lt;script&gt;alert(&quot;goal&quot;)&lt;/script&gt; &amp; more" in body
     assert "&lt;img src=x onerror=&quot;alert(1)&quot;&gt;Mal" in body
+
+
+async def test_the_roster_shows_who_is_here_and_a_private_member_by_name_only(site: Site) -> None:
+    h = site.h
+    await h.member("bob").says("/join Here to learn Rust")
+    await h.member("bob").says("/goal propose Read a chapter a week")
+    await h.member("bob").says("/reflect Chapter one was hard")
+    await h.member("cleo").says("/join I like quiet")
+    await h.member("cleo").says("/members private on")
+    url = await site.link()
+    people = {p["name"]: p for p in (await _json(site, url + "data.json"))["people"]}
+    assert people["cleo"] == {"name": "cleo"}  # nothing but her name
+    assert people["bob"]["intro"] == "Here to learn Rust"
+    assert people["bob"]["last_30_days"] == {"proposals": 1, "votes": 0, "reflections": 1}
+    _, _, body = await site.get(url)
+    section = body[body.index('<section id="people">') :]
+    section = section[: section.index("</section>")]
+    assert "Here to learn Rust" in section and "1 · 0 · 1" in section
+    assert "I like quiet" not in body and '<tr class="private"><td>cleo</td>' in section
 
 
 # The secret ------------------------------------------------------------------------------------------
@@ -326,3 +349,74 @@ async def test_the_secret_is_made_once_and_kept_in_the_database(sql_site: Site) 
     async with serving(app, free_socket()) as other:
         status, _, _ = await sql_site.get(first.replace(sql_site.url, other))
         assert status == 403
+
+
+# What the database counts for the page ---------------------------------------------------------------
+
+
+async def test_the_page_counts_in_the_database_what_the_record_holds(sql_site: Site) -> None:
+    """The page's tallies, weekly figures and reviews, read and counted for it in SQL, agree with the
+    group's full record counted in Python (as `export` does): changed and withdrawn votes, a
+    multiple-choice poll, 🤔 on consent polls, and reflections either side of a local Monday midnight
+    in the week summer time begins."""
+    h = sql_site.h
+    alice, bob, cleo = h.member("alice"), h.member("bob"), h.member("cleo")
+    await alice.says("/timezone Europe/Berlin")
+    await alice.says("/poll create --closes 3d Tea? | yes | no | maybe")  # 1: single choice
+    await alice.says("/poll create --multiple --closes 3d Snacks? | fruit | nuts")  # 2
+    one, two = await poll_message(h, 1), await poll_message(h, 2)
+    await bob.reacts(one, "1️⃣")
+    await bob.reacts(one, "2️⃣")  # his latest counts
+    await cleo.reacts(one, "3️⃣")
+    await cleo.reacts(one, "2️⃣")
+    await cleo.unreacts(one, "2️⃣")  # her earlier choice counts again
+    await bob.reacts(two, "1️⃣")
+    await bob.reacts(two, "2️⃣")
+    for n, who in enumerate((bob, cleo)):
+        await who.says(f"/goal propose Goal {n}: read a chapter a week")
+    consent = await poll_message(h, 3)
+    await bob.reacts(consent, "🤔")
+    await cleo.reacts(consent, "🤔")
+    await cleo.reacts(consent, "✅")  # no longer a concern
+    # Sunday 29 March 2026, 23:30 in Berlin (summer time since 03:00) and, an hour later, Monday.
+    for at, who in (
+        (datetime(2026, 3, 29, 21, 30, tzinfo=UTC), bob),
+        (datetime(2026, 3, 29, 22, 30, tzinfo=UTC), cleo),
+    ):
+        h.clock.current = at
+        await who.says(f"/reflect What {who.user.name} learned")
+    for n in range(10):  # more reviews than the page shows in full
+        h.clock.current = datetime(2026, 4, 6, 9, tzinfo=UTC) + timedelta(days=7 * n)
+        await alice.says("/review start")
+        await bob.says(f"/reflect q1 Intention {n}")
+        await cleo.says(f"/reflect q5 Change {n}")
+        await alice.says("/review summary")
+    url = await sql_site.link()
+    data = await _json(sql_site, url + "data.json")
+    _, _, page = await sql_site.get(url)
+
+    async with h.store.read() as tx:
+        group = await tx.groups.get(h.channel)
+        assert group is not None
+        record = await load_record(tx, group)
+    zone = ZoneInfo("Europe/Berlin")
+    polls = {p["id"]: p for p in data["polls"]} | {g["consent"]["id"]: g["consent"] for g in data["goals"]}
+    for p, t in record.polls:
+        assert [o["votes"] for o in polls[p.id]["options"]] == list(t.counts), p.question
+        assert polls[p.id]["voters"] == t.voters
+    assert [o["votes"] for o in polls[1]["options"]] == [0, 1, 1]
+    assert [o["votes"] for o in polls[2]["options"]] == [1, 1]
+    assert {g["id"]: g["concerns"] for g in data["goals"]} == {1: ["bob"], 2: []}
+    weeks: dict[str, tuple[int, set[str]]] = {}
+    for r in record.reflections:
+        count, authors = weeks.get(week_of(r.at, zone).isoformat(), (0, set()))
+        weeks[week_of(r.at, zone).isoformat()] = (count + 1, authors | {r.user_key})
+    shown = {w["week"]: w["reflections"] for w in data["participation"] if w["reflections"]}
+    assert shown == {week: count for week, (count, _) in weeks.items()}
+    assert shown["2026-03-23"] == 1 and shown["2026-03-30"] == 1  # either side of Monday midnight
+    assert len(data["reviews"]) == 10 and all(
+        len(r["action_items"]) == 1 and sum(len(q["answers"]) for q in r["questions"]) == 2
+        for r in data["reviews"]
+    )
+    earlier = re.findall(r'<li data-review="(\d+)">[^<]*: (\d+) answers, (\d+) action items</li>', page)
+    assert earlier == [("2", "2", "1"), ("1", "2", "1")]  # the two oldest, counted in the database

@@ -41,7 +41,10 @@ def _chromium_or_skip() -> str:
         # The README's test command sets up a fresh machine: as root, Debian's Chromium comes with it.
         subprocess.run(["apt-get", "update", "-q"], check=False, capture_output=True, timeout=600)
         subprocess.run(
-            ["apt-get", "install", "-y", "-q", "chromium"], check=False, capture_output=True, timeout=900
+            ["apt-get", "install", "-y", "-q", "chromium", "fonts-noto-color-emoji"],
+            check=False,
+            capture_output=True,
+            timeout=900,
         )
     if Path(CHROMIUM).exists():
         return CHROMIUM

@@ -4,7 +4,6 @@ empty database migrate it once. The processes are real (tests/fleet_worker.py), 
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
@@ -13,10 +12,8 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy.ext.asyncio import AsyncEngine
-
 from adapters.sql import migrate
-from adapters.sql.leader import database_lock, run_once, unique_instance
+from adapters.sql.instance import unique_instance
 from adapters.sql.store import SqlStore, make_engine
 from core.outbox import LEASE
 from tests.support import START
@@ -101,53 +98,6 @@ async def test_processes_started_together_on_an_empty_database_migrate_it_once(p
     await engine.dispose()
 
 
-async def test_run_once_runs_its_body_once_per_version_across_processes(db_url: str) -> None:
-    """Engines of their own: as separate processes, each its own session (PostgreSQL) or file (SQLite)."""
-    setup = make_engine(db_url)
-    await migrate.upgrade(setup)
-    engines = [make_engine(db_url) for _ in range(3)]
-    ran: list[str] = []
-
-    async def sync(engine: AsyncEngine, version: str) -> None:
-        async with run_once(engine, "discord-command-sync", version) as due:
-            if due:
-                await asyncio.sleep(0.2)  # the others arrive meanwhile, and wait
-                ran.append(version)
-
-    await asyncio.gather(*(sync(e, "v1") for e in engines))
-    assert ran == ["v1"]
-    await asyncio.gather(*(sync(e, "v1") for e in engines))  # a restart: done already
-    assert ran == ["v1"]
-    await asyncio.gather(*(sync(e, "v2") for e in engines))  # changed commands: synced again, once
-    assert ran == ["v1", "v2"]
-
-    # A body that fails is not recorded: the next process runs it.
-    try:
-        async with run_once(engines[0], "flaky", "v1") as due:
-            assert due
-            raise RuntimeError("the platform refused")
-    except RuntimeError:
-        pass
-    async with run_once(engines[1], "flaky", "v1") as due:
-        assert due
-
-    # The plain lock: bodies one after another, never side by side.
-    inside: list[int] = []
-    overlaps = []
-
-    async def hold(engine: AsyncEngine, n: int) -> None:
-        async with database_lock(engine, "migrate"):
-            overlaps.append(len(inside))
-            inside.append(n)
-            await asyncio.sleep(0.05)
-            inside.remove(n)
-
-    await asyncio.gather(*(hold(e, n) for n, e in enumerate(engines)))
-    assert overlaps == [0, 0, 0]
-    for e in (setup, *engines):
-        await e.dispose()
-
-
 async def test_each_process_on_a_database_gets_an_instance_name_of_its_own(db_url: str) -> None:
     stores = [SqlStore(make_engine(db_url)) for _ in range(3)]
     await migrate.upgrade(stores[0].engine)
@@ -155,5 +105,7 @@ async def test_each_process_on_a_database_gets_an_instance_name_of_its_own(db_ur
     assert names == ["host", "host-2"]
     await stores[0].close()  # its name is free again (a restart takes its own rows back at once)
     assert await unique_instance(stores[2], "host") == "host"
+    # Any name: a process running some Discord shards is `host/shards 0,1 of 4`.
+    assert await unique_instance(stores[1], "host/shards 0,1 of 4") == "host/shards 0,1 of 4"
     for s in stores[1:]:
         await s.close()

@@ -462,6 +462,49 @@ async def test_reactions_take_sequence_numbers_and_the_last_change_in_a_batch_wi
         assert await tx.polls.reactions(other.id) == [PollReaction(BOB.key, "Bob", 0, True, 1)]
 
 
+async def test_a_groups_polls_are_counted_at_once_as_a_tally_counts_them(store: Store) -> None:
+    general, study = await make_group(store), await make_group(store, STUDY)
+    cleo = UserRef("discord", "cleo", "Cleo")
+    several = replace(YES_NO, multiple=True)
+    async with store.transaction() as tx:
+        single = await tx.polls.create(general, PollKind.POLL, YES_NO, ALICE, T0)
+        multiple = await tx.polls.create(general, PollKind.POLL, several, ALICE, T0)
+        silent = await tx.polls.create(general, PollKind.POLL, YES_NO, ALICE, T0)
+        elsewhere = await tx.polls.create(study, PollKind.POLL, YES_NO, ALICE, T0)
+        await tx.polls.record_reactions(
+            single.id,
+            [ReactionChange(ALICE.key, "Alice", 0, True), ReactionChange(cleo.key, "Cleo", 0, True)],
+        )
+        await tx.polls.record_reactions(
+            single.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 1, True),  # her latest: it counts, her first does not
+                ReactionChange(BOB.key, "Bob", 1, True),
+                ReactionChange(cleo.key, "Cleo", 0, False),  # taken back
+            ],
+        )
+        await tx.polls.record_reactions(
+            multiple.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, True),
+                ReactionChange(BOB.key, "Bob", 1, True),
+            ],
+        )
+        await tx.polls.record_reactions(elsewhere.id, [ReactionChange(BOB.key, "Bob", 0, True)])
+    async with store.read() as tx:
+        counts = await tx.polls.counts_in_group(general)
+        assert counts.votes == {single.id: {1: 2}, multiple.id: {0: 1, 1: 2}}
+        assert counts.voters == {single.id: {ALICE.key, BOB.key}, multiple.id: {ALICE.key, BOB.key}}
+        assert silent.id not in counts.votes
+        ids = [single.id, multiple.id, silent.id]
+        assert await tx.polls.names_choosing(ids, 1) == {
+            single.id: ["Alice", "Bob"],
+            multiple.id: ["Alice", "Bob"],
+        }
+        assert await tx.polls.names_choosing(ids, 0) == {multiple.id: ["Alice"]}
+
+
 async def test_a_poll_closes_once(store: Store) -> None:
     group_id = await make_group(store)
     async with store.transaction() as tx:
@@ -1068,6 +1111,29 @@ async def test_the_next_due_time_counts_posts_waiting_in_the_outbox(store: Store
 
 
 # Reviews and reflections --------------------------------------------------------------------------
+
+
+async def test_reviews_count_their_answers_and_reflections_are_counted_by_week(store: Store) -> None:
+    general, study = await make_group(store), await make_group(store, STUDY)
+    week = timedelta(days=7)
+    async with store.transaction() as tx:
+        answered = await tx.reviews.create(general, ALICE, T0, T0 + week)
+        await tx.reviews.create(general, ALICE, T0 + week, T0 + 2 * week)  # no answers
+        for question, who in ((1, ALICE), (5, BOB), (5, ALICE)):
+            await tx.reviews.add_reflection(general, answered.id, question, who, "An answer", T0 + HOUR)
+        await tx.reviews.add_reflection(general, None, None, BOB, "Before the first week", T0 - HOUR)
+        await tx.reviews.add_reflection(general, None, None, BOB, "Second week", T0 + week)
+        await tx.reviews.add_reflection(general, None, None, ALICE, "After the weeks asked", T0 + 3 * week)
+        await tx.reviews.add_reflection(study, None, None, ALICE, "Another group", T0 + HOUR)
+    async with store.read() as tx:
+        assert await tx.reviews.answer_counts(general) == {answered.id: (3, 2)}
+        starts = [T0, T0 + week, T0 + 2 * week]
+        assert await tx.reviews.reflection_weeks(general, starts) == {
+            0: (4, frozenset({ALICE.key, BOB.key})),  # the first week takes what came before it
+            1: (1, frozenset({BOB.key})),
+            2: (1, frozenset({ALICE.key})),  # the last takes what comes after it
+        }
+        assert await tx.reviews.reflection_weeks(general, []) == {}
 
 
 async def test_reviews_open_close_once_and_fall_due_on_their_platform(store: Store) -> None:

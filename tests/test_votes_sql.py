@@ -160,3 +160,22 @@ async def test_a_poll_reconciled_with_its_message_is_decided_early_too(sql: Harn
     assert await sql.engine.reconcile(msg, {"✅": everyone}) == 2
     await sql.engine.settle()
     assert sql.chat.sent[-1].text.splitlines()[1] == "Decided early: all 2 members on the roster have voted."
+
+
+async def test_open_polls_are_read_in_pages_by_id_leaving_out_anonymous_and_closed_ones(sql: Harness) -> None:
+    first = await open_poll(sql, "One? | a | b")
+    await open_poll(sql, "--anonymous Two? | a | b")  # voted on privately: nothing to reconcile
+    third = await open_poll(sql, "Three? | a | b")
+    fourth = await open_poll(sql, "Four? | a | b")
+    await sql.member("alice").says("/poll close 3")
+    pages = []
+    after = 0
+    while True:
+        page = await sql.engine.open_poll_page("fake", after, 2)
+        pages.append(page.messages)
+        if page.last is None:
+            break
+        after = page.last
+    assert pages == [[first], [fourth]]  # the page of polls 1-2 holds one message; 3 is closed
+    assert third not in pages[1]
+    assert await sql.engine.open_poll_messages("fake") == [first, fourth]

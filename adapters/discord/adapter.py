@@ -12,8 +12,8 @@ import io
 import json
 import logging
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +72,9 @@ log = logging.getLogger(__name__)
 NO_MENTIONS = discord.AllowedMentions.none()
 DEFAULT_API = "https://discord.com/api"
 BATCH_LIMIT = 256
+REST_BURST = 10
+# Open polls read per page when reconciling: a bot with 100,000 open polls never holds them all.
+RECONCILE_PAGE = 500
 ACCESS_MEMORY = 4096
 REACTION_MEMORY = 4096
 THREAD_MEMORY = 4096
@@ -119,6 +122,25 @@ class Reconciled:
     polls: int = 0
     changed: int = 0
     skipped: int = 0
+
+
+OneAtATime = Callable[[str], AbstractAsyncContextManager[None]]
+
+
+@asynccontextmanager
+async def alone(name: str) -> AsyncIterator[None]:
+    """No lock: for a database no other process opens (the default)."""
+    yield
+
+
+def rest_share(settings: DiscordSettings) -> tuple[float, int]:
+    """The REST rate and burst this process may use: the global limit is the bot's, shared by every
+    process that runs some of its shards, so a process running `shard_ids` of `shard_count` takes
+    that share of it."""
+    if settings.shard_ids is None or not settings.shard_count:
+        return settings.rest_rate, REST_BURST
+    share = len(settings.shard_ids) / settings.shard_count
+    return settings.rest_rate * share, max(1, round(REST_BURST * share))
 
 
 def point_at(api_base_url: str | None, gateway_url: str | None) -> None:
@@ -301,10 +323,17 @@ class DiscordAdapter:
     """Runs one discord.py client: commands in, replies out, reactions to votes (an `Adapter`)."""
 
     def __init__(
-        self, settings: DiscordSettings, store: Store, sink: EventSink, metrics: Metrics = NO_METRICS
+        self,
+        settings: DiscordSettings,
+        store: Store,
+        sink: EventSink,
+        metrics: Metrics = NO_METRICS,
+        one_at_a_time: OneAtATime = alone,
     ) -> None:
         self.settings = settings
         self.store = store
+        # A lock on the database for work that several processes starting at once must do only once.
+        self.one_at_a_time = one_at_a_time
         self.sink = sink
         self.metrics = metrics
         self.client = PeerbotClient(self, settings)
@@ -404,27 +433,30 @@ class DiscordAdapter:
         """Register the engine's commands, globally or in the configured guilds.
 
         The payload's digest is kept in the store, so a restart with the same commands sends nothing
-        (command creation is limited to 200 a day per guild).
+        (command creation is limited to 200 a day per guild). Processes that start at once (shards
+        split across them) sync one at a time, under a lock on the database: the first registers,
+        the others find its digest and send nothing.
         """
         app_id = self.client.application_id
         assert app_id is not None
         payload = command_payloads(self.sink.visible_specs(PLATFORM))
         digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
         scopes: list[int | None] = list(self.settings.guild_ids) or [None]
-        for guild_id in scopes:
-            key = f"commands.{app_id}.{guild_id or 'global'}"
-            async with self.store.transaction() as tx:
-                if await tx.state(PLATFORM).get(key) == digest:
-                    continue
-            if guild_id is None:
-                await self.client.http.bulk_upsert_global_commands(app_id, payload)
-            else:
-                await self.client.http.bulk_upsert_guild_commands(app_id, guild_id, payload)
-            async with self.store.transaction() as tx:
-                await tx.state(PLATFORM).set(key, digest)
-            log.info(
-                "registered %d commands (%s)", len(payload), f"guild {guild_id}" if guild_id else "global"
-            )
+        async with self.one_at_a_time(f"discord.commands.{app_id}"):
+            for guild_id in scopes:
+                key = f"commands.{app_id}.{guild_id or 'global'}"
+                async with self.store.transaction() as tx:
+                    if await tx.state(PLATFORM).get(key) == digest:
+                        continue
+                if guild_id is None:
+                    await self.client.http.bulk_upsert_global_commands(app_id, payload)
+                else:
+                    await self.client.http.bulk_upsert_guild_commands(app_id, guild_id, payload)
+                async with self.store.transaction() as tx:
+                    await tx.state(PLATFORM).set(key, digest)
+                log.info(
+                    "registered %d commands (%s)", len(payload), f"guild {guild_id}" if guild_id else "global"
+                )
 
     async def answer(self, interaction: discord.Interaction) -> None:
         """Run the command (or vote button) and answer within Discord's 3 s: directly if the core is
@@ -600,6 +632,7 @@ class DiscordAdapter:
         previous = self._reconciling.pop(shard_id, None)
         if previous is not None:
             previous.cancel()
+        log.info("new session on shard %d: reconciling its open polls", shard_id)
         task = asyncio.create_task(self._reconcile_shard(shard_id), name=f"discord-reconcile-{shard_id}")
         self._reconciling[shard_id] = task
         task.add_done_callback(lambda done: self._forget_pass(shard_id, done))
@@ -624,8 +657,7 @@ class DiscordAdapter:
         try:
             # Events of the previous session first: they are older than the snapshots taken below.
             await self.reactions.join()
-            messages = await self.sink.open_poll_messages(PLATFORM)
-            for message in messages:
+            async for message in self._open_poll_messages():
                 if not self._serves(shard_id, message):
                     continue
                 report.polls += 1
@@ -656,6 +688,17 @@ class DiscordAdapter:
         self.reconciled.append(report)
         async with self._reconciled_changed:
             self._reconciled_changed.notify_all()
+
+    async def _open_poll_messages(self) -> AsyncIterator[MessageRef]:
+        """The messages of the open polls, read a page at a time (each page in a read of its own)."""
+        after = 0
+        while True:
+            page = await self.sink.open_poll_page(PLATFORM, after, RECONCILE_PAGE)
+            for message in page.messages:
+                yield message
+            if page.last is None:
+                return
+            after = page.last
 
     async def _reactions_now(self, message: MessageRef) -> dict[str, list[UserRef]]:
         """Who reacted with what on the message now (the bot left out), read over REST."""
@@ -723,9 +766,10 @@ class DiscordChat:
     def __init__(self, adapter: DiscordAdapter) -> None:
         self.adapter = adapter
         self.client = adapter.client
+        rate, burst = rest_share(adapter.settings)
         self.pacer = Pacer(
-            adapter.settings.rest_rate,
-            burst=10,
+            rate,
+            burst=burst,
             on_wait=lambda seconds: adapter.metrics.rate_limit_wait(PLATFORM, seconds),
         )
         self._reacted: OrderedDict[str, set[str]] = OrderedDict()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -14,10 +15,12 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     DateTime,
+    Integer,
     Select,
     Table,
     and_,
     bindparam,
+    case,
     delete,
     event,
     exists,
@@ -74,7 +77,16 @@ from core.goals import Goal, GoalStatus
 from core.lifecycle import CLOSING, Group, Phase, PhaseChange, QuietHours
 from core.members import Contributions, Member, RosterEntry
 from core.outbox import OutboxRow, Post, PostKind, PostState, Thread
-from core.polls import Poll, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
+from core.polls import (
+    GroupCounts,
+    Poll,
+    PollKind,
+    PollOption,
+    PollReaction,
+    PollRequest,
+    ReactionChange,
+    counted,
+)
 from core.ports import ReadOnly, state_prefix
 from core.radar import Act, ActKind, limits_json
 from core.reflections import Reflection, Review
@@ -246,24 +258,51 @@ def _reflection_of(
     return Reflection(id, group_id, review_id, question, key, name, text, utc(at))
 
 
+@functools.lru_cache(maxsize=4096)
+def _options(encoded: str) -> tuple[PollOption, ...]:
+    """A poll's options from their JSON; many polls share theirs (every consent poll, every pulse)."""
+    return tuple(PollOption(e, label) for e, label in json.loads(encoded))
+
+
 def _poll(row: Any) -> Poll:
-    channel = ChannelRef(row.platform, row.channel_id)
+    """A poll from a row of `select(polls)`, unpacked as a tuple: by name, a row's fields cost most of
+    the time of reading a group's 2,000 polls. A column added to the table fails here at once."""
+    (
+        id_,
+        group_id,
+        kind,
+        question,
+        options,
+        multiple,
+        hidden,
+        author_key,
+        author_name,
+        created_at,
+        closes_at,
+        closed_at,
+        platform,
+        channel_id,
+        message_id,
+        _vote_seq,
+        remind_at,
+        anonymous,
+    ) = row
     return Poll(
-        id=row.id,
-        group_id=row.group_id,
-        kind=PollKind(row.kind),
-        question=row.question,
-        options=tuple(PollOption(e, label) for e, label in json.loads(row.options)),
-        multiple=bool(row.multiple),
-        hidden=bool(row.hidden),
-        author_key=row.author_key,
-        author_name=row.author_name,
-        created_at=utc(row.created_at),
-        closes_at=utc(row.closes_at),
-        closed_at=utc(row.closed_at) if row.closed_at is not None else None,
-        message=MessageRef(channel, row.message_id) if row.message_id is not None else None,
-        remind_at=_maybe_utc(row.remind_at),
-        anonymous=bool(row.anonymous),
+        id=id_,
+        group_id=group_id,
+        kind=PollKind(kind),
+        question=question,
+        options=_options(options),
+        multiple=bool(multiple),
+        hidden=bool(hidden),
+        author_key=author_key,
+        author_name=author_name,
+        created_at=utc(created_at),
+        closes_at=utc(closes_at),
+        closed_at=utc(closed_at) if closed_at is not None else None,
+        message=MessageRef(ChannelRef(platform, channel_id), message_id) if message_id is not None else None,
+        remind_at=_maybe_utc(remind_at),
+        anonymous=bool(anonymous),
     )
 
 
@@ -901,6 +940,20 @@ class SqlState(_SqlPart):
         await self.conn.execute(delete(adapter_state).where(adapter_state.c.key == self.prefix + key))
 
 
+_RECORD = "\x1e"  # ASCII's record separator: in no member key (platform ids, or a keyed hash)
+_ANY_OPTION = 1 << 30  # re-counting rows already counted: every option is the poll's
+_IN_LIMIT = 1000  # values in one IN (...): well below what a statement may bind (PostgreSQL: 32,767)
+
+
+def _bisect(at: ColumnElement[datetime], starts: Sequence[datetime], lo: int, hi: int) -> ColumnElement[int]:
+    """The index (in lo..hi-1) of the last of `starts` at or before `at`, as nested CASEs."""
+    if hi - lo == 1:
+        return literal(lo, Integer)
+    mid = (lo + hi) // 2
+    before = at < bindparam(None, starts[mid], DateTime(timezone=True))
+    return case((before, _bisect(at, starts, lo, mid)), else_=_bisect(at, starts, mid, hi))
+
+
 class SqlPolls(_SqlPart):
     async def create(
         self,
@@ -1013,6 +1066,62 @@ class SqlPolls(_SqlPart):
             )
         return found
 
+    async def counts_in_group(self, group_id: int) -> GroupCounts:
+        # One pass over the group's votes, counted and grouped by the database: for a page of 50,000
+        # votes, rows cost far more to fetch than to count. Who voted comes as one string per option.
+        c = poll_reactions.c
+        rows = await self.conn.execute(
+            select(c.poll_id, c.option, func.count(), func.aggregate_strings(c.user_key, _RECORD))
+            .join(polls, polls.c.id == c.poll_id)
+            .where(polls.c.group_id == group_id, c.present)
+            .group_by(c.poll_id, c.option)
+        )
+        votes: dict[int, dict[int, int]] = {}
+        chose: dict[int, list[list[str]]] = {}
+        for poll_id, option, count, keys in rows:
+            votes.setdefault(poll_id, {})[option] = count
+            chose.setdefault(poll_id, []).append(keys.split(_RECORD))
+        voters = {poll_id: frozenset().union(*listed) for poll_id, listed in chose.items()}
+        # Someone who chose two options: in a single-choice poll only their latest reaction counts.
+        twice = [poll_id for poll_id, listed in chose.items() if len(voters[poll_id]) < sum(map(len, listed))]
+        single: list[int] = []
+        for start in range(0, len(twice), _IN_LIMIT):
+            query = select(polls.c.id).where(polls.c.id.in_(twice[start : start + _IN_LIMIT]))
+            single += await self.conn.scalars(query.where(polls.c.multiple.is_(False)))
+        recount: dict[int, list[PollReaction]] = {}
+        for start in range(0, len(single), _IN_LIMIT):
+            recount.update(await self.reactions_of(single[start : start + _IN_LIMIT]))
+        for poll_id, reactions in recount.items():
+            votes[poll_id] = dict.fromkeys(votes[poll_id], 0)
+            present = ((r.user_key, r.option, r.seq, r.option) for r in reactions if r.present)
+            for (option,) in counted(present, _ANY_OPTION, multiple=False).values():
+                votes[poll_id][option] += 1
+            votes[poll_id] = {option: n for option, n in votes[poll_id].items() if n}
+        return GroupCounts(votes, voters)
+
+    async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
+        c, later = poll_reactions.c, poll_reactions.alias("later")
+        # In a single-choice poll a reaction counts unless the member reacted again since.
+        since = select(later.c.seq).where(
+            later.c.poll_id == c.poll_id, later.c.user_key == c.user_key, later.c.present, later.c.seq > c.seq
+        )
+        found: dict[int, list[str]] = {}
+        for start in range(0, len(poll_ids), _IN_LIMIT):
+            rows = await self.conn.execute(
+                select(c.poll_id, c.user_name)
+                .join(polls, polls.c.id == c.poll_id)
+                .where(
+                    c.poll_id.in_(list(poll_ids[start : start + _IN_LIMIT])),
+                    c.option == option,
+                    c.present,
+                    or_(polls.c.multiple, ~exists(since)),
+                )
+                .order_by(c.poll_id, c.user_name)
+            )
+            for poll_id, name in rows:
+                found.setdefault(poll_id, []).append(name)
+        return found
+
     async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         if skip_locked and self.conn.dialect.name == "postgresql":
             # Processes closing due polls together each take the ones no other holds, never waiting.
@@ -1070,11 +1179,19 @@ class SqlPolls(_SqlPart):
             complete.update(r.id for r in rows)
         return complete
 
-    async def open_on(self, platform: str, now: datetime) -> list[Poll]:
+    async def open_on(
+        self, platform: str, now: datetime, after: int = 0, limit: int | None = None
+    ) -> list[Poll]:
         rows = await self.conn.execute(
             select(polls)
-            .where(polls.c.platform == platform, polls.c.closed_at.is_(None), polls.c.closes_at > now)
+            .where(
+                polls.c.platform == platform,
+                polls.c.closed_at.is_(None),
+                polls.c.closes_at > now,
+                polls.c.id > after,
+            )
             .order_by(polls.c.id)
+            .limit(limit)
         )
         return [_poll(r) for r in rows]
 
@@ -1688,6 +1805,31 @@ class SqlReviews(_SqlPart):
             query = query.where(reflections.c.review_id == review_id)
         rows = await self.conn.execute(query.order_by(reflections.c.id))
         return [_reflection_of(*r) for r in rows]
+
+    async def answer_counts(self, group_id: int) -> dict[int, tuple[int, int]]:
+        c = reflections.c
+        rows = await self.conn.execute(
+            select(c.review_id, func.count(), func.count(case((c.question == 5, 1))))
+            .where(c.group_id == group_id, c.review_id.is_not(None))
+            .group_by(c.review_id)
+        )
+        return {review_id: (answers, proposals) for review_id, answers, proposals in rows}
+
+    async def reflection_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        if not starts:
+            return {}
+        c = reflections.c
+        # Each reflection's week found by the database, by bisection over the weeks' starts: a hundred
+        # rows back for two years, not one row per reflection.
+        week = _bisect(c.at, [utc(s) for s in starts], 0, len(starts)).label("week")
+        rows = await self.conn.execute(
+            select(week, func.count(), func.aggregate_strings(c.user_key, _RECORD))
+            .where(c.group_id == group_id)
+            .group_by(week)
+        )
+        return {n: (count, frozenset(keys.split(_RECORD))) for n, count, keys in rows}
 
     async def reflections_since(
         self, group_ids: Sequence[int], since: datetime

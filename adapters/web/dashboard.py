@@ -36,11 +36,12 @@ from core.dashboard import (
     build_page,
     check,
     generation,
+    read_page,
     secret_in,
     to_data,
 )
-from core.export import load_record
 from core.lifecycle import PHASE_ORDER
+from core.members import Contributions
 from core.ports import Store
 
 # Nothing runs on the page, nothing is fetched from another host, nothing may frame it.
@@ -229,10 +230,9 @@ def _reviews(page: Page) -> str:
     if not page.reviews:
         parts.append("<p>No action reviews yet.</p>")
     for v in page.reviews[REVIEWS_IN_FULL:]:
-        count = sum(len(a) for _, _, a in v.questions)
         older.append(
             f'<li data-review="{v.id}">Review {v.id}, started {_e(_when(v.started_at, tz))} by'
-            f" {_e(v.started_by)}: {count} answers, {len(v.action_items)} action items</li>"
+            f" {_e(v.started_by)}: {v.answers} answers, {v.proposals} action items</li>"
         )
     for v in page.reviews[:REVIEWS_IN_FULL]:
         state = f"closed {_when(v.closed_at, tz)}" if v.closed_at else f"open until {_when(v.closes_at, tz)}"
@@ -273,6 +273,32 @@ def _reviews(page: Page) -> str:
     return "".join(parts)
 
 
+def _people(page: Page) -> str:
+    tz = page.timezone
+    rows = []
+    for m in page.people:
+        if m.private:
+            rows.append(
+                f'<tr class="private"><td>{_e(m.name)}</td><td colspan="3">listed by name only</td></tr>'
+            )
+            continue
+        did = m.did or Contributions()
+        intro = f'<span class="meta intro">“{_e(m.intro)}”</span>' if m.intro else ""
+        rows.append(
+            f"<tr><td>{_e(m.name)}{intro}</td><td>{_e(_when(m.joined_at, tz)[:10])}</td>"
+            f"<td>{_e(_when(m.last_active_at, tz)) or 'not yet'}</td>"
+            f'<td class="num">{did.proposals} · {did.votes} · {did.reflections}</td></tr>'
+        )
+    table = (
+        '<table class="people"><thead><tr><th>member</th><th>since</th><th>last active</th>'
+        '<th class="num">30 days: proposals · votes · reflections</th></tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else "<p>Nobody is on the roster yet.</p>"
+    )
+    return f'<section id="people"><h2>People</h2>{table}</section>'
+
+
 def _schedules(page: Page) -> str:
     tz = page.timezone
     rows = "".join(
@@ -292,7 +318,7 @@ def _schedules(page: Page) -> str:
 
 def render_page(page: Page) -> str:
     """The whole page: plain HTML and SVG, every member's word escaped, no script."""
-    sections = (_timeline, _roadmap, _polls, _participation, _reviews, _schedules)
+    sections = (_timeline, _roadmap, _polls, _participation, _people, _reviews, _schedules)
     nav = "".join(
         f'<a href="#{anchor}">{words}</a>'
         for anchor, words in (
@@ -300,6 +326,7 @@ def render_page(page: Page) -> str:
             ("roadmap", "Roadmap"),
             ("polls", "Polls"),
             ("participation", "Participation"),
+            ("people", "People"),
             ("reviews", "Reviews"),
             ("schedules", "Schedules"),
         )
@@ -333,9 +360,10 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             group = await tx.groups.by_id(group_id)
             if group is None:
                 return Refused.FORGED
-            record = await load_record(tx, group)
-            history = await tx.groups.phase_history(group_id)
-        return lambda: build_page(record, history, now)
+            # The page shows the newest reviews' answers; data.json, which holds everything, all of them.
+            in_full = REVIEWS_IN_FULL if request.path.endswith("/") else None
+            record = await read_page(tx, group, now, in_full)
+        return lambda: build_page(record, now)
 
     async def page(request: web.Request) -> web.Response:
         found = await opened(request)

@@ -119,6 +119,19 @@ async def test_shards_identify_with_their_id_and_count(scene: DiscordScene) -> N
     assert [i["shard"] for i in scene.fake.identifies] == [[1, 2]]
 
 
+async def test_without_a_shard_count_the_bot_runs_the_count_discord_recommends(scene: DiscordScene) -> None:
+    """GET /gateway/bot says 2: both shards identify (the second 5 s later, Discord's pace), and the
+    server's events reach the shard `(guild_id >> 22) % 2`, which answers its commands."""
+    scene.fake.recommended_shards = 2
+    bot = await scene.start_bot()
+    assert sorted(i["shard"] for i in scene.fake.identifies) == [[0, 2], [1, 2]]
+    assert any(r.route == "get_gateway_bot" for r in scene.fake.requests)
+    answer = await scene.alice.runs("/phase show")
+    assert "Convening" in answer.content or "convening" in answer.content, answer.content
+    serving = {g.id: g.shard_id for g in bot.client.guilds}
+    assert serving == {int(scene.guild.id): (int(scene.guild.id) >> 22) % 2}
+
+
 # Slash commands -------------------------------------------------------------------------------------
 
 

@@ -13,8 +13,10 @@ from typing import Any
 
 import pytest
 
+from adapters.discord import adapter as discord_adapter
 from core.events import ReactionAdded, ReactionRemoved
 from core.refs import ChannelRef
+from tests.fake_discord.open_polls import poll_message, seed_groups, seed_polls, votes
 from tests.fake_discord.scene import DiscordScene, Member
 from tests.fake_discord.server import FakeDiscord
 
@@ -181,3 +183,36 @@ async def test_an_unreadable_poll_message_is_skipped_with_a_log_line(
     assert await tally(scene, 2) == dict.fromkeys(fake.bot_reactions(second), 0) | {
         fake.bot_reactions(second)[0]: 1
     }
+
+
+async def test_a_long_reconcile_pass_keeps_under_discords_limits_and_commands_are_answered_meanwhile(
+    scene: DiscordScene, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """60 open polls with votes cast while the bot was away, in three channels: the new session reads
+    them all under the fake's enforced limits (global 50/s, per-channel read buckets; the fixture fails
+    the test on any 429), 7 polls per page from the database, and a command sent in the middle of the
+    pass is answered."""
+    monkeypatch.setattr(discord_adapter, "RECONCILE_PAGE", 7)
+    fake = scene.fake
+    store = await scene.open_store()
+    channels = [fake.add_channel(scene.guild, f"circle-{n}") for n in range(3)]
+    group_of = await seed_groups(store.engine, [(c.id, c.name) for c in channels], scene.clock.now())
+    voters = [scene.alice.user, scene.bob.user, scene.carol.user]
+    posted, cast = [], 0
+    for n in range(60):
+        message = poll_message(fake, channels[n % 3], f"Poll {n + 1}: which way?")
+        cast += votes(fake, message, voters, n + 1)
+        posted.append((message["channel_id"], message["id"]))
+    await seed_polls(store.engine, group_of, posted, scene.clock.now())
+
+    bot = await scene.start_bot()
+    assert bot.reconciling
+    answer = await scene.alice.runs("/status")
+    assert "Phase" in answer.content or "phase" in answer.content, answer.content
+    assert bot.reconciling, "the pass was over before the command was answered"
+    report = await asyncio.wait_for(bot.wait_reconciled(1), 60)
+    assert (report.polls, report.changed, report.skipped) == (60, cast, 0)
+    reads = [r for r in fake.requests if r.route == "get_message"]
+    assert len(reads) == 60
+    results = await scene.alice.runs("/poll results", channels[1], id=2)  # poll 2 is in #circle-1
+    assert "3 voters" in results.content and "1️⃣ one" in results.content, results.content

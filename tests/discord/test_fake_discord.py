@@ -47,6 +47,67 @@ async def test_json_content_type_auth_and_an_injected_429(fake_discord: FakeDisc
             assert r.headers["X-RateLimit-Bucket"]
 
 
+async def test_the_global_limit_counts_every_call_with_the_token_but_not_interaction_responses(
+    fake_discord: FakeDiscord,
+) -> None:
+    """50 calls in a second, whatever their routes: the 51st is a global 429 (the message read's own
+    bucket still has room); an interaction response is not counted; once the wait is over calls go
+    through again."""
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    message = fake._message(channel.id, fake.bot, {"content": "x"})
+    fake.messages[message["id"]] = message
+    read = f"{fake.api_base_url}/channels/{channel.id}/messages/{message['id']}"
+    async with aiohttp.ClientSession() as http:
+        for n in range(49):
+            async with http.get(f"{fake.api_base_url}/users/@me", headers=auth(fake)) as r:
+                assert r.status == 200, n
+        callback = f"{fake.api_base_url}/interactions/1/token/callback"  # no token: not counted
+        async with http.post(callback, json={"type": 4, "data": {"content": "x"}}) as r:
+            assert r.status == 404  # unknown interaction, not 429
+        async with http.get(read, headers=auth(fake)) as r:
+            assert r.status == 200
+            assert r.headers["X-RateLimit-Limit"] == "5" and r.headers["X-RateLimit-Remaining"] == "4"
+        async with http.get(read, headers=auth(fake)) as r:
+            assert r.status == 429
+            assert r.headers["X-RateLimit-Global"] == "true"
+            assert r.headers["X-RateLimit-Scope"] == "global"
+            assert r.headers["Via"]
+            body = await r.json()
+            assert body["global"] is True and 0 < body["retry_after"] <= 1.0
+        await asyncio.sleep(body["retry_after"])
+        async with http.get(read, headers=auth(fake)) as r:
+            assert r.status == 200
+    assert len(fake.rate_limited) == 1
+    fake.rate_limited.clear()  # provoked on purpose; the fixture would fail the test otherwise
+
+
+async def test_a_channel_read_bucket_answers_429_with_its_headers(fake_discord: FakeDiscord) -> None:
+    fake = fake_discord
+    channel = fake.add_channel(fake.add_guild("g"), "c")
+    message = fake._message(channel.id, fake.bot, {"content": "x"})
+    fake.messages[message["id"]] = message
+    read = f"{fake.api_base_url}/channels/{channel.id}/messages/{message['id']}"
+    async with aiohttp.ClientSession() as http:
+        for remaining in (4, 3, 2, 1, 0):
+            async with http.get(read, headers=auth(fake)) as r:
+                assert r.status == 200 and r.headers["X-RateLimit-Remaining"] == str(remaining)
+        async with http.get(read, headers=auth(fake)) as r:
+            assert r.status == 429
+            assert r.headers["X-RateLimit-Scope"] == "user" and "X-RateLimit-Global" not in r.headers
+            assert (await r.json())["global"] is False
+    fake.rate_limited.clear()
+
+
+async def test_gateway_bot_tells_the_recommended_shard_count(fake_discord: FakeDiscord) -> None:
+    fake_discord.recommended_shards = 4
+    async with (
+        aiohttp.ClientSession() as http,
+        http.get(f"{fake_discord.api_base_url}/gateway/bot", headers=auth(fake_discord)) as r,
+    ):
+        assert (await r.json())["shards"] == 4
+
+
 def multipart(payload: dict[str, Any], *files: tuple[str, bytes]) -> aiohttp.FormData:
     """A body as Discord takes one with files: payload_json, then files[0], files[1] ..."""
     form = aiohttp.FormData(quote_fields=False)

@@ -200,12 +200,17 @@ class DiscordScene:
         values.update(overrides)
         return DiscordSettings(**values)
 
-    async def start_bot(self, **overrides: Any) -> DiscordAdapter:
+    async def open_store(self) -> SqlStore:
+        """The scene's database, migrated, with the regulars of #general (once)."""
         if self.store is None:
             engine = make_engine(self.db_url)
             await migrate.upgrade(engine)
             self.store = SqlStore(engine)
             await self.seed_regulars()
+        return self.store
+
+    async def start_bot(self, **overrides: Any) -> DiscordAdapter:
+        await self.open_store()
         config, settings = parse_config({}, env={}), self.settings(**overrides)
         self.app = bootstrap(
             config, self.store, self.clock, discord=settings, sink=RecordingEngine, tick_every=None

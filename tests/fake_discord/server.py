@@ -16,6 +16,7 @@ interaction payloads) is refused with 413, code 40005, as Discord does.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import json
 import math
@@ -428,7 +429,15 @@ class FakeDiscord:
         self.buckets: dict[str, tuple[int, float]] = {  # route -> (limit, window seconds), per channel
             "create_message": (5, 5.0),
             "create_reaction": (1, 0.25),
+            # Reads: Discord does not publish these; its headers have shown about 5 per second.
+            "get_message": (5, 1.0),
+            "get_reactions": (5, 1.0),
         }
+        # Every request made with the bot's token, all routes and channels together (interaction
+        # responses and webhooks are not counted, as on Discord): 50 per second.
+        self.global_limit: tuple[int, float] = (50, 1.0)
+        self._global_use: collections.deque[float] = collections.deque()
+        self.recommended_shards = 1  # what GET /gateway/bot tells a client that asks how many to run
         self._bucket_use: dict[tuple[str, str], list[float]] = {}
         self._faults: list[Fault] = []
         self._holds: list[Hold] = []  # waiting for their request, in the order the test asked
@@ -871,6 +880,9 @@ class FakeDiscord:
                 self.injected.append(record)
                 return self._fault_response(record, fault)
             params = {k: unquote(v) for k, v in match.groupdict().items()}
+            if auth and (over := self._over_global_limit()) is not None:
+                self.rate_limited.append(record)
+                return self._finish(record, 429, over[0], over[1])
             bucket = self._bucket(name, params.get("channel", ""))
             if bucket is not None and bucket[0] is not None:
                 self.rate_limited.append(record)
@@ -993,6 +1005,27 @@ class FakeDiscord:
             return self._finish(record, 404, {"message": "Unknown Channel", "code": 10003})
         return self._finish(record, fault.status, {"message": "Server error", "code": 0})
 
+    def _over_global_limit(self) -> tuple[dict[str, Any], dict[str, str]] | None:
+        """The global limit (a sliding window over the bot's requests); over it, a 429's body and
+        headers as Discord sends them: `X-RateLimit-Global`, scope global, no bucket headers."""
+        limit, window = self.global_limit
+        now = time.monotonic()
+        use = self._global_use
+        while use and now - use[0] >= window - BUCKET_SLACK:
+            use.popleft()
+        if len(use) >= limit:
+            retry = window - (now - use[0])
+            headers = {
+                "Via": "1.1 google",
+                "X-RateLimit-Global": "true",
+                "X-RateLimit-Scope": "global",
+                "Retry-After": str(math.ceil(retry)),
+            }
+            body = {"message": "You are being rate limited.", "retry_after": round(retry, 3), "global": True}
+            return body, headers
+        use.append(now)
+        return None
+
     def _bucket(self, route: str, channel: str) -> tuple[dict[str, Any] | None, dict[str, str]] | None:
         """Per-channel buckets as Discord reports them; over the limit gives a 429 (recorded)."""
         if route not in self.buckets:
@@ -1065,7 +1098,9 @@ class FakeDiscord:
 
     async def _get_gateway_bot(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         limits = {"total": 1000, "remaining": 999, "reset_after": 86400000, "max_concurrency": 1}
-        return self._json({"url": self.gateway_url, "shards": 1, "session_start_limit": limits})
+        return self._json(
+            {"url": self.gateway_url, "shards": self.recommended_shards, "session_start_limit": limits}
+        )
 
     async def _put_commands(self, request: web.Request, params: dict[str, str], body: Any) -> web.Response:
         if params.get("app") != self.application_id:
