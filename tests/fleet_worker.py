@@ -64,6 +64,7 @@ async def nudges(url: str, start: str, end: str, step: float, linger: float) -> 
         if not counts.get(PostState.PENDING) and not counts.get(PostState.POSTED):
             break
         await asyncio.sleep(0.5)
+    await engine.drain()  # as `peerbot run` does before it stops
     sys.stdout.write("done\n")
     await store.close()
 
