@@ -30,6 +30,7 @@ from adapters.matrix.appservice import AppserviceAdapter
 from adapters.matrix.registration import Registration, read_registration
 from adapters.sql import migrate
 from adapters.sql.database_lock import one_at_a_time
+from adapters.sql.instance import unique_instance
 from adapters.sql.process_lock import LockTaken
 from adapters.sql.schema import adapter_state
 from adapters.sql.store import SqlStore, make_engine
@@ -53,8 +54,8 @@ from core.roadmap import GoalRules
 log = logging.getLogger(__name__)
 
 FAKE_TIME_ENV = "PEERBOT_FAKE_TIME"
-# Names this bot instance for outbox leases (default: the host name). Processes on one host that serve
-# the same platforms from one database need different names.
+# Names this bot instance for outbox leases (default: the host name). A process whose name another live
+# process on the database holds takes the next free one (`name-2`, ...: adapters/sql/instance.py).
 INSTANCE_ENV = "PEERBOT_INSTANCE"
 CRASH_ENV = "PEERBOT_CRASH_AT"  # tests only: "<point>[:<n>]" kills the process the n-th time it passes
 
@@ -353,7 +354,11 @@ async def open_store(config: Config, hold: str | None = None) -> SqlStore:
     engine = make_engine(url)
     store = SqlStore(engine)
     try:
-        await migrate.upgrade(engine)
+        # Processes started together on an empty database: one migrates, the others then find it done.
+        async with one_at_a_time(engine, "migrate"):
+            before, after = await migrate.upgrade(engine)
+        if before != after:
+            log.info("database migrated from revision %s to %s", before or "(empty)", after)
         await _check_writable(engine)
         if hold is not None:
             await store.hold(hold)
@@ -427,7 +432,8 @@ async def run(
     store = await open_store(config, hold="console" if as_console else None)
     server: WebServer | None = None
     try:
-        clock, instance = make_clock(), instance_name(config.discord)
+        # Processes of one host share its name: each takes a name of its own for its outbox leases.
+        clock, instance = make_clock(), await unique_instance(store, instance_name(config.discord))
         metrics = PrometheusMetrics() if config.web is not None else None
         # The group's pages are reached where the server answers: known once it has bound its port.
         pages = (

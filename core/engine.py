@@ -145,7 +145,7 @@ class Engine:
         owner = instance or uuid.uuid4().hex
         self.dispatcher = Dispatcher(store, clock, self.chats, owner, outbox_max_age, metrics=metrics)
         bus = Bus()
-        self.work = Work(store, clock, bus, self.dispatcher.kick)
+        self.work = Work(store, clock, bus, self.dispatcher)
         self.members = MemberService()
         self.newcomers = NewcomerService(self.work, self.chats, platforms)
         self.votes = VoteRecorder(self.work, self._reacted, metrics=metrics)
@@ -543,7 +543,8 @@ class Engine:
 
     async def tick(self) -> None:
         """Do what has come due by now: close polls and reviews, remind members who have not voted or
-        answered, deliver nudges, heartbeats, welcomes shared by several newcomers, weekly radars; send."""
+        answered, deliver nudges, heartbeats, welcomes shared by several newcomers, weekly radars; send;
+        then plan the delivered nudges' next occurrences."""
         now = self.clock.now()
         # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
         await self.newcomers.welcome_due(now)
@@ -558,6 +559,8 @@ class Engine:
         await self.radar.weekly(now)
         await self.prune(now)
         await self.dispatcher.dispatch()
+        # Deliver first, plan later: the nudges' next occurrences once their posts are out.
+        await self.nudges.plan_delivered(now)
 
     async def prune(self, now: datetime) -> int:
         """Forget applied-event ids past the retention window, at most once an hour."""

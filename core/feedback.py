@@ -112,10 +112,14 @@ class PollService:
         uow.post(post)
         return poll
 
-    async def close(self, uow: UnitOfWork, poll: Poll, *, announce: bool = True, early: str = "") -> bool:
+    async def close(
+        self, uow: UnitOfWork, poll: Poll, *, announce: bool = True, early: str = "", due: bool = False
+    ) -> bool:
         """Close the poll once (whoever gets here first wins) and publish its final tally; `early` says
-        why it closes before its time, for the result."""
-        if not await uow.tx.polls.close(poll.id, uow.now):  # an anonymous poll's key goes with it
+        why it closes before its time, for the result. `due`: the tick closes it, and passes it over
+        when another process is at it."""
+        # An anonymous poll's key goes with it.
+        if not await uow.tx.polls.close(poll.id, uow.now, skip_locked=due):
             return False
         if poll.anonymous:  # confirmations of its votes not sent yet: they would tie members to it
             await uow.tx.outbox.forget_sealed(ballots.sealed(poll))
@@ -139,13 +143,15 @@ class PollService:
         while True:
             async with self.work(now) as uow:
                 due = await uow.tx.polls.due(now, limit, self.platforms)
+            before = closed
             for poll in due:
                 try:
                     async with self.work(now, unprompted=True) as uow:
-                        closed += await self.close(uow, poll)
+                        closed += await self.close(uow, poll, due=True)
                 except Exception:
                     log.exception("could not close poll %d", poll.id)
-            if len(due) < limit:
+            # A full batch that another process is closing (or that failed): the next tick looks again.
+            if len(due) < limit or closed == before:
                 return closed
 
     @staticmethod

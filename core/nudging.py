@@ -29,17 +29,21 @@ from core.schedules import (
     Schedule,
     ScheduleKind,
     check_timezone,
+    deliverable_at_once,
     due_time,
     first_occurrence,
     parse_quiet_hours,
     parse_schedule,
     plan,
+    plan_after_delivery,
 )
 from core.uow import DomainEvent, PhaseEntered, UnitOfWork, Work
 
 log = logging.getLogger(__name__)
 
 BATCH = 1000
+# Planning is cron maths, the event loop's alone: smaller batches let other work in between.
+PLAN_BATCH = 500
 MAX_NUDGE_TEXT = 500
 MAX_SCHEDULES_PER_GROUP = 50
 
@@ -118,40 +122,27 @@ class NudgeService:
     async def deliver_due(self, now: datetime) -> int:
         """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once.
 
-        A batch is one unit of work: moving the schedules on (the claim), the delivery records and
-        the posts queued in the outbox commit together.
+        Deliver first, plan later: a schedule due at most the grace window late is claimed at the
+        occurrence it shows and its post queued, with no cron maths in between; its next occurrence is
+        computed afterwards by `plan_delivered`. Only an older one is planned first (the misfire policy
+        decides whether it is delivered at all). A batch is one unit of work: the claims, the delivery
+        records and the posts queued in the outbox commit together.
         """
         delivered = 0
+        grace = self.settings.grace
         while True:
             async with self.work(now, unprompted=True) as uow:
                 tx = uow.tx
                 due = await tx.schedules.due(now, BATCH, self.platforms)
-                plans = []
-                # A plan depends only on these; schedules due together mostly share them.
-                known: dict[tuple[str, str, QuietHours | None, datetime | None], Plan] = {}
-                for s in due:
-                    key = (s.cron, s.timezone, s.quiet, s.next_occurrence)
-                    if (p := known.get(key)) is None:
-                        p = known[key] = plan(
-                            s, now, s.timezone, s.quiet, self.settings.grace, self.recurrence
-                        )
-                    if p.skipped:
-                        many = "several" if p.skipped < 0 else str(p.skipped)
-                        log.info(
-                            "schedule %d: skipped %s occurrences older than the grace window", s.id, many
-                        )
-                    if p.coalesced:
-                        log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
-                    plans.append((s, p))
-                # Moving a schedule on is the claim: only one process moves it from what it saw.
-                moved = await tx.schedules.advance(
-                    [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
+                at_once = [s for s in due if deliverable_at_once(s, now, grace)]
+                late = [s for s in due if not deliverable_at_once(s, now, grace)]
+                # The claim is the state change: only one process moves a schedule from what it saw.
+                claimed = await tx.schedules.claim(
+                    [(s.id, s.next_occurrence) for s in at_once if s.next_occurrence]
                 )
-                won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
-                # Skips and coalescing made by this process (the claims it won). A long gap's skips are
-                # not counted (`Plan.skipped`): a schedule that skipped counts once.
-                skipped = sum(1 for s, p in plans if p.skipped and s.id in moved)
-                coalesced = sum(p.coalesced for s, p in plans if s.id in moved)
+                won = [(s, s.next_occurrence) for s in at_once if s.id in claimed and s.next_occurrence]
+                late_won, skipped, coalesced = await self._plan_late(tx, late, now)
+                won += late_won
                 await tx.schedules.record_deliveries([(s.id, occurrence) for s, occurrence in won], now)
                 for s, _ in won:
                     if s.kind is ScheduleKind.DIGEST and await tx.roles.digest_to_wrapper(
@@ -170,6 +161,73 @@ class NudgeService:
             if len(due) < BATCH:
                 self.delivered += delivered
                 return delivered
+
+    async def _plan_late(
+        self, tx: StoreTx, late: list[DueSchedule], now: datetime
+    ) -> tuple[list[tuple[DueSchedule, datetime]], int, int]:
+        """Schedules more than the grace window late (the bot was down): planned before anything is
+        posted, by the misfire policy. Returns what to deliver, and how many skipped and coalesced."""
+        if not late:
+            return [], 0, 0
+        plans = []
+        # A plan depends only on these; schedules due together mostly share them.
+        known: dict[tuple[str, str, QuietHours | None, datetime | None], Plan] = {}
+        for s in late:
+            key = (s.cron, s.timezone, s.quiet, s.next_occurrence)
+            if (p := known.get(key)) is None:
+                p = known[key] = plan(s, now, s.timezone, s.quiet, self.settings.grace, self.recurrence)
+            if p.skipped:
+                many = "several" if p.skipped < 0 else str(p.skipped)
+                log.info("schedule %d: skipped %s occurrences older than the grace window", s.id, many)
+            if p.coalesced:
+                log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
+            plans.append((s, p))
+        moved = await tx.schedules.advance(
+            [(s.id, s.next_occurrence, p.next_occurrence, p.next_due_at) for s, p in plans]
+        )
+        won = [(s, p.deliver) for s, p in plans if p.deliver is not None and s.id in moved]
+        # Skips and coalescing made by this process (the claims it won). A long gap's skips are not
+        # counted (`Plan.skipped`): a schedule that skipped counts once.
+        skipped = sum(1 for s, p in plans if p.skipped and s.id in moved)
+        coalesced = sum(p.coalesced for s, p in plans if s.id in moved)
+        return won, skipped, coalesced
+
+    async def plan_delivered(self, now: datetime) -> int:
+        """Plan the next occurrence of every schedule delivered at once (`deliver_due`), after the posts
+        went out. Occurrences that came due meanwhile coalesce into the delivery made. Returns how many
+        were planned."""
+        planned = 0
+        while True:
+            async with self.work(now) as uow:
+                waiting = await uow.tx.schedules.to_plan(PLAN_BATCH, self.platforms)
+                updates = []
+                known: dict[tuple[str, str, QuietHours | None, datetime, datetime], Plan] = {}
+                coalesced = 0
+                for s in waiting:
+                    assert s.next_occurrence is not None
+                    # Coalesced: what was due by the delivery, as the delivering process saw it; what
+                    # came due after (the plan was late: a crash) is delivered in its turn.
+                    at = min(s.delivered_at or now, now)
+                    key = (s.cron, s.timezone, s.quiet, s.next_occurrence, at)
+                    if (p := known.get(key)) is None:
+                        p = known[key] = plan_after_delivery(
+                            s.next_occurrence,
+                            s.cron,
+                            at,
+                            s.timezone,
+                            s.quiet,
+                            self.settings.grace,
+                            self.recurrence,
+                        )
+                    if p.coalesced:
+                        log.info("schedule %d: %d missed occurrences coalesced into one", s.id, p.coalesced)
+                        coalesced += p.coalesced
+                    updates.append((s.id, s.next_occurrence, p.next_occurrence, p.next_due_at))
+                await uow.tx.schedules.set_planned(updates)
+            planned += len(updates)
+            self.metrics.nudges("coalesced", coalesced)
+            if len(waiting) < PLAN_BATCH:
+                return planned
 
     async def _text(self, tx: StoreTx, s: DueSchedule, now: datetime) -> str:
         prefix = command_prefix(self.chats, s.channel.platform)

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Enum
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_AGE = timedelta(hours=1)
-LEASE = timedelta(seconds=60)
+# A process that dies holding rows hands them on when their lease runs out: well within a minute.
+LEASE = timedelta(seconds=30)
 BATCH = 500
 FIRST_RETRY = timedelta(seconds=1)
 LAST_RETRY = timedelta(minutes=5)
@@ -169,9 +170,22 @@ class Dispatcher:
     _task: asyncio.Task[None] | None = None
     _again: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _handed: list[OutboxRow] = field(default_factory=list)  # rows `take`n, not yet sent
+    _in_hand: set[int] = field(default_factory=set)
 
     def owner_of(self, platforms: list[str]) -> str:
         return f"{self.owner}/{','.join(platforms)}"[:64]
+
+    def lease_for(self, post: Post, now: datetime) -> tuple[str, datetime] | None:
+        """A new row this process will send at once is leased to it as it is written (`take`)."""
+        if post.channel.platform not in self.chats or (post.not_before or now) > now:
+            return None
+        return self.owner_of(sorted(self.chats)), self.wall() + self.lease
+
+    def take(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows committed under this process's lease (`lease_for`): sent by the next pass, first."""
+        self._handed.extend(rows)
+        self._in_hand.update(r.id for r in rows)
 
     def kick(self) -> None:
         """Send what is pending soon, in the background; many kicks while it runs make one more pass."""
@@ -201,28 +215,24 @@ class Dispatcher:
             return report
         async with self._lock:
             while True:
-                now, wall = self.clock.now(), self.wall()
-                async with self.store.transaction() as tx:
-                    rows = await tx.outbox.claim(
-                        platforms, self.owner_of(platforms), now, (wall, wall + self.lease), BATCH
-                    )
-                if not rows:
-                    break
-                blocked: set[tuple[str, str]] = set()
-                # Plain posts the platform took, recorded together: one transaction a batch, not a post.
-                # Sent again after a crash before that, they carry the same keys and post once.
-                done: list[int] = []
-                for row in rows:
-                    if row.lane in blocked:
-                        continue
-                    if not await self._deliver(row, report, done):
-                        blocked.add(row.lane)
-                async with self.store.transaction() as tx:
-                    await tx.outbox.sent(done)  # deleted: nothing left to release
-                    sent = set(done)
-                    unfinished = [r.id for r in rows if r.id not in sent]
-                    await tx.outbox.release(self.owner_of(platforms), unfinished)
-                if len(rows) < BATCH or report.deferred:
+                handed = bool(self._handed)
+                if handed:
+                    rows, self._handed = self._handed[:BATCH], self._handed[BATCH:]
+                else:
+                    now, wall = self.clock.now(), self.wall()
+                    async with self.store.transaction() as tx:
+                        claimed = await tx.outbox.claim(
+                            platforms, self.owner_of(platforms), now, (wall, wall + self.lease), BATCH
+                        )
+                    # A row handed over meanwhile is leased to this process too: it is sent from the hand.
+                    rows = [r for r in claimed if r.id not in self._in_hand]
+                    if not claimed:
+                        break
+                try:
+                    await self._send(rows, report, self.owner_of(platforms))
+                finally:  # a row not sent after all is claimed again, as any row
+                    self._in_hand.difference_update(r.id for r in rows)
+                if not handed and (len(claimed) < BATCH or report.deferred):
                     break
         self.total.sent += report.sent
         self.total.failed += report.failed
@@ -231,6 +241,21 @@ class Dispatcher:
             self.metrics.outbox(outcome, getattr(report, outcome))
         self.metrics.outbox("retried", report.deferred)
         return report
+
+    async def _send(self, rows: list[OutboxRow], report: DispatchReport, owner: str) -> None:
+        blocked: set[tuple[str, str]] = set()
+        # Plain posts the platform took, recorded together: one transaction a batch, not a post.
+        # Sent again after a crash before that, they carry the same keys and post once.
+        done: list[int] = []
+        for row in rows:
+            if row.lane in blocked:
+                continue
+            if not await self._deliver(row, report, done):
+                blocked.add(row.lane)
+        async with self.store.transaction() as tx:
+            await tx.outbox.sent(done)  # deleted: nothing left to release
+            sent = set(done)
+            await tx.outbox.release(owner, [r.id for r in rows if r.id not in sent])
 
     async def _deliver(self, row: OutboxRow, report: DispatchReport, done: list[int]) -> bool:
         """Send one row; False when it must wait (and the rest of its lane with it)."""

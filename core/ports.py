@@ -259,8 +259,11 @@ def command_prefix(chats: Mapping[str, ChatPort], platform: str) -> str:
 class OutboxRepo(Protocol):
     """The outbox rows of one transaction (see core/outbox.py)."""
 
-    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
-        """Queue posts in order; returns their row ids."""
+    async def add(
+        self, posts: Sequence[Post], at: datetime, lease: tuple[str, datetime] | None = None
+    ) -> list[int]:
+        """Queue posts in order; returns their row ids. With `lease` (owner, until) the rows are leased
+        as they are written, as `claim` would lease them: the process that queued them sends them."""
         ...
 
     async def claim(
@@ -514,9 +517,11 @@ class PollRepo(Protocol):
 
     async def reactions(self, poll_id: int) -> list[PollReaction]: ...
 
-    async def close(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         """Close an open poll, with no reminder due any more, and destroy its key if it is anonymous;
-        False when it was closed already (by us or another process)."""
+        False when it was closed already (by us or another process). `skip_locked` (the tick): also
+        False, at once, when another transaction holds the poll (another process is closing it, or
+        votes on it are being written); the next tick sees it again if it is still open."""
         ...
 
     async def secret(self, poll_id: int) -> bytes | None:
@@ -687,7 +692,30 @@ class ScheduleRepo(Protocol):
         ...
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
-        """Unpaused schedules of groups on these platforms whose next due time has come, earliest first."""
+        """Unpaused schedules of groups on these platforms whose next due time has come, earliest first.
+
+        On a database several processes share, the rows are locked for this transaction and rows another
+        transaction holds are passed over: processes ticking together take different schedules.
+        """
+        ...
+
+    async def claim(self, claims: Sequence[tuple[int, datetime]]) -> set[int]:
+        """Mark (schedule id, its next occurrence) delivered, its next occurrence to be planned later
+        (`to_plan`): a compare-and-swap, so only a schedule still due at that occurrence is claimed, and
+        of two processes exactly one claims it. Returns the ids claimed."""
+        ...
+
+    async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        """Schedules whose last occurrence was delivered and whose next one is not planned yet (their
+        `next_occurrence` is the one delivered, `due_at` None, `delivered_at` when the delivery was
+        recorded), in no particular order; locked as `due` locks them."""
+        ...
+
+    async def set_planned(
+        self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
+    ) -> None:
+        """(schedule id, the occurrence delivered, the next occurrence, its due time), for schedules
+        `to_plan` returned; one still waiting for its plan at that occurrence takes it."""
         ...
 
     async def advance(

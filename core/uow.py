@@ -14,13 +14,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from core import faults
 from core.clock import Clock
 from core.goals import Goal, GoalStatus
 from core.lifecycle import Group, PhaseChange
 from core.members import Member
-from core.outbox import Post
+from core.outbox import OutboxRow, Post, PostState
 from core.polls import Poll, ReactionChange, Tally
 from core.ports import Store, StoreTx
 from core.reflections import Review
@@ -192,14 +193,31 @@ def quiet_hold(group: Group, at: datetime) -> datetime | None:
     return until if until > at else None
 
 
+class Sender(Protocol):
+    """Who sends the outbox in this process (core/outbox.py `Dispatcher`)."""
+
+    def lease_for(self, post: Post, now: datetime) -> tuple[str, datetime] | None:
+        """The lease (owner, until) to write a new row with when this process will send it at once;
+        None to leave it to whichever process claims it."""
+        ...
+
+    def take(self, rows: Sequence[OutboxRow]) -> None:
+        """Rows just committed under this process's lease: send them (they are not claimed again)."""
+        ...
+
+    def kick(self) -> None:
+        """A committed unit of work queued posts: send what is due."""
+        ...
+
+
 class Work:
     """Opens units of work: the one place in the core where a transaction begins."""
 
-    def __init__(self, store: Store, clock: Clock, bus: Bus, on_commit: Callable[[], None]) -> None:
+    def __init__(self, store: Store, clock: Clock, bus: Bus, sender: Sender) -> None:
         self.store = store
         self.clock = clock
         self.bus = bus
-        self.on_commit = on_commit  # told when a committed unit of work queued posts
+        self.sender = sender  # told when a committed unit of work queued posts
 
     @asynccontextmanager
     async def __call__(
@@ -210,9 +228,25 @@ class Work:
             uow = UnitOfWork(tx, now or self.clock.now(), self.bus, unprompted=unprompted)
             yield uow
             posts = await uow.queued()
+            taken: list[OutboxRow] = []
             if posts:
-                await tx.outbox.add(posts, uow.now)
+                # What this process sends at once is written leased to it and handed to its sender after
+                # commit, never claimed back from the table; the rest (held for quiet hours) waits to be
+                # claimed, after them. Each part keeps the order it was queued in.
+                leases = [self.sender.lease_for(p, uow.now) for p in posts]
+                mine = [p for p, lease in zip(posts, leases, strict=True) if lease is not None]
+                others = [p for p, lease in zip(posts, leases, strict=True) if lease is None]
+                if mine:
+                    lease = next(lease for lease in leases if lease is not None)
+                    ids = await tx.outbox.add(mine, uow.now, lease)
+                    taken = [
+                        OutboxRow(i, p, PostState.PENDING, uow.now, p.not_before or uow.now)
+                        for i, p in zip(ids, mine, strict=True)
+                    ]
+                await tx.outbox.add(others, uow.now)
                 faults.reached("uow.before_commit")
         if posts:
             faults.reached("uow.after_commit")
-            self.on_commit()
+            if taken:
+                self.sender.take(taken)
+            self.sender.kick()

@@ -270,14 +270,19 @@ class MemoryOutbox:
     def __init__(self, data: MemoryData) -> None:
         self.d = data
 
-    async def add(self, posts: Sequence[Post], at: datetime) -> list[int]:
+    async def add(
+        self, posts: Sequence[Post], at: datetime, lease: tuple[str, datetime] | None = None
+    ) -> list[int]:
         ids = []
         for post in posts:
             self.d.last_post += 1
             when = post.not_before or at
-            self.d.outbox[self.d.last_post] = _Row(
+            row = _Row(
                 OutboxRow(self.d.last_post, replace(post, not_before=when), PostState.PENDING, at, when), when
             )
+            if lease is not None:
+                row.owner, row.lease_until = lease
+            self.d.outbox[self.d.last_post] = row
             ids.append(self.d.last_post)
         return ids
 
@@ -657,7 +662,7 @@ class MemoryPolls(_MemoryPart):
                 found[poll_id] = list(names)
         return found
 
-    async def close(self, poll_id: int, at: datetime) -> bool:
+    async def close(self, poll_id: int, at: datetime, *, skip_locked: bool = False) -> bool:
         poll = self.d.polls.get(poll_id)
         if poll is None or poll.closed_at is not None:
             return False
@@ -915,7 +920,10 @@ class MemorySchedules(_MemoryPart):
         return moved
 
     async def record_deliveries(self, keys: Sequence[tuple[int, datetime]], at: datetime) -> None:
-        self.d.deliveries |= {k for k in keys if k[0] in self.d.schedules}
+        for k in keys:
+            if k[0] in self.d.schedules and k not in self.d.deliveries:
+                self.d.deliveries.add(k)
+                self.d.delivered_at[k] = at
 
     async def due(self, now: datetime, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
         due = [
@@ -923,13 +931,51 @@ class MemorySchedules(_MemoryPart):
             for s in self.d.schedules.values()
             if not s.paused and s.next_due_at and s.next_due_at <= now and self._on(s.group_id, platforms)
         ]
-        due = sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit]
-        groups = [self.d.groups[s.group_id] for s in due]
+        return self._due(sorted(due, key=lambda s: (s.next_due_at, s.id))[:limit])
+
+    async def claim(self, claims: Sequence[tuple[int, datetime]]) -> set[int]:
+        claimed = set()
+        for schedule_id, occurrence in claims:
+            s = self.d.schedules.get(schedule_id)
+            if s is not None and s.next_occurrence == occurrence and s.next_due_at is not None:
+                self.d.schedules[schedule_id] = replace(s, next_due_at=None)
+                claimed.add(schedule_id)
+        return claimed
+
+    async def to_plan(self, limit: int, platforms: Collection[str]) -> list[DueSchedule]:
+        waiting = [
+            s
+            for s in self.d.schedules.values()
+            if s.next_due_at is None and s.next_occurrence is not None and self._on(s.group_id, platforms)
+        ]
+        found = self._due(sorted(waiting, key=lambda s: s.id)[:limit])
+        return [replace(s, delivered_at=self.d.delivered_at.get((s.id, s.next_occurrence))) for s in found]
+
+    async def set_planned(
+        self, updates: Sequence[tuple[int, datetime, datetime | None, datetime | None]]
+    ) -> None:
+        for schedule_id, seen, occurrence, due in updates:
+            s = self.d.schedules.get(schedule_id)
+            if s is not None and s.next_occurrence == seen and s.next_due_at is None:
+                self.d.schedules[schedule_id] = replace(s, next_occurrence=occurrence, next_due_at=due)
+
+    def _due(self, found: list[Schedule]) -> list[DueSchedule]:
+        groups = [self.d.groups[s.group_id] for s in found]
         return [
             DueSchedule(
-                s.id, s.kind, s.cron, s.text, s.next_occurrence, g.id, g.channel, g.phase, g.timezone, g.quiet
+                s.id,
+                s.kind,
+                s.cron,
+                s.text,
+                s.next_occurrence,
+                g.id,
+                g.channel,
+                g.phase,
+                g.timezone,
+                g.quiet,
+                s.next_due_at,
             )
-            for s, g in zip(due, groups, strict=True)
+            for s, g in zip(found, groups, strict=True)
         ]
 
 
@@ -1741,6 +1787,7 @@ class MemoryData:
     schedules: dict[int, Schedule] = field(default_factory=dict)
     last_schedule: int = 0
     deliveries: set[tuple[int, datetime]] = field(default_factory=set)
+    delivered_at: dict[tuple[int, datetime], datetime] = field(default_factory=dict)
     reviews: dict[int, Review] = field(default_factory=dict)
     reflections: dict[int, Reflection] = field(default_factory=dict)
     last_reflection: int = 0

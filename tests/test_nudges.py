@@ -208,3 +208,47 @@ async def test_the_check_in_of_cooperating_ends_when_the_group_leaves_cooperatin
     assert listing is not None and "Check-in" not in listing.text
     await run_for(harness, timedelta(days=8))  # past two Mondays 18:00
     assert nudges(harness) == []
+
+
+async def test_a_due_nudge_is_queued_before_its_next_time_is_computed(harness: Harness) -> None:
+    """Deliver first, plan later: between the due time and the post there is no cron maths; the next
+    occurrence is planned once the tick's posts are out."""
+    await harness.member("alice").says("/nudge add daily 10:00 Morning question")
+    maths: list[str] = []
+    real = harness.engine.nudges.recurrence
+
+    class Watched:
+        def check(self, cron: str) -> None:
+            real.check(cron)
+
+        def next_after(self, cron: str, tz: str, after: datetime) -> datetime | None:
+            maths.append(f"{len(nudges(harness))} sent")
+            return real.next_after(cron, tz, after)
+
+    harness.engine.nudges.recurrence = Watched()
+    harness.clock.advance(timedelta(hours=1))  # 10:00: due
+    await harness.engine.nudges.deliver_due(harness.clock.now())
+    assert maths == []  # queued with no next occurrence computed
+    async with harness.store.transaction() as tx:
+        (waiting,) = await tx.schedules.to_plan(10, ["fake"])
+    assert waiting.next_occurrence == START + timedelta(hours=1)
+    await harness.engine.tick()
+    assert nudges(harness) == ["🔔 Nudge 1: Morning question"]
+    assert maths == ["1 sent"]  # planned once, after the post
+    listing = await harness.member("bob").says("/nudge list")
+    assert listing is not None and "next Tue 2026-03-03 10:00 UTC" in listing.text
+
+
+async def test_what_came_due_before_a_late_plan_is_delivered_in_its_turn(harness: Harness) -> None:
+    """A process delivered and died before planning: the next tick (here or in another process) plans
+    from when the delivery was made, so an occurrence that came due since is delivered, not folded in."""
+    await harness.member("alice").says("/nudge add */10 * * * * Ten minutes")
+    harness.clock.advance(timedelta(minutes=10))  # 09:10
+    await harness.engine.nudges.deliver_due(harness.clock.now())  # and no plan: it died
+    harness.clock.advance(timedelta(minutes=15))  # 09:25: planned now, from 09:10
+    await harness.engine.tick()
+    await harness.engine.tick()  # 09:20 came due after the delivery: posted, five minutes late
+    assert nudges(harness) == ["🔔 Nudge 1: Ten minutes"] * 2
+    harness.clock.advance(timedelta(minutes=5))  # 09:30
+    await harness.engine.tick()
+    assert len(nudges(harness)) == 3

@@ -1049,7 +1049,7 @@ async def test_due_schedules_are_unpaused_due_on_the_platforms_asked_earliest_fi
         assert [d.id for d in due] == [first, tie, later]
         assert due[2] == DueSchedule(
             later, ScheduleKind.NUDGE, "c", "later", T0 + MINUTE, general, GENERAL, Phase.COOPERATING,
-            "Europe/Berlin", quiet,
+            "Europe/Berlin", quiet, T0 + MINUTE,
         )  # fmt: skip
         assert due[2].channel.display == "#general"
         assert [d.id for d in await tx.schedules.due(T0 + MINUTE, 2, ["discord"])] == [first, tie]
@@ -1062,6 +1062,35 @@ async def test_due_schedules_are_unpaused_due_on_the_platforms_asked_earliest_fi
         assert [d.id for d in await tx.schedules.due(T0, 10, ["matrix"])] == [in_room]
         assert [d.id for d in await tx.schedules.due(T0, 10, ["discord", "matrix"])] == [first, tie, in_room]
         assert await tx.schedules.due(T0, 10, ["console"]) == []
+
+
+async def test_a_claimed_schedule_waits_for_its_plan_and_is_claimed_once(store: Store) -> None:
+    """Deliver first, plan later: a claim keeps the occurrence delivered and takes the schedule out of
+    what is due until its next occurrence is planned."""
+    general = await make_group(store, GENERAL)
+    async with store.transaction() as tx:
+        a = await tx.schedules.create(general, ScheduleKind.NUDGE, "c", "d", "a", ALICE, T0, T0, T0)
+        b = await tx.schedules.create(general, ScheduleKind.NUDGE, "c", "d", "b", ALICE, T0, T0, T0)
+        never = await tx.schedules.create(general, ScheduleKind.NUDGE, "c", "d", "n", ALICE, T0, None, None)
+    async with store.transaction() as tx:
+        # The claim is a compare-and-swap on the occurrence seen: a stale one claims nothing.
+        assert await tx.schedules.claim([(a.id, T0), (b.id, T0 - HOUR)]) == {a.id}
+        assert await tx.schedules.claim([(a.id, T0)]) == set()  # claimed once
+        assert [d.id for d in await tx.schedules.due(T0 + HOUR, 10, ["discord"])] == [b.id]
+        await tx.schedules.record_deliveries([(a.id, T0)], T0 + MINUTE)
+        waiting = await tx.schedules.to_plan(10, ["discord"])
+        # With when it was delivered: what came due by then coalesces into that delivery.
+        assert [(d.id, d.next_occurrence, d.due_at, d.delivered_at) for d in waiting] == [
+            (a.id, T0, None, T0 + MINUTE)
+        ]
+        assert await tx.schedules.to_plan(10, ["matrix"]) == []
+        await tx.schedules.set_planned([(a.id, T0 - HOUR, T0 + HOUR, T0 + HOUR)])  # not what waits: ignored
+        assert [d.id for d in await tx.schedules.to_plan(10, ["discord"])] == [a.id]
+        await tx.schedules.set_planned([(a.id, T0, T0 + 24 * HOUR, T0 + 25 * HOUR)])
+        assert await tx.schedules.to_plan(10, ["discord"]) == []
+        (planned, _, left) = await tx.schedules.in_group(general)
+        assert (planned.next_occurrence, planned.next_due_at) == (T0 + 24 * HOUR, T0 + 25 * HOUR)
+        assert (left.id, left.next_occurrence, left.next_due_at) == (never.id, None, None)
 
 
 async def test_deliveries_are_recorded_once_and_go_with_their_schedule(store: Store, peek: Peek) -> None:

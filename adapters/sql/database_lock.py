@@ -38,7 +38,14 @@ async def one_at_a_time(engine: AsyncEngine, name: str) -> AsyncIterator[None]:
     if not database or database == ":memory:" or database.startswith("file:"):
         yield
         return
-    fd = os.open(lock_file(database, name), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fd = os.open(lock_file(database, name), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        # A directory the bot cannot write: the database in it cannot be written either, and opening it
+        # (the migration run under this lock) says so better than a lock file could. SQLite serves one
+        # process; SQLite's own lock remains.
+        yield
+        return
     try:
         while True:
             try:

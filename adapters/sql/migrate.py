@@ -80,8 +80,12 @@ async def _migrate(engine: AsyncEngine, target: str, downgrade: bool) -> None:
                 await conn.commit()
 
 
-async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
+async def upgrade(engine: AsyncEngine, target: str = "head") -> tuple[str | None, str | None]:
+    """Apply the migrations up to `target`; returns the revisions before and after (equal: nothing
+    was to do)."""
+    before = await current_revision(engine)
     await _migrate(engine, target, False)
+    return before, await current_revision(engine)
 
 
 async def downgrade(engine: AsyncEngine, target: str = "base") -> None:
