@@ -244,18 +244,34 @@ class Dispatcher:
 
     async def _send(self, rows: list[OutboxRow], report: DispatchReport, owner: str) -> None:
         blocked: set[tuple[str, str]] = set()
-        # Plain posts the platform took, recorded together: one transaction a batch, not a post.
-        # Sent again after a crash before that, they carry the same keys and post once.
+        # Plain posts the platform took, recorded together: one transaction for many posts, not one
+        # a post. Sent again after a crash before that, they carry the same keys and post once.
         done: list[int] = []
-        for row in rows:
+        recorded: set[int] = set()
+        # A row is sent only under a lease this process holds: a batch that takes a while (a slow
+        # platform, a busy machine, rows handed over at a big tick) renews the lease of the rows it has
+        # still to send, a third of a lease at a time, and skips any whose lease ran out and was taken
+        # by another process meanwhile, which sends it.
+        held: set[int] = set()
+        renewed: datetime | None = None
+        for i, row in enumerate(rows):
             if row.lane in blocked:
+                continue
+            wall = self.wall()
+            if renewed is None or wall - renewed >= self.lease / 3:
+                async with self.store.transaction() as tx:
+                    await tx.outbox.sent(done)  # deleted: nothing left to release
+                    held = await tx.outbox.renew(owner, [r.id for r in rows[i:]], wall + self.lease)
+                recorded.update(done)
+                done, renewed = [], wall
+            if row.id not in held:
                 continue
             if not await self._deliver(row, report, done):
                 blocked.add(row.lane)
         async with self.store.transaction() as tx:
-            await tx.outbox.sent(done)  # deleted: nothing left to release
-            sent = set(done)
-            await tx.outbox.release(owner, [r.id for r in rows if r.id not in sent])
+            await tx.outbox.sent(done)
+            recorded.update(done)
+            await tx.outbox.release(owner, [r.id for r in rows if r.id not in recorded])
 
     async def _deliver(self, row: OutboxRow, report: DispatchReport, done: list[int]) -> bool:
         """Send one row; False when it must wait (and the rest of its lane with it)."""

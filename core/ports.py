@@ -286,6 +286,11 @@ class OutboxRepo(Protocol):
         """Give up the lease on rows still unfinished, so they can be taken again at once."""
         ...
 
+    async def renew(self, owner: str, row_ids: Sequence[int], until: datetime) -> set[int]:
+        """Hold the lease on these rows until then; returns those still leased to `owner` (a row whose
+        lease ran out may have been claimed by another process meanwhile: it is theirs now)."""
+        ...
+
     async def posted(self, row_id: int, message: MessageRef) -> None:
         """The message exists on the platform: remember its id (reactions may still follow)."""
         ...

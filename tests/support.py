@@ -313,6 +313,15 @@ class MemoryOutbox:
             if row is not None and row.owner == owner:
                 row.owner, row.lease_until = None, None
 
+    async def renew(self, owner: str, row_ids: Sequence[int], until: datetime) -> set[int]:
+        held = set()
+        for i in row_ids:
+            row = self.d.outbox.get(i)
+            if row is not None and row.owner == owner:
+                row.lease_until = until
+                held.add(i)
+        return held
+
     async def sent(self, row_ids: Sequence[int]) -> None:
         for i in row_ids:
             self.d.outbox.pop(i, None)

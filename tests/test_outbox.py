@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -13,10 +13,10 @@ from core.commands import COMMANDS, CommandSpec
 from core.dead_letters import SORRY
 from core.engine import Engine, MissingHandler
 from core.events import CommandInvoked, ReactionAdded
-from core.outbox import Post, PostKind, PostState
+from core.outbox import LEASE, Dispatcher, Post, PostKind, PostState
 from core.ports import DeliveryFailed, Outbound, StateChanges
 from core.refs import ChannelRef, MessageRef, UserRef
-from tests.support import FakeChat, Harness, MemoryStore
+from tests.support import START, FakeChat, FakeClock, Harness, MemoryStore
 
 
 @dataclass
@@ -167,3 +167,72 @@ async def test_applied_event_ids_are_pruned_after_the_retention_window() -> None
         await h.engine.tick()
         assert len(h.store.data.events) <= 8  # a week of one event a day, never more
     assert len(h.store.data.events) >= 7
+
+
+@dataclass
+class KeyedChat(FakeChat):
+    """A chat that keeps the idempotency key of each post with its text."""
+
+    keyed: list[tuple[str, str | None]] = field(default_factory=list)
+
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        self.keyed.append((message.text, key))
+        return await super().send(channel, message, key=key)
+
+
+@dataclass
+class SlowChat(KeyedChat):
+    """A platform that takes `pause` of wall-clock time per post; meanwhile another process looks for
+    work (`meanwhile`), as a second bot process on the same database would."""
+
+    wall: list[datetime] = field(default_factory=lambda: [datetime(2030, 1, 1, tzinfo=UTC)])
+    pauses: list[timedelta] = field(default_factory=list)
+    meanwhile: Dispatcher | None = None
+
+    async def send(self, channel: ChannelRef, message: Outbound, *, key: str | None = None) -> MessageRef:
+        sent = await super().send(channel, message, key=key)
+        self.wall[0] += self.pauses.pop(0) if self.pauses else timedelta(seconds=12)
+        if self.meanwhile is not None:
+            await self.meanwhile.dispatch()
+        return sent
+
+
+async def test_a_batch_slower_than_its_lease_renews_it_and_sends_each_post_once() -> None:
+    """12 s a post: a batch of 8 outlasts its 30 s lease; renewed as it goes, another process on the
+    database finds nothing to take."""
+    store, clock = MemoryStore(), FakeClock()
+    first, other = SlowChat(), KeyedChat()
+    mine = Dispatcher(store, clock, {"fake": first}, "one", lease=LEASE, wall=lambda: first.wall[0])
+    first.meanwhile = Dispatcher(
+        store, clock, {"fake": other}, "two", lease=LEASE, wall=lambda: first.wall[0]
+    )
+    async with store.transaction() as tx:
+        await tx.outbox.add(
+            [Post(PostKind.SEND, ChannelRef("fake", "general"), f"post {n}") for n in range(8)], START
+        )
+    await mine.dispatch()
+    assert [text for text, _ in first.keyed] == [f"post {n}" for n in range(8)] and other.keyed == []
+    async with store.transaction() as tx:
+        assert await tx.outbox.rows() == []
+
+
+async def test_a_post_that_outlasts_its_lease_leaves_the_rest_to_another_process() -> None:
+    """The first post takes 45 s, past the 30 s lease: another process takes the batch's rows and sends
+    them; the first sends none of them again. The post in flight when its lease ran out may reach the
+    platform twice, with the same key (the platform keeps one, as after a crash)."""
+    store, clock = MemoryStore(), FakeClock()
+    first, other = SlowChat(pauses=[timedelta(seconds=45)]), KeyedChat()
+    mine = Dispatcher(store, clock, {"fake": first}, "one", lease=LEASE, wall=lambda: first.wall[0])
+    first.meanwhile = Dispatcher(
+        store, clock, {"fake": other}, "two", lease=LEASE, wall=lambda: first.wall[0]
+    )
+    async with store.transaction() as tx:
+        await tx.outbox.add(
+            [Post(PostKind.SEND, ChannelRef("fake", "general"), f"post {n}") for n in range(8)], START
+        )
+    await mine.dispatch()
+    assert [text for text, _ in first.keyed] == ["post 0"]
+    assert [text for text, _ in other.keyed] == [f"post {n}" for n in range(8)]
+    assert first.keyed[0][1] == other.keyed[0][1] is not None  # the same key: one post on the platform
+    async with store.transaction() as tx:
+        assert await tx.outbox.rows() == []

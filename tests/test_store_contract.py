@@ -1734,6 +1734,29 @@ async def test_a_released_row_can_be_claimed_at_once_but_only_its_owner_releases
         assert [r.id for r in await tx.outbox.claim(["discord"], "b", T0, (wall, wall + lease), 10)] == [one]
 
 
+async def test_a_lease_is_renewed_only_by_its_owner_and_holds_off_others(store: Store) -> None:
+    wall, lease = datetime(2030, 1, 1, tzinfo=UTC), timedelta(seconds=30)
+    async with store.transaction() as tx:
+        one, two, free = await tx.outbox.add([Post(PostKind.SEND, GENERAL, str(n)) for n in range(3)], T0)
+        await tx.outbox.claim(["discord"], "a", T0, (wall, wall + lease), 2)
+    async with store.transaction() as tx:
+        assert await tx.outbox.renew("a", [one, two, free], wall + 2 * lease) == {one, two}
+        assert await tx.outbox.renew("b", [one, two], wall + 3 * lease) == set()  # not b's
+        assert await tx.outbox.renew("a", [], wall) == set()
+    async with store.transaction() as tx:
+        # Past the first lease, within the renewed one: nobody else may take them.
+        taken = await tx.outbox.claim(["discord"], "b", T0, (wall + 1.5 * lease, wall + 3 * lease), 10)
+        assert [r.id for r in taken] == [free]
+    async with store.transaction() as tx:
+        late = wall + 2 * lease + timedelta(seconds=1)
+        assert [r.id for r in await tx.outbox.claim(["discord"], "b", T0, (late, late + lease), 10)] == [
+            one,
+            two,
+            free,  # its own already
+        ]
+        assert await tx.outbox.renew("a", [one, two], late + lease) == set()  # taken over: b's now
+
+
 async def test_plain_posts_are_marked_sent_many_at_once(store: Store) -> None:
     async with store.transaction() as tx:
         ids = await tx.outbox.add([Post(PostKind.SEND, GENERAL, str(n)) for n in range(1203)], T0)

@@ -423,6 +423,20 @@ class SqlOutbox:
                 .values(lease_owner=None, lease_until=None)
             )
 
+    async def renew(self, owner: str, row_ids: Sequence[int], until: datetime) -> set[int]:
+        held: set[int] = set()
+        for start in range(0, len(row_ids), _IN_LIMIT):
+            result = await self.conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.id.in_(list(row_ids[start : start + _IN_LIMIT])), outbox.c.lease_owner == owner
+                )
+                .values(lease_until=until)
+                .returning(outbox.c.id)
+            )
+            held.update(result.scalars())
+        return held
+
     async def posted(self, row_id: int, message: MessageRef) -> None:
         await self.conn.execute(
             update(outbox)
@@ -504,8 +518,10 @@ _PG_OUTBOX_IDS = sql_text(
 
 
 def _pg_array_type(name: str) -> str:
+    """The array type a column's values are cast to, from the column's own type (a column added to
+    the outbox gets the right one)."""
     column = outbox.c[name]
-    if name in ("id", "group_id", "poll_id", "review_id"):
+    if isinstance(column.type, Integer):
         return "bigint[]"
     if isinstance(column.type, Boolean):
         return "boolean[]"
