@@ -85,9 +85,8 @@ async def test_unknown_command_lists_the_commands(harness: Harness) -> None:
     assert reply is not None and reply.is_error
     assert reply.text == (
         "Unknown command 'dance'. Commands: help, status, pending, phase, goal, concern, poll, pulse, vote,"
-        " nudge,"
-        " timezone, quiet-hours, auto, review, reflect, join, leave, members, welcome, buddy, remind,"
-        " radar, patterns, export, dashboard, forget-me."
+        " nudge, timezone, quiet-hours, auto, meet, cadence, review, reflect, join, leave, members, welcome,"
+        " buddy, remind, radar, patterns, role, wrap, export, dashboard, forget-me."
     )
 
 

@@ -40,6 +40,9 @@ ATTEMPTS = {
     "meet cancel": "/meet cancel 1",
     "meet skip": "/meet skip 1 2026-03-12",
     "meet from poll": "/meet from poll 2",
+    "role add": "/role add timekeeper keeps our sessions on time",
+    "role remove": "/role remove notetaker",
+    "role rotate": "/role rotate wrapper weekly",
 }
 GUARDED = [s for s in COMMANDS if s.access is not Access.EVERYONE]
 
