@@ -32,37 +32,18 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from nio import AsyncClient, RoomCreateError
 from sqlalchemy import insert
 
 from adapters.matrix.adapter import AppserviceSettings, MatrixAdapter, MatrixSettings
 from adapters.matrix.appservice import AppserviceAdapter
 from adapters.matrix.registration import new_registration, read_registration
 from adapters.sql.schema import groups, schedules
-from tests.matrix_support import Member, RunningBot, membership, open_sqlite, reply_to, start_bot
+from tests.matrix_support import Member, RunningBot, make_rooms, membership, open_sqlite, reply_to, start_bot
 from tests.support import FakeClock
 from tests.synapse import Homeserver, free_port, start_homeserver
 
 DUE = datetime(2026, 3, 2, 18, 0, tzinfo=UTC)
 AS_USER = "@peerbot:peerbot.test"
-
-
-async def make_rooms(server: Homeserver, user_id: str, token: str, count: int, at_once: int = 8) -> list[str]:
-    client = AsyncClient(server.url, user_id)
-    client.restore_login(user_id, "", token)
-    made: list[str] = []
-    try:
-
-        async def one(n: int) -> str:
-            response = await client.room_create(name=f"bench room {n}")
-            assert not isinstance(response, RoomCreateError), response
-            return str(response.room_id)
-
-        for start in range(0, count, at_once):
-            made += await asyncio.gather(*(one(n) for n in range(start, min(start + at_once, count))))
-    finally:
-        await client.close()
-    return made
 
 
 async def fill(store: Any, rooms: list[str]) -> None:

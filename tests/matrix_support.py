@@ -279,3 +279,22 @@ async def start_bot(
     bot = RunningBot(settings, store, app.sink, app.adapter(MatrixAdapter), clock=clock)
     bot.task = asyncio.create_task(app.run())
     return bot
+
+
+async def make_rooms(server: Homeserver, user_id: str, token: str, count: int, at_once: int = 8) -> list[str]:
+    """`count` rooms made by the user itself (so that it is in each), a few requests at a time."""
+    client = AsyncClient(server.url, user_id)
+    client.restore_login(user_id, "", token)
+    made: list[str] = []
+    try:
+
+        async def one(n: int) -> str:
+            response = await client.room_create(name=f"room {n}")
+            assert not isinstance(response, RoomCreateError), response
+            return str(response.room_id)
+
+        for start in range(0, count, at_once):
+            made += await asyncio.gather(*(one(n) for n in range(start, min(start + at_once, count))))
+    finally:
+        await client.close()
+    return made

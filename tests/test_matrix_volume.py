@@ -6,38 +6,16 @@ The test makes 100 rooms (about 10 s on the test Synapse); `bench/matrix_rooms.p
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
-from nio import AsyncClient, RoomCreateError
-
 from adapters.matrix.adapter import MatrixAdapter
-from tests.matrix_support import Member, RunningBot, membership, reply_to
-from tests.synapse import Account, Homeserver
+from tests.matrix_support import Member, RunningBot, make_rooms, membership, reply_to
+from tests.synapse import Homeserver
 from tests.test_matrix_e2e import StartBot, bot_factory, bot_settings, people  # noqa: F401 (fixtures)
 
 ROOMS = 100
-
-
-async def rooms_of(server: Homeserver, account: Account, count: int, at_once: int = 8) -> list[str]:
-    """`count` rooms made by the account itself (so it is in each), a few requests at a time."""
-    client = AsyncClient(server.url, account.user_id)
-    client.restore_login(account.user_id, account.device_id, account.access_token)
-    made: list[str] = []
-    try:
-
-        async def one(n: int) -> str:
-            response = await client.room_create(name=f"room {n}")
-            assert not isinstance(response, RoomCreateError), response
-            return str(response.room_id)
-
-        for start in range(0, count, at_once):
-            made += await asyncio.gather(*(one(n) for n in range(start, min(start + at_once, count))))
-    finally:
-        await client.close()
-    return made
 
 
 def joins_after_syncs(bot: RunningBot) -> list[tuple[str, int]]:
@@ -61,7 +39,7 @@ async def test_a_bot_in_many_rooms_joins_the_room_it_is_invited_to_in_one_sync(
     people: Callable[[], Member],  # noqa: F811
 ) -> None:
     account = homeserver.register()
-    rooms = await rooms_of(homeserver, account, ROOMS)
+    rooms = await make_rooms(homeserver, account.user_id, account.access_token, ROOMS)
     assert len(set(rooms)) == ROOMS
     bot = await bot_factory(bot_settings(homeserver, account))  # its first sync: all 100 rooms
     answered = joins_after_syncs(bot)

@@ -197,11 +197,11 @@ class SlowChat(KeyedChat):
         return sent
 
 
-async def test_a_batch_slower_than_its_lease_renews_it_and_sends_each_post_once() -> None:
-    """12 s a post: a batch of 8 outlasts its 30 s lease; renewed as it goes, another process on the
-    database finds nothing to take."""
+async def two_processes_send_eight_posts(first: SlowChat) -> KeyedChat:
+    """Eight posts queued; the process on `first` sends them while a second one on the same database
+    looks for work after each post. Returns the second one's chat; the outbox ends empty."""
     store, clock = MemoryStore(), FakeClock()
-    first, other = SlowChat(), KeyedChat()
+    other = KeyedChat()
     mine = Dispatcher(store, clock, {"fake": first}, "one", lease=LEASE, wall=lambda: first.wall[0])
     first.meanwhile = Dispatcher(
         store, clock, {"fake": other}, "two", lease=LEASE, wall=lambda: first.wall[0]
@@ -211,28 +211,25 @@ async def test_a_batch_slower_than_its_lease_renews_it_and_sends_each_post_once(
             [Post(PostKind.SEND, ChannelRef("fake", "general"), f"post {n}") for n in range(8)], START
         )
     await mine.dispatch()
-    assert [text for text, _ in first.keyed] == [f"post {n}" for n in range(8)] and other.keyed == []
     async with store.transaction() as tx:
         assert await tx.outbox.rows() == []
+    return other
+
+
+async def test_a_batch_slower_than_its_lease_renews_it_and_sends_each_post_once() -> None:
+    """12 s a post: a batch of 8 outlasts its 30 s lease; renewed as it goes, another process on the
+    database finds nothing to take."""
+    first = SlowChat()
+    other = await two_processes_send_eight_posts(first)
+    assert [text for text, _ in first.keyed] == [f"post {n}" for n in range(8)] and other.keyed == []
 
 
 async def test_a_post_that_outlasts_its_lease_leaves_the_rest_to_another_process() -> None:
     """The first post takes 45 s, past the 30 s lease: another process takes the batch's rows and sends
     them; the first sends none of them again. The post in flight when its lease ran out may reach the
     platform twice, with the same key (the platform keeps one, as after a crash)."""
-    store, clock = MemoryStore(), FakeClock()
-    first, other = SlowChat(pauses=[timedelta(seconds=45)]), KeyedChat()
-    mine = Dispatcher(store, clock, {"fake": first}, "one", lease=LEASE, wall=lambda: first.wall[0])
-    first.meanwhile = Dispatcher(
-        store, clock, {"fake": other}, "two", lease=LEASE, wall=lambda: first.wall[0]
-    )
-    async with store.transaction() as tx:
-        await tx.outbox.add(
-            [Post(PostKind.SEND, ChannelRef("fake", "general"), f"post {n}") for n in range(8)], START
-        )
-    await mine.dispatch()
+    first = SlowChat(pauses=[timedelta(seconds=45)])
+    other = await two_processes_send_eight_posts(first)
     assert [text for text, _ in first.keyed] == ["post 0"]
     assert [text for text, _ in other.keyed] == [f"post {n}" for n in range(8)]
     assert first.keyed[0][1] == other.keyed[0][1] is not None  # the same key: one post on the platform
-    async with store.transaction() as tx:
-        assert await tx.outbox.rows() == []
