@@ -34,11 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from sqlalchemy import insert
 
-from adapters.matrix.adapter import AppserviceSettings, MatrixAdapter, MatrixSettings
+from adapters.matrix.adapter import AppserviceSettings, MatrixSettings
 from adapters.matrix.appservice import AppserviceAdapter
 from adapters.matrix.registration import new_registration, read_registration
 from adapters.sql.schema import groups, schedules
-from tests.matrix_support import Member, RunningBot, make_rooms, membership, open_sqlite, reply_to, start_bot
+from tests.matrix_support import (
+    Member,
+    joins_after_syncs,
+    make_rooms,
+    membership,
+    open_sqlite,
+    reply_to,
+    start_bot,
+)
 from tests.support import FakeClock
 from tests.synapse import Homeserver, free_port, start_homeserver
 
@@ -155,7 +163,7 @@ async def invite(server: Homeserver, settings: MatrixSettings, made: list[str], 
         await bot.engine.wait_batches(1, within=600)
         took = time.perf_counter() - started
         print(f"first sync with {len(made)} rooms handed over {took:.2f} s after the start")
-        answered = joined_after(bot)
+        answered = joins_after_syncs(bot)
         before = len(bot.engine.states)
         started = time.perf_counter()
         room = await alice.creates_room(invite=[account_id])
@@ -172,20 +180,6 @@ async def invite(server: Homeserver, settings: MatrixSettings, made: list[str], 
         await alice.close()
         await bot.stop()
         await store.close()
-
-
-def joined_after(bot: RunningBot) -> list[tuple[str, int]]:
-    adapter = bot.adapter
-    assert isinstance(adapter, MatrixAdapter)
-    answered: list[tuple[str, int]] = []
-    answer = adapter._answer_invite
-
-    async def counted(room_id: str, info: Any) -> None:
-        answered.append((room_id, len(bot.engine.states)))
-        await answer(room_id, info)
-
-    adapter._answer_invite = counted  # type: ignore[method-assign]
-    return answered
 
 
 async def main(rooms: int, client_nudges: int, skip_invite: bool) -> None:

@@ -298,3 +298,18 @@ async def make_rooms(server: Homeserver, user_id: str, token: str, count: int, a
     finally:
         await client.close()
     return made
+
+
+def joins_after_syncs(bot: RunningBot) -> list[tuple[str, int]]:
+    """Records, for each invite the adapter answers, how many sync batches it had handed over then."""
+    adapter = bot.adapter
+    assert isinstance(adapter, MatrixAdapter)
+    answered: list[tuple[str, int]] = []
+    answer = adapter._answer_invite
+
+    async def counted(room_id: str, invite: Any) -> None:
+        answered.append((room_id, len(bot.engine.states)))
+        await answer(room_id, invite)
+
+    adapter._answer_invite = counted  # type: ignore[method-assign]
+    return answered

@@ -8,29 +8,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
 
-from adapters.matrix.adapter import MatrixAdapter
-from tests.matrix_support import Member, RunningBot, make_rooms, membership, reply_to
+from tests.matrix_support import Member, joins_after_syncs, make_rooms, membership, reply_to
 from tests.synapse import Homeserver
 from tests.test_matrix_e2e import StartBot, bot_factory, bot_settings, people  # noqa: F401 (fixtures)
 
 ROOMS = 100
-
-
-def joins_after_syncs(bot: RunningBot) -> list[tuple[str, int]]:
-    """Records, for each invite the adapter answers, how many sync batches it had handed over then."""
-    adapter = bot.adapter
-    assert isinstance(adapter, MatrixAdapter)
-    answered: list[tuple[str, int]] = []
-    answer = adapter._answer_invite
-
-    async def counted(room_id: str, invite: Any) -> None:
-        answered.append((room_id, len(bot.engine.states)))
-        await answer(room_id, invite)
-
-    adapter._answer_invite = counted  # type: ignore[method-assign]
-    return answered
 
 
 async def test_a_bot_in_many_rooms_joins_the_room_it_is_invited_to_in_one_sync(
