@@ -12,7 +12,7 @@ from core.commands import Invocation, UsageError
 from core.context import Context, Handler
 from core.dashboard import let_members_ask, members_may_ask
 from core.events import Reply
-from core.export import load_record, render_digest
+from core.export import GroupRecord, load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
 from core.metrics import NO_METRICS, Metrics
 from core.outbox import Post, PostKind
@@ -60,6 +60,16 @@ def local_time(dt: datetime | None, tz: str) -> str:
     if dt is None:
         return "never again"
     return dt.astimezone(ZoneInfo(tz)).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def digest_of(record: GroupRecord, now: datetime) -> str:
+    """The weekly digest of a group's record, with its next three schedules (the digest itself aside)."""
+    upcoming = sorted(
+        (s for s in record.schedules if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST),
+        key=lambda s: s.next_due_at or now,
+    )[:3]
+    times = [f"{s.description} ({local_time(s.next_due_at, record.group.timezone)})" for s in upcoming]
+    return render_digest(record, now, times)
 
 
 class NudgeService:
@@ -248,17 +258,7 @@ class NudgeService:
     async def _digest(tx: StoreTx, group_id: int, now: datetime) -> str:
         group = await tx.groups.by_id(group_id)
         assert group is not None
-        record = await load_record(tx, group)
-        upcoming = sorted(
-            (
-                s
-                for s in record.schedules
-                if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST
-            ),
-            key=lambda s: s.next_due_at or now,
-        )[:3]
-        times = [f"{s.description} ({local_time(s.next_due_at, group.timezone)})" for s in upcoming]
-        return render_digest(record, now, times)
+        return digest_of(await load_record(tx, group), now)
 
     async def heartbeats(self, now: datetime) -> int:
         days = self.settings.heartbeat_days

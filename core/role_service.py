@@ -19,13 +19,13 @@ from core.commands import Invocation, UsageError
 from core.concerns import concern_line
 from core.context import Context, Handler
 from core.events import Reply
-from core.export import GroupRecord, load_record, render_digest
+from core.export import GroupRecord, load_record
 from core.goals import GoalStatus
 from core.lifecycle import Group
-from core.nudging import local_time
+from core.nudging import digest_of, local_time
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing, one_line
-from core.ports import ChatPort, Store, StoreTx, command_prefix
+from core.ports import ChatPort, Store, command_prefix
 from core.refs import ChannelRef, UserRef
 from core.roles import (
     BUILT_IN,
@@ -254,7 +254,7 @@ class RoleService:
         digest waits for their wrap (a day at most)."""
         tx = uow.tx
         record = await load_record(tx, group)
-        digest = await self._digest(tx, group, record, now)
+        digest = digest_of(record, now)
         holder = _user(role.holder_key, role.holder_name)
         wrap = await tx.roles.add_wrap(
             group.id,
@@ -275,19 +275,6 @@ class RoleService:
             ]
         )
         uow.post(Post(PostKind.DIRECT, group.channel, text, user=holder, group_id=group.id))
-
-    async def _digest(self, tx: StoreTx, group: Group, record: GroupRecord, now: datetime) -> str:
-        """The weekly digest as it would go to the group now (as core/nudging.py makes it)."""
-        upcoming_ = sorted(
-            (
-                s
-                for s in record.schedules
-                if not s.paused and s.next_due_at and s.kind is not ScheduleKind.DIGEST
-            ),
-            key=lambda s: s.next_due_at or now,
-        )[:3]
-        times = [f"{s.description} ({local_time(s.next_due_at, group.timezone)})" for s in upcoming_]
-        return render_digest(record, now, times)
 
     async def _fallbacks(self, now: datetime) -> None:
         """Drafts not wrapped within a day: the digest goes to the group, if its digest is on. Marking a
