@@ -546,6 +546,8 @@ class Engine:
         answered, deliver nudges, heartbeats, welcomes shared by several newcomers, weekly radars; send;
         then plan the delivered nudges' next occurrences."""
         now = self.clock.now()
+        # What was prepared ahead and is due now goes first: it was due before anything else due now.
+        await self.dispatcher.send_come_due()
         # Welcomes first: a window of a few minutes most likely ended before whatever else is due.
         await self.newcomers.welcome_due(now)
         await self.polls.close_due(now)
@@ -594,9 +596,11 @@ class Engine:
         await self.dispatcher.settle()
 
     async def drain(self) -> None:
-        """Finish pending work (queued votes, the outbox) before shutting down."""
+        """Finish pending work (queued votes, the outbox) before shutting down; what was prepared
+        ahead and is not due yet is let go, for whichever process runs when it is."""
         await self.votes.drain()
         await self.dispatcher.settle()
+        await self.dispatcher.let_go()
 
     async def open_poll_messages(self, platform: str) -> list[MessageRef]:
         """The messages of the polls still open on a platform, to reconcile after a gap (anonymous

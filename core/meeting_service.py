@@ -307,6 +307,7 @@ class MeetingService:
         schedule = await tx.schedules.get(group.id, schedule_id)
         if schedule is None or when.cron is None:
             raise UsageError(f"There is no nudge {schedule_id} to change any more.")
+        await tx.outbox.withdraw([schedule.id], now)
         await tx.schedules.set_cron(schedule.id, when.cron, when.description)
         if not schedule.paused:
             occurrence, due = first_occurrence(when.cron, group.timezone, group.quiet, now, self.recurrence)

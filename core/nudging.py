@@ -15,7 +15,7 @@ from core.events import Reply
 from core.export import GroupRecord, load_record, render_digest
 from core.lifecycle import Group, Phase, QuietHours
 from core.metrics import NO_METRICS, Metrics
-from core.outbox import Post, PostKind
+from core.outbox import AHEAD, Post, PostKind
 from core.paging import Item, Listing
 from core.ports import ChatPort, StoreTx, command_prefix
 from core.prompts import HEARTBEAT, next_prompt
@@ -127,25 +127,41 @@ class NudgeService:
         for s in await tx.schedules.in_group(group.id):
             occurrence, due = first_occurrence(s.cron, group.timezone, group.quiet, now, self.recurrence)
             updates.append((s.id, occurrence, due))
+        # An occurrence prepared ahead at the old time is planned again, not posted twice.
+        await tx.outbox.withdraw([i for i, _, _ in updates], now)
         await tx.schedules.set_next(updates)
 
     async def deliver_due(self, now: datetime) -> int:
-        """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once.
+        """Deliver every schedule due by `now`, each (schedule, occurrence) exactly once, and prepare
+        those due within `AHEAD`.
 
-        Deliver first, plan later: a schedule due at most the grace window late is claimed at the
-        occurrence it shows and its post queued, with no cron maths in between; its next occurrence is
-        computed afterwards by `plan_delivered`. Only an older one is planned first (the misfire policy
-        decides whether it is delivered at all). A batch is one unit of work: the claims, the delivery
-        records and the posts queued in the outbox commit together.
+        Deliver first, plan later: a schedule due at most the grace window late, or due within `AHEAD`
+        (a digest aside), is claimed at the occurrence it shows and its post queued, with no cron maths
+        in between; its next occurrence is computed afterwards by `plan_delivered`. A post prepared
+        ahead is written leased to this process and held until it is due, so that at the due time only
+        the sending is left; pausing, removing or moving the schedule before then withdraws it
+        (`OutboxRepo.withdraw`). Only an occurrence older than the grace window is planned first (the
+        misfire policy decides whether it is delivered at all). A batch is one unit of work: the
+        claims, the delivery records and the posts queued in the outbox commit together.
         """
         delivered = 0
         grace = self.settings.grace
+        ahead = now + AHEAD
         while True:
             async with self.work(now, unprompted=True) as uow:
                 tx = uow.tx
-                due = await tx.schedules.due(now, BATCH, self.platforms)
-                at_once = [s for s in due if deliverable_at_once(s, now, grace)]
-                late = [s for s in due if not deliverable_at_once(s, now, grace)]
+                due = await tx.schedules.due(ahead, BATCH, self.platforms)
+                at_once, late = [], []
+                for s in due:
+                    if s.due_at is not None and s.due_at > now:
+                        # Not a digest: at the week's turn (its time) the wrapper's draft decides where
+                        # it goes (`roles.due`), so it is delivered when due.
+                        if s.kind is not ScheduleKind.DIGEST:
+                            at_once.append(s)
+                    elif deliverable_at_once(s, now, grace):
+                        at_once.append(s)
+                    else:
+                        late.append(s)
                 # The claim is the state change: only one process moves a schedule from what it saw.
                 claimed = await tx.schedules.claim(
                     [(s.id, s.next_occurrence) for s in at_once if s.next_occurrence]
@@ -161,14 +177,18 @@ class NudgeService:
                         continue  # the wrapper has it as a draft; it goes to the group if they do not wrap
                     text = await self._text(tx, s, now)
                     # Late (the bot was down) is no reason to post in quiet hours: held until they end.
-                    held = due_time(now, s.timezone, s.quiet)
-                    post = Post(PostKind.SEND, s.channel, text, group_id=s.group_id, not_before=held)
+                    at = s.due_at if s.due_at is not None and s.due_at > now else now
+                    held = due_time(at, s.timezone, s.quiet)
+                    post = Post(
+                        PostKind.SEND, s.channel, text, group_id=s.group_id, not_before=held, schedule_id=s.id
+                    )
                     uow.post(post, placed=True)
             delivered += len(won)
             self.metrics.nudges("delivered", len(won))
             self.metrics.nudges("skipped", skipped)
             self.metrics.nudges("coalesced", coalesced)
-            if len(due) < BATCH:
+            # Done when all were read, or when only digests due ahead are left (read again, not taken).
+            if len(due) < BATCH or not (at_once or late):
                 self.delivered += delivered
                 return delivered
 
@@ -280,6 +300,7 @@ class NudgeService:
         notes = []
         for s in await uow.tx.schedules.in_group(group.id):
             if s.kind.phase is not None and s.kind.phase is change.from_phase:
+                await uow.tx.outbox.withdraw([s.id], uow.now)
                 await uow.tx.schedules.delete(s.id)
                 notes.append(f"Check-in {s.id} ({s.description}) ended with {s.kind.phase.title}.")
         kinds = {s.kind for s in await uow.tx.schedules.in_group(group.id)}
@@ -313,6 +334,8 @@ class NudgeService:
     async def _list(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         items = await tx.schedules.in_group(ctx.group.id)
+        # An occurrence prepared ahead (due within a minute) is the next one, though planned past.
+        prepared = await tx.outbox.ahead([s.id for s in items], ctx.now)
         g = ctx.group
         quiet = f"; quiet hours {g.quiet}" if g.quiet else ""
         lines = []
@@ -324,7 +347,8 @@ class NudgeService:
                 if s.text
                 else ("the weekly digest" if s.kind is ScheduleKind.DIGEST else "prompt bank")
             )
-            state = "paused" if s.paused else f"next {local_time(s.next_due_at, g.timezone)}"
+            upcoming = prepared.get(s.id, s.next_due_at)
+            state = "paused" if s.paused else f"next {local_time(upcoming, g.timezone)}"
             lines.append(Item(f"  {label} {s.id}: {s.description}, {state}: {what}"))
         listing = Listing(
             what="nudges",
@@ -344,12 +368,14 @@ class NudgeService:
     async def _remove(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         schedule = await self._find(tx, ctx, inv.args["id"])
+        await tx.outbox.withdraw([schedule.id], ctx.now)
         await tx.schedules.delete(schedule.id)
         return Reply(f"Nudge {schedule.id} ({schedule.description}) removed.")
 
     async def _pause(self, ctx: Context, inv: Invocation) -> Reply:
         tx = ctx.tx
         schedule = await self._find(tx, ctx, inv.args["id"])
+        await tx.outbox.withdraw([schedule.id], ctx.now)
         await tx.schedules.set_paused(schedule.id, True)
         return Reply(f"Nudge {schedule.id} paused. {ctx.prefix}nudge resume {schedule.id} brings it back.")
 
@@ -432,6 +458,7 @@ class NudgeService:
         elif on and not digest:
             await self.add(tx, g, ScheduleKind.DIGEST, self.settings.digest, ctx.event.user, ctx.now)
         elif not on:
+            await tx.outbox.withdraw([s.id for s in digest], ctx.now)
             for s in digest:
                 await tx.schedules.delete(s.id)
         return Reply(f"Automatic {what} is {value}.")

@@ -18,6 +18,7 @@ same keys, so each is posted once.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -42,6 +43,13 @@ DEFAULT_MAX_AGE = timedelta(hours=1)
 # A process that dies holding rows hands them on when their lease runs out: well within a minute.
 LEASE = timedelta(seconds=30)
 BATCH = 500
+# Rows handed over by the unit of work that wrote them are sent in passes of this many (no claim to
+# make); what was sent is recorded every `RECORD_EVERY` rows, while the next ones go out.
+HANDED_BATCH = 5000
+RECORD_EVERY = 500
+# How far ahead a tick prepares what comes due (a nudge's post written, leased to the process, held in
+# memory), so that at the due time only the sending is left (docs/decisions.md).
+AHEAD = timedelta(seconds=60)
 FIRST_RETRY = timedelta(seconds=1)
 LAST_RETRY = timedelta(minutes=5)
 
@@ -106,6 +114,9 @@ class Post:
     thread_only: bool = False
     review_id: int | None = None  # the posted message becomes this review's message (its thread's root)
     occurrence_id: int | None = None  # the posted message announces this meeting occurrence (RSVPs)
+    # The schedule whose occurrence this is (a nudge): prepared ahead, withdrawn if the schedule is
+    # paused, removed or moved before it is due.
+    schedule_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,6 +143,10 @@ class OutboxRow:
         if post.kind is PostKind.DIRECT and post.user is not None:
             return (post.channel.platform, f"@{post.user.id}")
         return (post.channel.platform, post.channel.id)
+
+
+def _not_before(row: OutboxRow) -> datetime:
+    return row.not_before
 
 
 def retry_delay(attempts: int) -> timedelta:
@@ -171,21 +186,87 @@ class Dispatcher:
     _again: bool = False
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _handed: list[OutboxRow] = field(default_factory=list)  # rows `take`n, not yet sent
+    _handed_until: datetime | None = None  # the earliest lease (wall clock) of the rows handed
+    # Rows `take`n that are not due yet (prepared ahead), by `not_before`: handed on when due. Their
+    # leases are kept up by `hold_ahead` while they wait.
+    _ahead: list[OutboxRow] = field(default_factory=list)
+    _ahead_until: datetime | None = None
     _in_hand: set[int] = field(default_factory=set)
+    _unrecorded: list[int] = field(default_factory=list)  # rows sent, not deleted yet
+    _recording: asyncio.Task[None] | None = None
 
     def owner_of(self, platforms: list[str]) -> str:
         return f"{self.owner}/{','.join(platforms)}"[:64]
 
-    def lease_for(self, post: Post, now: datetime) -> tuple[str, datetime] | None:
-        """A new row this process will send at once is leased to it as it is written (`take`)."""
-        if post.channel.platform not in self.chats or (post.not_before or now) > now:
-            return None
-        return self.owner_of(sorted(self.chats)), self.wall() + self.lease
+    def leases(self, posts: Sequence[Post], now: datetime) -> list[tuple[str, datetime] | None]:
+        """A new row this process will send at once, or when it comes due within `AHEAD`, is leased to
+        it as it is written (`take`); a row due later is left to whichever process claims it then."""
+        mine = (self.owner_of(sorted(self.chats)), self.wall() + self.lease)
+        return [
+            mine if post.channel.platform in self.chats and (post.not_before or now) - now <= AHEAD else None
+            for post in posts
+        ]
 
-    def take(self, rows: Sequence[OutboxRow]) -> None:
-        """Rows committed under this process's lease (`lease_for`): sent by the next pass, first."""
-        self._handed.extend(rows)
+    def take(self, rows: Sequence[OutboxRow], until: datetime) -> None:
+        """Rows committed under this process's lease, until then (`leases`): sent by the next pass,
+        first; those not due yet once they are."""
+        now = self.clock.now()
+        later = [r for r in rows if r.not_before > now]
+        if len(later) < len(rows):
+            self._handed.extend(r for r in rows if r.not_before <= now)
+            self._handed_until = min(self._handed_until or until, until)
+        if later:  # stable: rows due together keep the order they were queued in
+            self._ahead.extend(later)
+            self._ahead.sort(key=_not_before)
+            self._ahead_until = min(self._ahead_until or until, until)
         self._in_hand.update(r.id for r in rows)
+
+    @property
+    def held_ahead(self) -> int:
+        """How many rows prepared ahead this process holds, not due yet."""
+        return len(self._ahead)
+
+    async def hold_ahead(self) -> None:
+        """Keep the leases of the rows prepared ahead, a third of a lease at a time (each tick asks): a
+        process that dies holding them hands them on within a lease. Rows withdrawn meanwhile (their
+        schedule paused), or taken over, are dropped."""
+        wall = self.wall()
+        if not self._ahead or self._ahead_until is None or self._ahead_until - wall > self.lease * 2 / 3:
+            return
+        async with self.store.transaction() as tx:
+            held = await tx.outbox.renew(
+                self.owner_of(sorted(self.chats)), [r.id for r in self._ahead], wall + self.lease
+            )
+        gone = {r.id for r in self._ahead if r.id not in held}
+        self._ahead = [r for r in self._ahead if r.id in held]
+        self._in_hand -= gone
+        self._ahead_until = wall + self.lease
+
+    async def let_go(self) -> None:
+        """Give up the rows prepared ahead (shutting down): any process claims them when they are due."""
+        rows, self._ahead, self._ahead_until = self._ahead, [], None
+        self._in_hand.difference_update(r.id for r in rows)
+        async with self.store.transaction() as tx:
+            await tx.outbox.release(self.owner_of(sorted(self.chats)), [r.id for r in rows])
+
+    async def send_come_due(self) -> None:
+        """Send the rows prepared ahead that are due by now, if any, before anything else; keep the
+        leases of the others."""
+        if self._ahead and self._ahead[0].not_before <= self.clock.now():
+            await self.dispatch()
+        await self.hold_ahead()
+
+    def _come_due(self) -> None:
+        """Hand on the rows prepared ahead that are due by now."""
+        if self._ahead:
+            due = bisect.bisect_right(self._ahead, self.clock.now(), key=_not_before)
+            if due:
+                self._handed.extend(self._ahead[:due])
+                del self._ahead[:due]
+                until = self._ahead_until or self.wall()
+                self._handed_until = min(self._handed_until or until, until)
+                if not self._ahead:
+                    self._ahead_until = None
 
     def kick(self) -> None:
         """Send what is pending soon, in the background; many kicks while it runs make one more pass."""
@@ -214,11 +295,16 @@ class Dispatcher:
         if not platforms:
             return report
         async with self._lock:
+            self._come_due()
             while True:
                 handed = bool(self._handed)
                 if handed:
-                    rows, self._handed = self._handed[:BATCH], self._handed[BATCH:]
+                    rows, self._handed = self._handed[:HANDED_BATCH], self._handed[HANDED_BATCH:]
+                    until = self._handed_until
+                    if not self._handed:
+                        self._handed_until = None
                 else:
+                    await self._recorded()  # a row sent, not yet deleted, is not claimed again
                     now, wall = self.clock.now(), self.wall()
                     async with self.store.transaction() as tx:
                         claimed = await tx.outbox.claim(
@@ -228,12 +314,14 @@ class Dispatcher:
                     rows = [r for r in claimed if r.id not in self._in_hand]
                     if not claimed:
                         break
+                    until = wall + self.lease
                 try:
-                    await self._send(rows, report, self.owner_of(platforms))
+                    await self._send(rows, report, self.owner_of(platforms), until, checked=not handed)
                 finally:  # a row not sent after all is claimed again, as any row
                     self._in_hand.difference_update(r.id for r in rows)
                 if not handed and (len(claimed) < BATCH or report.deferred):
                     break
+            await self._recorded()
         self.total.sent += report.sent
         self.total.failed += report.failed
         self.total.dropped += report.dropped
@@ -242,36 +330,87 @@ class Dispatcher:
         self.metrics.outbox("retried", report.deferred)
         return report
 
-    async def _send(self, rows: list[OutboxRow], report: DispatchReport, owner: str) -> None:
+    async def _send(
+        self,
+        rows: list[OutboxRow],
+        report: DispatchReport,
+        owner: str,
+        until: datetime | None,
+        checked: bool = False,
+    ) -> None:
+        """Send rows held until `until` (None: not known), in order per lane. `checked`: just claimed,
+        so still this process's; else, with most of the lease left, they are only looked at."""
         blocked: set[tuple[str, str]] = set()
-        # Plain posts the platform took, recorded together: one transaction for many posts, not one
-        # a post. Sent again after a crash before that, they carry the same keys and post once.
+        sent: set[int] = set()  # plain posts the platform took, recorded or to be (`_unrecorded`)
         done: list[int] = []
-        recorded: set[int] = set()
         # A row is sent only under a lease this process holds: a batch that takes a while (a slow
         # platform, a busy machine, rows handed over at a big tick) renews the lease of the rows it has
         # still to send, a third of a lease at a time, and skips any whose lease ran out and was taken
         # by another process meanwhile, which sends it.
         held: set[int] = set()
         renewed: datetime | None = None
+        # Rows with most of their lease left need no renewing yet: those just claimed are this
+        # process's; those handed over (prepared ahead) are looked at, still there (not withdrawn) and
+        # still its own.
+        if rows and until is not None and until - self.wall() >= self.lease * 2 / 3:
+            if checked:
+                held = {r.id for r in rows}
+            else:
+                async with self.store.read() as tx:
+                    held = await tx.outbox.held(owner, [r.id for r in rows])
+            renewed = until - self.lease
         for i, row in enumerate(rows):
             if row.lane in blocked:
                 continue
             wall = self.wall()
             if renewed is None or wall - renewed >= self.lease / 3:
+                await self._recorded()
                 async with self.store.transaction() as tx:
-                    await tx.outbox.sent(done)  # deleted: nothing left to release
                     held = await tx.outbox.renew(owner, [r.id for r in rows[i:]], wall + self.lease)
-                recorded.update(done)
-                done, renewed = [], wall
+                renewed = wall
             if row.id not in held:
                 continue
             if not await self._deliver(row, report, done):
                 blocked.add(row.lane)
-        async with self.store.transaction() as tx:
-            await tx.outbox.sent(done)
-            recorded.update(done)
-            await tx.outbox.release(owner, [r.id for r in rows if r.id not in recorded])
+            if done:
+                sent.update(done)
+                self._unrecorded += done
+                done.clear()
+                self._record_soon()
+        # What was not sent (its lane waits, it was not held, it failed) is let go at once.
+        if unsent := [r.id for r in rows if r.id not in sent]:
+            async with self.store.transaction() as tx:
+                await tx.outbox.release(owner, unsent)
+
+    def _record_soon(self) -> None:
+        """Record what was sent (delete the rows), many at once, in the background: one recording at
+        a time; while it runs the next gathers more. Sent again after a crash before that, the posts
+        carry the same keys and post once."""
+        if len(self._unrecorded) < RECORD_EVERY:
+            return
+        if self._recording is not None:
+            if not self._recording.done():
+                return
+            self._recording.result()  # a failed recording fails the pass; its rows are recorded next
+        ids, self._unrecorded = self._unrecorded, []
+        self._recording = asyncio.create_task(self._record(ids))
+
+    async def _record(self, ids: list[int]) -> None:
+        try:
+            async with self.store.transaction() as tx:
+                await tx.outbox.sent(ids)
+        except BaseException:
+            self._unrecorded += ids
+            raise
+
+    async def _recorded(self) -> None:
+        """Everything sent so far is recorded."""
+        if self._recording is not None:
+            task, self._recording = self._recording, None
+            await task
+        if self._unrecorded:
+            ids, self._unrecorded = self._unrecorded, []
+            await self._record(ids)
 
     async def _deliver(self, row: OutboxRow, report: DispatchReport, done: list[int]) -> bool:
         """Send one row; False when it must wait (and the rest of its lane with it)."""
@@ -365,10 +504,12 @@ class Dispatcher:
         """Post the row's message; None when there was nothing to post (a thread-only post where the
         thread cannot be had)."""
         post = row.post
-        buttons = tuple(
-            Button(vote_button(post.poll_id, i), label) for i, label in enumerate(post.buttons, 1)
+        buttons = (
+            tuple(Button(vote_button(post.poll_id, i), label) for i, label in enumerate(post.buttons, 1))
+            if post.buttons and post.poll_id is not None
+            else ()
         )
-        message = Outbound(post.text, buttons=buttons if post.poll_id is not None else ())
+        message = Outbound(post.text, buttons=buttons)
         if post.kind is PostKind.DELETE and post.reply_to is not None:
             target = MessageRef(post.channel, post.reply_to)
             await chat.delete(target)

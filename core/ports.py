@@ -291,6 +291,10 @@ class OutboxRepo(Protocol):
         lease ran out may have been claimed by another process meanwhile: it is theirs now)."""
         ...
 
+    async def held(self, owner: str, row_ids: Sequence[int]) -> set[int]:
+        """Which of these rows are still there and leased to `owner` (a read: the lease unchanged)."""
+        ...
+
     async def posted(self, row_id: int, message: MessageRef) -> None:
         """The message exists on the platform: remember its id (reactions may still follow)."""
         ...
@@ -307,6 +311,16 @@ class OutboxRepo(Protocol):
 
     async def forget_sealed(self, sealed: str) -> int:
         """Delete the rows sealed with this secret (`poll:7`), sent or not; returns how many."""
+        ...
+
+    async def withdraw(self, schedule_ids: Collection[int], now: datetime) -> int:
+        """Delete the unsent posts of these schedules that are not due by `now` (prepared ahead, or held
+        for quiet hours): the schedule was paused, removed or moved. Returns how many."""
+        ...
+
+    async def ahead(self, schedule_ids: Collection[int], now: datetime) -> dict[int, datetime]:
+        """When the earliest unsent post of each of these schedules that is not due by `now` goes (a
+        prepared occurrence); schedules without one left out."""
         ...
 
     async def rows(self, states: Sequence[PostState] = ()) -> list[OutboxRow]:

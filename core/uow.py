@@ -196,13 +196,14 @@ def quiet_hold(group: Group, at: datetime) -> datetime | None:
 class Sender(Protocol):
     """Who sends the outbox in this process (core/outbox.py `Dispatcher`)."""
 
-    def lease_for(self, post: Post, now: datetime) -> tuple[str, datetime] | None:
-        """The lease (owner, until) to write a new row with when this process will send it at once;
-        None to leave it to whichever process claims it."""
+    def leases(self, posts: Sequence[Post], now: datetime) -> list[tuple[str, datetime] | None]:
+        """For each post, the lease (owner, until) to write its row with when this process will send
+        it (at once, or prepared ahead); None to leave it to whichever process claims it."""
         ...
 
-    def take(self, rows: Sequence[OutboxRow]) -> None:
-        """Rows just committed under this process's lease: send them (they are not claimed again)."""
+    def take(self, rows: Sequence[OutboxRow], until: datetime) -> None:
+        """Rows just committed under this process's lease, until then: send them (they are not
+        claimed again)."""
         ...
 
     def kick(self) -> None:
@@ -228,25 +229,27 @@ class Work:
             uow = UnitOfWork(tx, now or self.clock.now(), self.bus, unprompted=unprompted)
             yield uow
             posts = await uow.queued()
-            taken: list[OutboxRow] = []
+            taken: list[tuple[list[OutboxRow], datetime]] = []
             if posts:
-                # What this process sends at once is written leased to it and handed to its sender after
-                # commit, never claimed back from the table; the rest (held for quiet hours) waits to be
-                # claimed, after them. Each part keeps the order it was queued in.
-                leases = [self.sender.lease_for(p, uow.now) for p in posts]
-                mine = [p for p, lease in zip(posts, leases, strict=True) if lease is not None]
-                others = [p for p, lease in zip(posts, leases, strict=True) if lease is None]
-                if mine:
-                    lease = next(lease for lease in leases if lease is not None)
+                # What this process sends at once, or within `AHEAD` (prepared), is written leased to
+                # it and handed to its sender after commit, never claimed back from the table; the rest
+                # (held for quiet hours) waits to be claimed, after them. Each part keeps the order it
+                # was queued in.
+                by_lease: dict[tuple[str, datetime] | None, list[Post]] = {}
+                for p, lease in zip(posts, self.sender.leases(posts, uow.now), strict=True):
+                    by_lease.setdefault(lease, []).append(p)
+                for lease, mine in by_lease.items():
                     ids = await tx.outbox.add(mine, uow.now, lease)
-                    taken = [
-                        OutboxRow(i, p, PostState.PENDING, uow.now, p.not_before or uow.now)
-                        for i, p in zip(ids, mine, strict=True)
-                    ]
-                await tx.outbox.add(others, uow.now)
+                    if lease is not None:
+                        now = uow.now
+                        rows = [
+                            OutboxRow(i, p, PostState.PENDING, now, p.not_before or now)
+                            for i, p in zip(ids, mine, strict=True)
+                        ]
+                        taken.append((rows, lease[1]))
                 faults.reached("uow.before_commit")
         if posts:
             faults.reached("uow.after_commit")
-            if taken:
-                self.sender.take(taken)
+            for rows, until in taken:
+                self.sender.take(rows, until)
             self.sender.kick()

@@ -322,9 +322,34 @@ class MemoryOutbox:
                 held.add(i)
         return held
 
+    async def held(self, owner: str, row_ids: Sequence[int]) -> set[int]:
+        return {i for i in row_ids if (row := self.d.outbox.get(i)) is not None and row.owner == owner}
+
     async def sent(self, row_ids: Sequence[int]) -> None:
         for i in row_ids:
             self.d.outbox.pop(i, None)
+
+    def _prepared(self, schedule_ids: Collection[int], now: datetime) -> list[OutboxRow]:
+        return [
+            r.row
+            for r in self.d.outbox.values()
+            if r.row.post.schedule_id in schedule_ids
+            and r.row.state is PostState.PENDING
+            and r.row.not_before > now
+        ]
+
+    async def withdraw(self, schedule_ids: Collection[int], now: datetime) -> int:
+        gone = self._prepared(schedule_ids, now)
+        for row in gone:
+            del self.d.outbox[row.id]
+        return len(gone)
+
+    async def ahead(self, schedule_ids: Collection[int], now: datetime) -> dict[int, datetime]:
+        found: dict[int, datetime] = {}
+        for row in self._prepared(schedule_ids, now):
+            assert row.post.schedule_id is not None
+            found[row.post.schedule_id] = min(found.get(row.post.schedule_id, row.not_before), row.not_before)
+        return found
 
     async def forget_sealed(self, sealed: str) -> int:
         gone = [i for i, r in self.d.outbox.items() if r.row.post.sealed == sealed]

@@ -252,3 +252,82 @@ async def test_what_came_due_before_a_late_plan_is_delivered_in_its_turn(harness
     harness.clock.advance(timedelta(minutes=5))  # 09:30
     await harness.engine.tick()
     assert len(nudges(harness)) == 3
+
+
+async def prepared(h: Harness) -> list[str]:
+    """The nudges waiting in the outbox, unsent."""
+    async with h.store.transaction() as tx:
+        return [r.post.text for r in await tx.outbox.rows() if r.post.schedule_id is not None]
+
+
+async def test_a_nudge_due_within_a_minute_is_prepared_and_posted_when_due_once(harness: Harness) -> None:
+    """Prepared ahead: the claim, the delivery record and the post are written up to a minute before,
+    so that at the due time only the sending is left."""
+    await harness.member("alice").says("/nudge add daily 10:00 Morning question")
+    harness.clock.advance(timedelta(minutes=58, seconds=59))  # 09:58:59: not within a minute yet
+    await harness.engine.tick()
+    assert await prepared(harness) == []
+    harness.clock.advance(timedelta(seconds=31))  # 09:59:30
+    await harness.engine.tick()
+    assert nudges(harness) == [] and await prepared(harness) == ["🔔 Nudge 1: Morning question"]
+    assert harness.engine.dispatcher.held_ahead == 1
+    listing = await harness.member("bob").says("/nudge list")  # the prepared one is still the next
+    assert listing is not None and "next Mon 2026-03-02 10:00 UTC" in listing.text
+    harness.clock.advance(timedelta(seconds=29))  # 09:59:59
+    await harness.engine.tick()
+    assert nudges(harness) == []
+    harness.clock.advance(timedelta(seconds=1))  # 10:00
+    await harness.engine.tick()
+    await harness.engine.settle()
+    assert nudges(harness) == ["🔔 Nudge 1: Morning question"] and await prepared(harness) == []
+    for _ in range(3):
+        harness.clock.advance(timedelta(seconds=20))
+        await harness.engine.tick()
+    await run_for(harness, timedelta(days=1))
+    assert nudges(harness) == ["🔔 Nudge 1: Morning question"] * 2
+    listing = await harness.member("bob").says("/nudge list")
+    assert listing is not None and "next Wed 2026-03-04 10:00 UTC" in listing.text
+
+
+async def test_a_prepared_nudge_is_withdrawn_when_paused_or_removed(harness: Harness) -> None:
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 10:00 First")
+    await alice.says("/nudge add daily 10:00 Second")
+    harness.clock.advance(timedelta(minutes=59, seconds=30))
+    await harness.engine.tick()
+    assert sorted(await prepared(harness)) == ["🔔 Nudge 1: First", "🔔 Nudge 2: Second"]
+    await alice.says("/nudge pause 1")
+    await alice.says("/nudge remove 2")
+    assert await prepared(harness) == []
+    await run_for(harness, timedelta(minutes=5))
+    assert nudges(harness) == []
+    reply = await alice.says("/nudge resume 1")
+    assert reply is not None and "Next: Tue 2026-03-03 10:00 UTC" in reply.text
+    await run_for(harness, timedelta(days=1))
+    assert nudges(harness) == ["🔔 Nudge 1: First"]
+
+
+async def test_a_prepared_nudge_moved_by_a_timezone_change_is_posted_once_at_the_new_time(
+    harness: Harness,
+) -> None:
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 10:00 Morning")
+    harness.clock.advance(timedelta(minutes=59, seconds=30))  # 09:59:30 UTC
+    await harness.engine.tick()
+    await alice.says("/timezone America/New_York")  # 10:00 there is 15:00 UTC
+    await run_for(harness, timedelta(hours=5, seconds=29))  # 14:59:59 UTC
+    assert nudges(harness) == []
+    await run_for(harness, timedelta(seconds=1))
+    assert nudges(harness) == ["🔔 Nudge 1: Morning"]
+    await run_for(harness, timedelta(hours=12))
+    assert nudges(harness) == ["🔔 Nudge 1: Morning"]
+
+
+async def test_a_digest_is_not_prepared_ahead(harness: Harness) -> None:
+    """At the week's turn the wrapper's draft decides where the digest goes: it is made when due."""
+    await harness.member("alice").says("/auto digest on")  # weekly mon 09:00
+    harness.clock.advance(timedelta(days=6, hours=23, minutes=59, seconds=30))  # next Mon 08:59:30
+    await harness.engine.tick()
+    assert await prepared(harness) == []
+    await run_for(harness, timedelta(seconds=30))
+    assert [s.text.splitlines()[0] for s in harness.chat.sent if "digest" in s.text.lower()][-1:] != []

@@ -16,6 +16,7 @@ from adapters.sql import migrate
 from adapters.sql.schema import deliveries
 from adapters.sql.store import SqlStore, make_engine
 from core.clock import utc
+from core.outbox import LEASE
 from core.refs import ChannelRef
 from tests.support import START, Harness
 
@@ -147,3 +148,52 @@ async def test_a_process_per_platform_on_postgresql_each_delivers_its_own_nudges
     assert max(keys.values()) == 1
     per_group = Counter(line.split()[1] for line in lines)
     assert len(per_group) == 400 and set(per_group.values()) == {1}
+
+
+async def test_a_nudge_prepared_by_a_process_that_died_is_posted_once_by_another(
+    store: SqlStore, db_url: str
+) -> None:
+    """Prepared a minute ahead and leased to its process, which keeps the lease while it ticks; it dies
+    before the due time: another process takes it over when the lease runs out (at most a lease after
+    the last tick of the dead one), and posts it once. A process that shuts down lets go of what it
+    prepared: another sends it when due, at once."""
+    first = Harness(store=store)
+    alice = first.member("alice")
+    await alice.says("/nudge add daily 10:00 Morning question")
+    await alice.says("/nudge add daily 11:00 Late morning question")
+    first.clock.advance(timedelta(minutes=59, seconds=30))  # 09:59:30: the 10:00 one is prepared
+    await first.engine.tick()
+    assert first.engine.dispatcher.held_ahead == 1 and nudges(first) == []
+    wall = first.engine.dispatcher.wall
+    later = timedelta(seconds=25)  # a tick 25 s later (wall clock) keeps the lease
+    first.engine.dispatcher.wall = lambda: wall() + later
+    first.clock.advance(timedelta(seconds=25))
+    await first.engine.tick()
+    assert first.engine.dispatcher.held_ahead == 1
+
+    second_store = SqlStore(make_engine(db_url))
+    second = Harness(store=second_store)
+    second.clock.current = START + timedelta(hours=1)  # 10:00; the first has died after 09:59:55
+    second.engine.dispatcher.wall = lambda: wall() + LEASE + timedelta(seconds=1)
+    await second.engine.tick()
+    await second.engine.settle()
+    assert nudges(second) == []  # its lease was renewed: it may be alive and about to send
+    second.engine.dispatcher.wall = lambda: wall() + later + LEASE + timedelta(seconds=1)
+    await second.engine.tick()
+    await second.engine.settle()
+    assert nudges(second) == ["🔔 Nudge 1: Morning question"]
+
+    first.clock.current = START + timedelta(hours=1, minutes=59, seconds=30)  # 10:59:30, alive again
+    first.engine.dispatcher.wall = wall
+    await first.engine.tick()
+    assert first.engine.dispatcher.held_ahead == 1
+    await first.engine.drain()  # shuts down: lets go of the 11:00 one
+    assert first.engine.dispatcher.held_ahead == 0
+    second.engine.dispatcher.wall = wall
+    second.clock.current = START + timedelta(hours=2)
+    await second.engine.tick()
+    await second.engine.settle()
+    await second.engine.tick()
+    assert nudges(second) == ["🔔 Nudge 1: Morning question", "🔔 Nudge 2: Late morning question"]
+    assert nudges(first) == []
+    await second_store.close()

@@ -58,6 +58,7 @@ from tests.support import MemoryStore
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
+SECOND = timedelta(seconds=1)
 HOUR = timedelta(hours=1)
 
 GENERAL = ChannelRef("discord", "general", "#general")
@@ -619,6 +620,28 @@ async def test_rows_sealed_with_a_secret_are_forgotten_together_whatever_their_s
         assert await tx.outbox.forget_sealed("poll:7") == 0
     async with store.transaction() as tx:
         assert [r.id for r in await tx.outbox.rows()] == [other, plain]
+
+
+async def test_posts_prepared_for_a_schedule_are_found_and_withdrawn_until_they_are_due(store: Store) -> None:
+    def nudge(schedule_id: int | None, at: datetime) -> Post:
+        return Post(PostKind.SEND, GENERAL, f"n{schedule_id}", schedule_id=schedule_id, not_before=at)
+
+    soon, later = T0 + 30 * SECOND, T0 + 50 * SECOND
+    async with store.transaction() as tx:
+        due, _seven, _seven_later, _eight, _other = await tx.outbox.add(
+            [nudge(7, T0), nudge(7, later), nudge(7, soon), nudge(8, soon), nudge(None, soon)], T0
+        )
+        assert await tx.outbox.ahead([7, 8, 9], T0) == {7: soon, 8: soon}
+        assert await tx.outbox.ahead([], T0) == {}
+        assert await tx.outbox.ahead([7], soon) == {7: later}  # what is due by then is not ahead
+    async with store.transaction() as tx:
+        assert await tx.outbox.withdraw([7, 9], T0) == 2  # not the one due by now: it is being sent
+        assert await tx.outbox.withdraw([], T0) == 0
+    async with store.transaction() as tx:
+        assert [r.post.text for r in await tx.outbox.rows()] == ["n7", "n8", "nNone"]
+        assert [r.post.schedule_id for r in await tx.outbox.rows()] == [7, 8, None]
+        assert (await tx.outbox.rows())[0].id == due
+        assert await tx.outbox.ahead([7], T0) == {}
 
 
 async def test_open_and_due_polls_are_those_of_the_platforms_asked(store: Store) -> None:
@@ -1755,6 +1778,24 @@ async def test_a_lease_is_renewed_only_by_its_owner_and_holds_off_others(store: 
             free,  # its own already
         ]
         assert await tx.outbox.renew("a", [one, two], late + lease) == set()  # taken over: b's now
+
+
+async def test_which_rows_a_process_still_holds_is_read_without_touching_the_lease(store: Store) -> None:
+    wall, lease = datetime(2030, 1, 1, tzinfo=UTC), timedelta(seconds=30)
+    async with store.transaction() as tx:
+        one, two, free, gone = await tx.outbox.add(
+            [Post(PostKind.SEND, GENERAL, str(n)) for n in range(4)], T0
+        )
+        await tx.outbox.claim(["discord"], "a", T0, (wall, wall + lease), 2)
+        await tx.outbox.sent([gone])
+    async with store.read() as tx:
+        assert await tx.outbox.held("a", [one, two, free, gone]) == {one, two}
+        assert await tx.outbox.held("b", [one, two]) == set()
+        assert await tx.outbox.held("a", []) == set()
+    async with store.transaction() as tx:  # the lease is as it was: past it, another takes them
+        late = wall + lease + timedelta(seconds=1)
+        taken = await tx.outbox.claim(["discord"], "b", T0, (late, late + lease), 10)
+        assert [r.id for r in taken] == [one, two, free]
 
 
 async def test_plain_posts_are_marked_sent_many_at_once(store: Store) -> None:

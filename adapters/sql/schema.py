@@ -257,6 +257,8 @@ outbox = Table(
     Column("review_id", Id, nullable=True),
     # The meeting occurrence the post announces (core/meetings.py); no foreign key, as for review_id.
     Column("occurrence_id", Id, nullable=True),
+    # The schedule whose occurrence the post is (migration 0019); no foreign key, as for review_id.
+    Column("schedule_id", Id, nullable=True),
     Column("state", String(16), nullable=False),
     Column("message_id", Text, nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),

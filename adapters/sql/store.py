@@ -437,6 +437,14 @@ class SqlOutbox:
             held.update(result.scalars())
         return held
 
+    async def held(self, owner: str, row_ids: Sequence[int]) -> set[int]:
+        held: set[int] = set()
+        mine = select(outbox.c.id).where(outbox.c.id.in_(_IDS), outbox.c.lease_owner == owner)
+        for start in range(0, len(row_ids), IN_CHUNK):
+            result = await self.conn.execute(mine, {"ids": list(row_ids[start : start + IN_CHUNK])})
+            held.update(result.scalars())
+        return held
+
     async def posted(self, row_id: int, message: MessageRef) -> None:
         await self.conn.execute(
             update(outbox)
@@ -457,6 +465,35 @@ class SqlOutbox:
     async def forget_sealed(self, sealed: str) -> int:
         result = await self.conn.execute(delete(outbox).where(outbox.c.sealed == sealed))
         return int(result.rowcount or 0)
+
+    async def withdraw(self, schedule_ids: Collection[int], now: datetime) -> int:
+        ids = list(schedule_ids)
+        gone = 0
+        for start in range(0, len(ids), IN_CHUNK):
+            result = await self.conn.execute(
+                delete(outbox).where(
+                    outbox.c.schedule_id.in_(_IDS),
+                    outbox.c.state == PostState.PENDING.value,
+                    outbox.c.not_before > now,
+                ),
+                {"ids": ids[start : start + IN_CHUNK]},
+            )
+            gone += int(result.rowcount or 0)
+        return gone
+
+    async def ahead(self, schedule_ids: Collection[int], now: datetime) -> dict[int, datetime]:
+        if not schedule_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(outbox.c.schedule_id, func.min(outbox.c.not_before))
+            .where(
+                outbox.c.schedule_id.in_(list(schedule_ids)),
+                outbox.c.state == PostState.PENDING.value,
+                outbox.c.not_before > now,
+            )
+            .group_by(outbox.c.schedule_id)
+        )
+        return {schedule_id: utc(at) for schedule_id, at in rows}
 
     async def sent(self, row_ids: Sequence[int]) -> None:
         ids = list(row_ids)
@@ -502,6 +539,7 @@ _OUTBOX_COLUMNS = (
     "thread_only",
     "review_id",
     "occurrence_id",
+    "schedule_id",
     "state",
     "created_at",
     "not_before",
@@ -563,6 +601,7 @@ def _outbox_values(p: Post, at: datetime) -> tuple[Any, ...]:
         p.thread_only,
         p.review_id,
         p.occurrence_id,
+        p.schedule_id,
         PostState.PENDING.value,
         at,
         p.not_before or at,
@@ -617,6 +656,7 @@ def _outbox_row(row: Any) -> OutboxRow:
         thread_only=bool(row.thread_only),
         review_id=row.review_id,
         occurrence_id=row.occurrence_id,
+        schedule_id=row.schedule_id,
     )
     return OutboxRow(
         id=row.id,
