@@ -369,6 +369,9 @@ class Page:
     people: tuple[Person, ...] = ()  # the roster, in the order members joined
     roles: tuple[RoleView, ...] = ()
     meetings: tuple[MeetingAhead, ...] = ()  # the next of each meeting not cancelled, soonest first
+    # `polls` is a window of the group's polls and pulses: after the `polls_offset` newest, of `polls_total`.
+    polls_offset: int = 0
+    polls_total: int = 0
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -384,6 +387,8 @@ STATUS_ORDER = (
 
 
 PULSE = PollKind.PULSE.value
+# The polls the page lists (consent polls are shown with their goals), newest first.
+LISTED = (PollKind.POLL, PollKind.PULSE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +400,12 @@ class PageRecord:
     history: Sequence[PhaseChange]
     goals: Sequence[Goal]
     concerns: Sequence[Concern]
-    polls: Sequence[Poll]
-    counts: GroupCounts
+    listed: Sequence[Poll]  # the window of the polls the page lists (`LISTED`), newest first
+    listed_offset: int  # how many newer ones come before it
+    listed_total: int  # how many the group has
+    polls: Sequence[Poll]  # every poll read: the window, every pulse, every consent poll
+    counts: GroupCounts  # of the polls read
+    voted: Mapping[int, tuple[int, frozenset[str]]]  # by week's index: votes, voters (`PollRepo.voter_weeks`)
     doubters: Mapping[int, Sequence[str]]  # by consent poll, who chose 🤔, by name
     reviews: Sequence[Review]
     answers: Sequence[Reflection]  # the answers of the reviews read in full
@@ -414,14 +423,31 @@ class PageRecord:
     rsvps: Sequence[Rsvp] = ()
 
 
-async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | None = None) -> PageRecord:
+async def read_page(
+    tx: StoreTx,
+    group: Group,
+    now: datetime,
+    in_full: int | None = None,
+    polls_offset: int = 0,
+    polls_limit: int | None = None,
+) -> PageRecord:
     """The group's page, read (a read transaction: `Store.read`). `in_full`: how many of the newest
-    reviews to read with their answers; None: all of them."""
+    reviews to read with their answers; None: all of them. Of the polls it lists (polls and pulses,
+    newest first), those after the `polls_offset` newest, `polls_limit` of them (None: all the rest): only
+    theirs, the pulses' and the consent polls' votes are counted, and the votes of all by week."""
     zone = ZoneInfo(group.timezone)
-    polls = await tx.polls.in_group(group.id)
+    kinds = await tx.polls.kinds_in_group(group.id)
+    total = sum(kinds[k][0] for k in LISTED if k in kinds)
+    # Past the last poll there is nothing to read: a page number out of range costs no query.
+    beyond = polls_offset >= total or polls_limit == 0
+    listed = [] if beyond else await tx.polls.newest_in_group(group.id, LISTED, polls_offset, polls_limit)
+    windowed = polls_offset > 0 or polls_limit is not None
+    pulses = await tx.polls.newest_in_group(group.id, [PollKind.PULSE]) if windowed else []
+    consents = await tx.polls.newest_in_group(group.id, [PollKind.CONSENT])
+    polls = list({p.id: p for p in (*consents, *pulses, *listed)}.values())
     goals = await tx.goals.in_group(group.id)
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
-    consent = [p.id for p in polls if p.kind is PollKind.CONSENT and not p.anonymous]
+    consent = [p.id for p in consents if not p.anonymous]
     meetings = await tx.meetings.in_group(group.id)
     occurrences = await tx.meetings.occurrences([m.id for m in meetings]) if meetings else []
     reviews = await tx.reviews.in_group(group.id)
@@ -436,7 +462,7 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
     # Nothing in a group is older than the group, so its first week is the week it began; goals and
     # polls are looked at too, for records brought in from elsewhere.
     earliest = min(
-        [group.created_at, *(g.created_at for g in goals), *(p.created_at for p in polls)], key=utc
+        [group.created_at, *(g.created_at for g in goals), *(f for _, f in kinds.values())], key=utc
     )
     first = week_of(earliest, zone)
     weeks = [first + timedelta(days=7 * n) for n in range((week_of(now, zone) - first).days // 7 + 1)]
@@ -449,8 +475,12 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
         await tx.groups.phase_history(group.id),
         goals,
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        listed,
+        polls_offset,
+        total,
         polls,
-        await tx.polls.counts_in_group(group.id),
+        await tx.polls.counts_in_group(group.id, [p.id for p in polls] if windowed else None),
+        await tx.polls.voter_weeks(group.id, starts),
         await tx.polls.names_choosing(consent, CONSENT_DOUBT) if consent else {},
         reviews,
         answers,
@@ -495,12 +525,6 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         )
         for x in sorted(record.goals, key=lambda x: (STATUS_ORDER.index(x.status), -x.id))
     )
-    shown = tuple(
-        sorted(
-            (v for v in polls.values() if v.kind != PollKind.CONSENT.value),
-            key=lambda v: -v.id,
-        )
-    )
     return Page(
         g.id,
         g.channel.name,
@@ -511,11 +535,9 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         now,
         _bands(g, record.history, now),
         goals,
-        shown,
-        _weeks(record, polls),
-        tuple(
-            _pulse(v) for v in sorted(polls.values(), key=lambda v: v.id) if v.kind == PollKind.PULSE.value
-        ),
+        tuple(polls[p.id] for p in record.listed),
+        _weeks(record),
+        tuple(_pulse(v) for v in sorted(polls.values(), key=lambda v: v.id) if v.kind == PULSE),
         _reviews(record),
         tuple(
             Ahead(s.id, s.kind, s.description, s.text, s.next_occurrence, s.paused)
@@ -533,6 +555,8 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         ),
         _roles(record, now),
         _meetings_ahead(record, now),
+        record.listed_offset,
+        record.listed_total,
     )
 
 
@@ -607,7 +631,7 @@ def week_of(at: datetime, zone: ZoneInfo) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _weeks(record: PageRecord, polls: Mapping[int, PollView]) -> tuple[Week, ...]:
+def _weeks(record: PageRecord) -> tuple[Week, ...]:
     """Every week from the group's start to now. Votes count in the week their poll opened (votes keep
     no time); anonymous polls' votes are left out, as are anonymous reflections' authors."""
     acts: list[list[int]] = [[0, 0, 0] for _ in record.weeks]
@@ -622,11 +646,10 @@ def _weeks(record: PageRecord, polls: Mapping[int, PollView]) -> tuple[Week, ...
         if n < last:
             acts[n][0] += 1
             people[n].add(goal.put_forward_by_key or goal.proposer_key)
-    for v in polls.values():
-        n = week(v.created_at)
-        if n < last and v.voters and not v.anonymous:
-            acts[n][1] += v.voters
-            people[n].update(record.counts.voters[v.id])
+    for n, (count, voters) in record.voted.items():
+        if n < last:
+            acts[n][1] += count
+            people[n].update(voters)
     for n, (count, authors) in record.reflected.items():
         if n < last:
             acts[n][2] += count

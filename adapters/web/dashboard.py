@@ -1,7 +1,8 @@
 """The group's page on the web server: routes behind signed links, the page as HTML, and its JSON.
 
 `dashboard_routes` adds to an aiohttp application:
-- `GET /dashboard/{group}/{token}/`: the page (`.../{token}` without the slash redirects to it);
+- `GET /dashboard/{group}/{token}/`: the page (`.../{token}` without the slash redirects to it), with the
+  newest polls; `?polls=2` and on: the same page with older ones;
 - `GET /dashboard/{group}/{token}/data.json`: what the page shows, as JSON;
 - `GET /dashboard-assets/dashboard.css`: the page's one stylesheet.
 A link that is forged, expired, revoked or for another group gets 403 and a page that says what to do;
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from html import escape
 from importlib import resources
 
@@ -31,6 +33,7 @@ from core.dashboard import (
     ASK_AGAIN,
     STATUS_ORDER,
     Page,
+    PageRecord,
     PollView,
     Refused,
     build_page,
@@ -71,11 +74,11 @@ HEAD = (
     f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
     f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
 )
-# A page a phone can hold: the newest polls drawn at once, the next ones folded away, the rest (and the
-# answers of older reviews) in data.json, which holds everything.
-CHARTS_SHOWN = 40
-CHARTS_FOLDED = 160
+# A page a phone can hold: 40 polls' charts (`?polls=2` and on: older ones), the newest reviews in full.
+# data.json holds everything.
+POLLS_PER_PAGE = 40
 REVIEWS_IN_FULL = 8
+POLLS_PAGE = "polls"  # the query parameter: which page of polls, from 1 (the newest)
 
 
 def _e(text: object) -> str:
@@ -92,6 +95,42 @@ def refused_page(reason: Refused) -> str:
         f'<!doctype html><html lang="en"><head>{HEAD}<title>Link not valid</title></head>'
         f'<body class="refused"><main><h1>This link does not open a page</h1><p>{_e(reason.value)}</p>'
         f"<p>{_e(ASK_AGAIN)}</p></main></body></html>"
+    )
+
+
+FARTHEST = 10**12  # a page number longer than this is read as this one: further than any group's polls
+
+
+def polls_page_asked(query: Mapping[str, str]) -> int | None:
+    """The page of polls a request asks for (`?polls=3`; none: the first, the newest), or None when what
+    it gives is not a page number (pages are numbered from 1)."""
+    given = query.get(POLLS_PAGE)
+    if given is None:
+        return 1
+    digits = given.lstrip("0")
+    if not (given.isascii() and given.isdigit() and digits):
+        return None
+    return min(int(digits), FARTHEST) if len(digits) <= len(str(FARTHEST)) else FARTHEST
+
+
+def page_count(total: int) -> int:
+    """How many pages the polls fill: one at least, even with none."""
+    return max(1, -(-total // POLLS_PER_PAGE))
+
+
+def no_such_page(asked: int | None, total: int = 0) -> str:
+    """The answer to a page of polls that does not exist: `asked` is not a page number (None), or is past
+    the last page of the group's `total` polls."""
+    if asked is None:
+        why = "Pages of polls are numbered from 1, the newest polls, on: “?polls=2” shows older ones."
+    else:
+        pages = page_count(total)
+        shown = f"{asked:,}" if asked < FARTHEST else "that far"
+        why = f"This group's polls fill {pages} page{'s' * (pages > 1)}: there is no page {shown}."
+    return (
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>No such page of polls</title></head>'
+        f'<body class="refused"><main><h1>No such page of polls</h1><p>{why}</p>'
+        '<p><a href="./#polls">The newest polls</a> are on the group\'s page.</p></main></body></html>'
     )
 
 
@@ -181,24 +220,43 @@ def _roadmap(page: Page) -> str:
     return "".join(parts)
 
 
+def _page_link(number: int) -> str:
+    """A page of polls, relative to the page's own address: the signed link is kept, and judged again."""
+    return "./#polls" if number == 1 else f"?{POLLS_PAGE}={number}#polls"
+
+
+def _pager(page: Page) -> str:
+    """Which polls these are, and links to newer and older ones, when they fill more than a page."""
+    pages = page_count(page.polls_total)
+    if pages == 1:
+        return ""
+    number = page.polls_offset // POLLS_PER_PAGE + 1
+    links = [
+        f'<a href="{_page_link(to)}" rel="{rel}">{words}</a>' if on else f"<span>{words}</span>"
+        for to, rel, words, on in (
+            (1, "first", "newest", number > 1),
+            (number - 1, "prev", "← newer", number > 1),
+            (number + 1, "next", "older →", number < pages),
+            (pages, "last", "oldest", number < pages),
+        )
+    ]
+    links.insert(2, f'<strong aria-current="page">page {number} of {pages}</strong>')
+    return f'<nav class="pager" aria-label="Pages of polls" data-page="{number}">{"".join(links)}</nav>'
+
+
 def _polls(page: Page) -> str:
     tz = page.timezone
     parts = ['<section id="polls"><h2>Polls</h2>']
     if not page.polls:
         parts.append("<p>No polls yet.</p>")
-    recent = page.polls[:CHARTS_SHOWN]
-    older = page.polls[CHARTS_SHOWN : CHARTS_SHOWN + CHARTS_FOLDED]
-    oldest = page.polls[CHARTS_SHOWN + CHARTS_FOLDED :]
-    parts += [_poll_figure(v, tz) for v in recent]
-    if older:
-        parts.append(f"<details><summary>{len(older)} older polls</summary>")
-        parts += [_poll_figure(v, tz) for v in older]
-        parts.append("</details>")
-    if oldest:
-        parts.append(
-            f'<p class="meta">{len(oldest)} polls before these are in <a href="data.json">data.json</a>.</p>'
-        )
-    parts.append("</section>")
+    else:
+        first, last = page.polls_offset + 1, page.polls_offset + len(page.polls)
+        which = f"Polls and pulse checks {first:,}–{last:,} of {page.polls_total:,}, newest first"
+        if page_count(page.polls_total) == 1:
+            which = "Newest first"
+        parts.append(f'<p class="meta">{which}; consent polls are with their goals.</p>')
+    pager = _pager(page)
+    parts += [pager, *(_poll_figure(v, tz) for v in page.polls), pager, "</section>"]
     return "".join(parts)
 
 
@@ -366,8 +424,12 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
     """Serve groups' pages on `app`. `secret`: the operator's (`PEERBOT_WEB_SECRET`); None reads the
     one kept in the database, as the `dashboard` command does. Expiry is judged by `clock`, the bot's."""
 
-    async def opened(request: web.Request) -> Callable[[], Page] | Refused:
-        """What builds the page a request's link opens (read, not yet built), or why it opens none."""
+    async def opened(
+        request: web.Request, polls_page: int | None
+    ) -> tuple[PageRecord, datetime] | Refused | None:
+        """What the page a request's link opens is built from, and when it was read; or why the link
+        opens nothing. With the link good: None when `polls_page` is None (no page number: nothing is
+        read); else the page with that page of polls, 0: with all of them (data.json)."""
         group_text, token = request.match_info["group"], request.match_info["token"]
         if not (group_text.isascii() and group_text.isdigit() and len(group_text) <= 18):
             return Refused.FORGED
@@ -381,24 +443,36 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             group = await tx.groups.by_id(group_id)
             if group is None:
                 return Refused.FORGED
-            # The page shows the newest reviews' answers; data.json, which holds everything, all of them.
-            in_full = REVIEWS_IN_FULL if request.path.endswith("/") else None
-            record = await read_page(tx, group, now, in_full)
-        return lambda: build_page(record, now)
+            if polls_page is None:
+                return None
+            if polls_page == 0:  # data.json holds everything: every poll, every review's answers
+                return await read_page(tx, group, now), now
+            offset = (polls_page - 1) * POLLS_PER_PAGE
+            return await read_page(tx, group, now, REVIEWS_IN_FULL, offset, POLLS_PER_PAGE), now
 
     async def page(request: web.Request) -> web.Response:
-        found = await opened(request)
+        asked = polls_page_asked(request.query)
+        found = await opened(request, asked)
         if isinstance(found, Refused):
             return _respond(refused_page(found), 403)
+        if found is None or asked is None:
+            return _respond(no_such_page(None), 400)
+        record, now = found
+        if asked > page_count(record.listed_total):
+            return _respond(no_such_page(asked, record.listed_total), 404)
         # Building and rendering take a good part of the time for a long record: off the event loop.
-        return _respond(await asyncio.to_thread(lambda: render_page(found())))
+        return _respond(await asyncio.to_thread(lambda: render_page(build_page(record, now))))
 
     async def data(request: web.Request) -> web.Response:
-        found = await opened(request)
+        found = await opened(request, 0)
         if isinstance(found, Refused):
             body = {"error": found.value, "what_to_do": ASK_AGAIN}
             return _respond(json.dumps(body), 403, "application/json")
-        text = await asyncio.to_thread(lambda: json.dumps(to_data(found()), ensure_ascii=False))
+        assert found is not None
+        record, now = found
+        text = await asyncio.to_thread(
+            lambda: json.dumps(to_data(build_page(record, now)), ensure_ascii=False)
+        )
         return _respond(text, content_type="application/json")
 
     async def with_slash(request: web.Request) -> web.Response:
