@@ -1026,6 +1026,14 @@ def _bisect(at: ColumnElement[datetime], starts: Sequence[datetime], lo: int, hi
     return case((before, _bisect(at, starts, lo, mid)), else_=_bisect(at, starts, mid, hi))
 
 
+@functools.lru_cache(maxsize=64)
+def _week_index(at: ColumnElement[datetime], starts: tuple[datetime, ...]) -> ColumnElement[int]:
+    """`_bisect` over all of `starts`, kept: a group's weeks change once a week, and building the hundred
+    CASEs of two years' weeks, then keying them for the statement cache, cost a group's page more than
+    the database takes to evaluate them. The same expression keeps its cache key."""
+    return _bisect(at, starts, 0, len(starts))
+
+
 class SqlPolls(_SqlPart):
     async def create(
         self,
@@ -1187,7 +1195,7 @@ class SqlPolls(_SqlPart):
         c = poll_reactions.c
         # Each poll's voters counted and its week found by the database, then summed by week: a hundred
         # rows back for two years of 50,000 votes.
-        week = _bisect(polls.c.created_at, [utc(s) for s in starts], 0, len(starts)).label("week")
+        week = _week_index(polls.c.created_at, tuple(utc(s) for s in starts)).label("week")
         by_poll = (
             select(
                 week,
@@ -2213,7 +2221,7 @@ class SqlReviews(_SqlPart):
         c = reflections.c
         # Each reflection's week found by the database, by bisection over the weeks' starts: a hundred
         # rows back for two years, not one row per reflection.
-        week = _bisect(c.at, [utc(s) for s in starts], 0, len(starts)).label("week")
+        week = _week_index(c.at, tuple(utc(s) for s in starts)).label("week")
         rows = await self.conn.execute(
             select(week, func.count(), func.aggregate_strings(c.user_key, _RECORD))
             .where(c.group_id == group_id)
