@@ -28,7 +28,7 @@ from core.concerns import Concern, concern_line
 from core.context import Context, Handler
 from core.events import Reply
 from core.export import counts_withheld
-from core.goals import Goal, GoalStatus
+from core.goals import OPEN_STATUSES, Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
 from core.meetings import COMING, MAYBE, NOT_COMING, Meeting, Occurrence, Rsvp, counts
 from core.members import CONTRIBUTION_WINDOW, Contributions, Member
@@ -252,6 +252,7 @@ class GoalView:
     consent: PollView | None
     concerns: tuple[str, ...]  # who voted 🤔, where names are shown
     heard: tuple[str, ...] = ()  # the concerns members wrote (`Concern 3 (dave): …`), oldest first
+    in_full: bool = True  # whether its consent tally was read (else `consent` is None, `concerns` empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,6 +393,32 @@ LISTED = (PollKind.POLL, PollKind.PULSE)
 
 
 @dataclass(frozen=True, slots=True)
+class Window:
+    """How much of a long record the page reads in full; the default, everything (data.json). What is
+    left out is still counted where the page counts it: every vote in the weeks' participation, every
+    goal in the roadmap, every review's answers."""
+
+    reviews_in_full: int | None = None  # the newest reviews read with their answers
+    goals_in_full: int | None = None  # of each finished status, the newest goals read with their tallies
+    polls_offset: int = 0  # of the polls listed (`LISTED`, newest first), those after so many newer ones,
+    polls_limit: int | None = None  # and so many of them
+
+
+def goals_in_full(goals: Sequence[Goal], window: Window) -> set[int]:
+    """The goals the page shows with their consent tallies: every open one (proposed, accepted), and of
+    each finished status (done, blocked, ...) the newest `window.goals_in_full`."""
+    shown: set[int] = set()
+    finished: dict[GoalStatus, int] = defaultdict(int)
+    for g in sorted(goals, key=lambda g: -g.id):
+        if g.status not in OPEN_STATUSES and window.goals_in_full is not None:
+            finished[g.status] += 1
+            if finished[g.status] > window.goals_in_full:
+                continue
+        shown.add(g.id)
+    return shown
+
+
+@dataclass(frozen=True, slots=True)
 class PageRecord:
     """What the page is built from, read in one transaction: the group's record, its votes and
     reflections counted as far as the page needs them."""
@@ -400,10 +427,10 @@ class PageRecord:
     history: Sequence[PhaseChange]
     goals: Sequence[Goal]
     concerns: Sequence[Concern]
-    listed: Sequence[Poll]  # the window of the polls the page lists (`LISTED`), newest first
-    listed_offset: int  # how many newer ones come before it
-    listed_total: int  # how many the group has
-    polls: Sequence[Poll]  # every poll read: the window, every pulse, every consent poll
+    window: Window
+    listed: Sequence[Poll]  # the window's polls of those the page lists (`LISTED`), newest first
+    listed_total: int  # how many of those the group has
+    polls: Sequence[Poll]  # every poll read: the window's, every pulse, the consent polls of goals in full
     counts: GroupCounts  # of the polls read
     voted: Mapping[int, tuple[int, frozenset[str]]]  # by week's index: votes, voters (`PollRepo.voter_weeks`)
     doubters: Mapping[int, Sequence[str]]  # by consent poll, who chose 🤔, by name
@@ -423,29 +450,25 @@ class PageRecord:
     rsvps: Sequence[Rsvp] = ()
 
 
-async def read_page(
-    tx: StoreTx,
-    group: Group,
-    now: datetime,
-    in_full: int | None = None,
-    polls_offset: int = 0,
-    polls_limit: int | None = None,
-) -> PageRecord:
-    """The group's page, read (a read transaction: `Store.read`). `in_full`: how many of the newest
-    reviews to read with their answers; None: all of them. Of the polls it lists (polls and pulses,
-    newest first), those after the `polls_offset` newest, `polls_limit` of them (None: all the rest): only
-    theirs, the pulses' and the consent polls' votes are counted, and the votes of all by week."""
+async def read_page(tx: StoreTx, group: Group, now: datetime, window: Window = Window()) -> PageRecord:
+    """The group's page, read (a read transaction: `Store.read`), as much of it in full as `window` says:
+    only the votes of the polls it shows, the pulses' and the consent polls' of the goals in full are
+    counted, and every vote by week."""
     zone = ZoneInfo(group.timezone)
     kinds = await tx.polls.kinds_in_group(group.id)
     total = sum(kinds[k][0] for k in LISTED if k in kinds)
+    offset, limit = window.polls_offset, window.polls_limit
     # Past the last poll there is nothing to read: a page number out of range costs no query.
-    beyond = polls_offset >= total or polls_limit == 0
-    listed = [] if beyond else await tx.polls.newest_in_group(group.id, LISTED, polls_offset, polls_limit)
-    windowed = polls_offset > 0 or polls_limit is not None
+    beyond = offset >= total or limit == 0
+    listed = [] if beyond else await tx.polls.newest_in_group(group.id, LISTED, offset, limit)
+    windowed = offset > 0 or limit is not None
     pulses = await tx.polls.newest_in_group(group.id, [PollKind.PULSE]) if windowed else []
-    consents = await tx.polls.newest_in_group(group.id, [PollKind.CONSENT])
-    polls = list({p.id: p for p in (*consents, *pulses, *listed)}.values())
     goals = await tx.goals.in_group(group.id)
+    in_full = goals_in_full(goals, window)
+    tallied = {g.poll_id for g in goals if g.id in in_full and g.poll_id is not None}
+    consents = [p for p in await tx.polls.newest_in_group(group.id, [PollKind.CONSENT]) if p.id in tallied]
+    polls = list({p.id: p for p in (*consents, *pulses, *listed)}.values())
+    every_poll = not windowed and window.goals_in_full is None  # (consent polls of no goal are not shown)
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
     consent = [p.id for p in consents if not p.anonymous]
     meetings = await tx.meetings.in_group(group.id)
@@ -453,11 +476,11 @@ async def read_page(
     reviews = await tx.reviews.in_group(group.id)
     roster = await tx.members.roster(group.id)
     roles = await tx.roles.in_group(group.id)
-    if in_full is None:
+    if window.reviews_in_full is None:
         answers = [r for r in await tx.reviews.reflections(group.id) if r.review_id is not None]
     else:
         answers = []
-        for v in sorted(reviews, key=lambda v: -v.id)[:in_full]:
+        for v in sorted(reviews, key=lambda v: -v.id)[: window.reviews_in_full]:
             answers += await tx.reviews.reflections(group.id, v.id)
     # Nothing in a group is older than the group, so its first week is the week it began; goals and
     # polls are looked at too, for records brought in from elsewhere.
@@ -475,11 +498,11 @@ async def read_page(
         await tx.groups.phase_history(group.id),
         goals,
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        window,
         listed,
-        polls_offset,
         total,
         polls,
-        await tx.polls.counts_in_group(group.id, [p.id for p in polls] if windowed else None),
+        await tx.polls.counts_in_group(group.id, None if every_poll else [p.id for p in polls]),
         await tx.polls.voter_weeks(group.id, starts),
         await tx.polls.names_choosing(consent, CONSENT_DOUBT) if consent else {},
         reviews,
@@ -509,6 +532,7 @@ def build_page(record: PageRecord, now: datetime) -> Page:
     heard: dict[int, list[str]] = defaultdict(list)
     for concern in record.concerns:
         heard[concern.goal_id].append(concern_line(concern))
+    in_full = goals_in_full(record.goals, record.window)
     goals = tuple(
         GoalView(
             x.id,
@@ -522,6 +546,7 @@ def build_page(record: PageRecord, now: datetime) -> Page:
             consent := polls.get(x.poll_id) if x.poll_id is not None else None,
             tuple(record.doubters.get(x.poll_id or 0, ())) if consent and not consent.withheld else (),
             tuple(heard.get(x.id, ())),
+            x.id in in_full,
         )
         for x in sorted(record.goals, key=lambda x: (STATUS_ORDER.index(x.status), -x.id))
     )
@@ -555,7 +580,7 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         ),
         _roles(record, now),
         _meetings_ahead(record, now),
-        record.listed_offset,
+        record.window.polls_offset,
         record.listed_total,
     )
 

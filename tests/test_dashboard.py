@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.web.dashboard import CSP, dashboard_routes
 from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign, week_of
 from core.export import load_record
+from core.goals import GoalStatus
 from core.refs import ChannelRef
 from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import START, Harness, free_socket, serving
@@ -261,6 +262,37 @@ async def test_older_polls_are_a_page_away_and_every_vote_still_counts(sql_site:
     data = await _json(sql_site, url + "data.json?polls=2")  # data.json holds every poll, whatever is asked
     assert [p["id"] for p in data["polls"]] == list(range(86, 1, -1))
     assert sum(w["votes"] for w in data["participation"]) == 5
+
+
+async def test_the_roadmap_shows_open_goals_and_the_newest_finished_ones_with_their_tallies(
+    sql_site: Site,
+) -> None:
+    """Every goal is on the roadmap; of each finished status the 10 newest come with their consent
+    tallies and concerns, older ones by a line each (their tallies in data.json). Open goals always
+    come in full."""
+    h = sql_site.h
+    await h.regulars("bob")
+    alice, bob = h.member("alice"), h.member("bob")
+    for n in range(1, 15):
+        await alice.says(f"/goal propose Goal number {n}")  # goal n, consent poll n
+        await bob.reacts(await poll_message(h, n), "🤔")
+    async with h.store.transaction() as tx:
+        for goal_id in range(1, 13):  # 12 done, the two newest still proposed
+            await tx.goals.set_status(goal_id, GoalStatus.DONE, h.clock.now())
+    url = await sql_site.link()
+    _, _, body = await sql_site.get(url)
+    full = dict(re.findall(r'<li class="goal" data-goal="(\d+)" data-status="(\w+)">', body))
+    earlier = dict(re.findall(r'<li class="goal earlier" data-goal="(\d+)" data-status="(\w+)">', body))
+    assert full == {"14": "proposed", "13": "proposed"} | {str(n): "done" for n in range(12, 2, -1)}
+    assert earlier == {"2": "done", "1": "done"}
+    assert "<h3>Done (12)</h3>" in body and "2 earlier, without their tallies" in body
+    assert body.count('data-concerns="1"') == 12 and body.count("🤔 by bob") == 12
+    older = body.split('data-goal="2"', 1)[1].split("</li>", 1)[0]
+    assert "Goal number 2" in older and "consent" not in older
+    data = await _json(sql_site, url + "data.json")  # everything, tallies included
+    assert {g["id"]: (g["consent"]["options"][1]["votes"], g["concerns"]) for g in data["goals"]} == {
+        n: (1, ["bob"]) for n in range(1, 15)
+    }
 
 
 async def test_a_page_of_polls_that_is_no_number_or_past_the_last_gets_a_clear_answer(site: Site) -> None:

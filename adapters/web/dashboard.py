@@ -36,6 +36,7 @@ from core.dashboard import (
     PageRecord,
     PollView,
     Refused,
+    Window,
     build_page,
     check,
     generation,
@@ -74,10 +75,11 @@ HEAD = (
     f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
     f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
 )
-# A page a phone can hold: 40 polls' charts (`?polls=2` and on: older ones), the newest reviews in full.
-# data.json holds everything.
+# A page a phone can hold: 40 polls' charts (`?polls=2` and on: older ones), the newest reviews in full,
+# and of each finished status of goals the newest with their tallies. data.json holds everything.
 POLLS_PER_PAGE = 40
 REVIEWS_IN_FULL = 8
+GOALS_IN_FULL = 10
 POLLS_PAGE = "polls"  # the query parameter: which page of polls, from 1 (the newest)
 
 
@@ -191,7 +193,7 @@ def _roadmap(page: Page) -> str:
         if not goals:
             continue
         parts.append(f'<h3>{status.value.capitalize()} ({len(goals)})</h3><ul class="goals">')
-        for x in goals:
+        for x in (x for x in goals if x.in_full):
             consent = ""
             if x.consent is not None:
                 if x.consent.withheld:
@@ -216,6 +218,19 @@ def _roadmap(page: Page) -> str:
                 f" last change {_e(_when(x.updated_at, tz))}</span>{consent}{worries}</li>"
             )
         parts.append("</ul>")
+        earlier = [x for x in goals if not x.in_full]
+        if earlier:
+            # Older finished goals by a line each: their tallies and concerns are in data.json.
+            items = "".join(
+                f'<li class="goal earlier" data-goal="{x.id}" data-status="{x.status.value}">'
+                f"<strong>Goal {x.id}</strong>: {_e(x.text)}"
+                f' <span class="when">{_e(_when(x.updated_at, tz)[:10])}</span></li>'
+                for x in earlier
+            )
+            parts.append(
+                f'<p class="meta">{len(earlier)} earlier, without their tallies (in'
+                f' <a href="data.json">data.json</a>):</p><ul class="goals earlier">{items}</ul>'
+            )
     parts.append("</section>")
     return "".join(parts)
 
@@ -448,7 +463,8 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             if polls_page == 0:  # data.json holds everything: every poll, every review's answers
                 return await read_page(tx, group, now), now
             offset = (polls_page - 1) * POLLS_PER_PAGE
-            return await read_page(tx, group, now, REVIEWS_IN_FULL, offset, POLLS_PER_PAGE), now
+            window = Window(REVIEWS_IN_FULL, GOALS_IN_FULL, offset, POLLS_PER_PAGE)
+            return await read_page(tx, group, now, window), now
 
     async def page(request: web.Request) -> web.Response:
         asked = polls_page_asked(request.query)
