@@ -469,6 +469,7 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, window: Window = W
     consents = [p for p in await tx.polls.newest_in_group(group.id, [PollKind.CONSENT]) if p.id in tallied]
     polls = list({p.id: p for p in (*consents, *pulses, *listed)}.values())
     every_poll = not windowed and window.goals_in_full is None  # (consent polls of no goal are not shown)
+    counts = await tx.polls.counts_in_group(group.id, None if every_poll else [p.id for p in polls])
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
     consent = [p.id for p in consents if not p.anonymous]
     meetings = await tx.meetings.in_group(group.id)
@@ -502,8 +503,9 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, window: Window = W
         listed,
         total,
         polls,
-        await tx.polls.counts_in_group(group.id, None if every_poll else [p.id for p in polls]),
-        await tx.polls.voter_weeks(group.id, starts),
+        counts,
+        # With every poll counted, their voters are at hand: no second pass over the votes.
+        _voted_by_week(polls, counts, starts) if every_poll else await tx.polls.voter_weeks(group.id, starts),
         await tx.polls.names_choosing(consent, CONSENT_DOUBT) if consent else {},
         reviews,
         answers,
@@ -520,6 +522,21 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, window: Window = W
         occurrences=occurrences,
         rsvps=await tx.meetings.rsvps([o.id for o in occurrences]) if occurrences else [],
     )
+
+
+def _voted_by_week(
+    polls: Sequence[Poll], counts: GroupCounts, starts: Sequence[datetime]
+) -> dict[int, tuple[int, frozenset[str]]]:
+    """`PollRepo.voter_weeks` from polls counted already."""
+    votes: dict[int, int] = defaultdict(int)
+    voters: dict[int, set[str]] = defaultdict(set)
+    for p in polls:
+        keys = counts.voters.get(p.id)
+        if keys and not p.anonymous:
+            n = max(0, bisect.bisect_right(starts, utc(p.created_at)) - 1)
+            votes[n] += len(keys)
+            voters[n] |= keys
+    return {n: (count, frozenset(voters[n])) for n, count in votes.items()}
 
 
 CONSENT_DOUBT = 1  # the consent poll's second option, 🤔: a concern
