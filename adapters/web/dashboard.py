@@ -440,11 +440,10 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
     one kept in the database, as the `dashboard` command does. Expiry is judged by `clock`, the bot's."""
 
     async def opened(
-        request: web.Request, polls_page: int | None
+        request: web.Request, window: Window | None
     ) -> tuple[PageRecord, datetime] | Refused | None:
-        """What the page a request's link opens is built from, and when it was read; or why the link
-        opens nothing. With the link good: None when `polls_page` is None (no page number: nothing is
-        read); else the page with that page of polls, 0: with all of them (data.json)."""
+        """What the page a request's link opens is built from, as much of it as `window` says, and when it
+        was read; or why the link opens nothing. None: the link is good, and `window` None (nothing read)."""
         group_text, token = request.match_info["group"], request.match_info["token"]
         if not (group_text.isascii() and group_text.isdigit() and len(group_text) <= 18):
             return Refused.FORGED
@@ -458,17 +457,17 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             group = await tx.groups.by_id(group_id)
             if group is None:
                 return Refused.FORGED
-            if polls_page is None:
+            if window is None:
                 return None
-            if polls_page == 0:  # data.json holds everything: every poll, every review's answers
-                return await read_page(tx, group, now), now
-            offset = (polls_page - 1) * POLLS_PER_PAGE
-            window = Window(REVIEWS_IN_FULL, GOALS_IN_FULL, offset, POLLS_PER_PAGE)
             return await read_page(tx, group, now, window), now
 
     async def page(request: web.Request) -> web.Response:
         asked = polls_page_asked(request.query)
-        found = await opened(request, asked)
+        window = None
+        if asked is not None:
+            offset = (asked - 1) * POLLS_PER_PAGE
+            window = Window(REVIEWS_IN_FULL, GOALS_IN_FULL, offset, POLLS_PER_PAGE)
+        found = await opened(request, window)  # the link is judged first, whatever the page number
         if isinstance(found, Refused):
             return _respond(refused_page(found), 403)
         if found is None or asked is None:
@@ -480,7 +479,9 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
         return _respond(await asyncio.to_thread(lambda: render_page(build_page(record, now))))
 
     async def data(request: web.Request) -> web.Response:
-        found = await opened(request, 0)
+        # data.json holds everything: every poll (it takes no page number), every goal's tally, every
+        # review's answers.
+        found = await opened(request, Window())
         if isinstance(found, Refused):
             body = {"error": found.value, "what_to_do": ASK_AGAIN}
             return _respond(json.dumps(body), 403, "application/json")
