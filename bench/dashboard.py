@@ -3,7 +3,8 @@
 One group in a SQLite file (WAL): 100 members, 500 goals (each with its consent poll), 2,000 polls in all
 (the consent polls, 1,396 polls and 104 weekly pulses) with 25 votes each on average, 20,000 reflections
 (8,000 of them answers in 104 action reviews), phase moves and nudges, spread over two years. The page is
-served by `dashboard_routes` on 127.0.0.1 and fetched as a browser would fetch it; each request is timed
+served by `dashboard_routes` on 127.0.0.1 and fetched as a browser would fetch it: the page (its newest
+polls), the same page with older polls (`?polls=20`), and data.json (everything). Each request is timed
 from sending it to the last byte of the answer, and by the CPU time the process spent on it (server and
 client), which other work on a shared machine does not stretch.
 
@@ -172,7 +173,8 @@ async def main(requests: int) -> None:
         app = web.Application()
         dashboard_routes(app, store, clock)
         async with serving(app, sock), aiohttp.ClientSession() as http:
-            for target, name in ((url, "page"), (url + "data.json", "data.json")):
+            targets = ((url, "page"), (url + "?polls=20", "page ?polls=20"), (url + "data.json", "data.json"))
+            for target, name in targets:
                 times: list[float] = []
                 cpu: list[float] = []
                 size = 0

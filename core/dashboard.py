@@ -28,7 +28,7 @@ from core.concerns import Concern, concern_line
 from core.context import Context, Handler
 from core.events import Reply
 from core.export import counts_withheld
-from core.goals import Goal, GoalStatus
+from core.goals import OPEN_STATUSES, Goal, GoalStatus
 from core.lifecycle import Group, Phase, PhaseChange
 from core.meetings import COMING, MAYBE, NOT_COMING, Meeting, Occurrence, Rsvp, counts
 from core.members import CONTRIBUTION_WINDOW, Contributions, Member
@@ -252,6 +252,7 @@ class GoalView:
     consent: PollView | None
     concerns: tuple[str, ...]  # who voted 🤔, where names are shown
     heard: tuple[str, ...] = ()  # the concerns members wrote (`Concern 3 (dave): …`), oldest first
+    in_full: bool = True  # whether its consent tally was read (else `consent` is None, `concerns` empty)
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,6 +370,9 @@ class Page:
     people: tuple[Person, ...] = ()  # the roster, in the order members joined
     roles: tuple[RoleView, ...] = ()
     meetings: tuple[MeetingAhead, ...] = ()  # the next of each meeting not cancelled, soonest first
+    # `polls` is a window of the group's polls and pulses: after the `polls_offset` newest, of `polls_total`.
+    polls_offset: int = 0
+    polls_total: int = 0
 
 
 # The roadmap's order: what the group works on first, then what it decided against or left.
@@ -384,6 +388,34 @@ STATUS_ORDER = (
 
 
 PULSE = PollKind.PULSE.value
+# The polls the page lists (consent polls are shown with their goals), newest first.
+LISTED = (PollKind.POLL, PollKind.PULSE)
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """How much of a long record the page reads in full; the default, everything (data.json). What is
+    left out is still counted where the page counts it: every vote in the weeks' participation, every
+    goal in the roadmap, every review's answers."""
+
+    reviews_in_full: int | None = None  # the newest reviews read with their answers
+    goals_in_full: int | None = None  # of each finished status, the newest goals read with their tallies
+    polls_offset: int = 0  # of the polls listed (`LISTED`, newest first), those after so many newer ones,
+    polls_limit: int | None = None  # and so many of them
+
+
+def goals_in_full(goals: Sequence[Goal], window: Window) -> set[int]:
+    """The goals the page shows with their consent tallies: every open one (proposed, accepted), and of
+    each finished status (done, blocked, ...) the newest `window.goals_in_full`."""
+    shown: set[int] = set()
+    finished: dict[GoalStatus, int] = defaultdict(int)
+    for g in sorted(goals, key=lambda g: -g.id):
+        if g.status not in OPEN_STATUSES and window.goals_in_full is not None:
+            finished[g.status] += 1
+            if finished[g.status] > window.goals_in_full:
+                continue
+        shown.add(g.id)
+    return shown
 
 
 @dataclass(frozen=True, slots=True)
@@ -395,8 +427,12 @@ class PageRecord:
     history: Sequence[PhaseChange]
     goals: Sequence[Goal]
     concerns: Sequence[Concern]
-    polls: Sequence[Poll]
-    counts: GroupCounts
+    window: Window
+    listed: Sequence[Poll]  # the window's polls of those the page lists (`LISTED`), newest first
+    listed_total: int  # how many of those the group has
+    polls: Sequence[Poll]  # every poll read: the window's, every pulse, the consent polls of goals in full
+    counts: GroupCounts  # of the polls read
+    voted: Mapping[int, tuple[int, frozenset[str]]]  # by week's index: votes, voters (`PollRepo.voter_weeks`)
     doubters: Mapping[int, Sequence[str]]  # by consent poll, who chose 🤔, by name
     reviews: Sequence[Review]
     answers: Sequence[Reflection]  # the answers of the reviews read in full
@@ -414,29 +450,43 @@ class PageRecord:
     rsvps: Sequence[Rsvp] = ()
 
 
-async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | None = None) -> PageRecord:
-    """The group's page, read (a read transaction: `Store.read`). `in_full`: how many of the newest
-    reviews to read with their answers; None: all of them."""
+async def read_page(tx: StoreTx, group: Group, now: datetime, window: Window = Window()) -> PageRecord:
+    """The group's page, read (a read transaction: `Store.read`), as much of it in full as `window` says:
+    only the votes of the polls it shows, the pulses' and the consent polls' of the goals in full are
+    counted, and every vote by week."""
     zone = ZoneInfo(group.timezone)
-    polls = await tx.polls.in_group(group.id)
+    kinds = await tx.polls.kinds_in_group(group.id)
+    total = sum(kinds[k][0] for k in LISTED if k in kinds)
+    offset, limit = window.polls_offset, window.polls_limit
+    # Past the last poll there is nothing to read: a page number out of range costs no query.
+    beyond = offset >= total or limit == 0
+    listed = [] if beyond else await tx.polls.newest_in_group(group.id, LISTED, offset, limit)
+    windowed = offset > 0 or limit is not None
+    pulses = await tx.polls.newest_in_group(group.id, [PollKind.PULSE]) if windowed else []
     goals = await tx.goals.in_group(group.id)
+    in_full = goals_in_full(goals, window)
+    tallied = {g.poll_id for g in goals if g.id in in_full and g.poll_id is not None}
+    consents = [p for p in await tx.polls.newest_in_group(group.id, [PollKind.CONSENT]) if p.id in tallied]
+    polls = list({p.id: p for p in (*consents, *pulses, *listed)}.values())
+    every_poll = not windowed and window.goals_in_full is None  # (consent polls of no goal are not shown)
+    counts = await tx.polls.counts_in_group(group.id, None if every_poll else [p.id for p in polls])
     concerns = await tx.concerns.of_goals([g.id for g in goals]) if goals else {}
-    consent = [p.id for p in polls if p.kind is PollKind.CONSENT and not p.anonymous]
+    consent = [p.id for p in consents if not p.anonymous]
     meetings = await tx.meetings.in_group(group.id)
     occurrences = await tx.meetings.occurrences([m.id for m in meetings]) if meetings else []
     reviews = await tx.reviews.in_group(group.id)
     roster = await tx.members.roster(group.id)
     roles = await tx.roles.in_group(group.id)
-    if in_full is None:
+    if window.reviews_in_full is None:
         answers = [r for r in await tx.reviews.reflections(group.id) if r.review_id is not None]
     else:
         answers = []
-        for v in sorted(reviews, key=lambda v: -v.id)[:in_full]:
+        for v in sorted(reviews, key=lambda v: -v.id)[: window.reviews_in_full]:
             answers += await tx.reviews.reflections(group.id, v.id)
     # Nothing in a group is older than the group, so its first week is the week it began; goals and
     # polls are looked at too, for records brought in from elsewhere.
     earliest = min(
-        [group.created_at, *(g.created_at for g in goals), *(p.created_at for p in polls)], key=utc
+        [group.created_at, *(g.created_at for g in goals), *(f for _, f in kinds.values())], key=utc
     )
     first = week_of(earliest, zone)
     weeks = [first + timedelta(days=7 * n) for n in range((week_of(now, zone) - first).days // 7 + 1)]
@@ -449,8 +499,13 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
         await tx.groups.phase_history(group.id),
         goals,
         sorted((c for listed in concerns.values() for c in listed), key=lambda c: c.id),
+        window,
+        listed,
+        total,
         polls,
-        await tx.polls.counts_in_group(group.id),
+        counts,
+        # With every poll counted, their voters are at hand: no second pass over the votes.
+        _voted_by_week(polls, counts, starts) if every_poll else await tx.polls.voter_weeks(group.id, starts),
         await tx.polls.names_choosing(consent, CONSENT_DOUBT) if consent else {},
         reviews,
         answers,
@@ -469,6 +524,21 @@ async def read_page(tx: StoreTx, group: Group, now: datetime, in_full: int | Non
     )
 
 
+def _voted_by_week(
+    polls: Sequence[Poll], counts: GroupCounts, starts: Sequence[datetime]
+) -> dict[int, tuple[int, frozenset[str]]]:
+    """`PollRepo.voter_weeks` from polls counted already."""
+    votes: dict[int, int] = defaultdict(int)
+    voters: dict[int, set[str]] = defaultdict(set)
+    for p in polls:
+        keys = counts.voters.get(p.id)
+        if keys and not p.anonymous:
+            n = max(0, bisect.bisect_right(starts, utc(p.created_at)) - 1)
+            votes[n] += len(keys)
+            voters[n] |= keys
+    return {n: (count, frozenset(voters[n])) for n, count in votes.items()}
+
+
 CONSENT_DOUBT = 1  # the consent poll's second option, 🤔: a concern
 
 
@@ -479,6 +549,7 @@ def build_page(record: PageRecord, now: datetime) -> Page:
     heard: dict[int, list[str]] = defaultdict(list)
     for concern in record.concerns:
         heard[concern.goal_id].append(concern_line(concern))
+    in_full = goals_in_full(record.goals, record.window)
     goals = tuple(
         GoalView(
             x.id,
@@ -492,14 +563,9 @@ def build_page(record: PageRecord, now: datetime) -> Page:
             consent := polls.get(x.poll_id) if x.poll_id is not None else None,
             tuple(record.doubters.get(x.poll_id or 0, ())) if consent and not consent.withheld else (),
             tuple(heard.get(x.id, ())),
+            x.id in in_full,
         )
         for x in sorted(record.goals, key=lambda x: (STATUS_ORDER.index(x.status), -x.id))
-    )
-    shown = tuple(
-        sorted(
-            (v for v in polls.values() if v.kind != PollKind.CONSENT.value),
-            key=lambda v: -v.id,
-        )
     )
     return Page(
         g.id,
@@ -511,11 +577,9 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         now,
         _bands(g, record.history, now),
         goals,
-        shown,
-        _weeks(record, polls),
-        tuple(
-            _pulse(v) for v in sorted(polls.values(), key=lambda v: v.id) if v.kind == PollKind.PULSE.value
-        ),
+        tuple(polls[p.id] for p in record.listed),
+        _weeks(record),
+        tuple(_pulse(v) for v in sorted(polls.values(), key=lambda v: v.id) if v.kind == PULSE),
         _reviews(record),
         tuple(
             Ahead(s.id, s.kind, s.description, s.text, s.next_occurrence, s.paused)
@@ -533,6 +597,8 @@ def build_page(record: PageRecord, now: datetime) -> Page:
         ),
         _roles(record, now),
         _meetings_ahead(record, now),
+        record.window.polls_offset,
+        record.listed_total,
     )
 
 
@@ -607,7 +673,7 @@ def week_of(at: datetime, zone: ZoneInfo) -> date:
     return day - timedelta(days=day.weekday())
 
 
-def _weeks(record: PageRecord, polls: Mapping[int, PollView]) -> tuple[Week, ...]:
+def _weeks(record: PageRecord) -> tuple[Week, ...]:
     """Every week from the group's start to now. Votes count in the week their poll opened (votes keep
     no time); anonymous polls' votes are left out, as are anonymous reflections' authors."""
     acts: list[list[int]] = [[0, 0, 0] for _ in record.weeks]
@@ -622,11 +688,10 @@ def _weeks(record: PageRecord, polls: Mapping[int, PollView]) -> tuple[Week, ...
         if n < last:
             acts[n][0] += 1
             people[n].add(goal.put_forward_by_key or goal.proposer_key)
-    for v in polls.values():
-        n = week(v.created_at)
-        if n < last and v.voters and not v.anonymous:
-            acts[n][1] += v.voters
-            people[n].update(record.counts.voters[v.id])
+    for n, (count, voters) in record.voted.items():
+        if n < last:
+            acts[n][1] += count
+            people[n].update(voters)
     for n, (count, authors) in record.reflected.items():
         if n < last:
             acts[n][2] += count

@@ -587,6 +587,18 @@ class PollRepo(Protocol):
         """All the group's polls, oldest first."""
         ...
 
+    async def newest_in_group(
+        self, group_id: int, kinds: Collection[PollKind], offset: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        """The group's polls of these kinds, newest (the highest id) first: after the `offset` newest,
+        `limit` of them (None: all the rest). The group's page reads one page of its polls so."""
+        ...
+
+    async def kinds_in_group(self, group_id: int) -> dict[PollKind, tuple[int, datetime]]:
+        """By kind (kinds without a poll left out): how many polls the group has, and when the first of
+        them opened, without reading them."""
+        ...
+
     async def open_in(
         self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None
     ) -> list[Poll]:
@@ -603,8 +615,18 @@ class PollRepo(Protocol):
         """The reactions of many polls at once (polls without any are left out)."""
         ...
 
-    async def counts_in_group(self, group_id: int) -> GroupCounts:
-        """Every poll of the group tallied as `tally` does, in one read: for the group's page."""
+    async def counts_in_group(self, group_id: int, poll_ids: Collection[int] | None = None) -> GroupCounts:
+        """Every poll of the group tallied as `tally` does, in one read: for the group's page. With
+        `poll_ids`, only those of them (ids of other groups' polls count nothing)."""
+        ...
+
+    async def voter_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        """The votes on the group's polls by the week each poll opened in, the weeks given by when each
+        begins, in order: by the index of its week (the first also takes any before it, the last any after;
+        weeks without votes left out), how many votes (a member counts once in a poll, as a voter) and the
+        voters' keys. Anonymous polls are left out: who voted on them is not to be known."""
         ...
 
     async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:

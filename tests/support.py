@@ -677,16 +677,28 @@ class MemoryPolls(_MemoryPart):
         found = {poll_id: await self.reactions(poll_id) for poll_id in poll_ids}
         return {poll_id: listed for poll_id, listed in found.items() if listed}
 
-    async def counts_in_group(self, group_id: int) -> GroupCounts:
+    async def counts_in_group(self, group_id: int, poll_ids: Collection[int] | None = None) -> GroupCounts:
         votes: dict[int, dict[int, int]] = {}
         voters: dict[int, frozenset[str]] = {}
         for poll in self.d.polls.values():
-            reactions = await self.reactions(poll.id) if poll.group_id == group_id else []
+            wanted = poll.group_id == group_id and (poll_ids is None or poll.id in poll_ids)
+            reactions = await self.reactions(poll.id) if wanted else []
             t = tally(poll, reactions)
             if t.voters:
                 votes[poll.id] = {n: count for n, count in enumerate(t.counts) if count}
                 voters[poll.id] = frozenset(r.user_key for r in reactions if r.present)
         return GroupCounts(votes, voters)
+
+    async def voter_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        weeks: dict[int, list[str]] = {}
+        for poll in await self.in_group(group_id) if starts else ():
+            voters = {r.user_key for r in await self.reactions(poll.id) if r.present}
+            if voters and not poll.anonymous:
+                week = max(0, bisect.bisect_right(starts, poll.created_at) - 1)
+                weeks.setdefault(week, []).extend(voters)
+        return {n: (len(keys), frozenset(keys)) for n, keys in weeks.items()}
 
     async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
         found: dict[int, list[str]] = {}
@@ -768,6 +780,20 @@ class MemoryPolls(_MemoryPart):
 
     async def in_group(self, group_id: int) -> list[Poll]:
         return [p for p in self.d.polls.values() if p.group_id == group_id]
+
+    async def newest_in_group(
+        self, group_id: int, kinds: Collection[PollKind], offset: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        found = [p for p in await self.in_group(group_id) if p.kind in kinds]
+        newest = sorted(found, key=lambda p: -p.id)[offset:]
+        return newest if limit is None else newest[:limit]
+
+    async def kinds_in_group(self, group_id: int) -> dict[PollKind, tuple[int, datetime]]:
+        found: dict[PollKind, tuple[int, datetime]] = {}
+        for p in await self.in_group(group_id):
+            count, first = found.get(p.kind, (0, p.created_at))
+            found[p.kind] = (count + 1, min(first, p.created_at))
+        return found
 
     async def open_in(
         self, group_ids: Collection[int], now: datetime, not_voted_by: UserRef | None = None

@@ -18,6 +18,7 @@ from aiohttp import web
 from adapters.web.dashboard import CSP, dashboard_routes
 from core.dashboard import ASK_AGAIN, DashboardSettings, Refused, check, link, sign, week_of
 from core.export import load_record
+from core.goals import GoalStatus
 from core.refs import ChannelRef
 from tests.conftest import EmptyDatabase, migrated_store
 from tests.support import START, Harness, free_socket, serving
@@ -206,6 +207,132 @@ async def test_reviews_show_answers_by_question_and_which_action_items_became_go
     }
     items = {i["text"]: (i["goal"], i["goal_status"]) for i in review["action_items"]}
     assert items == {"Pair on Fridays": (None, None), "Keep a shared glossary": (1, "proposed")}
+
+
+# Pages of polls ------------------------------------------------------------------------------------
+
+FIGURE = re.compile(r'<figure class="poll" id="poll-(\d+)"')
+OLDER = re.compile(r'<a href="(\?polls=\d+)#polls" rel="next">')
+WEEK_VOTES = re.compile(
+    r'<g class="week" data-week="[^"]+" data-members="\d+" data-goals="\d+" data-votes="(\d+)"'
+)
+
+
+async def test_older_polls_are_a_page_away_and_every_vote_still_counts(sql_site: Site) -> None:
+    """85 polls and pulses fill three pages, newest first, each reached from the one before by its link
+    (the same signed link); the charts of every page count the votes of all of them."""
+    h = sql_site.h
+    await h.regulars("bob", "carol")
+    alice, bob, carol = h.member("alice"), h.member("bob"), h.member("carol")
+    await alice.says("/goal propose Learn Rust")  # poll 1: consent, shown with its goal
+    await alice.says("/pulse")  # poll 2
+    await alice.says("/poll create --hidden --closes 3d Tea? | yes | no")  # poll 3
+    for n in range(4, 87):
+        await alice.says(f"/poll create Question {n}? | yes | no")
+    await bob.reacts(await poll_message(h, 2), "🟢")  # the oldest page's votes
+    await carol.reacts(await poll_message(h, 2), "🟡")
+    await bob.reacts(await poll_message(h, 3), "1️⃣")
+    await carol.reacts(await poll_message(h, 86), "2️⃣")  # and the newest's
+    await bob.reacts(await poll_message(h, 1), "✅")
+    url = await sql_site.link()
+
+    pages: list[list[int]] = []
+    address = url
+    while True:
+        status, headers, body = await sql_site.get(address)
+        assert status == 200 and headers["Content-Security-Policy"] == CSP
+        pages.append([int(n) for n in FIGURE.findall(body)])
+        assert f'data-page="{len(pages)}"' in body and f"page {len(pages)} of 3" in body
+        # Votes keep no time: they count in the week their poll opened, whichever page shows the poll.
+        assert sum(map(int, WEEK_VOTES.findall(body))) == 5
+        assert 'g class="pulse" data-poll="2"' in body  # the pulse chart has every pulse
+        assert "✅ 1 · 🤔 0 · ⛔ 0" in body  # and the roadmap every goal's tally
+        older = OLDER.search(body)
+        if older is None:
+            break
+        address = url + older[1]
+    assert pages == [list(range(86, 46, -1)), list(range(46, 6, -1)), list(range(6, 1, -1))]
+    assert "Polls and pulse checks 81–85 of 85" in body and 'href="./#polls" rel="first"' in body
+    hidden = body.split('id="poll-3"', 1)[1].split("</figure>", 1)[0]
+    assert 'data-voters="1"' in hidden and 'class="option"' not in hidden  # hidden until it closes
+
+    first = (await sql_site.get(url + "?polls=1"))[2]
+    assert [int(n) for n in FIGURE.findall(first)] == pages[0]
+    assert 'rel="prev"' not in first and 'href="?polls=3#polls" rel="last"' in first
+    data = await _json(sql_site, url + "data.json?polls=2")  # data.json holds every poll, whatever is asked
+    assert [p["id"] for p in data["polls"]] == list(range(86, 1, -1))
+    assert sum(w["votes"] for w in data["participation"]) == 5
+
+
+async def test_the_roadmap_shows_open_goals_and_the_newest_finished_ones_with_their_tallies(
+    sql_site: Site,
+) -> None:
+    """Every goal is on the roadmap; of each finished status the 10 newest come with their consent
+    tallies and concerns, older ones by a line each (their tallies in data.json). Open goals always
+    come in full."""
+    h = sql_site.h
+    await h.regulars("bob")
+    alice, bob = h.member("alice"), h.member("bob")
+    for n in range(1, 15):
+        await alice.says(f"/goal propose Goal number {n}")  # goal n, consent poll n
+        await bob.reacts(await poll_message(h, n), "🤔")
+    async with h.store.transaction() as tx:
+        for goal_id in range(1, 13):  # 12 done, the two newest still proposed
+            await tx.goals.set_status(goal_id, GoalStatus.DONE, h.clock.now())
+    url = await sql_site.link()
+    _, _, body = await sql_site.get(url)
+    full = dict(re.findall(r'<li class="goal" data-goal="(\d+)" data-status="(\w+)">', body))
+    earlier = dict(re.findall(r'<li class="goal earlier" data-goal="(\d+)" data-status="(\w+)">', body))
+    assert full == {"14": "proposed", "13": "proposed"} | {str(n): "done" for n in range(12, 2, -1)}
+    assert earlier == {"2": "done", "1": "done"}
+    assert "<h3>Done (12)</h3>" in body and "2 earlier, without their tallies" in body
+    assert body.count('data-concerns="1"') == 12 and body.count("🤔 by bob") == 12
+    older = body.split('data-goal="2"', 1)[1].split("</li>", 1)[0]
+    assert "Goal number 2" in older and "consent" not in older
+    data = await _json(sql_site, url + "data.json")  # everything, tallies included
+    assert {g["id"]: (g["consent"]["options"][1]["votes"], g["concerns"]) for g in data["goals"]} == {
+        n: (1, ["bob"]) for n in range(1, 15)
+    }
+
+
+async def test_a_page_of_polls_that_is_no_number_or_past_the_last_gets_a_clear_answer(site: Site) -> None:
+    alice = site.h.member("alice")
+    for n in range(1, 42):  # two pages: 40 and 1
+        await alice.says(f"/poll create Question {n}? | yes | no")
+    url = await site.link()
+    assert (await site.get(url + "?polls=2"))[0] == 200
+    assert (await site.get(url + "?polls=0002"))[0] == 200
+    for asked in ("abc", "0", "-1", "", "1.5", "2e1", "２", "%F0%9F%94%A5", "1x"):
+        status, headers, body = await site.get(f"{url}?polls={asked}")
+        assert status == 400, asked
+        assert headers["Content-Security-Policy"] == CSP and headers["Cache-Control"] == "no-store"
+        assert "Pages of polls are numbered from 1" in body and 'href="./#polls"' in body
+        assert "Question" not in body
+    for asked, words in (("3", "page 3"), ("9" * 40, "page that far"), ("9" * 5000, "page that far")):
+        status, _, body = await site.get(f"{url}?polls={asked}")
+        assert status == 404, asked[:10]
+        assert f"This group's polls fill 2 pages: there is no {words}." in body
+    empty = await site.link(channel=ChannelRef("fake", "empty", "#empty"))
+    assert (await site.get(empty + "?polls=1"))[0] == 200  # a group without polls has its one page
+    status, _, body = await site.get(empty + "?polls=2")
+    assert status == 404 and "fill 1 page: there is no page 2." in body
+
+
+async def test_a_bad_link_to_a_page_of_polls_gets_403_before_its_number_is_read(site: Site) -> None:
+    alice = site.h.member("alice")
+    await alice.says("/goal propose Learn Rust")
+    for n in range(45):
+        await alice.says(f"/poll create Question {n}? | yes | no")
+    url = await site.link()
+    token = url.rstrip("/").rsplit("/", 1)[1]
+    forged = url.replace(token, token[:-1] + ("A" if token[-1] != "A" else "B"))
+    for asked in ("2", "abc", "99"):
+        status, headers, body = await site.get(f"{forged}?polls={asked}")
+        assert status == 403 and headers["Content-Security-Policy"] == CSP
+        assert escape(Refused.FORGED.value) in body and "#general" not in body and "Question" not in body
+    site.h.clock.advance(timedelta(days=7))
+    status, _, body = await site.get(url + "?polls=2")
+    assert status == 403 and escape(Refused.EXPIRED.value) in body and "Question" not in body
 
 
 # Links that must not open ---------------------------------------------------------------------------
@@ -430,6 +557,14 @@ async def test_the_page_counts_in_the_database_what_the_record_holds(sql_site: S
     ):
         h.clock.current = at
         await who.says(f"/reflect What {who.user.name} learned")
+    # That Monday, an anonymous poll (its voters count in no week) and one more poll.
+    h.clock.current = datetime(2026, 3, 30, 9, tzinfo=UTC)
+    await h.regulars("dora")
+    await alice.says("/poll create --anonymous --closes 1d Honest? | yes | no")  # 5
+    await alice.says("/poll create --closes 1d Coffee? | yes | no")  # 6
+    for who in (h.member("dora"), bob, cleo):
+        await who.whispers("/vote 5 1")
+    await bob.reacts(await poll_message(h, 6), "2️⃣")
     for n in range(10):  # more reviews than the page shows in full
         h.clock.current = datetime(2026, 4, 6, 9, tzinfo=UTC) + timedelta(days=7 * n)
         await alice.says("/review start")
@@ -459,6 +594,27 @@ async def test_the_page_counts_in_the_database_what_the_record_holds(sql_site: S
     shown = {w["week"]: w["reflections"] for w in data["participation"] if w["reflections"]}
     assert shown == {week: count for week, (count, _) in weeks.items()}
     assert shown["2026-03-23"] == 1 and shown["2026-03-30"] == 1  # either side of Monday midnight
+    # Votes in the week their poll opened, a member counted once in a poll; anonymous polls left out.
+    voted: dict[str, int] = {}
+    for p, t in record.polls:
+        if not p.anonymous and t.voters:
+            week = week_of(p.created_at, zone).isoformat()
+            voted[week] = voted.get(week, 0) + t.voters
+    assert {w["week"]: w["votes"] for w in data["participation"] if w["votes"]} == voted
+    assert voted == {"2026-03-02": 5, "2026-03-30": 1} and polls[5]["voters"] == 3
+    members = {w["week"]: w["members"] for w in data["participation"]}
+    assert members["2026-03-30"] == 2  # bob voted, cleo reflected; dora only voted anonymously
+    # The page counts its weeks in the database (`voter_weeks`), data.json from every poll's count: alike.
+    drawn = re.findall(
+        r'data-week="([^"]+)" data-members="(\d+)" data-goals="(\d+)" data-votes="(\d+)"'
+        r' data-reflections="(\d+)"',
+        page,
+    )
+    assert drawn == [
+        (w["week"], str(w["members"]), str(w["goals"]), str(w["votes"]), str(w["reflections"]))
+        for w in data["participation"]
+    ]
+    assert ("2026-03-30", "2", "0", "1", "1") in drawn
     assert len(data["reviews"]) == 10 and all(
         len(r["action_items"]) == 1 and sum(len(q["answers"]) for q in r["questions"]) == 2
         for r in data["reviews"]

@@ -221,6 +221,40 @@ async def test_the_group_page_shows_the_sessions_numbers_offline_and_without_err
     assert watched.errors == []
 
 
+async def test_older_polls_open_from_the_pager_behind_the_same_link(
+    browser: Any, served: tuple[Harness, str]
+) -> None:
+    h, public = served
+    await h.regulars("alice", "bob")
+    for n in range(1, 46):  # two pages: 40 and 5
+        await h.member("alice").says(f"/poll create Question {n}? | yes | no")
+    await h.member("bob").reacts(await poll_message(h, 2), "2️⃣")
+    url = await link_of(h)
+    page, watched = await open_page(browser, url)
+    assert await page.locator("figure.poll").count() == 40
+    assert await page.locator("#poll-45").count() == 1 and await page.locator("#poll-5").count() == 0
+    await page.locator("#polls nav.pager").first.get_by_role("link", name="older →").click()
+    await page.wait_for_url(url + "?polls=2#polls")
+    assert await page.locator("nav.pager").first.get_attribute("data-page") == "2"
+    assert [await f.get_attribute("data-poll") for f in await page.locator("figure.poll").all()] == [
+        "5",
+        "4",
+        "3",
+        "2",
+        "1",
+    ]
+    votes = page.locator('#poll-2 g.option[data-label="no"]')
+    assert await votes.get_attribute("data-votes") == "1"
+    await page.locator("#polls nav.pager").first.get_by_role("link", name="newest").click()
+    await page.wait_for_url(url + "#polls")
+    assert await page.locator("#poll-45").count() == 1
+    assert all(r.startswith(public + "/") for r in watched.requests), watched.requests
+    assert watched.errors == []
+    phone, watched = await open_page(browser, url + "?polls=2", width=375)
+    assert await phone.evaluate("document.documentElement.scrollWidth") <= 375
+    assert watched.errors == []
+
+
 async def test_script_in_goal_text_and_display_names_never_runs(
     browser: Any, served: tuple[Harness, str]
 ) -> None:

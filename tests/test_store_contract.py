@@ -31,7 +31,7 @@ from core.lifecycle import Phase, PhaseChange, QuietHours
 from core.meetings import Occurrence, Rsvp, When
 from core.members import Contributions, RosterEntry
 from core.outbox import Post, PostKind, PostState, Thread
-from core.polls import PollKind, PollOption, PollReaction, PollRequest, ReactionChange
+from core.polls import GroupCounts, PollKind, PollOption, PollReaction, PollRequest, ReactionChange
 from core.ports import (
     ConcernRepo,
     EventLog,
@@ -568,6 +568,70 @@ async def test_a_groups_polls_are_counted_at_once_as_a_tally_counts_them(store: 
             multiple.id: ["Alice", "Bob"],
         }
         assert await tx.polls.names_choosing(ids, 0) == {multiple.id: ["Alice"]}
+        some = await tx.polls.counts_in_group(general, [multiple.id, silent.id, elsewhere.id])
+        assert some.votes == {multiple.id: {0: 1, 1: 2}}  # another group's poll counts nothing here
+        assert some.voters == {multiple.id: {ALICE.key, BOB.key}}
+        assert await tx.polls.counts_in_group(general, []) == GroupCounts({}, {})
+
+
+async def test_a_groups_polls_come_newest_first_by_kind_and_their_votes_by_week(store: Store) -> None:
+    general, study = await make_group(store), await make_group(store, STUDY)
+    quiet = await make_group(store, ChannelRef("discord", "quiet", "#quiet"))
+    week = timedelta(days=7)
+    cleo = UserRef("discord", "cleo", "Cleo")
+    async with store.transaction() as tx:
+        made = []
+        for n, (kind, at) in enumerate(
+            (
+                (PollKind.POLL, T0 + week),  # 1st, in the second week
+                (PollKind.CONSENT, T0 - HOUR),  # before the first week
+                (PollKind.PULSE, T0),
+                (PollKind.POLL, T0 + 3 * week),  # after the weeks asked
+                (PollKind.POLL, T0 + HOUR),
+            )
+        ):
+            anonymous = n == 4
+            made.append(await tx.polls.create(general, kind, replace(YES_NO, anonymous=anonymous), ALICE, at))
+        poll, consent, pulse, late, secret = made
+        await tx.polls.create(study, PollKind.POLL, YES_NO, ALICE, T0 - week)
+        await tx.polls.record_reactions(
+            poll.id,
+            [
+                ReactionChange(ALICE.key, "Alice", 0, True),
+                ReactionChange(ALICE.key, "Alice", 1, True),  # one voter on two options: one vote
+                ReactionChange(BOB.key, "Bob", 0, True),
+                ReactionChange(BOB.key, "Bob", 0, False),  # taken back: no vote
+            ],
+        )
+        await tx.polls.record_reactions(consent.id, [ReactionChange(BOB.key, "Bob", 0, True)])
+        await tx.polls.record_reactions(pulse.id, [ReactionChange(cleo.key, "Cleo", 1, True)])
+        await tx.polls.record_reactions(late.id, [ReactionChange(cleo.key, "Cleo", 0, True)])
+        await tx.polls.record_reactions(secret.id, [ReactionChange("h:1", "a voter", 0, True)])
+    async with store.read() as tx:
+        listed = (PollKind.POLL, PollKind.PULSE)
+        newest = await tx.polls.newest_in_group(general, listed)
+        assert [p.id for p in newest] == [secret.id, late.id, pulse.id, poll.id]
+        assert newest[0] == (await tx.polls.in_group(general))[-1]  # whole polls, as in_group reads them
+        assert [p.id for p in await tx.polls.newest_in_group(general, listed, 1, 2)] == [late.id, pulse.id]
+        assert [p.id for p in await tx.polls.newest_in_group(general, listed, 3)] == [poll.id]
+        assert await tx.polls.newest_in_group(general, listed, 4, 10) == []
+        assert await tx.polls.newest_in_group(general, listed, 0, 0) == []
+        assert await tx.polls.newest_in_group(general, ()) == []
+        consents = await tx.polls.newest_in_group(general, [PollKind.CONSENT])
+        assert [p.id for p in consents] == [consent.id]
+        assert await tx.polls.kinds_in_group(general) == {
+            PollKind.POLL: (3, T0 + HOUR),
+            PollKind.CONSENT: (1, T0 - HOUR),
+            PollKind.PULSE: (1, T0),
+        }
+        assert await tx.polls.kinds_in_group(quiet) == {}
+        starts = [T0, T0 + week, T0 + 2 * week]
+        assert await tx.polls.voter_weeks(general, starts) == {
+            0: (2, frozenset({BOB.key, cleo.key})),  # the first week takes what came before it
+            1: (1, frozenset({ALICE.key})),
+            2: (1, frozenset({cleo.key})),  # the last takes what comes after it
+        }  # the anonymous poll's voter is nowhere
+        assert await tx.polls.voter_weeks(general, []) == {}
 
 
 async def test_a_poll_closes_once(store: Store) -> None:

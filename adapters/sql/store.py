@@ -1066,6 +1066,14 @@ def _bisect(at: ColumnElement[datetime], starts: Sequence[datetime], lo: int, hi
     return case((before, _bisect(at, starts, lo, mid)), else_=_bisect(at, starts, mid, hi))
 
 
+@functools.lru_cache(maxsize=64)
+def _week_index(at: ColumnElement[datetime], starts: tuple[datetime, ...]) -> ColumnElement[int]:
+    """`_bisect` over all of `starts`, kept: a group's weeks change once a week, and building the hundred
+    CASEs of two years' weeks, then keying them for the statement cache, cost a group's page more than
+    the database takes to evaluate them. The same expression keeps its cache key."""
+    return _bisect(at, starts, 0, len(starts))
+
+
 class SqlPolls(_SqlPart):
     async def create(
         self,
@@ -1178,16 +1186,24 @@ class SqlPolls(_SqlPart):
             )
         return found
 
-    async def counts_in_group(self, group_id: int) -> GroupCounts:
+    async def counts_in_group(self, group_id: int, poll_ids: Collection[int] | None = None) -> GroupCounts:
         # One pass over the group's votes, counted and grouped by the database: for a page of 50,000
         # votes, rows cost far more to fetch than to count. Who voted comes as one string per option.
         c = poll_reactions.c
-        rows = await self.conn.execute(
+        query = (
             select(c.poll_id, c.option, func.count(), func.aggregate_strings(c.user_key, _RECORD))
             .join(polls, polls.c.id == c.poll_id)
             .where(polls.c.group_id == group_id, c.present)
             .group_by(c.poll_id, c.option)
         )
+        wanted = None if poll_ids is None else sorted(set(poll_ids))
+        if wanted is None:
+            rows = list(await self.conn.execute(query))
+        else:
+            rows = []
+            for start in range(0, len(wanted), _IN_LIMIT):
+                chunk = wanted[start : start + _IN_LIMIT]
+                rows += await self.conn.execute(query.where(c.poll_id.in_(chunk)))
         votes: dict[int, dict[int, int]] = {}
         chose: dict[int, list[list[str]]] = {}
         for poll_id, option, count, keys in rows:
@@ -1210,6 +1226,35 @@ class SqlPolls(_SqlPart):
                 votes[poll_id][option] += 1
             votes[poll_id] = {option: n for option, n in votes[poll_id].items() if n}
         return GroupCounts(votes, voters)
+
+    async def voter_weeks(
+        self, group_id: int, starts: Sequence[datetime]
+    ) -> dict[int, tuple[int, frozenset[str]]]:
+        if not starts:
+            return {}
+        c = poll_reactions.c
+        # Each poll's voters counted and its week found by the database, then summed by week: a hundred
+        # rows back for two years of 50,000 votes.
+        week = _week_index(polls.c.created_at, tuple(utc(s) for s in starts)).label("week")
+        by_poll = (
+            select(
+                week,
+                func.count(c.user_key.distinct()).label("voters"),
+                func.aggregate_strings(c.user_key, _RECORD).label("voter_keys"),
+            )
+            .join(polls, polls.c.id == c.poll_id)
+            .where(polls.c.group_id == group_id, polls.c.anonymous.is_(False), c.present)
+            .group_by(polls.c.id)  # the week, once per poll: it depends on the poll's key alone
+            .subquery()
+        )
+        rows = await self.conn.execute(
+            select(
+                by_poll.c.week,
+                func.sum(by_poll.c.voters),
+                func.aggregate_strings(by_poll.c.voter_keys, _RECORD),
+            ).group_by(by_poll.c.week)
+        )
+        return {n: (int(count), frozenset(keys.split(_RECORD))) for n, count, keys in rows}
 
     async def names_choosing(self, poll_ids: Sequence[int], option: int) -> dict[int, list[str]]:
         c, later = poll_reactions.c, poll_reactions.alias("later")
@@ -1321,6 +1366,28 @@ class SqlPolls(_SqlPart):
     async def in_group(self, group_id: int) -> list[Poll]:
         rows = await self.conn.execute(select(polls).where(polls.c.group_id == group_id).order_by(polls.c.id))
         return [_poll(r) for r in rows]
+
+    async def newest_in_group(
+        self, group_id: int, kinds: Collection[PollKind], offset: int = 0, limit: int | None = None
+    ) -> list[Poll]:
+        if not kinds or limit == 0:
+            return []
+        rows = await self.conn.execute(
+            select(polls)
+            .where(polls.c.group_id == group_id, polls.c.kind.in_([k.value for k in kinds]))
+            .order_by(polls.c.id.desc())
+            .offset(offset)
+            .limit(limit)
+        )
+        return [_poll(r) for r in rows]
+
+    async def kinds_in_group(self, group_id: int) -> dict[PollKind, tuple[int, datetime]]:
+        rows = await self.conn.execute(
+            select(polls.c.kind, func.count(), func.min(polls.c.created_at))
+            .where(polls.c.group_id == group_id)
+            .group_by(polls.c.kind)
+        )
+        return {PollKind(kind): (count, utc(first)) for kind, count, first in rows}
 
     def _open_in(self, group_ids: Collection[int], now: datetime) -> Any:
         """Open at `now`, in these groups: found by the groups' index (see `_unindexed`)."""
@@ -2194,7 +2261,7 @@ class SqlReviews(_SqlPart):
         c = reflections.c
         # Each reflection's week found by the database, by bisection over the weeks' starts: a hundred
         # rows back for two years, not one row per reflection.
-        week = _bisect(c.at, [utc(s) for s in starts], 0, len(starts)).label("week")
+        week = _week_index(c.at, tuple(utc(s) for s in starts)).label("week")
         rows = await self.conn.execute(
             select(week, func.count(), func.aggregate_strings(c.user_key, _RECORD))
             .where(c.group_id == group_id)

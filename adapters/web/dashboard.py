@@ -1,7 +1,8 @@
 """The group's page on the web server: routes behind signed links, the page as HTML, and its JSON.
 
 `dashboard_routes` adds to an aiohttp application:
-- `GET /dashboard/{group}/{token}/`: the page (`.../{token}` without the slash redirects to it);
+- `GET /dashboard/{group}/{token}/`: the page (`.../{token}` without the slash redirects to it), with the
+  newest polls; `?polls=2` and on: the same page with older ones;
 - `GET /dashboard/{group}/{token}/data.json`: what the page shows, as JSON;
 - `GET /dashboard-assets/dashboard.css`: the page's one stylesheet.
 A link that is forged, expired, revoked or for another group gets 403 and a page that says what to do;
@@ -12,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from html import escape
 from importlib import resources
 
@@ -31,8 +33,10 @@ from core.dashboard import (
     ASK_AGAIN,
     STATUS_ORDER,
     Page,
+    PageRecord,
     PollView,
     Refused,
+    Window,
     build_page,
     check,
     generation,
@@ -71,11 +75,12 @@ HEAD = (
     f'<meta name="referrer" content="no-referrer"><link rel="icon" href="{ASSETS}icon.svg"'
     f' type="image/svg+xml"><link rel="stylesheet" href="{STYLESHEET}">'
 )
-# A page a phone can hold: the newest polls drawn at once, the next ones folded away, the rest (and the
-# answers of older reviews) in data.json, which holds everything.
-CHARTS_SHOWN = 40
-CHARTS_FOLDED = 160
+# A page a phone can hold: 40 polls' charts (`?polls=2` and on: older ones), the newest reviews in full,
+# and of each finished status of goals the newest with their tallies. data.json holds everything.
+POLLS_PER_PAGE = 40
 REVIEWS_IN_FULL = 8
+GOALS_IN_FULL = 10
+POLLS_PAGE = "polls"  # the query parameter: which page of polls, from 1 (the newest)
 
 
 def _e(text: object) -> str:
@@ -92,6 +97,42 @@ def refused_page(reason: Refused) -> str:
         f'<!doctype html><html lang="en"><head>{HEAD}<title>Link not valid</title></head>'
         f'<body class="refused"><main><h1>This link does not open a page</h1><p>{_e(reason.value)}</p>'
         f"<p>{_e(ASK_AGAIN)}</p></main></body></html>"
+    )
+
+
+FARTHEST = 10**12  # a page number longer than this is read as this one: further than any group's polls
+
+
+def polls_page_asked(query: Mapping[str, str]) -> int | None:
+    """The page of polls a request asks for (`?polls=3`; none: the first, the newest), or None when what
+    it gives is not a page number (pages are numbered from 1)."""
+    given = query.get(POLLS_PAGE)
+    if given is None:
+        return 1
+    digits = given.lstrip("0")
+    if not (given.isascii() and given.isdigit() and digits):
+        return None
+    return min(int(digits), FARTHEST) if len(digits) <= len(str(FARTHEST)) else FARTHEST
+
+
+def page_count(total: int) -> int:
+    """How many pages the polls fill: one at least, even with none."""
+    return max(1, -(-total // POLLS_PER_PAGE))
+
+
+def no_such_page(asked: int | None, total: int = 0) -> str:
+    """The answer to a page of polls that does not exist: `asked` is not a page number (None), or is past
+    the last page of the group's `total` polls."""
+    if asked is None:
+        why = "Pages of polls are numbered from 1, the newest polls, on: “?polls=2” shows older ones."
+    else:
+        pages = page_count(total)
+        shown = f"{asked:,}" if asked < FARTHEST else "that far"
+        why = f"This group's polls fill {pages} page{'s' * (pages > 1)}: there is no page {shown}."
+    return (
+        f'<!doctype html><html lang="en"><head>{HEAD}<title>No such page of polls</title></head>'
+        f'<body class="refused"><main><h1>No such page of polls</h1><p>{why}</p>'
+        '<p><a href="./#polls">The newest polls</a> are on the group\'s page.</p></main></body></html>'
     )
 
 
@@ -152,7 +193,7 @@ def _roadmap(page: Page) -> str:
         if not goals:
             continue
         parts.append(f'<h3>{status.value.capitalize()} ({len(goals)})</h3><ul class="goals">')
-        for x in goals:
+        for x in (x for x in goals if x.in_full):
             consent = ""
             if x.consent is not None:
                 if x.consent.withheld:
@@ -177,8 +218,45 @@ def _roadmap(page: Page) -> str:
                 f" last change {_e(_when(x.updated_at, tz))}</span>{consent}{worries}</li>"
             )
         parts.append("</ul>")
+        earlier = [x for x in goals if not x.in_full]
+        if earlier:
+            # Older finished goals by a line each: their tallies and concerns are in data.json.
+            items = "".join(
+                f'<li class="goal earlier" data-goal="{x.id}" data-status="{x.status.value}">'
+                f"<strong>Goal {x.id}</strong>: {_e(x.text)}"
+                f' <span class="when">{_e(_when(x.updated_at, tz)[:10])}</span></li>'
+                for x in earlier
+            )
+            parts.append(
+                f'<p class="meta">{len(earlier)} earlier, without their tallies (in'
+                f' <a href="data.json">data.json</a>):</p><ul class="goals earlier">{items}</ul>'
+            )
     parts.append("</section>")
     return "".join(parts)
+
+
+def _page_link(number: int) -> str:
+    """A page of polls, relative to the page's own address: the signed link is kept, and judged again."""
+    return "./#polls" if number == 1 else f"?{POLLS_PAGE}={number}#polls"
+
+
+def _pager(page: Page) -> str:
+    """Which polls these are, and links to newer and older ones, when they fill more than a page."""
+    pages = page_count(page.polls_total)
+    if pages == 1:
+        return ""
+    number = page.polls_offset // POLLS_PER_PAGE + 1
+    links = [
+        f'<a href="{_page_link(to)}" rel="{rel}">{words}</a>' if on else f"<span>{words}</span>"
+        for to, rel, words, on in (
+            (1, "first", "newest", number > 1),
+            (number - 1, "prev", "← newer", number > 1),
+            (number + 1, "next", "older →", number < pages),
+            (pages, "last", "oldest", number < pages),
+        )
+    ]
+    links.insert(2, f'<strong aria-current="page">page {number} of {pages}</strong>')
+    return f'<nav class="pager" aria-label="Pages of polls" data-page="{number}">{"".join(links)}</nav>'
 
 
 def _polls(page: Page) -> str:
@@ -186,19 +264,14 @@ def _polls(page: Page) -> str:
     parts = ['<section id="polls"><h2>Polls</h2>']
     if not page.polls:
         parts.append("<p>No polls yet.</p>")
-    recent = page.polls[:CHARTS_SHOWN]
-    older = page.polls[CHARTS_SHOWN : CHARTS_SHOWN + CHARTS_FOLDED]
-    oldest = page.polls[CHARTS_SHOWN + CHARTS_FOLDED :]
-    parts += [_poll_figure(v, tz) for v in recent]
-    if older:
-        parts.append(f"<details><summary>{len(older)} older polls</summary>")
-        parts += [_poll_figure(v, tz) for v in older]
-        parts.append("</details>")
-    if oldest:
-        parts.append(
-            f'<p class="meta">{len(oldest)} polls before these are in <a href="data.json">data.json</a>.</p>'
-        )
-    parts.append("</section>")
+    else:
+        first, last = page.polls_offset + 1, page.polls_offset + len(page.polls)
+        which = f"Polls and pulse checks {first:,}–{last:,} of {page.polls_total:,}, newest first"
+        if page_count(page.polls_total) == 1:
+            which = "Newest first"
+        parts.append(f'<p class="meta">{which}; consent polls are with their goals.</p>')
+    pager = _pager(page)
+    parts += [pager, *(_poll_figure(v, tz) for v in page.polls), pager, "</section>"]
     return "".join(parts)
 
 
@@ -366,8 +439,11 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
     """Serve groups' pages on `app`. `secret`: the operator's (`PEERBOT_WEB_SECRET`); None reads the
     one kept in the database, as the `dashboard` command does. Expiry is judged by `clock`, the bot's."""
 
-    async def opened(request: web.Request) -> Callable[[], Page] | Refused:
-        """What builds the page a request's link opens (read, not yet built), or why it opens none."""
+    async def opened(
+        request: web.Request, window: Window | None
+    ) -> tuple[PageRecord, datetime] | Refused | None:
+        """What the page a request's link opens is built from, as much of it as `window` says, and when it
+        was read; or why the link opens nothing. None: the link is good, and `window` None (nothing read)."""
         group_text, token = request.match_info["group"], request.match_info["token"]
         if not (group_text.isascii() and group_text.isdigit() and len(group_text) <= 18):
             return Refused.FORGED
@@ -381,24 +457,39 @@ def dashboard_routes(app: web.Application, store: Store, clock: Clock, secret: b
             group = await tx.groups.by_id(group_id)
             if group is None:
                 return Refused.FORGED
-            # The page shows the newest reviews' answers; data.json, which holds everything, all of them.
-            in_full = REVIEWS_IN_FULL if request.path.endswith("/") else None
-            record = await read_page(tx, group, now, in_full)
-        return lambda: build_page(record, now)
+            if window is None:
+                return None
+            return await read_page(tx, group, now, window), now
 
     async def page(request: web.Request) -> web.Response:
-        found = await opened(request)
+        asked = polls_page_asked(request.query)
+        window = None
+        if asked is not None:
+            offset = (asked - 1) * POLLS_PER_PAGE
+            window = Window(REVIEWS_IN_FULL, GOALS_IN_FULL, offset, POLLS_PER_PAGE)
+        found = await opened(request, window)  # the link is judged first, whatever the page number
         if isinstance(found, Refused):
             return _respond(refused_page(found), 403)
+        if found is None or asked is None:
+            return _respond(no_such_page(None), 400)
+        record, now = found
+        if asked > page_count(record.listed_total):
+            return _respond(no_such_page(asked, record.listed_total), 404)
         # Building and rendering take a good part of the time for a long record: off the event loop.
-        return _respond(await asyncio.to_thread(lambda: render_page(found())))
+        return _respond(await asyncio.to_thread(lambda: render_page(build_page(record, now))))
 
     async def data(request: web.Request) -> web.Response:
-        found = await opened(request)
+        # data.json holds everything: every poll (it takes no page number), every goal's tally, every
+        # review's answers.
+        found = await opened(request, Window())
         if isinstance(found, Refused):
             body = {"error": found.value, "what_to_do": ASK_AGAIN}
             return _respond(json.dumps(body), 403, "application/json")
-        text = await asyncio.to_thread(lambda: json.dumps(to_data(found()), ensure_ascii=False))
+        assert found is not None
+        record, now = found
+        text = await asyncio.to_thread(
+            lambda: json.dumps(to_data(build_page(record, now)), ensure_ascii=False)
+        )
         return _respond(text, content_type="application/json")
 
     async def with_slash(request: web.Request) -> web.Response:
