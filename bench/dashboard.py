@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from adapters.web.dashboard import dashboard_routes
+from bot.app import started_up
 from bot.recurrence import CronRecurrence
 from core.clock import SystemClock
 from core.dashboard import DashboardSettings, prepare_secret
@@ -172,6 +173,7 @@ async def main(requests: int) -> None:
         url = found[0]
         app = web.Application()
         dashboard_routes(app, store, clock)
+        started_up()  # as `peerbot run` does once it has started
         async with serving(app, sock), aiohttp.ClientSession() as http:
             targets = ((url, "page"), (url + "?polls=20", "page ?polls=20"), (url + "data.json", "data.json"))
             for target, name in targets:

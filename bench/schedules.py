@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert, text
 
 from adapters.sql.schema import groups, schedules
-from bot.app import build_engine, open_store
+from bot.app import build_engine, open_store, started_up
 from bot.config import parse_config
 from core.outbox import AHEAD
 from core.ports import Outbound
@@ -211,6 +211,7 @@ async def engine_for(url: str) -> tuple[object, FakeClock, CountingChat, object]
     engine = build_engine(config, store, clock, [chat], instance=f"bench-{os.getpid()}")
     await engine.tick()  # the first tick: nothing due yet
     assert not chat.posted
+    started_up()  # as `peerbot run` does once it has started
     return store, clock, chat, engine
 
 

@@ -130,8 +130,18 @@ def instance_name(discord: DiscordConfig | None = None) -> str:
 
 # The collector's youngest generation is collected every 10,000 allocations, not every 700: with 50,000
 # posts prepared and held, a third of sending them went to collections that found nothing to free
-# (docs/decisions.md). A process-wide setting, made where the engine is built.
+# (docs/decisions.md).
 GC_THRESHOLDS = (10_000, 10, 10)
+
+
+def started_up() -> None:
+    """The collector's settings for a running bot, once it has started (`GC_THRESHOLDS`). What
+    start-up made (modules, the clients, SQLAlchemy's caches) lives as long as the process: it is kept
+    out of the collector's full passes, which otherwise stop a command now and then for 30-50 ms (the
+    tail of `pending`'s latency in docs/benchmarks.md)."""
+    gc.set_threshold(*GC_THRESHOLDS)
+    gc.collect()
+    gc.freeze()
 
 
 def build_engine(
@@ -145,7 +155,6 @@ def build_engine(
 ) -> Engine:
     """The engine with every setting from the config and the real cron maths. Without an instance
     name it makes up one (see `Engine`)."""
-    gc.set_threshold(*GC_THRESHOLDS)
     n = config.nudges
     return Engine(
         store,
@@ -481,11 +490,7 @@ async def run(
                 log.info(notice)
             else:
                 say(notice)
-        # What start-up made (modules, the clients, SQLAlchemy's caches) lives as long as the process:
-        # keep it out of the collector's full passes, which otherwise stop a command now and then for
-        # 30-50 ms (the tail of `pending`'s latency in docs/benchmarks.md).
-        gc.collect()
-        gc.freeze()
+        started_up()
         try:
             with stopped_by_sigterm() as terminated:
                 # `peerbot run` with the web server on serves on after the console's input ends.
