@@ -563,6 +563,8 @@ class Engine:
         await self.dispatcher.dispatch()
         # Deliver first, plan later: the nudges' next occurrences once their posts are out.
         await self.nudges.plan_delivered(now)
+        # A long tick (50,000 prepared and planned) ends with the leases of what it holds kept.
+        await self.dispatcher.hold_ahead()
 
     async def prune(self, now: datetime) -> int:
         """Forget applied-event ids past the retention window, at most once an hour."""

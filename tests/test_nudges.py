@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from core.lifecycle import Phase
+from core.outbox import LEASE
 from core.prompts import PROMPT_BANK
 from core.refs import MessageRef
 from tests.support import START, Harness
@@ -331,3 +332,43 @@ async def test_a_digest_is_not_prepared_ahead(harness: Harness) -> None:
     assert await prepared(harness) == []
     await run_for(harness, timedelta(seconds=30))
     assert [s.text.splitlines()[0] for s in harness.chat.sent if "digest" in s.text.lower()][-1:] != []
+
+
+async def test_the_leases_of_prepared_nudges_are_kept_by_the_ticks(harness: Harness) -> None:
+    """Held in memory until due, a prepared post stays leased to its process while it ticks, even after
+    a tick that took longer than a third of a lease; what another process withdrew meanwhile is let go."""
+    alice = harness.member("alice")
+    await alice.says("/nudge add daily 10:00 First")
+    await alice.says("/nudge add daily 10:00 Second")
+    dispatcher = harness.engine.dispatcher
+    wall = dispatcher.wall
+    walked = timedelta()
+    dispatcher.wall = lambda: wall() + walked
+
+    def leases() -> dict[str, datetime | None]:
+        rows = harness.store.data.outbox.values()
+        return {r.row.post.text: r.lease_until for r in rows if r.row.post.schedule_id is not None}
+
+    real_plan = harness.engine.nudges.plan_delivered
+
+    async def slow_plan(now: datetime) -> int:  # the tick's planning takes 15 s of wall-clock time
+        nonlocal walked
+        walked += timedelta(seconds=15)
+        return await real_plan(now)
+
+    harness.engine.nudges.plan_delivered = slow_plan  # type: ignore[method-assign]
+    harness.clock.advance(timedelta(minutes=59))  # 09:59
+    await harness.engine.tick()
+    after_tick = wall() + walked
+    assert all(
+        until is not None and until >= after_tick + LEASE - timedelta(seconds=1)
+        for until in leases().values()
+    )
+    async with harness.store.transaction() as tx:  # another process's /nudge pause 2
+        assert await tx.outbox.withdraw([2], harness.clock.now()) == 1
+    walked += timedelta(seconds=11)
+    harness.clock.advance(timedelta(seconds=11))
+    await harness.engine.tick()
+    assert dispatcher.held_ahead == 1 and list(leases()) == ["🔔 Nudge 1: First"]
+    await run_for(harness, timedelta(minutes=1))
+    assert nudges(harness) == ["🔔 Nudge 1: First"]
