@@ -198,7 +198,8 @@ class Sender(Protocol):
 
     def leases(self, posts: Sequence[Post], now: datetime) -> list[tuple[str, datetime] | None]:
         """For each post, the lease (owner, until) to write its row with when this process will send
-        it (at once, or prepared ahead); None to leave it to whichever process claims it."""
+        it (at once, or prepared ahead), the same for all; None to leave it to whichever process claims
+        it."""
         ...
 
     def take(self, rows: Sequence[OutboxRow], until: datetime) -> None:
@@ -229,27 +230,28 @@ class Work:
             uow = UnitOfWork(tx, now or self.clock.now(), self.bus, unprompted=unprompted)
             yield uow
             posts = await uow.queued()
-            taken: list[tuple[list[OutboxRow], datetime]] = []
+            taken: list[OutboxRow] = []
+            until: datetime | None = None
             if posts:
                 # What this process sends at once, or within `AHEAD` (prepared), is written leased to
                 # it and handed to its sender after commit, never claimed back from the table; the rest
                 # (held for quiet hours) waits to be claimed, after them. Each part keeps the order it
                 # was queued in.
-                by_lease: dict[tuple[str, datetime] | None, list[Post]] = {}
-                for p, lease in zip(posts, self.sender.leases(posts, uow.now), strict=True):
-                    by_lease.setdefault(lease, []).append(p)
-                for lease, mine in by_lease.items():
+                leases = self.sender.leases(posts, uow.now)
+                mine = [p for p, lease in zip(posts, leases, strict=True) if lease is not None]
+                others = [p for p, lease in zip(posts, leases, strict=True) if lease is None]
+                if mine:
+                    lease = next(lease for lease in leases if lease is not None)
                     ids = await tx.outbox.add(mine, uow.now, lease)
-                    if lease is not None:
-                        now = uow.now
-                        rows = [
-                            OutboxRow(i, p, PostState.PENDING, now, p.not_before or now)
-                            for i, p in zip(ids, mine, strict=True)
-                        ]
-                        taken.append((rows, lease[1]))
+                    taken = [
+                        OutboxRow(i, p, PostState.PENDING, uow.now, p.not_before or uow.now)
+                        for i, p in zip(ids, mine, strict=True)
+                    ]
+                    until = lease[1]
+                await tx.outbox.add(others, uow.now)
                 faults.reached("uow.before_commit")
         if posts:
             faults.reached("uow.after_commit")
-            for rows, until in taken:
-                self.sender.take(rows, until)
+            if until is not None:
+                self.sender.take(taken, until)
             self.sender.kick()
