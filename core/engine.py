@@ -563,7 +563,7 @@ class Engine:
         await self.dispatcher.dispatch()
         # Deliver first, plan later: the nudges' next occurrences once their posts are out.
         await self.nudges.plan_delivered(now)
-        # A long tick (50,000 prepared and planned) ends with the leases of what it holds kept.
+        # The leases of what is held for later are kept, a long tick (50,000 prepared) or not.
         await self.dispatcher.hold_ahead()
 
     async def prune(self, now: datetime) -> int:

@@ -250,11 +250,9 @@ class Dispatcher:
             await tx.outbox.release(self.owner_of(sorted(self.chats)), [r.id for r in rows])
 
     async def send_come_due(self) -> None:
-        """Send the rows prepared ahead that are due by now, if any, before anything else; keep the
-        leases of the others."""
+        """Send the rows prepared ahead that are due by now, if any, before anything else."""
         if self._ahead and self._ahead[0].not_before <= self.clock.now():
             await self.dispatch()
-        await self.hold_ahead()
 
     def _come_due(self) -> None:
         """Hand on the rows prepared ahead that are due by now."""
