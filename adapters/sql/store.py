@@ -471,12 +471,7 @@ class SqlOutbox:
         gone = 0
         for start in range(0, len(ids), IN_CHUNK):
             result = await self.conn.execute(
-                delete(outbox).where(
-                    outbox.c.schedule_id.in_(_IDS),
-                    outbox.c.state == PostState.PENDING.value,
-                    outbox.c.not_before > now,
-                ),
-                {"ids": ids[start : start + IN_CHUNK]},
+                delete(outbox).where(_prepared(now)), {"ids": ids[start : start + IN_CHUNK]}
             )
             gone += int(result.rowcount or 0)
         return gone
@@ -486,12 +481,9 @@ class SqlOutbox:
             return {}
         rows = await self.conn.execute(
             select(outbox.c.schedule_id, func.min(outbox.c.not_before))
-            .where(
-                outbox.c.schedule_id.in_(list(schedule_ids)),
-                outbox.c.state == PostState.PENDING.value,
-                outbox.c.not_before > now,
-            )
-            .group_by(outbox.c.schedule_id)
+            .where(_prepared(now))
+            .group_by(outbox.c.schedule_id),
+            {"ids": list(schedule_ids)},
         )
         return {schedule_id: utc(at) for schedule_id, at in rows}
 
@@ -633,6 +625,13 @@ def _with_sqlite_times(conn: AsyncConnection, rows: Sequence[tuple[Any, ...]]) -
         )
         for row in rows
     ]
+
+
+def _prepared(now: datetime) -> ColumnElement[bool]:
+    """Unsent posts of the schedules bound as `ids` that are not due by `now` (prepared ahead)."""
+    return and_(
+        outbox.c.schedule_id.in_(_IDS), outbox.c.state == PostState.PENDING.value, outbox.c.not_before > now
+    )
 
 
 def _outbox_row(row: Any) -> OutboxRow:
