@@ -1898,6 +1898,20 @@ class MemoryStore:
             raise ReadOnly("a write in a read transaction")
 
 
+async def ok(h: Harness, name: str, line: str) -> str:
+    """What the bot answers `name`'s command, which must not be refused."""
+    reply = await h.member(name).says(line)
+    assert reply is not None and not reply.is_error, reply
+    return reply.text
+
+
+async def refused(h: Harness, name: str, line: str) -> str:
+    """What the bot answers `name`'s command, which must be refused."""
+    reply = await h.member(name).says(line)
+    assert reply is not None and reply.is_error, reply
+    return reply.text
+
+
 class Harness:
     """An engine on fakes, with members who speak in the words of the feature."""
 

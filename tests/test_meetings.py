@@ -29,7 +29,7 @@ from core.meetings import (
 )
 from core.refs import MessageRef
 from tests.conftest import EmptyDatabase, migrated_store
-from tests.support import START, Harness
+from tests.support import START, Harness, ok, refused
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
@@ -61,18 +61,6 @@ def announcement(h: Harness) -> MessageRef:
     found = [s for s in h.chat.sent if s.text.startswith("📅")]
     assert found, texts(h)
     return found[-1].ref
-
-
-async def ok(h: Harness, name: str, line: str) -> str:
-    reply = await h.member(name).says(line)
-    assert reply is not None and not reply.is_error, reply
-    return reply.text
-
-
-async def refused(h: Harness, name: str, line: str) -> str:
-    reply = await h.member(name).says(line)
-    assert reply is not None and reply.is_error, reply
-    return reply.text
 
 
 # START is Monday 2026-03-02 09:00 UTC; the group is on UTC unless a test says otherwise.

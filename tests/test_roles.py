@@ -21,7 +21,7 @@ from core.members import Member
 from core.refs import ChannelRef
 from core.roles import PoolMember, check_name, next_holder, parse_rotation
 from tests.conftest import EmptyDatabase, migrated_store
-from tests.support import START, Harness
+from tests.support import START, Harness, ok, refused
 
 WEEK = timedelta(days=7)
 # START is Monday 2026-03-02 09:00 UTC: the week's turn (the digest's time, weekly mon 09:00) is now, and
@@ -36,18 +36,6 @@ async def h(request: pytest.FixtureRequest, empty_database: EmptyDatabase) -> As
         return
     async with empty_database(request.param) as url, migrated_store(url) as store:
         yield Harness(store=store)
-
-
-async def ok(h: Harness, name: str, command: str) -> str:
-    reply = await h.member(name).says(command)
-    assert reply is not None and not reply.is_error, reply
-    return reply.text
-
-
-async def refused(h: Harness, name: str, command: str) -> str:
-    reply = await h.member(name).says(command)
-    assert reply is not None and reply.is_error, reply
-    return reply.text
 
 
 async def advance(h: Harness, delta: timedelta) -> None:
