@@ -191,17 +191,9 @@ def plan(
 ) -> Plan:
     """The misfire policy. Of the occurrences due by now, the latest is delivered if it is at most
     `grace` late (the others coalesce into it); occurrences older than that are skipped."""
-    occurrence = schedule.next_occurrence
-    skipped = 0
-    horizon = now - grace - timedelta(days=1)  # quiet hours defer by less than a day
-    if occurrence is not None and occurrence < horizon:
-        occurrence = recurrence.next_after(schedule.cron, tz, horizon)
-        skipped = -1
-    missed: list[datetime] = []
-    while occurrence is not None and due_time(occurrence, tz, quiet) <= now:
-        missed.append(occurrence)
-        occurrence = recurrence.next_after(schedule.cron, tz, occurrence)
-    next_due = due_time(occurrence, tz, quiet) if occurrence is not None else None
+    missed, skipped, occurrence, next_due = _due_from(
+        schedule.next_occurrence, schedule.cron, now, tz, quiet, grace, recurrence
+    )
     if not missed:
         return Plan(None, 0, skipped, occurrence, next_due)
     latest = missed[-1]
@@ -229,16 +221,33 @@ def plan_after_delivery(
 ) -> Plan:
     """The next occurrence of a schedule whose occurrence `delivered` was posted at once (see
     `deliverable_at_once`): occurrences after it that were due by `now` coalesce into that delivery."""
-    occurrence = recurrence.next_after(cron, tz, delivered)
-    coalesced, skipped = 0, 0
-    horizon = now - grace - timedelta(days=1)  # planned long after it was delivered (the bot was down)
+    coalesced, skipped, occurrence, next_due = _due_from(
+        recurrence.next_after(cron, tz, delivered), cron, now, tz, quiet, grace, recurrence
+    )
+    return Plan(None, len(coalesced), skipped, occurrence, next_due)
+
+
+def _due_from(
+    occurrence: datetime | None,
+    cron: str,
+    now: datetime,
+    tz: str,
+    quiet: QuietHours | None,
+    grace: timedelta,
+    recurrence: Recurrence,
+) -> tuple[list[datetime], int, datetime | None, datetime | None]:
+    """From `occurrence` on: the occurrences due by now, -1 if older ones were skipped without being
+    counted (the bot was down long: only the last day past the grace window is walked), and the first
+    occurrence not due yet with its due time."""
+    skipped = 0
+    horizon = now - grace - timedelta(days=1)  # quiet hours defer by less than a day
     if occurrence is not None and occurrence < horizon:
         occurrence, skipped = recurrence.next_after(cron, tz, horizon), -1
+    due: list[datetime] = []
     while occurrence is not None and due_time(occurrence, tz, quiet) <= now:
-        coalesced += 1
+        due.append(occurrence)
         occurrence = recurrence.next_after(cron, tz, occurrence)
-    next_due = due_time(occurrence, tz, quiet) if occurrence is not None else None
-    return Plan(None, coalesced, skipped, occurrence, next_due)
+    return due, skipped, occurrence, due_time(occurrence, tz, quiet) if occurrence is not None else None
 
 
 def first_occurrence(
