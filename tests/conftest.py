@@ -14,7 +14,7 @@ from adapters.sql import migrate
 from adapters.sql.store import SqlStore, make_engine
 from tests.matrix_proxy import MatrixProxy
 from tests.support import Harness
-from tests.synapse import Homeserver, start_homeserver, synapse_missing_reason
+from tests.synapse import Homeserver, require_synapse, start_homeserver
 
 DEFAULT_PG = "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 
@@ -127,11 +127,7 @@ async def sql(db_url: str) -> AsyncIterator[Harness]:
 @pytest.fixture(scope="session")
 def homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Homeserver]:
     """A real Synapse on 127.0.0.1, once per session; skipped only where it cannot be installed."""
-    reason = synapse_missing_reason()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Synapse is required in CI: {reason}")
-        pytest.skip(reason)
+    require_synapse()
     server = start_homeserver(tmp_path_factory.mktemp("synapse"))
     try:
         yield server

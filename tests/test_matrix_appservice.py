@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import stat
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -28,7 +27,7 @@ from adapters.matrix.translate import PLATFORM
 from bot import cli
 from core.events import CommandInvoked, ReactionAdded
 from tests.matrix_support import Member, RunningBot, from_bot, membership, open_store, reply_to, start_bot
-from tests.synapse import Homeserver, free_port, start_homeserver, synapse_missing_reason
+from tests.synapse import Homeserver, free_port, require_synapse, start_homeserver
 from tests.test_matrix_e2e import ask, open_goal_poll
 
 BOT_USER = "@peerbot:peerbot.test"
@@ -87,11 +86,7 @@ def appservice_homeserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     """A second Synapse, with the registration `peerbot matrix-registration` wrote (started once), and
     Synapse's default message limit (0.2/s, burst 10) for every user: the members of these tests have
     theirs lifted by an admin, the bot's registration says `rate_limited: false`."""
-    reason = synapse_missing_reason()
-    if reason is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"Synapse is required in CI: {reason}")
-        pytest.skip(reason)
+    require_synapse()
     directory = tmp_path_factory.mktemp("synapse-appservice")
     port = free_port()
     code, _, err = write_registration(directory, port)
