@@ -170,9 +170,7 @@ class Engine:
         self.radar = RadarService(
             self.work, self.chats, platforms, recurrence, self.nudges.settings.digest, self.lifecycle
         )
-        self.roles = RoleService(
-            self.work, store, self.chats, platforms, recurrence, self.nudges.settings.digest
-        )
+        self.roles = RoleService(self.work, self.chats, platforms, recurrence, self.nudges.settings.digest)
         self.batches = Batches(self.work, self.votes, self.handle)
         bus.table = {
             PollClosed: (self.goals.decide, self.polls.announce, self.meetings.on_poll_closed),
@@ -373,18 +371,10 @@ class Engine:
                 return await self._answer_only(event, found)
             channel = found.channel  # the command is the group's, answered privately
         # Asked before the transaction: a platform may need a request to know (Matrix power levels).
-        # The group's facilitator of the week facilitates there too, on every platform (and its
-        # notetaker summarises its reviews).
-        facilitator = spec.checks_facilitator and (
-            await chat.is_facilitator(event.user, channel)
-            or await self.roles.facilitates(event.user, channel, spec.path)
-        )
-        if spec.facilitator_only and not facilitator:
-            refused = Reply(refusal(invocation, chat.command_prefix), is_error=True)
-            return await self._answer_only(event, refused)
+        by_platform = spec.checks_facilitator and await chat.is_facilitator(event.user, channel)
         reader = self.readers.get(spec.path)
         if reader is not None:
-            return await self._run_reader(reader, event, chat, invocation, facilitator, channel)
+            return await self._run_reader(reader, event, chat, invocation, by_platform, channel)
         handler = self.handlers[spec.path]
         try:
             async with self.work() as uow:
@@ -393,6 +383,7 @@ class Engine:
                     return None
                 uow.answered_apart = chat.interactive_replies
                 group = await self._enter(uow, event, channel, invocation)
+                facilitator = await self._facilitates(uow, group, event, chat, invocation, by_platform)
                 reply = await handler(Context(event, chat, group, uow, facilitator), invocation)
                 if reply.is_error:
                     raise _Refused(reply)
@@ -402,6 +393,26 @@ class Engine:
             return await self._answer_only(event, usage_reply(error, chat.command_prefix, structured))
         except _Refused as refused:  # nor is anything when it answers with an error (a refusal)
             return await self._answer_only(event, refused.reply)
+
+    async def _facilitates(
+        self,
+        uow: UnitOfWork,
+        group: Group,
+        event: CommandInvoked,
+        chat: ChatPort,
+        inv: Invocation,
+        by_platform: bool,
+    ) -> bool:
+        """Whether the member facilitates for this command: the platform says so, or they are the
+        group's facilitator of the week (or, for a review's summary, its notetaker). A command for
+        facilitators only is refused (`_Refused`: nothing of the unit of work is kept)."""
+        spec = inv.spec
+        facilitator = spec.checks_facilitator and (
+            by_platform or await self.roles.facilitates(uow.tx, group, event.user, spec.path)
+        )
+        if spec.facilitator_only and not facilitator:
+            raise _Refused(Reply(refusal(inv, chat.command_prefix), is_error=True))
+        return facilitator
 
     async def _enter(
         self, uow: UnitOfWork, event: CommandInvoked, channel: ChannelRef, inv: Invocation
@@ -466,7 +477,7 @@ class Engine:
         event: CommandInvoked,
         chat: ChatPort,
         inv: Invocation,
-        facilitator: bool,
+        by_platform: bool,
         channel: ChannelRef,
     ) -> Reply | None:
         """Run a command that only reads (an export).
@@ -477,12 +488,16 @@ class Engine:
         nothing; holding megabytes in the database would cost a long write. If the process dies
         before the file is sent, the member asks again; a failed send is answered with why.
         """
-        async with self.work() as uow:
-            if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
-                log.info("skipping event %s seen before", event.event_id)
-                return None
-            group = await self._enter(uow, event, channel, inv)
-            now = uow.now
+        try:
+            async with self.work() as uow:
+                if not await uow.tx.events.claim(chat.platform, event.event_id, uow.now):
+                    log.info("skipping event %s seen before", event.event_id)
+                    return None
+                group = await self._enter(uow, event, channel, inv)
+                facilitator = await self._facilitates(uow, group, event, chat, inv, by_platform)
+                now = uow.now
+        except _Refused as refused:
+            return await self._answer_only(event, refused.reply)
         try:
             async with self.store.read() as tx:
                 reply = await reader(Reading(event, chat, group, tx, now, facilitator), inv)

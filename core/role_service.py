@@ -25,8 +25,8 @@ from core.lifecycle import Group
 from core.nudging import digest_of, local_time
 from core.outbox import Post, PostKind
 from core.paging import Item, Listing, one_line
-from core.ports import ChatPort, Store, command_prefix
-from core.refs import ChannelRef, UserRef
+from core.ports import ChatPort, StoreTx, command_prefix
+from core.refs import UserRef
 from core.roles import (
     BUILT_IN,
     FACILITATOR_OF_THE_WEEK,
@@ -72,14 +72,12 @@ class RoleService:
     def __init__(
         self,
         work: Work,
-        store: Store,
         chats: Mapping[str, ChatPort],
         platforms: Collection[str],
         recurrence: Recurrence,
         weekly: str,
     ) -> None:
         self.work = work
-        self.store = store
         self.chats = chats
         self.platforms = platforms
         self.recurrence = recurrence
@@ -118,15 +116,12 @@ class RoleService:
 
     # The facilitator of the week ---------------------------------------------------------------
 
-    async def facilitates(self, user: UserRef, channel: ChannelRef, path: tuple[str, ...] = ()) -> bool:
-        """The member holds facilitator-of-the-week in the group of this channel (and no other); or, for
-        `review summary`, the group's notetaker, whose duty it is."""
+    @staticmethod
+    async def facilitates(tx: StoreTx, group: Group, user: UserRef, path: tuple[str, ...] = ()) -> bool:
+        """The member holds facilitator-of-the-week in this group (and no other); or, for `review
+        summary`, the group's notetaker, whose duty it is."""
         names = [FACILITATOR_OF_THE_WEEK, *([NOTETAKER] if path == NOTETAKERS_COMMAND else [])]
-        async with self.store.read() as tx:
-            group = await tx.groups.get(channel)
-            if group is None:
-                return False
-            held = [await tx.roles.get(group.id, name) for name in names]
+        held = [await tx.roles.get(group.id, name) for name in names]
         return any(role is not None and role.held and role.holder_key == user.key for role in held)
 
     # Handing over ------------------------------------------------------------------------------
